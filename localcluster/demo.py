@@ -1,0 +1,69 @@
+"""`make demo`: the local cluster, the operator, the SGLang example, and its status."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import cluster
+
+REPO = Path(__file__).resolve().parent.parent
+GROUP = "sglang-pd"
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def main() -> None:
+    cluster.up()
+    _say("installing the RoleBasedGroup CRDs from crds/")
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        deadline = time.monotonic() + 60
+        while not cluster.crd_established(name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    log = cluster.state_dir() / "logs" / "rbg-operator.log"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())}
+    pid = cluster.start_process("rbg-operator", [sys.executable, "-m", "rbg_operator", "run",
+                                                 "--metrics-bind-address=127.0.0.1:0",
+                                                 "--health-probe-bind-address=127.0.0.1:0"], env=env)
+    _say(f"operator running (pid {pid}), log: {log}")
+
+    _say("applying examples/llm-model.yaml and examples/sglang_pd.yaml")
+    cluster.kubectl("apply", "-f", str(REPO / "examples" / "llm-model.yaml"))
+    cluster.kubectl("apply", "-f", str(REPO / "examples" / "sglang_pd.yaml"))
+
+    deadline = time.monotonic() + 180
+    last = ""
+    while time.monotonic() < deadline:
+        group = json.loads(cluster.kubectl("get", "rbg", GROUP, "-o", "json").stdout)
+        ready = next((c for c in (group.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
+        line = f"Ready={ready['status']} ({ready['reason']}: {ready['message']})" if ready else "no status yet"
+        if line != last:
+            _say(f"{GROUP}: {line}")
+            last = line
+        if ready and ready["status"] == "True":
+            break
+        time.sleep(1)
+    else:
+        _say(f"{GROUP} is not Ready after 180s; the operator log is {log}")
+
+    print()
+    print(cluster.kubectl("get", "rbg", GROUP).stdout)
+    print(cluster.kubectl("get", "statefulsets,services", "-l", f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}").stdout)
+    print(cluster.kubectl("get", "pods", "-o", "wide", "-l", f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}").stdout)
+    print(f"Try it yourself:  export KUBECONFIG={cluster.kubeconfig_path()} PATH={cluster.state_dir() / 'bin'}:$PATH")
+    print("                   kubectl get rbg; kubectl describe rbg sglang-pd")
+    print("Stop everything:   make cluster-down")
+
+
+if __name__ == "__main__":
+    main()
