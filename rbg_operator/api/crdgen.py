@@ -1,0 +1,220 @@
+"""Generate the CRD manifests in crds/ from the pydantic models.
+
+pydantic's JSON schema is turned into a structural OpenAPI v3 schema: references inlined,
+optional fields unwrapped, int-or-string marked, and embedded Kubernetes types (pod
+templates, containers, service ports) replaced by the real schema from the pinned
+Kubernetes release's OpenAPI document.
+
+    python -m rbg_operator.api.crdgen --k8s-openapi api__v1_openapi.json --out crds/
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from .. import naming
+
+# Keys of a JSON schema that a CRD's structural schema may carry over unchanged.
+_KEEP = ("type", "format", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+         "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems", "minProperties",
+         "maxProperties", "nullable", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+         "x-kubernetes-map-type", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
+         "x-kubernetes-embedded-resource", "x-kubernetes-validations", "default", "description")
+_INT_OR_STRING = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+# Embedded object metadata may only carry these fields in a CRD schema.
+_EMBEDDED_METADATA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"}, "namespace": {"type": "string"}, "generateName": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "finalizers": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CrdSpec:
+    kind: str
+    plural: str
+    short_names: list[str]
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    description: str
+    printer_columns: list[dict]
+    scale: dict | None = None
+
+
+class KubernetesSchemas:
+    """Resolves definitions of the pinned Kubernetes OpenAPI v3 document into CRD schema."""
+
+    def __init__(self, *documents: dict):
+        self.schemas: dict[str, dict] = {}
+        for document in documents:
+            self.schemas.update(document["components"]["schemas"])
+
+    def resolve(self, name: str, _stack: tuple[str, ...] = ()) -> dict:
+        if name == "io.k8s.apimachinery.pkg.util.intstr.IntOrString":
+            return copy.deepcopy(_INT_OR_STRING)
+        if name == "io.k8s.apimachinery.pkg.api.resource.Quantity":
+            return copy.deepcopy(_INT_OR_STRING)
+        if name == "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta":
+            return copy.deepcopy(_EMBEDDED_METADATA)
+        if name in _stack:
+            return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        return self._convert(self.schemas[name], _stack + (name,))
+
+    def _convert(self, node: dict, stack: tuple[str, ...]) -> dict:
+        ref = node.get("$ref") or next((s["$ref"] for s in node.get("allOf", []) if "$ref" in s), None)
+        if ref:
+            return self.resolve(ref.rsplit("/", 1)[-1], stack)
+        # Descriptions of the embedded core types are left out to keep the CRD within etcd's object size.
+        # Scalar defaults stay (list-map keys such as ports[].protocol need theirs); object defaults
+        # would plant empty structs in every template.
+        out = {k: v for k, v in node.items()
+               if k in _KEEP and k != "description" and not (k == "default" and isinstance(v, (dict, list)))}
+        if "properties" in node:
+            out["properties"] = {k: self._convert(v, stack) for k, v in node["properties"].items()}
+        if "required" in node:
+            out["required"] = list(node["required"])
+        if "items" in node:
+            out["items"] = self._convert(node["items"], stack)
+        if isinstance(node.get("additionalProperties"), dict):
+            out["additionalProperties"] = self._convert(node["additionalProperties"], stack)
+        if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+
+
+class SchemaConverter:
+    """pydantic JSON schema -> structural OpenAPI v3 schema."""
+
+    def __init__(self, kubernetes: KubernetesSchemas):
+        self.kubernetes = kubernetes
+
+    def model(self, model: type[BaseModel]) -> dict:
+        schema = model.model_json_schema(by_alias=True, mode="validation")
+        return self._convert(schema, schema.get("$defs", {}))
+
+    def _convert(self, node: dict, defs: dict) -> dict:
+        annotations = {k: node[k] for k in ("description", "default", "x-kubernetes-validations",
+                                              "x-kubernetes-list-type", "x-kubernetes-list-map-keys") if k in node}
+        if annotations.get("default", 0) is None:  # pydantic's "optional"; the CRD just omits the field
+            del annotations["default"]
+        if "$ref" in node:
+            return {**self._convert(defs[node["$ref"].rsplit("/", 1)[-1]], defs), **annotations}
+        if "x-rbg-k8s-type" in node:
+            return {**self.kubernetes.resolve(node["x-rbg-k8s-type"]), **annotations}
+        if node.get("x-kubernetes-int-or-string"):
+            return {**copy.deepcopy(_INT_OR_STRING), **annotations}
+        if "anyOf" in node:
+            options = [o for o in node["anyOf"] if o.get("type") != "null"]
+            if len(options) != 1:
+                raise ValueError(f"cannot express union {node['anyOf']} in a structural schema")
+            return {**self._convert(options[0], defs), **annotations}
+        out = {k: v for k, v in node.items() if k in _KEEP and not (k == "default" and v is None)}
+        if "const" in node:
+            out["enum"] = [node["const"]]
+        if "properties" in node:
+            out["type"] = "object"
+            out["properties"] = {k: self._convert(v, defs) for k, v in node["properties"].items()}
+            if node.get("required"):
+                out["required"] = list(node["required"])
+        if "items" in node:
+            out["items"] = self._convert(node["items"], defs)
+        if isinstance(node.get("additionalProperties"), dict):
+            out["additionalProperties"] = self._convert(node["additionalProperties"], defs)
+        if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+
+
+def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
+    schema = {
+        "type": "object",
+        "description": spec.description,
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion of this object: workloads.x-k8s.io/v1alpha1."},
+            "kind": {"type": "string", "description": f"Kind of this object: {spec.kind}."},
+            "metadata": {"type": "object"},
+            "spec": converter.model(spec.spec_model),
+            "status": converter.model(spec.status_model),
+        },
+    }
+    subresources: dict[str, Any] = {"status": {}}
+    if spec.scale:
+        subresources["scale"] = spec.scale
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{spec.plural}.{naming.GROUP}"},
+        "spec": {
+            "group": naming.GROUP,
+            "names": {
+                "kind": spec.kind, "listKind": f"{spec.kind}List", "plural": spec.plural,
+                "singular": spec.kind.lower(), "shortNames": spec.short_names,
+            },
+            "scope": "Namespaced",
+            "versions": [{
+                "name": naming.VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": subresources,
+                "additionalPrinterColumns": spec.printer_columns,
+                "schema": {"openAPIV3Schema": schema},
+            }],
+        },
+    }
+
+
+def crd_specs() -> list[CrdSpec]:
+    from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus
+
+    age = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    return [
+        CrdSpec(
+            kind="RoleBasedGroup", plural="rolebasedgroups", short_names=["rbg"],
+            spec_model=RoleBasedGroupSpec, status_model=RoleBasedGroupStatus,
+            description="RoleBasedGroup runs a list of named roles (e.g. router, prefill, decode) as one unit.",
+            printer_columns=[
+                {"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+                age,
+            ],
+        ),
+    ]
+
+
+def render(kubernetes_openapi: list[dict]) -> dict[str, str]:
+    """File name -> YAML text of every CRD."""
+    converter = SchemaConverter(KubernetesSchemas(*kubernetes_openapi))
+    files = {}
+    for spec in crd_specs():
+        document = crd(spec, converter)
+        header = "# Generated by `make crds` from rbg_operator/api; do not edit by hand.\n"
+        files[f"{naming.GROUP}_{spec.plural}.yaml"] = header + yaml.safe_dump(document, sort_keys=False, width=120)
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--k8s-openapi", type=Path, required=True, action="append",
+                        help="the pinned Kubernetes' api/openapi-spec/v3/api__v1_openapi.json")
+    parser.add_argument("--out", type=Path, required=True, help="directory to write the CRDs to")
+    args = parser.parse_args()
+    documents = [json.loads(path.read_text()) for path in args.k8s_openapi]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in render(documents).items():
+        (args.out / name).write_text(text)
+        print(f"wrote {args.out / name} ({len(text) // 1024} KiB)")
+
+
+if __name__ == "__main__":
+    main()

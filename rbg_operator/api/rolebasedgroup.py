@@ -1,0 +1,325 @@
+"""RoleBasedGroup (workloads.x-k8s.io/v1alpha1): spec and status models.
+
+These models are the single source of truth: the CRD schema in crds/ is generated from
+them, and the operator parses every group through them before acting on it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .common import (
+    ApiModel,
+    Condition,
+    Container,
+    DnsLabel,
+    FreeForm,
+    IntOrString,
+    Percent,
+    PodTemplateSpec,
+    ServicePort,
+)
+
+LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+STATEFULSET = ("apps/v1", "StatefulSet")
+DEPLOYMENT = ("apps/v1", "Deployment")
+LEADERWORKERSET = ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")
+SUPPORTED_WORKLOADS = (STATEFULSET, DEPLOYMENT, LEADERWORKERSET)
+
+
+class Workload(ApiModel):
+    """The kind of workload a role runs as."""
+
+    api_version: str = Field("apps/v1", description="API version of the workload: apps/v1 or leaderworkerset.x-k8s.io/v1.")
+    kind: str = Field("StatefulSet", description="Kind of the workload: StatefulSet, Deployment or LeaderWorkerSet.")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.api_version, self.kind)
+
+
+class TemplateRef(ApiModel):
+    """Points at an entry of spec.roleTemplates."""
+
+    name: str = Field(description="Name of the roleTemplates entry this role's pod template starts from.")
+
+
+class LeaderWorkerSetSpec(ApiModel):
+    """Shape of a LeaderWorkerSet role: pods per group and the leader/worker patches."""
+
+    size: int = Field(1, ge=1, description="Pods per leader-worker group, leader included.")
+    patch_leader_template: FreeForm | None = Field(
+        None, description="Strategic merge patch applied to the role template for the leader pod.")
+    patch_worker_template: FreeForm | None = Field(
+        None, description="Strategic merge patch applied to the role template for worker pods.")
+
+
+class InPlaceUpdateStrategy(ApiModel):
+    """Settings for in-place updates."""
+
+    grace_period_seconds: int | None = Field(
+        None, ge=0, description="Seconds the pod is marked not-ready before an in-place update.")
+
+
+class RollingUpdate(ApiModel):
+    """How a role's pods are replaced during a rolling update."""
+
+    type: str | None = Field(None, description="Update method of the rolling update, e.g. InPlaceIfPossible.")
+    partition: IntOrString | None = Field(
+        None, description="Ordinal (or percentage of replicas) below which pods keep the old revision.")
+    max_unavailable: IntOrString = Field(1, description="Pods (or percentage) that may be unavailable during the update.")
+    max_surge: IntOrString = Field(0, description="Extra pods (or percentage) allowed above replicas during the update.")
+    paused: bool = Field(False, description="Holds the role's rollout where it is.")
+    in_place_update_strategy: InPlaceUpdateStrategy | None = Field(None, description="In-place update settings.")
+
+
+class RolloutStrategy(ApiModel):
+    """How a template change rolls out for a role."""
+
+    type: Literal["RollingUpdate"] = Field("RollingUpdate", description="Rollout type; RollingUpdate.")
+    rolling_update: RollingUpdate | None = Field(None, description="Rolling update parameters.")
+
+
+class EngineRuntime(ApiModel):
+    """Sidecars injected from a ClusterEngineRuntimeProfile."""
+
+    profile_name: str = Field(description="Name of the ClusterEngineRuntimeProfile.")
+    inject_containers: list[str] | None = Field(None, description="Containers the profile injects into.")
+    containers: list[Container] | None = Field(None, description="Container overrides for the profile's sidecars.")
+
+
+class ScalingAdapterSpec(ApiModel):
+    """Whether the role gets a RoleBasedGroupScalingAdapter."""
+
+    enable: bool = Field(False, description="Create a RoleBasedGroupScalingAdapter {rbg}-{role} for this role.")
+
+
+class Role(ApiModel):
+    """One named role of the group, run as one workload."""
+
+    name: DnsLabel = Field(description="Role name, unique in the group; a DNS label.")
+    replicas: int = Field(1, ge=0, description="Number of role instances (pods, or leader-worker groups).")
+    dependencies: list[str] | None = Field(
+        None, description="Roles that must be Ready before this role is created.")
+    workload: Workload = Field(default_factory=Workload, description="Workload kind of the role.",
+                               json_schema_extra={"default": {}})  # lets the API server fill in StatefulSet
+    template: PodTemplateSpec | None = Field(None, description="Pod template of the role.")
+    template_ref: TemplateRef | None = Field(
+        None, description="Use a spec.roleTemplates entry as the pod template (not with LeaderWorkerSet).")
+    template_patch: FreeForm | None = Field(
+        None, description="Strategic merge patch applied onto the referenced role template.")
+    leader_worker_set: LeaderWorkerSetSpec | None = Field(
+        None, description="LeaderWorkerSet settings; only for LeaderWorkerSet roles.")
+    restart_policy: Literal["None", "RecreateRBGOnPodRestart", "RecreateRoleInstanceOnPodRestart"] | None = Field(
+        None, description="What a container restart or pod loss in this role recreates.")
+    rollout_strategy: RolloutStrategy | None = Field(None, description="How template changes roll out.")
+    service_ports: list[ServicePort] | None = Field(None, description="Ports published in the discovery config.")
+    engine_runtimes: list[EngineRuntime] | None = Field(None, description="Engine runtime sidecars (later goal).")
+    scaling_adapter: ScalingAdapterSpec | None = Field(None, description="Scaling adapter for the role.")
+    min_ready_seconds: int = Field(0, ge=0, description="Seconds a pod must be ready before it counts as available.")
+    labels: dict[str, str] | None = Field(None, description="Labels copied onto the workload and its pods.")
+    annotations: dict[str, str] | None = Field(None, description="Annotations copied onto the workload and its pods.")
+
+    @property
+    def leader_worker_size(self) -> int:
+        return self.leader_worker_set.size if self.leader_worker_set else 1
+
+
+class RoleTemplate(ApiModel):
+    """A named pod template that roles reference with templateRef."""
+
+    name: DnsLabel = Field(description="Template name; a DNS label.")
+    template: PodTemplateSpec = Field(description="The pod template.")
+
+
+class KubeScheduling(ApiModel):
+    """Gang scheduling with the scheduler-plugins coscheduling PodGroup."""
+
+    schedule_timeout_seconds: int = Field(60, ge=1, description="Seconds to wait for the whole gang to be placed.")
+
+
+class VolcanoScheduling(ApiModel):
+    """Gang scheduling with a Volcano PodGroup."""
+
+    priority_class_name: str | None = Field(None, description="Priority class of the PodGroup.")
+    queue: str | None = Field(None, description="Volcano queue of the PodGroup.")
+
+
+class PodGroupPolicy(ApiModel):
+    """Gang scheduling: all pods of the group placed or none. Set exactly one backend."""
+
+    kube_scheduling: KubeScheduling | None = Field(None, description="Use the scheduler-plugins coscheduling PodGroup.")
+    volcano_scheduling: VolcanoScheduling | None = Field(None, description="Use a Volcano PodGroup.")
+
+
+class CoordinationRollingUpdate(ApiModel):
+    """Keeps the listed roles' rollouts in step."""
+
+    max_skew: Percent | None = Field(None, description="Largest allowed difference of the roles' updated fractions.")
+    partition: Percent | None = Field(None, description="Share of each role kept on the old revision.")
+    max_unavailable: Percent | None = Field(None, description="Share of each role that may be unavailable.")
+
+
+class CoordinationScaling(ApiModel):
+    """Paces replica increases across the listed roles."""
+
+    max_skew: Percent | None = Field(None, description="Largest allowed difference of the roles' scaled fractions.")
+    progression: Literal["OrderScheduled", "OrderReady"] = Field(
+        "OrderScheduled", description="Advance when pods are scheduled (OrderScheduled) or ready (OrderReady).")
+
+
+class CoordinationStrategy(ApiModel):
+    """Rolling update and scaling coordination."""
+
+    rolling_update: CoordinationRollingUpdate | None = Field(None, description="Coordinated rolling update.")
+    scaling: CoordinationScaling | None = Field(None, description="Coordinated scaling.")
+
+
+class Coordination(ApiModel):
+    """A set of roles that update and scale together."""
+
+    name: str = Field(description="Name of this coordination rule.")
+    roles: list[str] = Field(min_length=1, description="Names of the coordinated roles.")
+    strategy: CoordinationStrategy | None = Field(None, description="How the roles are coordinated.")
+
+
+class RoleBasedGroupSpec(ApiModel):
+    """A list of named roles deployed, ordered, scheduled and updated as one group."""
+
+    roles: list[Role] = Field(min_length=1, description="The group's roles.", json_schema_extra=LIST_MAP_BY_NAME)
+    role_templates: list[RoleTemplate] | None = Field(
+        None, description="Named pod templates that roles can reference.", json_schema_extra=LIST_MAP_BY_NAME)
+    pod_group_policy: PodGroupPolicy | None = Field(
+        None, description="Gang scheduling policy; its presence turns gang scheduling on.")
+    coordination: list[Coordination] | None = Field(None, description="Roles that roll out and scale together.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RoleBasedGroupSpec":
+        problems = spec_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def role(self, name: str) -> Role:
+        return next(r for r in self.roles if r.name == name)
+
+
+class RoleStatus(ApiModel):
+    """Observed counts of one role."""
+
+    name: str = Field(description="Role name.")
+    replicas: int = Field(0, description="Instances that exist.")
+    ready_replicas: int = Field(0, description="Instances that are ready.")
+    updated_replicas: int = Field(0, description="Instances on the current revision.")
+
+
+class RoleBasedGroupStatus(ApiModel):
+    """Observed state of the group."""
+
+    observed_generation: int | None = Field(None, description="The .metadata.generation this status reflects.")
+    conditions: list[Condition] | None = Field(
+        None, description="Ready, Progressing, RollingUpdateInProgress, RestartInProgress.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+    role_statuses: list[RoleStatus] | None = Field(None, description="Per-role counts.")
+
+
+def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
+    """Every rule a group must satisfy, each message naming the field it is about."""
+    problems: list[str] = []
+    names = [role.name for role in spec.roles]
+    template_names = {t.name for t in spec.role_templates or []}
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"spec.roles: role name {duplicate!r} is used more than once")
+    for i, role in enumerate(spec.roles):
+        where = f"spec.roles[{i}]"
+        if role.workload.key not in SUPPORTED_WORKLOADS:
+            problems.append(f"{where}.workload: unsupported workload {role.workload.api_version}/{role.workload.kind}")
+        if (role.template is None) == (role.template_ref is None):
+            problems.append(f"{where}: set exactly one of template and templateRef")
+        if role.template_ref is not None:
+            if role.workload.key == LEADERWORKERSET:
+                problems.append(f"{where}.templateRef: not allowed for LeaderWorkerSet roles")
+            if role.template_ref.name not in template_names:
+                problems.append(f"{where}.templateRef.name: no roleTemplates entry named {role.template_ref.name!r}")
+        if role.leader_worker_set is not None and role.workload.key != LEADERWORKERSET:
+            problems.append(f"{where}.leaderWorkerSet: only allowed for LeaderWorkerSet roles")
+        for dep in role.dependencies or []:
+            if dep == role.name:
+                problems.append(f"{where}.dependencies: role {role.name!r} depends on itself")
+            elif dep not in names:
+                problems.append(f"{where}.dependencies: unknown role {dep!r}")
+    cycle = dependency_cycle(spec)
+    if cycle:
+        problems.append(f"spec.roles: dependency cycle {' -> '.join(cycle)}")
+    for i, rule in enumerate(spec.coordination or []):
+        for role_name in rule.roles:
+            if role_name not in names:
+                problems.append(f"spec.coordination[{i}].roles: unknown role {role_name!r}")
+    policy = spec.pod_group_policy
+    if policy is not None and (policy.kube_scheduling is None) == (policy.volcano_scheduling is None):
+        problems.append("spec.podGroupPolicy: set exactly one of kubeScheduling and volcanoScheduling")
+    return problems
+
+
+def dependency_cycle(spec: RoleBasedGroupSpec) -> list[str]:
+    """A dependency cycle as a list of role names (first repeated at the end), or []."""
+    graph = {role.name: [d for d in role.dependencies or [] if d != role.name] for role in spec.roles}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        state[name] = 1
+        path.append(name)
+        for dep in graph.get(name, []):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep in graph and state.get(dep) is None:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return []
+
+    for name in graph:
+        if state.get(name) is None:
+            found = visit(name)
+            if found:
+                return found
+    return []
+
+
+def dependency_layers(spec: RoleBasedGroupSpec) -> list[list[str]]:
+    """Roles grouped so that each layer depends only on earlier layers (spec order within a layer)."""
+    placed: dict[str, int] = {}
+    remaining = list(spec.roles)
+    layers: list[list[str]] = []
+    while remaining:
+        layer = [r.name for r in remaining if all(d in placed for d in r.dependencies or [])]
+        if not layer:
+            raise ValueError("spec.roles: dependency cycle")
+        for name in layer:
+            placed[name] = len(layers)
+        layers.append(layer)
+        remaining = [r for r in remaining if r.name not in placed]
+    return layers
+
+
+class RoleBasedGroup(ApiModel):
+    """A RoleBasedGroup object as the API server returns it."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}  # apiVersion, kind
+
+    metadata: dict = Field(description="Standard object metadata.")
+    spec: RoleBasedGroupSpec = Field(description="Desired state of the group.")
+    status: RoleBasedGroupStatus | None = Field(None, description="Observed state of the group.")
+
+    @property
+    def name(self) -> str:
+        return self.metadata["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata["namespace"]

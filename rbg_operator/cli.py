@@ -1,0 +1,49 @@
+"""`rbg-operator run`: run the operator against the current KUBECONFIG (or in-cluster config)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+from prometheus_client import start_http_server
+
+from . import operator
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rbg-operator", description="RoleBasedGroup operator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", action="append", default=[],
+                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument("--workers", type=int, default=operator.SETTINGS.workers,
+                     help="groups reconciled concurrently (default %(default)s)")
+    run.add_argument("--resync-seconds", type=float, default=operator.SETTINGS.resync_seconds,
+                     help="safety-net resync period (default %(default)s)")
+    run.add_argument("--metrics-bind-address", default=":8080",
+                     help="where /metrics is served, host:port; '0' disables (default %(default)s)")
+    run.add_argument("--health-probe-bind-address", default=":8081",
+                     help="where /healthz is served, host:port (default %(default)s)")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    operator.SETTINGS.workers = args.workers
+    operator.SETTINGS.resync_seconds = args.resync_seconds
+    if args.metrics_bind_address != "0":
+        host, port = _address(args.metrics_bind_address)
+        start_http_server(port, addr=host)  # serves from its own thread, off the event loop
+    host, port = _address(args.health_probe_bind_address)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=f"http://{host}:{port}/healthz",
+    )

@@ -1,0 +1,31 @@
+"""Standard conditions whose lastTransitionTime moves only when the status really changes."""
+
+from __future__ import annotations
+
+import datetime
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge(previous: list[dict] | None, desired: list[dict], generation: int) -> list[dict]:
+    """Desired conditions (type, status, reason, message) stamped with times and generation."""
+    old = {c["type"]: c for c in previous or []}
+    merged = []
+    for condition in desired:
+        before = old.get(condition["type"])
+        changed = before is None or before.get("status") != condition["status"]
+        merged.append({
+            **condition,
+            "lastTransitionTime": now() if changed else before["lastTransitionTime"],
+            "observedGeneration": generation,
+        })
+    # Condition types this reconcile does not speak about keep their last value.
+    spoken = {c["type"] for c in desired}
+    merged += [c for t, c in old.items() if t not in spoken]
+    return sorted(merged, key=lambda c: c["type"])
+
+
+def find(conditions: list[dict] | None, type_: str) -> dict | None:
+    return next((c for c in conditions or [] if c["type"] == type_), None)

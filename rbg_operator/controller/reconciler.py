@@ -1,0 +1,187 @@
+"""One level-triggered reconcile of one RoleBasedGroup: compare what should exist with what
+the store has observed, write only the difference, then report status."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pydantic
+
+from .. import naming
+from ..api.rolebasedgroup import RoleBasedGroup
+from ..desired import creation_layers, role_children
+from ..events import EventRecorder
+from ..kube import KINDS, Kube
+from . import conditions
+from .diff import contains
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+RBG = (naming.API_VERSION, "RoleBasedGroup")
+CHILD_KINDS = [("v1", "Service"), ("apps/v1", "StatefulSet")]
+# Fields another actor may own on our workloads (kubectl scale, an HPA): we stop applying them.
+YIELDABLE_FIELDS = {("spec", "replicas"): "f:replicas"}
+
+
+@dataclasses.dataclass
+class RoleProgress:
+    name: str
+    desired: int
+    replicas: int = 0
+    ready: int = 0
+    updated: int = 0
+    exists: bool = False
+    current: bool = False  # the workload controller has seen our latest spec
+
+    @property
+    def is_ready(self) -> bool:
+        return self.exists and self.current and self.ready >= self.desired and self.updated >= self.desired
+
+
+def _workload_progress(name: str, desired: int, workload: dict | None) -> RoleProgress:
+    progress = RoleProgress(name, desired)
+    if workload is None:
+        return progress
+    status = workload.get("status", {})
+    progress.exists = True
+    progress.current = status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0)
+    progress.replicas = status.get("replicas", 0)
+    progress.ready = status.get("readyReplicas", 0)
+    progress.updated = status.get("updatedReplicas", 0)
+    progress.desired = workload.get("spec", {}).get("replicas", desired)
+    return progress
+
+
+def _foreign_owner(observed: dict, field: str) -> str | None:
+    """The manager other than us that owns spec.<field> of an observed object, if any."""
+    for entry in observed["metadata"].get("managedFields", []) or []:
+        if entry.get("manager") == naming.FIELD_MANAGER:
+            continue
+        if field in (entry.get("fieldsV1") or {}).get("f:spec", {}):
+            return entry.get("manager")
+    return None
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder):
+        self.kube, self.store, self.recorder = kube, store, recorder
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        body = self.store.get(*RBG, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # owner references let garbage collection remove the children
+        try:
+            group = RoleBasedGroup.model_validate(body)
+        except pydantic.ValidationError as error:
+            await self._refuse(body, error)
+            return
+
+        waiting: dict[str, str] = {}
+        progress: dict[str, RoleProgress] = {}
+        for layer in creation_layers(group):
+            for role_name in layer:
+                role = group.spec.role(role_name)
+                workload_name = naming.workload_name(group.name, role_name)
+                workload = self.store.get("apps/v1", "StatefulSet", namespace, workload_name)
+                blocker = next((d for d in role.dependencies or [] if not progress[d].is_ready), None)
+                if blocker is not None and workload is None:
+                    waiting[role_name] = blocker
+                    progress[role_name] = RoleProgress(role_name, role.replicas)
+                    continue
+                for child in role_children(group, role_name):  # the workload comes last
+                    workload = await self._ensure(body, child)
+                progress[role_name] = _workload_progress(role_name, role.replicas, workload)
+
+        await self._remove_stale_roles(body, {r.name for r in group.spec.roles})
+        await self._report(body, group, progress, waiting)
+
+    async def _ensure(self, group_body: dict, desired: dict) -> dict:
+        """Apply `desired` unless the observed object already matches it."""
+        meta = desired["metadata"]
+        observed = self.store.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        if observed is not None:
+            for path, field in YIELDABLE_FIELDS.items():
+                owner = _foreign_owner(observed, field)
+                if owner is not None:
+                    desired[path[0]].pop(path[1], None)
+            if contains(observed, desired):
+                return observed
+        result = await self.kube.apply(desired)
+        self.store.upsert(result)
+        if observed is None:
+            await self.recorder.emit(group_body, "Normal", "Created", f"created {desired['kind']} {meta['name']}")
+        return result
+
+    async def _remove_stale_roles(self, group_body: dict, role_names: set[str]) -> None:
+        meta = group_body["metadata"]
+        for api_version, kind in CHILD_KINDS:
+            for obj in self.store.owned_by_group(api_version, kind, meta["namespace"], meta["name"]):
+                role = obj["metadata"].get("labels", {}).get(naming.LABEL_ROLE)
+                owners = obj["metadata"].get("ownerReferences", [])
+                if role in role_names or not any(o.get("uid") == meta["uid"] for o in owners):
+                    continue
+                await self.kube.delete(KINDS[(api_version, kind)], meta["namespace"], obj["metadata"]["name"],
+                                       uid=obj["metadata"]["uid"])
+                self.store.remove(api_version, kind, meta["namespace"], obj["metadata"]["name"])
+                await self.recorder.emit(group_body, "Normal", "RoleRemoved",
+                                         f"deleted {kind} {obj['metadata']['name']} of removed role {role}")
+
+    async def _refuse(self, body: dict, error: pydantic.ValidationError) -> None:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors(include_url=False)
+        )
+        message = f"invalid RoleBasedGroup: {details}"
+        changed = await self._write_status(body, [
+            {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message},
+            {"type": "Progressing", "status": "False", "reason": "InvalidSpec", "message": message},
+        ], role_statuses=(body.get("status") or {}).get("roleStatuses"))
+        if changed:
+            await self.recorder.emit(body, "Warning", "InvalidSpec", message)
+
+    async def _report(self, body: dict, group: RoleBasedGroup, progress: dict[str, RoleProgress],
+                      waiting: dict[str, str]) -> None:
+        roles = [progress[r.name] for r in group.spec.roles]
+        not_ready = [p.name for p in roles if not p.is_ready]
+        if not not_ready:
+            ready = {"type": "Ready", "status": "True", "reason": "AllRolesReady", "message": "all roles are ready"}
+            moving = {"type": "Progressing", "status": "False", "reason": "AllRolesReady",
+                      "message": "all roles are ready"}
+        elif waiting:
+            text = "; ".join(f"role {r} waits for role {d} to be ready" for r, d in waiting.items())
+            ready = {"type": "Ready", "status": "False", "reason": "WaitingForDependencies", "message": text}
+            moving = {"type": "Progressing", "status": "True", "reason": "WaitingForDependencies", "message": text}
+        else:
+            text = "roles not ready: " + ", ".join(not_ready)
+            ready = {"type": "Ready", "status": "False", "reason": "RolesNotReady", "message": text}
+            moving = {"type": "Progressing", "status": "True", "reason": "RolesProgressing", "message": text}
+        role_statuses = [
+            {"name": p.name, "replicas": p.replicas, "readyReplicas": p.ready, "updatedReplicas": p.updated}
+            for p in roles
+        ]
+        previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
+        changed = await self._write_status(body, [ready, moving], role_statuses)
+        if changed and (previous is None or previous.get("reason") != ready["reason"]):
+            await self.recorder.emit(body, "Normal", ready["reason"], ready["message"])
+
+    async def _write_status(self, body: dict, desired_conditions: list[dict], role_statuses) -> bool:
+        """Write status only when it differs from what is stored; returns whether it wrote."""
+        meta = body["metadata"]
+        old = body.get("status") or {}
+        status = {
+            "observedGeneration": meta.get("generation", 0),
+            "conditions": conditions.merge(old.get("conditions"), desired_conditions, meta.get("generation", 0)),
+        }
+        if role_statuses is not None:
+            status["roleStatuses"] = role_statuses
+        if contains(old, status):
+            return False
+        result = await self.kube.apply({
+            "apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "status": status,
+        }, subresource="status")
+        self.store.upsert(result)
+        return True

@@ -1,0 +1,21 @@
+"""Pure functions that turn a RoleBasedGroup into the child objects it should have.
+
+No I/O happens here: the reconciler feeds in the parsed group and applies what comes out.
+"""
+
+from __future__ import annotations
+
+from ..api.rolebasedgroup import RoleBasedGroup, dependency_layers
+from .discovery import headless_service
+from .workloads import role_workload
+
+
+def role_children(group: RoleBasedGroup, role_name: str) -> list[dict]:
+    """The objects one role needs: its headless Service first, then its workload."""
+    role = group.spec.role(role_name)
+    return [headless_service(group, role), role_workload(group, role)]
+
+
+def creation_layers(group: RoleBasedGroup) -> list[list[str]]:
+    """Role names in the order their workloads may be created (dependencies first)."""
+    return dependency_layers(group.spec)

@@ -1,0 +1,23 @@
+"""Prometheus metrics under controller-runtime's names, so existing dashboards work.
+No label carries an object name: cardinality stays bounded however many groups exist."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONTROLLER = "rolebasedgroup"
+
+reconcile_total = Counter("controller_runtime_reconcile_total", "Reconciliations by result.",
+                          ["controller", "result"])
+reconcile_errors = Counter("controller_runtime_reconcile_errors_total", "Reconciliations that failed.",
+                           ["controller"])
+reconcile_time = Histogram("controller_runtime_reconcile_time_seconds", "Time per reconciliation.",
+                           ["controller"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+workqueue_depth = Gauge("workqueue_depth", "Keys waiting in the work queue.", ["name"])
+workqueue_adds = Counter("workqueue_adds_total", "Keys added to the work queue.", ["name"])
+workqueue_queue_duration = Histogram("workqueue_queue_duration_seconds", "Time a key waits before processing.",
+                                     ["name"], buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60))
+rest_client_requests = Counter("rest_client_requests_total", "API requests by status code and method.",
+                               ["code", "method"])
+leader_election_master_status = Gauge("leader_election_master_status",
+                                      "1 while this process is the leader.", ["name"])

@@ -1,0 +1,133 @@
+"""Wires kopf's watches to the work queue and runs the reconcile workers.
+
+kopf gives us watch streams (raw events, no change detection), start-up and clean-up
+hooks; the level-triggered loop itself is ours: every event only refreshes the store and
+queues the owning group, and workers reconcile queued groups one at a time per group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+import kopf
+
+from . import metrics, naming
+from .controller.reconciler import Reconciler
+from .controller.store import Store
+from .controller.workqueue import WorkQueue
+from .events import EventRecorder
+from .kube import Kube
+
+log = logging.getLogger(__name__)
+
+GroupKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclasses.dataclass
+class Settings:
+    workers: int = 8
+    resync_seconds: float = 600.0  # a safety net only; events drive the loop
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Everything the handlers share, created at start-up and kept in kopf's memo."""
+
+    kube: Kube
+    store: Store
+    queue: WorkQueue[GroupKey]
+    reconciler: Reconciler
+    tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
+
+    async def handle(self, key: GroupKey) -> None:
+        started = time.monotonic()
+        try:
+            await self.reconciler.reconcile(*key)
+        except Exception:
+            log.exception("reconcile of %s/%s failed; retrying with backoff", *key)
+            metrics.reconcile_errors.labels(metrics.CONTROLLER).inc()
+            metrics.reconcile_total.labels(metrics.CONTROLLER, "error").inc()
+            self.queue.add_rate_limited(key)
+        else:
+            metrics.reconcile_total.labels(metrics.CONTROLLER, "success").inc()
+            self.queue.forget(key)
+        finally:
+            metrics.reconcile_time.labels(metrics.CONTROLLER).observe(time.monotonic() - started)
+            metrics.workqueue_depth.labels(metrics.CONTROLLER).set(len(self.queue))
+
+    async def resync_forever(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            for namespace, name in self.store.keys(naming.API_VERSION, "RoleBasedGroup"):
+                self.queue.add((namespace, name))
+
+
+SETTINGS = Settings()
+
+
+def _observe(runtime: Runtime, raw_event: dict) -> dict:
+    obj = raw_event["object"]
+    meta = obj["metadata"]
+    if raw_event.get("type") == "DELETED":
+        runtime.store.remove(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"], meta.get("uid"))
+    else:
+        runtime.store.upsert(obj)
+    return obj
+
+
+def _owning_group(obj: dict) -> GroupKey | None:
+    meta = obj["metadata"]
+    for owner in meta.get("ownerReferences", []) or []:
+        if owner.get("controller") and owner.get("kind") == "RoleBasedGroup" and owner.get("apiVersion") == naming.API_VERSION:
+            return (meta["namespace"], owner["name"])
+    group = (meta.get("labels") or {}).get(naming.LABEL_GROUP_NAME)
+    return (meta["namespace"], group) if group else None
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    settings.peering.standalone = True  # leader election is a Lease of our own, not kopf peering
+    settings.posting.enabled = False  # our EventRecorder posts the Events users should see
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    kube = await Kube.connect()
+    store = Store()
+    queue: WorkQueue[GroupKey] = WorkQueue()
+    queue.on_add = lambda key: metrics.workqueue_adds.labels(metrics.CONTROLLER).inc()
+    queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels(metrics.CONTROLLER).observe(waited)
+    runtime = Runtime(kube, store, queue, Reconciler(kube, store, EventRecorder(kube)))
+    runtime.tasks = [
+        asyncio.create_task(queue.run_workers(SETTINGS.workers, runtime.handle), name="rbg-workers"),
+        asyncio.create_task(runtime.resync_forever(SETTINGS.resync_seconds), name="rbg-resync"),
+    ]
+    memo.runtime = runtime
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_) -> None:
+    runtime: Runtime = memo.runtime
+    for task in runtime.tasks:
+        task.cancel()
+    await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    await runtime.kube.close()
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroups")
+async def group_event(event: dict, memo: kopf.Memo, **_) -> None:
+    obj = _observe(memo.runtime, event)
+    memo.runtime.queue.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+
+CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
+
+
+@kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_FILTER)
+@kopf.on.event("", "v1", "services", labels=CHILD_FILTER)
+async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
+    obj = _observe(memo.runtime, event)
+    key = _owning_group(obj)
+    if key is not None:
+        memo.runtime.queue.add(key)
