@@ -1,0 +1,79 @@
+"""A thin kubectl wrapper for tests: JSON in and out, and waits that say what they last saw."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+
+class KubectlError(AssertionError):
+    pass
+
+
+class Kubectl:
+    def __init__(self, binary: str, kubeconfig: str):
+        self.binary, self.kubeconfig = binary, kubeconfig
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+                                input=stdin, capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def apply(self, manifest: dict | list[dict] | str, namespace: str | None = None,
+              *extra: str) -> subprocess.CompletedProcess:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump_all(
+            manifest if isinstance(manifest, list) else [manifest])
+        ns = [f"--namespace={namespace}"] if namespace else []
+        return self.run("apply", *ns, *extra, "-f", "-", stdin=text)
+
+    def get(self, kind: str, name: str | None = None, namespace: str | None = None,
+            selector: str | None = None) -> Any:
+        """The object (or a list's items); None when a named object does not exist."""
+        args = ["get", kind, "-o", "json"]
+        if name:
+            args.insert(2, name)
+        if namespace:
+            args.append(f"--namespace={namespace}")
+        if selector:
+            args.append(f"--selector={selector}")
+        result = self.run(*args, check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr or "not found" in result.stderr:
+                return None
+            raise KubectlError(result.stderr.strip())
+        data = json.loads(result.stdout)
+        return data if name else data["items"]
+
+    def delete(self, kind: str, name: str, namespace: str | None = None, *extra: str) -> None:
+        ns = [f"--namespace={namespace}"] if namespace else []
+        self.run("delete", kind, name, *ns, "--ignore-not-found", *extra)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
+    """Poll `probe` until it returns a truthy value; on timeout, fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = probe()
+        except KubectlError as error:
+            last = f"error: {error}"
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+def condition(obj: dict | None, type_: str) -> dict | None:
+    if not obj:
+        return None
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)

@@ -1,0 +1,18 @@
+"""crds/ must be exactly what the generator makes from the models (run `make crds`)."""
+
+from pathlib import Path
+
+from localcluster.components import kubernetes_openapi
+from rbg_operator.api import crdgen
+
+import json
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def test_crds_match_the_models():
+    generated = crdgen.render([json.loads(kubernetes_openapi().read_text())])
+    on_disk = {p.name: p.read_text() for p in CRDS.glob("*.yaml")}
+    assert set(on_disk) == set(generated), "run `make crds`"
+    for name, text in generated.items():
+        assert on_disk[name] == text, f"{name} is stale: run `make crds`"

@@ -1,0 +1,66 @@
+import asyncio
+
+from rbg_operator.controller.workqueue import WorkQueue
+
+
+async def test_bursts_of_adds_coalesce_into_one_item():
+    queue: WorkQueue[str] = WorkQueue()
+    for _ in range(50):
+        queue.add("ns/a")
+    queue.add("ns/b")
+    assert len(queue) == 2
+    assert await queue.get() == "ns/a"
+    assert await queue.get() == "ns/b"
+    assert len(queue) == 0
+
+
+async def test_key_added_while_processing_is_requeued_once_after_done():
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("k")
+    key = await queue.get()
+    queue.add(key)
+    queue.add(key)
+    assert len(queue) == 0, "a key being processed must not be handed to a second worker"
+    queue.done(key)
+    assert len(queue) == 1
+
+
+async def test_rate_limited_requeue_backs_off_exponentially():
+    queue: WorkQueue[str] = WorkQueue(base_delay=0.05, max_delay=1)
+    queue.add_rate_limited("k")
+    assert len(queue) == 0
+    await asyncio.sleep(0.08)
+    assert len(queue) == 1
+    key = await queue.get()
+    queue.done(key)
+    queue.add_rate_limited("k")  # second failure: 0.1s
+    await asyncio.sleep(0.06)
+    assert len(queue) == 0
+    await asyncio.sleep(0.08)
+    assert len(queue) == 1
+    queue.forget("k")
+
+
+async def test_workers_never_process_one_key_concurrently():
+    queue: WorkQueue[str] = WorkQueue()
+    active: set[str] = set()
+    overlaps = 0
+    handled = 0
+
+    async def handle(key: str) -> None:
+        nonlocal overlaps, handled
+        if key in active:
+            overlaps += 1
+        active.add(key)
+        await asyncio.sleep(0.01)
+        active.discard(key)
+        handled += 1
+
+    runner = asyncio.create_task(queue.run_workers(4, handle))
+    for _ in range(20):
+        queue.add("same")
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.1)
+    runner.cancel()
+    assert overlaps == 0
+    assert 1 <= handled < 20, "adds during processing coalesce"
