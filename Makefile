@@ -1,0 +1,57 @@
+# rbg-operator: the two commands a new machine needs are `make demo` and `make test`.
+# Everything else here is what those two are made of.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help demo test unit-test cluster-test build cluster-up cluster-down cluster-status crds check-crds clean
+
+help:
+	@echo "make demo          local cluster + operator + SGLang example, then its status"
+	@echo "make test          unit tests and tests against the real local control plane"
+	@echo "make cluster-up    start the local control plane (no-op when up); kubeconfig in .cluster/kubeconfig"
+	@echo "make cluster-down  stop it; no process or port is left behind"
+	@echo "make crds          regenerate crds/ from the pydantic models"
+
+# The Python environment, pinned by constraints.txt; rebuilt when the pins change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+# Go-built control plane binaries, cached in ~/.cache/rbg-operator (RBG_CACHE_DIR).
+build: $(STAMP)
+	$(PY) -m localcluster build
+
+cluster-up: build
+	$(PY) -m localcluster up
+
+cluster-down: $(STAMP)
+	$(PY) -m localcluster down
+
+cluster-status: $(STAMP)
+	$(PY) -m localcluster status
+
+crds: $(STAMP)
+	$(PY) -m rbg_operator.api.crdgen --k8s-openapi "$$($(PY) -m localcluster openapi)" --out crds
+
+demo: build
+	$(PY) -m localcluster.demo
+
+test: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit-test: $(STAMP)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+cluster-test: build
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+clean: cluster-down
+	rm -rf .cluster $(VENV)
