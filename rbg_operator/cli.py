@@ -30,6 +30,15 @@ def main(argv: list[str] | None = None) -> None:
                      help="where /metrics is served, host:port; '0' disables (default %(default)s)")
     run.add_argument("--health-probe-bind-address", default=":8081",
                      help="where /healthz is served, host:port (default %(default)s)")
+    run.add_argument("--webhook-bind-address", default="",
+                     help="serve the validating admission webhook on host:port (default: no webhook)")
+    run.add_argument("--webhook-host", default="",
+                     help="host or IP the API server uses to reach the webhook (default: the bind host)")
+    run.add_argument("--webhook-cert-dir", default="",
+                     help="directory with tls.crt and tls.key (default: a self-signed certificate)")
+    run.add_argument("--webhook-configuration", default="",
+                     help="register a ValidatingWebhookConfiguration of this name (for local runs; "
+                          "the Helm chart ships its own)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
 
@@ -37,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     operator.SETTINGS.workers = args.workers
     operator.SETTINGS.resync_seconds = args.resync_seconds
+    operator.SETTINGS.webhook_address = args.webhook_bind_address
+    operator.SETTINGS.webhook_host = args.webhook_host
+    operator.SETTINGS.webhook_cert_dir = args.webhook_cert_dir
+    operator.SETTINGS.webhook_configuration = args.webhook_configuration
     if args.metrics_bind_address != "0":
         host, port = _address(args.metrics_bind_address)
         start_http_server(port, addr=host)  # serves from its own thread, off the event loop

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import tempfile
 import time
+from pathlib import Path
 
 import kopf
 
-from . import metrics, naming
+from . import metrics, naming, webhook
 from .controller.reconciler import Reconciler
 from .controller.store import Store
 from .controller.workqueue import WorkQueue
@@ -30,6 +32,10 @@ GroupKey = tuple[str, str]  # (namespace, name)
 class Settings:
     workers: int = 8
     resync_seconds: float = 600.0  # a safety net only; events drive the loop
+    webhook_address: str = ""  # host:port to serve the validating webhook on; empty: no webhook
+    webhook_host: str = ""  # host name or IP the API server uses to reach it
+    webhook_cert_dir: str = ""  # tls.crt and tls.key; empty: a self-signed certificate
+    webhook_configuration: str = ""  # register a ValidatingWebhookConfiguration of this name ourselves
 
 
 @dataclasses.dataclass
@@ -93,6 +99,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.posting.enabled = False  # our EventRecorder posts the Events users should see
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    if SETTINGS.webhook_address:
+        _serve_webhook(settings)
     kube = await Kube.connect()
     store = Store()
     queue: WorkQueue[GroupKey] = WorkQueue()
@@ -104,6 +112,21 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         asyncio.create_task(runtime.resync_forever(SETTINGS.resync_seconds), name="rbg-resync"),
     ]
     memo.runtime = runtime
+
+
+def _serve_webhook(settings: kopf.OperatorSettings) -> None:
+    host, _, port = SETTINGS.webhook_address.rpartition(":")
+    url_host = SETTINGS.webhook_host or host
+    if SETTINGS.webhook_cert_dir:
+        cert_dir = Path(SETTINGS.webhook_cert_dir)
+        certfile, pkeyfile = cert_dir / "tls.crt", cert_dir / "tls.key"
+    else:
+        certfile, pkeyfile = webhook.self_signed_certificate(Path(tempfile.mkdtemp(prefix="rbg-webhook-")), url_host)
+    webhook.register()
+    settings.admission.server = kopf.WebhookServer(addr=host or "0.0.0.0", port=int(port), host=url_host,
+                                                   certfile=str(certfile), pkeyfile=str(pkeyfile))
+    if SETTINGS.webhook_configuration:
+        settings.admission.managed = SETTINGS.webhook_configuration
 
 
 @kopf.on.cleanup()

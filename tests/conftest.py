@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.kubectl import Kubectl, condition, wait_for
-from tests.support.operator import OperatorProcess
+from tests.support.operator import OperatorProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO / ".cluster" / "test-logs"
@@ -69,6 +69,25 @@ def operator(kubectl: Kubectl, kubeconfig: str):
     process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log").start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def admission_webhook(kubectl: Kubectl, kubeconfig: str):
+    """A second operator process that only serves the validating webhook and registers it.
+
+    It watches a namespace that does not exist, so it never reconciles; the session's
+    operator runs without a webhook, which lets other tests exercise the controller's own
+    refusal of invalid groups.
+    """
+    name = f"rbg-test-{secrets.token_hex(3)}.workloads.x-k8s.io"
+    port = free_port()
+    process = OperatorProcess(kubeconfig, LOG_DIR / "webhook-operator.log", "--namespace=rbg-webhook-only",
+                              f"--webhook-bind-address=127.0.0.1:{port}", f"--webhook-configuration={name}").start()
+    wait_for(f"ValidatingWebhookConfiguration {name}",
+             lambda: kubectl.get("validatingwebhookconfiguration", name), 30)
+    yield name
+    process.stop()
+    kubectl.delete("validatingwebhookconfiguration", name)
 
 
 @pytest.fixture

@@ -22,6 +22,17 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict:
+    """CEL admission rules (rule, message[, fieldPath]) for a model's or field's schema."""
+    validations = []
+    for rule in rules:
+        entry = {"rule": rule[0], "message": rule[1]}
+        if len(rule) == 3:
+            entry["fieldPath"] = rule[2]
+        validations.append(entry)
+    return {"x-kubernetes-validations": validations}
+
+
 def k8s_type(definition: str) -> WithJsonSchema:
     """Marks a field whose schema is the real Kubernetes one (read from the pinned
     Kubernetes' OpenAPI document when the CRDs are generated)."""
@@ -40,6 +51,9 @@ FreeForm = Annotated[dict[str, Any], FREE_FORM]
 IntOrString = Annotated[int | str, WithJsonSchema({"x-kubernetes-int-or-string": True})]
 Percent = Annotated[str, Field(pattern=PERCENT)]
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+# Bounds that keep the CEL rules' cost estimate within the API server's budget.
+MAX_ROLES = 64
+RoleName = Annotated[str, Field(max_length=63)]
 
 
 class Condition(ApiModel):

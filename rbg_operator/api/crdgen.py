@@ -76,22 +76,37 @@ class KubernetesSchemas:
         ref = node.get("$ref") or next((s["$ref"] for s in node.get("allOf", []) if "$ref" in s), None)
         if ref:
             return self.resolve(ref.rsplit("/", 1)[-1], stack)
-        # Descriptions of the embedded core types are left out to keep the CRD within etcd's object size.
-        # Scalar defaults stay (list-map keys such as ports[].protocol need theirs); object defaults
-        # would plant empty structs in every template.
-        out = {k: v for k, v in node.items()
-               if k in _KEEP and k != "description" and not (k == "default" and isinstance(v, (dict, list)))}
+        # Descriptions of the embedded core types are left out to keep the CRD within etcd's object
+        # size, and defaults too: the real API server defaults the child objects the operator creates.
+        out = {k: v for k, v in node.items() if k in _KEEP and k not in ("description", "default")}
         if "properties" in node:
             out["properties"] = {k: self._convert(v, stack) for k, v in node["properties"].items()}
         if "required" in node:
             out["required"] = list(node["required"])
         if "items" in node:
             out["items"] = self._convert(node["items"], stack)
+            self._default_map_keys(out, node["items"])
         if isinstance(node.get("additionalProperties"), dict):
             out["additionalProperties"] = self._convert(node["additionalProperties"], stack)
         if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
             out["x-kubernetes-preserve-unknown-fields"] = True
         return out
+
+    def _default_map_keys(self, array: dict, raw_items: dict) -> None:
+        """A list-map key that is not required needs its default (ports[].protocol: TCP)."""
+        items = array["items"]
+        raw = self._definition(raw_items)
+        for key in array.get("x-kubernetes-list-map-keys", []):
+            if key not in items.get("required", []):
+                default = self._definition(raw.get("properties", {}).get(key, {})).get("default")
+                if default is None:
+                    default = raw.get("properties", {}).get(key, {}).get("default")
+                if default is not None:
+                    items["properties"][key]["default"] = default
+
+    def _definition(self, node: dict) -> dict:
+        ref = node.get("$ref") or next((s["$ref"] for s in node.get("allOf", []) if "$ref" in s), None)
+        return self.schemas[ref.rsplit("/", 1)[-1]] if ref else node
 
 
 class SchemaConverter:
@@ -177,6 +192,8 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
 
 def crd_specs() -> list[CrdSpec]:
     from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus
+    from .rolebasedgroupset import RoleBasedGroupSetSpec, RoleBasedGroupSetStatus
+    from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
 
     age = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     return [
@@ -188,6 +205,30 @@ def crd_specs() -> list[CrdSpec]:
                 {"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
                 age,
             ],
+        ),
+        CrdSpec(
+            kind="RoleBasedGroupScalingAdapter", plural="rolebasedgroupscalingadapters", short_names=["rbgsa"],
+            spec_model=RoleBasedGroupScalingAdapterSpec, status_model=RoleBasedGroupScalingAdapterStatus,
+            description="RoleBasedGroupScalingAdapter exposes one role of a group through a scale subresource, "
+                        "for kubectl scale and HorizontalPodAutoscalers.",
+            printer_columns=[
+                {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"},
+                age,
+            ],
+            scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                   "labelSelectorPath": ".status.selector"},
+        ),
+        CrdSpec(
+            kind="RoleBasedGroupSet", plural="rolebasedgroupsets", short_names=["rbgs"],
+            spec_model=RoleBasedGroupSetSpec, status_model=RoleBasedGroupSetStatus,
+            description="RoleBasedGroupSet runs replicas identical RoleBasedGroups made from one template.",
+            printer_columns=[
+                {"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
+                {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"},
+                age,
+            ],
+            scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
         ),
     ]
 

@@ -12,8 +12,11 @@ from pydantic import Field, model_validator
 
 from .common import (
     ApiModel,
+    MAX_ROLES,
     Condition,
     Container,
+    RoleName,
+    cel,
     DnsLabel,
     FreeForm,
     IntOrString,
@@ -31,6 +34,12 @@ SUPPORTED_WORKLOADS = (STATEFULSET, DEPLOYMENT, LEADERWORKERSET)
 
 class Workload(ApiModel):
     """The kind of workload a role runs as."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": cel((
+        "(self.apiVersion == 'apps/v1' && (self.kind == 'StatefulSet' || self.kind == 'Deployment'))"
+        " || (self.apiVersion == 'leaderworkerset.x-k8s.io/v1' && self.kind == 'LeaderWorkerSet')",
+        "workload must be apps/v1 StatefulSet, apps/v1 Deployment or leaderworkerset.x-k8s.io/v1 LeaderWorkerSet",
+    ))}
 
     api_version: str = Field("apps/v1", description="API version of the workload: apps/v1 or leaderworkerset.x-k8s.io/v1.")
     kind: str = Field("StatefulSet", description="Kind of the workload: StatefulSet, Deployment or LeaderWorkerSet.")
@@ -99,12 +108,22 @@ class ScalingAdapterSpec(ApiModel):
 class Role(ApiModel):
     """One named role of the group, run as one workload."""
 
+    model_config = ApiModel.model_config | {"json_schema_extra": cel(
+        ("has(self.template) != has(self.templateRef)", "set exactly one of template and templateRef"),
+        ("!has(self.templateRef) || self.workload.kind != 'LeaderWorkerSet'",
+         "templateRef is not allowed for LeaderWorkerSet roles", ".templateRef"),
+        ("!has(self.leaderWorkerSet) || self.workload.kind == 'LeaderWorkerSet'",
+         "leaderWorkerSet is only allowed for LeaderWorkerSet roles", ".leaderWorkerSet"),
+        ("!has(self.dependencies) || !(self.name in self.dependencies)", "a role cannot depend on itself",
+         ".dependencies"),
+    )}
+
     name: DnsLabel = Field(description="Role name, unique in the group; a DNS label.")
     replicas: int = Field(1, ge=0, description="Number of role instances (pods, or leader-worker groups).")
-    dependencies: list[str] | None = Field(
-        None, description="Roles that must be Ready before this role is created.")
+    dependencies: list[RoleName] | None = Field(
+        None, max_length=MAX_ROLES, description="Roles that must be Ready before this role is created.")
     workload: Workload = Field(default_factory=Workload, description="Workload kind of the role.",
-                               json_schema_extra={"default": {}})  # lets the API server fill in StatefulSet
+                               json_schema_extra={"default": {"apiVersion": "apps/v1", "kind": "StatefulSet"}})
     template: PodTemplateSpec | None = Field(None, description="Pod template of the role.")
     template_ref: TemplateRef | None = Field(
         None, description="Use a spec.roleTemplates entry as the pod template (not with LeaderWorkerSet).")
@@ -148,7 +167,12 @@ class VolcanoScheduling(ApiModel):
 
 
 class PodGroupPolicy(ApiModel):
-    """Gang scheduling: all pods of the group placed or none. Set exactly one backend."""
+    """Gang scheduling: all pods of the group placed or none. Set one backend."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": cel((
+        "!(has(self.kubeScheduling) && has(self.volcanoScheduling))",
+        "set at most one gang backend: kubeScheduling or volcanoScheduling",
+    ))}
 
     kube_scheduling: KubeScheduling | None = Field(None, description="Use the scheduler-plugins coscheduling PodGroup.")
     volcano_scheduling: VolcanoScheduling | None = Field(None, description="Use a Volcano PodGroup.")
@@ -181,19 +205,33 @@ class Coordination(ApiModel):
     """A set of roles that update and scale together."""
 
     name: str = Field(description="Name of this coordination rule.")
-    roles: list[str] = Field(min_length=1, description="Names of the coordinated roles.")
+    roles: list[RoleName] = Field(min_length=1, max_length=MAX_ROLES, description="Names of the coordinated roles.")
     strategy: CoordinationStrategy | None = Field(None, description="How the roles are coordinated.")
 
 
 class RoleBasedGroupSpec(ApiModel):
     """A list of named roles deployed, ordered, scheduled and updated as one group."""
 
-    roles: list[Role] = Field(min_length=1, description="The group's roles.", json_schema_extra=LIST_MAP_BY_NAME)
+    model_config = ApiModel.model_config | {"json_schema_extra": cel(
+        ("self.roles.all(r, self.roles.exists_one(x, x.name == r.name))", "role names must be unique", ".roles"),
+        ("self.roles.all(r, !has(r.dependencies) || r.dependencies.all(d, self.roles.exists(x, x.name == d)))",
+         "dependencies must name roles of this group", ".roles"),
+        ("!has(self.coordination) || self.coordination.all(c, c.roles.all(n, self.roles.exists(r, r.name == n)))",
+         "coordination roles must name roles of this group", ".coordination"),
+        ("self.roles.all(r, !has(r.templateRef) || (has(self.roleTemplates)"
+         " && self.roleTemplates.exists(t, t.name == r.templateRef.name)))",
+         "templateRef must name an entry of roleTemplates", ".roles"),
+    )}
+
+    roles: list[Role] = Field(min_length=1, max_length=MAX_ROLES, description="The group's roles.",
+                              json_schema_extra=LIST_MAP_BY_NAME)
     role_templates: list[RoleTemplate] | None = Field(
-        None, description="Named pod templates that roles can reference.", json_schema_extra=LIST_MAP_BY_NAME)
+        None, max_length=MAX_ROLES, description="Named pod templates that roles can reference.",
+        json_schema_extra=LIST_MAP_BY_NAME)
     pod_group_policy: PodGroupPolicy | None = Field(
         None, description="Gang scheduling policy; its presence turns gang scheduling on.")
-    coordination: list[Coordination] | None = Field(None, description="Roles that roll out and scale together.")
+    coordination: list[Coordination] | None = Field(
+        None, max_length=MAX_ROLES, description="Roles that roll out and scale together.")
 
     @model_validator(mode="after")
     def _check(self) -> "RoleBasedGroupSpec":
@@ -226,14 +264,14 @@ class RoleBasedGroupStatus(ApiModel):
 
 
 def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
-    """Every rule a group must satisfy, each message naming the field it is about."""
+    """Every rule a group must satisfy, each message naming the field (relative to the spec)."""
     problems: list[str] = []
     names = [role.name for role in spec.roles]
     template_names = {t.name for t in spec.role_templates or []}
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"spec.roles: role name {duplicate!r} is used more than once")
+        problems.append(f"roles: role name {duplicate!r} is used more than once")
     for i, role in enumerate(spec.roles):
-        where = f"spec.roles[{i}]"
+        where = f"roles[{i}]"
         if role.workload.key not in SUPPORTED_WORKLOADS:
             problems.append(f"{where}.workload: unsupported workload {role.workload.api_version}/{role.workload.kind}")
         if (role.template is None) == (role.template_ref is None):
@@ -252,14 +290,14 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
                 problems.append(f"{where}.dependencies: unknown role {dep!r}")
     cycle = dependency_cycle(spec)
     if cycle:
-        problems.append(f"spec.roles: dependency cycle {' -> '.join(cycle)}")
+        problems.append(f"roles: dependency cycle {' -> '.join(cycle)}")
     for i, rule in enumerate(spec.coordination or []):
         for role_name in rule.roles:
             if role_name not in names:
-                problems.append(f"spec.coordination[{i}].roles: unknown role {role_name!r}")
+                problems.append(f"coordination[{i}].roles: unknown role {role_name!r}")
     policy = spec.pod_group_policy
-    if policy is not None and (policy.kube_scheduling is None) == (policy.volcano_scheduling is None):
-        problems.append("spec.podGroupPolicy: set exactly one of kubeScheduling and volcanoScheduling")
+    if policy is not None and policy.kube_scheduling is not None and policy.volcano_scheduling is not None:
+        problems.append("podGroupPolicy: set at most one gang backend: kubeScheduling or volcanoScheduling")
     return problems
 
 
@@ -299,7 +337,7 @@ def dependency_layers(spec: RoleBasedGroupSpec) -> list[list[str]]:
     while remaining:
         layer = [r.name for r in remaining if all(d in placed for d in r.dependencies or [])]
         if not layer:
-            raise ValueError("spec.roles: dependency cycle")
+            raise ValueError("roles: dependency cycle")
         for name in layer:
             placed[name] = len(layers)
         layers.append(layer)

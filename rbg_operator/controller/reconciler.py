@@ -9,6 +9,7 @@ import logging
 import pydantic
 
 from .. import naming
+from ..api.errors import describe
 from ..api.rolebasedgroup import RoleBasedGroup
 from ..desired import creation_layers, role_children
 from ..events import EventRecorder
@@ -129,11 +130,7 @@ class Reconciler:
                                          f"deleted {kind} {obj['metadata']['name']} of removed role {role}")
 
     async def _refuse(self, body: dict, error: pydantic.ValidationError) -> None:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in error.errors(include_url=False)
-        )
-        message = f"invalid RoleBasedGroup: {details}"
+        message = f"invalid RoleBasedGroup: {describe(error, prefix='')}"
         changed = await self._write_status(body, [
             {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message},
             {"type": "Progressing", "status": "False", "reason": "InvalidSpec", "message": message},

@@ -26,12 +26,12 @@ def test_layers_follow_dependencies_in_spec_order():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (spec(role("a"), role("a")), "spec.roles: role name 'a' is used more than once"),
-    (spec(role("a", dependencies=["b"])), "spec.roles[0].dependencies: unknown role 'b'"),
-    (spec(role("a", dependencies=["a"])), "spec.roles[0].dependencies: role 'a' depends on itself"),
+    (spec(role("a"), role("a")), "roles: role name 'a' is used more than once"),
+    (spec(role("a", dependencies=["b"])), "roles[0].dependencies: unknown role 'b'"),
+    (spec(role("a", dependencies=["a"])), "roles[0].dependencies: role 'a' depends on itself"),
     (spec(role("a", dependencies=["b"]), role("b", dependencies=["a"])), "dependency cycle a -> b -> a"),
-    (spec({"name": "a"}), "spec.roles[0]: set exactly one of template and templateRef"),
-    (spec({"name": "a", "templateRef": {"name": "t"}}), "spec.roles[0].templateRef.name: no roleTemplates entry"),
+    (spec({"name": "a"}), "roles[0]: set exactly one of template and templateRef"),
+    (spec({"name": "a", "templateRef": {"name": "t"}}), "roles[0].templateRef.name: no roleTemplates entry"),
 ])
 def test_invalid_specs_name_the_field(bad, message):
     with pytest.raises(pydantic.ValidationError) as error:
