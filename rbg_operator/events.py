@@ -6,7 +6,7 @@ import logging
 import secrets
 
 from .controller.conditions import now
-from .kube import Kube
+from .kube import Kube, namespace_terminating
 
 log = logging.getLogger(__name__)
 COMPONENT = "rbg-operator"
@@ -42,4 +42,6 @@ class EventRecorder:
         try:
             await self.kube.create(event)
         except Exception as error:  # an Event that cannot be posted must not fail the reconcile
+            if namespace_terminating(error):
+                return
             log.warning("could not post event %s for %s: %s", reason, meta["name"], error)

@@ -76,6 +76,14 @@ class ApiError(Exception):
         super().__init__(f"{method} {path}: {status} {message}")
 
 
+def namespace_terminating(error: BaseException) -> bool:
+    """The write failed because its namespace is being deleted: nothing left to do there."""
+    if not isinstance(error, ApiError) or error.status != 403 or not isinstance(error.body, dict):
+        return False
+    causes = (error.body.get("details") or {}).get("causes") or []
+    return any(c.get("reason") == "NamespaceTerminating" for c in causes)
+
+
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, ApiError):
         return error.status in (409, 429) or error.status >= 500

@@ -7,6 +7,8 @@ FIELD_MANAGER = "rbg-operator"
 
 LABEL_GROUP_NAME = "rolebasedgroup.workloads.x-k8s.io/name"
 LABEL_ROLE = "rolebasedgroup.workloads.x-k8s.io/role"
+# Digest of the configuration the operator last applied to a child (see controller/reconciler.py).
+ANNOTATION_APPLIED = "rolebasedgroup.workloads.x-k8s.io/applied-config"
 
 
 def workload_name(group: str, role: str) -> str:
@@ -19,3 +21,25 @@ def service_name(group: str, role: str) -> str:
 
 def role_selector(group: str, role: str) -> dict[str, str]:
     return {LABEL_GROUP_NAME: group, LABEL_ROLE: role}
+
+# Discovery: the topology ConfigMap `{rbg}` is mounted read-only into every container here.
+TOPOLOGY_VOLUME = "rbg-topology"
+TOPOLOGY_MOUNT_PATH = "/etc/rbg"
+TOPOLOGY_FILE = "topology.yaml"
+
+# Labels other controllers put on pods, which the injected environment reads.
+STATEFULSET_POD_INDEX = "apps.kubernetes.io/pod-index"
+LWS_GROUP_INDEX = "leaderworkerset.sigs.k8s.io/group-index"
+LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+def instance_address(group: str, role: str, index: int, workload_kind: str) -> str:
+    """Stable DNS name of a role instance, relative to the namespace.
+
+    StatefulSet pods live under the role's headless Service; a LeaderWorkerSet names its
+    leaders `{lws}-{i}` under a headless Service of its own, named like the LeaderWorkerSet.
+    """
+    workload = workload_name(group, role)
+    if workload_kind == "LeaderWorkerSet":
+        return f"{workload}-{index}.{workload}"
+    return f"{workload}-{index}.{service_name(group, role)}"

@@ -21,7 +21,7 @@ from .controller.reconciler import Reconciler
 from .controller.store import Store
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
-from .kube import Kube
+from .kube import Kube, namespace_terminating
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,10 @@ class Runtime:
         started = time.monotonic()
         try:
             await self.reconciler.reconcile(*key)
-        except Exception:
+        except Exception as error:
+            if namespace_terminating(error):  # the group goes with its namespace; no retry
+                log.debug("namespace of %s/%s is terminating", *key)
+                return
             log.exception("reconcile of %s/%s failed; retrying with backoff", *key)
             metrics.reconcile_errors.labels(metrics.CONTROLLER).inc()
             metrics.reconcile_total.labels(metrics.CONTROLLER, "error").inc()
@@ -148,7 +151,10 @@ CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
 
 
 @kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_FILTER)
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_FILTER)
+@kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "services", labels=CHILD_FILTER)
+@kopf.on.event("", "v1", "configmaps", labels=CHILD_FILTER)
 async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
     key = _owning_group(obj)

@@ -6,6 +6,8 @@ we set is present with our value. Quantities compare by value ("1Gi" == "1073741
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -40,10 +42,24 @@ def _scalar_equal(want: Any, have: Any) -> bool:
     return False
 
 
+def _is_zero(value: Any) -> bool:
+    return value is not True and value in (0, "", False, None) or value == {} or value == []
+
+
 def contains(have: Any, want: Any) -> bool:
-    """True when `have` holds every field of `want` with an equal value."""
+    """True when `have` holds every field of `want` with an equal value.
+
+    A zero value (0, "", false, empty) we want matches a missing field: the API server
+    leaves such fields out of what it returns.
+    """
     if isinstance(want, dict):
-        return isinstance(have, dict) and all(k in have and contains(have[k], v) for k, v in want.items())
+        return isinstance(have, dict) and all(
+            contains(have[k], v) if k in have else _is_zero(v) for k, v in want.items())
     if isinstance(want, list):
         return isinstance(have, list) and len(have) == len(want) and all(map(contains, have, want))
     return _scalar_equal(want, have)
+
+
+def applied_digest(obj: dict) -> str:
+    """A short digest of an applied configuration, recorded on the object it configures."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]

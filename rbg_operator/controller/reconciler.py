@@ -11,17 +11,23 @@ import pydantic
 from .. import naming
 from ..api.errors import describe
 from ..api.rolebasedgroup import RoleBasedGroup
-from ..desired import creation_layers, role_children
+from ..desired import creation_layers, group_children, role_children
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
-from .diff import contains
+from .diff import applied_digest, contains
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 RBG = (naming.API_VERSION, "RoleBasedGroup")
-CHILD_KINDS = [("v1", "Service"), ("apps/v1", "StatefulSet")]
+WORKLOAD_KINDS = {
+    "StatefulSet": ("apps/v1", "StatefulSet"),
+    "Deployment": ("apps/v1", "Deployment"),
+    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+}
+# Per-role children; the topology ConfigMap belongs to the group and goes with it.
+ROLE_CHILD_KINDS = [("v1", "Service"), *WORKLOAD_KINDS.values()]
 # Fields another actor may own on our workloads (kubectl scale, an HPA): we stop applying them.
 YIELDABLE_FIELDS = {("spec", "replicas"): "f:replicas"}
 
@@ -47,7 +53,10 @@ def _workload_progress(name: str, desired: int, workload: dict | None) -> RolePr
         return progress
     status = workload.get("status", {})
     progress.exists = True
-    progress.current = status.get("observedGeneration", 0) >= workload["metadata"].get("generation", 0)
+    generation = workload["metadata"].get("generation", 0)
+    # LeaderWorkerSet reports no observedGeneration; the others do once their controller has looked.
+    seen = status.get("observedGeneration", generation if workload["kind"] == "LeaderWorkerSet" else 0)
+    progress.current = seen >= generation
     progress.replicas = status.get("replicas", 0)
     progress.ready = status.get("readyReplicas", 0)
     progress.updated = status.get("updatedReplicas", 0)
@@ -79,13 +88,15 @@ class Reconciler:
             await self._refuse(body, error)
             return
 
+        for child in group_children(group):
+            await self._ensure(body, child)
         waiting: dict[str, str] = {}
         progress: dict[str, RoleProgress] = {}
         for layer in creation_layers(group):
             for role_name in layer:
                 role = group.spec.role(role_name)
                 workload_name = naming.workload_name(group.name, role_name)
-                workload = self.store.get("apps/v1", "StatefulSet", namespace, workload_name)
+                workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], namespace, workload_name)
                 blocker = next((d for d in role.dependencies or [] if not progress[d].is_ready), None)
                 if blocker is not None and workload is None:
                     waiting[role_name] = blocker
@@ -95,11 +106,16 @@ class Reconciler:
                     workload = await self._ensure(body, child)
                 progress[role_name] = _workload_progress(role_name, role.replicas, workload)
 
-        await self._remove_stale_roles(body, {r.name for r in group.spec.roles})
+        await self._remove_stale_children(body, {r.name: r.workload.kind for r in group.spec.roles})
         await self._report(body, group, progress, waiting)
 
     async def _ensure(self, group_body: dict, desired: dict) -> dict:
-        """Apply `desired` unless the observed object already matches it."""
+        """Apply `desired` unless the observed object already matches it.
+
+        Matching means: everything we want is there (a hand edit is not), and the object was
+        last applied from this very configuration (a field we stopped setting is not gone
+        until we apply again, so a subset check alone would miss removals).
+        """
         meta = desired["metadata"]
         observed = self.store.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
         if observed is not None:
@@ -107,27 +123,31 @@ class Reconciler:
                 owner = _foreign_owner(observed, field)
                 if owner is not None:
                     desired[path[0]].pop(path[1], None)
-            if contains(observed, desired):
-                return observed
+        meta.setdefault("annotations", {})[naming.ANNOTATION_APPLIED] = applied_digest(desired)
+        if observed is not None and contains(observed, desired):
+            return observed
         result = await self.kube.apply(desired)
         self.store.upsert(result)
         if observed is None:
             await self.recorder.emit(group_body, "Normal", "Created", f"created {desired['kind']} {meta['name']}")
         return result
 
-    async def _remove_stale_roles(self, group_body: dict, role_names: set[str]) -> None:
+    async def _remove_stale_children(self, group_body: dict, role_kinds: dict[str, str]) -> None:
+        """Delete children of roles that left the spec, and workloads of a kind the role no longer has."""
         meta = group_body["metadata"]
-        for api_version, kind in CHILD_KINDS:
+        for api_version, kind in ROLE_CHILD_KINDS:
             for obj in self.store.owned_by_group(api_version, kind, meta["namespace"], meta["name"]):
                 role = obj["metadata"].get("labels", {}).get(naming.LABEL_ROLE)
                 owners = obj["metadata"].get("ownerReferences", [])
-                if role in role_names or not any(o.get("uid") == meta["uid"] for o in owners):
+                if not any(o.get("uid") == meta["uid"] for o in owners):
+                    continue  # not ours: never delete what another group or a user made
+                if role in role_kinds and kind in ("Service", role_kinds[role]):
                     continue
                 await self.kube.delete(KINDS[(api_version, kind)], meta["namespace"], obj["metadata"]["name"],
                                        uid=obj["metadata"]["uid"])
                 self.store.remove(api_version, kind, meta["namespace"], obj["metadata"]["name"])
-                await self.recorder.emit(group_body, "Normal", "RoleRemoved",
-                                         f"deleted {kind} {obj['metadata']['name']} of removed role {role}")
+                await self.recorder.emit(group_body, "Normal", "Deleted",
+                                         f"deleted {kind} {obj['metadata']['name']}: role {role} no longer has it")
 
     async def _refuse(self, body: dict, error: pydantic.ValidationError) -> None:
         message = f"invalid RoleBasedGroup: {describe(error, prefix='')}"

@@ -6,8 +6,13 @@ No I/O happens here: the reconciler feeds in the parsed group and applies what c
 from __future__ import annotations
 
 from ..api.rolebasedgroup import RoleBasedGroup, dependency_layers
-from .discovery import headless_service
+from .discovery import headless_service, topology_configmap
 from .workloads import role_workload
+
+
+def group_children(group: RoleBasedGroup) -> list[dict]:
+    """Objects the group needs before any role: the topology ConfigMap its pods mount."""
+    return [topology_configmap(group)]
 
 
 def role_children(group: RoleBasedGroup, role_name: str) -> list[dict]:

@@ -1,10 +1,15 @@
-"""Service discovery objects: the per-role headless Service."""
+"""Service discovery: the per-role headless Service, the group's topology ConfigMap, and
+the environment and volume injected into every container of a role's pods."""
 
 from __future__ import annotations
 
+import copy
+
+import yaml
+
 from .. import naming
 from ..api.rolebasedgroup import Role, RoleBasedGroup
-from .meta import child_metadata
+from .meta import child_metadata, owner_reference
 
 
 def headless_service(group: RoleBasedGroup, role: Role) -> dict:
@@ -21,3 +26,86 @@ def headless_service(group: RoleBasedGroup, role: Role) -> dict:
             "selector": naming.role_selector(group.name, role.name),
         },
     }
+
+
+def topology(group: RoleBasedGroup) -> dict:
+    """What pods learn about their group: every role, its size and its instances' addresses."""
+    roles = []
+    for role in group.spec.roles:
+        kind = role.workload.kind
+        entry = {
+            "name": role.name,
+            "workload": kind,
+            "replicas": role.replicas,
+            "service": naming.service_name(group.name, role.name),
+        }
+        if kind == "LeaderWorkerSet":
+            entry["size"] = role.leader_worker_size
+        if kind in ("StatefulSet", "LeaderWorkerSet"):  # Deployment pods have no stable names
+            entry["instances"] = [naming.instance_address(group.name, role.name, i, kind)
+                                  for i in range(role.replicas)]
+        if role.service_ports:
+            entry["servicePorts"] = copy.deepcopy(role.service_ports)
+        roles.append(entry)
+    return {"group": group.name, "namespace": group.namespace, "roles": roles}
+
+
+def topology_configmap(group: RoleBasedGroup) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": group.name,
+            "namespace": group.namespace,
+            "labels": {naming.LABEL_GROUP_NAME: group.name},
+            "ownerReferences": [owner_reference(group)],
+        },
+        "data": {naming.TOPOLOGY_FILE: yaml.safe_dump(topology(group), sort_keys=False)},
+    }
+
+
+def _label_ref(label: str) -> dict:
+    return {"valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{label}']"}}}
+
+
+def discovery_env(group: RoleBasedGroup, role: Role) -> list[dict]:
+    """The RBG_* variables, the older GROUP_NAME/ROLE_NAME/ROLE_INDEX, and for
+    LeaderWorkerSet roles the leader address, worker index and group size."""
+    env = [
+        {"name": "RBG_GROUP_NAME", "value": group.name},
+        {"name": "RBG_ROLE_NAME", "value": role.name},
+        {"name": "GROUP_NAME", "value": group.name},
+        {"name": "ROLE_NAME", "value": role.name},
+    ]
+    kind = role.workload.kind
+    index_label = {"StatefulSet": naming.STATEFULSET_POD_INDEX, "LeaderWorkerSet": naming.LWS_GROUP_INDEX}.get(kind)
+    if index_label:
+        env += [{"name": "RBG_ROLE_INDEX", **_label_ref(index_label)},
+                {"name": "ROLE_INDEX", **_label_ref(index_label)}]
+    if kind == "LeaderWorkerSet":
+        workload = naming.workload_name(group.name, role.name)
+        env += [
+            # $(RBG_ROLE_INDEX) expands because it is defined above.
+            {"name": "RBG_LWP_LEADER_ADDRESS", "value": f"{workload}-$(RBG_ROLE_INDEX).{workload}.{group.namespace}"},
+            {"name": "RBG_LWP_WORKER_INDEX", **_label_ref(naming.LWS_WORKER_INDEX)},
+            {"name": "RBG_LWP_GROUP_SIZE", "value": str(role.leader_worker_size)},
+        ]
+    return env
+
+
+def inject(template: dict, group: RoleBasedGroup, role: Role) -> dict:
+    """Add discovery env (a user's variable of the same name wins) and the read-only topology mount."""
+    template = copy.deepcopy(template)
+    spec = template.setdefault("spec", {})
+    ours = discovery_env(group, role)
+    for container in spec.get("initContainers", []) + spec.get("containers", []):
+        defined = {e.get("name") for e in container.get("env", [])}
+        # Ours go first, so a user's $(RBG_ROLE_INDEX) in a later variable expands.
+        container["env"] = [e for e in ours if e["name"] not in defined] + container.get("env", [])
+        mounts = container.setdefault("volumeMounts", [])
+        if not any(m.get("name") == naming.TOPOLOGY_VOLUME for m in mounts):
+            mounts.append({"name": naming.TOPOLOGY_VOLUME, "mountPath": naming.TOPOLOGY_MOUNT_PATH, "readOnly": True})
+    volumes = spec.setdefault("volumes", [])
+    if not any(v.get("name") == naming.TOPOLOGY_VOLUME for v in volumes):
+        volumes.append({"name": naming.TOPOLOGY_VOLUME, "configMap": {"name": group.name}})
+    return template

@@ -1,30 +1,29 @@
-"""The workload object of each role (StatefulSet for now; Deployment and LeaderWorkerSet follow)."""
+"""The workload object of each role: StatefulSet, Deployment or LeaderWorkerSet."""
 
 from __future__ import annotations
 
-import copy
-
 from .. import naming
 from ..api.rolebasedgroup import Role, RoleBasedGroup
+from .discovery import inject
 from .meta import child_metadata, role_labels
+from .strategicmerge import merge
+from .templates import resolved_template
 
 
-def pod_template(group: RoleBasedGroup, role: Role) -> dict:
-    """The role's pod template with the role's labels and annotations added."""
-    template = copy.deepcopy(role.template or {})
+def pod_template(group: RoleBasedGroup, role: Role, base: dict | None = None) -> dict:
+    """A pod template with the role's labels and annotations and the discovery injection."""
+    template = resolved_template(group, role) if base is None else base
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**meta.get("labels", {}), **role_labels(group, role)}
     if role.annotations:
         meta["annotations"] = {**meta.get("annotations", {}), **role.annotations}
-    return template
+    return inject(template, group, role)
 
 
-def role_workload(group: RoleBasedGroup, role: Role) -> dict:
-    name = naming.workload_name(group.name, role.name)
+def _statefulset(group: RoleBasedGroup, role: Role) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": child_metadata(group, role, name),
         "spec": {
             "replicas": role.replicas,
             "serviceName": naming.service_name(group.name, role.name),
@@ -35,3 +34,42 @@ def role_workload(group: RoleBasedGroup, role: Role) -> dict:
             "minReadySeconds": role.min_ready_seconds,
         },
     }
+
+
+def _deployment(group: RoleBasedGroup, role: Role) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "spec": {
+            "replicas": role.replicas,
+            "selector": {"matchLabels": naming.role_selector(group.name, role.name)},
+            "template": pod_template(group, role),
+            "minReadySeconds": role.min_ready_seconds,
+        },
+    }
+
+
+def _leaderworkerset(group: RoleBasedGroup, role: Role) -> dict:
+    lws = role.leader_worker_set
+    base = resolved_template(group, role)
+    template: dict = {
+        "size": role.leader_worker_size,
+        "workerTemplate": pod_template(group, role, merge(base, (lws and lws.patch_worker_template) or {})),
+    }
+    if lws and lws.patch_leader_template:
+        template["leaderTemplate"] = pod_template(group, role, merge(base, lws.patch_leader_template))
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "spec": {"replicas": role.replicas, "leaderWorkerTemplate": template},
+    }
+
+
+BUILDERS = {"StatefulSet": _statefulset, "Deployment": _deployment, "LeaderWorkerSet": _leaderworkerset}
+
+
+def role_workload(group: RoleBasedGroup, role: Role) -> dict:
+    workload = BUILDERS[role.workload.kind](group, role)
+    workload["metadata"] = child_metadata(group, role, naming.workload_name(group.name, role.name))
+    return {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "metadata": workload["metadata"],
+            "spec": workload["spec"]}

@@ -23,3 +23,8 @@ def test_quantities_compare_by_value():
 
 def test_booleans_are_not_quantities():
     assert not contains({"paused": 1}, {"paused": True})
+
+
+def test_zero_values_match_fields_the_server_omits():
+    assert contains({"spec": {}}, {"spec": {"minReadySeconds": 0, "paused": False, "args": []}})
+    assert not contains({"spec": {}}, {"spec": {"minReadySeconds": 5}})

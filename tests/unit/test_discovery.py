@@ -1,0 +1,63 @@
+import yaml
+
+from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from rbg_operator.desired import group_children, role_children
+
+
+def group(*roles):
+    return RoleBasedGroup.model_validate({"metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+                                          "spec": {"roles": list(roles)}})
+
+
+C = {"spec": {"initContainers": [{"name": "init", "image": "i"}],
+              "containers": [{"name": "c", "image": "i", "env": [{"name": "ROLE_NAME", "value": "custom"},
+                                                                 {"name": "X", "value": "$(RBG_ROLE_INDEX)"}]}]}}
+
+
+def test_env_is_injected_into_every_container_and_user_variables_win():
+    _, sts = role_children(group({"name": "r", "template": C}), "r")
+    spec = sts["spec"]["template"]["spec"]
+    for container in spec["initContainers"] + spec["containers"]:
+        names = [e["name"] for e in container["env"]]
+        assert names[:2] == ["RBG_GROUP_NAME", "RBG_ROLE_NAME"]
+        assert "RBG_ROLE_INDEX" in names and names.count("ROLE_NAME") == 1
+    main = spec["containers"][0]["env"]
+    assert {"name": "ROLE_NAME", "value": "custom"} in main
+    # ours precede the user's, so the user's $(RBG_ROLE_INDEX) expands
+    names = [e["name"] for e in main]
+    assert names.index("RBG_ROLE_INDEX") < names.index("X")
+
+
+def test_deployment_roles_get_no_index_and_lws_roles_get_leader_variables():
+    g = group({"name": "d", "workload": {"apiVersion": "apps/v1", "kind": "Deployment"}, "template": C},
+              {"name": "l", "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
+               "leaderWorkerSet": {"size": 4}, "template": C})
+    _, deploy = role_children(g, "d")
+    assert "RBG_ROLE_INDEX" not in [e["name"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]]
+    _, lws = role_children(g, "l")
+    env = {e["name"]: e for e in lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]["env"]}
+    assert env["RBG_LWP_GROUP_SIZE"]["value"] == "4"
+    assert env["RBG_LWP_LEADER_ADDRESS"]["value"] == "g-l-$(RBG_ROLE_INDEX).g-l.ns"
+    assert "leaderTemplate" not in lws["spec"]["leaderWorkerTemplate"]
+
+
+def test_topology_configmap_lists_roles_and_instances():
+    g = group({"name": "prefill", "replicas": 2, "template": C,
+               "servicePorts": [{"name": "http", "port": 8000}]},
+              {"name": "router", "dependencies": ["prefill"], "template": C,
+               "workload": {"apiVersion": "apps/v1", "kind": "Deployment"}})
+    (configmap,) = group_children(g)
+    assert configmap["metadata"]["name"] == "g"
+    data = yaml.safe_load(configmap["data"]["topology.yaml"])
+    assert data["roles"][0] == {"name": "prefill", "workload": "StatefulSet", "replicas": 2, "service": "s-g-prefill",
+                                "instances": ["g-prefill-0.s-g-prefill", "g-prefill-1.s-g-prefill"],
+                                "servicePorts": [{"name": "http", "port": 8000}]}
+    assert "instances" not in data["roles"][1]
+
+
+def test_pods_mount_the_topology_read_only():
+    _, sts = role_children(group({"name": "r", "template": C}), "r")
+    spec = sts["spec"]["template"]["spec"]
+    assert {"name": "rbg-topology", "configMap": {"name": "g"}} in spec["volumes"]
+    for container in spec["initContainers"] + spec["containers"]:
+        assert {"name": "rbg-topology", "mountPath": "/etc/rbg", "readOnly": True} in container["volumeMounts"]
