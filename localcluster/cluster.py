@@ -163,11 +163,23 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subproc
     return result
 
 
+def _volcano_crds() -> list[Path]:
+    """Volcano's PodGroup and Queue CRDs, generated from the pinned volcano.sh/apis types."""
+    out = state_dir() / "crds" / f"volcano-{components.MODULES_BY_NAME['volcano'].stamp()}"
+    if not (out / "scheduling.volcano.sh_podgroups.yaml").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        generator = components.binary_dir(components.MODULES_BY_NAME["volcano"]) / "controller-gen"
+        subprocess.run([str(generator), "crd", "paths=volcano.sh/apis/pkg/apis/scheduling/v1beta1",
+                        f"output:crd:dir={out}"], cwd=components.GO_DIR / "volcano", env=components.go_env(),
+                       check=True, capture_output=True)
+    return [out / "scheduling.volcano.sh_podgroups.yaml", out / "scheduling.volcano.sh_queues.yaml"]
+
+
 def third_party_crds() -> list[Path]:
     """CRD manifests read from the pinned modules themselves, never copied into this repo."""
     lws = components.module_dir("sigs.k8s.io/lws", "kwok")
     plugins = components.module_dir("sigs.k8s.io/scheduler-plugins", "coscheduling")
-    return [
+    return _volcano_crds() + [
         lws / "config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets.yaml",
         lws / "config/crd/bases/disaggregatedset.x-k8s.io_disaggregatedsets.yaml",  # the LWS controller watches it
         plugins / "config/crd/bases/scheduling.x-k8s.io_podgroups.yaml",

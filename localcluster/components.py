@@ -81,7 +81,11 @@ MODULES = [
         cold_minutes=6,
     ),
     GoModule("etcd", {"etcd": "go.etcd.io/etcd/server/v3"}, cold_minutes=3),
+    GoModule("volcano", {"controller-gen": "sigs.k8s.io/controller-tools/cmd/controller-gen"}, cold_minutes=1),
 ]
+
+
+MODULES_BY_NAME = {module.name: module for module in MODULES}
 
 
 def cache_dir() -> Path:

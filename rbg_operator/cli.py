@@ -9,6 +9,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from . import operator
+from .desired.options import BuildOptions
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -39,13 +40,20 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--webhook-configuration", default="",
                      help="register a ValidatingWebhookConfiguration of this name (for local runs; "
                           "the Helm chart ships its own)")
+    run.add_argument("--coscheduling-scheduler-name", default=BuildOptions.coscheduling_scheduler,
+                     help="scheduler of kubeScheduling gangs (default %(default)s)")
+    run.add_argument("--volcano-scheduler-name", default=BuildOptions.volcano_scheduler,
+                     help="scheduler of volcanoScheduling gangs (default %(default)s)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     operator.SETTINGS.workers = args.workers
+    operator.SETTINGS.namespaces = args.namespace
     operator.SETTINGS.resync_seconds = args.resync_seconds
+    operator.SETTINGS.build = BuildOptions(coscheduling_scheduler=args.coscheduling_scheduler_name,
+                                           volcano_scheduler=args.volcano_scheduler_name)
     operator.SETTINGS.webhook_address = args.webhook_bind_address
     operator.SETTINGS.webhook_host = args.webhook_host
     operator.SETTINGS.webhook_cert_dir = args.webhook_cert_dir

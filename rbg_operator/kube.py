@@ -57,6 +57,8 @@ KINDS = {
         Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets"),
         Kind("scheduling.x-k8s.io/v1alpha1", "PodGroup", "podgroups"),
+        Kind("scheduling.volcano.sh/v1beta1", "PodGroup", "podgroups"),
+        Kind("scheduling.k8s.io/v1alpha1", "Workload", "workloads"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
         Kind(naming.API_VERSION, "RoleBasedGroup", "rolebasedgroups"),
         Kind(naming.API_VERSION, "RoleBasedGroupScalingAdapter", "rolebasedgroupscalingadapters"),
@@ -125,6 +127,7 @@ class Kube:
     async def _call(self, verb: str, resource: str, method: str, path: str, *, query: dict | None = None,
                     body: Any = None, content_type: str = "application/json") -> dict | None:
         self.requests[(verb, resource)] += 1
+        metrics.api_requests.labels(verb, resource).inc()
         response = await self.api.call_api(
             path, method, query_params=list((query or {}).items()), header_params={
                 "Content-Type": content_type, "Accept": "application/json"},

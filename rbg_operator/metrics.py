@@ -21,3 +21,7 @@ rest_client_requests = Counter("rest_client_requests_total", "API requests by st
                                ["code", "method"])
 leader_election_master_status = Gauge("leader_election_master_status",
                                       "1 while this process is the leader.", ["name"])
+
+# This operator's own: requests by verb and resource (bounded: a fixed set of kinds).
+api_requests = Counter("rbg_operator_api_requests_total", "API requests the reconciler sent, by verb and resource.",
+                       ["verb", "resource"])

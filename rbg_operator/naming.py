@@ -43,3 +43,7 @@ def instance_address(group: str, role: str, index: int, workload_kind: str) -> s
     if workload_kind == "LeaderWorkerSet":
         return f"{workload}-{index}.{workload}"
     return f"{workload}-{index}.{service_name(group, role)}"
+
+# Set to "kubernetes" on a group with podGroupPolicy.kubeScheduling to gang-schedule with the
+# native Workload API of scheduling.k8s.io instead of the scheduler-plugins PodGroup.
+ANNOTATION_GANG_SCHEDULER = "rolebasedgroup.workloads.x-k8s.io/gang-scheduler"

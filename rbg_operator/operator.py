@@ -19,9 +19,10 @@ import kopf
 from . import metrics, naming, webhook
 from .controller.reconciler import Reconciler
 from .controller.store import Store
+from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
-from .kube import Kube, namespace_terminating
+from .kube import KINDS, ApiError, Kube, namespace_terminating
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ GroupKey = tuple[str, str]  # (namespace, name)
 
 @dataclasses.dataclass
 class Settings:
+    namespaces: list[str] = dataclasses.field(default_factory=list)  # empty: all namespaces
     workers: int = 8
+    build: BuildOptions = dataclasses.field(default_factory=BuildOptions)
     resync_seconds: float = 600.0  # a safety net only; events drive the loop
     webhook_address: str = ""  # host:port to serve the validating webhook on; empty: no webhook
     webhook_host: str = ""  # host name or IP the API server uses to reach it
@@ -109,7 +112,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     queue: WorkQueue[GroupKey] = WorkQueue()
     queue.on_add = lambda key: metrics.workqueue_adds.labels(metrics.CONTROLLER).inc()
     queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels(metrics.CONTROLLER).observe(waited)
-    runtime = Runtime(kube, store, queue, Reconciler(kube, store, EventRecorder(kube)))
+    runtime = Runtime(kube, store, queue, Reconciler(kube, store, EventRecorder(kube), SETTINGS.build))
+    # Like an informer's initial sync: workers must not act on a half-filled store, or they
+    # would re-create children that exist but have not been listed yet.
+    await prime_store(kube, store, SETTINGS.namespaces)
     runtime.tasks = [
         asyncio.create_task(queue.run_workers(SETTINGS.workers, runtime.handle), name="rbg-workers"),
         asyncio.create_task(runtime.resync_forever(SETTINGS.resync_seconds), name="rbg-resync"),
@@ -130,6 +136,44 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> None:
                                                    certfile=str(certfile), pkeyfile=str(pkeyfile))
     if SETTINGS.webhook_configuration:
         settings.admission.managed = SETTINGS.webhook_configuration
+
+
+WATCHED = [
+    (naming.API_VERSION, "RoleBasedGroup", None),
+    ("apps/v1", "StatefulSet", naming.LABEL_GROUP_NAME),
+    ("apps/v1", "Deployment", naming.LABEL_GROUP_NAME),
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", naming.LABEL_GROUP_NAME),
+    ("v1", "Service", naming.LABEL_GROUP_NAME),
+    ("v1", "ConfigMap", naming.LABEL_GROUP_NAME),
+    ("scheduling.x-k8s.io/v1alpha1", "PodGroup", naming.LABEL_GROUP_NAME),
+    ("scheduling.volcano.sh/v1beta1", "PodGroup", naming.LABEL_GROUP_NAME),
+    ("scheduling.k8s.io/v1alpha1", "Workload", naming.LABEL_GROUP_NAME),
+]
+
+
+async def prime_store(kube: Kube, store: Store, namespaces: list[str]) -> None:
+    """List everything the operator watches once, before any reconcile runs."""
+    plain = [ns for ns in namespaces if not any(ch in ns for ch in "*?!,")]
+    scopes: list[str | None] = plain if plain and len(plain) == len(namespaces) else [None]
+    for api_version, kind, selector in WATCHED:
+        for namespace in scopes:
+            try:
+                items = await kube.list(KINDS[(api_version, kind)], namespace, selector)
+            except ApiError as error:
+                if error.status == 404:  # that API is not served here (e.g. no Volcano)
+                    continue
+                raise
+            for item in items:
+                if namespace is None and namespaces and not _watched(item["metadata"]["namespace"], namespaces):
+                    continue
+                store.upsert({"apiVersion": api_version, "kind": kind, **item})
+
+
+def _watched(namespace: str, patterns: list[str]) -> bool:
+    # kopf's own matcher, so priming and kopf's watches agree on glob patterns like "team-*,!team-x".
+    from kopf._cogs.structs.references import match_namespace
+
+    return any(match_namespace(namespace, pattern) for pattern in patterns)
 
 
 @kopf.on.cleanup()
@@ -155,6 +199,9 @@ CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "services", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "configmaps", labels=CHILD_FILTER)
+@kopf.on.event("scheduling.x-k8s.io", "v1alpha1", "podgroups", labels=CHILD_FILTER)
+@kopf.on.event("scheduling.volcano.sh", "v1beta1", "podgroups", labels=CHILD_FILTER)
+@kopf.on.event("scheduling.k8s.io", "v1alpha1", "workloads", labels=CHILD_FILTER)
 async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
     key = _owning_group(obj)

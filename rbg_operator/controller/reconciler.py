@@ -12,8 +12,10 @@ from .. import naming
 from ..api.errors import describe
 from ..api.rolebasedgroup import RoleBasedGroup
 from ..desired import creation_layers, group_children, role_children
+from ..desired.gang import PODGROUP_KINDS
+from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
-from ..kube import KINDS, Kube
+from ..kube import KINDS, ApiError, Kube
 from . import conditions
 from .diff import applied_digest, contains
 from .store import Store
@@ -28,6 +30,8 @@ WORKLOAD_KINDS = {
 }
 # Per-role children; the topology ConfigMap belongs to the group and goes with it.
 ROLE_CHILD_KINDS = [("v1", "Service"), *WORKLOAD_KINDS.values()]
+# Kinds whose spec the API server will not update in place: replaced when it must change.
+RECREATE_WHEN_IMMUTABLE = {("scheduling.k8s.io/v1alpha1", "Workload")}
 # Fields another actor may own on our workloads (kubectl scale, an HPA): we stop applying them.
 YIELDABLE_FIELDS = {("spec", "replicas"): "f:replicas"}
 
@@ -74,9 +78,13 @@ def _foreign_owner(observed: dict, field: str) -> str | None:
     return None
 
 
+def _owned_by(obj: dict, uid: str) -> bool:
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences", []) or [])
+
+
 class Reconciler:
-    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder):
-        self.kube, self.store, self.recorder = kube, store, recorder
+    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, options: BuildOptions = DEFAULT):
+        self.kube, self.store, self.recorder, self.options = kube, store, recorder, options
 
     async def reconcile(self, namespace: str, name: str) -> None:
         body = self.store.get(*RBG, namespace, name)
@@ -88,8 +96,10 @@ class Reconciler:
             await self._refuse(body, error)
             return
 
-        for child in group_children(group):
+        wanted = group_children(group)
+        for child in wanted:
             await self._ensure(body, child)
+        await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
         waiting: dict[str, str] = {}
         progress: dict[str, RoleProgress] = {}
         for layer in creation_layers(group):
@@ -102,7 +112,7 @@ class Reconciler:
                     waiting[role_name] = blocker
                     progress[role_name] = RoleProgress(role_name, role.replicas)
                     continue
-                for child in role_children(group, role_name):  # the workload comes last
+                for child in role_children(group, role_name, self.options):  # the workload comes last
                     workload = await self._ensure(body, child)
                 progress[role_name] = _workload_progress(role_name, role.replicas, workload)
 
@@ -126,11 +136,35 @@ class Reconciler:
         meta.setdefault("annotations", {})[naming.ANNOTATION_APPLIED] = applied_digest(desired)
         if observed is not None and contains(observed, desired):
             return observed
-        result = await self.kube.apply(desired)
+        try:
+            result = await self.kube.apply(desired)
+        except ApiError as error:
+            if not (observed is not None and error.status == 422 and "immutable" in str(error)
+                    and (desired["apiVersion"], desired["kind"]) in RECREATE_WHEN_IMMUTABLE):
+                raise
+            await self._delete(group_body, observed, "its spec cannot change in place; creating it anew")
+            result = await self.kube.apply(desired)
         self.store.upsert(result)
         if observed is None:
             await self.recorder.emit(group_body, "Normal", "Created", f"created {desired['kind']} {meta['name']}")
         return result
+
+    async def _remove_stale_group_children(self, group_body: dict, wanted: set[tuple[str, str]]) -> None:
+        """Delete a pod group the group no longer wants (gang scheduling turned off or switched)."""
+        meta = group_body["metadata"]
+        for api_version, kind in PODGROUP_KINDS.values():
+            if (api_version, kind) in wanted:
+                continue
+            obj = self.store.get(api_version, kind, meta["namespace"], meta["name"])
+            if obj is None or not _owned_by(obj, meta["uid"]):
+                continue
+            await self._delete(group_body, obj, f"gang scheduling no longer uses {api_version} {kind}")
+
+    async def _delete(self, group_body: dict, obj: dict, why: str) -> None:
+        meta = obj["metadata"]
+        await self.kube.delete(KINDS[(obj["apiVersion"], obj["kind"])], meta["namespace"], meta["name"], uid=meta["uid"])
+        self.store.remove(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        await self.recorder.emit(group_body, "Normal", "Deleted", f"deleted {obj['kind']} {meta['name']}: {why}")
 
     async def _remove_stale_children(self, group_body: dict, role_kinds: dict[str, str]) -> None:
         """Delete children of roles that left the spec, and workloads of a kind the role no longer has."""
@@ -138,16 +172,11 @@ class Reconciler:
         for api_version, kind in ROLE_CHILD_KINDS:
             for obj in self.store.owned_by_group(api_version, kind, meta["namespace"], meta["name"]):
                 role = obj["metadata"].get("labels", {}).get(naming.LABEL_ROLE)
-                owners = obj["metadata"].get("ownerReferences", [])
-                if not any(o.get("uid") == meta["uid"] for o in owners):
+                if not _owned_by(obj, meta["uid"]):
                     continue  # not ours: never delete what another group or a user made
                 if role in role_kinds and kind in ("Service", role_kinds[role]):
                     continue
-                await self.kube.delete(KINDS[(api_version, kind)], meta["namespace"], obj["metadata"]["name"],
-                                       uid=obj["metadata"]["uid"])
-                self.store.remove(api_version, kind, meta["namespace"], obj["metadata"]["name"])
-                await self.recorder.emit(group_body, "Normal", "Deleted",
-                                         f"deleted {kind} {obj['metadata']['name']}: role {role} no longer has it")
+                await self._delete(group_body, obj, f"role {role} no longer has it")
 
     async def _refuse(self, body: dict, error: pydantic.ValidationError) -> None:
         message = f"invalid RoleBasedGroup: {describe(error, prefix='')}"

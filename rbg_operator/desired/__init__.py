@@ -7,18 +7,22 @@ from __future__ import annotations
 
 from ..api.rolebasedgroup import RoleBasedGroup, dependency_layers
 from .discovery import headless_service, topology_configmap
+from .gang import pod_group
+from .options import DEFAULT, BuildOptions
 from .workloads import role_workload
 
 
 def group_children(group: RoleBasedGroup) -> list[dict]:
-    """Objects the group needs before any role: the topology ConfigMap its pods mount."""
-    return [topology_configmap(group)]
+    """Objects the group needs before any role: the topology ConfigMap its pods mount and,
+    with gang scheduling, the pod group the scheduler holds the pods to."""
+    podgroup = pod_group(group)
+    return [topology_configmap(group)] + ([podgroup] if podgroup else [])
 
 
-def role_children(group: RoleBasedGroup, role_name: str) -> list[dict]:
+def role_children(group: RoleBasedGroup, role_name: str, options: BuildOptions = DEFAULT) -> list[dict]:
     """The objects one role needs: its headless Service first, then its workload."""
     role = group.spec.role(role_name)
-    return [headless_service(group, role), role_workload(group, role)]
+    return [headless_service(group, role), role_workload(group, role, options)]
 
 
 def creation_layers(group: RoleBasedGroup) -> list[list[str]]:

@@ -5,22 +5,24 @@ from __future__ import annotations
 from .. import naming
 from ..api.rolebasedgroup import Role, RoleBasedGroup
 from .discovery import inject
+from .gang import join_gang
 from .meta import child_metadata, role_labels
+from .options import DEFAULT, BuildOptions
 from .strategicmerge import merge
 from .templates import resolved_template
 
 
-def pod_template(group: RoleBasedGroup, role: Role, base: dict | None = None) -> dict:
-    """A pod template with the role's labels and annotations and the discovery injection."""
+def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base: dict | None = None) -> dict:
+    """A pod template with the role's labels and annotations, discovery and gang membership."""
     template = resolved_template(group, role) if base is None else base
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**meta.get("labels", {}), **role_labels(group, role)}
     if role.annotations:
         meta["annotations"] = {**meta.get("annotations", {}), **role.annotations}
-    return inject(template, group, role)
+    return join_gang(inject(template, group, role), group, options)
 
 
-def _statefulset(group: RoleBasedGroup, role: Role) -> dict:
+def _statefulset(group: RoleBasedGroup, role: Role, options: BuildOptions) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -30,34 +32,34 @@ def _statefulset(group: RoleBasedGroup, role: Role) -> dict:
             # Parallel: role instances are peers (tensor/data parallel servers), not a chain.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": naming.role_selector(group.name, role.name)},
-            "template": pod_template(group, role),
+            "template": pod_template(group, role, options),
             "minReadySeconds": role.min_ready_seconds,
         },
     }
 
 
-def _deployment(group: RoleBasedGroup, role: Role) -> dict:
+def _deployment(group: RoleBasedGroup, role: Role, options: BuildOptions) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "spec": {
             "replicas": role.replicas,
             "selector": {"matchLabels": naming.role_selector(group.name, role.name)},
-            "template": pod_template(group, role),
+            "template": pod_template(group, role, options),
             "minReadySeconds": role.min_ready_seconds,
         },
     }
 
 
-def _leaderworkerset(group: RoleBasedGroup, role: Role) -> dict:
+def _leaderworkerset(group: RoleBasedGroup, role: Role, options: BuildOptions) -> dict:
     lws = role.leader_worker_set
     base = resolved_template(group, role)
     template: dict = {
         "size": role.leader_worker_size,
-        "workerTemplate": pod_template(group, role, merge(base, (lws and lws.patch_worker_template) or {})),
+        "workerTemplate": pod_template(group, role, options, merge(base, (lws and lws.patch_worker_template) or {})),
     }
     if lws and lws.patch_leader_template:
-        template["leaderTemplate"] = pod_template(group, role, merge(base, lws.patch_leader_template))
+        template["leaderTemplate"] = pod_template(group, role, options, merge(base, lws.patch_leader_template))
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
         "kind": "LeaderWorkerSet",
@@ -68,8 +70,8 @@ def _leaderworkerset(group: RoleBasedGroup, role: Role) -> dict:
 BUILDERS = {"StatefulSet": _statefulset, "Deployment": _deployment, "LeaderWorkerSet": _leaderworkerset}
 
 
-def role_workload(group: RoleBasedGroup, role: Role) -> dict:
-    workload = BUILDERS[role.workload.kind](group, role)
+def role_workload(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT) -> dict:
+    workload = BUILDERS[role.workload.kind](group, role, options)
     workload["metadata"] = child_metadata(group, role, naming.workload_name(group.name, role.name))
     return {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "metadata": workload["metadata"],
             "spec": workload["spec"]}

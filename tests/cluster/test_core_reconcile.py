@@ -175,7 +175,8 @@ def test_reconcile_that_changes_nothing_writes_nothing(kubectl: Kubectl, operato
             kubectl.run("annotate", "rbg", "quiet", f"-n={namespace}", f"example.com/poke={i}", "--overwrite")
             time.sleep(1)
         wait_for("the pokes to be reconciled", lambda: reconciles() >= 4, 30)
-        assert isolated.write_requests() == 0, isolated.metrics()
+        assert isolated.write_requests() == 0, {k: v for k, v in isolated.metrics().items()
+                                                if k.startswith("rbg_operator_api_requests_total")}
     finally:
         isolated.stop()
 

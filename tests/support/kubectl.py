@@ -34,7 +34,7 @@ class Kubectl:
         return self.run("apply", *ns, *extra, "-f", "-", stdin=text)
 
     def get(self, kind: str, name: str | None = None, namespace: str | None = None,
-            selector: str | None = None) -> Any:
+            selector: str | None = None, all_namespaces: bool = False) -> Any:
         """The object (or a list's items); None when a named object does not exist."""
         args = ["get", kind, "-o", "json"]
         if name:
@@ -43,6 +43,8 @@ class Kubectl:
             args.append(f"--namespace={namespace}")
         if selector:
             args.append(f"--selector={selector}")
+        if all_namespaces:
+            args.append("--all-namespaces")
         result = self.run(*args, check=False)
         if result.returncode != 0:
             if "NotFound" in result.stderr or "not found" in result.stderr:
