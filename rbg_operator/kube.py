@@ -165,6 +165,15 @@ class Kube:
         assert result is not None
         return result
 
+    async def patch(self, kind: Kind, namespace: str | None, name: str, body: Any, *,
+                    patch_type: str = "merge") -> dict:
+        """A JSON merge patch (a dict) or JSON patch (a list of operations), as an Update."""
+        content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[patch_type]
+        result = await self._call("patch", kind.plural, "PATCH", kind.path(namespace, name),
+                                  query={"fieldManager": self.field_manager}, body=body, content_type=content_type)
+        assert result is not None
+        return result
+
     async def create(self, obj: dict) -> dict:
         kind = kind_of(obj)
         path = kind.path(obj["metadata"].get("namespace"))

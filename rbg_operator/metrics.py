@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-CONTROLLER = "rolebasedgroup"
 
 reconcile_total = Counter("controller_runtime_reconcile_total", "Reconciliations by result.",
                           ["controller", "result"])

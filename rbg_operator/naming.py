@@ -47,3 +47,17 @@ def instance_address(group: str, role: str, index: int, workload_kind: str) -> s
 # Set to "kubernetes" on a group with podGroupPolicy.kubeScheduling to gang-schedule with the
 # native Workload API of scheduling.k8s.io instead of the scheduler-plugins PodGroup.
 ANNOTATION_GANG_SCHEDULER = "rolebasedgroup.workloads.x-k8s.io/gang-scheduler"
+
+
+# RoleBasedGroupSet members
+LABEL_SET_NAME = "rolebasedgroupset.workloads.x-k8s.io/name"
+LABEL_SET_INDEX = "rolebasedgroupset.workloads.x-k8s.io/rbg-index"
+ANNOTATION_SET_TEMPLATE = "rolebasedgroupset.workloads.x-k8s.io/template-hash"
+
+
+def adapter_name(group: str, role: str) -> str:
+    return f"{group}-{role}"
+
+
+def set_member_name(group_set: str, index: int) -> str:
+    return f"{group_set}-{index}"

@@ -18,6 +18,7 @@ import kopf
 
 from . import metrics, naming, webhook
 from .controller.reconciler import Reconciler
+from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import Store
 from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
@@ -26,7 +27,10 @@ from .kube import KINDS, ApiError, Kube, namespace_terminating
 
 log = logging.getLogger(__name__)
 
-GroupKey = tuple[str, str]  # (namespace, name)
+# (controller, namespace, name): one queue serves the three kinds, each key reconciled alone.
+Key = tuple[str, str, str]
+GROUP, ADAPTER, GROUP_SET = "rolebasedgroup", "rolebasedgroupscalingadapter", "rolebasedgroupset"
+KIND_OF_CONTROLLER = {GROUP: "RoleBasedGroup", ADAPTER: "RoleBasedGroupScalingAdapter", GROUP_SET: "RoleBasedGroupSet"}
 
 
 @dataclasses.dataclass
@@ -47,34 +51,47 @@ class Runtime:
 
     kube: Kube
     store: Store
-    queue: WorkQueue[GroupKey]
-    reconciler: Reconciler
+    queue: WorkQueue[Key]
+    reconcilers: dict[str, Reconciler | AdapterReconciler | GroupSetReconciler]
     tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
 
-    async def handle(self, key: GroupKey) -> None:
+    async def handle(self, key: Key) -> None:
+        controller, namespace, name = key
         started = time.monotonic()
         try:
-            await self.reconciler.reconcile(*key)
+            await self.reconcilers[controller].reconcile(namespace, name)
         except Exception as error:
-            if namespace_terminating(error):  # the group goes with its namespace; no retry
-                log.debug("namespace of %s/%s is terminating", *key)
+            if namespace_terminating(error):  # the object goes with its namespace; no retry
+                log.debug("namespace of %s %s/%s is terminating", *key)
                 return
-            log.exception("reconcile of %s/%s failed; retrying with backoff", *key)
-            metrics.reconcile_errors.labels(metrics.CONTROLLER).inc()
-            metrics.reconcile_total.labels(metrics.CONTROLLER, "error").inc()
+            log.exception("reconcile of %s %s/%s failed; retrying with backoff", *key)
+            metrics.reconcile_errors.labels(controller).inc()
+            metrics.reconcile_total.labels(controller, "error").inc()
             self.queue.add_rate_limited(key)
         else:
-            metrics.reconcile_total.labels(metrics.CONTROLLER, "success").inc()
+            metrics.reconcile_total.labels(controller, "success").inc()
             self.queue.forget(key)
         finally:
-            metrics.reconcile_time.labels(metrics.CONTROLLER).observe(time.monotonic() - started)
-            metrics.workqueue_depth.labels(metrics.CONTROLLER).set(len(self.queue))
+            metrics.reconcile_time.labels(controller).observe(time.monotonic() - started)
+            metrics.workqueue_depth.labels("rbg").set(len(self.queue))
+
+    def enqueue_group(self, namespace: str, name: str) -> None:
+        """A group changed: reconcile it, the adapters that scale it and the set that owns it."""
+        self.queue.add((GROUP, namespace, name))
+        for adapter in self.store.in_namespace(naming.API_VERSION, "RoleBasedGroupScalingAdapter", namespace):
+            if ((adapter.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name:
+                self.queue.add((ADAPTER, namespace, adapter["metadata"]["name"]))
+        group = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, name)
+        group_set = ((group or {}).get("metadata", {}).get("labels") or {}).get(naming.LABEL_SET_NAME)
+        if group_set:
+            self.queue.add((GROUP_SET, namespace, group_set))
 
     async def resync_forever(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
-            for namespace, name in self.store.keys(naming.API_VERSION, "RoleBasedGroup"):
-                self.queue.add((namespace, name))
+            for controller, kind in KIND_OF_CONTROLLER.items():
+                for namespace, name in self.store.keys(naming.API_VERSION, kind):
+                    self.queue.add((controller, namespace, name))
 
 
 SETTINGS = Settings()
@@ -90,7 +107,7 @@ def _observe(runtime: Runtime, raw_event: dict) -> dict:
     return obj
 
 
-def _owning_group(obj: dict) -> GroupKey | None:
+def _owning_group(obj: dict) -> tuple[str, str] | None:
     meta = obj["metadata"]
     for owner in meta.get("ownerReferences", []) or []:
         if owner.get("controller") and owner.get("kind") == "RoleBasedGroup" and owner.get("apiVersion") == naming.API_VERSION:
@@ -109,10 +126,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         _serve_webhook(settings)
     kube = await Kube.connect()
     store = Store()
-    queue: WorkQueue[GroupKey] = WorkQueue()
-    queue.on_add = lambda key: metrics.workqueue_adds.labels(metrics.CONTROLLER).inc()
-    queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels(metrics.CONTROLLER).observe(waited)
-    runtime = Runtime(kube, store, queue, Reconciler(kube, store, EventRecorder(kube), SETTINGS.build))
+    queue: WorkQueue[Key] = WorkQueue()
+    queue.on_add = lambda key: metrics.workqueue_adds.labels("rbg").inc()
+    queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels("rbg").observe(waited)
+    recorder = EventRecorder(kube)
+    runtime = Runtime(kube, store, queue, {
+        GROUP: Reconciler(kube, store, recorder, SETTINGS.build),
+        ADAPTER: AdapterReconciler(kube, store, recorder),
+        GROUP_SET: GroupSetReconciler(kube, store, recorder),
+    })
     # Like an informer's initial sync: workers must not act on a half-filled store, or they
     # would re-create children that exist but have not been listed yet.
     await prime_store(kube, store, SETTINGS.namespaces)
@@ -140,6 +162,8 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> None:
 
 WATCHED = [
     (naming.API_VERSION, "RoleBasedGroup", None),
+    (naming.API_VERSION, "RoleBasedGroupScalingAdapter", None),
+    (naming.API_VERSION, "RoleBasedGroupSet", None),
     ("apps/v1", "StatefulSet", naming.LABEL_GROUP_NAME),
     ("apps/v1", "Deployment", naming.LABEL_GROUP_NAME),
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", naming.LABEL_GROUP_NAME),
@@ -188,7 +212,19 @@ async def stop(memo: kopf.Memo, **_) -> None:
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroups")
 async def group_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
-    memo.runtime.queue.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    memo.runtime.enqueue_group(obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupscalingadapters")
+async def adapter_event(event: dict, memo: kopf.Memo, **_) -> None:
+    obj = _observe(memo.runtime, event)
+    memo.runtime.queue.add((ADAPTER, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupsets")
+async def group_set_event(event: dict, memo: kopf.Memo, **_) -> None:
+    obj = _observe(memo.runtime, event)
+    memo.runtime.queue.add((GROUP_SET, obj["metadata"]["namespace"], obj["metadata"]["name"]))
 
 
 CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
@@ -199,6 +235,7 @@ CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "services", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "configmaps", labels=CHILD_FILTER)
+@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupscalingadapters", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.x-k8s.io", "v1alpha1", "podgroups", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.volcano.sh", "v1beta1", "podgroups", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.k8s.io", "v1alpha1", "workloads", labels=CHILD_FILTER)
@@ -206,4 +243,4 @@ async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
     key = _owning_group(obj)
     if key is not None:
-        memo.runtime.queue.add(key)
+        memo.runtime.queue.add((GROUP, *key))

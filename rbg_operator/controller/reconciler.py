@@ -29,7 +29,8 @@ WORKLOAD_KINDS = {
     "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
 }
 # Per-role children; the topology ConfigMap belongs to the group and goes with it.
-ROLE_CHILD_KINDS = [("v1", "Service"), *WORKLOAD_KINDS.values()]
+ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
+ROLE_CHILD_KINDS = [("v1", "Service"), ADAPTER, *WORKLOAD_KINDS.values()]
 # Kinds whose spec the API server will not update in place: replaced when it must change.
 RECREATE_WHEN_IMMUTABLE = {("scheduling.k8s.io/v1alpha1", "Workload")}
 # Fields another actor may own on our workloads (kubectl scale, an HPA): we stop applying them.
@@ -116,7 +117,9 @@ class Reconciler:
                     workload = await self._ensure(body, child)
                 progress[role_name] = _workload_progress(role_name, role.replicas, workload)
 
-        await self._remove_stale_children(body, {r.name: r.workload.kind for r in group.spec.roles})
+        await self._remove_stale_children(body, {
+            r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
+            for r in group.spec.roles})
         await self._report(body, group, progress, waiting)
 
     async def _ensure(self, group_body: dict, desired: dict) -> dict:
@@ -166,15 +169,16 @@ class Reconciler:
         self.store.remove(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         await self.recorder.emit(group_body, "Normal", "Deleted", f"deleted {obj['kind']} {meta['name']}: {why}")
 
-    async def _remove_stale_children(self, group_body: dict, role_kinds: dict[str, str]) -> None:
-        """Delete children of roles that left the spec, and workloads of a kind the role no longer has."""
+    async def _remove_stale_children(self, group_body: dict, role_kinds: dict[str, set[str]]) -> None:
+        """Delete children of roles that left the spec, and children of a kind the role no longer has
+        (a workload of its old kind, a scaling adapter it no longer enables)."""
         meta = group_body["metadata"]
         for api_version, kind in ROLE_CHILD_KINDS:
             for obj in self.store.owned_by_group(api_version, kind, meta["namespace"], meta["name"]):
                 role = obj["metadata"].get("labels", {}).get(naming.LABEL_ROLE)
                 if not _owned_by(obj, meta["uid"]):
                     continue  # not ours: never delete what another group or a user made
-                if role in role_kinds and kind in ("Service", role_kinds[role]):
+                if role in role_kinds and kind in role_kinds[role]:
                     continue
                 await self._delete(group_body, obj, f"role {role} no longer has it")
 

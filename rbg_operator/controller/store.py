@@ -45,9 +45,15 @@ class Store:
     def keys(self, api_version: str, kind: str) -> list[ObjectKey]:
         return list(self._objects[(api_version, kind)])
 
-    def owned_by_group(self, api_version: str, kind: str, namespace: str, group: str) -> list[dict]:
+    def owned_by_label(self, api_version: str, kind: str, namespace: str, label: str, value: str) -> list[dict]:
         return [
             obj
             for (ns, _), obj in self._objects[(api_version, kind)].items()
-            if ns == namespace and obj["metadata"].get("labels", {}).get(naming.LABEL_GROUP_NAME) == group
+            if ns == namespace and (obj["metadata"].get("labels") or {}).get(label) == value
         ]
+
+    def owned_by_group(self, api_version: str, kind: str, namespace: str, group: str) -> list[dict]:
+        return self.owned_by_label(api_version, kind, namespace, naming.LABEL_GROUP_NAME, group)
+
+    def in_namespace(self, api_version: str, kind: str, namespace: str) -> list[dict]:
+        return [obj for (ns, _), obj in self._objects[(api_version, kind)].items() if ns == namespace]

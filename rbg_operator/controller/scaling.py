@@ -1,0 +1,164 @@
+"""Reconcilers of the scaling kinds.
+
+RoleBasedGroupScalingAdapter: its spec.replicas (what `kubectl scale` and an HPA write
+through the scale subresource) becomes the replicas of one role of one group; its status
+mirrors that role. RoleBasedGroupSet: `replicas` groups made from one template, updated
+one at a time, scaled in from the highest index.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pydantic
+
+from .. import naming
+from ..api.errors import describe
+from ..api.rolebasedgroup import Role
+from ..api.rolebasedgroupset import RoleBasedGroupSetSpec
+from ..api.scalingadapter import RoleBasedGroupScalingAdapterSpec
+from ..desired.scaling import role_pod_selector, set_member, template_hash
+from ..events import EventRecorder
+from ..kube import KINDS, Kube
+from . import conditions
+from .diff import contains
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+RBG = (naming.API_VERSION, "RoleBasedGroup")
+ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
+GROUP_SET = (naming.API_VERSION, "RoleBasedGroupSet")
+
+
+async def write_status(kube: Kube, store: Store, body: dict, status: dict) -> bool:
+    """Apply `status` unless the stored object already shows it."""
+    if contains(body.get("status") or {}, status):
+        return False
+    meta = body["metadata"]
+    result = await kube.apply({"apiVersion": body["apiVersion"], "kind": body["kind"],
+                               "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                               "status": status}, subresource="status")
+    store.upsert(result)
+    return True
+
+
+class AdapterReconciler:
+    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder):
+        self.kube, self.store, self.recorder = kube, store, recorder
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        body = self.store.get(*ADAPTER, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            spec = RoleBasedGroupScalingAdapterSpec.model_validate(body.get("spec") or {})
+        except pydantic.ValidationError as error:
+            log.warning("%s/%s: %s", namespace, name, describe(error))
+            return
+        target = spec.scale_target_ref
+        group = self.store.get(*RBG, namespace, target.name)
+        roles = {r["name"]: r for r in ((group or {}).get("spec") or {}).get("roles", [])}
+        old_status = body.get("status") or {}
+        if target.role not in roles:
+            await write_status(self.kube, self.store, body, {"phase": "NotBound"})
+            return
+        role = roles[target.role]
+        index = list(roles).index(target.role)
+        if spec.replicas is None:  # seed from the role, once; from then on scalers own it
+            result = await self.kube.patch(KINDS[ADAPTER], namespace, name, {"spec": {"replicas": role.get("replicas", 1)}})
+            self.store.upsert(result)
+            return
+        status = {"phase": "Bound"}
+        if spec.replicas != role.get("replicas", 1):
+            # A JSON patch guarded by a test on the role's name: it changes exactly this role's replicas.
+            result = await self.kube.patch(KINDS[RBG], namespace, target.name, [
+                {"op": "test", "path": f"/spec/roles/{index}/name", "value": target.role},
+                {"op": "replace", "path": f"/spec/roles/{index}/replicas", "value": spec.replicas},
+            ], patch_type="json")
+            self.store.upsert(result)
+            status["lastScaleTime"] = conditions.now()
+            await self.recorder.emit(body, "Normal", "Scaled",
+                                     f"role {target.role} of {target.name}: replicas {role.get('replicas', 1)} -> {spec.replicas}")
+        elif "lastScaleTime" in old_status:
+            status["lastScaleTime"] = old_status["lastScaleTime"]
+        observed = next((r for r in ((group.get("status") or {}).get("roleStatuses") or []) if r["name"] == target.role), {})
+        status.update({
+            "replicas": observed.get("replicas", 0),
+            "readyReplicas": observed.get("readyReplicas", 0),
+            "selector": role_pod_selector(target.name, Role.model_validate(role)),
+        })
+        await write_status(self.kube, self.store, body, status)
+
+
+class GroupSetReconciler:
+    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder):
+        self.kube, self.store, self.recorder = kube, store, recorder
+
+    def members(self, body: dict) -> dict[int, dict]:
+        meta = body["metadata"]
+        found = {}
+        for group in self.store.owned_by_label(*RBG, meta["namespace"], naming.LABEL_SET_NAME, meta["name"]):
+            if any(o.get("uid") == meta["uid"] for o in group["metadata"].get("ownerReferences", [])):
+                found[int(group["metadata"]["labels"][naming.LABEL_SET_INDEX])] = group
+        return found
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        body = self.store.get(*GROUP_SET, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            spec = RoleBasedGroupSetSpec.model_validate(body.get("spec") or {})
+        except pydantic.ValidationError as error:
+            message = f"invalid RoleBasedGroupSet: {describe(error)}"
+            if await write_status(self.kube, self.store, body, {"conditions": conditions.merge(
+                    (body.get("status") or {}).get("conditions"),
+                    [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message}],
+                    body["metadata"].get("generation", 0))}):
+                await self.recorder.emit(body, "Warning", "InvalidSpec", message)
+            return
+        members = self.members(body)
+        # Scale in: highest indices first.
+        for index in sorted((i for i in members if i >= spec.replicas), reverse=True):
+            group = members.pop(index)
+            await self.kube.delete(KINDS[RBG], namespace, group["metadata"]["name"], uid=group["metadata"]["uid"])
+            self.store.remove(*RBG, namespace, group["metadata"]["name"])
+            await self.recorder.emit(body, "Normal", "Deleted", f"deleted RoleBasedGroup {group['metadata']['name']}")
+        # Scale out with the current template.
+        for index in range(spec.replicas):
+            if index not in members:
+                members[index] = await self._apply(body, index)
+                await self.recorder.emit(body, "Normal", "Created", f"created RoleBasedGroup {members[index]['metadata']['name']}")
+        # Roll a template change one group at a time: only when every group is Ready.
+        wanted = template_hash(body["spec"]["template"])
+        outdated = sorted(i for i, g in members.items()
+                          if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted)
+        if outdated and all(_ready(g) for g in members.values()):
+            members[outdated[0]] = await self._apply(body, outdated[0])
+            await self.recorder.emit(body, "Normal", "Updating",
+                                     f"updating RoleBasedGroup {members[outdated[0]]['metadata']['name']} to the new template")
+        ready = sum(1 for g in members.values() if _ready(g))
+        generation = body["metadata"].get("generation", 0)
+        done = ready == spec.replicas and not outdated
+        await write_status(self.kube, self.store, body, {
+            "observedGeneration": generation,
+            "replicas": len(members),
+            "readyReplicas": ready,
+            "conditions": conditions.merge((body.get("status") or {}).get("conditions"), [
+                {"type": "Ready", "status": "True" if done else "False",
+                 "reason": "AllGroupsReady" if done else "GroupsNotReady",
+                 "message": f"{ready}/{spec.replicas} groups ready" + (f", {len(outdated)} to update" if outdated else "")},
+            ], generation),
+        })
+
+    async def _apply(self, body: dict, index: int) -> dict:
+        result = await self.kube.apply(set_member(body, index))
+        self.store.upsert(result)
+        return result
+
+
+def _ready(group: dict) -> bool:
+    status = group.get("status") or {}
+    ready = conditions.find(status.get("conditions"), "Ready")
+    return (ready is not None and ready["status"] == "True"
+            and status.get("observedGeneration") == group["metadata"].get("generation"))

@@ -1,0 +1,60 @@
+"""Scaling objects: the RoleBasedGroupScalingAdapter of a role, and the groups of a set."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+from .. import naming
+from ..api.rolebasedgroup import Role, RoleBasedGroup
+from .meta import owner_reference
+
+
+def scaling_adapter(group: RoleBasedGroup, role: Role) -> dict:
+    """The adapter of a role with scalingAdapter.enable. It carries no replicas: those belong
+    to whoever scales it (kubectl scale, an HPA); the adapter controller seeds them once."""
+    return {
+        "apiVersion": naming.API_VERSION,
+        "kind": "RoleBasedGroupScalingAdapter",
+        "metadata": {
+            "name": naming.adapter_name(group.name, role.name),
+            "namespace": group.namespace,
+            "labels": naming.role_selector(group.name, role.name),
+            "ownerReferences": [owner_reference(group)],
+        },
+        "spec": {"scaleTargetRef": {"name": group.name, "role": role.name}},
+    }
+
+
+def role_pod_selector(group: str, role: Role) -> str:
+    """Label selector of the pods an autoscaler should count: for LeaderWorkerSet roles, the leaders."""
+    labels = naming.role_selector(group, role.name)
+    if role.workload.kind == "LeaderWorkerSet":
+        labels[naming.LWS_WORKER_INDEX] = "0"
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def template_hash(template: dict) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def set_member(group_set: dict, index: int) -> dict:
+    """Group `{rbgs}-{i}` of a RoleBasedGroupSet, made from the set's template."""
+    meta = group_set["metadata"]
+    template = group_set["spec"]["template"]
+    return {
+        "apiVersion": naming.API_VERSION,
+        "kind": "RoleBasedGroup",
+        "metadata": {
+            "name": naming.set_member_name(meta["name"], index),
+            "namespace": meta["namespace"],
+            "labels": {naming.LABEL_SET_NAME: meta["name"], naming.LABEL_SET_INDEX: str(index)},
+            "annotations": {naming.ANNOTATION_SET_TEMPLATE: template_hash(template)},
+            "ownerReferences": [{
+                "apiVersion": naming.API_VERSION, "kind": "RoleBasedGroupSet", "name": meta["name"],
+                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": copy.deepcopy(template),
+    }
