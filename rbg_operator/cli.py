@@ -9,6 +9,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from . import operator
+from .controller.restarts import RestartSettings
 from .desired.options import BuildOptions
 
 
@@ -44,6 +45,17 @@ def main(argv: list[str] | None = None) -> None:
                      help="scheduler of kubeScheduling gangs (default %(default)s)")
     run.add_argument("--volcano-scheduler-name", default=BuildOptions.volcano_scheduler,
                      help="scheduler of volcanoScheduling gangs (default %(default)s)")
+    defaults = RestartSettings()
+    run.add_argument("--restart-backoff-base", type=float, default=defaults.backoff_base,
+                     help="seconds between the first two group recreations; doubles after (default %(default)s)")
+    run.add_argument("--restart-backoff-cap", type=float, default=defaults.backoff_cap,
+                     help="longest wait between group recreations (default %(default)s)")
+    run.add_argument("--restart-quiet-period", type=float, default=defaults.quiet_period,
+                     help="seconds without a recreation that reset the backoff (default %(default)s)")
+    run.add_argument("--restart-budget", type=int, default=defaults.budget,
+                     help="group recreations allowed per window before giving up (default %(default)s)")
+    run.add_argument("--restart-budget-window", type=float, default=defaults.budget_window,
+                     help="the budget's window in seconds (default %(default)s)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
 
@@ -54,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.resync_seconds = args.resync_seconds
     operator.SETTINGS.build = BuildOptions(coscheduling_scheduler=args.coscheduling_scheduler_name,
                                            volcano_scheduler=args.volcano_scheduler_name)
+    operator.SETTINGS.restarts = RestartSettings(
+        backoff_base=args.restart_backoff_base, backoff_cap=args.restart_backoff_cap,
+        quiet_period=args.restart_quiet_period, budget=args.restart_budget, budget_window=args.restart_budget_window)
     operator.SETTINGS.webhook_address = args.webhook_bind_address
     operator.SETTINGS.webhook_host = args.webhook_host
     operator.SETTINGS.webhook_cert_dir = args.webhook_cert_dir

@@ -7,6 +7,10 @@ FIELD_MANAGER = "rbg-operator"
 
 LABEL_GROUP_NAME = "rolebasedgroup.workloads.x-k8s.io/name"
 LABEL_ROLE = "rolebasedgroup.workloads.x-k8s.io/role"
+# Restart policy bookkeeping on the group: incident history (written by the operator), and
+# the annotation a user sets to a new value to re-arm an exhausted restart budget.
+ANNOTATION_RESTART_STATE = "rolebasedgroup.workloads.x-k8s.io/restart-state"
+ANNOTATION_RESTART_RESET = "rolebasedgroup.workloads.x-k8s.io/restart-budget-reset"
 # Digest of the configuration the operator last applied to a child (see controller/reconciler.py).
 ANNOTATION_APPLIED = "rolebasedgroup.workloads.x-k8s.io/applied-config"
 

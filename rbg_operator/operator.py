@@ -18,6 +18,7 @@ import kopf
 
 from . import metrics, naming, webhook
 from .controller.reconciler import Reconciler
+from .controller.restarts import RestartSettings, RestartTracker
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import Store
 from .desired.options import BuildOptions
@@ -38,6 +39,7 @@ class Settings:
     namespaces: list[str] = dataclasses.field(default_factory=list)  # empty: all namespaces
     workers: int = 8
     build: BuildOptions = dataclasses.field(default_factory=BuildOptions)
+    restarts: RestartSettings = dataclasses.field(default_factory=RestartSettings)
     resync_seconds: float = 600.0  # a safety net only; events drive the loop
     webhook_address: str = ""  # host:port to serve the validating webhook on; empty: no webhook
     webhook_host: str = ""  # host name or IP the API server uses to reach it
@@ -54,12 +56,13 @@ class Runtime:
     queue: WorkQueue[Key]
     reconcilers: dict[str, Reconciler | AdapterReconciler | GroupSetReconciler]
     tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
+    restarts: RestartTracker | None = None
 
     async def handle(self, key: Key) -> None:
         controller, namespace, name = key
         started = time.monotonic()
         try:
-            await self.reconcilers[controller].reconcile(namespace, name)
+            requeue_after = await self.reconcilers[controller].reconcile(namespace, name)
         except Exception as error:
             if namespace_terminating(error):  # the object goes with its namespace; no retry
                 log.debug("namespace of %s %s/%s is terminating", *key)
@@ -71,6 +74,8 @@ class Runtime:
         else:
             metrics.reconcile_total.labels(controller, "success").inc()
             self.queue.forget(key)
+            if requeue_after:
+                self.queue.add_after(key, requeue_after)
         finally:
             metrics.reconcile_time.labels(controller).observe(time.monotonic() - started)
             metrics.workqueue_depth.labels("rbg").set(len(self.queue))
@@ -130,14 +135,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     queue.on_add = lambda key: metrics.workqueue_adds.labels("rbg").inc()
     queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels("rbg").observe(waited)
     recorder = EventRecorder(kube)
+    restarts = RestartTracker(kube, store, recorder, SETTINGS.restarts)
     runtime = Runtime(kube, store, queue, {
-        GROUP: Reconciler(kube, store, recorder, SETTINGS.build),
+        GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts),
         ADAPTER: AdapterReconciler(kube, store, recorder),
         GROUP_SET: GroupSetReconciler(kube, store, recorder),
     })
     # Like an informer's initial sync: workers must not act on a half-filled store, or they
     # would re-create children that exist but have not been listed yet.
     await prime_store(kube, store, SETTINGS.namespaces)
+    runtime.restarts = restarts
     runtime.tasks = [
         asyncio.create_task(queue.run_workers(SETTINGS.workers, runtime.handle), name="rbg-workers"),
         asyncio.create_task(runtime.resync_forever(SETTINGS.resync_seconds), name="rbg-resync"),
@@ -172,6 +179,7 @@ WATCHED = [
     ("scheduling.x-k8s.io/v1alpha1", "PodGroup", naming.LABEL_GROUP_NAME),
     ("scheduling.volcano.sh/v1beta1", "PodGroup", naming.LABEL_GROUP_NAME),
     ("scheduling.k8s.io/v1alpha1", "Workload", naming.LABEL_GROUP_NAME),
+    ("v1", "Pod", naming.LABEL_GROUP_NAME),
 ]
 
 
@@ -244,3 +252,13 @@ async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
     key = _owning_group(obj)
     if key is not None:
         memo.runtime.queue.add((GROUP, *key))
+
+
+@kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)
+async def pod_event(event: dict, memo: kopf.Memo, **_) -> None:
+    """Pods feed the restart policies: the tracker compares each event with the stored copy."""
+    runtime: Runtime = memo.runtime
+    key = runtime.restarts.observe(event.get("type"), event["object"])
+    _observe(runtime, event)
+    if key is not None:
+        runtime.queue.add((GROUP, *key))

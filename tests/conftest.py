@@ -19,6 +19,9 @@ from tests.support.operator import OperatorProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO / ".cluster" / "test-logs"
+# Restart-policy timing short enough to observe backoff and the budget within a test.
+FAST_RESTARTS = ("--restart-backoff-base=3", "--restart-backoff-cap=12", "--restart-quiet-period=60",
+                 "--restart-budget=3", "--restart-budget-window=600")
 
 
 def pytest_collection_modifyitems(items):
@@ -66,7 +69,7 @@ def kubectl(kubeconfig: str) -> Kubectl:
 @pytest.fixture(scope="session")
 def operator(kubectl: Kubectl, kubeconfig: str):
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log").start()
+    process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log", *FAST_RESTARTS).start()
     yield process
     process.stop()
 

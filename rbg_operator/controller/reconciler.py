@@ -18,6 +18,7 @@ from ..events import EventRecorder
 from ..kube import KINDS, ApiError, Kube
 from . import conditions
 from .diff import applied_digest, contains
+from .restarts import RestartOutcome, RestartSettings, RestartTracker
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,13 @@ def _owned_by(obj: dict, uid: str) -> bool:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, options: BuildOptions = DEFAULT):
+    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, options: BuildOptions = DEFAULT,
+                 restarts: RestartTracker | None = None):
         self.kube, self.store, self.recorder, self.options = kube, store, recorder, options
+        self.restarts = restarts or RestartTracker(kube, store, recorder, RestartSettings())
 
-    async def reconcile(self, namespace: str, name: str) -> None:
+    async def reconcile(self, namespace: str, name: str) -> float | None:
+        """Returns seconds after which to look again, when waiting on time rather than on an event."""
         body = self.store.get(*RBG, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # owner references let garbage collection remove the children
@@ -120,7 +124,9 @@ class Reconciler:
         await self._remove_stale_children(body, {
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
             for r in group.spec.roles})
-        await self._report(body, group, progress, waiting)
+        restarts = await self.restarts.reconcile(body, group, all(p.is_ready for p in progress.values()))
+        await self._report(body, group, progress, waiting, restarts)
+        return restarts.requeue_after
 
     async def _ensure(self, group_body: dict, desired: dict) -> dict:
         """Apply `desired` unless the observed object already matches it.
@@ -147,10 +153,21 @@ class Reconciler:
                 raise
             await self._delete(group_body, observed, "its spec cannot change in place; creating it anew")
             result = await self.kube.apply(desired)
+            await self._requeue_pending_pods(group_body)
         self.store.upsert(result)
         if observed is None:
             await self.recorder.emit(group_body, "Normal", "Created", f"created {desired['kind']} {meta['name']}")
         return result
+
+    async def _requeue_pending_pods(self, group_body: dict) -> None:
+        """Unbound pods of a replaced gang may sit in the scheduler's backoff for minutes: their
+        workload changed under them. They hold nothing yet, so recreate them to be scheduled now."""
+        meta = group_body["metadata"]
+        for pod in self.store.owned_by_group("v1", "Pod", meta["namespace"], meta["name"]):
+            if not pod["spec"].get("nodeName") and not pod["metadata"].get("deletionTimestamp"):
+                self.restarts.expected_deletions.add(pod["metadata"]["uid"])
+                await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
+                                       uid=pod["metadata"]["uid"])
 
     async def _remove_stale_group_children(self, group_body: dict, wanted: set[tuple[str, str]]) -> None:
         """Delete a pod group the group no longer wants (gang scheduling turned off or switched)."""
@@ -192,10 +209,15 @@ class Reconciler:
             await self.recorder.emit(body, "Warning", "InvalidSpec", message)
 
     async def _report(self, body: dict, group: RoleBasedGroup, progress: dict[str, RoleProgress],
-                      waiting: dict[str, str]) -> None:
+                      waiting: dict[str, str], restarts: RestartOutcome) -> None:
         roles = [progress[r.name] for r in group.spec.roles]
         not_ready = [p.name for p in roles if not p.is_ready]
-        if not not_ready:
+        if restarts.budget_exhausted:
+            ready = {"type": "Ready", "status": "False", "reason": "RestartBudgetExhausted",
+                     "message": restarts.budget_exhausted}
+            moving = {"type": "Progressing", "status": "False", "reason": "RestartBudgetExhausted",
+                      "message": restarts.budget_exhausted}
+        elif not not_ready:
             ready = {"type": "Ready", "status": "True", "reason": "AllRolesReady", "message": "all roles are ready"}
             moving = {"type": "Progressing", "status": "False", "reason": "AllRolesReady",
                       "message": "all roles are ready"}
@@ -212,7 +234,7 @@ class Reconciler:
             for p in roles
         ]
         previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
-        changed = await self._write_status(body, [ready, moving], role_statuses)
+        changed = await self._write_status(body, [ready, moving, *restarts.conditions], role_statuses)
         if changed and (previous is None or previous.get("reason") != ready["reason"]):
             await self.recorder.emit(body, "Normal", ready["reason"], ready["message"])
 

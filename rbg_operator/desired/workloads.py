@@ -60,6 +60,12 @@ def _leaderworkerset(group: RoleBasedGroup, role: Role, options: BuildOptions) -
     }
     if lws and lws.patch_leader_template:
         template["leaderTemplate"] = pod_template(group, role, options, merge(base, lws.patch_leader_template))
+    # The LeaderWorkerSet's own group recreation is the role-instance policy; a group-wide
+    # policy is the operator's job, so LeaderWorkerSet must not recreate on its own as well.
+    lws_restart = {"RecreateRoleInstanceOnPodRestart": "RecreateGroupOnPodRestart",
+                   "RecreateRBGOnPodRestart": "None"}.get(role.restart_policy or "")
+    if lws_restart:
+        template["restartPolicy"] = lws_restart
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
         "kind": "LeaderWorkerSet",
