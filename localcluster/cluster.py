@@ -26,7 +26,8 @@ from . import components, pki
 
 REPO = Path(__file__).resolve().parent.parent
 NODES_FILE = Path(__file__).resolve().parent / "nodes.yaml"
-FEATURE_GATES = "GenericWorkload=true,GangScheduling=true"  # the scheduling.k8s.io Workload API (gang)
+# The scheduling.k8s.io Workload API (native gang scheduling), and StatefulSet maxUnavailable (beta, off by default).
+FEATURE_GATES = "GenericWorkload=true,GangScheduling=true,MaxUnavailableStatefulSet=true"
 COSCHEDULER_NAME = "scheduler-plugins-scheduler"
 SERVICE_RANGE = "10.0.0.0/24"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coscheduler", "kwok",

@@ -97,20 +97,29 @@ class Kube:
 
     WRITE_VERBS = frozenset({"create", "apply", "patch", "update", "delete"})
 
-    def __init__(self, api: k8s_client.ApiClient, field_manager: str = naming.FIELD_MANAGER):
+    def __init__(self, api: k8s_client.ApiClient, field_manager: str = naming.FIELD_MANAGER,
+                 default_namespace: str = "default"):
         self.api = api
+        self.default_namespace = default_namespace
         self.field_manager = field_manager
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @classmethod
-    async def connect(cls) -> "Kube":
+    async def connect(cls, context: str | None = None) -> "Kube":
+        """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
         configuration = k8s_client.Configuration()
+        namespace = "default"
         try:
+            if context:
+                raise k8s_config.ConfigException("a kubeconfig context was asked for")
             k8s_config.load_incluster_config(client_configuration=configuration)
         except k8s_config.ConfigException:
-            await k8s_config.load_kube_config(client_configuration=configuration)
+            await k8s_config.load_kube_config(client_configuration=configuration, context=context)
+            contexts, active = k8s_config.list_kube_config_contexts()
+            chosen = next((c for c in contexts if c["name"] == context), active) if context else active
+            namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
         configuration.connection_pool_maxsize = 64
-        return cls(k8s_client.ApiClient(configuration))
+        return cls(k8s_client.ApiClient(configuration), default_namespace=namespace)
 
     async def close(self) -> None:
         await self.api.close()

@@ -65,3 +65,8 @@ def adapter_name(group: str, role: str) -> str:
 
 def set_member_name(group_set: str, index: int) -> str:
     return f"{group_set}-{index}"
+
+
+# Rollouts: a per-role revision label on each workload, and what a ControllerRevision keeps.
+LABEL_REVISION_PREFIX = "rolebasedgroup.workloads.x-k8s.io/role-revision-hash-"
+ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet")

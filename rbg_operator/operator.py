@@ -180,6 +180,7 @@ WATCHED = [
     ("scheduling.volcano.sh/v1beta1", "PodGroup", naming.LABEL_GROUP_NAME),
     ("scheduling.k8s.io/v1alpha1", "Workload", naming.LABEL_GROUP_NAME),
     ("v1", "Pod", naming.LABEL_GROUP_NAME),
+    ("apps/v1", "ControllerRevision", naming.LABEL_GROUP_NAME),
 ]
 
 
@@ -243,6 +244,7 @@ CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "services", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "configmaps", labels=CHILD_FILTER)
+@kopf.on.event("apps", "v1", "controllerrevisions", labels=CHILD_FILTER)
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupscalingadapters", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.x-k8s.io", "v1alpha1", "podgroups", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.volcano.sh", "v1beta1", "podgroups", labels=CHILD_FILTER)

@@ -13,6 +13,9 @@ from ..api.errors import describe
 from ..api.rolebasedgroup import RoleBasedGroup
 from ..desired import creation_layers, group_children, role_children
 from ..desired.gang import PODGROUP_KINDS
+from ..desired.meta import owner_reference
+from ..desired.rollout import (HISTORY_LIMIT, RoleRollout, controller_revision, coordinated_allowance,
+                               group_revision, revision_label, role_revision)
 from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
 from ..kube import KINDS, ApiError, Kube
@@ -105,6 +108,8 @@ class Reconciler:
         for child in wanted:
             await self._ensure(body, child)
         await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
+        await self._record_revision(body, group)
+        partitions = self._coordinate(group)
         waiting: dict[str, str] = {}
         progress: dict[str, RoleProgress] = {}
         for layer in creation_layers(group):
@@ -117,8 +122,10 @@ class Reconciler:
                     waiting[role_name] = blocker
                     progress[role_name] = RoleProgress(role_name, role.replicas)
                     continue
-                for child in role_children(group, role_name, self.options):  # the workload comes last
+                for child in role_children(group, role_name, self.options, partitions.get(role_name)):  # workload last
                     workload = await self._ensure(body, child)
+                if workload is not None and workload["kind"] == "StatefulSet":
+                    await self._unstick(body, workload)
                 progress[role_name] = _workload_progress(role_name, role.replicas, workload)
 
         await self._remove_stale_children(body, {
@@ -158,6 +165,94 @@ class Reconciler:
         if observed is None:
             await self.recorder.emit(group_body, "Normal", "Created", f"created {desired['kind']} {meta['name']}")
         return result
+
+    async def _unstick(self, group_body: dict, sts: dict) -> None:
+        """Replace pods stuck on an old revision that were never going to become ready.
+
+        A StatefulSet rolling update waits for unavailable pods to recover before it replaces
+        anything (with maxUnavailable, it counts them against the budget), so a template fix for
+        pods that cannot start would never roll out. Those pods serve nothing: replacing them
+        costs no availability.
+        """
+        status = sts.get("status") or {}
+        if status.get("observedGeneration") != sts["metadata"]["generation"] or not status.get("updateRevision"):
+            return
+        if status.get("updateRevision") == status.get("currentRevision"):
+            return
+        partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
+        meta = sts["metadata"]
+        for pod in self.store.owned_by_label("v1", "Pod", meta["namespace"], naming.LABEL_ROLE, meta["labels"][naming.LABEL_ROLE]):
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get(naming.LABEL_GROUP_NAME) != meta["labels"][naming.LABEL_GROUP_NAME]:
+                continue
+            ordinal = int(labels.get(naming.STATEFULSET_POD_INDEX, -1))
+            ready = any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in (pod.get("status") or {}).get("conditions", []))
+            if (ordinal >= partition and not ready and not pod["metadata"].get("deletionTimestamp")
+                    and labels.get("controller-revision-hash") != status["updateRevision"]):
+                self.restarts.expected_deletions.add(pod["metadata"]["uid"])
+                await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
+                                       uid=pod["metadata"]["uid"])
+                await self.recorder.emit(group_body, "Normal", "ReplacedStuckPod",
+                                         f"pod {pod['metadata']['name']} never became ready on the old revision; "
+                                         f"replacing it with the new one")
+
+    def _coordinate(self, group: RoleBasedGroup) -> dict[str, int]:
+        """Partitions of StatefulSet roles in a coordinated rolling update (coordination[].strategy.rollingUpdate)."""
+        partitions: dict[str, int] = {}
+        for rule in group.spec.coordination or []:
+            update = rule.strategy.rolling_update if rule.strategy else None
+            if update is None:
+                continue
+            observed: list[RoleRollout] = []
+            for role_name in rule.roles:
+                role = group.spec.role(role_name)
+                sts = self.store.get("apps/v1", "StatefulSet", group.namespace, naming.workload_name(group.name, role_name))
+                if role.workload.kind != "StatefulSet" or sts is None:
+                    continue  # a role being created starts on the newest revision anyway
+                observed.append(self._rollout_of(group, role, sts))
+            for name, allowed in coordinated_allowance(observed, update.max_skew, update.partition).items():
+                partitions[name] = group.spec.role(name).replicas - allowed
+        return partitions
+
+    def _rollout_of(self, group: RoleBasedGroup, role, sts: dict) -> RoleRollout:
+        replicas = role.replicas
+        labels = sts["metadata"].get("labels") or {}
+        if labels.get(revision_label(role.name)) != role_revision(group, role):
+            return RoleRollout(role.name, replicas, 0, 0)  # a new revision: nothing is allowed onto it yet
+        partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
+        status = sts.get("status") or {}
+        revision = status.get("updateRevision") if status.get("observedGeneration") == sts["metadata"]["generation"] else None
+        updated_ready = sum(
+            1 for pod in self.store.owned_by_label("v1", "Pod", group.namespace, naming.LABEL_ROLE, role.name)
+            if (pod["metadata"].get("labels") or {}).get(naming.LABEL_GROUP_NAME) == group.name
+            and revision and pod["metadata"]["labels"].get("controller-revision-hash") == revision
+            and not pod["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions", [])))
+        return RoleRollout(role.name, replicas, min(updated_ready, replicas), max(0, replicas - partition))
+
+    async def _record_revision(self, body: dict, group: RoleBasedGroup) -> None:
+        """Keep a ControllerRevision of the role templates for every revision, newest numbered highest."""
+        revisions = self.store.owned_by_group("apps/v1", "ControllerRevision", group.namespace, group.name)
+        revisions = [r for r in revisions if _owned_by(r, group.metadata["uid"])]
+        name = f"{group.name}-{group_revision(group)}"
+        highest = max((r.get("revision", 0) for r in revisions), default=0)
+        current = next((r for r in revisions if r["metadata"]["name"] == name), None)
+        if current is not None and current.get("revision", 0) == highest:
+            return
+        # A new revision, or an old one coming back (an undo): it becomes the newest. A revision's
+        # data is immutable, so an old one is renumbered with a patch of that field alone.
+        if current is None:
+            result = await self.kube.apply(controller_revision(group, owner_reference(group), highest + 1))
+        else:
+            result = await self.kube.patch(KINDS[("apps/v1", "ControllerRevision")], group.namespace, name,
+                                           {"revision": highest + 1})
+        self.store.upsert(result)
+        revisions = [r for r in revisions if r["metadata"]["name"] != name] + [result]
+        for old in sorted(revisions, key=lambda r: r.get("revision", 0))[:-HISTORY_LIMIT]:
+            await self.kube.delete(KINDS[("apps/v1", "ControllerRevision")], group.namespace, old["metadata"]["name"],
+                                   uid=old["metadata"]["uid"])
+            self.store.remove("apps/v1", "ControllerRevision", group.namespace, old["metadata"]["name"])
 
     async def _requeue_pending_pods(self, group_body: dict) -> None:
         """Unbound pods of a replaced gang may sit in the scheduler's backoff for minutes: their
@@ -229,12 +324,21 @@ class Reconciler:
             text = "roles not ready: " + ", ".join(not_ready)
             ready = {"type": "Ready", "status": "False", "reason": "RolesNotReady", "message": text}
             moving = {"type": "Progressing", "status": "True", "reason": "RolesProgressing", "message": text}
+        rolling = [p for p in roles if p.exists and p.updated < p.desired]
+        if rolling:
+            text = "updating " + ", ".join(f"{p.name} ({p.updated}/{p.desired} updated)" for p in rolling)
+            update = {"type": "RollingUpdateInProgress", "status": "True", "reason": "RollingUpdate", "message": text}
+            if not restarts.budget_exhausted:
+                moving = {"type": "Progressing", "status": "True", "reason": "RollingUpdate", "message": text}
+        else:
+            update = {"type": "RollingUpdateInProgress", "status": "False", "reason": "UpdateComplete",
+                      "message": "every role runs its current revision"}
         role_statuses = [
             {"name": p.name, "replicas": p.replicas, "readyReplicas": p.ready, "updatedReplicas": p.updated}
             for p in roles
         ]
         previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
-        changed = await self._write_status(body, [ready, moving, *restarts.conditions], role_statuses)
+        changed = await self._write_status(body, [ready, moving, update, *restarts.conditions], role_statuses)
         if changed and (previous is None or previous.get("reason") != ready["reason"]):
             await self.recorder.emit(body, "Normal", ready["reason"], ready["message"])
 

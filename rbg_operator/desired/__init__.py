@@ -20,12 +20,13 @@ def group_children(group: RoleBasedGroup) -> list[dict]:
     return [topology_configmap(group)] + ([podgroup] if podgroup else [])
 
 
-def role_children(group: RoleBasedGroup, role_name: str, options: BuildOptions = DEFAULT) -> list[dict]:
+def role_children(group: RoleBasedGroup, role_name: str, options: BuildOptions = DEFAULT,
+                  partition: int | None = None) -> list[dict]:
     """The objects one role needs: its headless Service, its scaling adapter if enabled, and
     last its workload."""
     role = group.spec.role(role_name)
     adapter = [scaling_adapter(group, role)] if role.scaling_adapter and role.scaling_adapter.enable else []
-    return [headless_service(group, role), *adapter, role_workload(group, role, options)]
+    return [headless_service(group, role), *adapter, role_workload(group, role, options, partition)]
 
 
 def creation_layers(group: RoleBasedGroup) -> list[list[str]]:

@@ -51,8 +51,9 @@ def test_every_workload_kind_gets_its_objects(kubectl: Kubectl, operator, namesp
     ready(kubectl, "core", namespace)
 
     sts = kubectl.get("statefulset", "core-sts", namespace)
-    assert sts["metadata"]["labels"] == {"team": "serving", GROUP_LABEL: "core",
-                                         "rolebasedgroup.workloads.x-k8s.io/role": "sts"}
+    labels = sts["metadata"]["labels"]
+    assert len(labels.pop("rolebasedgroup.workloads.x-k8s.io/role-revision-hash-sts")) == 10
+    assert labels == {"team": "serving", GROUP_LABEL: "core", "rolebasedgroup.workloads.x-k8s.io/role": "sts"}
     assert sts["metadata"]["annotations"]["owner"] == "ml"
     assert sts["metadata"]["ownerReferences"][0]["controller"] is True
     assert (sts["spec"]["serviceName"], sts["spec"]["podManagementPolicy"]) == ("s-core-sts", "Parallel")

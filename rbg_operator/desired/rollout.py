@@ -1,0 +1,122 @@
+"""Rollouts: each role's update strategy, its revision, and the pace of coordinated roles.
+
+Everything here is pure: the coordinator is given what the reconciler observed (pods
+updated and ready, current partitions) and answers with the partitions to apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+
+from .. import naming
+from ..api.rolebasedgroup import Role, RoleBasedGroup
+from .templates import resolved_template
+
+HISTORY_LIMIT = 10  # ControllerRevisions kept per group
+
+
+def resolve(value: int | str | None, total: int, *, round_up: bool = False, default: int = 0) -> int:
+    """An int-or-percent against `total`, as Kubernetes resolves maxSurge (up) and maxUnavailable (down)."""
+    if value is None:
+        return default
+    if isinstance(value, int):
+        return value
+    fraction = int(value.rstrip("%")) * total / 100
+    return math.ceil(fraction) if round_up else math.floor(fraction)
+
+
+def role_shape(group: RoleBasedGroup, role: Role) -> dict:
+    """What decides a role's pods (and so its revision); replicas are deliberately not in it."""
+    shape = {"template": resolved_template(group, role)}
+    if role.leader_worker_set:
+        shape["leaderWorkerSet"] = role.leader_worker_set.wire()
+    return shape
+
+
+def role_revision(group: RoleBasedGroup, role: Role) -> str:
+    return hashlib.sha256(json.dumps(role_shape(group, role), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def group_revision(group: RoleBasedGroup) -> str:
+    hashes = {role.name: role_revision(group, role) for role in group.spec.roles}
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def revision_label(role: str) -> str:
+    return f"{naming.LABEL_REVISION_PREFIX}{role}"[:63]
+
+
+def controller_revision(group: RoleBasedGroup, owner: dict, number: int) -> dict:
+    """The group's role templates as a ControllerRevision `{rbg}-{hash}`: what undo restores."""
+    roles = {}
+    for role in group.spec.roles:
+        fields = role.wire()
+        roles[role.name] = {k: fields[k] for k in naming.ROLE_TEMPLATE_FIELDS if k in fields}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {"name": f"{group.name}-{group_revision(group)}", "namespace": group.namespace,
+                     "labels": {naming.LABEL_GROUP_NAME: group.name}, "ownerReferences": [owner]},
+        "data": {"roles": roles},
+        "revision": number,
+    }
+
+
+def update_strategy(role: Role, kind: str, partition: int | None) -> dict:
+    """The workload's own update machinery, configured from the role's rolloutStrategy."""
+    update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
+    replicas = role.replicas
+    max_unavailable = resolve(update.max_unavailable if update else 1, replicas, default=1) or 1
+    max_surge = resolve(update.max_surge if update else 0, replicas, round_up=True)
+    paused = bool(update and update.paused)
+    if kind == "Deployment":
+        return {"strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxUnavailable": max_unavailable, "maxSurge": max_surge}},
+                "paused": paused}
+    if partition is None:
+        partition = resolve(update.partition if update else None, replicas)
+    if paused:
+        partition = replicas  # hold every pod at its current revision
+    if kind == "StatefulSet":
+        return {"updateStrategy": {"type": "RollingUpdate",
+                                   "rollingUpdate": {"partition": partition, "maxUnavailable": max_unavailable}}}
+    return {"rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
+        "partition": partition, "maxUnavailable": max_unavailable, "maxSurge": max_surge}}}
+
+
+@dataclasses.dataclass
+class RoleRollout:
+    """What the reconciler observed of one coordinated role."""
+
+    name: str
+    replicas: int
+    updated_ready: int  # pods at the desired revision and ready
+    allowed: int  # pods currently allowed onto the desired revision (replicas - partition)
+
+
+def coordinated_allowance(roles: list[RoleRollout], max_skew: str | None, floor_partition: str | None) -> dict[str, int]:
+    """How many pods of each role may be on the new revision, so that the roles'
+    updated-and-ready fractions stay within max_skew of each other.
+
+    A role may run ahead of the slowest role's updated-and-ready fraction by at most
+    max_skew; since that fraction only grows, the bound holds at every moment. When no role
+    may move (max_skew is below one pod of every role), the slowest roles advance one pod
+    each, together: the smallest step that is possible, so small roles never deadlock.
+    """
+    skew = int((max_skew or "100%").rstrip("%")) / 100
+    fraction = {r.name: r.updated_ready / r.replicas if r.replicas else 1.0 for r in roles}
+    slowest = min(fraction.values(), default=1.0)
+    ceiling = {r.name: r.replicas - resolve(floor_partition, r.replicas) for r in roles}
+    allowance = {}
+    for role in roles:
+        limit = math.floor((slowest + skew) * role.replicas + 1e-9)
+        allowance[role.name] = max(min(role.allowed, ceiling[role.name]), min(ceiling[role.name], limit))
+    blocked = all(allowance[r.name] <= r.updated_ready for r in roles)
+    if blocked:
+        for role in roles:
+            if fraction[role.name] == slowest and allowance[role.name] < ceiling[role.name]:
+                allowance[role.name] += 1
+    return allowance

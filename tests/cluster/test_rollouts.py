@@ -1,0 +1,166 @@
+"""Rolling updates on the real control plane: per-role strategies, coordinated prefill/decode
+rollouts under maxSkew, no deadlock at small sizes, updates during updates, and rollback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from tests.support.kubectl import Kubectl, condition, wait_for
+
+GROUP_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
+ROLE_LABEL = "rolebasedgroup.workloads.x-k8s.io/role"
+
+
+def pd_group(name: str, image: str, replicas: int, max_skew: str | None = "25%", **role_fields) -> dict:
+    def role(role_name: str) -> dict:
+        return {"name": role_name, "replicas": replicas, **role_fields,
+                "template": {"spec": {"containers": [{"name": "main", "image": image}]}}}
+    spec: dict = {"roles": [role("prefill"), role("decode")]}
+    if max_skew:
+        spec["coordination"] = [{"name": "pd", "roles": ["prefill", "decode"],
+                                 "strategy": {"rollingUpdate": {"maxSkew": max_skew}}}]
+    return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": name},
+            "spec": spec}
+
+
+def fractions(pods: list[dict], image: str, replicas: int) -> dict[str, float]:
+    """Per role: the share of its pods that run `image` and are ready, from one list call."""
+    done: dict[str, int] = {"prefill": 0, "decode": 0}
+    for pod in pods:
+        if (pod["spec"]["containers"][0]["image"] == image and not pod["metadata"].get("deletionTimestamp")
+                and (condition(pod, "Ready") or {}).get("status") == "True"):
+            done[pod["metadata"]["labels"][ROLE_LABEL]] += 1
+    return {role: count / replicas for role, count in done.items()}
+
+
+def ready(kubectl: Kubectl, name: str, namespace: str) -> dict:
+    return wait_for(f"group {name} Ready", lambda: (g := kubectl.get("rbg", name, namespace))
+                    and (condition(g, "Ready") or {}).get("status") == "True"
+                    and g["status"]["observedGeneration"] == g["metadata"]["generation"] and g, 120)
+
+
+def run_rollout(kubectl: Kubectl, namespace: str, name: str, image: str, replicas: int, max_skew: float | None,
+                timeout: float = 120) -> list[dict[str, float]]:
+    """Sample both roles until every pod runs `image` and is ready; assert the skew at every sample."""
+    samples = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        share = fractions(kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}={name}"), image, replicas)
+        samples.append(share)
+        if max_skew is not None:
+            assert abs(share["prefill"] - share["decode"]) <= max_skew + 1e-9, samples
+        if share == {"prefill": 1.0, "decode": 1.0}:
+            return samples
+        time.sleep(0.1)
+    raise AssertionError(f"rollout to {image} did not finish; last samples {samples[-5:]}")
+
+
+def test_coordinated_rollout_keeps_prefill_and_decode_within_max_skew(kubectl: Kubectl, operator, namespace: str):
+    kubectl.apply(pd_group("pd", "example.com/sglang:v1", 4), namespace)
+    ready(kubectl, "pd", namespace)
+    kubectl.apply(pd_group("pd", "example.com/sglang:v2", 4), namespace)
+    samples = run_rollout(kubectl, namespace, "pd", "example.com/sglang:v2", 4, 0.25)
+    assert len(samples) >= 3, "the rollout was sampled while it ran"
+    assert any(0 < s["prefill"] < 1 for s in samples), "prefill moved in steps"
+    group = ready(kubectl, "pd", namespace)
+    assert condition(group, "RollingUpdateInProgress")["status"] == "False"
+    assert {r["name"]: r["updatedReplicas"] for r in group["status"]["roleStatuses"]} == {"prefill": 4, "decode": 4}
+
+
+def test_small_rollouts_finish(kubectl: Kubectl, operator, namespace: str):
+    for replicas in (1, 2):
+        name = f"small{replicas}"
+        kubectl.apply(pd_group(name, "example.com/app:v1", replicas), namespace)
+        ready(kubectl, name, namespace)
+        kubectl.apply(pd_group(name, "example.com/app:v2", replicas), namespace)
+        run_rollout(kubectl, namespace, name, "example.com/app:v2", replicas, None)
+    # and without coordination, with the role's own strategy
+    kubectl.apply(pd_group("solo", "example.com/app:v1", 1, None), namespace)
+    ready(kubectl, "solo", namespace)
+    kubectl.apply(pd_group("solo", "example.com/app:v2", 1, None), namespace)
+    run_rollout(kubectl, namespace, "solo", "example.com/app:v2", 1, None)
+
+
+def test_change_during_a_rollout_converges_to_the_newest(kubectl: Kubectl, operator, namespace: str):
+    kubectl.apply(pd_group("twice", "example.com/app:v1", 4), namespace)
+    ready(kubectl, "twice", namespace)
+    kubectl.apply(pd_group("twice", "example.com/app:v2", 4), namespace)
+    wait_for("rollout to v2 under way", lambda: any(
+        p["spec"]["containers"][0]["image"].endswith("v2")
+        for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=twice")), 30)
+    kubectl.apply(pd_group("twice", "example.com/app:v3", 4), namespace)
+    run_rollout(kubectl, namespace, "twice", "example.com/app:v3", 4, 0.25)
+    ready(kubectl, "twice", namespace)
+
+
+def test_replicas_only_change_keeps_every_pod(kubectl: Kubectl, operator, namespace: str):
+    kubectl.apply(pd_group("steady", "example.com/app:v1", 2), namespace)
+    ready(kubectl, "steady", namespace)
+    before = {p["metadata"]["name"]: p["metadata"]["uid"]
+              for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")}
+    kubectl.apply(pd_group("steady", "example.com/app:v1", 3), namespace)
+    ready(kubectl, "steady", namespace)
+    after = {p["metadata"]["name"]: p["metadata"]["uid"]
+             for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")}
+    assert len(after) == 6
+    assert {name: after[name] for name in before} == before
+    kubectl.run("annotate", "rbg", "steady", f"-n={namespace}", "example.com/note=x")
+    kubectl.run("label", "rbg", "steady", f"-n={namespace}", "example.com/team=a")
+    time.sleep(2)
+    assert {p["metadata"]["name"]: p["metadata"]["uid"]
+            for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")} == after
+
+
+def test_role_strategies_map_onto_each_workload(kubectl: Kubectl, operator, namespace: str):
+    rolling = {"rollingUpdate": {"partition": "50%", "maxUnavailable": "50%", "maxSurge": 1}}
+    kubectl.apply({"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "strat"},
+                   "spec": {"roles": [
+                       {"name": "sts", "replicas": 4, "rolloutStrategy": rolling,
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
+                       {"name": "dep", "replicas": 4, "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
+                        "rolloutStrategy": rolling, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
+                       {"name": "held", "replicas": 2,
+                        "rolloutStrategy": {"rollingUpdate": {"paused": True}},
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
+                   ]}}, namespace)
+    sts = wait_for("StatefulSet", lambda: kubectl.get("statefulset", "strat-sts", namespace), 30)
+    assert sts["spec"]["updateStrategy"]["rollingUpdate"] == {"partition": 2, "maxUnavailable": 2}
+    dep = wait_for("Deployment", lambda: kubectl.get("deployment", "strat-dep", namespace), 30)
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 2}
+    held = wait_for("held StatefulSet", lambda: kubectl.get("statefulset", "strat-held", namespace), 30)
+    assert held["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 2
+
+
+def kubectl_rbg(kubeconfig: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rbg_operator.kubectl_plugin", *args], capture_output=True, text=True,
+                          env={**os.environ, "KUBECONFIG": kubeconfig}, timeout=60)
+
+
+def test_history_and_undo_restore_the_previous_image(kubectl: Kubectl, operator, namespace: str, kubeconfig: str):
+    kubectl.apply(pd_group("undo", "example.com/app:v1", 2, None), namespace)
+    ready(kubectl, "undo", namespace)
+    kubectl.apply(pd_group("undo", "example.com/app:v2", 2, None), namespace)
+    run_rollout(kubectl, namespace, "undo", "example.com/app:v2", 2, None)
+    kubectl.run("scale", "statefulset/undo-decode", "--replicas=2", f"-n={namespace}")  # unchanged: still 2
+
+    listed = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "history", "undo")
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert rows[0].split()[:2] == ["REVISION", "NAME"]
+    assert [r.split()[0] for r in rows[1:]] == ["1", "2"]
+    assert "prefill=example.com/app:v1" in rows[1] and "prefill=example.com/app:v2" in rows[2]
+
+    result = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "undo", "undo")
+    assert result.returncode == 0, result.stderr
+    assert "rolled back to revision 1" in result.stdout
+    run_rollout(kubectl, namespace, "undo", "example.com/app:v1", 2, None)
+    group = kubectl.get("rbg", "undo", namespace)
+    assert [r["replicas"] for r in group["spec"]["roles"]] == [2, 2]
+    wait_for("revision 1 renumbered 3", lambda: [r.split()[0] for r in kubectl_rbg(
+        kubeconfig, "-n", namespace, "rollout", "history", "undo").stdout.splitlines()[1:]] == ["2", "3"], 30)
+
+    missing = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "undo", "undo", "--to-revision", "9")
+    assert missing.returncode == 1 and "has no revision 9" in missing.stderr
