@@ -14,7 +14,7 @@ from ..api.rolebasedgroup import RoleBasedGroup
 from ..desired import creation_layers, group_children, role_children
 from ..desired.gang import PODGROUP_KINDS
 from ..desired.meta import owner_reference
-from ..desired.rollout import (HISTORY_LIMIT, RoleRollout, controller_revision, coordinated_allowance,
+from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_revision, coordinated_allowance,
                                group_revision, revision_label, role_revision)
 from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
@@ -109,7 +109,7 @@ class Reconciler:
             await self._ensure(body, child)
         await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
         await self._record_revision(body, group)
-        partitions = self._coordinate(group)
+        plans = self._coordinate(group)
         waiting: dict[str, str] = {}
         progress: dict[str, RoleProgress] = {}
         for layer in creation_layers(group):
@@ -122,11 +122,13 @@ class Reconciler:
                     waiting[role_name] = blocker
                     progress[role_name] = RoleProgress(role_name, role.replicas)
                     continue
-                for child in role_children(group, role_name, self.options, partitions.get(role_name)):  # workload last
+                for child in role_children(group, role_name, self.options, plans.get(role_name, RolePlan())):  # workload last
                     workload = await self._ensure(body, child)
                 if workload is not None and workload["kind"] == "StatefulSet":
                     await self._unstick(body, workload)
                 progress[role_name] = _workload_progress(role_name, role.replicas, workload)
+                if plans.get(role_name, RolePlan()).replicas is not None:
+                    progress[role_name].desired = role.replicas  # still growing in paced steps: not there yet
 
         await self._remove_stale_children(body, {
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
@@ -197,23 +199,53 @@ class Reconciler:
                                          f"pod {pod['metadata']['name']} never became ready on the old revision; "
                                          f"replacing it with the new one")
 
-    def _coordinate(self, group: RoleBasedGroup) -> dict[str, int]:
-        """Partitions of StatefulSet roles in a coordinated rolling update (coordination[].strategy.rollingUpdate)."""
-        partitions: dict[str, int] = {}
+    def _coordinate(self, group: RoleBasedGroup) -> dict[str, RolePlan]:
+        """What coordination rules decide for their roles this time round:
+        - rollingUpdate: StatefulSet partitions that keep updated-and-ready fractions within maxSkew,
+          and the rule's maxUnavailable;
+        - scaling: replicas raised in steps that keep the roles' scheduled (or ready) fractions within
+          maxSkew. Decreases are never paced."""
+        plans: dict[str, dict] = {}
         for rule in group.spec.coordination or []:
-            update = rule.strategy.rolling_update if rule.strategy else None
-            if update is None:
-                continue
-            observed: list[RoleRollout] = []
-            for role_name in rule.roles:
-                role = group.spec.role(role_name)
-                sts = self.store.get("apps/v1", "StatefulSet", group.namespace, naming.workload_name(group.name, role_name))
-                if role.workload.kind != "StatefulSet" or sts is None:
-                    continue  # a role being created starts on the newest revision anyway
-                observed.append(self._rollout_of(group, role, sts))
-            for name, allowed in coordinated_allowance(observed, update.max_skew, update.partition).items():
-                partitions[name] = group.spec.role(name).replicas - allowed
-        return partitions
+            strategy = rule.strategy
+            update = strategy.rolling_update if strategy else None
+            if update is not None:
+                observed: list[RoleRollout] = []
+                for role_name in rule.roles:
+                    role = group.spec.role(role_name)
+                    sts = self.store.get("apps/v1", "StatefulSet", group.namespace,
+                                         naming.workload_name(group.name, role_name))
+                    if role.workload.kind != "StatefulSet" or sts is None:
+                        continue  # a role being created starts on the newest revision anyway
+                    observed.append(self._rollout_of(group, role, sts))
+                    if update.max_unavailable:
+                        plans.setdefault(role_name, {})["max_unavailable"] = update.max_unavailable
+                for name, allowed in coordinated_allowance(observed, update.max_skew, update.partition).items():
+                    plans.setdefault(name, {})["partition"] = group.spec.role(name).replicas - allowed
+            scaling = strategy.scaling if strategy else None
+            if scaling is not None:
+                growing = [self._growth_of(group, group.spec.role(n), scaling.progression) for n in rule.roles]
+                growing = [g for g in growing if g is not None]
+                for name, allowed in coordinated_allowance(growing, scaling.max_skew, None).items():
+                    plans.setdefault(name, {})["replicas"] = allowed
+        return {name: RolePlan(**fields) for name, fields in plans.items()}
+
+    def _growth_of(self, group: RoleBasedGroup, role, progression: str) -> RoleRollout | None:
+        """A role growing towards its replicas: how many pods exist and how many are scheduled (or ready)."""
+        workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], group.namespace,
+                                  naming.workload_name(group.name, role.name))
+        current = (workload or {}).get("spec", {}).get("replicas", 0)
+        if current >= role.replicas or role.workload.kind == "LeaderWorkerSet":
+            return None
+        pods = [p for p in self.store.owned_by_label("v1", "Pod", group.namespace, naming.LABEL_ROLE, role.name)
+                if (p["metadata"].get("labels") or {}).get(naming.LABEL_GROUP_NAME) == group.name
+                and not p["metadata"].get("deletionTimestamp")]
+        if progression == "OrderReady":
+            done = sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                              for c in (p.get("status") or {}).get("conditions", [])))
+        else:
+            done = sum(1 for p in pods if p["spec"].get("nodeName"))
+        return RoleRollout(role.name, role.replicas, min(done, role.replicas), current)
 
     def _rollout_of(self, group: RoleBasedGroup, role, sts: dict) -> RoleRollout:
         replicas = role.replicas

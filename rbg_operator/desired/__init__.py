@@ -9,6 +9,7 @@ from ..api.rolebasedgroup import RoleBasedGroup, dependency_layers
 from .discovery import headless_service, topology_configmap
 from .gang import pod_group
 from .options import DEFAULT, BuildOptions
+from .rollout import RolePlan
 from .scaling import scaling_adapter
 from .workloads import role_workload
 
@@ -21,12 +22,12 @@ def group_children(group: RoleBasedGroup) -> list[dict]:
 
 
 def role_children(group: RoleBasedGroup, role_name: str, options: BuildOptions = DEFAULT,
-                  partition: int | None = None) -> list[dict]:
+                  plan: RolePlan = RolePlan()) -> list[dict]:
     """The objects one role needs: its headless Service, its scaling adapter if enabled, and
     last its workload."""
     role = group.spec.role(role_name)
     adapter = [scaling_adapter(group, role)] if role.scaling_adapter and role.scaling_adapter.enable else []
-    return [headless_service(group, role), *adapter, role_workload(group, role, options, partition)]
+    return [headless_service(group, role), *adapter, role_workload(group, role, options, plan)]
 
 
 def creation_layers(group: RoleBasedGroup) -> list[list[str]]:

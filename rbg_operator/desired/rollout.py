@@ -65,11 +65,22 @@ def controller_revision(group: RoleBasedGroup, owner: dict, number: int) -> dict
     }
 
 
-def update_strategy(role: Role, kind: str, partition: int | None) -> dict:
+@dataclasses.dataclass(frozen=True)
+class RolePlan:
+    """What coordination decided for one role this reconcile (None: the role's own setting)."""
+
+    partition: int | None = None
+    max_unavailable: str | None = None
+    replicas: int | None = None
+
+
+def update_strategy(role: Role, kind: str, plan: RolePlan) -> dict:
     """The workload's own update machinery, configured from the role's rolloutStrategy."""
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
     replicas = role.replicas
-    max_unavailable = resolve(update.max_unavailable if update else 1, replicas, default=1) or 1
+    unavailable = plan.max_unavailable or (update.max_unavailable if update else 1)
+    max_unavailable = resolve(unavailable, replicas, default=1) or 1
+    partition = plan.partition
     max_surge = resolve(update.max_surge if update else 0, replicas, round_up=True)
     paused = bool(update and update.paused)
     if kind == "Deployment":

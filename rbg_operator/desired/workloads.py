@@ -8,7 +8,7 @@ from .discovery import inject
 from .gang import join_gang
 from .meta import child_metadata, role_labels
 from .options import DEFAULT, BuildOptions
-from .rollout import revision_label, role_revision, update_strategy
+from .rollout import RolePlan, revision_label, role_revision, update_strategy
 from .strategicmerge import merge
 from .templates import resolved_template
 
@@ -78,10 +78,12 @@ BUILDERS = {"StatefulSet": _statefulset, "Deployment": _deployment, "LeaderWorke
 
 
 def role_workload(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,
-                  partition: int | None = None) -> dict:
-    """The role's workload; `partition` overrides the role's own while a coordinated rollout paces it."""
+                  plan: RolePlan = RolePlan()) -> dict:
+    """The role's workload; `plan` overrides the role's own settings while coordination paces it."""
     workload = BUILDERS[role.workload.kind](group, role, options)
-    workload["spec"].update(update_strategy(role, role.workload.kind, partition))
+    workload["spec"].update(update_strategy(role, role.workload.kind, plan))
+    if plan.replicas is not None:
+        workload["spec"]["replicas"] = plan.replicas
     workload["metadata"] = child_metadata(group, role, naming.workload_name(group.name, role.name))
     workload["metadata"]["labels"][revision_label(role.name)] = role_revision(group, role)
     return {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "metadata": workload["metadata"],

@@ -164,3 +164,18 @@ def test_history_and_undo_restore_the_previous_image(kubectl: Kubectl, operator,
 
     missing = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "undo", "undo", "--to-revision", "9")
     assert missing.returncode == 1 and "has no revision 9" in missing.stderr
+
+
+def test_coordinated_scaling_paces_replica_increases(kubectl: Kubectl, operator, namespace: str):
+    def grown(replicas: int) -> dict:
+        group = pd_group("grow", "example.com/app:v1", replicas, None)
+        group["spec"]["coordination"] = [{"name": "pd", "roles": ["prefill", "decode"], "strategy": {
+            "scaling": {"maxSkew": "25%", "progression": "OrderReady"}}}]
+        return group
+
+    kubectl.apply(grown(1), namespace)
+    ready(kubectl, "grow", namespace)
+    kubectl.apply(grown(4), namespace)
+    samples = run_rollout(kubectl, namespace, "grow", "example.com/app:v1", 4, 0.25)
+    assert any(0 < s["prefill"] < 1 for s in samples)
+    ready(kubectl, "grow", namespace)
