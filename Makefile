@@ -39,7 +39,7 @@ cluster-status: $(STAMP)
 	$(PY) -m localcluster status
 
 crds: $(STAMP)
-	$(PY) -m rbg_operator.api.crdgen --k8s-openapi "$$($(PY) -m localcluster openapi)" --out crds
+	$(PY) -m rbg_operator.api.crdgen --k8s-openapi "$$($(PY) -m localcluster openapi)" --out crds --out charts/ack-rbgs/crds
 
 demo: build
 	$(PY) -m localcluster.demo

@@ -364,10 +364,13 @@ def up() -> None:
     _coscheduler_config(root / "coscheduler.yaml")
     _start("coscheduler", [str(binaries["coscheduler"]), f"--config={root / 'coscheduler.yaml'}",
                            "--secure-port=0"], state)
+    # The node address is on loopback: nothing the API server might dial for a node (logs, exec)
+    # leaves this machine. Pod IPs come from --cidr and are never dialled: the local cluster has no
+    # Service-backed webhooks and no proxy.
     _start("kwok", [
         str(binaries["kwok"]), f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake", "--cidr=10.244.0.0/16",
-        "--node-ip=10.99.0.1", "--node-lease-duration-seconds=40", *[f"--config={stage}" for stage in _kwok_stages()],
+        "--node-ip=127.0.0.2", "--node-lease-duration-seconds=40", *[f"--config={stage}" for stage in _kwok_stages()],
     ], state)
 
     _start_lws_controller(binaries, state)

@@ -82,6 +82,7 @@ MODULES = [
     ),
     GoModule("etcd", {"etcd": "go.etcd.io/etcd/server/v3"}, cold_minutes=3),
     GoModule("volcano", {"controller-gen": "sigs.k8s.io/controller-tools/cmd/controller-gen"}, cold_minutes=1),
+    GoModule("helm", {"helm": "helm.sh/helm/v3/cmd/helm"}, cold_minutes=2),
 ]
 
 

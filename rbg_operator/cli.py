@@ -56,11 +56,19 @@ def main(argv: list[str] | None = None) -> None:
                      help="group recreations allowed per window before giving up (default %(default)s)")
     run.add_argument("--restart-budget-window", type=float, default=defaults.budget_window,
                      help="the budget's window in seconds (default %(default)s)")
+    run.add_argument("--leader-elect", action="store_true",
+                     help="reconcile only while holding a Lease (for more than one replica)")
+    run.add_argument("--leader-election-id", default="rbg-operator", help="name of the Lease (default %(default)s)")
+    run.add_argument("--leader-election-namespace", default="",
+                     help="namespace of the Lease (default: the pod's namespace, else $POD_NAMESPACE or default)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # kopf reports every watch event it hands to us; our own log says what was decided.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator.SETTINGS.workers = args.workers
     operator.SETTINGS.namespaces = args.namespace
     operator.SETTINGS.resync_seconds = args.resync_seconds
@@ -69,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.restarts = RestartSettings(
         backoff_base=args.restart_backoff_base, backoff_cap=args.restart_backoff_cap,
         quiet_period=args.restart_quiet_period, budget=args.restart_budget, budget_window=args.restart_budget_window)
+    operator.SETTINGS.leader_election = args.leader_elect
+    operator.SETTINGS.leader_election_id = args.leader_election_id
+    operator.SETTINGS.leader_election_namespace = args.leader_election_namespace
     operator.SETTINGS.webhook_address = args.webhook_bind_address
     operator.SETTINGS.webhook_host = args.webhook_host
     operator.SETTINGS.webhook_cert_dir = args.webhook_cert_dir

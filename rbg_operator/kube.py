@@ -73,7 +73,7 @@ def kind_of(obj: dict) -> Kind:
 
 class ApiError(Exception):
     def __init__(self, status: int, body: dict | str, method: str, path: str):
-        self.status, self.body = status, body
+        self.status, self.body, self.method = status, body, method
         message = body.get("message") if isinstance(body, dict) else body
         super().__init__(f"{method} {path}: {status} {message}")
 
@@ -88,7 +88,9 @@ def namespace_terminating(error: BaseException) -> bool:
 
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, ApiError):
-        return error.status in (409, 429) or error.status >= 500
+        # A 409 on a create or a compare-and-swap update means "someone else won": retrying
+        # the same request cannot succeed, so only patches (server-side apply) retry it.
+        return error.status == 429 or error.status >= 500 or (error.status == 409 and error.method == "PATCH")
     return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
@@ -180,6 +182,15 @@ class Kube:
         content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[patch_type]
         result = await self._call("patch", kind.plural, "PATCH", kind.path(namespace, name),
                                   query={"fieldManager": self.field_manager}, body=body, content_type=content_type)
+        assert result is not None
+        return result
+
+    async def replace(self, obj: dict) -> dict:
+        """A PUT: with metadata.resourceVersion set, it fails with 409 if the object changed meanwhile."""
+        kind = kind_of(obj)
+        meta = obj["metadata"]
+        result = await self._call("update", kind.plural, "PUT", kind.path(meta.get("namespace"), meta["name"]),
+                                  query={"fieldManager": self.field_manager}, body=obj)
         assert result is not None
         return result
 

@@ -113,7 +113,7 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
             continue
         revision = workload["metadata"]["labels"].get(f"{naming.LABEL_REVISION_PREFIX}{role['name']}"[:63], "-")
         st = workload.get("status") or {}
-        lines.append(f"{branch}role {role['name']}: {workload['kind']} {workload['metadata']['name']} "
+        lines.append(f"{branch}role {role['name']}: {kind.kind} {workload['metadata']['name']} "
                      f"ready {st.get('readyReplicas', 0)}/{role.get('replicas', 1)} revision {revision}")
         members = sorted((p for p in pods if p["metadata"]["labels"].get(naming.LABEL_ROLE) == role["name"]),
                          key=lambda p: p["metadata"]["name"])

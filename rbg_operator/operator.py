@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from .controller.store import Store
 from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
+from .leader import LeaderElector
 from .kube import KINDS, ApiError, Kube, namespace_terminating
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ class Settings:
     webhook_host: str = ""  # host name or IP the API server uses to reach it
     webhook_cert_dir: str = ""  # tls.crt and tls.key; empty: a self-signed certificate
     webhook_configuration: str = ""  # register a ValidatingWebhookConfiguration of this name ourselves
+    leader_election: bool = False
+    leader_election_id: str = "rbg-operator"
+    leader_election_namespace: str = ""  # default: the pod's namespace, else "default"
 
 
 @dataclasses.dataclass
@@ -57,6 +62,19 @@ class Runtime:
     reconcilers: dict[str, Reconciler | AdapterReconciler | GroupSetReconciler]
     tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
     restarts: RestartTracker | None = None
+    ready_by_group: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+
+    def count_groups(self, namespace: str, name: str) -> None:
+        """Keep rbg_operator_groups{ready} current, one group at a time."""
+        body = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, name)
+        if body is None:
+            self.ready_by_group.pop((namespace, name), None)
+        else:
+            ready = next((c["status"] for c in (body.get("status") or {}).get("conditions") or []
+                          if c["type"] == "Ready"), "Unknown")
+            self.ready_by_group[(namespace, name)] = ready
+        for state in ("True", "False", "Unknown"):
+            metrics.groups.labels(state).set(sum(1 for v in self.ready_by_group.values() if v == state))
 
     async def handle(self, key: Key) -> None:
         controller, namespace, name = key
@@ -77,6 +95,8 @@ class Runtime:
             if requeue_after:
                 self.queue.add_after(key, requeue_after)
         finally:
+            if controller == GROUP:
+                self.count_groups(namespace, name)
             metrics.reconcile_time.labels(controller).observe(time.monotonic() - started)
             metrics.workqueue_depth.labels("rbg").set(len(self.queue))
 
@@ -145,11 +165,30 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     # would re-create children that exist but have not been listed yet.
     await prime_store(kube, store, SETTINGS.namespaces)
     runtime.restarts = restarts
-    runtime.tasks = [
-        asyncio.create_task(queue.run_workers(SETTINGS.workers, runtime.handle), name="rbg-workers"),
-        asyncio.create_task(runtime.resync_forever(SETTINGS.resync_seconds), name="rbg-resync"),
-    ]
+    runtime.tasks = [asyncio.create_task(_lead(runtime, kube), name="rbg-leader")]
     memo.runtime = runtime
+
+
+async def _lead(runtime: Runtime, kube: Kube) -> None:
+    """Reconcile only as the leader (when leader election is on); watches run regardless,
+    so a new leader starts with a warm store."""
+    elector = None
+    if SETTINGS.leader_election:
+        elector = LeaderElector(kube, SETTINGS.leader_election_namespace or _pod_namespace(),
+                                SETTINGS.leader_election_id)
+        await elector.acquire()
+    tasks = [runtime.queue.run_workers(SETTINGS.workers, runtime.handle),
+             runtime.resync_forever(SETTINGS.resync_seconds)]
+    if elector is not None:
+        tasks.append(elector.keep())
+    await asyncio.gather(*tasks)
+
+
+def _pod_namespace() -> str:
+    try:
+        return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+    except OSError:
+        return os.environ.get("POD_NAMESPACE", "default")
 
 
 def _serve_webhook(settings: kopf.OperatorSettings) -> None:

@@ -248,13 +248,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k8s-openapi", type=Path, required=True, action="append",
                         help="the pinned Kubernetes' api/openapi-spec/v3/api__v1_openapi.json")
-    parser.add_argument("--out", type=Path, required=True, help="directory to write the CRDs to")
+    parser.add_argument("--out", type=Path, required=True, action="append",
+                        help="directory to write the CRDs to (repeatable: crds/ and the chart's crds/)")
     args = parser.parse_args()
     documents = [json.loads(path.read_text()) for path in args.k8s_openapi]
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in render(documents).items():
-        (args.out / name).write_text(text)
-        print(f"wrote {args.out / name} ({len(text) // 1024} KiB)")
+    for out in args.out:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in render(documents).items():
+            (out / name).write_text(text)
+            print(f"wrote {out / name} ({len(text) // 1024} KiB)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import datetime
 import json
 import logging
 
-from .. import naming
+from .. import metrics, naming
 from ..api.rolebasedgroup import RoleBasedGroup
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
@@ -210,6 +210,7 @@ class RestartTracker:
 
     async def _recreate_group(self, body: dict, group: RoleBasedGroup, trigger: Incident) -> None:
         pods = self.store.owned_by_group(*POD, group.namespace, group.name)
+        metrics.group_recreations.inc()
         await self.recorder.emit(body, "Warning", "RecreatingGroup",
                                  f"pod {trigger.pod} {trigger.what}; recreating all {len(pods)} pods of the group")
         await self._delete_pods(group.namespace, [p["metadata"]["name"] for p in pods])
