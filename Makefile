@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help demo test unit-test cluster-test build cluster-up cluster-down cluster-status crds check-crds clean
+.PHONY: help venv demo test unit-test cluster-test build cluster-up cluster-down cluster-status crds bench clean
 
 help:
 	@echo "make demo          local cluster + operator + SGLang example, then its status"
@@ -52,6 +52,11 @@ unit-test: $(STAMP)
 
 cluster-test: build
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+# Scale benchmark (BENCH_GROUPS, default 100): table, benchmarks/results/latest.json and a plot.
+bench: build
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	$(PY) -m benchmarks.bench
 
 clean: cluster-down
 	rm -rf .cluster $(VENV)

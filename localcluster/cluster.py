@@ -139,7 +139,28 @@ def _start(name: str, argv: list[str], state: dict, env: dict | None = None) -> 
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, cwd=state_dir(), env=env)
     state.setdefault("pids", {})[name] = proc.pid
+    state.setdefault("argv", {})[name] = argv
     _save_state(state)
+
+
+def restart(*names: str) -> None:
+    """Kill components (SIGKILL, as a crash) and start them again with the same arguments;
+    for fault tests. Waits for the apiserver to be ready again."""
+    state = _load_state()
+    for name in names:
+        _signal_group(state["pids"][name], signal.SIGKILL)
+    for name in names:
+        deadline = time.monotonic() + 10
+        while _alive(state["pids"][name]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for name in names:
+        if name in state.get("ports", {}) or name == "kube-apiserver":
+            _wait_port_closed(state["ports"]["apiserver" if name == "kube-apiserver" else name])
+        _start(name, state["argv"][name], state)
+    if "etcd" in names:
+        etcd_url = f"http://127.0.0.1:{state['ports']['etcd']}"
+        _wait("etcd answering", lambda: _http_ok(f"{etcd_url}/health"), 30, state, "etcd")
+    _wait("kube-apiserver ready", lambda: _apiserver_ready(state), 90, state, "kube-apiserver")
 
 
 def _wait(what: str, check, timeout: float, state: dict, log_name: str | None = None) -> None:

@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("run", help="run the operator")
     run.add_argument("--namespace", action="append", default=[],
                      help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument("--ignore-namespace", action="append", default=[], metavar="GLOB",
+                     help="leave namespaces matching this glob to another operator (repeatable)")
+    run.add_argument("--watch-inactivity-timeout", type=float, default=None,
+                     help="re-establish a watch that stays silent this many seconds (default: kopf's)")
     run.add_argument("--workers", type=int, default=operator.SETTINGS.workers,
                      help="groups reconciled concurrently (default %(default)s)")
     run.add_argument("--resync-seconds", type=float, default=operator.SETTINGS.resync_seconds,
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator.SETTINGS.workers = args.workers
     operator.SETTINGS.namespaces = args.namespace
+    operator.SETTINGS.ignore_namespaces = args.ignore_namespace
+    operator.SETTINGS.watch_inactivity_timeout = args.watch_inactivity_timeout
     operator.SETTINGS.resync_seconds = args.resync_seconds
     operator.SETTINGS.build = BuildOptions(coscheduling_scheduler=args.coscheduling_scheduler_name,
                                            volcano_scheduler=args.volcano_scheduler_name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fnmatch
 import logging
 import os
 import tempfile
@@ -47,6 +48,8 @@ class Settings:
     webhook_host: str = ""  # host name or IP the API server uses to reach it
     webhook_cert_dir: str = ""  # tls.crt and tls.key; empty: a self-signed certificate
     webhook_configuration: str = ""  # register a ValidatingWebhookConfiguration of this name ourselves
+    ignore_namespaces: list[str] = dataclasses.field(default_factory=list)  # globs left to other operators
+    watch_inactivity_timeout: float | None = None  # a silent watch is re-established after this long
     leader_election: bool = False
     leader_election_id: str = "rbg-operator"
     leader_election_namespace: str = ""  # default: the pod's namespace, else "default"
@@ -122,9 +125,16 @@ class Runtime:
 SETTINGS = Settings()
 
 
-def _observe(runtime: Runtime, raw_event: dict) -> dict:
+def ignored(namespace: str | None) -> bool:
+    return bool(namespace) and any(fnmatch.fnmatchcase(namespace, glob) for glob in SETTINGS.ignore_namespaces)
+
+
+def _observe(runtime: Runtime, raw_event: dict) -> dict | None:
+    """Refresh the store from a watch event; None for an event the operator ignores."""
     obj = raw_event["object"]
     meta = obj["metadata"]
+    if ignored(meta.get("namespace")):
+        return None
     if raw_event.get("type") == "DELETED":
         runtime.store.remove(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"], meta.get("uid"))
     else:
@@ -147,6 +157,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.posting.enabled = False  # our EventRecorder posts the Events users should see
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    if SETTINGS.watch_inactivity_timeout:
+        settings.watching.inactivity_timeout = SETTINGS.watch_inactivity_timeout
     if SETTINGS.webhook_address:
         _serve_webhook(settings)
     kube = await Kube.connect()
@@ -238,6 +250,8 @@ async def prime_store(kube: Kube, store: Store, namespaces: list[str]) -> None:
             for item in items:
                 if namespace is None and namespaces and not _watched(item["metadata"]["namespace"], namespaces):
                     continue
+                if ignored(item["metadata"].get("namespace")):
+                    continue
                 store.upsert({"apiVersion": api_version, "kind": kind, **item})
 
 
@@ -260,19 +274,22 @@ async def stop(memo: kopf.Memo, **_) -> None:
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroups")
 async def group_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
-    memo.runtime.enqueue_group(obj["metadata"]["namespace"], obj["metadata"]["name"])
+    if obj is not None:
+        memo.runtime.enqueue_group(obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupscalingadapters")
 async def adapter_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
-    memo.runtime.queue.add((ADAPTER, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    if obj is not None:
+        memo.runtime.queue.add((ADAPTER, obj["metadata"]["namespace"], obj["metadata"]["name"]))
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupsets")
 async def group_set_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
-    memo.runtime.queue.add((GROUP_SET, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    if obj is not None:
+        memo.runtime.queue.add((GROUP_SET, obj["metadata"]["namespace"], obj["metadata"]["name"]))
 
 
 CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
@@ -290,7 +307,7 @@ CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
 @kopf.on.event("scheduling.k8s.io", "v1alpha1", "workloads", labels=CHILD_FILTER)
 async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
     obj = _observe(memo.runtime, event)
-    key = _owning_group(obj)
+    key = _owning_group(obj) if obj is not None else None
     if key is not None:
         memo.runtime.queue.add((GROUP, *key))
 
@@ -299,6 +316,8 @@ async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
 async def pod_event(event: dict, memo: kopf.Memo, **_) -> None:
     """Pods feed the restart policies: the tracker compares each event with the stored copy."""
     runtime: Runtime = memo.runtime
+    if ignored(event["object"]["metadata"].get("namespace")):
+        return
     key = runtime.restarts.observe(event.get("type"), event["object"])
     _observe(runtime, event)
     if key is not None:

@@ -69,7 +69,8 @@ def kubectl(kubeconfig: str) -> Kubectl:
 @pytest.fixture(scope="session")
 def operator(kubectl: Kubectl, kubeconfig: str):
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log", *FAST_RESTARTS).start()
+    # Namespaces named iso-* belong to operators a test runs itself (fault tests).
+    process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log", *FAST_RESTARTS, "--ignore-namespace=iso-*").start()
     yield process
     process.stop()
 
@@ -91,6 +92,16 @@ def admission_webhook(kubectl: Kubectl, kubeconfig: str):
     yield name
     process.stop()
     kubectl.delete("validatingwebhookconfiguration", name)
+
+
+@pytest.fixture
+def isolated_namespace(kubectl: Kubectl) -> str:
+    """A namespace the session operator ignores, for a test that runs (and kills) its own."""
+    name = f"iso-{secrets.token_hex(4)}"
+    kubectl.run("create", "namespace", name)
+    wait_for(f"default ServiceAccount in {name}", lambda: kubectl.get("serviceaccount", "default", name), 30)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false")
 
 
 @pytest.fixture
