@@ -4,6 +4,7 @@ the store has observed, write only the difference, then report status."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 
 import pydantic
@@ -81,6 +82,21 @@ def _foreign_owner(observed: dict, field: str) -> str | None:
         if field in (entry.get("fieldsV1") or {}).get("f:spec", {}):
             return entry.get("manager")
     return None
+
+
+STUCK_AFTER_SECONDS = 60
+
+
+def _stuck(pod: dict) -> bool:
+    """A pod that will not become ready by waiting: the scheduler found no place for it, or it
+    has not been ready for a minute. A pod merely queued on a busy cluster is neither."""
+    conditions = {c["type"]: c for c in (pod.get("status") or {}).get("conditions", [])}
+    if conditions.get("Ready", {}).get("status") == "True":
+        return False
+    if conditions.get("PodScheduled", {}).get("reason") == "Unschedulable":
+        return True
+    created = datetime.datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    return (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds() > STUCK_AFTER_SECONDS
 
 
 def _owned_by(obj: dict, uid: str) -> bool:
@@ -188,9 +204,7 @@ class Reconciler:
             if labels.get(naming.LABEL_GROUP_NAME) != meta["labels"][naming.LABEL_GROUP_NAME]:
                 continue
             ordinal = int(labels.get(naming.STATEFULSET_POD_INDEX, -1))
-            ready = any(c["type"] == "Ready" and c["status"] == "True"
-                        for c in (pod.get("status") or {}).get("conditions", []))
-            if (ordinal >= partition and not ready and not pod["metadata"].get("deletionTimestamp")
+            if (ordinal >= partition and _stuck(pod) and not pod["metadata"].get("deletionTimestamp")
                     and labels.get("controller-revision-hash") != status["updateRevision"]):
                 self.restarts.expected_deletions.add(pod["metadata"]["uid"])
                 await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
