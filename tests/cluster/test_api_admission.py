@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.kubectl import Kubectl
+from tests.support.kubectl import Kubectl, wait_for
 
 MANIFESTS = Path(__file__).parent / "manifests"
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,8 @@ def test_invalid_corpus_is_large_enough():
     ("rbgs.spec.template", "Spec of every RoleBasedGroup of the set"),
 ])
 def test_kubectl_explain_describes_fields(kubectl: Kubectl, field: str, text: str):
-    assert text in kubectl.run("explain", field).stdout
+    # The API server publishes a new CRD's OpenAPI a few seconds after it is established.
+    wait_for(f"kubectl explain {field}", lambda: text in kubectl.run("explain", field, check=False).stdout, 60)
 
 
 def test_printer_columns_and_short_names(kubectl: Kubectl, namespace: str):

@@ -25,6 +25,7 @@ class OperatorProcess:
 
     def start(self) -> "OperatorProcess":
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rbg_operator", "run",
