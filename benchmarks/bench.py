@@ -39,19 +39,21 @@ def say(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
-def manifest(index: int, namespace: str, image: str) -> dict:
+def manifest(index: int, namespace: str, image: str, prefix: str = "bench") -> dict:
     def role(name: str, replicas: int, **extra) -> dict:
         return {"name": name, "replicas": replicas, **extra,
                 "template": {"spec": {"containers": [{"name": "main", "image": image,
                                                       "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
     return {"apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup",
-            "metadata": {"name": f"bench-{index}", "namespace": namespace},
+            "metadata": {"name": f"{prefix}-{index}", "namespace": namespace},
             "spec": {"roles": [role("prefill", 2), role("decode", 1), role("router", 1, dependencies=["prefill", "decode"])]}}
 
 
 def children(index: int, namespace: str) -> list[dict]:
     """What the operator would create for group `index`, without an owner: the floor's objects."""
-    body = manifest(index, namespace, "example.com/llm:v1")
+    # Named apart from the operator's groups: kwok was seen deleting pods of a namespace whose
+    # pods shared their names with pods being deleted in another namespace.
+    body = manifest(index, namespace, "example.com/llm:v1", prefix="floor")
     body["metadata"]["uid"] = "floor"
     group = RoleBasedGroup.model_validate(body)
     objects = group_children(group) + [c for r in group.spec.roles for c in role_children(group, r.name)]
@@ -206,7 +208,13 @@ async def with_operator(kube: Kube, groups: int) -> dict:
                        and any(c["type"] == "Ready" and c["status"] == "True" for c in g["status"].get("conditions", []))
                        and all(r["updatedReplicas"] == r["replicas"] for r in g["status"].get("roleStatuses", [])))
             return True if done == groups else f"{done}/{groups} groups rolled"
-        rollout_seconds = await wait_until("rollout", rolled, 120 + 2 * groups)
+        try:
+            rollout_seconds: float | None = await wait_until("rollout", rolled, 60 + groups)
+        except SystemExit as stopped:
+            # Seen here: kwok deletes a StatefulSet's re-created pod by name when it still holds
+            # delete work for the pod it replaced, so a rollout can churn; report, do not hang.
+            say(f"rollout did not finish: {stopped}")
+            rollout_seconds = None
 
         say("deleting every group")
         started = time.monotonic()
@@ -226,7 +234,7 @@ async def with_operator(kube: Kube, groups: int) -> dict:
         "ready_seconds": round(ready_seconds, 2),
         "p50_ready_seconds": round(statistics.median(times), 2),
         "p99_ready_seconds": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
-        "rollout_seconds": round(rollout_seconds, 2),
+        "rollout_seconds": round(rollout_seconds, 2) if rollout_seconds is not None else None,
         "delete_seconds": round(delete_seconds, 2),
         "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(peak, 1),
@@ -261,7 +269,8 @@ def table(result: dict) -> str:
             ("operator: all groups Ready (s)", result["ready_seconds"]),
             ("ratio to floor", result["floor_ratio"]),
             ("per-group time to Ready p50 / p99 (s)", f"{result['p50_ready_seconds']} / {result['p99_ready_seconds']}"),
-            ("image rollout of every group (s)", result["rollout_seconds"]),
+            ("image rollout of every group (s)", result["rollout_seconds"] if result["rollout_seconds"] is not None
+             else "did not finish (kwok race, see README)"),
             ("deleting every group (s)", result["delete_seconds"]),
             ("operator CPU (s)", result["cpu_seconds"]), ("operator peak RSS (MB)", result["peak_rss_mb"]),
             ("API writes per group (create to Ready)", result["writes_per_group"]),
