@@ -41,6 +41,7 @@ class OperatorProcess:
                     return self
             except OSError:
                 time.sleep(0.3)
+        self.stop()  # never leave a half-started operator behind
         raise AssertionError(f"operator did not become healthy in 60s; see {self.log_path}")
 
     def stop(self) -> None:
