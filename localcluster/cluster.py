@@ -32,6 +32,7 @@ COSCHEDULER_NAME = "scheduler-plugins-scheduler"
 SERVICE_RANGE = "10.0.0.0/24"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coscheduler", "kwok",
                  "lws-controller")
+SUPERVISOR = Path(__file__).with_name("supervise.py")  # restarts a crashed component, as a kubelet would
 # Raised client limits so the controller-manager and schedulers are never the bottleneck of a benchmark.
 QPS, BURST = 500, 1000
 
@@ -107,6 +108,50 @@ def is_up() -> bool:
     return bool(pids) and all(_alive(pids[name]) for name in required) and _apiserver_ready(state)
 
 
+def stopped_components() -> list[str]:
+    """Control-plane components that were started and are no longer running."""
+    pids = _load_state().get("pids", {})
+    return [name for name in CONTROL_PLANE if name in pids and not _alive(pids[name])]
+
+
+def log_tail(name: str, lines: int = 20) -> list[str]:
+    """The last lines of a component's log, for a failure report."""
+    try:
+        with open(state_dir() / "logs" / f"{name}.log", "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 64 * 1024))
+            return log.read().decode(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def log_sizes() -> dict[str, int]:
+    """How long each component's log is now: the point a later `restarts_since` reads from."""
+    logs = state_dir() / "logs"
+    return {name: (logs / f"{name}.log").stat().st_size for name in CONTROL_PLANE if (logs / f"{name}.log").exists()}
+
+
+def restarts_since(sizes: dict[str, int], context: int = 12) -> list[str]:
+    """Each supervisor restart logged after `sizes`, with the log lines before it (the crash)."""
+    from .supervise import RESTART_MARK
+
+    report = []
+    for name, size in sizes.items():
+        with open(state_dir() / "logs" / f"{name}.log", "rb") as log:
+            log.seek(size)
+            lines = log.read().decode(errors="replace").splitlines()
+        previous = 0
+        for index, line in enumerate(lines):
+            if line.startswith(RESTART_MARK):
+                # A Go crash prints its cause first and then every goroutine; show the cause.
+                panics = [i for i in range(previous, index) if lines[i].startswith(("panic:", "fatal error:"))]
+                first = panics[0] if panics else max(previous, index - context)
+                report.append(f"{name}: {line}")
+                report += ["    " + text[:300] for text in lines[first:min(index, first + context)]]
+                previous = index + 1
+    return report
+
+
 def _write_kubeconfig(path: Path, server: str, pki_dir: Path) -> None:
     def b64(name: str) -> str:
         return base64.b64encode((pki_dir / name).read_bytes()).decode()
@@ -136,7 +181,8 @@ def start_process(name: str, argv: list[str], env: dict | None = None) -> int:
 
 def _start(name: str, argv: list[str], state: dict, env: dict | None = None) -> None:
     log = open(state_dir() / "logs" / f"{name}.log", "ab")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    command = [sys.executable, str(SUPERVISOR), name, "--", *argv] if name in CONTROL_PLANE else argv
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, cwd=state_dir(), env=env)
     state.setdefault("pids", {})[name] = proc.pid
     state.setdefault("argv", {})[name] = argv

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import canary
 from tests.support.kubectl import Kubectl, condition, wait_for
 from tests.support.operator import OperatorProcess, free_port
 
@@ -33,6 +34,109 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.unit)
 
 
+_LOG_SIZES: dict[str, int] = {}  # component log lengths when the session's cluster was ready
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Crashes of control-plane components are restarted (as a kubelet would) and so never fail
+    a test by themselves; they are listed here so that they are not silent either."""
+    cluster = _local_cluster()
+    restarts = cluster.restarts_since(_LOG_SIZES) if cluster and _LOG_SIZES else []
+    if restarts:
+        terminalreporter.section("control-plane components restarted during the tests")
+        for line in restarts:
+            terminalreporter.write_line(line)
+
+
+def _local_cluster():
+    """The local cluster module, or None when the tests run against another cluster."""
+    if os.environ.get("RBG_TEST_KUBECONFIG"):
+        return None
+    from localcluster import cluster
+    return cluster
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed cluster test reports what the cluster looked like: the test namespace's pods
+    and events, and any control-plane component that stopped or stalled, with its log's end.
+    Such a component is restarted, so the tests after it do not fail for the same cause."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or not item.get_closest_marker("cluster"):
+        return
+    client = item.funcargs.get("kubectl")
+    lines = []
+    for key in ("namespace", "isolated_namespace"):
+        ns = item.funcargs.get(key)
+        if client and isinstance(ns, str):
+            lines += _namespace_summary(client, ns)
+    operator = item.funcargs.get("operator")
+    if isinstance(operator, OperatorProcess) and operator.proc and operator.proc.poll() is not None:
+        lines.append(f"the session operator exited with {operator.proc.returncode} and was started again; "
+                     f"its log is {operator.log_path}")
+        operator.start()
+    cluster = _local_cluster()
+    if cluster and client:
+        try:
+            lines += _heal(cluster, client)
+        except (AssertionError, SystemExit) as error:
+            lines.append(f"the cluster could not be checked or healed: {error}")
+    if lines:
+        report.sections.append(("cluster state at failure", "\n".join(lines)))
+
+
+def _heal(cluster, client: Kubectl) -> list[str]:
+    """Restart stopped components, then any component a canary Deployment stalls at."""
+    lines = []
+    broken = cluster.stopped_components()
+    if not broken:
+        stalled = canary.stalled_component(client)
+        broken = [stalled] if stalled else []
+        if stalled:
+            lines.append(f"a canary Deployment stalled at {stalled}: it is running but not doing its job")
+    for name in broken:
+        lines += [f"component {name} restarted; its log ended:"] + ["  " + l[:300] for l in cluster.log_tail(name, 12)]
+    if broken:
+        cluster.restart(*broken)
+        after = canary.stalled_component(client)
+        lines.append(f"after the restart the canary {'still stalls at ' + after if after else 'reaches Ready'}")
+    return lines
+
+
+def _namespace_summary(client: Kubectl, namespace: str) -> list[str]:
+    try:
+        pods = client.get("pods", namespace=namespace)
+        events = client.get("events", namespace=namespace)
+    except AssertionError as error:
+        return [f"namespace {namespace}: unreadable ({error})"]
+    lines = [f"pods in {namespace}:"]
+    for pod in pods:
+        ready = (condition(pod, "Ready") or {}).get("status", "-")
+        lines.append(f"  {pod['metadata']['name']:<32} {pod['status'].get('phase', '-'):<10} "
+                     f"node={pod['spec'].get('nodeName', '-')} ready={ready}")
+    lines.append(f"last events in {namespace}:")
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    for event in events[-25:]:
+        lines.append(f"  {event['involvedObject'].get('kind')}/{event['involvedObject'].get('name')} "
+                     f"{event.get('reason')}: {(event.get('message') or '')[:200]}")
+    return lines
+
+
+@pytest.fixture(autouse=True)
+def control_plane_survives(request):
+    """Fail the test during which a control-plane component stopped, and start it again so
+    the tests after it run on a whole cluster instead of failing for the same cause."""
+    yield
+    cluster = _local_cluster() if request.node.get_closest_marker("cluster") else None
+    stopped = cluster.stopped_components() if cluster else []
+    if stopped:
+        tails = {name: cluster.log_tail(name) for name in stopped}
+        cluster.restart(*stopped)
+        pytest.fail(f"control-plane components stopped during this test and were restarted: {stopped}; "
+                    + "; ".join(f"{name} log ends: {' | '.join(tail[-5:])}" for name, tail in tails.items()))
+
+
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
     existing = os.environ.get("RBG_TEST_KUBECONFIG")
@@ -44,6 +148,7 @@ def kubeconfig() -> str:
     started = not cluster.is_up()
     if started:
         cluster.up()
+    _LOG_SIZES.update(cluster.log_sizes())
     try:
         yield str(cluster.kubeconfig_path())
     finally:
