@@ -31,7 +31,7 @@ FEATURE_GATES = "GenericWorkload=true,GangScheduling=true,MaxUnavailableStateful
 COSCHEDULER_NAME = "scheduler-plugins-scheduler"
 SERVICE_RANGE = "10.0.0.0/24"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coscheduler", "kwok",
-                 "lws-controller")
+                 "pod-reaper", "lws-controller")
 SUPERVISOR = Path(__file__).with_name("supervise.py")  # restarts a crashed component, as a kubelet would
 # Raised client limits so the controller-manager and schedulers are never the bottleneck of a benchmark.
 QPS, BURST = 500, 1000
@@ -271,7 +271,7 @@ def _kwok_stages() -> list[Path]:
         kwok / "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
         kwok / "pod/fast/pod-ready.yaml",
         kwok / "pod/fast/pod-complete.yaml",
-        kwok / "pod/fast/pod-delete.yaml",
+        # Not kwok's pod-delete stage: it deletes by name, and can hit a re-created pod (see reaper.py).
     ]
 
 
@@ -439,6 +439,9 @@ def up() -> None:
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake", "--cidr=10.244.0.0/16",
         "--node-ip=127.0.0.2", "--node-lease-duration-seconds=40", *[f"--config={stage}" for stage in _kwok_stages()],
     ], state)
+    _start("pod-reaper", [sys.executable, str(Path(__file__).with_name("reaper.py")), f"--server={server}",
+                          f"--ca={pki_dir / 'ca.crt'}", f"--cert={pki_dir / 'admin.crt'}",
+                          f"--key={pki_dir / 'admin.key'}"], state)
 
     _start_lws_controller(binaries, state)
     _save_state(state)
