@@ -12,6 +12,8 @@ import collections
 import dataclasses
 import json
 import logging
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -95,6 +97,14 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
+def _proxy_from_environment(server: str) -> str | None:
+    """HTTPS_PROXY for the API server unless NO_PROXY exempts it, as client-go does."""
+    host = urllib.parse.urlsplit(server).hostname or ""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get("https")
+
+
 class Kube:
     """Counts every request by (verb, resource) so tests can prove a no-op reconcile writes nothing."""
 
@@ -122,7 +132,15 @@ class Kube:
             chosen = next((c for c in contexts if c["name"] == context), active) if context else active
             namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
         configuration.connection_pool_maxsize = 64
-        return cls(k8s_client.ApiClient(configuration), default_namespace=namespace)
+        if not configuration.proxy:
+            configuration.proxy = _proxy_from_environment(configuration.host)
+        api = k8s_client.ApiClient(configuration)
+        # With trust_env, aiohttp looks for ~/.netrc in a worker thread on every request that has
+        # no aiohttp auth (ours authenticate by certificate or bearer header): a thread hop and a
+        # file lookup per request, for nothing. The proxy it would read from the environment is
+        # set above instead.
+        api.rest_client.pool_manager._trust_env = False
+        return cls(api, default_namespace=namespace)
 
     async def close(self) -> None:
         await self.api.close()

@@ -151,10 +151,25 @@ def _owning_group(obj: dict) -> tuple[str, str] | None:
     return (meta["namespace"], group) if group else None
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """The operator has only event handlers, which never diff; kopf would still deep-copy every
+    watched object on every event to build a diff base nobody reads."""
+
+    def build(self, *, body, extra_fields=None):
+        return {}
+
+    def fetch(self, *, body):
+        return None
+
+    def store(self, *, body, patch, essence):
+        pass
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.peering.standalone = True  # leader election is a Lease of our own, not kopf peering
     settings.posting.enabled = False  # our EventRecorder posts the Events users should see
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     if SETTINGS.watch_inactivity_timeout:

@@ -3,6 +3,8 @@ the store has observed, write only the difference, then report status."""
 
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 import datetime
 import logging
@@ -120,31 +122,43 @@ class Reconciler:
             await self._refuse(body, error)
             return
 
-        wanted = group_children(group)
-        for child in wanted:
-            await self._ensure(body, child)
-        await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
-        await self._record_revision(body, group)
-        plans = self._coordinate(group)
-        waiting: dict[str, str] = {}
-        progress: dict[str, RoleProgress] = {}
-        for layer in creation_layers(group):
-            for role_name in layer:
-                role = group.spec.role(role_name)
-                workload_name = naming.workload_name(group.name, role_name)
-                workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], namespace, workload_name)
-                blocker = next((d for d in role.dependencies or [] if not progress[d].is_ready), None)
-                if blocker is not None and workload is None:
-                    waiting[role_name] = blocker
-                    progress[role_name] = RoleProgress(role_name, role.replicas)
-                    continue
-                for child in role_children(group, role_name, self.options, plans.get(role_name, RolePlan())):  # workload last
-                    workload = await self._ensure(body, child)
+        created: list[str] = []  # what this pass created, reported as one Event
+        try:
+            wanted = group_children(group)
+            await asyncio.gather(*(self._ensure(body, child, created) for child in wanted))
+            await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
+            await self._record_revision(body, group)
+            plans = self._coordinate(group)
+            waiting: dict[str, str] = {}
+            progress: dict[str, RoleProgress] = {}
+
+            async def ensure_role(role) -> None:
+                workload = None
+                for child in role_children(group, role.name, self.options, plans.get(role.name, RolePlan())):
+                    workload = await self._ensure(body, child, created)  # in order: the workload comes last
                 if workload is not None and workload["kind"] == "StatefulSet":
                     await self._unstick(body, workload)
-                progress[role_name] = _workload_progress(role_name, role.replicas, workload)
-                if plans.get(role_name, RolePlan()).replicas is not None:
-                    progress[role_name].desired = role.replicas  # still growing in paced steps: not there yet
+                progress[role.name] = _workload_progress(role.name, role.replicas, workload)
+                if plans.get(role.name, RolePlan()).replicas is not None:
+                    progress[role.name].desired = role.replicas  # still growing in paced steps: not there yet
+
+            for layer in creation_layers(group):
+                ready_to_go = []
+                for role_name in layer:
+                    role = group.spec.role(role_name)
+                    workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], namespace,
+                                              naming.workload_name(group.name, role_name))
+                    blocker = next((d for d in role.dependencies or [] if not progress[d].is_ready), None)
+                    if blocker is not None and workload is None:
+                        waiting[role_name] = blocker
+                        progress[role_name] = RoleProgress(role_name, role.replicas)
+                    else:
+                        ready_to_go.append(role)
+                # Roles of one layer do not depend on each other: apply them side by side.
+                await asyncio.gather(*(ensure_role(role) for role in ready_to_go))
+        finally:
+            if created:  # also when a later apply failed: these objects exist now
+                await self.recorder.emit(body, "Normal", "Created", "created " + ", ".join(created))
 
         await self._remove_stale_children(body, {
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
@@ -153,7 +167,7 @@ class Reconciler:
         await self._report(body, group, progress, waiting, restarts)
         return restarts.requeue_after
 
-    async def _ensure(self, group_body: dict, desired: dict) -> dict:
+    async def _ensure(self, group_body: dict, desired: dict, created: list[str]) -> dict:
         """Apply `desired` unless the observed object already matches it.
 
         Matching means: everything we want is there (a hand edit is not), and the object was
@@ -181,7 +195,7 @@ class Reconciler:
             await self._requeue_pending_pods(group_body)
         self.store.upsert(result)
         if observed is None:
-            await self.recorder.emit(group_body, "Normal", "Created", f"created {desired['kind']} {meta['name']}")
+            created.append(f"{desired['kind']} {meta['name']}")
         return result
 
     async def _unstick(self, group_body: dict, sts: dict) -> None:
@@ -199,10 +213,9 @@ class Reconciler:
             return
         partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
         meta = sts["metadata"]
-        for pod in self.store.owned_by_label("v1", "Pod", meta["namespace"], naming.LABEL_ROLE, meta["labels"][naming.LABEL_ROLE]):
-            labels = pod["metadata"].get("labels") or {}
-            if labels.get(naming.LABEL_GROUP_NAME) != meta["labels"][naming.LABEL_GROUP_NAME]:
-                continue
+        for pod in self.store.in_role("v1", "Pod", meta["namespace"], meta["labels"][naming.LABEL_GROUP_NAME],
+                                      meta["labels"][naming.LABEL_ROLE]):
+            labels = pod["metadata"]["labels"]
             ordinal = int(labels.get(naming.STATEFULSET_POD_INDEX, -1))
             if (ordinal >= partition and _stuck(pod) and not pod["metadata"].get("deletionTimestamp")
                     and labels.get("controller-revision-hash") != status["updateRevision"]):
@@ -251,9 +264,8 @@ class Reconciler:
         current = (workload or {}).get("spec", {}).get("replicas", 0)
         if current >= role.replicas or role.workload.kind == "LeaderWorkerSet":
             return None
-        pods = [p for p in self.store.owned_by_label("v1", "Pod", group.namespace, naming.LABEL_ROLE, role.name)
-                if (p["metadata"].get("labels") or {}).get(naming.LABEL_GROUP_NAME) == group.name
-                and not p["metadata"].get("deletionTimestamp")]
+        pods = [p for p in self.store.in_role("v1", "Pod", group.namespace, group.name, role.name)
+                if not p["metadata"].get("deletionTimestamp")]
         if progression == "OrderReady":
             done = sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                               for c in (p.get("status") or {}).get("conditions", [])))
@@ -270,9 +282,8 @@ class Reconciler:
         status = sts.get("status") or {}
         revision = status.get("updateRevision") if status.get("observedGeneration") == sts["metadata"]["generation"] else None
         updated_ready = sum(
-            1 for pod in self.store.owned_by_label("v1", "Pod", group.namespace, naming.LABEL_ROLE, role.name)
-            if (pod["metadata"].get("labels") or {}).get(naming.LABEL_GROUP_NAME) == group.name
-            and revision and pod["metadata"]["labels"].get("controller-revision-hash") == revision
+            1 for pod in self.store.in_role("v1", "Pod", group.namespace, group.name, role.name)
+            if revision and pod["metadata"]["labels"].get("controller-revision-hash") == revision
             and not pod["metadata"].get("deletionTimestamp")
             and any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions", [])))
         return RoleRollout(role.name, replicas, min(updated_ready, replicas), max(0, replicas - partition))
