@@ -104,6 +104,12 @@ async def floor(kube: Kube, groups: int) -> float:
     await wait_until("floor pods ready", all_ready, 60 + groups)
     seconds = time.monotonic() - started
     await kube.delete(KINDS[("v1", "Namespace")], None, namespace)
+
+    async def floor_gone():
+        left = len(await kube.list(KINDS[("v1", "Pod")], namespace))
+        return True if left == 0 else f"{left} floor pods left"
+    await wait_until("the floor's pods to be deleted (so they do not load the operator's run)", floor_gone,
+                     120 + 2 * groups)
     return seconds
 
 

@@ -131,7 +131,7 @@ class Kube:
             contexts, active = k8s_config.list_kube_config_contexts()
             chosen = next((c for c in contexts if c["name"] == context), active) if context else active
             namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
-        configuration.connection_pool_maxsize = 64
+        configuration.connection_pool_maxsize = 32  # each TLS connection holds ~256 KB of buffers
         if not configuration.proxy:
             configuration.proxy = _proxy_from_environment(configuration.host)
         api = k8s_client.ApiClient(configuration)
