@@ -95,12 +95,19 @@ def _heal(cluster, client: Kubectl) -> list[str]:
         broken = [stalled] if stalled else []
         if stalled:
             lines.append(f"a canary Deployment stalled at {stalled}: it is running but not doing its job")
-    for name in broken:
-        lines += [f"component {name} restarted; its log ended:"] + ["  " + l[:300] for l in cluster.log_tail(name, 12)]
     if broken:
-        cluster.restart(*broken)
+        lines += _restart(cluster, broken)
         after = canary.stalled_component(client)
         lines.append(f"after the restart the canary {'still stalls at ' + after if after else 'reaches Ready'}")
+    return lines
+
+
+def _restart(cluster, names: list[str]) -> list[str]:
+    """Restart components; what each one's log ended with, for the report."""
+    lines = []
+    for name in names:
+        lines += [f"component {name} restarted; its log ended:"] + ["  " + l[:300] for l in cluster.log_tail(name, 12)]
+    cluster.restart(*names)
     return lines
 
 
@@ -131,10 +138,8 @@ def control_plane_survives(request):
     cluster = _local_cluster() if request.node.get_closest_marker("cluster") else None
     stopped = cluster.stopped_components() if cluster else []
     if stopped:
-        tails = {name: cluster.log_tail(name) for name in stopped}
-        cluster.restart(*stopped)
-        pytest.fail(f"control-plane components stopped during this test and were restarted: {stopped}; "
-                    + "; ".join(f"{name} log ends: {' | '.join(tail[-5:])}" for name, tail in tails.items()))
+        report = "\n".join(_restart(cluster, stopped))
+        pytest.fail(f"control-plane components stopped during this test: {stopped}\n{report}")
 
 
 @pytest.fixture(scope="session")
