@@ -20,9 +20,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
-
 from localcluster import cluster
 from rbg_operator import naming
 from rbg_operator.api.rolebasedgroup import RoleBasedGroup
@@ -291,10 +288,7 @@ async def main() -> None:
     groups = int(os.environ.get("BENCH_GROUPS", "100"))
     cluster.up()
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    configuration = k8s_client.Configuration()
-    await k8s_config.load_kube_config(config_file=str(cluster.kubeconfig_path()), client_configuration=configuration)
-    configuration.connection_pool_maxsize = 64
-    kube = Kube(k8s_client.ApiClient(configuration), field_manager="rbg-bench")
+    kube = await Kube.connect(kubeconfig_file=str(cluster.kubeconfig_path()), pool=64, field_manager="rbg-bench")
     try:
         say(f"floor: creating the children of {groups} groups directly")
         floor_seconds = await floor(kube, groups)

@@ -1,8 +1,9 @@
 """A small async Kubernetes client for what the operator does: server-side apply, get,
 list and delete on a known set of kinds, with retries and per-verb request counts.
 
-It sits on kubernetes_asyncio's ApiClient (auth, TLS, connection pooling) but speaks
-plain dicts, because the operator builds and compares objects as dicts.
+It speaks plain dicts over one pooled aiohttp session (kopf's own HTTP stack), because the
+operator builds and compares objects as dicts. A generated client would cost more memory
+than the operator's whole cache of a few hundred groups.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from typing import Any
 
 import aiohttp
 import tenacity
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
-
-from . import metrics, naming
+from . import kubeconfig, metrics, naming
 
 log = logging.getLogger(__name__)
 
@@ -110,40 +108,31 @@ class Kube:
 
     WRITE_VERBS = frozenset({"create", "apply", "patch", "update", "delete"})
 
-    def __init__(self, api: k8s_client.ApiClient, field_manager: str = naming.FIELD_MANAGER,
-                 default_namespace: str = "default"):
-        self.api = api
-        self.default_namespace = default_namespace
+    def __init__(self, session: aiohttp.ClientSession, credentials: kubeconfig.Credentials,
+                 field_manager: str = naming.FIELD_MANAGER):
+        self.session = session
+        self.credentials = credentials
+        self.server = credentials.server
+        self.proxy = credentials.info.proxy_url or _proxy_from_environment(self.server)
+        self.default_namespace = credentials.namespace
         self.field_manager = field_manager
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @classmethod
-    async def connect(cls, context: str | None = None) -> "Kube":
-        """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-        configuration = k8s_client.Configuration()
-        namespace = "default"
-        try:
-            if context:
-                raise k8s_config.ConfigException("a kubeconfig context was asked for")
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        except k8s_config.ConfigException:
-            await k8s_config.load_kube_config(client_configuration=configuration, context=context)
-            contexts, active = k8s_config.list_kube_config_contexts()
-            chosen = next((c for c in contexts if c["name"] == context), active) if context else active
-            namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
-        configuration.connection_pool_maxsize = 32  # each TLS connection holds ~256 KB of buffers
-        if not configuration.proxy:
-            configuration.proxy = _proxy_from_environment(configuration.host)
-        api = k8s_client.ApiClient(configuration)
-        # With trust_env, aiohttp looks for ~/.netrc in a worker thread on every request that has
-        # no aiohttp auth (ours authenticate by certificate or bearer header): a thread hop and a
-        # file lookup per request, for nothing. The proxy it would read from the environment is
-        # set above instead.
-        api.rest_client.pool_manager._trust_env = False
-        return cls(api, default_namespace=namespace)
+    async def connect(cls, context: str | None = None, *, kubeconfig_file: str | None = None,
+                      pool: int = 32, field_manager: str = naming.FIELD_MANAGER) -> "Kube":
+        """Credentials as `kubeconfig.load` finds them; `pool` connections at most (each TLS
+        connection holds ~256 KB of buffers)."""
+        credentials = kubeconfig.load(context, kubeconfig_file)
+        # trust_env off: aiohttp would look for ~/.netrc in a worker thread on every request
+        # (a thread hop and a file lookup for nothing); the proxy is read once above instead.
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=pool, ssl=credentials.ssl_context()),
+            timeout=aiohttp.ClientTimeout(total=60), trust_env=False)
+        return cls(session, credentials, field_manager)
 
     async def close(self) -> None:
-        await self.api.close()
+        await self.session.close()
 
     def writes(self) -> int:
         return sum(n for (verb, _), n in self.requests.items() if verb in self.WRITE_VERBS)
@@ -158,22 +147,22 @@ class Kube:
                     body: Any = None, content_type: str = "application/json") -> dict | None:
         self.requests[(verb, resource)] += 1
         metrics.api_requests.labels(verb, resource).inc()
-        response = await self.api.call_api(
-            path, method, query_params=list((query or {}).items()), header_params={
-                "Content-Type": content_type, "Accept": "application/json"},
-            body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=60)
-        async with response:
+        headers = {"Content-Type": content_type, "Accept": "application/json",
+                   **await self.credentials.headers()}
+        data = json.dumps(body) if body is not None else None
+        async with self.session.request(method, self.server + path, params=query, data=data, headers=headers,
+                                        proxy=self.proxy) as response:
             metrics.rest_client_requests.labels(str(response.status), method).inc()
-            text = await response.text()
-            if response.status == 404 and verb in ("get", "delete"):
-                return None
-            if not 200 <= response.status < 300:
-                try:
-                    detail: dict | str = json.loads(text)
-                except ValueError:
-                    detail = text
-                raise ApiError(response.status, detail, method, path)
-            return json.loads(text) if text else None
+            raw = await response.read()
+        if response.status == 404 and verb in ("get", "delete"):
+            return None
+        if not 200 <= response.status < 300:
+            try:
+                detail: dict | str = json.loads(raw)
+            except ValueError:
+                detail = raw.decode(errors="replace")
+            raise ApiError(response.status, detail, method, path)
+        return json.loads(raw) if raw else None
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict | None:
         return await self._call("get", kind.plural, "GET", kind.path(namespace, name))

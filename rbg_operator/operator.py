@@ -18,7 +18,7 @@ from pathlib import Path
 
 import kopf
 
-from . import metrics, naming, webhook
+from . import kubeconfig, metrics, naming, webhook
 from .controller.reconciler import Reconciler
 from .controller.restarts import RestartSettings, RestartTracker
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
@@ -163,6 +163,14 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body, patch, essence):
         pass
+
+
+@kopf.on.login()
+async def login(**_) -> kopf.ConnectionInfo:
+    """kopf's watches use the same credentials as our client (kopf calls this again on a 401)."""
+    credentials = kubeconfig.load()
+    await credentials.headers()  # an exec plugin's or service account's current token
+    return credentials.as_connection_info()
 
 
 @kopf.on.startup()

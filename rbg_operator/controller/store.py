@@ -6,7 +6,9 @@ server's answer back here so the next reconcile compares against fresh data.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from typing import NamedTuple
 
 from .. import naming
 
@@ -21,47 +23,70 @@ def _rv(obj: dict) -> int:
         return 0
 
 
+class _Entry(NamedTuple):
+    """One cached object: what lookups and freshness checks need, and the object as compact JSON.
+
+    A decoded Kubernetes object takes five to six times its JSON size in Python dicts, and the
+    cache is most of the operator's memory; reads decode their group's few objects (tens of
+    microseconds each) and get a private copy, so no caller can change the cache by accident.
+    """
+    uid: str | None
+    rv: int
+    group: str | None
+    role: str | None
+    json: str
+
+    def decode(self) -> dict:
+        return json.loads(self.json)
+
+
 class Store:
     """Objects by kind and (namespace, name), with an index of each kind's objects by the group
     label, so a reconcile reads its group's children without scanning every group's."""
 
     def __init__(self) -> None:
-        self._objects: dict[KindKey, dict[ObjectKey, dict]] = defaultdict(dict)
-        self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+        self._objects: dict[KindKey, dict[ObjectKey, _Entry]] = defaultdict(dict)
+        self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, _Entry]]] = defaultdict(lambda: defaultdict(dict))
 
     def upsert(self, obj: dict) -> None:
         """Keep the newest copy: a slow watch event must not overwrite a fresher write result."""
         kind = (obj["apiVersion"], obj["kind"])
-        obj = _slim_pod(obj) if kind == ("v1", "Pod") else _slim_managed_fields(obj)
-        key = (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        slim = SLIMMERS.get(kind, _slim_managed_fields)(obj)
+        if slim is None:
+            return
+        meta = slim["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
         current = self._objects[kind].get(key)
-        if current is None or current["metadata"].get("uid") != obj["metadata"].get("uid") or _rv(obj) >= _rv(current):
+        uid, rv = meta.get("uid"), _rv(slim)
+        if current is None or current.uid != uid or rv >= current.rv:
+            labels = meta.get("labels") or {}
+            entry = _Entry(uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE),
+                           json.dumps(slim, separators=(",", ":")))
             if current is not None:
                 self._unindex(kind, key, current)
-            self._objects[kind][key] = obj
-            group = _group_of(obj)
-            if group is not None:
-                self._by_group[kind][(key[0], group)][key[1]] = obj
+            self._objects[kind][key] = entry
+            if entry.group is not None:
+                self._by_group[kind][(key[0], entry.group)][key[1]] = entry
 
     def remove(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         objects = self._objects[(api_version, kind)]
         current = objects.get((namespace, name))
-        if current is not None and (uid is None or current["metadata"].get("uid") == uid):
+        if current is not None and (uid is None or current.uid == uid):
             del objects[(namespace, name)]
             self._unindex((api_version, kind), (namespace, name), current)
 
-    def _unindex(self, kind: KindKey, key: ObjectKey, obj: dict) -> None:
-        group = _group_of(obj)
-        if group is None:
+    def _unindex(self, kind: KindKey, key: ObjectKey, entry: _Entry) -> None:
+        if entry.group is None:
             return
-        members = self._by_group[kind].get((key[0], group))
+        members = self._by_group[kind].get((key[0], entry.group))
         if members is not None:
             members.pop(key[1], None)
             if not members:
-                del self._by_group[kind][(key[0], group)]
+                del self._by_group[kind][(key[0], entry.group)]
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
-        return self._objects[(api_version, kind)].get((namespace, name))
+        entry = self._objects[(api_version, kind)].get((namespace, name))
+        return entry.decode() if entry is not None else None
 
     def keys(self, api_version: str, kind: str) -> list[ObjectKey]:
         return list(self._objects[(api_version, kind)])
@@ -73,14 +98,14 @@ class Store:
                 if (obj["metadata"].get("labels") or {}).get(label) == value]
 
     def owned_by_group(self, api_version: str, kind: str, namespace: str, group: str) -> list[dict]:
-        return list(self._by_group[(api_version, kind)].get((namespace, group), {}).values())
+        return [e.decode() for e in self._by_group[(api_version, kind)].get((namespace, group), {}).values()]
 
     def in_role(self, api_version: str, kind: str, namespace: str, group: str, role: str) -> list[dict]:
-        return [obj for obj in self.owned_by_group(api_version, kind, namespace, group)
-                if obj["metadata"]["labels"].get(naming.LABEL_ROLE) == role]
+        return [e.decode() for e in self._by_group[(api_version, kind)].get((namespace, group), {}).values()
+                if e.role == role]
 
     def in_namespace(self, api_version: str, kind: str, namespace: str) -> list[dict]:
-        return [obj for (ns, _), obj in self._objects[(api_version, kind)].items() if ns == namespace]
+        return [e.decode() for (ns, _), e in self._objects[(api_version, kind)].items() if ns == namespace]
 
 
 POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences", "creationTimestamp",
@@ -121,5 +146,16 @@ def _slim_managed_fields(obj: dict) -> dict:
     return {**obj, "metadata": {**obj["metadata"], "managedFields": kept}}
 
 
-def _group_of(obj: dict) -> str | None:
-    return (obj["metadata"].get("labels") or {}).get(naming.LABEL_GROUP_NAME)
+def _slim_revision(revision: dict) -> dict | None:
+    """A group's revision history is read for names, numbers and owners only (undo reads the data
+    itself); the StatefulSets' own revisions carry the group label too but are not ours to keep."""
+    meta = revision["metadata"]
+    if not any(o.get("controller") and o.get("kind") == "RoleBasedGroup" for o in meta.get("ownerReferences") or []):
+        return None
+    return {"apiVersion": revision["apiVersion"], "kind": revision["kind"], "revision": revision.get("revision", 0),
+            "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "labels",
+                                                    "ownerReferences") if key in meta}}
+
+
+SLIMMERS = {("v1", "Pod"): _slim_pod, ("apps/v1", "ControllerRevision"): _slim_revision}
+
