@@ -1,7 +1,12 @@
-"""Kubernetes Events for the operator's decisions, attached to the group they concern."""
+"""Kubernetes Events for the operator's decisions, attached to the group they concern.
+
+Posted in the background, as client-go's recorder does: an Event is a record of a decision,
+not a step of it, so a reconcile does not wait for the API server to store it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -13,8 +18,10 @@ COMPONENT = "rbg-operator"
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube):
+    def __init__(self, kube: Kube, concurrency: int = 8):
         self.kube = kube
+        self._slots = asyncio.Semaphore(concurrency)  # Events must not crowd out the reconciles' requests
+        self._pending: set[asyncio.Task] = set()
 
     async def emit(self, obj: dict, type_: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
@@ -39,9 +46,18 @@ class EventRecorder:
             "count": 1,
         }
         log.info("%s/%s: %s: %s", meta["namespace"], meta["name"], reason, message)
+        task = asyncio.create_task(self._post(event))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _post(self, event: dict) -> None:
         try:
-            await self.kube.create(event)
-        except Exception as error:  # an Event that cannot be posted must not fail the reconcile
-            if namespace_terminating(error):
-                return
-            log.warning("could not post event %s for %s: %s", reason, meta["name"], error)
+            async with self._slots:
+                await self.kube.create(event)
+        except Exception as error:  # an Event that cannot be posted must not fail anything
+            if not namespace_terminating(error):
+                log.warning("could not post event %s for %s: %s", event["reason"], event["involvedObject"]["name"], error)
+
+    async def flush(self) -> None:
+        """Wait for the Events still being posted (at shutdown)."""
+        await asyncio.gather(*self._pending, return_exceptions=True)

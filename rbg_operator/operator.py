@@ -23,6 +23,7 @@ from .controller.reconciler import Reconciler
 from .controller.restarts import RestartSettings, RestartTracker
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import Store
+from .controller.store import writer as store_writer
 from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
@@ -65,6 +66,7 @@ class Runtime:
     reconcilers: dict[str, Reconciler | AdapterReconciler | GroupSetReconciler]
     tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
     restarts: RestartTracker | None = None
+    recorder: EventRecorder | None = None
     ready_by_group: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
     def count_groups(self, namespace: str, name: str) -> None:
@@ -82,6 +84,7 @@ class Runtime:
     async def handle(self, key: Key) -> None:
         controller, namespace, name = key
         started = time.monotonic()
+        token = store_writer.set(key)  # what this reconcile stores is marked as its own write
         try:
             requeue_after = await self.reconcilers[controller].reconcile(namespace, name)
         except Exception as error:
@@ -98,28 +101,39 @@ class Runtime:
             if requeue_after:
                 self.queue.add_after(key, requeue_after)
         finally:
+            store_writer.reset(token)
             if controller == GROUP:
                 self.count_groups(namespace, name)
             metrics.reconcile_time.labels(controller).observe(time.monotonic() - started)
             metrics.workqueue_depth.labels("rbg").set(len(self.queue))
 
-    def enqueue_group(self, namespace: str, name: str) -> None:
+    def wake(self, key: Key, unless: Key | None = None) -> None:
+        """Queue `key`, unless it is the reconcile whose own write the event echoes."""
+        if key != unless:
+            self.queue.add(key)
+
+    def enqueue_group(self, namespace: str, name: str, unless: Key | None = None) -> None:
         """A group changed: reconcile it, the adapters that scale it and the set that owns it."""
-        self.queue.add((GROUP, namespace, name))
+        self.wake((GROUP, namespace, name), unless)
         for adapter in self.store.in_namespace(naming.API_VERSION, "RoleBasedGroupScalingAdapter", namespace):
             if ((adapter.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name:
-                self.queue.add((ADAPTER, namespace, adapter["metadata"]["name"]))
+                self.wake((ADAPTER, namespace, adapter["metadata"]["name"]), unless)
         group = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, name)
         group_set = ((group or {}).get("metadata", {}).get("labels") or {}).get(naming.LABEL_SET_NAME)
         if group_set:
-            self.queue.add((GROUP_SET, namespace, group_set))
+            self.wake((GROUP_SET, namespace, group_set), unless)
+
+    def enqueue_all(self) -> None:
+        for controller, kind in KIND_OF_CONTROLLER.items():
+            for namespace, name in self.store.keys(naming.API_VERSION, kind):
+                self.queue.add((controller, namespace, name))
 
     async def resync_forever(self, period: float) -> None:
+        """Everything once at the start (the watches' first events only repeat what priming
+        stored, so they wake nothing), then every `period` as a safety net."""
         while True:
+            self.enqueue_all()
             await asyncio.sleep(period)
-            for controller, kind in KIND_OF_CONTROLLER.items():
-                for namespace, name in self.store.keys(naming.API_VERSION, kind):
-                    self.queue.add((controller, namespace, name))
 
 
 SETTINGS = Settings()
@@ -129,17 +143,21 @@ def ignored(namespace: str | None) -> bool:
     return bool(namespace) and any(fnmatch.fnmatchcase(namespace, glob) for glob in SETTINGS.ignore_namespaces)
 
 
-def _observe(runtime: Runtime, raw_event: dict) -> dict | None:
-    """Refresh the store from a watch event; None for an event the operator ignores."""
+def _observe(runtime: Runtime, raw_event: dict) -> tuple[dict, Key | None] | None:
+    """Refresh the store from a watch event. Returns the object and the reconcile not to wake
+    (the one whose own write this event echoes), or None for an event that brings nothing new:
+    one the operator ignores, an old version, or a repeat."""
     obj = raw_event["object"]
     meta = obj["metadata"]
     if ignored(meta.get("namespace")):
         return None
     if raw_event.get("type") == "DELETED":
         runtime.store.remove(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"], meta.get("uid"))
-    else:
-        runtime.store.upsert(obj)
-    return obj
+        return obj, None
+    seen = runtime.store.upsert(obj)
+    if seen.news:
+        return obj, None
+    return (obj, seen.written_by) if seen.written_by is not None else None
 
 
 def _owning_group(obj: dict) -> tuple[str, str] | None:
@@ -179,6 +197,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.posting.enabled = False  # our EventRecorder posts the Events users should see
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
+    # kopf's per-object worker keeps the object's last event alive while it idles; with a
+    # few thousand objects changing at once those copies outweighed our whole cache.
+    # Measured at 300 groups: peak RSS 135 MB with kopf's 5 s, 102 MB with 0.3 s, same CPU.
+    settings.queueing.idle_timeout = 0.3
     settings.watching.client_timeout = 330
     if SETTINGS.watch_inactivity_timeout:
         settings.watching.inactivity_timeout = SETTINGS.watch_inactivity_timeout
@@ -200,6 +222,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     # would re-create children that exist but have not been listed yet.
     await prime_store(kube, store, SETTINGS.namespaces)
     runtime.restarts = restarts
+    runtime.recorder = recorder
     runtime.tasks = [asyncio.create_task(_lead(runtime, kube), name="rbg-leader")]
     memo.runtime = runtime
 
@@ -291,28 +314,36 @@ async def stop(memo: kopf.Memo, **_) -> None:
     for task in runtime.tasks:
         task.cancel()
     await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    if runtime.recorder is not None:
+        try:
+            await asyncio.wait_for(runtime.recorder.flush(), timeout=5)
+        except asyncio.TimeoutError:
+            log.warning("stopping with Events not yet posted")
     await runtime.kube.close()
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroups")
 async def group_event(event: dict, memo: kopf.Memo, **_) -> None:
-    obj = _observe(memo.runtime, event)
-    if obj is not None:
-        memo.runtime.enqueue_group(obj["metadata"]["namespace"], obj["metadata"]["name"])
+    if seen := _observe(memo.runtime, event):
+        obj, unless = seen
+        memo.runtime.enqueue_group(obj["metadata"]["namespace"], obj["metadata"]["name"], unless)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupscalingadapters")
 async def adapter_event(event: dict, memo: kopf.Memo, **_) -> None:
-    obj = _observe(memo.runtime, event)
-    if obj is not None:
-        memo.runtime.queue.add((ADAPTER, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    """An adapter wakes its own reconcile and, when a group made it, that group's."""
+    if seen := _observe(memo.runtime, event):
+        obj, unless = seen
+        memo.runtime.wake((ADAPTER, obj["metadata"]["namespace"], obj["metadata"]["name"]), unless)
+        if (owner := _owning_group(obj)) is not None:
+            memo.runtime.wake((GROUP, *owner), unless)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupsets")
 async def group_set_event(event: dict, memo: kopf.Memo, **_) -> None:
-    obj = _observe(memo.runtime, event)
-    if obj is not None:
-        memo.runtime.queue.add((GROUP_SET, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    if seen := _observe(memo.runtime, event):
+        obj, unless = seen
+        memo.runtime.wake((GROUP_SET, obj["metadata"]["namespace"], obj["metadata"]["name"]), unless)
 
 
 CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
@@ -324,15 +355,14 @@ CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
 @kopf.on.event("", "v1", "services", labels=CHILD_FILTER)
 @kopf.on.event("", "v1", "configmaps", labels=CHILD_FILTER)
 @kopf.on.event("apps", "v1", "controllerrevisions", labels=CHILD_FILTER)
-@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupscalingadapters", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.x-k8s.io", "v1alpha1", "podgroups", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.volcano.sh", "v1beta1", "podgroups", labels=CHILD_FILTER)
 @kopf.on.event("scheduling.k8s.io", "v1alpha1", "workloads", labels=CHILD_FILTER)
 async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
-    obj = _observe(memo.runtime, event)
-    key = _owning_group(obj) if obj is not None else None
-    if key is not None:
-        memo.runtime.queue.add((GROUP, *key))
+    if seen := _observe(memo.runtime, event):
+        obj, unless = seen
+        if (owner := _owning_group(obj)) is not None:
+            memo.runtime.wake((GROUP, *owner), unless)
 
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)
@@ -342,6 +372,8 @@ async def pod_event(event: dict, memo: kopf.Memo, **_) -> None:
     if ignored(event["object"]["metadata"].get("namespace")):
         return
     key = runtime.restarts.observe(event.get("type"), event["object"])
-    _observe(runtime, event)
+    seen = _observe(runtime, event)
+    if key is None and seen is not None and (owner := _owning_group(seen[0])) in runtime.restarts.awaiting_pods:
+        key = owner
     if key is not None:
         runtime.queue.add((GROUP, *key))

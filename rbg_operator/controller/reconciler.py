@@ -125,9 +125,9 @@ class Reconciler:
         created: list[str] = []  # what this pass created, reported as one Event
         try:
             wanted = group_children(group)
-            await asyncio.gather(*(self._ensure(body, child, created) for child in wanted))
+            await asyncio.gather(self._record_revision(body, group),
+                                 *(self._ensure(body, child, created) for child in wanted))
             await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
-            await self._record_revision(body, group)
             plans = self._coordinate(group)
             waiting: dict[str, str] = {}
             progress: dict[str, RoleProgress] = {}
@@ -396,7 +396,10 @@ class Reconciler:
         ]
         previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
         changed = await self._write_status(body, [ready, moving, update, *restarts.conditions], role_statuses)
-        if changed and (previous is None or previous.get("reason") != ready["reason"]):
+        # A new group's first "not ready yet" is no news after its Created Event; every later
+        # change of reason, and a first status that says more (waiting, given up), is.
+        first_and_expected = previous is None and ready["reason"] == "RolesNotReady"
+        if changed and not first_and_expected and (previous is None or previous.get("reason") != ready["reason"]):
             await self.recorder.emit(body, "Normal", ready["reason"], ready["message"])
 
     async def _write_status(self, body: dict, desired_conditions: list[dict], role_statuses) -> bool:

@@ -81,6 +81,9 @@ class RestartTracker:
         self.kube, self.store, self.recorder, self.settings = kube, store, recorder, settings
         self.pending: dict[tuple[str, str], list[Incident]] = {}
         self.expected_deletions: set[str] = set()  # pod UIDs the operator deleted itself
+        # Groups being recreated: only their pods' comings and goings tell when that is done,
+        # so only their pod events wake them (other pod events carry nothing a reconcile reads).
+        self.awaiting_pods: set[tuple[str, str]] = set()
 
     # -- seeing incidents (called from pod watch events, before the store is updated) --
 
@@ -153,11 +156,13 @@ class RestartTracker:
         group_incidents = [i for i in incidents if policies.get(i.role, (None,))[0] == GROUP_WIDE]
 
         recreating = state.get("recreating")
+        self.awaiting_pods.discard(key)
         if recreating and all_ready and self._all_pods_newer(group, _parse(recreating["since"])):
             state["recreating"] = None
             outcome.conditions.append({"type": "RestartInProgress", "status": "False", "reason": "RecreateComplete",
                                        "message": f"group recreated after pod {recreating['pod']} {recreating['what']}"})
         elif recreating:
+            self.awaiting_pods.add(key)
             group_incidents = []  # restarts caused by the recreation itself start nothing new
             outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
                                        "message": f"recreating every pod after pod {recreating['pod']} {recreating['what']}"})
@@ -182,6 +187,7 @@ class RestartTracker:
                 await self._recreate_group(body, group, first)
                 state["recreations"] = recent + [_stamp(now)]
                 state["recreating"] = {"since": _stamp(now), "pod": first.pod, "what": first.what}
+                self.awaiting_pods.add(key)
                 outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
                                            "message": f"recreating every pod after pod {first.pod} {first.what}"})
         await self._save(body, state)

@@ -6,14 +6,26 @@ server's answer back here so the next reconcile compares against fresh data.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections import defaultdict
+from collections.abc import Hashable
 from typing import NamedTuple
 
 from .. import naming
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 KindKey = tuple[str, str]  # (apiVersion, kind)
+
+# The reconcile (its work-queue key) on whose behalf the current task writes. It is kept with the
+# answer it stores, so that the watch echo of that write wakes the other controllers that read the
+# object, but not the one that wrote it and has already acted on it.
+writer: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("writer", default=None)
+
+
+class Seen(NamedTuple):
+    news: bool  # a version the store did not have
+    written_by: Hashable | None = None  # for the version it had: the reconcile that wrote it, if any
 
 
 def _rv(obj: dict) -> int:
@@ -35,6 +47,7 @@ class _Entry(NamedTuple):
     group: str | None
     role: str | None
     json: str
+    written_by: Hashable | None
 
     def decode(self) -> dict:
         return json.loads(self.json)
@@ -48,25 +61,30 @@ class Store:
         self._objects: dict[KindKey, dict[ObjectKey, _Entry]] = defaultdict(dict)
         self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, _Entry]]] = defaultdict(lambda: defaultdict(dict))
 
-    def upsert(self, obj: dict) -> None:
-        """Keep the newest copy: a slow watch event must not overwrite a fresher write result."""
+    def upsert(self, obj: dict) -> Seen:
+        """Keep the newest copy: a slow watch event must not overwrite a fresher write result.
+
+        Says whether this was news. The watch echo of a write, whose answer is stored already,
+        is not: it names the writer instead, which need not be woken by its own write."""
         kind = (obj["apiVersion"], obj["kind"])
         slim = SLIMMERS.get(kind, _slim_managed_fields)(obj)
         if slim is None:
-            return
+            return Seen(False)
         meta = slim["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
         current = self._objects[kind].get(key)
         uid, rv = meta.get("uid"), _rv(slim)
-        if current is None or current.uid != uid or rv >= current.rv:
-            labels = meta.get("labels") or {}
-            entry = _Entry(uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE),
-                           json.dumps(slim, separators=(",", ":")))
-            if current is not None:
-                self._unindex(kind, key, current)
-            self._objects[kind][key] = entry
-            if entry.group is not None:
-                self._by_group[kind][(key[0], entry.group)][key[1]] = entry
+        if current is not None and current.uid == uid and rv and rv <= current.rv:
+            return Seen(False, current.written_by if rv == current.rv else None)
+        labels = meta.get("labels") or {}
+        entry = _Entry(uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE),
+                       json.dumps(slim, separators=(",", ":")), writer.get())
+        if current is not None:
+            self._unindex(kind, key, current)
+        self._objects[kind][key] = entry
+        if entry.group is not None:
+            self._by_group[kind][(key[0], entry.group)][key[1]] = entry
+        return Seen(True)
 
     def remove(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         objects = self._objects[(api_version, kind)]
