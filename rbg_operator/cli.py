@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
                      help="re-establish a watch that stays silent this many seconds (default: kopf's)")
     run.add_argument("--workers", type=int, default=operator.SETTINGS.workers,
                      help="groups reconciled concurrently (default %(default)s)")
+    run.add_argument("--coalesce-seconds", type=float, default=operator.SETTINGS.coalesce_seconds,
+                     help="how long a group waits after a change of one of its children, so that a burst "
+                          "of such changes costs one reconcile and one status write (default %(default)s)")
     run.add_argument("--resync-seconds", type=float, default=operator.SETTINGS.resync_seconds,
                      help="safety-net resync period (default %(default)s)")
     run.add_argument("--metrics-bind-address", default=":8080",
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.ignore_namespaces = args.ignore_namespace
     operator.SETTINGS.watch_inactivity_timeout = args.watch_inactivity_timeout
     operator.SETTINGS.resync_seconds = args.resync_seconds
+    operator.SETTINGS.coalesce_seconds = args.coalesce_seconds
     operator.SETTINGS.build = BuildOptions(coscheduling_scheduler=args.coscheduling_scheduler_name,
                                            volcano_scheduler=args.volcano_scheduler_name)
     operator.SETTINGS.restarts = RestartSettings(

@@ -45,6 +45,10 @@ class Settings:
     build: BuildOptions = dataclasses.field(default_factory=BuildOptions)
     restarts: RestartSettings = dataclasses.field(default_factory=RestartSettings)
     resync_seconds: float = 600.0  # a safety net only; events drive the loop
+    # Children change in bursts (three workloads' status as their pods come up): a group waits
+    # this long after the first change, then reconciles once for all of them. Changes to the
+    # group itself are not delayed.
+    coalesce_seconds: float = 0.5
     webhook_address: str = ""  # host:port to serve the validating webhook on; empty: no webhook
     webhook_host: str = ""  # host name or IP the API server uses to reach it
     webhook_cert_dir: str = ""  # tls.crt and tls.key; empty: a self-signed certificate
@@ -107,10 +111,11 @@ class Runtime:
             metrics.reconcile_time.labels(controller).observe(time.monotonic() - started)
             metrics.workqueue_depth.labels("rbg").set(len(self.queue))
 
-    def wake(self, key: Key, unless: Key | None = None) -> None:
-        """Queue `key`, unless it is the reconcile whose own write the event echoes."""
+    def wake(self, key: Key, unless: Key | None = None, *, after: float = 0.0) -> None:
+        """Queue `key` (after `after` seconds, joining any wait already running), unless it is
+        the reconcile whose own write the event echoes."""
         if key != unless:
-            self.queue.add(key)
+            self.queue.add_after(key, after)
 
     def enqueue_group(self, namespace: str, name: str, unless: Key | None = None) -> None:
         """A group changed: reconcile it, the adapters that scale it and the set that owns it."""
@@ -336,7 +341,7 @@ async def adapter_event(event: dict, memo: kopf.Memo, **_) -> None:
         obj, unless = seen
         memo.runtime.wake((ADAPTER, obj["metadata"]["namespace"], obj["metadata"]["name"]), unless)
         if (owner := _owning_group(obj)) is not None:
-            memo.runtime.wake((GROUP, *owner), unless)
+            memo.runtime.wake((GROUP, *owner), unless, after=SETTINGS.coalesce_seconds)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupsets")
@@ -362,7 +367,7 @@ async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
     if seen := _observe(memo.runtime, event):
         obj, unless = seen
         if (owner := _owning_group(obj)) is not None:
-            memo.runtime.wake((GROUP, *owner), unless)
+            memo.runtime.wake((GROUP, *owner), unless, after=SETTINGS.coalesce_seconds)
 
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)
@@ -373,7 +378,7 @@ async def pod_event(event: dict, memo: kopf.Memo, **_) -> None:
         return
     key = runtime.restarts.observe(event.get("type"), event["object"])
     seen = _observe(runtime, event)
-    if key is None and seen is not None and (owner := _owning_group(seen[0])) in runtime.restarts.awaiting_pods:
-        key = owner
-    if key is not None:
+    if key is not None:  # an incident: act now
         runtime.queue.add((GROUP, *key))
+    elif seen is not None and (owner := _owning_group(seen[0])) in runtime.restarts.awaiting_pods:
+        runtime.wake((GROUP, *owner), after=SETTINGS.coalesce_seconds)

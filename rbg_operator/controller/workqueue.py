@@ -46,6 +46,8 @@ class WorkQueue(Generic[K]):
         if delay <= 0:
             self.add(key)
             return
+        if key in self._queued:
+            return  # it will be processed soon anyway, and will read the state as it is then
         existing = self._timers.get(key)
         loop = asyncio.get_running_loop()
         if existing is not None and existing.when() <= loop.time() + delay:
