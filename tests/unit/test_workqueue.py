@@ -64,3 +64,27 @@ async def test_workers_never_process_one_key_concurrently():
     runner.cancel()
     assert overlaps == 0
     assert 1 <= handled < 20, "adds during processing coalesce"
+
+
+async def test_delayed_adds_within_the_window_coalesce_into_one_item():
+    queue: WorkQueue[str] = WorkQueue()
+    for _ in range(10):
+        queue.add_after("g", 0.05)
+        await asyncio.sleep(0.002)
+    assert len(queue) == 0, "nothing is queued before the window ends"
+    await asyncio.sleep(0.08)
+    assert len(queue) == 1
+    assert await queue.get() == "g"
+    queue.done("g")
+    await asyncio.sleep(0.08)
+    assert len(queue) == 0, "the burst cost one item, not one per add"
+
+
+async def test_a_delayed_add_of_a_queued_key_adds_nothing_later():
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("g")
+    queue.add_after("g", 0.03)
+    assert await queue.get() == "g"
+    queue.done("g")
+    await asyncio.sleep(0.06)
+    assert len(queue) == 0
