@@ -11,6 +11,7 @@ of time-to-Ready against N (benchmarks/results/ready_vs_groups.png) from every g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -24,16 +25,22 @@ from localcluster import cluster
 from rbg_operator import naming
 from rbg_operator.api.rolebasedgroup import RoleBasedGroup
 from rbg_operator.desired import group_children, role_children
-from rbg_operator.kube import KINDS, Kube
+from rbg_operator.kube import KINDS, ApiError, Kube
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-RBG = KINDS[(naming.API_VERSION, "RoleBasedGroup")]
+RBG_KEY = (naming.API_VERSION, "RoleBasedGroup")
+RBG = KINDS[RBG_KEY]
 CONCURRENCY = 32
 
 
 def say(message: str) -> None:
     print(f"[bench] {message}", flush=True)
+
+
+# The floor creates every child at once; it cannot wait for roles the way `dependencies` asks.
+# So the groups compared with it have none, and BENCH_ORDERED=1 measures the cost of ordering.
+ORDERED = os.environ.get("BENCH_ORDERED", "") not in ("", "0")
 
 
 def manifest(index: int, namespace: str, image: str, prefix: str = "bench") -> dict:
@@ -43,7 +50,7 @@ def manifest(index: int, namespace: str, image: str, prefix: str = "bench") -> d
                                                       "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
     return {"apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup",
             "metadata": {"name": f"{prefix}-{index}", "namespace": namespace},
-            "spec": {"roles": [role("prefill", 2), role("decode", 1), role("router", 1, dependencies=["prefill", "decode"])]}}
+            "spec": {"roles": [role("prefill", 2), role("decode", 1), role("router", 1, **({"dependencies": ["prefill", "decode"]} if ORDERED else {}))]}}
 
 
 def children(index: int, namespace: str) -> list[dict]:
@@ -68,46 +75,96 @@ async def gather_limited(coroutines) -> None:
     await asyncio.gather(*(run(c) for c in coroutines))
 
 
-async def ready_pods(kube: Kube, namespace: str) -> int:
-    pods = await kube.list(KINDS[("v1", "Pod")], namespace)
-    return sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                      for c in (p.get("status") or {}).get("conditions", [])))
+class Watched:
+    """One kind's objects in a namespace, kept current by a watch: the benchmark waits on events,
+    not on LISTs that would load the API server it is measuring (4000 pods a LIST at 1000 groups)."""
+
+    def __init__(self, kube: Kube, kind: tuple[str, str], namespace: str):
+        self.kube, self.kind, self.namespace = kube, KINDS[kind], namespace
+        self.objects: dict[str, dict] = {}
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "Watched":
+        items, version = await self.kube.list_versioned(self.kind, self.namespace)
+        self.objects = {o["metadata"]["name"]: o for o in items}
+        self._task = asyncio.create_task(self._follow(version))
+        return self
+
+    async def __aexit__(self, *_) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _follow(self, version: str) -> None:
+        while True:
+            try:
+                async for event in self.kube.watch(self.kind, self.namespace, version):
+                    obj = event["object"]
+                    version = obj["metadata"].get("resourceVersion", version)
+                    if event["type"] == "BOOKMARK":
+                        continue
+                    if event["type"] == "DELETED":
+                        self.objects.pop(obj["metadata"]["name"], None)
+                    else:
+                        self.objects[obj["metadata"]["name"]] = obj
+                    self.changed.set()
+            except ApiError as error:
+                if error.status != 410:
+                    raise
+                items, version = await self.kube.list_versioned(self.kind, self.namespace)  # too old: list again
+                self.objects = {o["metadata"]["name"]: o for o in items}
+                self.changed.set()
+
+    async def until(self, what: str, probe, timeout: float) -> float:
+        """Seconds until probe(objects) returns True; anything else it returns is progress to show."""
+        started = time.monotonic()
+        last_report = started
+        while True:
+            self.changed.clear()
+            value = probe(self.objects)
+            if value is True:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise SystemExit(f"bench: {what} did not happen within {timeout:.0f}s (last: {value}); see .cluster/logs")
+            if time.monotonic() - last_report > 10:
+                say(f"  waiting for {what}: {value}")
+                last_report = time.monotonic()
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout=1)
+            except asyncio.TimeoutError:
+                pass
 
 
-async def wait_until(what: str, probe, timeout: float) -> float:
+async def poll_until(what: str, probe, timeout: float) -> None:
+    """For what only the operator's metrics tell (they cost the API server nothing)."""
     started = time.monotonic()
-    last_report = started
-    while True:
-        value = await probe()
-        if value is True:
-            return time.monotonic() - started
+    while (value := await probe()) is not True:
         if time.monotonic() - started > timeout:
             raise SystemExit(f"bench: {what} did not happen within {timeout:.0f}s (last: {value}); see .cluster/logs")
-        if time.monotonic() - last_report > 10:
-            say(f"  waiting for {what}: {value}")
-            last_report = time.monotonic()
         await asyncio.sleep(0.5)
 
 
-async def floor(kube: Kube, groups: int) -> float:
+def is_ready(obj: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
+
+
+async def floor(kube: Kube, groups: int) -> tuple[float, dict[str, float]]:
     namespace = "bench-floor"
     await fresh_namespace(kube, namespace)
-    started = time.monotonic()
-    await gather_limited(kube.apply(obj) for i in range(groups) for obj in children(i, namespace))
+    async with Watched(kube, ("v1", "Pod"), namespace) as pods:
+        started, cpu_before = time.monotonic(), cluster_cpu()
+        await gather_limited(kube.apply(obj) for i in range(groups) for obj in children(i, namespace))
 
-    async def all_ready():
-        count = await ready_pods(kube, namespace)
-        return True if count == groups * 4 else f"{count}/{groups * 4} pods ready"
-    await wait_until("floor pods ready", all_ready, 60 + groups)
-    seconds = time.monotonic() - started
-    await kube.delete(KINDS[("v1", "Namespace")], None, namespace)
-
-    async def floor_gone():
-        left = len(await kube.list(KINDS[("v1", "Pod")], namespace))
-        return True if left == 0 else f"{left} floor pods left"
-    await wait_until("the floor's pods to be deleted (so they do not load the operator's run)", floor_gone,
-                     120 + 2 * groups)
-    return seconds
+        def all_ready(objects):
+            count = sum(1 for p in objects.values() if is_ready(p))
+            return True if count == groups * 4 else f"{count}/{groups * 4} pods ready"
+        await pods.until("floor pods ready", all_ready, 60 + groups)
+        seconds, spent = time.monotonic() - started, cpu_spent(cpu_before, cluster_cpu())
+        await kube.delete(KINDS[("v1", "Namespace")], None, namespace)
+        await pods.until("the floor's pods to be deleted (so they do not load the operator's run)",
+                         lambda objects: True if not objects else f"{len(objects)} floor pods left", 120 + 2 * groups)
+    return seconds, spent
 
 
 async def fresh_namespace(kube: Kube, namespace: str) -> None:
@@ -119,6 +176,27 @@ async def fresh_namespace(kube: Kube, namespace: str) -> None:
     await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     while not await kube.get(KINDS[("v1", "ServiceAccount")], namespace, "default"):
         await asyncio.sleep(0.2)  # pods cannot be created before the namespace's default ServiceAccount
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_cpu() -> dict[str, float]:
+    """CPU seconds so far of each control-plane component (the process its supervisor runs)."""
+    usage = {}
+    for name, supervisor in json.loads((cluster.state_dir() / "state.json").read_text()).get("pids", {}).items():
+        try:
+            children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+            usage[name] = sum(cpu_seconds(int(child)) for child in children)
+        except OSError:
+            continue
+    return usage
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after if after[name] - before.get(name, 0.0) >= 0.05}
 
 
 def process_usage(pid: int) -> tuple[float, float]:
@@ -159,10 +237,12 @@ async def with_operator(kube: Kube, groups: int) -> dict:
     port, health = 18380, 18381
     log = open(cluster.state_dir() / "logs" / "bench-operator.log", "wb")
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())}
-    proc = subprocess.Popen([sys.executable, "-m", "rbg_operator", "run", f"--namespace={namespace}", "--workers=16",
+    proc = subprocess.Popen([sys.executable, "-m", "rbg_operator", "run", f"--namespace={namespace}", f"--workers={os.environ.get('BENCH_WORKERS', '64')}",
                              "--resync-seconds=30", f"--metrics-bind-address=127.0.0.1:{port}",
-                             f"--health-probe-bind-address=127.0.0.1:{health}"], env=env, stdout=log,
+                             f"--health-probe-bind-address=127.0.0.1:{health}",
+                             *os.environ.get("BENCH_OPERATOR_ARGS", "").split()], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
+    stack = contextlib.AsyncExitStack()
     try:
         while True:
             try:
@@ -173,17 +253,19 @@ async def with_operator(kube: Kube, groups: int) -> dict:
         await asyncio.sleep(2)
         before = requests_by_verb(scrape(port))
         ready_at: dict[str, float] = {}
-        started = time.monotonic()
+        rbgs = await stack.enter_async_context(Watched(kube, RBG_KEY, namespace))
+        started, cpu_before, operator_before = time.monotonic(), cluster_cpu(), cpu_seconds(proc.pid)
         await gather_limited(kube.create(manifest(i, namespace, "example.com/llm:v1")) for i in range(groups))
 
-        async def all_ready():
-            for item in await kube.list(RBG, namespace):
-                ready = next((c for c in (item.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
-                if ready and ready["status"] == "True" and item["metadata"]["name"] not in ready_at:
-                    ready_at[item["metadata"]["name"]] = time.monotonic() - started
+        def all_ready(objects):
+            for name, item in objects.items():
+                if name not in ready_at and is_ready(item):
+                    ready_at[name] = time.monotonic() - started
             return True if len(ready_at) == groups else f"{len(ready_at)}/{groups} groups Ready"
-        await wait_until("groups Ready", all_ready, 120 + 2 * groups)
+        await rbgs.until("groups Ready", all_ready, 120 + 2 * groups)
         ready_seconds = time.monotonic() - started  # like the floor: from the first create on
+        spent_until_ready = {**cpu_spent(cpu_before, cluster_cpu()),
+                             "operator": round(cpu_seconds(proc.pid) - operator_before, 1)}
         created = requests_by_verb(scrape(port))
         per_group = {verb: (created.get(verb, 0) - before.get(verb, 0)) / groups for verb in created}
 
@@ -197,7 +279,7 @@ async def with_operator(kube: Kube, groups: int) -> dict:
         async def resynced():
             done = reconciles() - base
             return True if done >= groups else f"{done:.0f}/{groups} groups resynced"
-        await wait_until("one full resync", resynced, 90)
+        await poll_until("one full resync", resynced, 90)
         after_resync = requests_by_verb(scrape(port))
         noop_writes = sum(after_resync.get(v, 0) - quiet.get(v, 0) for v in WRITES)
 
@@ -206,14 +288,13 @@ async def with_operator(kube: Kube, groups: int) -> dict:
         await gather_limited(kube.patch(RBG, namespace, f"bench-{i}", {"spec": {"roles": manifest(
             i, namespace, "example.com/llm:v2")["spec"]["roles"]}}) for i in range(groups))
 
-        async def rolled():
-            items = await kube.list(RBG, namespace)
-            done = sum(1 for g in items if (g.get("status") or {}).get("observedGeneration") == g["metadata"]["generation"]
-                       and any(c["type"] == "Ready" and c["status"] == "True" for c in g["status"].get("conditions", []))
+        def rolled(objects):
+            done = sum(1 for g in objects.values()
+                       if (g.get("status") or {}).get("observedGeneration") == g["metadata"]["generation"] and is_ready(g)
                        and all(r["updatedReplicas"] == r["replicas"] for r in g["status"].get("roleStatuses", [])))
             return True if done == groups else f"{done}/{groups} groups rolled"
         try:
-            await wait_until("rollout", rolled, 60 + groups)
+            await rbgs.until("rollout", rolled, 60 + groups)
             rollout_seconds: float | None = time.monotonic() - started
         except SystemExit as stopped:
             # A rollout that cannot finish is reported, not waited on.
@@ -221,16 +302,15 @@ async def with_operator(kube: Kube, groups: int) -> dict:
             rollout_seconds = None
 
         say("deleting every group")
+        pods = await stack.enter_async_context(Watched(kube, ("v1", "Pod"), namespace))
         started = time.monotonic()
         await gather_limited(kube.delete(RBG, namespace, f"bench-{i}") for i in range(groups))
-
-        async def gone():
-            left = len(await kube.list(KINDS[("v1", "Pod")], namespace))
-            return True if left == 0 else f"{left} pods left"
-        await wait_until("deletion", gone, 120 + 2 * groups)
+        await pods.until("deletion", lambda objects: True if not objects else f"{len(objects)} pods left",
+                         120 + 2 * groups)
         delete_seconds = time.monotonic() - started
         cpu, peak = process_usage(proc.pid)
     finally:
+        await stack.aclose()
         proc.terminate()
         proc.wait(30)
     await kube.delete(KINDS[("v1", "Namespace")], None, namespace)
@@ -246,6 +326,7 @@ async def with_operator(kube: Kube, groups: int) -> dict:
         "requests_per_group": {k: round(v, 2) for k, v in sorted(per_group.items())},
         "writes_per_group": round(sum(per_group.get(v, 0) for v in WRITES), 2),
         "noop_writes": int(noop_writes),
+        "cpu_until_ready_by_process": spent_until_ready,
     }
 
 
@@ -269,8 +350,16 @@ def plot() -> None:
     figure.savefig(RESULTS / "ready_vs_groups.png", dpi=120)
 
 
+def cpu_text(usage: dict[str, float] | None) -> str:
+    if not usage:
+        return "-"
+    return ", ".join(f"{name} {seconds}" for name, seconds in sorted(usage.items(), key=lambda item: -item[1]))
+
+
 def table(result: dict) -> str:
-    rows = [("groups", result["groups"]), ("floor: create children directly, all pods Ready (s)", result["floor_seconds"]),
+    rows = [("groups", result["groups"]),
+            ("router waits for prefill and decode (BENCH_ORDERED)", "yes" if result.get("ordered") else "no"),
+            ("floor: create children directly, all pods Ready (s)", result["floor_seconds"]),
             ("operator: all groups Ready (s)", result["ready_seconds"]),
             ("ratio to floor", result["floor_ratio"]),
             ("per-group time to Ready p50 / p99 (s)", f"{result['p50_ready_seconds']} / {result['p99_ready_seconds']}"),
@@ -280,7 +369,9 @@ def table(result: dict) -> str:
             ("operator CPU (s)", result["cpu_seconds"]), ("operator peak RSS (MB)", result["peak_rss_mb"]),
             ("API writes per group (create to Ready)", result["writes_per_group"]),
             ("requests per group by verb", ", ".join(f"{k} {v}" for k, v in result["requests_per_group"].items())),
-            ("writes during a no-op full resync", result["noop_writes"])]
+            ("writes during a no-op full resync", result["noop_writes"]),
+            ("CPU s by process, floor", cpu_text(result.get("floor_cpu_by_process"))),
+            ("CPU s by process, operator until all Ready", cpu_text(result.get("cpu_until_ready_by_process")))]
     return "\n".join(["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 
@@ -291,17 +382,18 @@ async def main() -> None:
     kube = await Kube.connect(kubeconfig_file=str(cluster.kubeconfig_path()), pool=64, field_manager="rbg-bench")
     try:
         say(f"floor: creating the children of {groups} groups directly")
-        floor_seconds = await floor(kube, groups)
+        floor_seconds, floor_cpu = await floor(kube, groups)
         say(f"floor: {floor_seconds:.1f}s; now {groups} groups through the operator")
         measured = await with_operator(kube, groups)
     finally:
         await kube.close()
-    result = {"groups": groups, "floor_seconds": round(floor_seconds, 2), **measured}
+    result = {"groups": groups, "ordered": ORDERED, "floor_seconds": round(floor_seconds, 2),
+              "floor_cpu_by_process": floor_cpu, **measured}
     result["floor_ratio"] = round(result["ready_seconds"] / floor_seconds, 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
     (RESULTS / "latest.json").write_text(text)
-    (RESULTS / f"groups-{groups}.json").write_text(text)
+    (RESULTS / f"{'ordered' if ORDERED else 'groups'}-{groups}.json").write_text(text)
     plot()
     print(table(result))
     print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'ready_vs_groups.png'}")

@@ -72,6 +72,9 @@ def kind_of(obj: dict) -> Kind:
     return KINDS[(obj["apiVersion"], obj["kind"])]
 
 
+MAX_WATCH_EVENT = 16 * 2**20  # one event per line; a large object's line exceeds aiohttp's default limit
+
+
 class ApiError(Exception):
     def __init__(self, status: int, body: dict | str, method: str, path: str):
         self.status, self.body, self.method = status, body, method
@@ -216,3 +219,27 @@ class Kube:
             body["preconditions"] = {"uid": uid}
         await self._call("delete", kind.plural, "DELETE", kind.path(namespace, name), body=body)
 
+
+    async def list_versioned(self, kind: Kind, namespace: str | None = None) -> tuple[list[dict], str]:
+        """Items and the list's resourceVersion, to start a watch from."""
+        result = await self._call("list", kind.plural, "GET", kind.path(namespace)) or {}
+        return result.get("items", []), result.get("metadata", {}).get("resourceVersion", "")
+
+    async def watch(self, kind: Kind, namespace: str | None, resource_version: str, *, seconds: int = 50):
+        """Watch events from `resource_version` for up to `seconds` (the caller watches again from
+        the last version it saw). A 410 Gone (too old a version) raises ApiError: list again."""
+        self.requests[("watch", kind.plural)] += 1
+        query = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                 "timeoutSeconds": str(seconds)}
+        headers = {"Accept": "application/json", **await self.credentials.headers()}
+        async with self.session.get(self.server + kind.path(namespace), params=query, headers=headers, proxy=self.proxy,
+                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=seconds + 15)) as response:
+            if response.status != 200:
+                raise ApiError(response.status, (await response.read()).decode(errors="replace"), "GET", kind.path(namespace))
+            while line := await response.content.readline(max_line_length=MAX_WATCH_EVENT):
+                if line.strip():
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise ApiError(status.get("code", 500), status, "GET", kind.path(namespace))
+                    yield event
