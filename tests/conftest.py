@@ -202,6 +202,7 @@ def admission_webhook(kubectl: Kubectl, kubeconfig: str):
     yield name
     process.stop()
     kubectl.delete("validatingwebhookconfiguration", name)
+    kubectl.delete("mutatingwebhookconfiguration", name)  # kopf registers an empty one of the same name
 
 
 @pytest.fixture
