@@ -86,10 +86,15 @@ class Watched:
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> "Watched":
+        self._task = asyncio.create_task(self._follow(await self._relist()))
+        return self
+
+    async def _relist(self) -> str:
+        """Replace what is known with a fresh LIST; returns the version to watch from."""
         items, version = await self.kube.list_versioned(self.kind, self.namespace)
         self.objects = {o["metadata"]["name"]: o for o in items}
-        self._task = asyncio.create_task(self._follow(version))
-        return self
+        self.changed.set()
+        return version
 
     async def __aexit__(self, *_) -> None:
         assert self._task is not None
@@ -112,9 +117,7 @@ class Watched:
             except ApiError as error:
                 if error.status != 410:
                     raise
-                items, version = await self.kube.list_versioned(self.kind, self.namespace)  # too old: list again
-                self.objects = {o["metadata"]["name"]: o for o in items}
-                self.changed.set()
+                version = await self._relist()  # too old a version: list again
 
     async def until(self, what: str, probe, timeout: float) -> float:
         """Seconds until probe(objects) returns True; anything else it returns is progress to show."""
@@ -126,7 +129,7 @@ class Watched:
             if value is True:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise SystemExit(f"bench: {what} did not happen within {timeout:.0f}s (last: {value}); see .cluster/logs")
+                give_up(what, timeout, value)
             if time.monotonic() - last_report > 10:
                 say(f"  waiting for {what}: {value}")
                 last_report = time.monotonic()
@@ -141,8 +144,12 @@ async def poll_until(what: str, probe, timeout: float) -> None:
     started = time.monotonic()
     while (value := await probe()) is not True:
         if time.monotonic() - started > timeout:
-            raise SystemExit(f"bench: {what} did not happen within {timeout:.0f}s (last: {value}); see .cluster/logs")
+            give_up(what, timeout, value)
         await asyncio.sleep(0.5)
+
+
+def give_up(what: str, timeout: float, last) -> None:
+    raise SystemExit(f"bench: {what} did not happen within {timeout:.0f}s (last: {last}); see .cluster/logs")
 
 
 def is_ready(obj: dict) -> bool:
@@ -174,7 +181,7 @@ async def namespace_gone(kube: Kube, namespace: str, timeout: float) -> None:
     started = time.monotonic()
     while await kube.get(KINDS[("v1", "Namespace")], None, namespace) is not None:
         if time.monotonic() - started > timeout:
-            raise SystemExit(f"bench: namespace {namespace} was not deleted within {timeout:.0f}s; see .cluster/logs")
+            give_up(f"deletion of namespace {namespace}", timeout, "still there")
         await asyncio.sleep(1)
 
 
@@ -206,16 +213,15 @@ def cluster_cpu() -> dict[str, float]:
 
 
 def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after if after[name] - before.get(name, 0.0) >= 0.05}
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    return {name: round(seconds, 1) for name, seconds in spent.items() if seconds >= 0.05}
 
 
 def process_usage(pid: int) -> tuple[float, float]:
     """CPU seconds and peak RSS (MB) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     peak = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                 if line.startswith("VmHWM:"))
-    return cpu, peak / 1024
+    return cpu_seconds(pid), peak / 1024
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -171,9 +171,15 @@ class Kube:
         return await self._call("get", kind.plural, "GET", kind.path(namespace, name))
 
     async def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None) -> list[dict]:
+        items, _ = await self.list_versioned(kind, namespace, label_selector)
+        return items
+
+    async def list_versioned(self, kind: Kind, namespace: str | None = None,
+                             label_selector: str | None = None) -> tuple[list[dict], str]:
+        """Items and the list's resourceVersion, to start a watch from."""
         query = {"labelSelector": label_selector} if label_selector else None
-        result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query)
-        return (result or {}).get("items", [])
+        result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query) or {}
+        return result.get("items", []), result.get("metadata", {}).get("resourceVersion", "")
 
     async def apply(self, obj: dict, *, subresource: str | None = None, force: bool = True) -> dict:
         """Server-side apply with the operator's one field manager."""
@@ -218,12 +224,6 @@ class Kube:
         if uid:  # never delete a newer object that reuses the name
             body["preconditions"] = {"uid": uid}
         await self._call("delete", kind.plural, "DELETE", kind.path(namespace, name), body=body)
-
-
-    async def list_versioned(self, kind: Kind, namespace: str | None = None) -> tuple[list[dict], str]:
-        """Items and the list's resourceVersion, to start a watch from."""
-        result = await self._call("list", kind.plural, "GET", kind.path(namespace)) or {}
-        return result.get("items", []), result.get("metadata", {}).get("resourceVersion", "")
 
     async def watch(self, kind: Kind, namespace: str | None, resource_version: str, *, seconds: int = 50):
         """Watch events from `resource_version` for up to `seconds` (the caller watches again from
