@@ -72,6 +72,7 @@ def kind_of(obj: dict) -> Kind:
     return KINDS[(obj["apiVersion"], obj["kind"])]
 
 
+LIST_PAGE_SIZE = 500  # items per LIST page, as client-go's reflector pages its initial list
 MAX_WATCH_EVENT = 16 * 2**20  # one event per line; a large object's line exceeds aiohttp's default limit
 
 
@@ -112,8 +113,9 @@ class Kube:
     WRITE_VERBS = frozenset({"create", "apply", "patch", "update", "delete"})
 
     def __init__(self, session: aiohttp.ClientSession, credentials: kubeconfig.Credentials,
-                 field_manager: str = naming.FIELD_MANAGER):
+                 field_manager: str = naming.FIELD_MANAGER, watch_session: aiohttp.ClientSession | None = None):
         self.session = session
+        self.watch_session = watch_session or session
         self.credentials = credentials
         self.server = credentials.server
         self.proxy = credentials.info.proxy_url or _proxy_from_environment(self.server)
@@ -132,10 +134,16 @@ class Kube:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=pool, ssl=credentials.ssl_context()),
             timeout=aiohttp.ClientTimeout(total=60), trust_env=False)
-        return cls(session, credentials, field_manager)
+        # Watch streams hold their connection for minutes: in the request pool, a few dozen of
+        # them (a kind per namespace) would leave no connection for reads and writes.
+        watch_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=credentials.ssl_context()),
+                                              trust_env=False)
+        return cls(session, credentials, field_manager, watch_session)
 
     async def close(self) -> None:
         await self.session.close()
+        if self.watch_session is not self.session:
+            await self.watch_session.close()
 
     def writes(self) -> int:
         return sum(n for (verb, _), n in self.requests.items() if verb in self.WRITE_VERBS)
@@ -157,6 +165,7 @@ class Kube:
                                         proxy=self.proxy) as response:
             metrics.rest_client_requests.labels(str(response.status), method).inc()
             raw = await response.read()
+        metrics.api_response_bytes.labels(verb, resource).inc(len(raw))
         if response.status == 404 and verb in ("get", "delete"):
             return None
         if not 200 <= response.status < 300:
@@ -177,9 +186,27 @@ class Kube:
     async def list_versioned(self, kind: Kind, namespace: str | None = None,
                              label_selector: str | None = None) -> tuple[list[dict], str]:
         """Items and the list's resourceVersion, to start a watch from."""
-        query = {"labelSelector": label_selector} if label_selector else None
-        result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query) or {}
-        return result.get("items", []), result.get("metadata", {}).get("resourceVersion", "")
+        items: list[dict] = []
+        version = ""
+        async for page, version in self.list_pages(kind, namespace, label_selector):
+            items.extend(page)
+        return items, version
+
+    async def list_pages(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
+                         *, page_size: int = LIST_PAGE_SIZE):
+        """A list in pages of `page_size` items, each with the list's resourceVersion: a large
+        list never sits in memory whole. The pages are one consistent snapshot; an expired
+        continue token raises ApiError 410 (list again)."""
+        query = {"limit": str(page_size)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        while True:
+            result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query) or {}
+            meta = result.get("metadata") or {}
+            yield result.get("items") or [], meta.get("resourceVersion", "")
+            if not meta.get("continue"):
+                return
+            query = {**query, "continue": meta["continue"]}
 
     async def apply(self, obj: dict, *, subresource: str | None = None, force: bool = True) -> dict:
         """Server-side apply with the operator's one field manager."""
@@ -219,24 +246,33 @@ class Kube:
         return result
 
     async def delete(self, kind: Kind, namespace: str | None, name: str, *, uid: str | None = None,
-                     propagation: str = "Background") -> None:
+                     propagation: str = "Background") -> bool:
+        """Returns False when the object was gone already (404): the caller's cache is stale."""
         body: dict[str, Any] = {"propagationPolicy": propagation}
         if uid:  # never delete a newer object that reuses the name
             body["preconditions"] = {"uid": uid}
-        await self._call("delete", kind.plural, "DELETE", kind.path(namespace, name), body=body)
+        return await self._call("delete", kind.plural, "DELETE", kind.path(namespace, name), body=body) is not None
 
-    async def watch(self, kind: Kind, namespace: str | None, resource_version: str, *, seconds: int = 50):
+    async def watch(self, kind: Kind, namespace: str | None, resource_version: str, *, seconds: int = 50,
+                    label_selector: str | None = None, idle_timeout: float | None = None):
         """Watch events from `resource_version` for up to `seconds` (the caller watches again from
-        the last version it saw). A 410 Gone (too old a version) raises ApiError: list again."""
+        the last version it saw). A 410 Gone (too old a version) raises ApiError: list again.
+        A stream silent for `idle_timeout` seconds (default: longer than the server's own
+        timeout) raises asyncio.TimeoutError: a connection that died without closing."""
         self.requests[("watch", kind.plural)] += 1
         query = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(seconds)}
+        if label_selector:
+            query["labelSelector"] = label_selector
         headers = {"Accept": "application/json", **await self.credentials.headers()}
-        async with self.session.get(self.server + kind.path(namespace), params=query, headers=headers, proxy=self.proxy,
-                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=seconds + 15)) as response:
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=idle_timeout or seconds + 15)
+        async with self.watch_session.get(self.server + kind.path(namespace), params=query, headers=headers,
+                                          proxy=self.proxy, timeout=timeout) as response:
             if response.status != 200:
                 raise ApiError(response.status, (await response.read()).decode(errors="replace"), "GET", kind.path(namespace))
+            received = metrics.api_response_bytes.labels("watch", kind.plural)
             while line := await response.content.readline(max_line_length=MAX_WATCH_EVENT):
+                received.inc(len(line))
                 if line.strip():
                     event = json.loads(line)
                     if event.get("type") == "ERROR":

@@ -24,6 +24,9 @@ leader_election_master_status = Gauge("leader_election_master_status",
 # This operator's own: requests by verb and resource (bounded: a fixed set of kinds).
 api_requests = Counter("rbg_operator_api_requests_total", "API requests the reconciler sent, by verb and resource.",
                        ["verb", "resource"])
+api_response_bytes = Counter("rbg_operator_api_response_bytes_total",
+                             "Bytes the API server sent back, by verb (list and watch included) and resource.",
+                             ["verb", "resource"])
 groups = Gauge("rbg_operator_groups", "RoleBasedGroups by their Ready condition.", ["ready"])
 group_recreations = Counter("rbg_operator_group_recreations_total",
                             "Whole-group recreations done for RecreateRBGOnPodRestart.")
