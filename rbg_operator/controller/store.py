@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Hashable
 from typing import NamedTuple
 
@@ -26,6 +26,13 @@ writer: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("writer
 class Seen(NamedTuple):
     news: bool  # a version the store did not have
     written_by: Hashable | None = None  # for the version it had: the reconcile that wrote it, if any
+
+
+# Stored as the writer of a write result that carries someone else's change (a generation the
+# writer had not read): its watch echo is news to every reader, the writer included.
+UNREAD = object()
+# UIDs of objects seen deleted, so that a write answer that arrives later cannot bring one back.
+TOMBSTONES = 4096
 
 
 def _rv(obj: dict) -> int:
@@ -60,13 +67,19 @@ class Store:
     def __init__(self) -> None:
         self._objects: dict[KindKey, dict[ObjectKey, _Entry]] = defaultdict(dict)
         self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, _Entry]]] = defaultdict(lambda: defaultdict(dict))
+        self._deleted: OrderedDict[str, None] = OrderedDict()
 
-    def upsert(self, obj: dict) -> Seen:
-        """Keep the newest copy: a slow watch event must not overwrite a fresher write result.
+    def upsert(self, obj: dict, *, read_generation: int | None = None) -> Seen:
+        """Keep the newest copy: a slow watch event must not overwrite a fresher write result,
+        and nothing brings back an object already seen deleted.
 
         Says whether this was news. The watch echo of a write, whose answer is stored already,
-        is not: it names the writer instead, which need not be woken by its own write."""
+        is not: it names the writer instead, which need not be woken by its own write. A writer
+        that passes the generation it read, and gets back another one (someone changed the spec
+        meanwhile), is woken by the echo like every other reader."""
         kind = (obj["apiVersion"], obj["kind"])
+        if obj["metadata"].get("uid") in self._deleted:
+            return Seen(False)
         slim = SLIMMERS.get(kind, _slim_managed_fields)(obj)
         if slim is None:
             return Seen(False)
@@ -75,10 +88,15 @@ class Store:
         current = self._objects[kind].get(key)
         uid, rv = meta.get("uid"), _rv(slim)
         if current is not None and current.uid == uid and rv and rv <= current.rv:
-            return Seen(False, current.written_by if rv == current.rv else None)
+            if rv < current.rv:
+                return Seen(False)
+            return Seen(True) if current.written_by is UNREAD else Seen(False, current.written_by)
         labels = meta.get("labels") or {}
+        written_by = writer.get()
+        if written_by is not None and read_generation is not None and meta.get("generation") != read_generation:
+            written_by = UNREAD
         entry = _Entry(uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE),
-                       json.dumps(slim, separators=(",", ":")), writer.get())
+                       json.dumps(slim, separators=(",", ":")), written_by)
         if current is not None:
             self._unindex(kind, key, current)
         self._objects[kind][key] = entry
@@ -87,11 +105,32 @@ class Store:
         return Seen(True)
 
     def remove(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Forget an object seen deleted (by a watch, a relist, or a 404): a later write answer
+        or stale event with its UID is ignored."""
+        if uid:
+            self._bury(uid)
         objects = self._objects[(api_version, kind)]
         current = objects.get((namespace, name))
         if current is not None and (uid is None or current.uid == uid):
             del objects[(namespace, name)]
             self._unindex((api_version, kind), (namespace, name), current)
+            if current.uid:
+                self._bury(current.uid)
+
+    def _bury(self, uid: str) -> None:
+        self._deleted[uid] = None
+        self._deleted.move_to_end(uid)
+        if len(self._deleted) > TOMBSTONES:
+            self._deleted.popitem(last=False)
+
+    def changed_under_writer(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """The stored version is a write answer that carried a generation its writer had not read."""
+        entry = self._objects[(api_version, kind)].get((namespace, name))
+        return entry is not None and entry.written_by is UNREAD
+
+    def uid_of(self, api_version: str, kind: str, namespace: str, name: str) -> str | None:
+        entry = self._objects[(api_version, kind)].get((namespace, name))
+        return entry.uid if entry is not None else None
 
     def _unindex(self, kind: KindKey, key: ObjectKey, entry: _Entry) -> None:
         if entry.group is None:
@@ -106,8 +145,9 @@ class Store:
         entry = self._objects[(api_version, kind)].get((namespace, name))
         return entry.decode() if entry is not None else None
 
-    def keys(self, api_version: str, kind: str) -> list[ObjectKey]:
-        return list(self._objects[(api_version, kind)])
+    def keys(self, api_version: str, kind: str, namespace: str | None = None) -> list[ObjectKey]:
+        """Every stored (namespace, name) of a kind, or of one namespace of it."""
+        return [key for key in self._objects[(api_version, kind)] if namespace is None or key[0] == namespace]
 
     def owned_by_label(self, api_version: str, kind: str, namespace: str, label: str, value: str) -> list[dict]:
         if label == naming.LABEL_GROUP_NAME:

@@ -45,3 +45,60 @@ def test_only_a_newer_version_is_news_and_an_echo_names_its_writer():
     recreated = {**written, "metadata": {**written["metadata"], "uid": "v", "resourceVersion": "5"}}
     assert store.upsert(recreated) == Seen(True)
     assert store.get("v1", "Service", "ns", "s")["metadata"]["uid"] == "v"
+
+
+def service(uid: str, rv: str, generation: int = 1) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "spec": {},
+            "metadata": {"name": "s", "namespace": "ns", "uid": uid, "resourceVersion": rv, "generation": generation}}
+
+
+def test_a_write_answer_that_arrives_after_the_delete_event_does_not_bring_the_object_back():
+    store = Store()
+    store.upsert(service("u", "10"))
+    store.remove("v1", "Service", "ns", "s", "u")  # the DELETED event
+    assert store.upsert(service("u", "11")) == Seen(False)  # the answer of a write sent before it
+    assert store.get("v1", "Service", "ns", "s") is None
+    assert store.upsert(service("v", "12")) == Seen(True)  # a new object under the same name is welcome
+    assert store.get("v1", "Service", "ns", "s")["metadata"]["uid"] == "v"
+
+
+def test_forgetting_by_name_also_refuses_the_forgotten_uid_later():
+    store = Store()
+    store.upsert(service("u", "10"))
+    store.remove("v1", "Service", "ns", "s")  # a 404 on delete, with no UID at hand
+    assert store.upsert(service("u", "10")) == Seen(False)
+
+
+def test_the_echo_of_a_write_that_carried_a_newer_generation_wakes_the_writer_too():
+    """A spec change that landed between a reconcile's read and its status write: the answer
+    holds the new generation, and its echo must not be suppressed."""
+    store = Store()
+    store.upsert(service("u", "10", generation=1))
+    token = writer.set(("rolebasedgroup", "ns", "s"))
+    try:
+        store.upsert(service("u", "12", generation=2), read_generation=1)
+    finally:
+        writer.reset(token)
+    assert store.upsert(service("u", "11", generation=2)) == Seen(False)  # the spec change's own event: older
+    assert store.upsert(service("u", "12", generation=2)) == Seen(True)  # the echo: news to everyone
+
+
+def test_the_echo_of_a_write_of_the_generation_read_is_suppressed_for_its_writer():
+    store = Store()
+    store.upsert(service("u", "10", generation=3))
+    token = writer.set(("rolebasedgroup", "ns", "s"))
+    try:
+        store.upsert(service("u", "11", generation=3), read_generation=3)
+    finally:
+        writer.reset(token)
+    assert store.upsert(service("u", "11", generation=3)) == Seen(False, ("rolebasedgroup", "ns", "s"))
+
+
+def test_keys_of_one_namespace():
+    store = Store()
+    store.upsert(service("u", "1"))
+    other = service("w", "1")
+    other["metadata"]["namespace"] = "other"
+    store.upsert(other)
+    assert store.keys("v1", "Service", "ns") == [("ns", "s")]
+    assert sorted(store.keys("v1", "Service")) == [("ns", "s"), ("other", "s")]
