@@ -3,8 +3,6 @@ the store has observed, write only the difference, then report status."""
 
 from __future__ import annotations
 
-import asyncio
-
 import dataclasses
 import datetime
 import logging
@@ -26,6 +24,7 @@ from . import conditions
 from .diff import applied_digest, contains
 from .restarts import RestartOutcome, RestartSettings, RestartTracker
 from .store import Store
+from .together import together
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +124,8 @@ class Reconciler:
         created: list[str] = []  # what this pass created, reported as one Event
         try:
             wanted = group_children(group)
-            await asyncio.gather(self._record_revision(body, group),
-                                 *(self._ensure(body, child, created) for child in wanted))
+            await together(self._record_revision(body, group),
+                           *(self._ensure(body, child, created) for child in wanted))
             await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
             plans = self._coordinate(group)
             waiting: dict[str, str] = {}
@@ -155,7 +154,7 @@ class Reconciler:
                     else:
                         ready_to_go.append(role)
                 # Roles of one layer do not depend on each other: apply them side by side.
-                await asyncio.gather(*(ensure_role(role) for role in ready_to_go))
+                await together(*(ensure_role(role) for role in ready_to_go))
         finally:
             if created:  # also when a later apply failed: these objects exist now
                 await self.recorder.emit(body, "Normal", "Created", "created " + ", ".join(created))
@@ -220,8 +219,10 @@ class Reconciler:
             if (ordinal >= partition and _stuck(pod) and not pod["metadata"].get("deletionTimestamp")
                     and labels.get("controller-revision-hash") != status["updateRevision"]):
                 self.restarts.expected_deletions.add(pod["metadata"]["uid"])
-                await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
-                                       uid=pod["metadata"]["uid"])
+                if not await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
+                                              uid=pod["metadata"]["uid"]):
+                    self.store.remove("v1", "Pod", meta["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
+                    continue
                 await self.recorder.emit(group_body, "Normal", "ReplacedStuckPod",
                                          f"pod {pod['metadata']['name']} never became ready on the old revision; "
                                          f"replacing it with the new one")
@@ -309,7 +310,8 @@ class Reconciler:
         for old in sorted(revisions, key=lambda r: r.get("revision", 0))[:-HISTORY_LIMIT]:
             await self.kube.delete(KINDS[("apps/v1", "ControllerRevision")], group.namespace, old["metadata"]["name"],
                                    uid=old["metadata"]["uid"])
-            self.store.remove("apps/v1", "ControllerRevision", group.namespace, old["metadata"]["name"])
+            self.store.remove("apps/v1", "ControllerRevision", group.namespace, old["metadata"]["name"],
+                              old["metadata"]["uid"])
 
     async def _requeue_pending_pods(self, group_body: dict) -> None:
         """Unbound pods of a replaced gang may sit in the scheduler's backoff for minutes: their
@@ -318,8 +320,9 @@ class Reconciler:
         for pod in self.store.owned_by_group("v1", "Pod", meta["namespace"], meta["name"]):
             if not pod["spec"].get("nodeName") and not pod["metadata"].get("deletionTimestamp"):
                 self.restarts.expected_deletions.add(pod["metadata"]["uid"])
-                await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
-                                       uid=pod["metadata"]["uid"])
+                if not await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
+                                              uid=pod["metadata"]["uid"]):
+                    self.store.remove("v1", "Pod", meta["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
 
     async def _remove_stale_group_children(self, group_body: dict, wanted: set[tuple[str, str]]) -> None:
         """Delete a pod group the group no longer wants (gang scheduling turned off or switched)."""
@@ -334,8 +337,11 @@ class Reconciler:
 
     async def _delete(self, group_body: dict, obj: dict, why: str) -> None:
         meta = obj["metadata"]
-        await self.kube.delete(KINDS[(obj["apiVersion"], obj["kind"])], meta["namespace"], meta["name"], uid=meta["uid"])
-        self.store.remove(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        existed = await self.kube.delete(KINDS[(obj["apiVersion"], obj["kind"])], meta["namespace"], meta["name"],
+                                         uid=meta["uid"])
+        self.store.remove(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], meta["uid"])
+        if not existed:
+            return  # someone else deleted it: nothing of ours to report
         await self.recorder.emit(group_body, "Normal", "Deleted", f"deleted {obj['kind']} {meta['name']}: {why}")
 
     async def _remove_stale_children(self, group_body: dict, role_kinds: dict[str, set[str]]) -> None:
@@ -419,5 +425,7 @@ class Reconciler:
             "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
             "status": status,
         }, subresource="status")
-        self.store.upsert(result)
+        # A spec change that landed after this reconcile read the group comes back in the answer:
+        # then the echo of this write must wake this reconcile again.
+        self.store.upsert(result, read_generation=meta.get("generation"))
         return True

@@ -227,7 +227,8 @@ class RestartTracker:
             if pod is None or pod["metadata"].get("deletionTimestamp"):
                 continue
             self.expected_deletions.add(pod["metadata"]["uid"])
-            await self.kube.delete(KINDS[POD], namespace, name, uid=pod["metadata"]["uid"])
+            if not await self.kube.delete(KINDS[POD], namespace, name, uid=pod["metadata"]["uid"]):
+                self.store.remove(*POD, namespace, name, pod["metadata"]["uid"])
 
     def _load(self, body: dict) -> dict:
         raw = (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE)
@@ -251,4 +252,4 @@ class RestartTracker:
             "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                          "annotations": {naming.ANNOTATION_RESTART_STATE: text}},
         })
-        self.store.upsert(result)
+        self.store.upsert(result, read_generation=meta.get("generation"))

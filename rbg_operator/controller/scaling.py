@@ -39,7 +39,7 @@ async def write_status(kube: Kube, store: Store, body: dict, status: dict) -> bo
     result = await kube.apply({"apiVersion": body["apiVersion"], "kind": body["kind"],
                                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
                                "status": status}, subresource="status")
-    store.upsert(result)
+    store.upsert(result, read_generation=meta.get("generation"))
     return True
 
 
@@ -122,7 +122,7 @@ class GroupSetReconciler:
         for index in sorted((i for i in members if i >= spec.replicas), reverse=True):
             group = members.pop(index)
             await self.kube.delete(KINDS[RBG], namespace, group["metadata"]["name"], uid=group["metadata"]["uid"])
-            self.store.remove(*RBG, namespace, group["metadata"]["name"])
+            self.store.remove(*RBG, namespace, group["metadata"]["name"], group["metadata"]["uid"])
             await self.recorder.emit(body, "Normal", "Deleted", f"deleted RoleBasedGroup {group['metadata']['name']}")
         # Scale out with the current template.
         for index in range(spec.replicas):
