@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--ignore-namespace", action="append", default=[], metavar="GLOB",
                      help="leave namespaces matching this glob to another operator (repeatable)")
     run.add_argument("--watch-inactivity-timeout", type=float, default=None,
-                     help="re-establish a watch that stays silent this many seconds (default: kopf's)")
+                     help="list again when a watch stays silent this many seconds "
+                          "(default: longer than the server's own watch timeout)")
     run.add_argument("--workers", type=int, default=operator.SETTINGS.workers,
                      help="groups reconciled concurrently (default %(default)s)")
     run.add_argument("--coalesce-seconds", type=float, default=operator.SETTINGS.coalesce_seconds,

@@ -1,8 +1,10 @@
-"""Wires kopf's watches to the work queue and runs the reconcile workers.
+"""Wires the watches to the work queue and runs the reconcile workers.
 
-kopf gives us watch streams (raw events, no change detection), start-up and clean-up
-hooks; the level-triggered loop itself is ours: every event only refreshes the store and
-queues the owning group, and workers reconcile queued groups one at a time per group.
+Every watched kind has a reflector of our own (controller/reflector.py: list, replace, watch,
+filtered by the group label on the server for children), which feeds the store; each event
+then wakes the reconciles that WAKES, the one table below, says read that object. kopf is the
+framework around it: start-up and clean-up, login, liveness and the admission webhook.
+Workers reconcile queued keys one at a time per key.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import kopf
 
 from . import kubeconfig, metrics, naming, webhook
 from .controller.reconciler import Reconciler
+from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import Store
@@ -28,7 +32,7 @@ from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
 from .leader import LeaderElector
-from .kube import KINDS, ApiError, Kube, namespace_terminating
+from .kube import KINDS, Kube, namespace_terminating
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class Runtime:
     restarts: RestartTracker | None = None
     recorder: EventRecorder | None = None
     ready_by_group: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    reflectors: list[Reflector] = dataclasses.field(default_factory=list)
 
     def count_groups(self, namespace: str, name: str) -> None:
         """Keep rbg_operator_groups{ready} current, one group at a time."""
@@ -102,7 +107,9 @@ class Runtime:
         else:
             metrics.reconcile_total.labels(controller, "success").inc()
             self.queue.forget(key)
-            if requeue_after:
+            if self.store.changed_under_writer(naming.API_VERSION, KIND_OF_CONTROLLER[controller], namespace, name):
+                self.queue.add(key)  # its own write came back with a spec change it had not read: now
+            elif requeue_after:
                 self.queue.add_after(key, requeue_after)
         finally:
             store_writer.reset(token)
@@ -111,22 +118,32 @@ class Runtime:
             metrics.reconcile_time.labels(controller).observe(time.monotonic() - started)
             metrics.workqueue_depth.labels("rbg").set(len(self.queue))
 
-    def wake(self, key: Key, unless: Key | None = None, *, after: float = 0.0) -> None:
-        """Queue `key` (after `after` seconds, joining any wait already running), unless it is
-        the reconcile whose own write the event echoes."""
-        if key != unless:
-            self.queue.add_after(key, after)
-
-    def enqueue_group(self, namespace: str, name: str, unless: Key | None = None) -> None:
-        """A group changed: reconcile it, the adapters that scale it and the set that owns it."""
-        self.wake((GROUP, namespace, name), unless)
-        for adapter in self.store.in_namespace(naming.API_VERSION, "RoleBasedGroupScalingAdapter", namespace):
-            if ((adapter.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name:
-                self.wake((ADAPTER, namespace, adapter["metadata"]["name"]), unless)
-        group = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, name)
-        group_set = ((group or {}).get("metadata", {}).get("labels") or {}).get(naming.LABEL_SET_NAME)
-        if group_set:
-            self.wake((GROUP_SET, namespace, group_set), unless)
+    def deliver(self, event_type: str, obj: dict) -> None:
+        """A reflector's event: refresh the store, then wake what WAKES says reads this object,
+        except the reconcile whose own write this event only echoes."""
+        meta = obj["metadata"]
+        if ignored(meta.get("namespace")):
+            return
+        kind = (obj["apiVersion"], obj["kind"])
+        incident = None
+        if kind == ("v1", "Pod") and self.restarts is not None:
+            # Compared with the stored copy, so before the store moves on.
+            incident = self.restarts.observe(event_type, obj)
+        if event_type == "DELETED":
+            self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"))
+            wakes, unless = True, None
+        else:
+            seen = self.store.upsert(obj)
+            # An old version or a repeat is nothing new to anyone; an echo is news to the others.
+            wakes, unless = seen.news or seen.written_by is not None, seen.written_by
+        if incident is not None:  # a restart incident is acted on at once
+            self.queue.add((GROUP, *incident))
+        if not wakes:
+            return
+        for wake in WAKES_BY_KIND.get(kind, ()):
+            for key in wake.targets(self, obj):
+                if key != unless:
+                    self.queue.add_after(key, wake.delay())
 
     def enqueue_all(self) -> None:
         for controller, kind in KIND_OF_CONTROLLER.items():
@@ -134,8 +151,8 @@ class Runtime:
                 self.queue.add((controller, namespace, name))
 
     async def resync_forever(self, period: float) -> None:
-        """Everything once at the start (the watches' first events only repeat what priming
-        stored, so they wake nothing), then every `period` as a safety net."""
+        """Everything once at the start (the reflectors' first lists wake what they bring, but
+        the workers only start once every list is in), then every `period` as a safety net."""
         while True:
             self.enqueue_all()
             await asyncio.sleep(period)
@@ -148,23 +165,6 @@ def ignored(namespace: str | None) -> bool:
     return bool(namespace) and any(fnmatch.fnmatchcase(namespace, glob) for glob in SETTINGS.ignore_namespaces)
 
 
-def _observe(runtime: Runtime, raw_event: dict) -> tuple[dict, Key | None] | None:
-    """Refresh the store from a watch event. Returns the object and the reconcile not to wake
-    (the one whose own write this event echoes), or None for an event that brings nothing new:
-    one the operator ignores, an old version, or a repeat."""
-    obj = raw_event["object"]
-    meta = obj["metadata"]
-    if ignored(meta.get("namespace")):
-        return None
-    if raw_event.get("type") == "DELETED":
-        runtime.store.remove(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"], meta.get("uid"))
-        return obj, None
-    seen = runtime.store.upsert(obj)
-    if seen.news:
-        return obj, None
-    return (obj, seen.written_by) if seen.written_by is not None else None
-
-
 def _owning_group(obj: dict) -> tuple[str, str] | None:
     meta = obj["metadata"]
     for owner in meta.get("ownerReferences", []) or []:
@@ -174,23 +174,9 @@ def _owning_group(obj: dict) -> tuple[str, str] | None:
     return (meta["namespace"], group) if group else None
 
 
-class NoDiffBase(kopf.DiffBaseStorage):
-    """The operator has only event handlers, which never diff; kopf would still deep-copy every
-    watched object on every event to build a diff base nobody reads."""
-
-    def build(self, *, body, extra_fields=None):
-        return {}
-
-    def fetch(self, *, body):
-        return None
-
-    def store(self, *, body, patch, essence):
-        pass
-
-
 @kopf.on.login()
 async def login(**_) -> kopf.ConnectionInfo:
-    """kopf's watches use the same credentials as our client (kopf calls this again on a 401)."""
+    """kopf (the webhook's registration) uses the same credentials as our client."""
     credentials = kubeconfig.load()
     await credentials.headers()  # an exec plugin's or service account's current token
     return credentials.as_connection_info()
@@ -200,15 +186,6 @@ async def login(**_) -> kopf.ConnectionInfo:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.peering.standalone = True  # leader election is a Lease of our own, not kopf peering
     settings.posting.enabled = False  # our EventRecorder posts the Events users should see
-    settings.persistence.diffbase_storage = NoDiffBase()
-    settings.watching.server_timeout = 300
-    # kopf's per-object worker keeps the object's last event alive while it idles; with a
-    # few thousand objects changing at once those copies outweighed our whole cache.
-    # Measured at 300 groups: peak RSS 135 MB with kopf's 5 s, 102 MB with 0.3 s, same CPU.
-    settings.queueing.idle_timeout = 0.3
-    settings.watching.client_timeout = 330
-    if SETTINGS.watch_inactivity_timeout:
-        settings.watching.inactivity_timeout = SETTINGS.watch_inactivity_timeout
     if SETTINGS.webhook_address:
         _serve_webhook(settings)
     kube = await Kube.connect()
@@ -223,18 +200,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         ADAPTER: AdapterReconciler(kube, store, recorder),
         GROUP_SET: GroupSetReconciler(kube, store, recorder),
     })
-    # Like an informer's initial sync: workers must not act on a half-filled store, or they
-    # would re-create children that exist but have not been listed yet.
-    await prime_store(kube, store, SETTINGS.namespaces)
     runtime.restarts = restarts
     runtime.recorder = recorder
-    runtime.tasks = [asyncio.create_task(_lead(runtime, kube), name="rbg-leader")]
+    runtime.reflectors = reflectors(kube, store, runtime.deliver, SETTINGS.namespaces,
+                                    idle_timeout=SETTINGS.watch_inactivity_timeout)
+    runtime.tasks = [asyncio.create_task(r.run(), name=repr(r)) for r in runtime.reflectors]
+    runtime.tasks.append(asyncio.create_task(_lead(runtime, kube), name="rbg-leader"))
     memo.runtime = runtime
 
 
 async def _lead(runtime: Runtime, kube: Kube) -> None:
     """Reconcile only as the leader (when leader election is on); watches run regardless,
     so a new leader starts with a warm store."""
+    # Like an informer's initial sync: workers must not act on a half-filled store, or they
+    # would re-create children that exist but have not been listed yet.
+    await asyncio.gather(*(r.synced.wait() for r in runtime.reflectors))
+    log.info("caches synced: %d objects", sum(len(runtime.store.keys(*kind)) for kind, _ in WATCHED))
     elector = None
     if SETTINGS.leader_election:
         elector = LeaderElector(kube, SETTINGS.leader_election_namespace or _pod_namespace(),
@@ -269,41 +250,37 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> None:
         settings.admission.managed = SETTINGS.webhook_configuration
 
 
+# Server-side filter of every child kind: only objects a group made are listed and watched, so
+# the operator's memory and per-event work do not grow with what else runs on the cluster.
+CHILD_SELECTOR = naming.LABEL_GROUP_NAME
 WATCHED = [
-    (naming.API_VERSION, "RoleBasedGroup", None),
-    (naming.API_VERSION, "RoleBasedGroupScalingAdapter", None),
-    (naming.API_VERSION, "RoleBasedGroupSet", None),
-    ("apps/v1", "StatefulSet", naming.LABEL_GROUP_NAME),
-    ("apps/v1", "Deployment", naming.LABEL_GROUP_NAME),
-    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", naming.LABEL_GROUP_NAME),
-    ("v1", "Service", naming.LABEL_GROUP_NAME),
-    ("v1", "ConfigMap", naming.LABEL_GROUP_NAME),
-    ("scheduling.x-k8s.io/v1alpha1", "PodGroup", naming.LABEL_GROUP_NAME),
-    ("scheduling.volcano.sh/v1beta1", "PodGroup", naming.LABEL_GROUP_NAME),
-    ("scheduling.k8s.io/v1alpha1", "Workload", naming.LABEL_GROUP_NAME),
-    ("v1", "Pod", naming.LABEL_GROUP_NAME),
-    ("apps/v1", "ControllerRevision", naming.LABEL_GROUP_NAME),
+    ((naming.API_VERSION, "RoleBasedGroup"), None),
+    ((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), None),
+    ((naming.API_VERSION, "RoleBasedGroupSet"), None),
+    (("apps/v1", "StatefulSet"), CHILD_SELECTOR),
+    (("apps/v1", "Deployment"), CHILD_SELECTOR),
+    (("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"), CHILD_SELECTOR),
+    (("v1", "Service"), CHILD_SELECTOR),
+    (("v1", "ConfigMap"), CHILD_SELECTOR),
+    (("scheduling.x-k8s.io/v1alpha1", "PodGroup"), CHILD_SELECTOR),
+    (("scheduling.volcano.sh/v1beta1", "PodGroup"), CHILD_SELECTOR),
+    (("scheduling.k8s.io/v1alpha1", "Workload"), CHILD_SELECTOR),
+    (("v1", "Pod"), CHILD_SELECTOR),
+    (("apps/v1", "ControllerRevision"), CHILD_SELECTOR),
 ]
 
 
-async def prime_store(kube: Kube, store: Store, namespaces: list[str]) -> None:
-    """List everything the operator watches once, before any reconcile runs."""
+def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
+               idle_timeout: float | None = None) -> list[Reflector]:
+    """One reflector per watched kind and namespace: per namespace when every --namespace is a
+    plain name, else cluster-wide with kopf's glob patterns applied to each object."""
     plain = [ns for ns in namespaces if not any(ch in ns for ch in "*?!,")]
     scopes: list[str | None] = plain if plain and len(plain) == len(namespaces) else [None]
-    for api_version, kind, selector in WATCHED:
-        for namespace in scopes:
-            try:
-                items = await kube.list(KINDS[(api_version, kind)], namespace, selector)
-            except ApiError as error:
-                if error.status == 404:  # that API is not served here (e.g. no Volcano)
-                    continue
-                raise
-            for item in items:
-                if namespace is None and namespaces and not _watched(item["metadata"]["namespace"], namespaces):
-                    continue
-                if ignored(item["metadata"].get("namespace")):
-                    continue
-                store.upsert({"apiVersion": api_version, "kind": kind, **item})
+    keep = (lambda ns: _watched(ns, namespaces) and not ignored(ns)) if namespaces and scopes == [None] \
+        else (lambda ns: not ignored(ns))
+    return [Reflector(kube, store, KINDS[kind], deliver, namespace=scope, label_selector=selector, keep=keep,
+                      idle_timeout=idle_timeout)
+            for kind, selector in WATCHED for scope in scopes]
 
 
 def _watched(namespace: str, patterns: list[str]) -> bool:
@@ -327,58 +304,70 @@ async def stop(memo: kopf.Memo, **_) -> None:
     await runtime.kube.close()
 
 
-@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroups")
-async def group_event(event: dict, memo: kopf.Memo, **_) -> None:
-    if seen := _observe(memo.runtime, event):
-        obj, unless = seen
-        memo.runtime.enqueue_group(obj["metadata"]["namespace"], obj["metadata"]["name"], unless)
+# -- What wakes what ------------------------------------------------------------------------
+# As controller-runtime's For/Owns/Watches read: for each watched kind, which reconciles an
+# event of one of its objects wakes, and how soon. Children wait a short while (a burst of
+# their changes costs one reconcile); a change to the reconciled object itself does not.
+# Pod events also feed the restart tracker (Runtime.deliver), which wakes a group at once.
+
+def _now() -> float:
+    return 0.0
 
 
-@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupscalingadapters")
-async def adapter_event(event: dict, memo: kopf.Memo, **_) -> None:
-    """An adapter wakes its own reconcile and, when a group made it, that group's."""
-    if seen := _observe(memo.runtime, event):
-        obj, unless = seen
-        memo.runtime.wake((ADAPTER, obj["metadata"]["namespace"], obj["metadata"]["name"]), unless)
-        if (owner := _owning_group(obj)) is not None:
-            memo.runtime.wake((GROUP, *owner), unless, after=SETTINGS.coalesce_seconds)
+def _coalesced() -> float:
+    return SETTINGS.coalesce_seconds
 
 
-@kopf.on.event(naming.GROUP, naming.VERSION, "rolebasedgroupsets")
-async def group_set_event(event: dict, memo: kopf.Memo, **_) -> None:
-    if seen := _observe(memo.runtime, event):
-        obj, unless = seen
-        memo.runtime.wake((GROUP_SET, obj["metadata"]["namespace"], obj["metadata"]["name"]), unless)
+def _itself(controller: str) -> Callable[[Runtime, dict], Iterable[Key]]:
+    def targets(runtime: Runtime, obj: dict) -> Iterable[Key]:
+        return [(controller, obj["metadata"]["namespace"], obj["metadata"]["name"])]
+    return targets
 
 
-CHILD_FILTER = {naming.LABEL_GROUP_NAME: kopf.PRESENT}
+def _controlling_group(runtime: Runtime, obj: dict) -> Iterable[Key]:
+    owner = _owning_group(obj)
+    return [(GROUP, *owner)] if owner is not None else []
 
 
-@kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_FILTER)
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_FILTER)
-@kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_FILTER)
-@kopf.on.event("", "v1", "services", labels=CHILD_FILTER)
-@kopf.on.event("", "v1", "configmaps", labels=CHILD_FILTER)
-@kopf.on.event("apps", "v1", "controllerrevisions", labels=CHILD_FILTER)
-@kopf.on.event("scheduling.x-k8s.io", "v1alpha1", "podgroups", labels=CHILD_FILTER)
-@kopf.on.event("scheduling.volcano.sh", "v1beta1", "podgroups", labels=CHILD_FILTER)
-@kopf.on.event("scheduling.k8s.io", "v1alpha1", "workloads", labels=CHILD_FILTER)
-async def child_event(event: dict, memo: kopf.Memo, **_) -> None:
-    if seen := _observe(memo.runtime, event):
-        obj, unless = seen
-        if (owner := _owning_group(obj)) is not None:
-            memo.runtime.wake((GROUP, *owner), unless, after=SETTINGS.coalesce_seconds)
+def _adapters_of_group(runtime: Runtime, group: dict) -> Iterable[Key]:
+    """Adapters read their group's roles and role statuses."""
+    namespace, name = group["metadata"]["namespace"], group["metadata"]["name"]
+    return [(ADAPTER, namespace, a["metadata"]["name"])
+            for a in runtime.store.in_namespace(naming.API_VERSION, "RoleBasedGroupScalingAdapter", namespace)
+            if ((a.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name]
 
 
-@kopf.on.event("", "v1", "pods", labels=CHILD_FILTER)
-async def pod_event(event: dict, memo: kopf.Memo, **_) -> None:
-    """Pods feed the restart policies: the tracker compares each event with the stored copy."""
-    runtime: Runtime = memo.runtime
-    if ignored(event["object"]["metadata"].get("namespace")):
-        return
-    key = runtime.restarts.observe(event.get("type"), event["object"])
-    seen = _observe(runtime, event)
-    if key is not None:  # an incident: act now
-        runtime.queue.add((GROUP, *key))
-    elif seen is not None and (owner := _owning_group(seen[0])) in runtime.restarts.awaiting_pods:
-        runtime.wake((GROUP, *owner), after=SETTINGS.coalesce_seconds)
+def _set_of_group(runtime: Runtime, group: dict) -> Iterable[Key]:
+    """A set reads its members' status."""
+    name = (group["metadata"].get("labels") or {}).get(naming.LABEL_SET_NAME)
+    return [(GROUP_SET, group["metadata"]["namespace"], name)] if name else []
+
+
+def _group_awaiting_pods(runtime: Runtime, pod: dict) -> Iterable[Key]:
+    """Only a group being recreated reads its pods' comings and goings (to know it is done);
+    other pod changes reach their group through the workload's status."""
+    owner = _owning_group(pod)
+    return [(GROUP, *owner)] if owner is not None and owner in runtime.restarts.awaiting_pods else []
+
+
+@dataclasses.dataclass(frozen=True)
+class Wake:
+    kind: tuple[str, str]
+    targets: Callable[[Runtime, dict], Iterable[Key]]
+    delay: Callable[[], float]
+
+
+CHILD_KINDS = [kind for kind, selector in WATCHED if selector == CHILD_SELECTOR and kind != ("v1", "Pod")]
+WAKES = [
+    Wake((naming.API_VERSION, "RoleBasedGroup"), _itself(GROUP), _now),
+    Wake((naming.API_VERSION, "RoleBasedGroup"), _adapters_of_group, _now),
+    Wake((naming.API_VERSION, "RoleBasedGroup"), _set_of_group, _now),
+    Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _itself(ADAPTER), _now),
+    Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _controlling_group, _coalesced),
+    Wake((naming.API_VERSION, "RoleBasedGroupSet"), _itself(GROUP_SET), _now),
+    *(Wake(kind, _controlling_group, _coalesced) for kind in CHILD_KINDS),
+    Wake(("v1", "Pod"), _group_awaiting_pods, _coalesced),
+]
+WAKES_BY_KIND: dict[tuple[str, str], list[Wake]] = {}
+for _wake in WAKES:
+    WAKES_BY_KIND.setdefault(_wake.kind, []).append(_wake)
