@@ -42,7 +42,8 @@ def helm(kubeconfig: str):
 
 
 def render(helm, *values: str) -> list[dict]:
-    out = helm("template", "ack-rbgs", str(CHART), "-n", "rbgs-system", "--kube-version", "1.35.8", *values).stdout
+    # As a GitOps pipeline renders it: offline, with no --kube-version.
+    out = helm("template", "ack-rbgs", str(CHART), "-n", "rbgs-system", *values).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
