@@ -3,6 +3,12 @@ plane with kwok nodes, against the floor of creating the same child objects dire
 
     make bench                     # BENCH_GROUPS=100 by default
     BENCH_GROUPS=300 make bench
+    BENCH_NOISE_PODS=0 make bench  # skip the busy-cluster run
+
+The operator runs cluster-wide, as the chart deploys it. Unless BENCH_NOISE_PODS is 0, it runs
+twice: on the otherwise empty cluster, then again after BENCH_NOISE_PODS (default 5000)
+unrelated pods with 20 variables each and BENCH_NOISE_CONFIGMAPS (2000) unrelated 8 KB
+ConfigMaps were created in another namespace; the table compares the two.
 
 Prints a markdown table, writes benchmarks/results/latest.json (and groups-N.json) and a plot
 of time-to-Ready against N (benchmarks/results/ready_vs_groups.png) from every groups-N.json.
@@ -41,6 +47,9 @@ def say(message: str) -> None:
 # The floor creates every child at once; it cannot wait for roles the way `dependencies` asks.
 # So the groups compared with it have none, and BENCH_ORDERED=1 measures the cost of ordering.
 ORDERED = os.environ.get("BENCH_ORDERED", "") not in ("", "0")
+NOISE_PODS = int(os.environ.get("BENCH_NOISE_PODS", "5000"))
+NOISE_CONFIGMAPS = int(os.environ.get("BENCH_NOISE_CONFIGMAPS", "2000"))
+NOISE_NAMESPACE = "bench-noise"
 
 
 def manifest(index: int, namespace: str, image: str, prefix: str = "bench") -> dict:
@@ -253,7 +262,7 @@ async def with_operator(kube: Kube, groups: int) -> dict:
     port, health = 18380, 18381
     log = open(cluster.state_dir() / "logs" / "bench-operator.log", "wb")
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())}
-    proc = subprocess.Popen([sys.executable, "-m", "rbg_operator", "run", f"--namespace={namespace}", f"--workers={os.environ.get('BENCH_WORKERS', '64')}",
+    proc = subprocess.Popen([sys.executable, "-m", "rbg_operator", "run", f"--workers={os.environ.get('BENCH_WORKERS', '64')}",
                              "--resync-seconds=30", f"--metrics-bind-address=127.0.0.1:{port}",
                              f"--health-probe-bind-address=127.0.0.1:{health}",
                              *os.environ.get("BENCH_OPERATOR_ARGS", "").split()], env=env, stdout=log,
@@ -338,12 +347,35 @@ async def with_operator(kube: Kube, groups: int) -> dict:
         "rollout_seconds": round(rollout_seconds, 2) if rollout_seconds is not None else None,
         "delete_seconds": round(delete_seconds, 2),
         "cpu_seconds": round(cpu, 2),
+        "operator_cpu_per_group_until_ready": round(spent_until_ready["operator"] / groups, 4),
+        "apiserver_cpu_per_group_until_ready": round(spent_until_ready.get("kube-apiserver", 0.0) / groups, 4),
         "peak_rss_mb": round(peak, 1),
         "requests_per_group": {k: round(v, 2) for k, v in sorted(per_group.items())},
         "writes_per_group": round(sum(per_group.get(v, 0) for v in WRITES), 2),
         "noop_writes": int(noop_writes),
         "cpu_until_ready_by_process": spent_until_ready,
     }
+
+
+async def make_noise(kube: Kube, pods: int, configmaps: int) -> None:
+    """Objects no group owns, as a busy cluster has them: gated pods (never scheduled, so they
+    load nothing but the API server and its watchers) and 8 KB ConfigMaps."""
+    await fresh_namespace(kube, NOISE_NAMESPACE)
+    env = [{"name": f"NOISE_VAR_{i}", "value": "v" * 40} for i in range(20)]
+
+    def pod(i: int) -> dict:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"noise-{i}", "namespace": NOISE_NAMESPACE,
+                                                                "labels": {"app": "noise"}},
+                "spec": {"schedulingGates": [{"name": "example.com/never"}],
+                         "containers": [{"name": "main", "image": "example.com/noise:v1", "env": env}]}}
+
+    def configmap(i: int) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "data": {"blob": "c" * 8192},
+                "metadata": {"name": f"noise-{i}", "namespace": NOISE_NAMESPACE}}
+    started = time.monotonic()
+    await gather_limited(kube.create(configmap(i)) for i in range(configmaps))
+    await gather_limited(kube.create(pod(i)) for i in range(pods))
+    say(f"created {pods} unrelated pods and {configmaps} ConfigMaps in {time.monotonic() - started:.0f}s")
 
 
 def plot() -> None:
@@ -372,6 +404,10 @@ def cpu_text(usage: dict[str, float] | None) -> str:
     return ", ".join(f"{name} {seconds}" for name, seconds in sorted(usage.items(), key=lambda item: -item[1]))
 
 
+def _change(new: float, old: float) -> str:
+    return f"{(new - old) / old * 100:+.0f} %" if old else "-"
+
+
 def table(result: dict) -> str:
     rows = [("groups", result["groups"]),
             ("router waits for prefill and decode (BENCH_ORDERED)", "yes" if result.get("ordered") else "no"),
@@ -383,11 +419,22 @@ def table(result: dict) -> str:
              else "did not finish"),
             ("deleting every group (s)", result["delete_seconds"]),
             ("operator CPU (s)", result["cpu_seconds"]), ("operator peak RSS (MB)", result["peak_rss_mb"]),
+            ("operator CPU per group, create to Ready (s)", result.get("operator_cpu_per_group_until_ready", "-")),
+            ("API server CPU per group, create to Ready (s)", result.get("apiserver_cpu_per_group_until_ready", "-")),
             ("API writes per group (create to Ready)", result["writes_per_group"]),
             ("requests per group by verb", ", ".join(f"{k} {v}" for k, v in result["requests_per_group"].items())),
             ("writes during a no-op full resync", result["noop_writes"]),
             ("CPU s by process, floor", cpu_text(result.get("floor_cpu_by_process"))),
             ("CPU s by process, operator until all Ready", cpu_text(result.get("cpu_until_ready_by_process")))]
+    busy = result.get("busy")
+    if busy:
+        noise = f"{busy['noise_pods']} pods + {busy['noise_configmaps']} ConfigMaps not ours"
+        rows += [(f"busy cluster ({noise}): operator peak RSS (MB)",
+                  f"{busy['peak_rss_mb']} ({busy['peak_rss_mb'] - result['peak_rss_mb']:+.1f} vs empty)"),
+                 ("busy cluster: operator CPU per group, create to Ready (s)",
+                  f"{busy['operator_cpu_per_group_until_ready']} "
+                  f"({_change(busy['operator_cpu_per_group_until_ready'], result['operator_cpu_per_group_until_ready'])} vs empty)"),
+                 ("busy cluster: all groups Ready (s)", busy["ready_seconds"])]
     return "\n".join(["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 
@@ -401,10 +448,21 @@ async def main() -> None:
         floor_seconds, floor_cpu = await floor(kube, groups)
         say(f"floor: {floor_seconds:.1f}s; now {groups} groups through the operator")
         measured = await with_operator(kube, groups)
+        busy = None
+        if NOISE_PODS or NOISE_CONFIGMAPS:
+            say(f"busy cluster: {NOISE_PODS} unrelated pods and {NOISE_CONFIGMAPS} unrelated ConfigMaps")
+            await make_noise(kube, NOISE_PODS, NOISE_CONFIGMAPS)
+            await namespace_gone(kube, "bench-operator", 300)
+            say(f"busy cluster: {groups} groups through the operator again")
+            busy = await with_operator(kube, groups)
+            busy.update(noise_pods=NOISE_PODS, noise_configmaps=NOISE_CONFIGMAPS)
+            await kube.delete(KINDS[("v1", "Namespace")], None, NOISE_NAMESPACE)
     finally:
         await kube.close()
     result = {"groups": groups, "ordered": ORDERED, "floor_seconds": round(floor_seconds, 2),
               "floor_cpu_by_process": floor_cpu, **measured}
+    if busy:
+        result["busy"] = busy
     result["floor_ratio"] = round(result["ready_seconds"] / floor_seconds, 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
