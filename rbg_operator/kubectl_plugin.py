@@ -128,7 +128,7 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
 
 
 async def _run(args: argparse.Namespace) -> str:
-    kube = await Kube.connect(context=args.context)
+    kube = await Kube.connect(context=args.context, field_manager=naming.FIELD_MANAGER_KUBECTL_PLUGIN)
     namespace = args.namespace or kube.default_namespace
     try:
         if args.command == "status":

@@ -3,7 +3,13 @@
 GROUP = "workloads.x-k8s.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-FIELD_MANAGER = "rbg-operator"
+# One server-side-apply field manager per logical writer: an apply states everything its manager
+# wants, so two writers sharing a manager would remove each other's fields.
+FIELD_MANAGER = "rbg-operator"  # the group reconcile: children, the group's status, revisions
+FIELD_MANAGER_GROUP_SET = "rbg-operator-groupset"  # a set's member groups and the set's status
+FIELD_MANAGER_SCALING_ADAPTER = "rbg-operator-scalingadapter"  # role replicas from an adapter, its status
+FIELD_MANAGER_RESTARTS = "rbg-operator-restarts"  # the restart-state annotation on a group
+FIELD_MANAGER_KUBECTL_PLUGIN = "kubectl-rbg"  # `kubectl rbg rollout undo`
 
 LABEL_GROUP_NAME = "rolebasedgroup.workloads.x-k8s.io/name"
 LABEL_ROLE = "rolebasedgroup.workloads.x-k8s.io/role"

@@ -8,6 +8,7 @@ one at a time, scaled in from the highest index.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pydantic
@@ -29,16 +30,17 @@ log = logging.getLogger(__name__)
 RBG = (naming.API_VERSION, "RoleBasedGroup")
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 GROUP_SET = (naming.API_VERSION, "RoleBasedGroupSet")
+ADAPTER_MANAGER, SET_MANAGER = naming.FIELD_MANAGER_SCALING_ADAPTER, naming.FIELD_MANAGER_GROUP_SET
 
 
-async def write_status(kube: Kube, store: Store, body: dict, status: dict) -> bool:
-    """Apply `status` unless the stored object already shows it."""
+async def write_status(kube: Kube, store: Store, body: dict, status: dict, manager: str) -> bool:
+    """Apply `status` as `manager` unless the stored object already shows it."""
     if contains(body.get("status") or {}, status):
         return False
     meta = body["metadata"]
     result = await kube.apply({"apiVersion": body["apiVersion"], "kind": body["kind"],
                                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                               "status": status}, subresource="status")
+                               "status": status}, subresource="status", manager=manager)
     store.upsert(result, read_generation=meta.get("generation"))
     return True
 
@@ -61,12 +63,13 @@ class AdapterReconciler:
         roles = {r["name"]: r for r in ((group or {}).get("spec") or {}).get("roles", [])}
         old_status = body.get("status") or {}
         if target.role not in roles:
-            await write_status(self.kube, self.store, body, {"phase": "NotBound"})
+            await write_status(self.kube, self.store, body, {"phase": "NotBound"}, ADAPTER_MANAGER)
             return
         role = roles[target.role]
         index = list(roles).index(target.role)
         if spec.replicas is None:  # seed from the role, once; from then on scalers own it
-            result = await self.kube.patch(KINDS[ADAPTER], namespace, name, {"spec": {"replicas": role.get("replicas", 1)}})
+            result = await self.kube.patch(KINDS[ADAPTER], namespace, name, {"spec": {"replicas": role.get("replicas", 1)}},
+                                           manager=ADAPTER_MANAGER)
             self.store.upsert(result)
             return
         status = {"phase": "Bound"}
@@ -75,7 +78,7 @@ class AdapterReconciler:
             result = await self.kube.patch(KINDS[RBG], namespace, target.name, [
                 {"op": "test", "path": f"/spec/roles/{index}/name", "value": target.role},
                 {"op": "replace", "path": f"/spec/roles/{index}/replicas", "value": spec.replicas},
-            ], patch_type="json")
+            ], patch_type="json", manager=ADAPTER_MANAGER)
             self.store.upsert(result)
             status["lastScaleTime"] = conditions.now()
             await self.recorder.emit(body, "Normal", "Scaled",
@@ -88,7 +91,7 @@ class AdapterReconciler:
             "readyReplicas": observed.get("readyReplicas", 0),
             "selector": role_pod_selector(target.name, Role.model_validate(role)),
         })
-        await write_status(self.kube, self.store, body, status)
+        await write_status(self.kube, self.store, body, status, ADAPTER_MANAGER)
 
 
 class GroupSetReconciler:
@@ -114,7 +117,7 @@ class GroupSetReconciler:
             if await write_status(self.kube, self.store, body, {"conditions": conditions.merge(
                     (body.get("status") or {}).get("conditions"),
                     [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message}],
-                    body["metadata"].get("generation", 0))}):
+                    body["metadata"].get("generation", 0))}, SET_MANAGER):
                 await self.recorder.emit(body, "Warning", "InvalidSpec", message)
             return
         members = self.members(body)
@@ -134,7 +137,7 @@ class GroupSetReconciler:
         outdated = sorted(i for i, g in members.items()
                           if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted)
         if outdated and all(_ready(g) for g in members.values()):
-            members[outdated[0]] = await self._apply(body, outdated[0])
+            members[outdated[0]] = await self._apply(body, outdated[0], members[outdated[0]])
             await self.recorder.emit(body, "Normal", "Updating",
                                      f"updating RoleBasedGroup {members[outdated[0]]['metadata']['name']} to the new template")
         ready = sum(1 for g in members.values() if _ready(g))
@@ -149,12 +152,33 @@ class GroupSetReconciler:
                  "reason": "AllGroupsReady" if done else "GroupsNotReady",
                  "message": f"{ready}/{spec.replicas} groups ready" + (f", {len(outdated)} to update" if outdated else "")},
             ], generation),
-        })
+        }, SET_MANAGER)
 
-    async def _apply(self, body: dict, index: int) -> dict:
-        result = await self.kube.apply(set_member(body, index))
+    async def _apply(self, body: dict, index: int, current: dict | None = None) -> dict:
+        member = set_member(body, index)
+        if current is not None:
+            # Role replicas another writer set (the scaling adapter, an HPA through it, a user)
+            # stay theirs: a forced apply would take them back and reset the size.
+            for role in member["spec"].get("roles") or []:
+                if "replicas" in role and role_replicas_owner(current, role["name"]) not in (None, *OUR_GROUP_WRITERS):
+                    del role["replicas"]
+        result = await self.kube.apply(member, manager=SET_MANAGER)
         self.store.upsert(result)
         return result
+
+
+# Managers that have applied a member group's spec: the set now, the group reconcile's shared
+# manager in releases before writers had managers of their own.
+OUR_GROUP_WRITERS = (SET_MANAGER, naming.FIELD_MANAGER)
+
+
+def role_replicas_owner(group: dict, role: str) -> str | None:
+    """The manager that last set spec.roles[name=role].replicas, other than the set, if any."""
+    key = "k:" + json.dumps({"name": role}, separators=(",", ":"))
+    owners = [e.get("manager") for e in group["metadata"].get("managedFields") or []
+              if "f:replicas" in (((e.get("fieldsV1") or {}).get("f:spec") or {}).get("f:roles") or {}).get(key, {})]
+    foreign = [m for m in owners if m not in OUR_GROUP_WRITERS]
+    return foreign[0] if foreign else (owners[0] if owners else None)
 
 
 def _ready(group: dict) -> bool:
