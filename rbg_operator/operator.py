@@ -28,6 +28,7 @@ from .controller.restarts import RestartSettings, RestartTracker
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import Store
 from .controller.store import writer as store_writer
+from .controller.together import together
 from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
@@ -77,6 +78,7 @@ class Runtime:
     recorder: EventRecorder | None = None
     ready_by_group: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
     reflectors: list[Reflector] = dataclasses.field(default_factory=list)
+    elector: LeaderElector | None = None
 
     def count_groups(self, namespace: str, name: str) -> None:
         """Keep rbg_operator_groups{ready} current, one group at a time."""
@@ -125,10 +127,6 @@ class Runtime:
         if ignored(meta.get("namespace")):
             return
         kind = (obj["apiVersion"], obj["kind"])
-        incident = None
-        if kind == ("v1", "Pod") and self.restarts is not None:
-            # Compared with the stored copy, so before the store moves on.
-            incident = self.restarts.observe(event_type, obj)
         if event_type == "DELETED":
             self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"))
             wakes, unless = True, None
@@ -136,8 +134,6 @@ class Runtime:
             seen = self.store.upsert(obj)
             # An old version or a repeat is nothing new to anyone; an echo is news to the others.
             wakes, unless = seen.news or seen.written_by is not None, seen.written_by
-        if incident is not None:  # a restart incident is acted on at once
-            self.queue.add((GROUP, *incident))
         if not wakes:
             return
         for wake in WAKES_BY_KIND.get(kind, ()):
@@ -216,16 +212,15 @@ async def _lead(runtime: Runtime, kube: Kube) -> None:
     # would re-create children that exist but have not been listed yet.
     await asyncio.gather(*(r.synced.wait() for r in runtime.reflectors))
     log.info("caches synced: %d objects", sum(len(runtime.store.keys(*kind)) for kind, _ in WATCHED))
-    elector = None
     if SETTINGS.leader_election:
-        elector = LeaderElector(kube, SETTINGS.leader_election_namespace or _pod_namespace(),
-                                SETTINGS.leader_election_id)
-        await elector.acquire()
+        runtime.elector = await LeaderElector.connect(SETTINGS.leader_election_namespace or _pod_namespace(),
+                                                      SETTINGS.leader_election_id)
+        await runtime.elector.acquire()
     tasks = [runtime.queue.run_workers(SETTINGS.workers, runtime.handle),
              runtime.resync_forever(SETTINGS.resync_seconds)]
-    if elector is not None:
-        tasks.append(elector.keep())
-    await asyncio.gather(*tasks)
+    if runtime.elector is not None:
+        tasks.append(runtime.elector.keep())
+    await together(*tasks)
 
 
 def _pod_namespace() -> str:
@@ -296,6 +291,9 @@ async def stop(memo: kopf.Memo, **_) -> None:
     for task in runtime.tasks:
         task.cancel()
     await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    if runtime.elector is not None:  # the workers have stopped: a standby may take over at once
+        await runtime.elector.release()
+        await runtime.elector.close()
     if runtime.recorder is not None:
         try:
             await asyncio.wait_for(runtime.recorder.flush(), timeout=5)
@@ -308,7 +306,6 @@ async def stop(memo: kopf.Memo, **_) -> None:
 # As controller-runtime's For/Owns/Watches read: for each watched kind, which reconciles an
 # event of one of its objects wakes, and how soon. Children wait a short while (a burst of
 # their changes costs one reconcile); a change to the reconciled object itself does not.
-# Pod events also feed the restart tracker (Runtime.deliver), which wakes a group at once.
 
 def _now() -> float:
     return 0.0
@@ -343,11 +340,11 @@ def _set_of_group(runtime: Runtime, group: dict) -> Iterable[Key]:
     return [(GROUP_SET, group["metadata"]["namespace"], name)] if name else []
 
 
-def _group_awaiting_pods(runtime: Runtime, pod: dict) -> Iterable[Key]:
-    """Only a group being recreated reads its pods' comings and goings (to know it is done);
-    other pod changes reach their group through the workload's status."""
+def _group_reading_pods(runtime: Runtime, pod: dict) -> Iterable[Key]:
+    """Only a group with a restart policy reads its pods (restart counts, losses, the end of a
+    recreation); other pod changes reach their group through the workload's status."""
     owner = _owning_group(pod)
-    return [(GROUP, *owner)] if owner is not None and owner in runtime.restarts.awaiting_pods else []
+    return [(GROUP, *owner)] if owner is not None and runtime.restarts.reads_pods(*owner) else []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,7 +363,7 @@ WAKES = [
     Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _controlling_group, _coalesced),
     Wake((naming.API_VERSION, "RoleBasedGroupSet"), _itself(GROUP_SET), _now),
     *(Wake(kind, _controlling_group, _coalesced) for kind in CHILD_KINDS),
-    Wake(("v1", "Pod"), _group_awaiting_pods, _coalesced),
+    Wake(("v1", "Pod"), _group_reading_pods, _coalesced),
 ]
 WAKES_BY_KIND: dict[tuple[str, str], list[Wake]] = {}
 for _wake in WAKES:

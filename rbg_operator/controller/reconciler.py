@@ -162,7 +162,7 @@ class Reconciler:
         await self._remove_stale_children(body, {
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
             for r in group.spec.roles})
-        restarts = await self.restarts.reconcile(body, group, all(p.is_ready for p in progress.values()))
+        restarts = await self.restarts.reconcile(body, group)
         await self._report(body, group, progress, waiting, restarts)
         return restarts.requeue_after
 
@@ -218,7 +218,7 @@ class Reconciler:
             ordinal = int(labels.get(naming.STATEFULSET_POD_INDEX, -1))
             if (ordinal >= partition and _stuck(pod) and not pod["metadata"].get("deletionTimestamp")
                     and labels.get("controller-revision-hash") != status["updateRevision"]):
-                self.restarts.expected_deletions.add(pod["metadata"]["uid"])
+                # On an old revision, so the restart policies do not count it as lost.
                 if not await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
                                               uid=pod["metadata"]["uid"]):
                     self.store.remove("v1", "Pod", meta["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
@@ -319,7 +319,7 @@ class Reconciler:
         meta = group_body["metadata"]
         for pod in self.store.owned_by_group("v1", "Pod", meta["namespace"], meta["name"]):
             if not pod["spec"].get("nodeName") and not pod["metadata"].get("deletionTimestamp"):
-                self.restarts.expected_deletions.add(pod["metadata"]["uid"])
+                # Never bound, so the restart policies do not count it as lost.
                 if not await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
                                               uid=pod["metadata"]["uid"]):
                     self.store.remove("v1", "Pod", meta["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])

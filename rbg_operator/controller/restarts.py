@@ -7,9 +7,13 @@
   LeaderWorkerSet recreates its own group through its restartPolicy).
 - None: the workload controller's own behaviour.
 
-Incidents are seen on pod watch events (a container's restartCount going up, or a pod of a
-StatefulSet role lost); what to do about them is decided in the group's reconcile. The
-incident history is kept in an annotation on the group so a restarted operator honours it.
+Level-triggered: in the group's reconcile (so only by the leader), the observed pods are
+compared with a per-pod baseline (UID, restart count, revision) persisted in the group's
+restart-state annotation. An incident is a difference from the baseline; the baseline moves
+on only once the incident is acted on, so a restarted or newly elected operator neither
+loses nor replays one. The intent of a recreation (which pods, why, when) is persisted
+before any pod is deleted, and the recreation is complete when those UIDs are gone and
+their replacements exist: no clocks are compared with pod timestamps.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 
 GROUP_WIDE = "RecreateRBGOnPodRestart"
 PER_INSTANCE = "RecreateRoleInstanceOnPodRestart"
+ACTING = (GROUP_WIDE, PER_INSTANCE)
 POD = ("v1", "Pod")
 
 
@@ -41,7 +46,7 @@ class RestartSettings:
     budget_window: float = 1800.0  # ...of this many seconds
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Incident:
     pod: str
     uid: str
@@ -49,10 +54,90 @@ class Incident:
     what: str  # "restarted" or "was lost"
 
 
-def _restart_count(pod: dict) -> int:
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """What a pod looked like when the operator last accepted it as normal."""
+    uid: str
+    restarts: int
+    revision: str  # its controller-revision-hash: a pod replaced by a rolling update was not lost
+    role: str
+
+    def encode(self) -> list:
+        return [self.uid, self.restarts, self.revision, self.role]
+
+    @classmethod
+    def decode(cls, raw) -> "Baseline | None":
+        try:
+            uid, restarts, revision, role = raw
+            return cls(str(uid), int(restarts), str(revision), str(role))
+        except (TypeError, ValueError):
+            return None
+
+
+def restart_count(pod: dict) -> int:
     status = pod.get("status") or {}
     return sum(c.get("restartCount", 0)
                for c in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []))
+
+
+def baseline_of(pod: dict, role: str) -> Baseline:
+    labels = pod["metadata"].get("labels") or {}
+    return Baseline(pod["metadata"]["uid"], restart_count(pod), labels.get("controller-revision-hash", ""), role)
+
+
+def _live(pod: dict) -> bool:
+    return not pod["metadata"].get("deletionTimestamp")
+
+
+def was_lost(entry: Baseline, name: str, statefulset: dict | None) -> bool:
+    """A StatefulSet pod gone (or replaced) while its StatefulSet still wants it at the revision
+    it ran: not a scale-down, not a rolling update, not the StatefulSet's own deletion."""
+    if statefulset is None or statefulset["metadata"].get("deletionTimestamp"):
+        return False
+    ordinal = name.rsplit("-", 1)[-1]
+    return (ordinal.isdigit() and int(ordinal) < statefulset["spec"].get("replicas", 0)
+            and entry.revision == (statefulset.get("status") or {}).get("updateRevision"))
+
+
+def detect(baseline: dict[str, Baseline], pods: list[dict], policies: dict[str, str],
+           statefulsets: dict[str, dict]) -> tuple[list[Incident], dict[str, Baseline]]:
+    """Incidents (pure): each difference between the observed pods and the baseline that a
+    role's policy acts on. Returns them with the baseline as it would be if they were accepted:
+    pods of acting roles that are bound to a node, with their current restart counts.
+
+    `pods`: the group's pods; `policies`: role -> restartPolicy; `statefulsets`: role -> its
+    StatefulSet, for roles that run as one."""
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    incidents = []
+    for name, entry in baseline.items():
+        policy = policies.get(entry.role)
+        if policy not in ACTING:
+            continue
+        pod = by_name.get(name)
+        if pod is not None and pod["metadata"]["uid"] == entry.uid:
+            if restart_count(pod) > entry.restarts:
+                incidents.append(Incident(name, entry.uid, entry.role, "restarted"))
+        elif policy == GROUP_WIDE and was_lost(entry, name, statefulsets.get(entry.role)):
+            incidents.append(Incident(name, entry.uid, entry.role, "was lost"))
+    accepted = {}
+    for pod in pods:
+        role = (pod["metadata"].get("labels") or {}).get(naming.LABEL_ROLE)
+        # A pod that never reached a node ran nothing: losing it (a gang replaced, a stuck pod
+        # cleared) is no incident, so only bound pods enter the baseline.
+        if policies.get(role) in ACTING and _live(pod) and (pod.get("spec") or {}).get("nodeName"):
+            accepted[pod["metadata"]["name"]] = baseline_of(pod, role)
+    return incidents, accepted
+
+
+def recreation_done(recreating: dict, pods: list[dict], wanted_pods: int) -> bool:
+    """Every pod the recreation deleted is gone, and replacements exist: as many live pods as
+    were deleted, or as the spec wants now if that is fewer (it may have shrunk meanwhile)."""
+    deleted = set(recreating.get("uids") or [])
+    present = {p["metadata"]["uid"] for p in pods}
+    if deleted & present:
+        return False
+    live = sum(1 for p in pods if _live(p))
+    return live >= min(len(deleted), wanted_pods)
 
 
 def _now() -> datetime.datetime:
@@ -77,120 +162,122 @@ class RestartOutcome:
 
 
 class RestartTracker:
+    """Acts on incidents from the group's reconcile; keeps nothing in memory between passes."""
+
     def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, settings: RestartSettings):
         self.kube, self.store, self.recorder, self.settings = kube, store, recorder, settings
-        self.pending: dict[tuple[str, str], list[Incident]] = {}
-        self.expected_deletions: set[str] = set()  # pod UIDs the operator deleted itself
-        # Groups being recreated: only their pods' comings and goings tell when that is done,
-        # so only their pod events wake them (other pod events carry nothing a reconcile reads).
-        self.awaiting_pods: set[tuple[str, str]] = set()
+        # Per group: (resourceVersion, has a role with a restart policy). Asked on every pod event,
+        # so the group is decoded once per version, not once per event.
+        self._policy_by_version: dict[tuple[str, str], tuple[int, bool]] = {}
 
-    # -- seeing incidents (called from pod watch events, before the store is updated) --
-
-    def observe(self, event_type: str | None, pod: dict) -> tuple[str, str] | None:
-        """Record an incident if this pod event is one; returns the group to reconcile."""
-        meta = pod["metadata"]
-        labels = meta.get("labels") or {}
-        group_name, role_name = labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE)
-        if not group_name or not role_name:
-            return None
-        key = (meta["namespace"], group_name)
-        old = self.store.get(*POD, meta["namespace"], meta["name"])
-        if event_type == "DELETED":
-            if meta.get("uid") in self.expected_deletions:
-                self.expected_deletions.discard(meta["uid"])
-                return None
-            if self._policy(key, role_name) == GROUP_WIDE and self._lost(pod):
-                self.pending.setdefault(key, []).append(Incident(meta["name"], meta["uid"], role_name, "was lost"))
-                return key
-            return None
-        if old is None or old["metadata"].get("uid") != meta.get("uid"):
-            return None
-        if _restart_count(pod) > _restart_count(old) and self._policy(key, role_name) in (GROUP_WIDE, PER_INSTANCE):
-            self.pending.setdefault(key, []).append(Incident(meta["name"], meta["uid"], role_name, "restarted"))
-            return key
-        return None
-
-    def _policy(self, key: tuple[str, str], role_name: str) -> str | None:
-        group = self.store.get(naming.API_VERSION, "RoleBasedGroup", *key)
-        if group is None or group["metadata"].get("deletionTimestamp"):
-            return None
-        role = next((r for r in (group.get("spec") or {}).get("roles", []) if r.get("name") == role_name), None)
-        return (role or {}).get("restartPolicy")
-
-    def _lost(self, pod: dict) -> bool:
-        """A StatefulSet pod deleted while its StatefulSet still wants it at this revision
-        (not a scale-down, not a rolling update): lost, not replaced on purpose."""
-        owner = next((o for o in pod["metadata"].get("ownerReferences") or [] if o.get("kind") == "StatefulSet"), None)
-        if owner is None:
+    def reads_pods(self, namespace: str, group_name: str) -> bool:
+        """Whether the group's reconcile acts on its pods' changes (a role with a restart policy)."""
+        key = (namespace, group_name)
+        version = self.store.version_of(naming.API_VERSION, "RoleBasedGroup", namespace, group_name)
+        if version is None:
+            self._policy_by_version.pop(key, None)
             return False
-        sts = self.store.get("apps/v1", "StatefulSet", pod["metadata"]["namespace"], owner["name"])
-        if sts is None or sts["metadata"].get("deletionTimestamp"):
-            return False
-        index = (pod["metadata"].get("labels") or {}).get(naming.STATEFULSET_POD_INDEX)
-        revision = (pod["metadata"].get("labels") or {}).get("controller-revision-hash")
-        return (index is not None and int(index) < sts["spec"].get("replicas", 0)
-                and revision == (sts.get("status") or {}).get("updateRevision"))
+        cached = self._policy_by_version.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        group = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, group_name) or {}
+        acting = any(r.get("restartPolicy") in ACTING for r in (group.get("spec") or {}).get("roles") or [])
+        self._policy_by_version[key] = (version, acting)
+        return acting
 
-    # -- acting on them (called from the group's reconcile) --
-
-    async def reconcile(self, body: dict, group: RoleBasedGroup, all_ready: bool) -> RestartOutcome:
-        key = (group.namespace, group.name)
-        incidents = self.pending.pop(key, [])
-        state = self._load(body)
-        now = _now()
+    async def reconcile(self, body: dict, group: RoleBasedGroup) -> RestartOutcome:
         outcome = RestartOutcome(conditions=[])
+        policies = {r.name: r.restart_policy for r in group.spec.roles}
+        state = self._load(body)
+        if not any(p in ACTING for p in policies.values()) and not state.get("recreating"):
+            if state.get("pods"):
+                state["pods"] = {}
+                await self._save(body, state)
+            return outcome
+        now = _now()
         generation = body["metadata"].get("generation", 0)
         reset_token = (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_RESET, "")
         if state.get("generation") != generation or state.get("reset", "") != reset_token:
-            # A spec change or the reset annotation starts the budget afresh.
-            state = {"generation": generation, "reset": reset_token, "recreations": [], "recreating": None}
-
-        policies = {r.name: (r.restart_policy, r.workload.kind) for r in group.spec.roles}
-        for incident in incidents:
-            policy, kind = policies.get(incident.role, (None, None))
-            if policy == PER_INSTANCE and kind != "LeaderWorkerSet":  # a LeaderWorkerSet recreates its own group
-                await self._delete_pods(group.namespace, [incident.pod])
-                await self.recorder.emit(body, "Normal", "RecreatingInstance",
-                                         f"pod {incident.pod} {incident.what}; recreating that instance")
-        group_incidents = [i for i in incidents if policies.get(i.role, (None,))[0] == GROUP_WIDE]
+            # A spec change or the reset annotation starts the budget afresh; a recreation under
+            # way and the baseline carry over, so neither is dropped nor replayed.
+            state = {"generation": generation, "reset": reset_token, "recreations": [],
+                     "recreating": state.get("recreating"), "pods": state.get("pods", {})}
+        pods = self.store.owned_by_group(*POD, group.namespace, group.name)
+        baseline = {name: entry for name, raw in (state.get("pods") or {}).items()
+                    if (entry := Baseline.decode(raw)) is not None}
+        statefulsets = {r.name: self.store.get("apps/v1", "StatefulSet", group.namespace,
+                                               naming.workload_name(group.name, r.name))
+                        for r in group.spec.roles if r.workload.kind == "StatefulSet"}
+        incidents, accepted = detect(baseline, pods, policies, statefulsets)
 
         recreating = state.get("recreating")
-        self.awaiting_pods.discard(key)
-        if recreating and all_ready and self._all_pods_newer(group, _parse(recreating["since"])):
-            state["recreating"] = None
-            outcome.conditions.append({"type": "RestartInProgress", "status": "False", "reason": "RecreateComplete",
-                                       "message": f"group recreated after pod {recreating['pod']} {recreating['what']}"})
-        elif recreating:
-            self.awaiting_pods.add(key)
-            group_incidents = []  # restarts caused by the recreation itself start nothing new
-            outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
-                                       "message": f"recreating every pod after pod {recreating['pod']} {recreating['what']}"})
+        if recreating:
+            await self._delete_uids(group.namespace, pods, set(recreating.get("uids") or []))  # after a crash
+            wanted = sum(r.replicas * r.leader_worker_size for r in group.spec.roles)
+            if recreation_done(recreating, pods, wanted):
+                state["recreating"] = None
+                state["pods"] = {name: e.encode() for name, e in accepted.items()}
+                outcome.conditions.append({"type": "RestartInProgress", "status": "False",
+                                           "reason": "RecreateComplete",
+                                           "message": f"group recreated after pod {recreating['pod']} "
+                                                      f"{recreating['what']}"})
+            else:
+                # Pods the recreation deletes or restarts start nothing new.
+                outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
+                                           "message": f"recreating every pod after pod {recreating['pod']} "
+                                                      f"{recreating['what']}"})
+            await self._save(body, state)
+            return outcome
 
+        kinds = {r.name: r.workload.kind for r in group.spec.roles}
+        per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE
+                        and kinds.get(i.role) != "LeaderWorkerSet"]  # a LeaderWorkerSet recreates its own group
+        group_wide = [i for i in incidents if policies.get(i.role) == GROUP_WIDE]
         recent = [s for s in state["recreations"] if (now - _parse(s)).total_seconds() < self.settings.budget_window]
-        if state.get("exhausted") or (group_incidents and len(recent) >= self.settings.budget):
+
+        if state.get("exhausted") or (group_wide and len(recent) >= self.settings.budget):
             state["exhausted"] = True
             outcome.budget_exhausted = (
                 f"{len(recent)} group recreations within {int(self.settings.budget_window)}s; not recreating again "
                 f"and keeping the failed pods. Change the spec or set the annotation "
                 f"{naming.ANNOTATION_RESTART_RESET} to a new value to re-arm.")
-            if group_incidents and not state.get("exhausted_reported"):
+            if group_wide and not state.get("exhausted_reported"):
                 state["exhausted_reported"] = True
                 await self.recorder.emit(body, "Warning", "RestartBudgetExhausted", outcome.budget_exhausted)
-        elif group_incidents:
-            delay = self._backoff(state, now)
-            if delay > 0:
-                self.pending.setdefault(key, []).extend(group_incidents)  # act on them when the backoff ends
-                outcome.requeue_after = delay
-            else:
-                first = group_incidents[0]
-                await self._recreate_group(body, group, first)
-                state["recreations"] = recent + [_stamp(now)]
-                state["recreating"] = {"since": _stamp(now), "pod": first.pod, "what": first.what}
-                self.awaiting_pods.add(key)
-                outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
-                                           "message": f"recreating every pod after pod {first.pod} {first.what}"})
+            group_wide = []  # seen, and deliberately not acted on: the baseline moves past them
+        elif group_wide and (delay := self._backoff(state, now)) > 0:
+            # Not yet: the baseline stays, so the incident is still there when the backoff ends,
+            # whichever operator looks then.
+            outcome.requeue_after = delay
+            await self._save(body, state)
+            return outcome
+
+        if group_wide:
+            first = group_wide[0]
+            doomed = [p for p in pods if _live(p)]
+            state["recreations"] = recent + [_stamp(now)]
+            state["recreating"] = {"since": _stamp(now), "pod": first.pod, "what": first.what,
+                                   "uids": sorted(p["metadata"]["uid"] for p in doomed)}
+            state["pods"] = {}
+            await self._save(body, state)  # the intent first: a crash after it finishes the job
+            metrics.group_recreations.inc()
+            await self.recorder.emit(body, "Warning", "RecreatingGroup",
+                                     f"pod {first.pod} {first.what}; recreating all {len(doomed)} pods of the group")
+            await self._delete_uids(group.namespace, pods, set(state["recreating"]["uids"]))
+            outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
+                                       "message": f"recreating every pod after pod {first.pod} {first.what}"})
+            return outcome
+
+        # Per-instance incidents: the baseline forgets the pod before it is deleted, so its
+        # replacement is simply a new pod to the next pass, whatever happens in between.
+        for incident in per_instance:
+            accepted.pop(incident.pod, None)
+        state["pods"] = {name: e.encode() for name, e in accepted.items()}
         await self._save(body, state)
+        for incident in per_instance:
+            await self._delete_uids(group.namespace, pods, {incident.uid})
+            await self.recorder.emit(body, "Normal", "RecreatingInstance",
+                                     f"pod {incident.pod} {incident.what}; recreating that instance")
         return outcome
 
     def _backoff(self, state: dict, now: datetime.datetime) -> float:
@@ -210,31 +297,20 @@ class RestartTracker:
         wait = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (streak - 1))
         return max(0.0, wait - since)
 
-    def _all_pods_newer(self, group: RoleBasedGroup, since: datetime.datetime) -> bool:
-        pods = self.store.owned_by_group(*POD, group.namespace, group.name)
-        return bool(pods) and all(_parse(p["metadata"]["creationTimestamp"]) >= since for p in pods)
-
-    async def _recreate_group(self, body: dict, group: RoleBasedGroup, trigger: Incident) -> None:
-        pods = self.store.owned_by_group(*POD, group.namespace, group.name)
-        metrics.group_recreations.inc()
-        await self.recorder.emit(body, "Warning", "RecreatingGroup",
-                                 f"pod {trigger.pod} {trigger.what}; recreating all {len(pods)} pods of the group")
-        await self._delete_pods(group.namespace, [p["metadata"]["name"] for p in pods])
-
-    async def _delete_pods(self, namespace: str, names: list[str]) -> None:
-        for name in names:
-            pod = self.store.get(*POD, namespace, name)
-            if pod is None or pod["metadata"].get("deletionTimestamp"):
-                continue
-            self.expected_deletions.add(pod["metadata"]["uid"])
-            if not await self.kube.delete(KINDS[POD], namespace, name, uid=pod["metadata"]["uid"]):
-                self.store.remove(*POD, namespace, name, pod["metadata"]["uid"])
+    async def _delete_uids(self, namespace: str, pods: list[dict], uids: set[str]) -> None:
+        for pod in pods:
+            meta = pod["metadata"]
+            if meta["uid"] in uids and _live(pod):
+                if not await self.kube.delete(KINDS[POD], namespace, meta["name"], uid=meta["uid"]):
+                    self.store.remove(*POD, namespace, meta["name"], meta["uid"])
 
     def _load(self, body: dict) -> dict:
         raw = (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE)
         try:
             state = json.loads(raw) if raw else {}
         except ValueError:
+            state = {}
+        if not isinstance(state, dict):
             state = {}
         state.setdefault("recreations", [])
         return state
@@ -244,6 +320,7 @@ class RestartTracker:
         if (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE) == text:
             return
         if not state["recreations"] and not state.get("recreating") and not state.get("exhausted") \
+                and not state.get("pods") \
                 and naming.ANNOTATION_RESTART_STATE not in (body["metadata"].get("annotations") or {}):
             return  # nothing worth recording yet: no write
         meta = body["metadata"]
@@ -251,5 +328,6 @@ class RestartTracker:
             "apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup",
             "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                          "annotations": {naming.ANNOTATION_RESTART_STATE: text}},
-        })
+        }, manager=naming.FIELD_MANAGER_RESTARTS)
         self.store.upsert(result, read_generation=meta.get("generation"))
+        body["metadata"].setdefault("annotations", {})[naming.ANNOTATION_RESTART_STATE] = text

@@ -128,6 +128,10 @@ class Store:
         entry = self._objects[(api_version, kind)].get((namespace, name))
         return entry is not None and entry.written_by is UNREAD
 
+    def version_of(self, api_version: str, kind: str, namespace: str, name: str) -> int | None:
+        entry = self._objects[(api_version, kind)].get((namespace, name))
+        return entry.rv if entry is not None else None
+
     def uid_of(self, api_version: str, kind: str, namespace: str, name: str) -> str | None:
         entry = self._objects[(api_version, kind)].get((namespace, name))
         return entry.uid if entry is not None else None
@@ -197,7 +201,13 @@ def _slim_managed_fields(obj: dict) -> dict:
     kept = []
     for entry in entries:
         spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-        owned = {field: {} for field in OWNERSHIP_KEPT if field in spec}
+        owned: dict = {field: {} for field in OWNERSHIP_KEPT if field in spec}
+        # A group's roles are a map by name: who owns each role's replicas (a set re-applying
+        # its member yields them to the scaling adapter or a user).
+        roles = {key: {"f:replicas": {}} for key, fields in (spec.get("f:roles") or {}).items()
+                 if key.startswith("k:") and "f:replicas" in fields}
+        if roles:
+            owned["f:roles"] = roles
         if owned:
             kept.append({"manager": entry.get("manager"), "operation": entry.get("operation"),
                          "fieldsV1": {"f:spec": owned}})
