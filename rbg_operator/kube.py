@@ -77,8 +77,8 @@ MAX_WATCH_EVENT = 16 * 2**20  # one event per line; a large object's line exceed
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, body: dict | str, method: str, path: str):
-        self.status, self.body, self.method = status, body, method
+    def __init__(self, status: int, body: dict | str, method: str, path: str, retry_after: float | None = None):
+        self.status, self.body, self.method, self.retry_after = status, body, method, retry_after
         message = body.get("message") if isinstance(body, dict) else body
         super().__init__(f"{method} {path}: {status} {message}")
 
@@ -99,6 +99,24 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (the API server sends whole seconds)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+_backoff = tenacity.wait_random_exponential(multiplier=0.2, max=10)
+
+
+def _wait(state: tenacity.RetryCallState) -> float:
+    """Exponential backoff with jitter, but never sooner than the server's Retry-After."""
+    error = state.outcome.exception() if state.outcome else None
+    asked = getattr(error, "retry_after", None) or 0.0
+    return max(asked, _backoff(state))
+
+
 def _proxy_from_environment(server: str) -> str | None:
     """HTTPS_PROXY for the API server unless NO_PROXY exempts it, as client-go does."""
     host = urllib.parse.urlsplit(server).hostname or ""
@@ -113,8 +131,10 @@ class Kube:
     WRITE_VERBS = frozenset({"create", "apply", "patch", "update", "delete"})
 
     def __init__(self, session: aiohttp.ClientSession, credentials: kubeconfig.Credentials,
-                 field_manager: str = naming.FIELD_MANAGER, watch_session: aiohttp.ClientSession | None = None):
+                 field_manager: str = naming.FIELD_MANAGER, watch_session: aiohttp.ClientSession | None = None,
+                 attempts: int = 8):
         self.session = session
+        self.attempts = attempts  # tries per request for retryable failures (409 on apply, 429, 5xx, network)
         self.watch_session = watch_session or session
         self.credentials = credentials
         self.server = credentials.server
@@ -125,7 +145,7 @@ class Kube:
 
     @classmethod
     async def connect(cls, context: str | None = None, *, kubeconfig_file: str | None = None,
-                      pool: int = 32, field_manager: str = naming.FIELD_MANAGER) -> "Kube":
+                      pool: int = 32, field_manager: str = naming.FIELD_MANAGER, attempts: int = 8) -> "Kube":
         """Credentials as `kubeconfig.load` finds them; `pool` connections at most (each TLS
         connection holds ~256 KB of buffers)."""
         credentials = kubeconfig.load(context, kubeconfig_file)
@@ -138,7 +158,7 @@ class Kube:
         # them (a kind per namespace) would leave no connection for reads and writes.
         watch_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=credentials.ssl_context()),
                                               trust_env=False)
-        return cls(session, credentials, field_manager, watch_session)
+        return cls(session, credentials, field_manager, watch_session, attempts)
 
     async def close(self) -> None:
         await self.session.close()
@@ -148,14 +168,15 @@ class Kube:
     def writes(self) -> int:
         return sum(n for (verb, _), n in self.requests.items() if verb in self.WRITE_VERBS)
 
-    @tenacity.retry(
-        retry=tenacity.retry_if_exception(_retryable),
-        wait=tenacity.wait_random_exponential(multiplier=0.2, max=10),
-        stop=tenacity.stop_after_attempt(8),
-        reraise=True,
-    )
-    async def _call(self, verb: str, resource: str, method: str, path: str, *, query: dict | None = None,
-                    body: Any = None, content_type: str = "application/json") -> dict | None:
+    async def _call(self, *args, **kwargs) -> dict | None:
+        async for attempt in tenacity.AsyncRetrying(retry=tenacity.retry_if_exception(_retryable), wait=_wait,
+                                                    stop=tenacity.stop_after_attempt(self.attempts), reraise=True):
+            with attempt:
+                return await self._request(*args, **kwargs)
+        return None  # not reached: the last attempt returns or raises
+
+    async def _request(self, verb: str, resource: str, method: str, path: str, *, query: dict | None = None,
+                       body: Any = None, content_type: str = "application/json") -> dict | None:
         self.requests[(verb, resource)] += 1
         metrics.api_requests.labels(verb, resource).inc()
         headers = {"Content-Type": content_type, "Accept": "application/json",
@@ -165,6 +186,7 @@ class Kube:
                                         proxy=self.proxy) as response:
             metrics.rest_client_requests.labels(str(response.status), method).inc()
             raw = await response.read()
+            retry_after = _retry_after(response.headers.get("Retry-After"))
         metrics.api_response_bytes.labels(verb, resource).inc(len(raw))
         if response.status == 404 and verb in ("get", "delete"):
             return None
@@ -173,7 +195,7 @@ class Kube:
                 detail: dict | str = json.loads(raw)
             except ValueError:
                 detail = raw.decode(errors="replace")
-            raise ApiError(response.status, detail, method, path)
+            raise ApiError(response.status, detail, method, path, retry_after)
         return json.loads(raw) if raw else None
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict | None:
@@ -208,11 +230,12 @@ class Kube:
                 return
             query = {**query, "continue": meta["continue"]}
 
-    async def apply(self, obj: dict, *, subresource: str | None = None, force: bool = True) -> dict:
-        """Server-side apply with the operator's one field manager."""
+    async def apply(self, obj: dict, *, subresource: str | None = None, force: bool = True,
+                    manager: str | None = None) -> dict:
+        """Server-side apply as `manager` (default: this client's field manager)."""
         kind = kind_of(obj)
         meta = obj["metadata"]
-        query = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
+        query = {"fieldManager": manager or self.field_manager, "force": "true" if force else "false"}
         resource = "/".join(filter(None, [kind.plural, subresource]))
         path = kind.path(meta.get("namespace"), meta["name"], subresource)
         result = await self._call("apply", resource, "PATCH", path, query=query, body=obj,
@@ -221,11 +244,12 @@ class Kube:
         return result
 
     async def patch(self, kind: Kind, namespace: str | None, name: str, body: Any, *,
-                    patch_type: str = "merge") -> dict:
+                    patch_type: str = "merge", manager: str | None = None) -> dict:
         """A JSON merge patch (a dict) or JSON patch (a list of operations), as an Update."""
         content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[patch_type]
         result = await self._call("patch", kind.plural, "PATCH", kind.path(namespace, name),
-                                  query={"fieldManager": self.field_manager}, body=body, content_type=content_type)
+                                  query={"fieldManager": manager or self.field_manager}, body=body,
+                                  content_type=content_type)
         assert result is not None
         return result
 
