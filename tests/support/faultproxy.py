@@ -34,6 +34,7 @@ class FaultProxy:
         self.muted_up_to = 0  # watch streams numbered up to this stay open but say nothing
         self.watches_started = 0
         self.frozen = False  # new watch requests wait for thaw_watches()
+        self.stalled = False  # every new request waits, for good: a connection that hangs
         self.hold_status_writes = False  # PATCHes of .../status wait for release_status_writes()
         self.held_status_writes = 0
         self.watch_delay = 0.0  # seconds each chunk of a watch stream is held back...
@@ -63,6 +64,12 @@ class FaultProxy:
         """Stall every watch stream open now (as a broken connection would); new ones work."""
         self.muted_up_to = self.watches_started
         return self.muted_up_to
+
+    def stall(self) -> None:
+        """The connection hangs: nothing new gets through, open watch streams go silent. Held
+        requests are never forwarded (stop() drops them)."""
+        self.stalled = True
+        self.silence_current_watches()
 
     def freeze_watches(self) -> None:
         """Watches stop: open streams go silent, new watch requests wait."""
@@ -137,6 +144,8 @@ class FaultProxy:
         return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.stalled:
+            await asyncio.Event().wait()  # until stop() cancels it
         if request.method == "PATCH" and self.faults:
             code = self.faults.pop(0)
             self.injected.append(code)
