@@ -3,9 +3,10 @@ Kubernetes types, int-or-string and percentages, and the standard condition."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -40,19 +41,68 @@ def k8s_type(definition: str) -> WithJsonSchema:
 
 
 FREE_FORM = WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+# How deeply a free-form patch (templatePatch, patchLeaderTemplate, ...) may nest. A pod
+# template is about 10 levels deep; the limit keeps a hostile patch from costing the
+# operator's recursion depth and memory. CEL cannot measure depth: the webhook and the
+# controller enforce it.
+MAX_PATCH_DEPTH = 24
+
+
+def nesting_depth(value: Any) -> int:
+    """Levels of objects and lists in a JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _shallow_enough(patch: dict[str, Any]) -> dict[str, Any]:
+    depth = nesting_depth(patch)
+    if depth > MAX_PATCH_DEPTH:
+        raise ValueError(f"nested {depth} levels deep, at most {MAX_PATCH_DEPTH} are allowed")
+    return patch
 
 # Embedded Kubernetes objects stay plain dicts in Python: the operator copies them into
 # child objects; the API server validates them against the real schema.
 PodTemplateSpec = Annotated[dict[str, Any], k8s_type("io.k8s.api.core.v1.PodTemplateSpec")]
 Container = Annotated[dict[str, Any], k8s_type("io.k8s.api.core.v1.Container")]
 ServicePort = Annotated[dict[str, Any], k8s_type("io.k8s.api.core.v1.ServicePort")]
-FreeForm = Annotated[dict[str, Any], FREE_FORM]
+FreeForm = Annotated[dict[str, Any], FREE_FORM, AfterValidator(_shallow_enough)]
 
-IntOrString = Annotated[int | str, WithJsonSchema({"x-kubernetes-int-or-string": True})]
+INT_OR_PERCENT = r"^[0-9]+%$"
+
+
+def _int_or_percent(value: int | str) -> int | str:
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+    elif not re.match(INT_OR_PERCENT, value):
+        raise ValueError(f"{value!r} is neither a whole number nor a whole percentage such as '25%'")
+    return value
+
+
+# A count or a percentage: 3 or "25%", never "1.5%" or "two".
+IntOrString = Annotated[int | str, AfterValidator(_int_or_percent), WithJsonSchema({
+    "x-kubernetes-int-or-string": True,
+    "maxLength": 8,  # bounds the CEL rule's cost estimate ("10000%" is 6)
+    "x-kubernetes-validations": [{
+        "rule": f"type(self) == int ? self >= 0 : self.matches('{INT_OR_PERCENT}')",
+        "message": "must be a whole number or a whole percentage such as '25%'"}]})]
 Percent = Annotated[str, Field(pattern=PERCENT)]
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
 # Bounds that keep the CEL rules' cost estimate within the API server's budget.
 MAX_ROLES = 64
+# Size caps, so that no object admission accepts can make the operator allocate without bound
+# (the topology ConfigMap lists every instance's address, and must stay well under 1 MiB).
+MAX_ROLE_REPLICAS = 5000
+MAX_LEADER_WORKER_SIZE = 256
+MAX_GROUP_PODS = 5000
+MAX_SET_REPLICAS = 1000
 RoleName = Annotated[str, Field(max_length=63)]
 
 

@@ -51,6 +51,7 @@ class CrdSpec:
     description: str
     printer_columns: list[dict]
     scale: dict | None = None
+    root_rules: list[tuple[str, str, str]] | None = None  # CEL on the whole object (its name)
 
 
 class KubernetesSchemas:
@@ -129,7 +130,8 @@ class SchemaConverter:
         if "x-rbg-k8s-type" in node:
             return {**self.kubernetes.resolve(node["x-rbg-k8s-type"]), **annotations}
         if node.get("x-kubernetes-int-or-string"):
-            return {**copy.deepcopy(_INT_OR_STRING), **annotations}
+            bounds = {k: node[k] for k in ("maxLength",) if k in node}  # keeps CEL cost estimates low
+            return {**copy.deepcopy(_INT_OR_STRING), **bounds, **annotations}
         if "anyOf" in node:
             options = [o for o in node["anyOf"] if o.get("type") != "null"]
             if len(options) != 1:
@@ -164,6 +166,10 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
             "status": converter.model(spec.status_model),
         },
     }
+    if spec.root_rules:
+        schema["x-kubernetes-validations"] = [
+            {"rule": rule, "message": message, **({"fieldPath": path} if path else {})}
+            for rule, message, path in spec.root_rules]
     subresources: dict[str, Any] = {"status": {}}
     if spec.scale:
         subresources["scale"] = spec.scale
@@ -191,7 +197,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
 
 
 def crd_specs() -> list[CrdSpec]:
-    from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus
+    from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
     from .rolebasedgroupset import RoleBasedGroupSetSpec, RoleBasedGroupSetStatus
     from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
 
@@ -201,6 +207,7 @@ def crd_specs() -> list[CrdSpec]:
             kind="RoleBasedGroup", plural="rolebasedgroups", short_names=["rbg"],
             spec_model=RoleBasedGroupSpec, status_model=RoleBasedGroupStatus,
             description="RoleBasedGroup runs a list of named roles (e.g. router, prefill, decode) as one unit.",
+            root_rules=name_rules("size(self.metadata.name)", "self.spec.roles"),
             printer_columns=[
                 {"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
                 age,
@@ -223,6 +230,9 @@ def crd_specs() -> list[CrdSpec]:
             kind="RoleBasedGroupSet", plural="rolebasedgroupsets", short_names=["rbgs"],
             spec_model=RoleBasedGroupSetSpec, status_model=RoleBasedGroupSetStatus,
             description="RoleBasedGroupSet runs replicas identical RoleBasedGroups made from one template.",
+            # Its members are {rbgs}-{index}: the longest index counts.
+            root_rules=name_rules("(size(self.metadata.name) + 1 + size(string(self.spec.replicas)))",
+                                  "self.spec.template.roles"),
             printer_columns=[
                 {"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
                 {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"},

@@ -23,5 +23,8 @@ def describe(error: pydantic.ValidationError, prefix: str = "spec") -> str:
     for problem in error.errors(include_url=False):
         base = field_path(prefix, problem["loc"])
         for part in problem["msg"].removeprefix("Value error, ").split("; "):
-            clauses.append(f"{base}.{part}" if _RELATIVE_PATH.match(part) else f"{base}: {part}")
+            if _RELATIVE_PATH.match(part):
+                clauses.append(f"{base}.{part}" if base else part)
+            else:
+                clauses.append(f"{base}: {part}")
     return "; ".join(clauses)

@@ -12,6 +12,9 @@ from pydantic import Field, model_validator
 
 from .common import (
     ApiModel,
+    MAX_GROUP_PODS,
+    MAX_LEADER_WORKER_SIZE,
+    MAX_ROLE_REPLICAS,
     MAX_ROLES,
     Condition,
     Container,
@@ -25,6 +28,7 @@ from .common import (
     ServicePort,
 )
 
+LABEL_GROUP = "rolebasedgroup.workloads.x-k8s.io/name"
 LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
 STATEFULSET = ("apps/v1", "StatefulSet")
 DEPLOYMENT = ("apps/v1", "Deployment")
@@ -58,7 +62,7 @@ class TemplateRef(ApiModel):
 class LeaderWorkerSetSpec(ApiModel):
     """Shape of a LeaderWorkerSet role: pods per group and the leader/worker patches."""
 
-    size: int = Field(1, ge=1, description="Pods per leader-worker group, leader included.")
+    size: int = Field(1, ge=1, le=MAX_LEADER_WORKER_SIZE, description="Pods per leader-worker group, leader included.")
     patch_leader_template: FreeForm | None = Field(
         None, description="Strategic merge patch applied to the role template for the leader pod.")
     patch_worker_template: FreeForm | None = Field(
@@ -119,7 +123,8 @@ class Role(ApiModel):
     )}
 
     name: DnsLabel = Field(description="Role name, unique in the group; a DNS label.")
-    replicas: int = Field(1, ge=0, description="Number of role instances (pods, or leader-worker groups).")
+    replicas: int = Field(1, ge=0, le=MAX_ROLE_REPLICAS,
+                          description="Number of role instances (pods, or leader-worker groups).")
     dependencies: list[RoleName] | None = Field(
         None, max_length=MAX_ROLES, description="Roles that must be Ready before this role is created.")
     workload: Workload = Field(default_factory=Workload, description="Workload kind of the role.",
@@ -221,6 +226,11 @@ class RoleBasedGroupSpec(ApiModel):
         ("self.roles.all(r, !has(r.templateRef) || (has(self.roleTemplates)"
          " && self.roleTemplates.exists(t, t.name == r.templateRef.name)))",
          "templateRef must name an entry of roleTemplates", ".roles"),
+        ("self.roles.map(r, (has(r.replicas) ? r.replicas : 1)"
+         " * (has(r.leaderWorkerSet) && has(r.leaderWorkerSet.size) ? r.leaderWorkerSet.size : 1)).sum()"
+         f" <= {MAX_GROUP_PODS}",
+         f"the group's pods (replicas times leaderWorkerSet.size, over all roles) must be at most {MAX_GROUP_PODS}",
+         ".roles"),
     )}
 
     roles: list[Role] = Field(min_length=1, max_length=MAX_ROLES, description="The group's roles.",
@@ -295,10 +305,44 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
         for role_name in rule.roles:
             if role_name not in names:
                 problems.append(f"coordination[{i}].roles: unknown role {role_name!r}")
+    pods = sum(role.replicas * role.leader_worker_size for role in spec.roles)
+    if pods > MAX_GROUP_PODS:
+        problems.append(f"roles: the group's pods (replicas times leaderWorkerSet.size, over all roles) are {pods}, "
+                        f"at most {MAX_GROUP_PODS} are allowed")
     policy = spec.pod_group_policy
     if policy is not None and policy.kube_scheduling is not None and policy.volcano_scheduling is not None:
         problems.append("podGroupPolicy: set at most one gang backend: kubeScheduling or volcanoScheduling")
     return problems
+
+
+def fields_not_acted_on(spec: RoleBasedGroupSpec) -> list[str]:
+    """Fields the API accepts (the reference has them) but this operator does not act on yet,
+    each naming the field: admission warns about them and the controller posts an Event."""
+    notes = []
+    kinds = {role.name: role.workload.kind for role in spec.roles}
+    for i, role in enumerate(spec.roles):
+        if role.engine_runtimes:
+            notes.append(f"spec.roles[{i}].engineRuntimes: engine runtime sidecars are not injected by this operator")
+        update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
+        if update is not None and update.type not in (None, "RollingUpdate", "ReCreate"):
+            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "
+                         f"pods are replaced by the workload's rolling update")
+        if update is not None and update.in_place_update_strategy is not None:
+            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.inPlaceUpdateStrategy: "
+                         f"pods are replaced, not updated in place")
+    for i, rule in enumerate(spec.coordination or []):
+        strategy = rule.strategy
+        if strategy is not None and strategy.rolling_update is not None:
+            for name in rule.roles:
+                if kinds.get(name, "StatefulSet") != "StatefulSet":
+                    notes.append(f"spec.coordination[{i}].strategy.rollingUpdate: paces StatefulSet roles only; "
+                                 f"role {name} runs as a {kinds[name]}")
+        if strategy is not None and strategy.scaling is not None:
+            for name in rule.roles:
+                if kinds.get(name) == "LeaderWorkerSet":
+                    notes.append(f"spec.coordination[{i}].strategy.scaling: paces StatefulSet and Deployment roles "
+                                 f"only; role {name} runs as a LeaderWorkerSet")
+    return notes
 
 
 def dependency_cycle(spec: RoleBasedGroupSpec) -> list[str]:
@@ -345,6 +389,46 @@ def dependency_layers(spec: RoleBasedGroupSpec) -> list[list[str]]:
     return layers
 
 
+# How long `{rbg}-{role}` may be, by workload kind, so that every object and label derived from it
+# is valid: a StatefulSet's pods carry controller-revision-hash `{name}-{10-char hash}` (a label
+# value, at most 63); a LeaderWorkerSet's worker StatefulSets are `{name}-{index}` (up to 4
+# digits at the replicas cap) with the same label; every role has the Service `s-{rbg}-{role}`
+# (a DNS label, at most 63).
+MAX_WORKLOAD_NAME = {"StatefulSet": 52, "LeaderWorkerSet": 47, "Deployment": 61}
+MAX_GROUP_NAME = 63  # the value of the rolebasedgroup.workloads.x-k8s.io/name label
+
+
+def name_problems(name: str, spec: RoleBasedGroupSpec) -> list[str]:
+    """What the group's name and its roles' names cannot become (the limits above)."""
+    problems = []
+    if len(name) > MAX_GROUP_NAME:
+        problems.append(f"metadata.name: {len(name)} characters, at most {MAX_GROUP_NAME} are allowed "
+                        f"(it is the value of the {LABEL_GROUP} label)")
+    for i, role in enumerate(spec.roles):
+        limit = MAX_WORKLOAD_NAME.get(role.workload.kind)
+        workload = f"{name}-{role.name}"
+        if limit is not None and len(workload) > limit:
+            problems.append(f"spec.roles[{i}].name: the workload name {workload!r} has {len(workload)} characters, "
+                            f"at most {limit} are allowed for {role.workload.kind} roles (shorten the group or "
+                            f"role name)")
+    return problems
+
+
+def name_rules(name: str, roles: str) -> list[tuple[str, str, str]]:
+    """The same limits as CEL rules on an object's root: `name` is its name expression (which may
+    add a suffix, as a set's members do) and `roles` the path of its role list."""
+    limit = ("(r.workload.kind == 'StatefulSet' ? {StatefulSet} : r.workload.kind == 'LeaderWorkerSet'"
+             " ? {LeaderWorkerSet} : {Deployment})").format(**MAX_WORKLOAD_NAME)
+    return [
+        (f"{name} <= {MAX_GROUP_NAME}", f"metadata.name: the group name must be at most {MAX_GROUP_NAME} characters "
+         f"(it is the value of the {LABEL_GROUP} label)", ""),
+        (f"{roles}.all(r, {name} + 1 + size(r.name) <= {limit})",
+         "the workload name {rbg}-{role} must be at most " + ", ".join(
+             f"{n} characters for {k} roles" for k, n in MAX_WORKLOAD_NAME.items()) + "; shorten the group or role name",
+         ".spec"),
+    ]
+
+
 class RoleBasedGroup(ApiModel):
     """A RoleBasedGroup object as the API server returns it."""
 
@@ -353,6 +437,13 @@ class RoleBasedGroup(ApiModel):
     metadata: dict = Field(description="Standard object metadata.")
     spec: RoleBasedGroupSpec = Field(description="Desired state of the group.")
     status: RoleBasedGroupStatus | None = Field(None, description="Observed state of the group.")
+
+    @model_validator(mode="after")
+    def _names(self) -> "RoleBasedGroup":
+        problems = name_problems(self.metadata.get("name", ""), self.spec)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def name(self) -> str:

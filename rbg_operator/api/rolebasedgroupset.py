@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .common import ApiModel, Condition
+from .common import MAX_SET_REPLICAS, ApiModel, Condition
 from .rolebasedgroup import RoleBasedGroupSpec
 
 
 class RoleBasedGroupSetSpec(ApiModel):
     """How many groups to run and what each looks like."""
 
-    replicas: int = Field(1, ge=0, description="Number of RoleBasedGroups in the set.")
+    replicas: int = Field(1, ge=0, le=MAX_SET_REPLICAS, description="Number of RoleBasedGroups in the set.")
     template: RoleBasedGroupSpec = Field(description="Spec of every RoleBasedGroup of the set.")
 
 
