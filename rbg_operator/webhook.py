@@ -21,25 +21,35 @@ from cryptography.x509.oid import NameOID
 
 from . import naming
 from .api.errors import describe
-from .api.rolebasedgroup import RoleBasedGroupSpec
+from .api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
 
 log = logging.getLogger(__name__)
 
 
-def check(spec_model: type[pydantic.BaseModel], spec: dict | None, prefix: str) -> None:
+def check(model: type[pydantic.BaseModel], value: dict, prefix: str):
     try:
-        spec_model.model_validate(spec or {})
+        return model.model_validate(value)
     except pydantic.ValidationError as error:
         raise kopf.AdmissionError(describe(error, prefix), code=422)
 
 
-def validate_group(spec: dict, **_) -> None:
-    check(RoleBasedGroupSpec, dict(spec), "spec")
+def validate_group(spec: dict, name: str | None, warnings: list[str], **_) -> None:
+    """The whole object, so the name limits are checked too; accepted fields that this operator
+    does not act on come back as warnings (kubectl prints them)."""
+    group = check(RoleBasedGroup, {"metadata": {"name": name or ""}, "spec": dict(spec)}, "")
+    warnings.extend(fields_not_acted_on(group.spec))
 
 
-def validate_group_set(spec: dict, **_) -> None:
-    check(RoleBasedGroupSetSpec, dict(spec), "spec")
+def validate_group_set(spec: dict, name: str | None, warnings: list[str], **_) -> None:
+    group_set = check(RoleBasedGroupSetSpec, dict(spec), "spec")
+    # Every member is a group {name}-{index}: the longest index is the one that must fit.
+    member = f"{name or ''}-{max(group_set.replicas - 1, 0)}"
+    try:
+        RoleBasedGroup.model_validate({"metadata": {"name": member}, "spec": dict(spec).get("template") or {}})
+    except pydantic.ValidationError as error:
+        raise kopf.AdmissionError(f"member group {member}: " + describe(error, ""), code=422)
+    warnings.extend(n.replace("spec.", "spec.template.", 1) for n in fields_not_acted_on(group_set.template))
 
 
 def register() -> None:

@@ -11,7 +11,7 @@ import pydantic
 
 from .. import naming
 from ..api.errors import describe
-from ..api.rolebasedgroup import RoleBasedGroup
+from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from ..desired import creation_layers, group_children, role_children
 from ..desired.gang import PODGROUP_KINDS
 from ..desired.meta import owner_reference
@@ -19,7 +19,7 @@ from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_
                                group_revision, revision_label, role_revision)
 from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
-from ..kube import KINDS, ApiError, Kube
+from ..kube import KINDS, ApiError, Kube, namespace_terminating
 from . import conditions
 from .diff import applied_digest, contains
 from .restarts import RestartOutcome, RestartSettings, RestartTracker
@@ -86,6 +86,11 @@ def _foreign_owner(observed: dict, field: str) -> str | None:
 
 
 STUCK_AFTER_SECONDS = 60
+CONFLICT_RECHECK_SECONDS = 30
+
+
+class ChildConflict(Exception):
+    """A child's name is taken by an object this group does not control."""
 
 
 def _stuck(pod: dict) -> bool:
@@ -120,6 +125,21 @@ class Reconciler:
         except pydantic.ValidationError as error:
             await self._refuse(body, error)
             return
+        if (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation"):
+            for note in fields_not_acted_on(group.spec):  # once per generation
+                await self.recorder.emit(body, "Warning", "FieldNotActedOn", note)
+        try:
+            return await self._reconcile(body, group)
+        except ChildConflict as conflict:
+            await self._report_problem(body, "ChildConflict", str(conflict))
+            return CONFLICT_RECHECK_SECONDS  # the other object carries no label of ours: no event wakes us
+        except ApiError as error:
+            if not namespace_terminating(error):
+                await self._report_problem(body, "ReconcileError", f"the API server refused a write: {error}")
+            raise  # retried with backoff
+
+    async def _reconcile(self, body: dict, group: RoleBasedGroup) -> float | None:
+        namespace = group.namespace
 
         created: list[str] = []  # what this pass created, reported as one Event
         try:
@@ -175,6 +195,8 @@ class Reconciler:
         """
         meta = desired["metadata"]
         observed = self.store.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        if observed is None:
+            observed = await self._existing(group_body, desired)
         if observed is not None:
             for path, field in YIELDABLE_FIELDS.items():
                 owner = _foreign_owner(observed, field)
@@ -196,6 +218,21 @@ class Reconciler:
         if observed is None:
             created.append(f"{desired['kind']} {meta['name']}")
         return result
+
+    async def _existing(self, group_body: dict, desired: dict) -> dict | None:
+        """An object of the name we want that the cache does not show (it lacks our label): ours to
+        update only if this group controls it. Anything else is never adopted or overwritten."""
+        meta = desired["metadata"]
+        existing = await self.kube.get(KINDS[(desired["apiVersion"], desired["kind"])], meta["namespace"], meta["name"])
+        if existing is None:
+            return None
+        existing.update(apiVersion=desired["apiVersion"], kind=desired["kind"])
+        controller = next((o for o in existing["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
+        if controller is not None and controller.get("uid") == group_body["metadata"]["uid"]:
+            return existing
+        held_by = f"is controlled by {controller['kind']} {controller['name']}" if controller else "is not controlled by it"
+        raise ChildConflict(f"{desired['kind']} {meta['name']} already exists and {held_by}; the group leaves it "
+                            f"alone: delete or rename it")
 
     async def _unstick(self, group_body: dict, sts: dict) -> None:
         """Replace pods stuck on an old revision that were never going to become ready.
@@ -356,6 +393,20 @@ class Reconciler:
                 if role in role_kinds and kind in role_kinds[role]:
                     continue
                 await self._delete(group_body, obj, f"role {role} no longer has it")
+
+    async def _report_problem(self, body: dict, reason: str, message: str) -> None:
+        """What failed reaches the user: Ready=False with the reason and message, and a Warning Event
+        when that message is new. Best effort: the API server may be what is failing."""
+        try:
+            changed = await self._write_status(body, [
+                {"type": "Ready", "status": "False", "reason": reason, "message": message},
+                {"type": "Progressing", "status": "False", "reason": reason, "message": message},
+            ], role_statuses=(body.get("status") or {}).get("roleStatuses"))
+            if changed:
+                await self.recorder.emit(body, "Warning", reason, message)
+        except ApiError as error:
+            log.warning("could not report %s on %s/%s: %s", reason, body["metadata"]["namespace"],
+                        body["metadata"]["name"], error)
 
     async def _refuse(self, body: dict, error: pydantic.ValidationError) -> None:
         message = f"invalid RoleBasedGroup: {describe(error, prefix='')}"

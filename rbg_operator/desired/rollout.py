@@ -46,7 +46,14 @@ def group_revision(group: RoleBasedGroup) -> str:
 
 
 def revision_label(role: str) -> str:
-    return f"{naming.LABEL_REVISION_PREFIX}{role}"[:63]
+    """The label key of a role's revision on its workload. The part after the '/' may hold 63
+    characters; a role name too long for it is shortened and made unique by a hash (cutting the
+    whole key, as before, gave keys that were invalid or shared by two roles)."""
+    prefix, _, name = f"{naming.LABEL_REVISION_PREFIX}{role}".partition("/")
+    if len(name) > 63:
+        digest = hashlib.sha256(role.encode()).hexdigest()[:8]
+        name = f"{name[:54].rstrip('-._')}-{digest}"
+    return f"{prefix}/{name}"
 
 
 def controller_revision(group: RoleBasedGroup, owner: dict, number: int) -> dict:
