@@ -13,9 +13,29 @@ from .controller.restarts import RestartSettings
 from .desired.options import BuildOptions
 
 
+def _host_port(value: str) -> str:
+    """host:port (host optional) with a real port: a listener on port 0 would get a random port
+    nobody probes, and kopf's liveness endpoint would even bind port 80 instead."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not host:port with a port from 1 to 65535 (e.g. ':8081')")
+    return value
+
+
+def _host_port_or_off(value: str) -> str:
+    return value if value == "0" else _host_port(value)
+
+
 def _address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host or "0.0.0.0", int(port)
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,12 +56,16 @@ def main(argv: list[str] | None = None) -> None:
                           "of such changes costs one reconcile and one status write (default %(default)s)")
     run.add_argument("--resync-seconds", type=float, default=operator.SETTINGS.resync_seconds,
                      help="safety-net resync period (default %(default)s)")
-    run.add_argument("--metrics-bind-address", default=":8080",
+    run.add_argument("--metrics-bind-address", default=":8080", type=_host_port_or_off,
                      help="where /metrics is served, host:port; '0' disables (default %(default)s)")
-    run.add_argument("--health-probe-bind-address", default=":8081",
+    run.add_argument("--health-probe-bind-address", default=":8081", type=_host_port,
                      help="where /healthz is served, host:port (default %(default)s)")
-    run.add_argument("--webhook-bind-address", default="",
+    run.add_argument("--webhook-bind-address", default="", type=lambda v: v and _host_port(v),
                      help="serve the validating admission webhook on host:port (default: no webhook)")
+    run.add_argument("--kube-api-qps", type=_positive, default=operator.SETTINGS.api_qps,
+                     help="requests per second to the API server, on average (default %(default)s)")
+    run.add_argument("--kube-api-burst", type=int, default=operator.SETTINGS.api_burst,
+                     help="requests allowed at once above the average rate (default %(default)s)")
     run.add_argument("--webhook-host", default="",
                      help="host or IP the API server uses to reach the webhook (default: the bind host)")
     run.add_argument("--webhook-cert-dir", default="",
@@ -78,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         # kopf reports every watch event it hands to us; our own log says what was decided.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     operator.SETTINGS.workers = args.workers
+    operator.SETTINGS.api_qps, operator.SETTINGS.api_burst = args.kube_api_qps, max(1, args.kube_api_burst)
     operator.SETTINGS.namespaces = args.namespace
     operator.SETTINGS.ignore_namespaces = args.ignore_namespace
     operator.SETTINGS.watch_inactivity_timeout = args.watch_inactivity_timeout

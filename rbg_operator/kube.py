@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import tenacity
+from aiolimiter import AsyncLimiter
 from . import kubeconfig, metrics, naming
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,9 @@ class Kube:
 
     def __init__(self, session: aiohttp.ClientSession, credentials: kubeconfig.Credentials,
                  field_manager: str = naming.FIELD_MANAGER, watch_session: aiohttp.ClientSession | None = None,
-                 attempts: int = 8):
+                 attempts: int = 8, limiter: AsyncLimiter | None = None):
         self.session = session
+        self.limiter = limiter  # client-side rate limit of requests (not of watch streams)
         self.attempts = attempts  # tries per request for retryable failures (409 on apply, 429, 5xx, network)
         self.watch_session = watch_session or session
         self.credentials = credentials
@@ -145,9 +147,11 @@ class Kube:
 
     @classmethod
     async def connect(cls, context: str | None = None, *, kubeconfig_file: str | None = None,
-                      pool: int = 32, field_manager: str = naming.FIELD_MANAGER, attempts: int = 8) -> "Kube":
+                      pool: int = 32, field_manager: str = naming.FIELD_MANAGER, attempts: int = 8,
+                      qps: float | None = None, burst: int = 1) -> "Kube":
         """Credentials as `kubeconfig.load` finds them; `pool` connections at most (each TLS
-        connection holds ~256 KB of buffers)."""
+        connection holds ~256 KB of buffers); `qps` requests a second on average with bursts of
+        `burst` (a leaky bucket), or no limit."""
         credentials = kubeconfig.load(context, kubeconfig_file)
         # trust_env off: aiohttp would look for ~/.netrc in a worker thread on every request
         # (a thread hop and a file lookup for nothing); the proxy is read once above instead.
@@ -158,7 +162,8 @@ class Kube:
         # them (a kind per namespace) would leave no connection for reads and writes.
         watch_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=credentials.ssl_context()),
                                               trust_env=False)
-        return cls(session, credentials, field_manager, watch_session, attempts)
+        limiter = AsyncLimiter(burst, burst / qps) if qps else None
+        return cls(session, credentials, field_manager, watch_session, attempts, limiter)
 
     async def close(self) -> None:
         await self.session.close()
@@ -177,6 +182,8 @@ class Kube:
 
     async def _request(self, verb: str, resource: str, method: str, path: str, *, query: dict | None = None,
                        body: Any = None, content_type: str = "application/json") -> dict | None:
+        if self.limiter is not None:
+            await self.limiter.acquire()
         self.requests[(verb, resource)] += 1
         metrics.api_requests.labels(verb, resource).inc()
         headers = {"Content-Type": content_type, "Accept": "application/json",
