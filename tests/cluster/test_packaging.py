@@ -52,8 +52,8 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     assert "0 chart(s) failed" in lint.stdout
     docs = render(helm)
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Secret",
-                     "Service", "Service", "ServiceAccount", "ValidatingWebhookConfiguration"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding",
+                     "Secret", "Service", "Service", "ServiceAccount", "ValidatingWebhookConfiguration"]
     for role in (d for d in docs if d["kind"] in ("ClusterRole", "Role")):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
@@ -213,10 +213,18 @@ def test_leader_election_one_reconciles_and_the_other_takes_over(kubectl: Kubect
 
         leader.proc.kill()  # kill -9: no chance to hand the Lease over
         killed = time.monotonic()
-        wait_for("the follower takes over", lambda: leading(follower), 20)
-        assert time.monotonic() - killed <= 15
+        # The Lease lasts 15 s from when the follower last saw it renewed; it retries every 2 s.
+        wait_for("the follower takes over", lambda: leading(follower), 25)
+        assert time.monotonic() - killed <= 20
         kubectl.run("annotate", "rbg", "le", f"-n={namespace}", "example.com/poke=1")
         wait_for("the new leader reconciles", lambda: reconciles(follower) > 0, 15)
+
+        # A graceful stop releases the Lease: the standby need not wait for it to expire.
+        first = standby = OperatorProcess(kubeconfig, tmp_path / "third.log", *args).start()
+        stopped = time.monotonic()
+        follower.stop()
+        wait_for("the standby takes over a released Lease", lambda: leading(standby), 10)
+        assert time.monotonic() - stopped <= 8
     finally:
         first.stop()
         second.stop()
