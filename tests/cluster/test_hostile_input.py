@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.patches import nested_patch
 from tests.support.kubectl import Kubectl, condition, wait_for
 
 C = [{"name": "main", "image": "example.com/app:v1"}]
@@ -24,13 +25,6 @@ def role(name: str = "a", **fields) -> dict:
     return {"name": name, "template": {"spec": {"containers": C}}, **fields}
 
 
-def deep(depth: int) -> dict:
-    patch: dict = {}
-    node = patch
-    for _ in range(depth - 1):
-        node["n"] = {}
-        node = node["n"]
-    return patch
 
 
 REJECTED = {
@@ -70,7 +64,7 @@ def test_the_webhook_refuses_deep_patches_and_warns_about_fields_not_acted_on(
         kubectl: Kubectl, admission_webhook, namespace: str):
     lws = {"name": "a", "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
            "template": {"spec": {"containers": C}}}
-    too_deep = group("deep", [{**lws, "leaderWorkerSet": {"size": 2, "patchWorkerTemplate": deep(40)}}])
+    too_deep = group("deep", [{**lws, "leaderWorkerSet": {"size": 2, "patchWorkerTemplate": nested_patch(40)}}])
     result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-",
                          stdin=json.dumps(too_deep), check=False)
     assert result.returncode != 0

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rbg_operator.api.errors import describe
+from tests.support.patches import nested_patch
 from rbg_operator.api.common import MAX_GROUP_PODS, MAX_PATCH_DEPTH, nesting_depth
 from rbg_operator.api.rolebasedgroup import RoleBasedGroup
 from rbg_operator.desired import creation_layers, group_children, role_children
@@ -34,7 +35,7 @@ def groups(draw):
         if kind == "LeaderWorkerSet":
             role["leaderWorkerSet"] = {"size": draw(st.integers(1, 300))}
             if draw(st.booleans()):
-                role["leaderWorkerSet"]["patchWorkerTemplate"] = _deep(draw(st.integers(1, 30)))
+                role["leaderWorkerSet"]["patchWorkerTemplate"] = nested_patch(draw(st.integers(1, 30)))
         if index and draw(st.booleans()):
             role["dependencies"] = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
         if draw(st.booleans()):
@@ -87,7 +88,7 @@ def test_every_accepted_group_builds_its_children_within_the_caps(body):
 
 @given(st.integers(1, 60))
 def test_patches_deeper_than_the_limit_are_refused(depth):
-    patch = _deep(depth)
+    patch = nested_patch(depth)
     body = {"metadata": {"name": "g"}, "spec": {"roles": [
         {"name": "a", "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
          "leaderWorkerSet": {"size": 2, "patchLeaderTemplate": patch},
@@ -101,11 +102,3 @@ def test_patches_deeper_than_the_limit_are_refused(depth):
     assert accepted == (nesting_depth(patch) <= MAX_PATCH_DEPTH)
 
 
-def _deep(depth: int) -> dict:
-    """A patch nested `depth` levels deep."""
-    patch: dict = {}
-    node = patch
-    for _ in range(depth - 1):
-        node["n"] = {}
-        node = node["n"]
-    return patch
