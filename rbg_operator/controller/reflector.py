@@ -36,8 +36,6 @@ class Reflector:
         self.namespace, self.label_selector, self.keep = namespace, label_selector, keep
         self.idle_timeout, self.watch_seconds = idle_timeout, watch_seconds
         self.synced = asyncio.Event()  # set after the first complete list
-        self.served = True  # False while the API server does not serve the kind (no such CRD)
-        self.lists = 0
 
     def __repr__(self) -> str:
         scope = self.namespace or "all namespaces"
@@ -55,7 +53,6 @@ class Reflector:
                 raise
             except ApiError as error:
                 if error.status == 404:  # the kind is not served (its CRD is not installed)
-                    self.served = False
                     self.synced.set()
                     await asyncio.sleep(30)
                     continue
@@ -89,8 +86,6 @@ class Reflector:
         for key in self.store.keys(api_version, kind, self.namespace):
             if key not in listed and self.keep(key[0]):
                 self._vanished(key)
-        self.lists += 1
-        self.served = True
         self.synced.set()
         return version
 
