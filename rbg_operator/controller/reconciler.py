@@ -22,7 +22,7 @@ from ..events import EventRecorder
 from ..kube import KINDS, ApiError, Kube, namespace_terminating
 from . import conditions
 from .diff import applied_digest, contains
-from .restarts import RestartOutcome, RestartSettings, RestartTracker
+from .restarts import RestartOutcome, RestartSettings, RestartTracker, delete_pod
 from .store import Store
 from .together import together
 
@@ -256,9 +256,7 @@ class Reconciler:
             if (ordinal >= partition and _stuck(pod) and not pod["metadata"].get("deletionTimestamp")
                     and labels.get("controller-revision-hash") != status["updateRevision"]):
                 # On an old revision, so the restart policies do not count it as lost.
-                if not await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
-                                              uid=pod["metadata"]["uid"]):
-                    self.store.remove("v1", "Pod", meta["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
+                if not await delete_pod(self.kube, self.store, pod):
                     continue
                 await self.recorder.emit(group_body, "Normal", "ReplacedStuckPod",
                                          f"pod {pod['metadata']['name']} never became ready on the old revision; "
@@ -357,9 +355,7 @@ class Reconciler:
         for pod in self.store.owned_by_group("v1", "Pod", meta["namespace"], meta["name"]):
             if not pod["spec"].get("nodeName") and not pod["metadata"].get("deletionTimestamp"):
                 # Never bound, so the restart policies do not count it as lost.
-                if not await self.kube.delete(KINDS[("v1", "Pod")], meta["namespace"], pod["metadata"]["name"],
-                                              uid=pod["metadata"]["uid"]):
-                    self.store.remove("v1", "Pod", meta["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
+                await delete_pod(self.kube, self.store, pod)
 
     async def _remove_stale_group_children(self, group_body: dict, wanted: set[tuple[str, str]]) -> None:
         """Delete a pod group the group no longer wants (gang scheduling turned off or switched)."""

@@ -85,6 +85,16 @@ def baseline_of(pod: dict, role: str) -> Baseline:
     return Baseline(pod["metadata"]["uid"], restart_count(pod), labels.get("controller-revision-hash", ""), role)
 
 
+async def delete_pod(kube: Kube, store: Store, pod: dict) -> bool:
+    """Delete this very pod (by UID, never a successor of the same name). Returns False when it
+    was gone already; then the cache, which still showed it, forgets it."""
+    meta = pod["metadata"]
+    if await kube.delete(KINDS[POD], meta["namespace"], meta["name"], uid=meta["uid"]):
+        return True
+    store.remove(*POD, meta["namespace"], meta["name"], meta["uid"])
+    return False
+
+
 def _live(pod: dict) -> bool:
     return not pod["metadata"].get("deletionTimestamp")
 
@@ -212,7 +222,7 @@ class RestartTracker:
 
         recreating = state.get("recreating")
         if recreating:
-            await self._delete_uids(group.namespace, pods, set(recreating.get("uids") or []))  # after a crash
+            await self._delete_uids(pods, set(recreating.get("uids") or []))  # after a crash
             wanted = sum(r.replicas * r.leader_worker_size for r in group.spec.roles)
             if recreation_done(recreating, pods, wanted):
                 state["recreating"] = None
@@ -263,7 +273,7 @@ class RestartTracker:
             metrics.group_recreations.inc()
             await self.recorder.emit(body, "Warning", "RecreatingGroup",
                                      f"pod {first.pod} {first.what}; recreating all {len(doomed)} pods of the group")
-            await self._delete_uids(group.namespace, pods, set(state["recreating"]["uids"]))
+            await self._delete_uids(pods, set(state["recreating"]["uids"]))
             outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
                                        "message": f"recreating every pod after pod {first.pod} {first.what}"})
             return outcome
@@ -275,7 +285,7 @@ class RestartTracker:
         state["pods"] = {name: e.encode() for name, e in accepted.items()}
         await self._save(body, state)
         for incident in per_instance:
-            await self._delete_uids(group.namespace, pods, {incident.uid})
+            await self._delete_uids(pods, {incident.uid})
             await self.recorder.emit(body, "Normal", "RecreatingInstance",
                                      f"pod {incident.pod} {incident.what}; recreating that instance")
         return outcome
@@ -297,12 +307,10 @@ class RestartTracker:
         wait = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (streak - 1))
         return max(0.0, wait - since)
 
-    async def _delete_uids(self, namespace: str, pods: list[dict], uids: set[str]) -> None:
+    async def _delete_uids(self, pods: list[dict], uids: set[str]) -> None:
         for pod in pods:
-            meta = pod["metadata"]
-            if meta["uid"] in uids and _live(pod):
-                if not await self.kube.delete(KINDS[POD], namespace, meta["name"], uid=meta["uid"]):
-                    self.store.remove(*POD, namespace, meta["name"], meta["uid"])
+            if pod["metadata"]["uid"] in uids and _live(pod):
+                await delete_pod(self.kube, self.store, pod)
 
     def _load(self, body: dict) -> dict:
         raw = (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE)
