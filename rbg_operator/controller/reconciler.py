@@ -23,7 +23,7 @@ from ..kube import KINDS, ApiError, Kube, namespace_terminating
 from . import conditions
 from .diff import applied_digest, contains
 from .restarts import RestartOutcome, RestartSettings, RestartTracker, delete_pod
-from .store import Store
+from .store import Store, other_owner
 from .together import together
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,6 @@ def _workload_progress(name: str, desired: int, workload: dict | None) -> RolePr
     progress.updated = status.get("updatedReplicas", 0)
     progress.desired = workload.get("spec", {}).get("replicas", desired)
     return progress
-
-
-def _foreign_owner(observed: dict, field: str) -> str | None:
-    """The manager other than us that owns spec.<field> of an observed object, if any."""
-    for entry in observed["metadata"].get("managedFields", []) or []:
-        if entry.get("manager") == naming.FIELD_MANAGER:
-            continue
-        if field in (entry.get("fieldsV1") or {}).get("f:spec", {}):
-            return entry.get("manager")
-    return None
 
 
 STUCK_AFTER_SECONDS = 60
@@ -199,8 +189,7 @@ class Reconciler:
             observed = await self._existing(group_body, desired)
         if observed is not None:
             for path, field in YIELDABLE_FIELDS.items():
-                owner = _foreign_owner(observed, field)
-                if owner is not None:
+                if other_owner(observed, ("f:spec", field), {naming.FIELD_MANAGER}) is not None:
                     desired[path[0]].pop(path[1], None)
         meta.setdefault("annotations", {})[naming.ANNOTATION_APPLIED] = applied_digest(desired)
         if observed is not None and contains(observed, desired):

@@ -23,7 +23,7 @@ from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
 from .diff import contains
-from .store import Store
+from .store import Store, other_owner
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,9 @@ class GroupSetReconciler:
             # Role replicas another writer set (the scaling adapter, an HPA through it, a user)
             # stay theirs: a forced apply would take them back and reset the size.
             for role in member["spec"].get("roles") or []:
-                if "replicas" in role and role_replicas_owner(current, role["name"]) not in (None, *OUR_GROUP_WRITERS):
+                key = "k:" + json.dumps({"name": role["name"]}, separators=(",", ":"))
+                if "replicas" in role and other_owner(current, ("f:spec", "f:roles", key, "f:replicas"),
+                                                      OUR_GROUP_WRITERS) is not None:
                     del role["replicas"]
         result = await self.kube.apply(member, manager=SET_MANAGER)
         self.store.upsert(result)
@@ -170,15 +172,6 @@ class GroupSetReconciler:
 # Managers that have applied a member group's spec: the set now, the group reconcile's shared
 # manager in releases before writers had managers of their own.
 OUR_GROUP_WRITERS = (SET_MANAGER, naming.FIELD_MANAGER)
-
-
-def role_replicas_owner(group: dict, role: str) -> str | None:
-    """The manager that last set spec.roles[name=role].replicas, other than the set, if any."""
-    key = "k:" + json.dumps({"name": role}, separators=(",", ":"))
-    owners = [e.get("manager") for e in group["metadata"].get("managedFields") or []
-              if "f:replicas" in (((e.get("fieldsV1") or {}).get("f:spec") or {}).get("f:roles") or {}).get(key, {})]
-    foreign = [m for m in owners if m not in OUR_GROUP_WRITERS]
-    return foreign[0] if foreign else (owners[0] if owners else None)
 
 
 def _ready(group: dict) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 from collections import OrderedDict, defaultdict
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from typing import NamedTuple
 
 from .. import naming
@@ -192,6 +192,20 @@ def _slim_pod(pod: dict) -> dict:
 # The spec fields whose other owners a reconcile must know (it yields them): everything else of
 # metadata.managedFields, often as large as the object itself, is dropped from the store.
 OWNERSHIP_KEPT = ("f:replicas",)
+
+
+def other_owner(obj: dict, path: tuple[str, ...], ours: Collection[str]) -> str | None:
+    """A field manager not in `ours` that owns the field at `path` of managedFields' fieldsV1
+    (e.g. ("f:spec", "f:replicas")), if any. The store keeps only the entries this asks about."""
+    for entry in obj["metadata"].get("managedFields") or []:
+        if entry.get("manager") in ours:
+            continue
+        node = entry.get("fieldsV1") or {}
+        for step in path:
+            node = node.get(step) if isinstance(node, dict) else None
+        if node is not None:
+            return entry.get("manager")
+    return None
 
 
 def _slim_managed_fields(obj: dict) -> dict:

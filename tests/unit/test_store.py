@@ -1,5 +1,17 @@
+import contextlib
+
 from rbg_operator import naming
-from rbg_operator.controller.store import Seen, Store, writer
+from rbg_operator.controller.store import Seen, Store, other_owner, writer
+
+
+@contextlib.contextmanager
+def written_by(key):
+    """Store as the reconcile `key` would, from inside its pass."""
+    token = writer.set(key)
+    try:
+        yield
+    finally:
+        writer.reset(token)
 
 
 def revision(name: str, owner_kind: str, number: int) -> dict:
@@ -32,11 +44,8 @@ def test_only_a_newer_version_is_news_and_an_echo_names_its_writer():
     store = Store()
     written = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns", "uid": "u",
                                                                    "resourceVersion": "20"}, "spec": {"a": 2}}
-    token = writer.set(("rolebasedgroup", "ns", "g"))
-    try:
+    with written_by(("rolebasedgroup", "ns", "g")):
         assert store.upsert(written) == Seen(True)
-    finally:
-        writer.reset(token)
     assert store.upsert(written) == Seen(False, ("rolebasedgroup", "ns", "g"))
     older = {**written, "metadata": {**written["metadata"], "resourceVersion": "19"}}
     assert store.upsert(older) == Seen(False, None)
@@ -74,11 +83,8 @@ def test_the_echo_of_a_write_that_carried_a_newer_generation_wakes_the_writer_to
     holds the new generation, and its echo must not be suppressed."""
     store = Store()
     store.upsert(service("u", "10", generation=1))
-    token = writer.set(("rolebasedgroup", "ns", "s"))
-    try:
+    with written_by(("rolebasedgroup", "ns", "s")):
         store.upsert(service("u", "12", generation=2), read_generation=1)
-    finally:
-        writer.reset(token)
     assert store.upsert(service("u", "11", generation=2)) == Seen(False)  # the spec change's own event: older
     assert store.upsert(service("u", "12", generation=2)) == Seen(True)  # the echo: news to everyone
 
@@ -86,11 +92,8 @@ def test_the_echo_of_a_write_that_carried_a_newer_generation_wakes_the_writer_to
 def test_the_echo_of_a_write_of_the_generation_read_is_suppressed_for_its_writer():
     store = Store()
     store.upsert(service("u", "10", generation=3))
-    token = writer.set(("rolebasedgroup", "ns", "s"))
-    try:
+    with written_by(("rolebasedgroup", "ns", "s")):
         store.upsert(service("u", "11", generation=3), read_generation=3)
-    finally:
-        writer.reset(token)
     assert store.upsert(service("u", "11", generation=3)) == Seen(False, ("rolebasedgroup", "ns", "s"))
 
 
@@ -102,3 +105,16 @@ def test_keys_of_one_namespace():
     store.upsert(other)
     assert store.keys("v1", "Service", "ns") == [("ns", "s")]
     assert sorted(store.keys("v1", "Service")) == [("ns", "s"), ("other", "s")]
+
+
+def test_other_owner_names_a_manager_outside_ours_that_owns_the_field():
+    managed = {"metadata": {"managedFields": [
+        {"manager": "rbg-operator", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "rbg-operator-scalingadapter",
+         "fieldsV1": {"f:spec": {"f:roles": {'k:{"name":"a"}': {"f:replicas": {}}}}}}]}}
+    assert other_owner(managed, ("f:spec", "f:replicas"), {"rbg-operator"}) is None
+    assert other_owner(managed, ("f:spec", "f:replicas"), set()) == "rbg-operator"
+    role_a = ("f:spec", "f:roles", 'k:{"name":"a"}', "f:replicas")
+    assert other_owner(managed, role_a, {"rbg-operator"}) == "rbg-operator-scalingadapter"
+    assert other_owner(managed, role_a, {"rbg-operator-scalingadapter"}) is None
+    assert other_owner(managed, ("f:spec", "f:roles", 'k:{"name":"b"}', "f:replicas"), set()) is None
