@@ -54,7 +54,7 @@ def _say(message: str) -> None:
     print(f"[localcluster] {message}", file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -189,6 +189,11 @@ def _start(name: str, argv: list[str], state: dict, env: dict | None = None) -> 
     _save_state(state)
 
 
+def process_alive(name: str) -> bool:
+    pid = _load_state().get("pids", {}).get(name)
+    return bool(pid) and _alive(pid)
+
+
 def restart(*names: str) -> None:
     """Kill components (SIGKILL, as a crash) and start them again with the same arguments;
     for fault tests. Waits for the apiserver to be ready again."""
@@ -303,7 +308,7 @@ def _start_lws_controller(binaries: dict[str, Path], state: dict) -> None:
     certs.mkdir(exist_ok=True)
     (certs / "tls.crt").write_bytes((pki_dir / "apiserver.crt").read_bytes())
     (certs / "tls.key").write_bytes((pki_dir / "apiserver.key").read_bytes())
-    port, health = _free_port(), _free_port()
+    port, health = free_port(), free_port()
     state["ports"]["lws-webhook"] = port
     config = {
         "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
@@ -381,7 +386,7 @@ def up() -> None:
         link.unlink(missing_ok=True)
         link.symlink_to(path)
 
-    ports = {name: _free_port() for name in ("etcd", "etcd-peer", "apiserver")}
+    ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver")}
     state = {"ports": ports, "binaries": {k: str(v) for k, v in binaries.items()}, "pids": {}}
     _save_state(state)
     server = f"https://127.0.0.1:{ports['apiserver']}"
@@ -410,6 +415,9 @@ def up() -> None:
         f"--service-cluster-ip-range={SERVICE_RANGE}", "--authorization-mode=RBAC", "--allow-privileged=true",
         f"--feature-gates={FEATURE_GATES}", "--runtime-config=scheduling.k8s.io/v1alpha1=true",
         "--profiling=false", "--endpoint-reconciler-type=none",  # loopback cannot be an Endpoints address
+        # As hardened clusters (OpenShift among them) do: setting blockOwnerDeletion on an owner
+        # reference needs `update` on the owner's finalizers, so a missing RBAC rule shows up here.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
     ], state)
     _wait("kube-apiserver ready", lambda: _apiserver_ready(state), 90, state, "kube-apiserver")
 

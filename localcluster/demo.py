@@ -14,10 +14,20 @@ from . import cluster
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP = "sglang-pd"
+TEST_NAMESPACES = ("t-*", "iso-*")  # the globs of the namespaces the test suite makes (tests/conftest.py)
 
 
 def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _fail(message: str) -> None:
+    _say(message)
+    sys.exit(1)
 
 
 def main() -> None:
@@ -32,9 +42,14 @@ def main() -> None:
 
     log = cluster.state_dir() / "logs" / "rbg-operator.log"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())}
+    # Every namespace but the ones `make test` creates (t-*, iso-*): the test suite runs its own
+    # operators there, and two operators on one group would each act on it (a restart recreated twice).
+    # Free ports picked now: the operator refuses port 0 (its probes would land on a port nobody knows).
+    metrics_port, health_port = cluster.free_port(), cluster.free_port()
     pid = cluster.start_process("rbg-operator", [sys.executable, "-m", "rbg_operator", "run",
-                                                 "--metrics-bind-address=127.0.0.1:0",
-                                                 "--health-probe-bind-address=127.0.0.1:0"], env=env)
+                                                 *[f"--ignore-namespace={glob}" for glob in TEST_NAMESPACES],
+                                                 f"--metrics-bind-address=127.0.0.1:{metrics_port}",
+                                                 f"--health-probe-bind-address=127.0.0.1:{health_port}"], env=env)
     _say(f"operator running (pid {pid}), log: {log}")
 
     _say("applying examples/llm-model.yaml and examples/sglang_pd.yaml")
@@ -52,9 +67,12 @@ def main() -> None:
             last = line
         if ready and ready["status"] == "True":
             break
+        if not cluster.process_alive("rbg-operator"):
+            _fail(f"the operator exited; the end of its log ({log}):\n" + _tail(log))
         time.sleep(1)
     else:
-        _say(f"{GROUP} is not Ready after 180s; the operator log is {log}")
+        _fail(f"{GROUP} is not Ready after 180s. Look at `kubectl describe rbg {GROUP}` and the operator "
+              f"log ({log}); `make cluster-down` and `make demo` start afresh.")
 
     print()
     print(cluster.kubectl("get", "rbg", GROUP).stdout)

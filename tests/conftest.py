@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,18 +21,28 @@ from tests.support.operator import OperatorProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO / ".cluster" / "test-logs"
+TEST_NAMESPACES = "t-*"  # what the `namespace` fixture makes; the session's operator acts there only
 # Restart-policy timing short enough to observe backoff and the budget within a test.
 FAST_RESTARTS = ("--restart-backoff-base=3", "--restart-backoff-cap=12", "--restart-quiet-period=60",
                  "--restart-budget=3", "--restart-budget-window=600")
 
 
 def pytest_collection_modifyitems(items):
-    # Tests under tests/cluster need the control plane; everything else is a pure unit test.
+    # Tests under tests/cluster need the control plane; tests under tests/packaging build what
+    # ships (the image's install steps) without a cluster; everything else is a pure unit test.
     for item in items:
-        if "tests/cluster/" in str(item.fspath).replace(os.sep, "/"):
+        path = str(item.fspath).replace(os.sep, "/")
+        if "tests/cluster/" in path:
             item.add_marker(pytest.mark.cluster)
+        elif "tests/packaging/" in path:
+            item.add_marker(pytest.mark.packaging)
         else:
             item.add_marker(pytest.mark.unit)
+    # `make demo` then `make test` is the README's path: the demo runs before every other cluster
+    # test and is checked after all of them, so the suite always runs beside it.
+    first = [i for i in items if i.get_closest_marker("demo_first")]
+    last = [i for i in items if i.get_closest_marker("demo_last")]
+    items[:] = first + [i for i in items if i not in first and i not in last] + last
 
 
 _LOG_SIZES: dict[str, int] = {}  # component log lengths when the session's cluster was ready
@@ -173,14 +184,42 @@ def kubectl(kubeconfig: str) -> Kubectl:
             name = crd["metadata"]["name"]
             wait_for(f"CRD {name} established",
                      lambda: (condition(client.get("crd", name), "Established") or {}).get("status") == "True", 60)
+    _nobody_else_acts_on_test_namespaces(client)
     return client
+
+
+def _nobody_else_acts_on_test_namespaces(client: Kubectl) -> None:
+    """Before the session's operator starts, a group in a test namespace must stay untouched:
+    if another RoleBasedGroup controller acts on it, two operators would act on every test's
+    groups (restarts recreated twice, rollouts raced), so stop here and say who it is."""
+    probe = f"t-probe-{secrets.token_hex(3)}"
+    client.run("create", "namespace", probe)
+    try:
+        client.apply({"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "probe"},
+                      "spec": {"roles": [{"name": "web", "template": {"spec": {"containers": [
+                          {"name": "web", "image": "example.com/probe:v1"}]}}}]}}, probe)
+        deadline = time.monotonic() + 5  # a running controller answers a new group within a second
+        while time.monotonic() < deadline:
+            group = client.get("rbg", "probe", probe) or {}
+            children = client.get("statefulsets", namespace=probe)
+            if group.get("status") or children:
+                writers = sorted({f["manager"] for obj in [group, *children]
+                                  for f in obj["metadata"].get("managedFields", []) if not f["manager"].startswith("kubectl")})
+                pytest.exit(f"another RoleBasedGroup controller acts on the test namespaces ({TEST_NAMESPACES}); "
+                            f"its field managers: {writers}. The tests need to be the only ones acting there: stop it "
+                            "(`make cluster-down` stops the demo's), or start it with "
+                            "--ignore-namespace='t-*' --ignore-namespace='iso-*' as `make demo` does.", returncode=3)
+            time.sleep(0.5)
+    finally:
+        client.run("delete", "namespace", probe, "--wait=false")
 
 
 @pytest.fixture(scope="session")
 def operator(kubectl: Kubectl, kubeconfig: str):
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    # Namespaces named iso-* belong to operators a test runs itself (fault tests).
-    process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log", *FAST_RESTARTS, "--ignore-namespace=iso-*").start()
+    # Only the namespaces the `namespace` fixture makes: iso-* belong to operators a test runs
+    # itself (fault tests), and everything else to whoever else uses the cluster (the demo).
+    process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log", *FAST_RESTARTS, f"--namespace={TEST_NAMESPACES}").start()
     yield process
     process.stop()
 
