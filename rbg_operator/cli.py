@@ -8,7 +8,7 @@ import logging
 import kopf
 from prometheus_client import start_http_server
 
-from . import operator
+from . import metrics_server, operator
 from .controller.restarts import RestartSettings
 from .desired.options import BuildOptions
 
@@ -58,6 +58,14 @@ def main(argv: list[str] | None = None) -> None:
                      help="safety-net resync period (default %(default)s)")
     run.add_argument("--metrics-bind-address", default=":8080", type=_host_port_or_off,
                      help="where /metrics is served, host:port; '0' disables (default %(default)s)")
+    run.add_argument("--metrics-secure", action="store_true",
+                     help="serve /metrics over HTTPS, only to callers whose bearer token passes a TokenReview "
+                          "and whose user may 'get' the non-resource URL /metrics (SubjectAccessReview); "
+                          "the operator then needs 'create' on tokenreviews and subjectaccessreviews "
+                          "(default: plain HTTP, no authentication)")
+    run.add_argument("--metrics-cert-dir", default="",
+                     help="with --metrics-secure: directory with tls.crt and tls.key to serve "
+                          "(default: a self-signed certificate made at start)")
     run.add_argument("--health-probe-bind-address", default=":8081", type=_host_port,
                      help="where /healthz is served, host:port (default %(default)s)")
     run.add_argument("--webhook-bind-address", default="", type=lambda v: v and _host_port(v),
@@ -120,9 +128,18 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.webhook_host = args.webhook_host
     operator.SETTINGS.webhook_cert_dir = args.webhook_cert_dir
     operator.SETTINGS.webhook_configuration = args.webhook_configuration
+    if args.metrics_cert_dir and not args.metrics_secure:
+        run.error("--metrics-cert-dir needs --metrics-secure (without it /metrics is plain HTTP)")
     if args.metrics_bind_address != "0":
+        # Both servers answer from threads of their own, off the event loop.
         host, port = _address(args.metrics_bind_address)
-        start_http_server(port, addr=host)  # serves from its own thread, off the event loop
+        if args.metrics_secure:
+            try:
+                metrics_server.serve(host, port, args.metrics_cert_dir)
+            except metrics_server.ServerConfigError as error:
+                run.error(str(error))
+        else:
+            start_http_server(port, addr=host)
     host, port = _address(args.health_probe_bind_address)
     kopf.run(
         standalone=True,

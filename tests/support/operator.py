@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import os
-import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from localcluster.cluster import free_port
 
 
 class OperatorProcess:
     def __init__(self, kubeconfig: str, log_path: Path, *extra_args: str):
         self.kubeconfig, self.log_path, self.extra_args = kubeconfig, log_path, extra_args
         self.metrics_port, self.health_port = free_port(), free_port()
+        # --metrics-secure serves HTTPS (self-signed unless --metrics-cert-dir) and wants a bearer token.
+        self.metrics_secure = "--metrics-secure" in extra_args
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "OperatorProcess":
@@ -53,9 +51,19 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def metrics(self) -> dict[str, float]:
-        """Current metric samples as {'name{labels}': value}."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+    @property
+    def metrics_url(self) -> str:
+        return f"{'https' if self.metrics_secure else 'http'}://127.0.0.1:{self.metrics_port}/metrics"
+
+    def metrics(self, token: str | None = None) -> dict[str, float]:
+        """Current metric samples as {'name{labels}': value}; `token` for a --metrics-secure operator."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.metrics_url, headers=headers)
+        context = None
+        if self.metrics_secure:  # the tests check the certificate themselves where it matters
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             text = response.read().decode()
         samples = {}
         for line in text.splitlines():
