@@ -5,6 +5,7 @@ leader election, metrics, the kubectl plugin, and the installable entrypoint."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -52,8 +53,9 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     assert "0 chart(s) failed" in lint.stdout
     docs = render(helm)
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding",
-                     "Secret", "Service", "Service", "ServiceAccount", "ValidatingWebhookConfiguration"]
+    assert kinds == ["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
+                     "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "Service", "ServiceAccount",
+                     "ValidatingWebhookConfiguration"]
     for role in (d for d in docs if d["kind"] in ("ClusterRole", "Role")):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
@@ -62,7 +64,9 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert "priorityClassName" not in pod
     container = pod["containers"][0]
+    assert container["image"] == "registry.example.com/rbg-operator:0.1.0"
     assert container["args"][:2] == ["run", "--leader-elect"]
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}
@@ -73,8 +77,132 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     assert {w["clientConfig"]["caBundle"] for w in hook["webhooks"]} == {secret["data"]["ca.crt"]}
     assert [w["clientConfig"]["service"]["path"] for w in hook["webhooks"]] == \
         ["/validate-rolebasedgroup", "/validate-rolebasedgroupset"]
-    monitored = render(helm, "--set", "metrics.serviceMonitor.enabled=true")
-    assert any(d["kind"] == "ServiceMonitor" for d in monitored)
+
+
+def _rules(role: dict) -> list[tuple]:
+    return sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"])
+
+
+def _by(docs: list[dict], kind: str, name: str, namespace: str | None = None) -> dict:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name
+                and (namespace is None or d["metadata"].get("namespace") == namespace))
+
+
+def test_rbac_allows_blocking_owner_deletion_and_narrows_to_watched_namespaces(helm):
+    # Children carry blockOwnerDeletion; OwnerReferencesPermissionEnforcement then wants update on
+    # the owner's finalizers subresource.
+    cluster_wide = _by(render(helm), "ClusterRole", "ack-rbgs")
+    assert (("workloads.x-k8s.io",), ("rolebasedgroups/finalizers", "rolebasedgroupsets/finalizers"), ("update",)) \
+        in _rules(cluster_wide)
+    narrowed = render(helm, "--set", "operator.watchNamespaces={team-a,team-b}")
+    cluster_role = _by(narrowed, "ClusterRole", "ack-rbgs")
+    roles = {ns: _by(narrowed, "Role", "ack-rbgs", ns) for ns in ("team-a", "team-b")}
+    # What the ClusterRole gave on namespaced resources, each watched namespace's Role now gives, and
+    # the ClusterRole keeps only cluster-scoped reads (CRDs, namespaces) and the reviews.
+    assert _rules(roles["team-a"]) == _rules(roles["team-b"]) == \
+        sorted(set(_rules(cluster_wide)) - set(_rules(cluster_role)))
+    assert {r for group, resources, _ in _rules(cluster_role) for r in resources} <= {
+        "customresourcedefinitions", "namespaces", "tokenreviews", "subjectaccessreviews"}
+    for ns in ("team-a", "team-b"):
+        binding = _by(narrowed, "RoleBinding", "ack-rbgs", ns)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ack-rbgs"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ack-rbgs", "namespace": "rbgs-system"}]
+    args = _by(narrowed, "Deployment", "ack-rbgs")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_aggregated_roles_give_namespace_users_the_three_kinds(helm):
+    docs = render(helm)
+    view, edit = _by(docs, "ClusterRole", "ack-rbgs-view"), _by(docs, "ClusterRole", "ack-rbgs-edit")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    kinds = {"rolebasedgroups", "rolebasedgroupsets", "rolebasedgroupscalingadapters"}
+    for role, verbs in ((view, {"get", "list", "watch"}), (edit, {"create", "update", "patch", "delete"})):
+        granted = {resource for rule in role["rules"] if verbs <= set(rule["verbs"]) for resource in rule["resources"]}
+        assert kinds <= granted, role["rules"]
+    assert not any(d["metadata"]["name"].endswith(("-view", "-edit"))
+                   for d in render(helm, "--set", "rbac.aggregateToDefaultRoles=false"))
+
+
+def test_a_new_webhook_certificate_restarts_the_pods(helm):
+    def checksum_and_secret(docs: list[dict]) -> tuple[str, dict]:
+        annotations = _by(docs, "Deployment", "ack-rbgs")["spec"]["template"]["metadata"]["annotations"]
+        return annotations["checksum/webhook-cert"], _by(docs, "Secret", "ack-rbgs-webhook-cert")["data"]
+
+    first, data = checksum_and_secret(render(helm))
+    # The checksum is over exactly the certificate the Secret carries...
+    stored = json.dumps({"ca": data["ca.crt"], "cert": data["tls.crt"], "key": data["tls.key"]}, separators=(",", ":"))
+    assert first == hashlib.sha256(stored.encode()).hexdigest()
+    # ...so a new certificate (offline, each render makes one) changes the pod template.
+    second, other = checksum_and_secret(render(helm))
+    assert other["tls.crt"] != data["tls.crt"] and second != first
+
+
+def test_cert_manager_option_replaces_the_generated_certificate(helm):
+    docs = render(helm, "--set", "webhook.certManager.enabled=true")
+    assert not any(d["kind"] == "Secret" for d in docs)
+    certificate = _by(docs, "Certificate", "ack-rbgs-webhook")
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "ack-rbgs-selfsigned"}
+    assert _by(docs, "Issuer", "ack-rbgs-selfsigned")["spec"] == {"selfSigned": {}}
+    assert "ack-rbgs-webhook.rbgs-system.svc" in certificate["spec"]["dnsNames"]
+    hook = _by(docs, "ValidatingWebhookConfiguration", "ack-rbgs")
+    assert hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "rbgs-system/ack-rbgs-webhook"
+    assert not any("caBundle" in w["clientConfig"] for w in hook["webhooks"])
+    pod = _by(docs, "Deployment", "ack-rbgs")["spec"]["template"]
+    assert "checksum/webhook-cert" not in (pod["metadata"].get("annotations") or {})
+    assert {v.get("secret", {}).get("secretName") for v in pod["spec"]["volumes"]} >= {certificate["spec"]["secretName"]}
+    own_issuer = render(helm, "--set", "webhook.certManager.enabled=true",
+                        "--set", "webhook.certManager.issuerRef.kind=ClusterIssuer",
+                        "--set", "webhook.certManager.issuerRef.name=corp-ca")
+    assert not any(d["kind"] == "Issuer" for d in own_issuer)
+    assert _by(own_issuer, "Certificate", "ack-rbgs-webhook")["spec"]["issuerRef"] == \
+        {"kind": "ClusterIssuer", "name": "corp-ca"}
+
+
+def test_service_monitor_selects_the_metrics_service_only(helm):
+    def matches(selector: dict, labels: dict) -> bool:
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    for secure in ("false", "true"):
+        docs = render(helm, "--set", "metrics.serviceMonitor.enabled=true", "--set", f"metrics.secure={secure}")
+        monitor = _by(docs, "ServiceMonitor", "ack-rbgs")
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        services = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "Service"}
+        assert [name for name, labels in services.items() if matches(selector, labels)] == ["ack-rbgs-metrics"]
+        assert "helm.sh/chart" not in selector and "app.kubernetes.io/version" not in selector  # change on upgrades
+        endpoint = monitor["spec"]["endpoints"][0]
+        args = _by(docs, "Deployment", "ack-rbgs")["spec"]["template"]["spec"]["containers"][0]["args"]
+        reader = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "ack-rbgs-metrics-reader"]
+        if secure == "true":
+            assert endpoint["scheme"] == "https" and "bearerTokenFile" in endpoint, endpoint
+            assert "--metrics-secure" in args
+            assert reader and reader[0]["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+            reviews = {r for rule in _by(docs, "ClusterRole", "ack-rbgs")["rules"] for r in rule["resources"]}
+            assert {"tokenreviews", "subjectaccessreviews"} <= reviews
+        else:
+            assert endpoint.get("scheme", "http") == "http" and "--metrics-secure" not in args and not reader
+
+
+def test_names_image_and_priority_values(helm):
+    digest = "sha256:" + "ab" * 32
+    docs = render(helm, "--set", "nameOverride=operator", "--set", f"image.digest={digest}",
+                  "--set", "priorityClassName=system-cluster-critical")
+    deployment = _by(docs, "Deployment", "ack-rbgs-operator")  # <release>-<name>, as `helm create` names
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/name"] == "operator"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == f"registry.example.com/rbg-operator@{digest}"
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    renamed = render(helm, "--set", "fullnameOverride=rbgs")
+    assert {d["metadata"]["name"] for d in renamed if d["kind"] in ("Deployment", "ServiceAccount", "ClusterRole")} \
+        == {"rbgs", "rbgs-view", "rbgs-edit"}
+
+
+def test_values_schema_names_the_mistaken_field(helm):
+    typo = helm("template", "x", str(CHART), "--set", "operator.wrokers=3", check=False)
+    assert typo.returncode != 0 and "wrokers" in typo.stderr, typo.stderr
+    wrong_type = helm("template", "x", str(CHART), "--set", "replicaCount=two", check=False)
+    assert wrong_type.returncode != 0 and "/replicaCount" in wrong_type.stderr, wrong_type.stderr
 
 
 def test_every_value_is_documented_in_the_chart_readme():
@@ -92,12 +220,12 @@ def test_every_value_is_documented_in_the_chart_readme():
     assert not missing, missing
 
 
-def _install(helm, kubectl: Kubectl, release: str, namespace: str) -> None:
+def _install(helm, kubectl: Kubectl, release: str, namespace: str, *values: str) -> None:
     kubectl.run("create", "namespace", namespace)
     kubectl.run("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     # The local cluster's pods are kwok fakes, so a Service-backed webhook could never answer:
     # the webhook stays off here (its objects are checked in the rendering test).
-    helm("install", release, str(CHART), "-n", namespace, "--set", "webhook.enabled=false", "--wait=false")
+    helm("install", release, str(CHART), "-n", namespace, "--set", "webhook.enabled=false", "--wait=false", *values)
 
 
 def test_chart_installs_restricted_and_upgrades_keep_crds_and_groups(helm, kubectl: Kubectl, namespace: str):
@@ -131,9 +259,14 @@ def _service_account_kubeconfig(kubectl: Kubectl, namespace: str, account: str, 
     return str(path)
 
 
-def test_operator_as_the_chart_service_account_meets_no_403(helm, kubectl: Kubectl, namespace: str, tmp_path):
+@pytest.mark.parametrize("scope", ["all-namespaces", "watched-namespace"])
+def test_operator_as_the_chart_service_account_meets_no_403(helm, kubectl: Kubectl, namespace: str, tmp_path, scope):
+    # The local cluster enforces OwnerReferencesPermissionEnforcement, as hardened clusters do: the
+    # children's blockOwnerDeletion needs update on the groups' finalizers, from the ClusterRole or,
+    # with operator.watchNamespaces, from the Role in the watched namespace.
     release, home = f"rbgs-{secrets.token_hex(3)}", f"rbgs-system-{secrets.token_hex(3)}"
-    _install(helm, kubectl, release, home)
+    watched = scope == "watched-namespace"
+    _install(helm, kubectl, release, home, *(["--set", f"operator.watchNamespaces={{{namespace}}}"] if watched else []))
     try:
         wait_for("ServiceAccount", lambda: kubectl.get("serviceaccount", release + "-ack-rbgs", home)
                  or kubectl.get("serviceaccount", release, home), 30)
@@ -167,11 +300,15 @@ def test_operator_as_the_chart_service_account_meets_no_403(helm, kubectl: Kubec
             wait_for("this operator holds the Lease", lambda: operator.metrics().get(
                 f'leader_election_master_status{{name="rbg-operator"}}') == 1.0, 30)
             identity = f"--as=system:serviceaccount:{home}:{account}"
+            where = f"-n={namespace}" if watched else "--all-namespaces"
             for resource in ("rolebasedgroups.workloads.x-k8s.io", "statefulsets.apps", "pods", "leaderworkersets.leaderworkerset.x-k8s.io",
                              "podgroups.scheduling.x-k8s.io", "controllerrevisions.apps", "customresourcedefinitions.apiextensions.k8s.io"):
                 for verb in ("list", "watch"):
-                    assert kubectl.run("auth", "can-i", verb, resource, "--all-namespaces", identity,
+                    assert kubectl.run("auth", "can-i", verb, resource, where, identity,
                                        check=False).stdout.strip() == "yes", (verb, resource)
+            if watched:  # nothing beyond the watched namespace
+                assert kubectl.run("auth", "can-i", "list", "pods", "--all-namespaces", identity,
+                                   check=False).stdout.strip() == "no"
             assert kubectl.run("auth", "can-i", "create", "secrets", f"-n={namespace}", identity,
                                check=False).stdout.strip() == "no", "least privilege: no secrets"
             codes = {k: v for k, v in operator.metrics().items() if k.startswith("rest_client_requests_total")}
@@ -263,17 +400,71 @@ def test_kubectl_rbg_status_prints_the_tree(operator, kubectl: Kubectl, kubeconf
     assert lines[4].startswith("└─ role router: StatefulSet tree-router ready 1/1")
 
 
-def test_pip_install_into_a_clean_virtualenv_gives_the_dockerfile_entrypoint(tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-c", str(REPO / "constraints.txt"),
-                          str(REPO)], capture_output=True, text=True, timeout=600)
-    assert pip.returncode == 0, pip.stderr[-2000:]
-    entrypoint = json.loads(next(line for line in (REPO / "Dockerfile").read_text().splitlines()
-                                 if line.startswith("ENTRYPOINT")).removeprefix("ENTRYPOINT").strip())
-    assert entrypoint == ["rbg-operator", "run"]
-    shown = subprocess.run([str(venv / "bin" / entrypoint[0]), *entrypoint[1:], "--help"], capture_output=True,
-                           text=True, timeout=60)
-    assert shown.returncode == 0 and "--leader-elect" in shown.stdout, shown.stderr
-    plugin = subprocess.run([str(venv / "bin" / "kubectl-rbg"), "--help"], capture_output=True, text=True, timeout=60)
-    assert plugin.returncode == 0 and "rollout" in plugin.stdout
+PREVIOUS_CHART = "68dea14"  # the commit of chart 0.1.0, whose CRDs users have installed
+
+
+def _crds_under_a_test_group(texts: dict[str, str], group: str) -> dict[str, str]:
+    # Under a group of the test's own, so the suite's CRDs (and the groups stored under them) are untouched.
+    return {name: text.replace("workloads.x-k8s.io", group) for name, text in texts.items()}
+
+
+def _readme_crd_upgrade_command() -> list[str]:
+    section = (REPO / "README.md").read_text().split("### Upgrading", 1)[1].split("\n### ", 1)[0]
+    line = next(line for line in section.splitlines() if line.startswith("kubectl apply") and "crds" in line)
+    return line.split()
+
+
+def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, kubectl: Kubectl, namespace: str,
+                                                                        tmp_path):
+    files = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    previous = {}
+    for name in files:
+        shown = subprocess.run(["git", "show", f"{PREVIOUS_CHART}:charts/ack-rbgs/crds/{name}"], cwd=REPO,
+                               capture_output=True, text=True)
+        if shown.returncode != 0:
+            pytest.fail(f"the previous chart's CRDs are not in this clone ({shown.stderr.strip()}); "
+                        "a shallow clone lacks them: run `git fetch --unshallow`")
+        previous[name] = shown.stdout
+    group = f"up{secrets.token_hex(4)}.example.com"
+    old = _crds_under_a_test_group(previous, group)
+    new = _crds_under_a_test_group({name: (CHART / "crds" / name).read_text() for name in files}, group)
+
+    # Installed as a user did: by Helm, from the chart's crds/.
+    chart = tmp_path / "previous-chart"
+    (chart / "crds").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: ack-rbgs\nversion: 0.1.0\n")
+    for name, text in old.items():
+        (chart / "crds" / name).write_text(text)
+    release = f"up-{secrets.token_hex(3)}"
+    helm("install", release, str(chart), "-n", namespace)
+    crd_names = [yaml.safe_load(text)["metadata"]["name"] for text in old.values()]
+    try:
+        for crd in crd_names:
+            kubectl.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        group_of = lambda replicas: {  # noqa: E731
+            "apiVersion": f"{group}/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "kept"},
+            "spec": {"roles": [{"name": "web", "replicas": replicas, "template": {"spec": {"containers": C}}}]}}
+        kubectl.apply(group_of(2), namespace, "--server-side")
+        kept = kubectl.get(f"rolebasedgroups.{group}", "kept", namespace)
+        # The old schema has no cap on replicas; the new one refuses more than 5000.
+        assert kubectl.apply(group_of(6000), namespace, "--server-side", "--dry-run=server").returncode == 0
+
+        target = tmp_path / "crds"
+        target.mkdir()
+        for name, text in new.items():
+            (target / name).write_text(text)
+        command = _readme_crd_upgrade_command()
+        assert command[:2] == ["kubectl", "apply"] and "--server-side" in command, command
+        argv = [str(target) if arg.rstrip("/").endswith("crds") else arg for arg in command[1:]]
+        kubectl.run(*argv)
+
+        stored = kubectl.get(f"rolebasedgroups.{group}", "kept", namespace)
+        assert stored["metadata"]["uid"] == kept["metadata"]["uid"]
+        assert stored["spec"]["roles"][0]["replicas"] == 2
+        refused = kubectl.run("apply", f"--namespace={namespace}", "--server-side", "--dry-run=server", "-f", "-",
+                              stdin=yaml.safe_dump(group_of(6000)), check=False)
+        assert refused.returncode != 0 and "spec.roles[0].replicas" in refused.stderr, refused.stderr
+    finally:
+        helm("uninstall", release, "-n", namespace, check=False)
+        for crd in crd_names:
+            kubectl.run("delete", "crd", crd, "--ignore-not-found", "--wait=false")
