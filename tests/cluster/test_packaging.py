@@ -404,8 +404,28 @@ PREVIOUS_CHART = "68dea14"  # the commit of chart 0.1.0, whose CRDs users have i
 
 
 def _crds_under_a_test_group(texts: dict[str, str], group: str) -> dict[str, str]:
-    # Under a group of the test's own, so the suite's CRDs (and the groups stored under them) are untouched.
-    return {name: text.replace("workloads.x-k8s.io", group) for name, text in texts.items()}
+    """The CRDs under a group of the test's own, so the suite's CRDs and groups are untouched, and
+    without short names and categories: kubectl would otherwise resolve `rbg` to the test's group
+    (same version, and groups of equal priority sort by name) for as long as its discovery cache
+    remembers it, after the CRDs are gone."""
+    out = {}
+    for name, text in texts.items():
+        crd = yaml.safe_load(text.replace("workloads.x-k8s.io", group))
+        crd["spec"]["names"].pop("shortNames", None)
+        crd["spec"]["names"].pop("categories", None)
+        out[name] = yaml.safe_dump(crd, sort_keys=False)
+    return out
+
+
+class _OwnDiscoveryCache(Kubectl):
+    """kubectl with a discovery cache of its own, so the suite's cache never learns the test's group."""
+
+    def __init__(self, kubectl: Kubectl, cache: Path):
+        super().__init__(kubectl.binary, kubectl.kubeconfig)
+        self.cache = cache
+
+    def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return super().run(f"--cache-dir={self.cache}", *args, **kwargs)
 
 
 def _readme_crd_upgrade_command() -> list[str]:
@@ -425,7 +445,8 @@ def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, ku
             pytest.fail(f"the previous chart's CRDs are not in this clone ({shown.stderr.strip()}); "
                         "a shallow clone lacks them: run `git fetch --unshallow`")
         previous[name] = shown.stdout
-    group = f"up{secrets.token_hex(4)}.example.com"
+    group = f"zz{secrets.token_hex(4)}.upgrade.example.com"  # sorts after workloads.x-k8s.io: lower priority
+    kubectl = _OwnDiscoveryCache(kubectl, tmp_path / "kube-cache")
     old = _crds_under_a_test_group(previous, group)
     new = _crds_under_a_test_group({name: (CHART / "crds" / name).read_text() for name in files}, group)
 
