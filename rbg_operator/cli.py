@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
                      help="group recreations allowed per window before giving up (default %(default)s)")
     run.add_argument("--restart-budget-window", type=float, default=defaults.budget_window,
                      help="the budget's window in seconds (default %(default)s)")
+    run.add_argument("--progress-deadline-seconds", type=_positive, default=operator.SETTINGS.progress_deadline,
+                     help="seconds a group may go without progress (a role's pods becoming ready or updated) "
+                          "before it is Stalled with reason ProgressDeadlineExceeded; the annotation "
+                          "rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds overrides it per group "
+                          "(default %(default)s)")
     run.add_argument("--leader-elect", action="store_true",
                      help="reconcile only while holding a Lease (for more than one replica)")
     run.add_argument("--leader-election-id", default="rbg-operator", help="name of the Lease (default %(default)s)")
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.restarts = RestartSettings(
         backoff_base=args.restart_backoff_base, backoff_cap=args.restart_backoff_cap,
         quiet_period=args.restart_quiet_period, budget=args.restart_budget, budget_window=args.restart_budget_window)
+    operator.SETTINGS.progress_deadline = args.progress_deadline_seconds
     operator.SETTINGS.leader_election = args.leader_elect
     operator.SETTINGS.leader_election_id = args.leader_election_id
     operator.SETTINGS.leader_election_namespace = args.leader_election_namespace

@@ -17,6 +17,8 @@ LABEL_ROLE = "rolebasedgroup.workloads.x-k8s.io/role"
 # the annotation a user sets to a new value to re-arm an exhausted restart budget.
 ANNOTATION_RESTART_STATE = "rolebasedgroup.workloads.x-k8s.io/restart-state"
 ANNOTATION_RESTART_RESET = "rolebasedgroup.workloads.x-k8s.io/restart-budget-reset"
+# Seconds without progress after which a group is Stalled (overrides --progress-deadline-seconds).
+ANNOTATION_PROGRESS_DEADLINE = "rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds"
 # Digest of the configuration the operator last applied to a child (see controller/reconciler.py).
 ANNOTATION_APPLIED = "rolebasedgroup.workloads.x-k8s.io/applied-config"
 

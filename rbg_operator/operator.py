@@ -54,6 +54,7 @@ class Settings:
     build: BuildOptions = dataclasses.field(default_factory=BuildOptions)
     restarts: RestartSettings = dataclasses.field(default_factory=RestartSettings)
     resync_seconds: float = 600.0  # a safety net only; events drive the loop
+    progress_deadline: float = 600.0  # seconds without progress before a group is Stalled
     # Children change in bursts (three workloads' status as their pods come up): a group waits
     # this long after the first change, then reconciles once for all of them. Changes to the
     # group itself are not delayed.
@@ -196,7 +197,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     recorder = EventRecorder(kube)
     restarts = RestartTracker(kube, store, recorder, SETTINGS.restarts)
     runtime = Runtime(kube, store, queue, {
-        GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts),
+        GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts, SETTINGS.progress_deadline),
         ADAPTER: AdapterReconciler(kube, store, recorder),
         GROUP_SET: GroupSetReconciler(kube, store, recorder),
     })

@@ -268,7 +268,7 @@ class RoleBasedGroupStatus(ApiModel):
 
     observed_generation: int | None = Field(None, description="The .metadata.generation this status reflects.")
     conditions: list[Condition] | None = Field(
-        None, description="Ready, Progressing, RollingUpdateInProgress, RestartInProgress.",
+        None, description="Ready, Progressing, Reconciling, Stalled, RollingUpdateInProgress, RestartInProgress.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
     role_statuses: list[RoleStatus] | None = Field(None, description="Per-role counts.")
 

@@ -9,13 +9,17 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def merge(previous: list[dict] | None, desired: list[dict], generation: int) -> list[dict]:
-    """Desired conditions (type, status, reason, message) stamped with times and generation."""
+def merge(previous: list[dict] | None, desired: list[dict], generation: int,
+          restamp: set[str] | frozenset = frozenset()) -> list[dict]:
+    """Desired conditions (type, status, reason, message) stamped with times and generation.
+    Types in `restamp` get a new lastTransitionTime even when their status stays (Progressing
+    restarts its clock on progress, as a Deployment's does)."""
     old = {c["type"]: c for c in previous or []}
     merged = []
     for condition in desired:
         before = old.get(condition["type"])
-        changed = before is None or before.get("status") != condition["status"]
+        changed = (before is None or before.get("status") != condition["status"]
+                   or condition["type"] in restamp)
         merged.append({
             **condition,
             "lastTransitionTime": now() if changed else before["lastTransitionTime"],

@@ -3,7 +3,6 @@ the store has observed, write only the difference, then report status."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 
@@ -20,8 +19,9 @@ from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_
 from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
 from ..kube import KINDS, ApiError, Kube, namespace_terminating
-from . import conditions
+from . import conditions, health
 from .diff import applied_digest, contains
+from .progress import RoleProgress, workload_progress
 from .restarts import RestartOutcome, RestartSettings, RestartTracker, delete_pod
 from .store import Store, other_owner
 from .together import together
@@ -43,39 +43,9 @@ RECREATE_WHEN_IMMUTABLE = {("scheduling.k8s.io/v1alpha1", "Workload")}
 YIELDABLE_FIELDS = {("spec", "replicas"): "f:replicas"}
 
 
-@dataclasses.dataclass
-class RoleProgress:
-    name: str
-    desired: int
-    replicas: int = 0
-    ready: int = 0
-    updated: int = 0
-    exists: bool = False
-    current: bool = False  # the workload controller has seen our latest spec
-
-    @property
-    def is_ready(self) -> bool:
-        return self.exists and self.current and self.ready >= self.desired and self.updated >= self.desired
-
-
-def _workload_progress(name: str, desired: int, workload: dict | None) -> RoleProgress:
-    progress = RoleProgress(name, desired)
-    if workload is None:
-        return progress
-    status = workload.get("status", {})
-    progress.exists = True
-    generation = workload["metadata"].get("generation", 0)
-    # LeaderWorkerSet reports no observedGeneration; the others do once their controller has looked.
-    seen = status.get("observedGeneration", generation if workload["kind"] == "LeaderWorkerSet" else 0)
-    progress.current = seen >= generation
-    progress.replicas = status.get("replicas", 0)
-    progress.ready = status.get("readyReplicas", 0)
-    progress.updated = status.get("updatedReplicas", 0)
-    progress.desired = workload.get("spec", {}).get("replicas", desired)
-    return progress
-
-
 STUCK_AFTER_SECONDS = 60
+# As a Deployment's progressDeadlineSeconds: long enough for images to pull and models to load.
+DEFAULT_PROGRESS_DEADLINE = 600.0
 CONFLICT_RECHECK_SECONDS = 30
 
 
@@ -101,8 +71,9 @@ def _owned_by(obj: dict, uid: str) -> bool:
 
 class Reconciler:
     def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, options: BuildOptions = DEFAULT,
-                 restarts: RestartTracker | None = None):
+                 restarts: RestartTracker | None = None, progress_deadline: float = DEFAULT_PROGRESS_DEADLINE):
         self.kube, self.store, self.recorder, self.options = kube, store, recorder, options
+        self.progress_deadline = progress_deadline
         self.restarts = restarts or RestartTracker(kube, store, recorder, RestartSettings())
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
@@ -147,7 +118,9 @@ class Reconciler:
                     workload = await self._ensure(body, child, created)  # in order: the workload comes last
                 if workload is not None and workload["kind"] == "StatefulSet":
                     await self._unstick(body, workload)
-                progress[role.name] = _workload_progress(role.name, role.replicas, workload)
+                progress[role.name] = workload_progress(role.name, role.replicas, workload)
+                update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
+                progress[role.name].paused = bool(update and update.paused)
                 if plans.get(role.name, RolePlan()).replicas is not None:
                     progress[role.name].desired = role.replicas  # still growing in paced steps: not there yet
 
@@ -173,8 +146,8 @@ class Reconciler:
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
             for r in group.spec.roles})
         restarts = await self.restarts.reconcile(body, group)
-        await self._report(body, group, progress, waiting, restarts)
-        return restarts.requeue_after
+        deadline_passes = await self._report(body, group, progress, waiting, restarts)
+        return min((t for t in (restarts.requeue_after, deadline_passes) if t is not None), default=None)
 
     async def _ensure(self, group_body: dict, desired: dict, created: list[str]) -> dict:
         """Apply `desired` unless the observed object already matches it.
@@ -383,9 +356,13 @@ class Reconciler:
         """What failed reaches the user: Ready=False with the reason and message, and a Warning Event
         when that message is new. Best effort: the API server may be what is failing."""
         try:
+            # A conflict waits for a person; a refused write is retried, so still in progress.
+            stalled = reason == "ChildConflict"
             changed = await self._write_status(body, [
                 {"type": "Ready", "status": "False", "reason": reason, "message": message},
-                {"type": "Progressing", "status": "False", "reason": reason, "message": message},
+                {"type": "Progressing", "status": "False" if stalled else "True", "reason": reason, "message": message},
+                {"type": "Reconciling", "status": "False" if stalled else "True", "reason": reason, "message": message},
+                {"type": "Stalled", "status": "True" if stalled else "False", "reason": reason, "message": message},
             ], role_statuses=(body.get("status") or {}).get("roleStatuses"))
             if changed:
                 await self.recorder.emit(body, "Warning", reason, message)
@@ -398,59 +375,48 @@ class Reconciler:
         changed = await self._write_status(body, [
             {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message},
             {"type": "Progressing", "status": "False", "reason": "InvalidSpec", "message": message},
+            {"type": "Reconciling", "status": "False", "reason": "InvalidSpec", "message": message},
+            {"type": "Stalled", "status": "True", "reason": "InvalidSpec", "message": message},
         ], role_statuses=(body.get("status") or {}).get("roleStatuses"))
         if changed:
             await self.recorder.emit(body, "Warning", "InvalidSpec", message)
 
     async def _report(self, body: dict, group: RoleBasedGroup, progress: dict[str, RoleProgress],
-                      waiting: dict[str, str], restarts: RestartOutcome) -> None:
+                      waiting: dict[str, str], restarts: RestartOutcome) -> float | None:
+        """Write the conditions; returns the seconds until the progress deadline passes, if it may."""
         roles = [progress[r.name] for r in group.spec.roles]
-        not_ready = [p.name for p in roles if not p.is_ready]
-        if restarts.budget_exhausted:
-            ready = {"type": "Ready", "status": "False", "reason": "RestartBudgetExhausted",
-                     "message": restarts.budget_exhausted}
-            moving = {"type": "Progressing", "status": "False", "reason": "RestartBudgetExhausted",
-                      "message": restarts.budget_exhausted}
-        elif not not_ready:
-            ready = {"type": "Ready", "status": "True", "reason": "AllRolesReady", "message": "all roles are ready"}
-            moving = {"type": "Progressing", "status": "False", "reason": "AllRolesReady",
-                      "message": "all roles are ready"}
-        elif waiting:
-            text = "; ".join(f"role {r} waits for role {d} to be ready" for r, d in waiting.items())
-            ready = {"type": "Ready", "status": "False", "reason": "WaitingForDependencies", "message": text}
-            moving = {"type": "Progressing", "status": "True", "reason": "WaitingForDependencies", "message": text}
-        else:
-            text = "roles not ready: " + ", ".join(not_ready)
-            ready = {"type": "Ready", "status": "False", "reason": "RolesNotReady", "message": text}
-            moving = {"type": "Progressing", "status": "True", "reason": "RolesProgressing", "message": text}
-        rolling = [p for p in roles if p.exists and p.updated < p.desired]
-        if rolling:
-            text = "updating " + ", ".join(f"{p.name} ({p.updated}/{p.desired} updated)" for p in rolling)
-            update = {"type": "RollingUpdateInProgress", "status": "True", "reason": "RollingUpdate", "message": text}
-            if not restarts.budget_exhausted:
-                moving = {"type": "Progressing", "status": "True", "reason": "RollingUpdate", "message": text}
-        else:
-            update = {"type": "RollingUpdateInProgress", "status": "False", "reason": "UpdateComplete",
-                      "message": "every role runs its current revision"}
+        deadline, complaint = health.progress_deadline(body["metadata"].get("annotations"), self.progress_deadline)
+        if complaint and (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation"):
+            await self.recorder.emit(body, "Warning", "InvalidAnnotation", complaint)
+        blockers = {p.name: health.pod_blockers(self.store.in_role("v1", "Pod", group.namespace, group.name, p.name))
+                    for p in roles if not p.is_ready}
+        verdict = health.group_health(body.get("status") or {}, body["metadata"].get("generation", 0), roles, waiting,
+                                      blockers, restarts.budget_exhausted, deadline,
+                                      datetime.datetime.now(datetime.timezone.utc))
         role_statuses = [
             {"name": p.name, "replicas": p.replicas, "readyReplicas": p.ready, "updatedReplicas": p.updated}
             for p in roles
         ]
+        ready = verdict.conditions[0]
         previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
-        changed = await self._write_status(body, [ready, moving, update, *restarts.conditions], role_statuses)
+        changed = await self._write_status(body, [*verdict.conditions, *restarts.conditions], role_statuses,
+                                           verdict.restamp)
         # A new group's first "not ready yet" is no news after its Created Event; every later
         # change of reason, and a first status that says more (waiting, given up), is.
         first_and_expected = previous is None and ready["reason"] == "RolesNotReady"
         if changed and not first_and_expected and (previous is None or previous.get("reason") != ready["reason"]):
-            await self.recorder.emit(body, "Normal", ready["reason"], ready["message"])
+            stalled = ready["reason"] in (health.DEADLINE_EXCEEDED, "RestartBudgetExhausted")
+            await self.recorder.emit(body, "Warning" if stalled else "Normal", ready["reason"], ready["message"])
+        return verdict.requeue_after
 
-    async def _write_status(self, body: dict, desired_conditions: list[dict], role_statuses) -> bool:
+    async def _write_status(self, body: dict, desired_conditions: list[dict], role_statuses,
+                            restamp: set[str] | frozenset = frozenset()) -> bool:
         """Write status only when it differs from what is stored; returns whether it wrote."""
         meta = body["metadata"]
         old = body.get("status") or {}
         status = {
             "observedGeneration": meta.get("generation", 0),
-            "conditions": conditions.merge(old.get("conditions"), desired_conditions, meta.get("generation", 0)),
+            "conditions": conditions.merge(old.get("conditions"), desired_conditions, meta.get("generation", 0), restamp),
         }
         if role_statuses is not None:
             status["roleStatuses"] = role_statuses
