@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test unit-test cluster-test build cluster-up cluster-down cluster-status crds bench clean
+.PHONY: help venv demo test unit-test cluster-test build cluster-up cluster-down cluster-status crds argocd-cm bench clean
 
 help:
 	@echo "make demo          local cluster + operator + SGLang example, then its status"
@@ -40,6 +40,14 @@ cluster-status: $(STAMP)
 
 crds: $(STAMP)
 	$(PY) -m rbg_operator.api.crdgen --k8s-openapi "$$($(PY) -m localcluster openapi)" --out crds --out charts/ack-rbgs/crds
+
+# The argocd-cm entries of argocd/health/*.lua, to merge into Argo CD's ConfigMap.
+argocd-cm:
+	@echo "data:"
+	@for kind in RoleBasedGroup RoleBasedGroupSet RoleBasedGroupScalingAdapter; do \
+	  echo "  resource.customizations.health.workloads.x-k8s.io_$$kind: |"; \
+	  sed 's/^/    /' "argocd/health/$$(echo $$kind | tr A-Z a-z).lua"; \
+	done
 
 demo: build
 	$(PY) -m localcluster.demo
