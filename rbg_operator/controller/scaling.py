@@ -132,14 +132,19 @@ class GroupSetReconciler:
             if index not in members:
                 members[index] = await self._apply(body, index)
                 await self.recorder.emit(body, "Normal", "Created", f"created RoleBasedGroup {members[index]['metadata']['name']}")
-        # Roll a template change one group at a time: only when every group is Ready.
+        # Roll a template change one group at a time, only when every group is Ready; but outdated
+        # groups that are not Ready serve nothing and go first, all at once: otherwise a template
+        # that never became Ready could never be replaced by a fix.
         wanted = template_hash(body["spec"]["template"])
         outdated = sorted(i for i, g in members.items()
                           if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted)
-        if outdated and all(_ready(g) for g in members.values()):
-            members[outdated[0]] = await self._apply(body, outdated[0], members[outdated[0]])
+        broken = [i for i in outdated if not _ready(members[i])]
+        to_update = broken or (outdated[:1] if outdated and all(_ready(g) for g in members.values()) else [])
+        for index in to_update:
+            members[index] = await self._apply(body, index, members[index])
             await self.recorder.emit(body, "Normal", "Updating",
-                                     f"updating RoleBasedGroup {members[outdated[0]]['metadata']['name']} to the new template")
+                                     f"updating RoleBasedGroup {members[index]['metadata']['name']} to the new template")
+        outdated = [i for i in outdated if i not in to_update]
         ready = sum(1 for g in members.values() if _ready(g))
         generation = body["metadata"].get("generation", 0)
         done = ready == spec.replicas and not outdated

@@ -145,3 +145,37 @@ def test_set_rolls_a_template_change_one_group_at_a_time(kubectl: Kubectl, opera
         time.sleep(0.3)
     assert images() == ["example.com/app:v2"] * 3
     assert most_in_flight <= 1
+
+
+def test_set_replaces_a_bad_template_with_a_fix_and_recreates_a_deleted_member(kubectl: Kubectl, operator,
+                                                                               namespace: str):
+    def fleet(spec: dict) -> dict:
+        return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroupSet", "metadata": {"name": "fix"},
+                "spec": {"replicas": 2, "template": {"roles": [{"name": "web", "template": {"spec": spec}}]}}}
+
+    def status() -> dict:
+        return kubectl.get("rbgs", "fix", namespace).get("status") or {}
+
+    kubectl.apply(fleet({"containers": C}), namespace)
+    wait_for("2 groups ready", lambda: status().get("readyReplicas") == 2 and status()["observedGeneration"] == 1, 60)
+    # A template whose pods can never be scheduled: the first member takes it and never becomes Ready,
+    # so the rollout holds there and the other member keeps serving.
+    kubectl.apply(fleet({"containers": C, "nodeSelector": {"example.com/no-such-node": "true"}}), namespace)
+    wait_for("fix-0 on the bad template", lambda: (condition(kubectl.get("rbg", "fix-0", namespace), "Ready")
+                                                  or {}).get("status") == "False", 30)
+    time.sleep(3)
+    assert (condition(kubectl.get("rbg", "fix-1", namespace), "Ready") or {}).get("status") == "True"
+    assert "nodeSelector" not in kubectl.get("rbg", "fix-1", namespace)["spec"]["roles"][0]["template"]["spec"]
+    # The fix reaches the member that is not Ready at once, although not every member is Ready.
+    kubectl.apply(fleet({"containers": [{**C[0], "image": "example.com/app:v2"}]}), namespace)
+    wait_for("every member on the fix and Ready", lambda: status().get("readyReplicas") == 2
+             and condition({"status": status()}, "Ready")["status"] == "True", 90)
+    for name in ("fix-0", "fix-1"):
+        spec = kubectl.get("rbg", name, namespace)["spec"]["roles"][0]["template"]["spec"]
+        assert spec["containers"][0]["image"] == "example.com/app:v2" and "nodeSelector" not in spec
+
+    # A deleted member comes back at once, woken by its deletion (not by the 10-minute resync).
+    uid = kubectl.get("rbg", "fix-1", namespace)["metadata"]["uid"]
+    kubectl.run("delete", "rbg", "fix-1", f"-n={namespace}", "--wait=false")
+    wait_for("fix-1 re-created", lambda: (g := kubectl.get("rbg", "fix-1", namespace))
+             and g["metadata"]["uid"] != uid, 15)
