@@ -104,11 +104,11 @@ class Reconciler:
 
         created: list[str] = []  # what this pass created, reported as one Event
         try:
-            wanted = group_children(group)
+            plans = self._coordinate(group)
+            wanted = group_children(group, self._applied_replicas(group, plans))
             await together(self._record_revision(body, group),
                            *(self._ensure(body, child, created) for child in wanted))
             await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
-            plans = self._coordinate(group)
             waiting: dict[str, str] = {}
             progress: dict[str, RoleProgress] = {}
 
@@ -148,6 +148,21 @@ class Reconciler:
         restarts = await self.restarts.reconcile(body, group)
         deadline_passes = await self._report(body, group, progress, waiting, restarts)
         return min((t for t in (restarts.requeue_after, deadline_passes) if t is not None), default=None)
+
+    def _applied_replicas(self, group: RoleBasedGroup, plans: dict[str, RolePlan]) -> dict[str, int]:
+        """The replicas the gang counts: what each existing workload has been given (a coordinated
+        step, or another writer's value), else what this pass will create. A gang raised before its
+        new pods exist makes the scheduler turn the first of them away into a long backoff; raised
+        after they are placed, it costs nothing."""
+        applied = {}
+        for role in group.spec.roles:
+            workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], group.namespace,
+                                      naming.workload_name(group.name, role.name))
+            if workload is not None:
+                applied[role.name] = (workload.get("spec") or {}).get("replicas", role.replicas)
+            elif plans.get(role.name, RolePlan()).replicas is not None:
+                applied[role.name] = plans[role.name].replicas
+        return applied
 
     async def _ensure(self, group_body: dict, desired: dict, created: list[str]) -> dict:
         """Apply `desired` unless the observed object already matches it.

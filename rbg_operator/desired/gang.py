@@ -46,12 +46,15 @@ def backend(group: RoleBasedGroup) -> str | None:
     return None
 
 
-def min_member(group: RoleBasedGroup) -> int:
-    """Every pod of the group: LeaderWorkerSet roles count replicas x size."""
-    return sum(role.replicas * role.leader_worker_size for role in group.spec.roles)
+def min_member(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> int:
+    """Every pod of the group: LeaderWorkerSet roles count replicas x size. `applied` holds the
+    replicas actually applied where they differ from the spec (a coordinated scale-up in steps):
+    a gang of the final size would wait for pods that do not exist yet, and never start."""
+    applied = applied or {}
+    return sum(applied.get(role.name, role.replicas) * role.leader_worker_size for role in group.spec.roles)
 
 
-def pod_group(group: RoleBasedGroup) -> dict | None:
+def pod_group(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict | None:
     kind = backend(group)
     if kind is None:
         return None
@@ -59,16 +62,16 @@ def pod_group(group: RoleBasedGroup) -> dict | None:
     policy = group.spec.pod_group_policy
     assert policy is not None
     if kind == COSCHEDULING:
-        spec = {"minMember": min_member(group),
+        spec = {"minMember": min_member(group, applied),
                 "scheduleTimeoutSeconds": policy.kube_scheduling.schedule_timeout_seconds}
     elif kind == VOLCANO:
-        spec = {"minMember": min_member(group)}
+        spec = {"minMember": min_member(group, applied)}
         if policy.volcano_scheduling.queue:
             spec["queue"] = policy.volcano_scheduling.queue
         if policy.volcano_scheduling.priority_class_name:
             spec["priorityClassName"] = policy.volcano_scheduling.priority_class_name
     else:
-        spec = {"podGroups": [{"name": NATIVE_POD_GROUP, "policy": {"gang": {"minCount": min_member(group)}}}]}
+        spec = {"podGroups": [{"name": NATIVE_POD_GROUP, "policy": {"gang": {"minCount": min_member(group, applied)}}}]}
     return {
         "apiVersion": api_version,
         "kind": kind_name,

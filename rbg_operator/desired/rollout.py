@@ -85,24 +85,29 @@ def update_strategy(role: Role, kind: str, plan: RolePlan) -> dict:
     """The workload's own update machinery, configured from the role's rolloutStrategy."""
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
     replicas = role.replicas
-    unavailable = plan.max_unavailable or (update.max_unavailable if update else 1)
-    max_unavailable = resolve(unavailable, replicas, default=1) or 1
+    unavailable = plan.max_unavailable or (update.max_unavailable if update is not None else 1)
+    surge = update.max_surge if update is not None else 0
     partition = plan.partition
-    max_surge = resolve(update.max_surge if update else 0, replicas, round_up=True)
     paused = bool(update and update.paused)
+    if kind in ("Deployment", "LeaderWorkerSet"):
+        # Both take int-or-percent and resolve it themselves, and both allow no unavailable pod when
+        # they may surge (a rollout that never dips below replicas). Both zero they would refuse:
+        # then one at a time.
+        if resolve(unavailable, replicas) == 0 and resolve(surge, replicas, round_up=True) == 0:
+            unavailable = 1
     if kind == "Deployment":
-        return {"strategy": {"type": "RollingUpdate",
-                             "rollingUpdate": {"maxUnavailable": max_unavailable, "maxSurge": max_surge}},
+        return {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": surge}},
                 "paused": paused}
     if partition is None:
         partition = resolve(update.partition if update else None, replicas)
     if paused:
         partition = replicas  # hold every pod at its current revision
     if kind == "StatefulSet":
-        return {"updateStrategy": {"type": "RollingUpdate",
-                                   "rollingUpdate": {"partition": partition, "maxUnavailable": max_unavailable}}}
+        # A StatefulSet needs at least one: 0 (or a percentage that rounds to 0) means one at a time.
+        return {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {
+            "partition": partition, "maxUnavailable": resolve(unavailable, replicas, default=1) or 1}}}
     return {"rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
-        "partition": partition, "maxUnavailable": max_unavailable, "maxSurge": max_surge}}}
+        "partition": partition, "maxUnavailable": unavailable, "maxSurge": surge}}}
 
 
 @dataclasses.dataclass

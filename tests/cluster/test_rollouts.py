@@ -125,11 +125,18 @@ def test_role_strategies_map_onto_each_workload(kubectl: Kubectl, operator, name
                        {"name": "held", "replicas": 2,
                         "rolloutStrategy": {"rollingUpdate": {"paused": True}},
                         "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
+                       {"name": "surge", "replicas": 2, "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
+                        "rolloutStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
                    ]}}, namespace)
     sts = wait_for("StatefulSet", lambda: kubectl.get("statefulset", "strat-sts", namespace), 30)
     assert sts["spec"]["updateStrategy"]["rollingUpdate"] == {"partition": 2, "maxUnavailable": 2}
     dep = wait_for("Deployment", lambda: kubectl.get("deployment", "strat-dep", namespace), 30)
-    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 2}
+    # A Deployment resolves percentages itself: passed through as written.
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": "50%"}
+    # No pod unavailable during a rollout, surging one at a time: honoured, not raised to 1.
+    surge = wait_for("surging Deployment", lambda: kubectl.get("deployment", "strat-surge", namespace), 30)
+    assert surge["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     held = wait_for("held StatefulSet", lambda: kubectl.get("statefulset", "strat-held", namespace), 30)
     assert held["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 2
 
@@ -179,3 +186,28 @@ def test_coordinated_scaling_paces_replica_increases(kubectl: Kubectl, operator,
     samples = run_rollout(kubectl, namespace, "grow", "example.com/app:v1", 4, 0.25)
     assert any(0 < s["prefill"] < 1 for s in samples)
     ready(kubectl, "grow", namespace)
+
+
+def test_a_gang_grows_with_the_replicas_coordination_applies(kubectl: Kubectl, operator, namespace: str):
+    def grown(replicas: int) -> dict:
+        group = pd_group("ganged", "example.com/app:v1", replicas, None)
+        group["spec"]["podGroupPolicy"] = {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}
+        group["spec"]["coordination"] = [{"name": "pd", "roles": ["prefill", "decode"], "strategy": {
+            "scaling": {"maxSkew": "25%", "progression": "OrderReady"}}}]
+        return group
+
+    kubectl.apply(grown(1), namespace)
+    ready(kubectl, "ganged", namespace)
+    kubectl.apply(grown(4), namespace)
+    sizes = set()
+
+    def done() -> bool:
+        sizes.add(kubectl.get("podgroups.scheduling.x-k8s.io", "ganged", namespace)["spec"]["minMember"])
+        g = kubectl.get("rbg", "ganged", namespace)
+        return (condition(g, "Ready") or {}).get("status") == "True" and g["status"]["observedGeneration"] == 2
+
+    # A gang of the final 8 while the replicas grow in steps would wait for pods that do not exist
+    # yet, and the steps wait for those pods to be ready: neither would ever move.
+    wait_for("grown to 4 + 4 and Ready", done, 120, interval=0.2)
+    assert any(2 < size < 8 for size in sizes), sizes
+    assert kubectl.get("podgroups.scheduling.x-k8s.io", "ganged", namespace)["spec"]["minMember"] == 8

@@ -1,4 +1,6 @@
-from rbg_operator.desired.rollout import RoleRollout, coordinated_allowance, resolve
+from rbg_operator.api.rolebasedgroup import Role, RoleBasedGroup
+from rbg_operator.desired.gang import pod_group
+from rbg_operator.desired.rollout import RolePlan, RoleRollout, coordinated_allowance, resolve, update_strategy
 
 
 def test_percentages_resolve_like_kubernetes():
@@ -41,3 +43,40 @@ def test_small_roles_do_not_deadlock():
 def test_partition_floor_is_honoured():
     roles = [RoleRollout("a", 4, 3, 3), RoleRollout("b", 4, 3, 3)]
     assert coordinated_allowance(roles, "100%", "25%") == {"a": 3, "b": 3}
+
+
+def role(**rolling) -> Role:
+    return RoleBasedGroup.model_validate({
+        "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
+        "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+        "spec": {"roles": [{"name": "r", "replicas": 4, "rolloutStrategy": {"rollingUpdate": rolling},
+                            "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}}]}}).spec.roles[0]
+
+
+def test_no_unavailable_pod_is_honoured_where_the_workload_can_surge():
+    deployment = update_strategy(role(maxUnavailable=0, maxSurge=1), "Deployment", RolePlan())
+    assert deployment["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    lws = update_strategy(role(maxUnavailable=0, maxSurge="25%"), "LeaderWorkerSet", RolePlan())
+    assert lws["rolloutStrategy"]["rollingUpdateConfiguration"]["maxUnavailable"] == 0
+    # Both zero would be refused by the API server: one at a time instead.
+    assert update_strategy(role(maxUnavailable=0, maxSurge=0), "Deployment", RolePlan()) \
+        ["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    # A StatefulSet needs at least one.
+    assert update_strategy(role(maxUnavailable=0), "StatefulSet", RolePlan()) \
+        ["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 1
+
+
+def test_percentages_a_workload_resolves_itself_pass_through():
+    deployment = update_strategy(role(maxUnavailable="25%", maxSurge="50%"), "Deployment", RolePlan())
+    assert deployment["strategy"]["rollingUpdate"] == {"maxUnavailable": "25%", "maxSurge": "50%"}
+
+
+def test_gang_size_follows_the_replicas_applied():
+    group = RoleBasedGroup.model_validate({
+        "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
+        "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+        "spec": {"podGroupPolicy": {"kubeScheduling": {}}, "roles": [
+            {"name": "a", "replicas": 4, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
+            {"name": "b", "replicas": 2, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}}]}})
+    assert pod_group(group)["spec"]["minMember"] == 6
+    assert pod_group(group, {"a": 1})["spec"]["minMember"] == 3
