@@ -12,7 +12,8 @@ from .. import naming
 from ..api.errors import describe
 from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from ..desired import creation_layers, group_children, role_children
-from ..desired.gang import PODGROUP_KINDS
+from ..desired.gang import PODGROUP_KINDS, applied_gang_size, gang_size, min_member
+from ..desired.gang import backend as gang_backend
 from ..desired.meta import owner_reference
 from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_revision, coordinated_allowance,
                                group_revision, revision_label, role_revision)
@@ -105,7 +106,7 @@ class Reconciler:
         created: list[str] = []  # what this pass created, reported as one Event
         try:
             plans = self._coordinate(group)
-            wanted = group_children(group, self._applied_replicas(group, plans))
+            wanted = group_children(group, self._gang_size(group, plans))
             await together(self._record_revision(body, group),
                            *(self._ensure(body, child, created) for child in wanted))
             await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
@@ -149,20 +150,24 @@ class Reconciler:
         deadline_passes = await self._report(body, group, progress, waiting, restarts)
         return min((t for t in (restarts.requeue_after, deadline_passes) if t is not None), default=None)
 
-    def _applied_replicas(self, group: RoleBasedGroup, plans: dict[str, RolePlan]) -> dict[str, int]:
-        """The replicas the gang counts: what each existing workload has been given (a coordinated
-        step, or another writer's value), else what this pass will create. A gang raised before its
-        new pods exist makes the scheduler turn the first of them away into a long backoff; raised
-        after they are placed, it costs nothing."""
+    def _gang_size(self, group: RoleBasedGroup, plans: dict[str, RolePlan]) -> int | None:
+        """The pods the gang counts: the replicas this pass applies (a coordinated step, or the value
+        another writer holds on the workload), raised only as far as the pods exist (gang_size)."""
+        backend = gang_backend(group)
+        if backend is None:
+            return None
         applied = {}
         for role in group.spec.roles:
             workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], group.namespace,
                                       naming.workload_name(group.name, role.name))
-            if workload is not None:
-                applied[role.name] = (workload.get("spec") or {}).get("replicas", role.replicas)
-            elif plans.get(role.name, RolePlan()).replicas is not None:
+            if plans.get(role.name, RolePlan()).replicas is not None:
                 applied[role.name] = plans[role.name].replicas
-        return applied
+            elif workload is not None and other_owner(workload, ("f:spec", "f:replicas"), {naming.FIELD_MANAGER}):
+                applied[role.name] = (workload.get("spec") or {}).get("replicas", role.replicas)
+        observed = self.store.get(*PODGROUP_KINDS[backend], group.namespace, group.name)
+        pods = sum(1 for p in self.store.owned_by_group("v1", "Pod", group.namespace, group.name)
+                   if not p["metadata"].get("deletionTimestamp"))
+        return gang_size(min_member(group, applied), applied_gang_size(observed), pods)
 
     async def _ensure(self, group_body: dict, desired: dict, created: list[str]) -> dict:
         """Apply `desired` unless the observed object already matches it.

@@ -14,11 +14,11 @@ from .scaling import scaling_adapter
 from .workloads import role_workload
 
 
-def group_children(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> list[dict]:
+def group_children(group: RoleBasedGroup, gang_size: int | None = None) -> list[dict]:
     """Objects the group needs before any role: the topology ConfigMap its pods mount and,
-    with gang scheduling, the pod group the scheduler holds the pods to (sized by the replicas
-    `applied` where coordination holds them below the spec)."""
-    podgroup = pod_group(group, applied)
+    with gang scheduling, the pod group the scheduler holds the pods to (of `gang_size` pods,
+    default every pod of the spec)."""
+    podgroup = pod_group(group, gang_size)
     return [topology_configmap(group)] + ([podgroup] if podgroup else [])
 
 

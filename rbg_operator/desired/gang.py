@@ -48,30 +48,53 @@ def backend(group: RoleBasedGroup) -> str | None:
 
 def min_member(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> int:
     """Every pod of the group: LeaderWorkerSet roles count replicas x size. `applied` holds the
-    replicas actually applied where they differ from the spec (a coordinated scale-up in steps):
-    a gang of the final size would wait for pods that do not exist yet, and never start."""
+    replicas actually given to workloads where they differ from the spec (a coordinated scale-up
+    in steps, another writer's value)."""
     applied = applied or {}
     return sum(applied.get(role.name, role.replicas) * role.leader_worker_size for role in group.spec.roles)
 
 
-def pod_group(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict | None:
+def gang_size(target: int, current: int | None, pods: int) -> int:
+    """The gang size to apply, given the pods `target` asks for, the size applied now (None: no pod
+    group yet) and the pods that exist. A new gang and a shrinking one take the target at once.
+    A growing one rises only as far as its new pods exist: a gang larger than the pods there makes
+    the scheduler turn the first new pod away into a long backoff, while its sibling waits at the
+    gate until it times out; a gang that has started needs no holding for pods yet to come."""
+    if current is None or target <= current:
+        return target
+    return max(current, min(target, pods))
+
+
+def applied_gang_size(podgroup: dict | None) -> int | None:
+    """The size an existing pod group of any backend holds its pods to."""
+    if podgroup is None:
+        return None
+    spec = podgroup.get("spec") or {}
+    if "minMember" in spec:
+        return spec["minMember"]
+    groups = spec.get("podGroups") or [{}]
+    return ((groups[0].get("policy") or {}).get("gang") or {}).get("minCount")
+
+
+def pod_group(group: RoleBasedGroup, size: int | None = None) -> dict | None:
     kind = backend(group)
     if kind is None:
         return None
+    size = min_member(group) if size is None else size
     api_version, kind_name = PODGROUP_KINDS[kind]
     policy = group.spec.pod_group_policy
     assert policy is not None
     if kind == COSCHEDULING:
-        spec = {"minMember": min_member(group, applied),
+        spec = {"minMember": size,
                 "scheduleTimeoutSeconds": policy.kube_scheduling.schedule_timeout_seconds}
     elif kind == VOLCANO:
-        spec = {"minMember": min_member(group, applied)}
+        spec = {"minMember": size}
         if policy.volcano_scheduling.queue:
             spec["queue"] = policy.volcano_scheduling.queue
         if policy.volcano_scheduling.priority_class_name:
             spec["priorityClassName"] = policy.volcano_scheduling.priority_class_name
     else:
-        spec = {"podGroups": [{"name": NATIVE_POD_GROUP, "policy": {"gang": {"minCount": min_member(group, applied)}}}]}
+        spec = {"podGroups": [{"name": NATIVE_POD_GROUP, "policy": {"gang": {"minCount": size}}}]}
     return {
         "apiVersion": api_version,
         "kind": kind_name,

@@ -173,32 +173,28 @@ def test_history_and_undo_restore_the_previous_image(kubectl: Kubectl, operator,
     assert missing.returncode == 1 and "has no revision 9" in missing.stderr
 
 
-def test_coordinated_scaling_paces_replica_increases(kubectl: Kubectl, operator, namespace: str):
-    def grown(replicas: int) -> dict:
-        group = pd_group("grow", "example.com/app:v1", replicas, None)
-        group["spec"]["coordination"] = [{"name": "pd", "roles": ["prefill", "decode"], "strategy": {
-            "scaling": {"maxSkew": "25%", "progression": "OrderReady"}}}]
-        return group
+def paced_group(name: str, replicas: int, **spec) -> dict:
+    """prefill and decode growing together under coordinated scaling (maxSkew 25%, OrderReady)."""
+    group = pd_group(name, "example.com/app:v1", replicas, None)
+    group["spec"].update(spec, coordination=[{"name": "pd", "roles": ["prefill", "decode"], "strategy": {
+        "scaling": {"maxSkew": "25%", "progression": "OrderReady"}}}])
+    return group
 
-    kubectl.apply(grown(1), namespace)
+
+def test_coordinated_scaling_paces_replica_increases(kubectl: Kubectl, operator, namespace: str):
+    kubectl.apply(paced_group("grow", 1), namespace)
     ready(kubectl, "grow", namespace)
-    kubectl.apply(grown(4), namespace)
+    kubectl.apply(paced_group("grow", 4), namespace)
     samples = run_rollout(kubectl, namespace, "grow", "example.com/app:v1", 4, 0.25)
     assert any(0 < s["prefill"] < 1 for s in samples)
     ready(kubectl, "grow", namespace)
 
 
 def test_a_gang_grows_with_the_replicas_coordination_applies(kubectl: Kubectl, operator, namespace: str):
-    def grown(replicas: int) -> dict:
-        group = pd_group("ganged", "example.com/app:v1", replicas, None)
-        group["spec"]["podGroupPolicy"] = {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}
-        group["spec"]["coordination"] = [{"name": "pd", "roles": ["prefill", "decode"], "strategy": {
-            "scaling": {"maxSkew": "25%", "progression": "OrderReady"}}}]
-        return group
-
-    kubectl.apply(grown(1), namespace)
+    gang = {"podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}}
+    kubectl.apply(paced_group("ganged", 1, **gang), namespace)
     ready(kubectl, "ganged", namespace)
-    kubectl.apply(grown(4), namespace)
+    kubectl.apply(paced_group("ganged", 4, **gang), namespace)
     sizes = set()
 
     def done() -> bool:

@@ -1,5 +1,5 @@
 from rbg_operator.api.rolebasedgroup import Role, RoleBasedGroup
-from rbg_operator.desired.gang import pod_group
+from rbg_operator.desired.gang import applied_gang_size, gang_size, min_member, pod_group
 from rbg_operator.desired.rollout import RolePlan, RoleRollout, coordinated_allowance, resolve, update_strategy
 
 
@@ -78,5 +78,15 @@ def test_gang_size_follows_the_replicas_applied():
         "spec": {"podGroupPolicy": {"kubeScheduling": {}}, "roles": [
             {"name": "a", "replicas": 4, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
             {"name": "b", "replicas": 2, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}}]}})
-    assert pod_group(group)["spec"]["minMember"] == 6
-    assert pod_group(group, {"a": 1})["spec"]["minMember"] == 3
+    assert pod_group(group)["spec"]["minMember"] == min_member(group) == 6
+    assert min_member(group, {"a": 1}) == 3
+    assert pod_group(group, 3)["spec"]["minMember"] == 3
+    assert applied_gang_size(pod_group(group, 3)) == 3
+
+
+def test_a_gang_grows_only_as_far_as_its_pods_exist():
+    assert gang_size(8, None, 0) == 8  # a new gang: every pod, before any exists
+    assert gang_size(4, 8, 8) == 4  # shrinking: at once
+    assert gang_size(8, 4, 5) == 5  # growing: as far as the new pods exist
+    assert gang_size(8, 4, 2) == 4  # pods lost (a recreation): never below what was applied
+    assert gang_size(8, 4, 9) == 8
