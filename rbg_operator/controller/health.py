@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 
 from .. import naming
+from . import conditions
 from .progress import RoleProgress
 
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
@@ -46,7 +47,7 @@ def _parse_time(value: str) -> datetime.datetime:
 def _progressed(previous: dict, roles: list[RoleProgress], generation: int, reason: str) -> bool:
     """Anything that counts as progress since the last status: a new spec, a new phase (a dependency
     became ready, a rollout began), or more pods ready or updated in some role."""
-    progressing = next((c for c in previous.get("conditions") or [] if c["type"] == "Progressing"), None)
+    progressing = conditions.find(previous.get("conditions"), "Progressing")
     if progressing is None or progressing.get("observedGeneration") != generation:
         return True
     if progressing["status"] == "True" and progressing["reason"] != reason:
@@ -104,7 +105,7 @@ def group_health(previous: dict, generation: int, roles: list[RoleProgress], wai
         message = "roles not ready: " + ", ".join(f"{p.name} ({p.ready}/{p.desired} ready)" for p in not_ready)
     ready = _condition("Ready", False, "RolesNotReady" if reason == "RolesProgressing" else reason, message)
 
-    stored = next((c for c in previous.get("conditions") or [] if c["type"] == "Progressing"), None)
+    stored = conditions.find(previous.get("conditions"), "Progressing")
     if _progressed(previous, roles, generation, reason):
         return verdict(ready, _condition("Progressing", True, reason, message), reconciling=True, stalled=False,
                        restamp={"Progressing"}, requeue_after=deadline)
@@ -129,10 +130,10 @@ def pod_blockers(pods: list[dict], limit: int = 3) -> str:
         if pod["metadata"].get("deletionTimestamp"):
             continue
         status = pod.get("status") or {}
-        conditions = {c["type"]: c for c in status.get("conditions") or []}
-        if conditions.get("Ready", {}).get("status") == "True":
+        by_type = {c["type"]: c for c in status.get("conditions") or []}
+        if by_type.get("Ready", {}).get("status") == "True":
             continue
-        scheduled = conditions.get("PodScheduled", {})
+        scheduled = by_type.get("PodScheduled", {})
         waiting = next((c["state"]["waiting"] for c in status.get("containerStatuses") or []
                         if (c.get("state") or {}).get("waiting")), None)
         if scheduled.get("status") == "False":

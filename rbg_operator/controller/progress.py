@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import conditions
+
 
 @dataclasses.dataclass
 class RoleProgress:
@@ -24,10 +26,6 @@ class RoleProgress:
     def is_ready(self) -> bool:
         return (self.exists and self.current and self.old_pods_gone
                 and self.ready >= self.desired and self.updated >= self.desired)
-
-
-def _condition(status: dict, type_: str) -> dict:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), {})
 
 
 def workload_progress(name: str, desired: int, workload: dict | None) -> RoleProgress:
@@ -56,7 +54,7 @@ def workload_progress(name: str, desired: int, workload: dict | None) -> RolePro
         progress.rolling = bool(progress.current and update and current and update != current)
     else:  # LeaderWorkerSet: groups, each ready when all its pods are
         progress.ready = status.get("readyReplicas", 0)
-        updating = _condition(status, "UpdateInProgress")
+        updating = conditions.find(status.get("conditions"), "UpdateInProgress") or {}
         progress.rolling = progress.current and updating.get("status") == "True"
         progress.old_pods_gone = not progress.rolling
     return progress
