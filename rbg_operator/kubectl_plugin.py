@@ -14,6 +14,7 @@ import asyncio
 import sys
 
 from . import naming
+from .desired.rollout import revision_label
 from .kube import KINDS, Kube
 
 RBG = KINDS[(naming.API_VERSION, "RoleBasedGroup")]
@@ -72,10 +73,11 @@ async def undo(kube: Kube, namespace: str, name: str, to_revision: int | None) -
             known = ", ".join(str(r.get("revision")) for r in revisions)
             raise PluginError(f"{name} has no revision {to_revision} (known: {known})")
     saved = target.get("data", {}).get("roles", {})
+    fields = target.get("data", {}).get("templateFields") or naming.LEGACY_ROLE_TEMPLATE_FIELDS
     roles = []
     for role in group["spec"]["roles"]:
         if role["name"] in saved:  # restore what shapes the pods; keep replicas and everything else
-            role = {k: v for k, v in role.items() if k not in naming.ROLE_TEMPLATE_FIELDS} | saved[role["name"]]
+            role = {k: v for k, v in role.items() if k not in fields} | saved[role["name"]]
         roles.append(role)
     # A JSON patch guarded by the resourceVersion: an undo never overwrites a change it did not see.
     await kube.patch(RBG, namespace, name, [
@@ -111,7 +113,7 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
         if workload is None:
             lines.append(f"{branch}role {role['name']}: not created yet")
             continue
-        revision = workload["metadata"]["labels"].get(f"{naming.LABEL_REVISION_PREFIX}{role['name']}"[:63], "-")
+        revision = workload["metadata"]["labels"].get(revision_label(role["name"]), "-")
         st = workload.get("status") or {}
         lines.append(f"{branch}role {role['name']}: {kind.kind} {workload['metadata']['name']} "
                      f"ready {st.get('readyReplicas', 0)}/{role.get('replicas', 1)} revision {revision}")

@@ -77,4 +77,6 @@ def set_member_name(group_set: str, index: int) -> str:
 
 # Rollouts: a per-role revision label on each workload, and what a ControllerRevision keeps.
 LABEL_REVISION_PREFIX = "rolebasedgroup.workloads.x-k8s.io/role-revision-hash-"
-ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet")
+ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet", "labels", "annotations")
+# What a ControllerRevision without `templateFields` (recorded before 0.3) holds.
+LEGACY_ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet")

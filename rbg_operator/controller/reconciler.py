@@ -16,7 +16,8 @@ from ..desired.gang import PODGROUP_KINDS, applied_gang_size, gang_size, min_mem
 from ..desired.gang import backend as gang_backend
 from ..desired.meta import owner_reference
 from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_revision, coordinated_allowance,
-                               group_revision, revision_label, role_revision)
+                               resolve, revision_label)
+from ..desired.workloads import group_revision_of, role_revision
 from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
 from ..kube import KINDS, ApiError, Kube, namespace_terminating
@@ -294,7 +295,7 @@ class Reconciler:
     def _rollout_of(self, group: RoleBasedGroup, role, sts: dict) -> RoleRollout:
         replicas = role.replicas
         labels = sts["metadata"].get("labels") or {}
-        if labels.get(revision_label(role.name)) != role_revision(group, role):
+        if labels.get(revision_label(role.name)) != role_revision(group, role, self.options):
             return RoleRollout(role.name, replicas, 0, 0)  # a new revision: nothing is allowed onto it yet
         partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
         status = sts.get("status") or {}
@@ -310,7 +311,8 @@ class Reconciler:
         """Keep a ControllerRevision of the role templates for every revision, newest numbered highest."""
         revisions = self.store.owned_by_group("apps/v1", "ControllerRevision", group.namespace, group.name)
         revisions = [r for r in revisions if _owned_by(r, group.metadata["uid"])]
-        name = f"{group.name}-{group_revision(group)}"
+        revision = group_revision_of(group, self.options)
+        name = f"{group.name}-{revision}"
         highest = max((r.get("revision", 0) for r in revisions), default=0)
         current = next((r for r in revisions if r["metadata"]["name"] == name), None)
         if current is not None and current.get("revision", 0) == highest:
@@ -318,7 +320,7 @@ class Reconciler:
         # A new revision, or an old one coming back (an undo): it becomes the newest. A revision's
         # data is immutable, so an old one is renumbered with a patch of that field alone.
         if current is None:
-            result = await self.kube.apply(controller_revision(group, owner_reference(group), highest + 1))
+            result = await self.kube.apply(controller_revision(group, owner_reference(group), highest + 1, revision))
         else:
             result = await self.kube.patch(KINDS[("apps/v1", "ControllerRevision")], group.namespace, name,
                                            {"revision": highest + 1})

@@ -13,7 +13,6 @@ import math
 
 from .. import naming
 from ..api.rolebasedgroup import Role, RoleBasedGroup
-from .templates import resolved_template
 
 HISTORY_LIMIT = 10  # ControllerRevisions kept per group
 
@@ -28,21 +27,15 @@ def resolve(value: int | str | None, total: int, *, round_up: bool = False, defa
     return math.ceil(fraction) if round_up else math.floor(fraction)
 
 
-def role_shape(group: RoleBasedGroup, role: Role) -> dict:
-    """What decides a role's pods (and so its revision); replicas are deliberately not in it."""
-    shape = {"template": resolved_template(group, role)}
-    if role.leader_worker_set:
-        shape["leaderWorkerSet"] = role.leader_worker_set.wire()
-    return shape
+def revision_hash(pod_templates: dict) -> str:
+    """A role's revision: the hash of the pod templates the operator gives its workload (built by
+    desired.workloads.role_pod_templates). Anything that would restart pods changes it; replicas
+    do not, being outside the templates."""
+    return hashlib.sha256(json.dumps(pod_templates, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def role_revision(group: RoleBasedGroup, role: Role) -> str:
-    return hashlib.sha256(json.dumps(role_shape(group, role), sort_keys=True).encode()).hexdigest()[:10]
-
-
-def group_revision(group: RoleBasedGroup) -> str:
-    hashes = {role.name: role_revision(group, role) for role in group.spec.roles}
-    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:10]
+def group_revision(role_revisions: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(role_revisions, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def revision_label(role: str) -> str:
@@ -56,8 +49,10 @@ def revision_label(role: str) -> str:
     return f"{prefix}/{name}"
 
 
-def controller_revision(group: RoleBasedGroup, owner: dict, number: int) -> dict:
-    """The group's role templates as a ControllerRevision `{rbg}-{hash}`: what undo restores."""
+def controller_revision(group: RoleBasedGroup, owner: dict, number: int, revision: str) -> dict:
+    """The group's role templates as a ControllerRevision `{rbg}-{revision}`: what undo restores.
+    `templateFields` says which role fields it holds: undo replaces those and no others (revisions
+    recorded before labels and annotations were kept lack them)."""
     roles = {}
     for role in group.spec.roles:
         fields = role.wire()
@@ -65,9 +60,9 @@ def controller_revision(group: RoleBasedGroup, owner: dict, number: int) -> dict
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
-        "metadata": {"name": f"{group.name}-{group_revision(group)}", "namespace": group.namespace,
+        "metadata": {"name": f"{group.name}-{revision}", "namespace": group.namespace,
                      "labels": {naming.LABEL_GROUP_NAME: group.name}, "ownerReferences": [owner]},
-        "data": {"roles": roles},
+        "data": {"roles": roles, "templateFields": list(naming.ROLE_TEMPLATE_FIELDS)},
         "revision": number,
     }
 

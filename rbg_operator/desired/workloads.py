@@ -8,7 +8,7 @@ from .discovery import inject
 from .gang import join_gang
 from .meta import child_metadata, role_labels
 from .options import DEFAULT, BuildOptions
-from .rollout import RolePlan, revision_label, role_revision, update_strategy
+from .rollout import RolePlan, group_revision, revision_hash, revision_label, update_strategy
 from .strategicmerge import merge
 from .templates import resolved_template
 
@@ -23,7 +23,35 @@ def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base:
     return join_gang(inject(template, group, role), group, options)
 
 
-def _statefulset(group: RoleBasedGroup, role: Role, options: BuildOptions) -> dict:
+def role_pod_templates(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT) -> dict:
+    """What the role's workload makes its pods from: the pod template, or a LeaderWorkerSet's
+    size with its worker and leader templates."""
+    if role.workload.kind != "LeaderWorkerSet":
+        return {"template": pod_template(group, role, options)}
+    lws = role.leader_worker_set
+    base = resolved_template(group, role)
+    templates = {
+        "size": role.leader_worker_size,
+        "workerTemplate": pod_template(group, role, options, merge(base, (lws and lws.patch_worker_template) or {})),
+    }
+    if lws and lws.patch_leader_template:
+        templates["leaderTemplate"] = pod_template(group, role, options, merge(base, lws.patch_leader_template))
+    return templates
+
+
+def role_revision(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT) -> str:
+    return revision_hash(role_pod_templates(group, role, options))
+
+
+def role_revisions(group: RoleBasedGroup, options: BuildOptions = DEFAULT) -> dict[str, str]:
+    return {role.name: role_revision(group, role, options) for role in group.spec.roles}
+
+
+def group_revision_of(group: RoleBasedGroup, options: BuildOptions = DEFAULT) -> str:
+    return group_revision(role_revisions(group, options))
+
+
+def _statefulset(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -33,34 +61,27 @@ def _statefulset(group: RoleBasedGroup, role: Role, options: BuildOptions) -> di
             # Parallel: role instances are peers (tensor/data parallel servers), not a chain.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": naming.role_selector(group.name, role.name)},
-            "template": pod_template(group, role, options),
+            "template": templates["template"],
             "minReadySeconds": role.min_ready_seconds,
         },
     }
 
 
-def _deployment(group: RoleBasedGroup, role: Role, options: BuildOptions) -> dict:
+def _deployment(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "spec": {
             "replicas": role.replicas,
             "selector": {"matchLabels": naming.role_selector(group.name, role.name)},
-            "template": pod_template(group, role, options),
+            "template": templates["template"],
             "minReadySeconds": role.min_ready_seconds,
         },
     }
 
 
-def _leaderworkerset(group: RoleBasedGroup, role: Role, options: BuildOptions) -> dict:
-    lws = role.leader_worker_set
-    base = resolved_template(group, role)
-    template: dict = {
-        "size": role.leader_worker_size,
-        "workerTemplate": pod_template(group, role, options, merge(base, (lws and lws.patch_worker_template) or {})),
-    }
-    if lws and lws.patch_leader_template:
-        template["leaderTemplate"] = pod_template(group, role, options, merge(base, lws.patch_leader_template))
+def _leaderworkerset(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
+    template = dict(templates)
     # The LeaderWorkerSet's own group recreation is the role-instance policy; a group-wide
     # policy is the operator's job, so LeaderWorkerSet must not recreate on its own as well.
     lws_restart = {"RecreateRoleInstanceOnPodRestart": "RecreateGroupOnPodRestart",
@@ -80,11 +101,12 @@ BUILDERS = {"StatefulSet": _statefulset, "Deployment": _deployment, "LeaderWorke
 def role_workload(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,
                   plan: RolePlan = RolePlan()) -> dict:
     """The role's workload; `plan` overrides the role's own settings while coordination paces it."""
-    workload = BUILDERS[role.workload.kind](group, role, options)
+    templates = role_pod_templates(group, role, options)
+    workload = BUILDERS[role.workload.kind](group, role, templates)
     workload["spec"].update(update_strategy(role, role.workload.kind, plan))
     if plan.replicas is not None:
         workload["spec"]["replicas"] = plan.replicas
     workload["metadata"] = child_metadata(group, role, naming.workload_name(group.name, role.name))
-    workload["metadata"]["labels"][revision_label(role.name)] = role_revision(group, role)
+    workload["metadata"]["labels"][revision_label(role.name)] = revision_hash(templates)
     return {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "metadata": workload["metadata"],
             "spec": workload["spec"]}

@@ -26,11 +26,12 @@ def pd_group(name: str, image: str, replicas: int, max_skew: str | None = "25%",
             "spec": spec}
 
 
-def fractions(pods: list[dict], image: str, replicas: int) -> dict[str, float]:
-    """Per role: the share of its pods that run `image` and are ready, from one list call."""
+def fractions(pods: list[dict], image: str, replicas: int, label: tuple[str, str] | None = None) -> dict[str, float]:
+    """Per role: the share of its pods that run `image` (and carry `label`) and are ready, from one list call."""
     done: dict[str, int] = {"prefill": 0, "decode": 0}
     for pod in pods:
-        if (pod["spec"]["containers"][0]["image"] == image and not pod["metadata"].get("deletionTimestamp")
+        labelled = label is None or pod["metadata"]["labels"].get(label[0]) == label[1]
+        if (pod["spec"]["containers"][0]["image"] == image and labelled and not pod["metadata"].get("deletionTimestamp")
                 and (condition(pod, "Ready") or {}).get("status") == "True"):
             done[pod["metadata"]["labels"][ROLE_LABEL]] += 1
     return {role: count / replicas for role, count in done.items()}
@@ -43,7 +44,7 @@ def ready(kubectl: Kubectl, name: str, namespace: str) -> dict:
 
 
 def run_rollout(kubectl: Kubectl, namespace: str, name: str, image: str, replicas: int, max_skew: float | None,
-                timeout: float = 120) -> list[dict[str, float]]:
+                timeout: float = 120, label: tuple[str, str] | None = None) -> list[dict[str, float]]:
     """Sample both roles until every pod runs `image` and is ready; assert the skew at every sample."""
     samples = []
     deadline = time.monotonic() + timeout
@@ -171,6 +172,24 @@ def test_history_and_undo_restore_the_previous_image(kubectl: Kubectl, operator,
 
     missing = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "undo", "undo", "--to-revision", "9")
     assert missing.returncode == 1 and "has no revision 9" in missing.stderr
+
+
+def test_a_role_label_change_is_a_coordinated_undoable_revision(kubectl: Kubectl, operator, namespace: str,
+                                                                kubeconfig: str):
+    # Role labels reach the pod template, so changing them restarts every pod: that must be a
+    # revision like an image change, paced by maxSkew, recorded, and undone by `rollout undo`.
+    kubectl.apply(pd_group("relabel", "example.com/app:v1", 4, labels={"example.com/tier": "a"}), namespace)
+    ready(kubectl, "relabel", namespace)
+    kubectl.apply(pd_group("relabel", "example.com/app:v1", 4, labels={"example.com/tier": "b"}), namespace)
+    samples = run_rollout(kubectl, namespace, "relabel", "example.com/app:v1", 4, 0.25, label=("example.com/tier", "b"))
+    assert any(0 < s["prefill"] < 1 or 0 < s["decode"] < 1 for s in samples), "the change was not paced"
+    wait_for("two revisions", lambda: [r.split()[0] for r in kubectl_rbg(
+        kubeconfig, "-n", namespace, "rollout", "history", "relabel").stdout.splitlines()[1:]] == ["1", "2"], 30)
+
+    result = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "undo", "relabel")
+    assert result.returncode == 0, result.stderr
+    run_rollout(kubectl, namespace, "relabel", "example.com/app:v1", 4, 0.25, label=("example.com/tier", "a"))
+    assert {r["labels"]["example.com/tier"] for r in kubectl.get("rbg", "relabel", namespace)["spec"]["roles"]} == {"a"}
 
 
 def paced_group(name: str, replicas: int, **spec) -> dict:

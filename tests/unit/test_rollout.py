@@ -90,3 +90,24 @@ def test_a_gang_grows_only_as_far_as_its_pods_exist():
     assert gang_size(8, 4, 5) == 5  # growing: as far as the new pods exist
     assert gang_size(8, 4, 2) == 4  # pods lost (a recreation): never below what was applied
     assert gang_size(8, 4, 9) == 8
+
+
+def revision_of(role_fields: dict, **spec) -> str:
+    from rbg_operator.desired.workloads import role_revision
+    group = RoleBasedGroup.model_validate({
+        "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
+        "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+        "spec": {"roles": [{"name": "web", "replicas": 2,
+                            "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}, **role_fields}],
+                 **spec}})
+    return role_revision(group, group.spec.roles[0])
+
+
+def test_revision_follows_everything_that_restarts_pods_and_nothing_else():
+    base = revision_of({})
+    assert revision_of({"replicas": 5}) == base  # scaling restarts nothing
+    # Each of these lands in the pod template, so each restarts the pods: each is a new revision.
+    assert revision_of({"labels": {"team": "a"}}) != base
+    assert revision_of({"annotations": {"note": "x"}}) != base
+    assert revision_of({}, podGroupPolicy={"kubeScheduling": {}}) != base
+    assert revision_of({"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}) != base
