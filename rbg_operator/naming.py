@@ -19,6 +19,10 @@ ANNOTATION_RESTART_STATE = "rolebasedgroup.workloads.x-k8s.io/restart-state"
 ANNOTATION_RESTART_RESET = "rolebasedgroup.workloads.x-k8s.io/restart-budget-reset"
 # Seconds without progress after which a group is Stalled (overrides --progress-deadline-seconds).
 ANNOTATION_PROGRESS_DEADLINE = "rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds"
+# On a workload whose replicas another writer changed: the role's replicas when the operator
+# yielded to that value. A role whose replicas differ from it has changed since: the operator
+# takes the replicas back (see controller/ownership.py).
+ANNOTATION_YIELDED_REPLICAS = "rolebasedgroup.workloads.x-k8s.io/yielded-replicas"
 # Digest of the configuration the operator last applied to a child (see controller/reconciler.py).
 ANNOTATION_APPLIED = "rolebasedgroup.workloads.x-k8s.io/applied-config"
 

@@ -24,8 +24,10 @@ from ..kube import KINDS, ApiError, Kube, namespace_terminating
 from . import conditions, health
 from .diff import applied_digest, contains
 from .progress import RoleProgress, workload_progress
+from .ownership import OVERRIDDEN, ReplicasOwnership, overridden_conditions, replicas_ownership
 from .restarts import RestartOutcome, RestartSettings, RestartTracker, delete_pod
-from .store import Store, other_owner
+from .store import Store
+from .stuck import stuck_pods
 from .together import together
 
 log = logging.getLogger(__name__)
@@ -41,11 +43,8 @@ ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 ROLE_CHILD_KINDS = [("v1", "Service"), ADAPTER, *WORKLOAD_KINDS.values()]
 # Kinds whose spec the API server will not update in place: replaced when it must change.
 RECREATE_WHEN_IMMUTABLE = {("scheduling.k8s.io/v1alpha1", "Workload")}
-# Fields another actor may own on our workloads (kubectl scale, an HPA): we stop applying them.
-YIELDABLE_FIELDS = {("spec", "replicas"): "f:replicas"}
 
 
-STUCK_AFTER_SECONDS = 60
 # As a Deployment's progressDeadlineSeconds: long enough for images to pull and models to load.
 DEFAULT_PROGRESS_DEADLINE = 600.0
 CONFLICT_RECHECK_SECONDS = 30
@@ -53,18 +52,6 @@ CONFLICT_RECHECK_SECONDS = 30
 
 class ChildConflict(Exception):
     """A child's name is taken by an object this group does not control."""
-
-
-def _stuck(pod: dict) -> bool:
-    """A pod that will not become ready by waiting: the scheduler found no place for it, or it
-    has not been ready for a minute. A pod merely queued on a busy cluster is neither."""
-    conditions = {c["type"]: c for c in (pod.get("status") or {}).get("conditions", [])}
-    if conditions.get("Ready", {}).get("status") == "True":
-        return False
-    if conditions.get("PodScheduled", {}).get("reason") == "Unschedulable":
-        return True
-    created = datetime.datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-    return (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds() > STUCK_AFTER_SECONDS
 
 
 def _owned_by(obj: dict, uid: str) -> bool:
@@ -107,19 +94,28 @@ class Reconciler:
         created: list[str] = []  # what this pass created, reported as one Event
         try:
             plans = self._coordinate(group)
-            wanted = group_children(group, self._gang_size(group, plans))
+            ownership = self._replicas_ownership(group)
+            applied = self._applied_replicas(group, plans, ownership)
+            wanted = group_children(group, self._gang_size(group, applied), applied)
             await together(self._record_revision(body, group),
                            *(self._ensure(body, child, created) for child in wanted))
             await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
             waiting: dict[str, str] = {}
             progress: dict[str, RoleProgress] = {}
+            look_again: list[float | None] = []  # seconds until something changes by time alone
 
             async def ensure_role(role) -> None:
                 workload = None
                 for child in role_children(group, role.name, self.options, plans.get(role.name, RolePlan())):
+                    if child["kind"] == role.workload.kind and not ownership[role.name].apply:
+                        # Another writer's value stands: leave the field to it, and remember the
+                        # role's value now, so a later change of the role takes it back.
+                        child["spec"].pop("replicas")
+                        child["metadata"].setdefault("annotations", {})[naming.ANNOTATION_YIELDED_REPLICAS] = \
+                            str(role.replicas)
                     workload = await self._ensure(body, child, created)  # in order: the workload comes last
                 if workload is not None and workload["kind"] == "StatefulSet":
-                    await self._unstick(body, workload)
+                    look_again.append(await self._unstick(body, workload))
                 progress[role.name] = workload_progress(role.name, role.replicas, workload)
                 update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
                 progress[role.name].paused = bool(update and update.paused)
@@ -148,23 +144,36 @@ class Reconciler:
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
             for r in group.spec.roles})
         restarts = await self.restarts.reconcile(body, group)
-        deadline_passes = await self._report(body, group, progress, waiting, restarts)
-        return min((t for t in (restarts.requeue_after, deadline_passes) if t is not None), default=None)
+        deadline_passes = await self._report(body, group, progress, waiting, restarts, ownership)
+        return min((t for t in (restarts.requeue_after, deadline_passes, *look_again) if t is not None), default=None)
 
-    def _gang_size(self, group: RoleBasedGroup, plans: dict[str, RolePlan]) -> int | None:
-        """The pods the gang counts: the replicas this pass applies (a coordinated step, or the value
-        another writer holds on the workload), raised only as far as the pods exist (gang_size)."""
+    def _replicas_ownership(self, group: RoleBasedGroup) -> dict[str, ReplicasOwnership]:
+        return {role.name: replicas_ownership(
+                    self.store.get(*WORKLOAD_KINDS[role.workload.kind], group.namespace,
+                                   naming.workload_name(group.name, role.name)),
+                    role.replicas, {naming.FIELD_MANAGER})
+                for role in group.spec.roles}
+
+    @staticmethod
+    def _applied_replicas(group: RoleBasedGroup, plans: dict[str, RolePlan],
+                          ownership: dict[str, ReplicasOwnership]) -> dict[str, int]:
+        """Replicas the workloads run with where they differ from the spec: another writer's value
+        that stands, or a coordinated step. The topology and the gang follow these."""
+        applied = {}
+        for role in group.spec.roles:
+            decision = ownership[role.name]
+            if not decision.apply and decision.running is not None:
+                applied[role.name] = decision.running
+            elif plans.get(role.name, RolePlan()).replicas is not None:
+                applied[role.name] = plans[role.name].replicas
+        return applied
+
+    def _gang_size(self, group: RoleBasedGroup, applied: dict[str, int]) -> int | None:
+        """The pods the gang counts: the replicas applied, raised only as far as the pods exist
+        (gang_size)."""
         backend = gang_backend(group)
         if backend is None:
             return None
-        applied = {}
-        for role in group.spec.roles:
-            workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], group.namespace,
-                                      naming.workload_name(group.name, role.name))
-            if plans.get(role.name, RolePlan()).replicas is not None:
-                applied[role.name] = plans[role.name].replicas
-            elif workload is not None and other_owner(workload, ("f:spec", "f:replicas"), {naming.FIELD_MANAGER}):
-                applied[role.name] = (workload.get("spec") or {}).get("replicas", role.replicas)
         observed = self.store.get(*PODGROUP_KINDS[backend], group.namespace, group.name)
         pods = sum(1 for p in self.store.owned_by_group("v1", "Pod", group.namespace, group.name)
                    if not p["metadata"].get("deletionTimestamp"))
@@ -181,10 +190,6 @@ class Reconciler:
         observed = self.store.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
         if observed is None:
             observed = await self._existing(group_body, desired)
-        if observed is not None:
-            for path, field in YIELDABLE_FIELDS.items():
-                if other_owner(observed, ("f:spec", field), {naming.FIELD_MANAGER}) is not None:
-                    desired[path[0]].pop(path[1], None)
         meta.setdefault("annotations", {})[naming.ANNOTATION_APPLIED] = applied_digest(desired)
         if observed is not None and contains(observed, desired):
             return observed
@@ -217,33 +222,29 @@ class Reconciler:
         raise ChildConflict(f"{desired['kind']} {meta['name']} already exists and {held_by}; the group leaves it "
                             f"alone: delete or rename it")
 
-    async def _unstick(self, group_body: dict, sts: dict) -> None:
-        """Replace pods stuck on an old revision that were never going to become ready.
-
-        A StatefulSet rolling update waits for unavailable pods to recover before it replaces
-        anything (with maxUnavailable, it counts them against the budget), so a template fix for
-        pods that cannot start would never roll out. Those pods serve nothing: replacing them
-        costs no availability.
-        """
+    async def _unstick(self, group_body: dict, sts: dict) -> float | None:
+        """Replace pods a StatefulSet rollout would wait on for ever (see stuck.py), within the
+        rollout's maxUnavailable; returns when to look again for pods not stuck yet."""
         status = sts.get("status") or {}
         if status.get("observedGeneration") != sts["metadata"]["generation"] or not status.get("updateRevision"):
-            return
+            return None
         if status.get("updateRevision") == status.get("currentRevision"):
-            return
-        partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
+            return None
+        rolling = (sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
         meta = sts["metadata"]
-        for pod in self.store.in_role("v1", "Pod", meta["namespace"], meta["labels"][naming.LABEL_GROUP_NAME],
-                                      meta["labels"][naming.LABEL_ROLE]):
-            labels = pod["metadata"]["labels"]
-            ordinal = int(labels.get(naming.STATEFULSET_POD_INDEX, -1))
-            if (ordinal >= partition and _stuck(pod) and not pod["metadata"].get("deletionTimestamp")
-                    and labels.get("controller-revision-hash") != status["updateRevision"]):
-                # On an old revision, so the restart policies do not count it as lost.
-                if not await delete_pod(self.kube, self.store, pod):
-                    continue
-                await self.recorder.emit(group_body, "Normal", "ReplacedStuckPod",
-                                         f"pod {pod['metadata']['name']} never became ready on the old revision; "
-                                         f"replacing it with the new one")
+        pods = self.store.in_role("v1", "Pod", meta["namespace"], meta["labels"][naming.LABEL_GROUP_NAME],
+                                  meta["labels"][naming.LABEL_ROLE])
+        found = stuck_pods(pods, status["updateRevision"], rolling.get("partition", 0),
+                           resolve(rolling.get("maxUnavailable"), sts["spec"].get("replicas", 1), default=1) or 1,
+                           datetime.datetime.now(datetime.timezone.utc))
+        for pod in found.replace:
+            # On an old revision, so the restart policies do not count it as lost.
+            if not await delete_pod(self.kube, self.store, pod):
+                continue
+            await self.recorder.emit(group_body, "Normal", "ReplacedStuckPod",
+                                     f"pod {pod['metadata']['name']} never became ready on the old revision; "
+                                     f"replacing it with the new one")
+        return found.requeue_after
 
     def _coordinate(self, group: RoleBasedGroup) -> dict[str, RolePlan]:
         """What coordination rules decide for their roles this time round:
@@ -404,7 +405,8 @@ class Reconciler:
             await self.recorder.emit(body, "Warning", "InvalidSpec", message)
 
     async def _report(self, body: dict, group: RoleBasedGroup, progress: dict[str, RoleProgress],
-                      waiting: dict[str, str], restarts: RestartOutcome) -> float | None:
+                      waiting: dict[str, str], restarts: RestartOutcome,
+                      ownership: dict[str, ReplicasOwnership]) -> float | None:
         """Write the conditions; returns the seconds until the progress deadline passes, if it may."""
         roles = [progress[r.name] for r in group.spec.roles]
         deadline, complaint = health.progress_deadline(body["metadata"].get("annotations"), self.progress_deadline)
@@ -421,8 +423,12 @@ class Reconciler:
         ]
         ready = verdict.conditions[0]
         previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
-        changed = await self._write_status(body, [*verdict.conditions, *restarts.conditions], role_statuses,
-                                           verdict.restamp)
+        overridden = overridden_conditions(group, ownership, (body.get("status") or {}).get("conditions"))
+        changed = await self._write_status(body, [*verdict.conditions, *restarts.conditions, *overridden],
+                                           role_statuses, verdict.restamp)
+        before = conditions.find((body.get("status") or {}).get("conditions"), OVERRIDDEN) or {}
+        if overridden and overridden[0]["status"] == "True" and before.get("message") != overridden[0]["message"]:
+            await self.recorder.emit(body, "Normal", OVERRIDDEN, overridden[0]["message"])
         # A new group's first "not ready yet" is no news after its Created Event; every later
         # change of reason, and a first status that says more (waiting, given up), is.
         first_and_expected = previous is None and ready["reason"] == "RolesNotReady"

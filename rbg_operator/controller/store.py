@@ -178,7 +178,7 @@ def _slim_pod(pod: dict) -> dict:
     """The parts of a pod that reconciles read (placement, readiness, restarts, ownership): pods
     are most of what the store holds, and their specs and managed fields are most of a pod."""
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
-    slim_status = {key: status[key] for key in ("phase", "conditions") if key in status}
+    slim_status = {key: status[key] for key in ("phase", "conditions", "startTime") if key in status}
     for key in ("containerStatuses", "initContainerStatuses"):
         if key in status:
             slim_status[key] = [{"name": c.get("name"), "restartCount": c.get("restartCount", 0),

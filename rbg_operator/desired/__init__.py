@@ -14,12 +14,14 @@ from .scaling import scaling_adapter
 from .workloads import role_workload
 
 
-def group_children(group: RoleBasedGroup, gang_size: int | None = None) -> list[dict]:
+def group_children(group: RoleBasedGroup, gang_size: int | None = None,
+                   applied: dict[str, int] | None = None) -> list[dict]:
     """Objects the group needs before any role: the topology ConfigMap its pods mount and,
     with gang scheduling, the pod group the scheduler holds the pods to (of `gang_size` pods,
-    default every pod of the spec)."""
+    default every pod of the spec). `applied`: replicas the workloads run with where they
+    differ from the spec."""
     podgroup = pod_group(group, gang_size)
-    return [topology_configmap(group)] + ([podgroup] if podgroup else [])
+    return [topology_configmap(group, applied)] + ([podgroup] if podgroup else [])
 
 
 def role_children(group: RoleBasedGroup, role_name: str, options: BuildOptions = DEFAULT,

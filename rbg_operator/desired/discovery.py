@@ -32,29 +32,32 @@ def headless_service(group: RoleBasedGroup, role: Role) -> dict:
     }
 
 
-def topology(group: RoleBasedGroup) -> dict:
-    """What pods learn about their group: every role, its size and its instances' addresses."""
+def topology(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict:
+    """What pods learn about their group: every role, its size and its instances' addresses.
+    `applied` holds replicas the workloads run with where they differ from the spec (a paced
+    scale-up, another writer's value): the topology lists the instances that exist."""
     roles = []
     for role in group.spec.roles:
         kind = role.workload.kind
+        replicas = (applied or {}).get(role.name, role.replicas)
         entry = {
             "name": role.name,
             "workload": kind,
-            "replicas": role.replicas,
+            "replicas": replicas,
             "service": naming.service_name(group.name, role.name),
         }
         if kind == "LeaderWorkerSet":
             entry["size"] = role.leader_worker_size
         if kind in ("StatefulSet", "LeaderWorkerSet"):  # Deployment pods have no stable names
             entry["instances"] = [naming.instance_address(group.name, role.name, i, kind)
-                                  for i in range(role.replicas)]
+                                  for i in range(replicas)]
         if role.service_ports:
             entry["servicePorts"] = copy.deepcopy(role.service_ports)
         roles.append(entry)
     return {"group": group.name, "namespace": group.namespace, "roles": roles}
 
 
-def topology_configmap(group: RoleBasedGroup) -> dict:
+def topology_configmap(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -64,7 +67,7 @@ def topology_configmap(group: RoleBasedGroup) -> dict:
             "labels": {naming.LABEL_GROUP_NAME: group.name},
             "ownerReferences": [owner_reference(group)],
         },
-        "data": {naming.TOPOLOGY_FILE: yaml.dump(topology(group), Dumper=_DUMPER, sort_keys=False)},
+        "data": {naming.TOPOLOGY_FILE: yaml.dump(topology(group, applied), Dumper=_DUMPER, sort_keys=False)},
     }
 
 

@@ -182,13 +182,33 @@ def test_reconcile_that_changes_nothing_writes_nothing(kubectl: Kubectl, operato
         isolated.stop()
 
 
-def test_scaled_workload_replicas_are_not_fought(kubectl: Kubectl, operator, namespace: str):
+def test_scaled_workload_replicas_stand_until_the_role_changes(kubectl: Kubectl, operator, namespace: str):
     kubectl.apply(rbg("scaled", [role("web", replicas=1)]), namespace)
     ready(kubectl, "scaled", namespace)
     kubectl.run("scale", "statefulset/scaled-web", "--replicas=3", f"-n={namespace}")
+
+    def overridden() -> dict | None:
+        return condition(kubectl.get("rbg", "scaled", namespace), "ReplicasOverridden")
+    held = wait_for("ReplicasOverridden", lambda: (c := overridden()) and c["status"] == "True" and c, 30)
+    assert "role web: 3 replicas set by kubectl" in held["message"], held
+    # The topology lists the instances that run, not the role's one.
+    wait_for("topology of 3", lambda: yaml.safe_load(kubectl.get("configmap", "scaled", namespace)["data"]
+                                                     ["topology.yaml"])["roles"][0]["replicas"] == 3, 30)
     kubectl.run("annotate", "rbg", "scaled", f"-n={namespace}", "example.com/poke=1")
     time.sleep(3)
     assert kubectl.get("statefulset", "scaled-web", namespace)["spec"]["replicas"] == 3
+
+    # A change of the role's replicas is newer than the override: the role takes them back.
+    kubectl.apply(rbg("scaled", [role("web", replicas=2)]), namespace)
+    wait_for("the role's 2 replicas", lambda: kubectl.get("statefulset", "scaled-web", namespace)["spec"]["replicas"]
+             == 2 and (overridden() or {}).get("status") == "False", 30)
+    ready(kubectl, "scaled", namespace)
+    sts = kubectl.get("statefulset", "scaled-web", namespace)
+    assert "rolebasedgroup.workloads.x-k8s.io/yielded-replicas" not in (sts["metadata"].get("annotations") or {})
+    # And later role changes keep applying, as before any override.
+    kubectl.apply(rbg("scaled", [role("web", replicas=1)]), namespace)
+    wait_for("the role's 1 replica", lambda: kubectl.get("statefulset", "scaled-web", namespace)["spec"]["replicas"]
+             == 1, 30)
 
 
 def test_removed_role_is_cleaned_up_and_group_deletion_cascades(kubectl: Kubectl, operator, namespace: str):

@@ -3,6 +3,7 @@ rollouts under maxSkew, no deadlock at small sizes, updates during updates, and 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,7 +50,8 @@ def run_rollout(kubectl: Kubectl, namespace: str, name: str, image: str, replica
     samples = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        share = fractions(kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}={name}"), image, replicas)
+        share = fractions(kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}={name}"), image, replicas,
+                          label)
         samples.append(share)
         if max_skew is not None:
             assert abs(share["prefill"] - share["decode"]) <= max_skew + 1e-9, samples
@@ -226,3 +228,38 @@ def test_a_gang_grows_with_the_replicas_coordination_applies(kubectl: Kubectl, o
     wait_for("grown to 4 + 4 and Ready", done, 120, interval=0.2)
     assert any(2 < size < 8 for size in sizes), sizes
     assert kubectl.get("podgroups.scheduling.x-k8s.io", "ganged", namespace)["spec"]["minMember"] == 8
+
+
+def test_only_a_never_ready_pod_is_replaced_when_a_minute_has_passed(kubectl: Kubectl, operator, namespace: str):
+    # Two groups whose pod 0 is not Ready on the old revision: in "dud" it never was (its Ready
+    # condition has not moved since the pod started); in "blip" it was, and a probe fails now. A
+    # rollout waits on both. Only dud's may be replaced, once a minute has passed: that moment
+    # brings no event, so only a timed look notices it.
+    def group(name: str, image: str) -> dict:
+        return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": name},
+                "spec": {"roles": [{"name": "web", "replicas": 2,
+                                    "template": {"spec": {"containers": [{"name": "m", "image": image}]}}}]}}
+    for name in ("dud", "blip"):
+        kubectl.apply(group(name, "example.com/app:v1"), namespace)
+    for name in ("dud", "blip"):
+        ready(kubectl, name, namespace)
+    uids = {}
+    time.sleep(4)  # so that blip's failure is clearly later than its start
+    for name in ("dud", "blip"):
+        pod = kubectl.get("pod", f"{name}-web-0", namespace)
+        uids[name] = pod["metadata"]["uid"]
+        changed = pod["status"]["startTime"] if name == "dud" else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        kubectl.run("patch", "pod", f"{name}-web-0", f"-n={namespace}", "--subresource=status", "--type=strategic",
+                    "-p", json.dumps({"status": {"conditions": [
+                        {"type": "Ready", "status": "False", "lastTransitionTime": changed}]}}))
+        kubectl.apply(group(name, "example.com/app:v2"), namespace)
+
+    def uid(name: str) -> str | None:
+        return (kubectl.get("pod", f"{name}-web-0", namespace) or {}).get("metadata", {}).get("uid")
+    wait_for("dud's never-ready pod replaced", lambda: uid("dud") not in (None, uids["dud"]), 120, interval=1)
+    blip = kubectl.get("pod", "blip-web-0", namespace)
+    time.sleep(5)
+    assert uid("blip") == uids["blip"], f"blip-web-0 was Ready once and must be left alone: {blip.get('status')}"
+    reasons = {e["reason"] for e in kubectl.get("events", namespace=namespace)
+               if e["involvedObject"]["name"] == "dud"}
+    assert "ReplacedStuckPod" in reasons
