@@ -68,6 +68,9 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     container = pod["containers"][0]
     assert container["image"] == "registry.example.com/rbg-operator:0.1.0"
     assert container["args"][:2] == ["run", "--leader-elect"]
+    assert "--progress-deadline-seconds=600" in container["args"]
+    shorter = next(d for d in render(helm, "--set", "operator.progressDeadlineSeconds=120") if d["kind"] == "Deployment")
+    assert "--progress-deadline-seconds=120" in shorter["spec"]["template"]["spec"]["containers"][0]["args"]
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

@@ -179,3 +179,35 @@ def test_set_replaces_a_bad_template_with_a_fix_and_recreates_a_deleted_member(k
     kubectl.run("delete", "rbg", "fix-1", f"-n={namespace}", "--wait=false")
     wait_for("fix-1 re-created", lambda: (g := kubectl.get("rbg", "fix-1", namespace))
              and g["metadata"]["uid"] != uid, 15)
+
+
+def test_set_member_reapply_keeps_the_replicas_its_adapter_set(kubectl: Kubectl, operator, namespace: str):
+    def fleet(image: str) -> dict:
+        return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroupSet", "metadata": {"name": "keep"},
+                "spec": {"replicas": 1, "template": {"roles": [{
+                    "name": "web", "replicas": 1, "scalingAdapter": {"enable": True},
+                    "template": {"spec": {"containers": [{"name": "main", "image": image}]}}}]}}}
+
+    def member_role() -> dict:
+        return kubectl.get("rbg", "keep-0", namespace)["spec"]["roles"][0]
+
+    kubectl.apply(fleet("example.com/app:v1"), namespace)
+    wait_for("adapter bound", lambda: ((kubectl.get("rbgsa", "keep-0-web", namespace) or {}).get("status") or {})
+             .get("phase") == "Bound", 60)
+    kubectl.run("scale", "rbgsa/keep-0-web", "--replicas=2", f"-n={namespace}")
+    wait_for("the member's role at 2", lambda: member_role()["replicas"] == 2, 30)
+    scaled_at = wait_for("the adapter's scale time", lambda: (kubectl.get("rbgsa", "keep-0-web", namespace)
+                                                               .get("status") or {}).get("lastScaleTime"), 30)
+    time.sleep(1.5)  # a second scaling would carry a later time
+    # A template change re-applies the member: the adapter's replicas must survive it, without the
+    # adapter having to scale the role back (a dip to the template's 1 replica in between).
+    kubectl.apply(fleet("example.com/app:v2"), namespace)
+    wait_for("the member on v2", lambda: member_role()["template"]["spec"]["containers"][0]["image"]
+             == "example.com/app:v2", 60)
+    assert member_role()["replicas"] == 2
+    wait_for("2 pods", lambda: len([p for p in pods(kubectl, namespace, "rolebasedgroup.workloads.x-k8s.io/name=keep-0")
+                                    if not p["metadata"].get("deletionTimestamp")]) == 2, 60)
+    time.sleep(2)
+    adapter = kubectl.get("rbgsa", "keep-0-web", namespace)
+    assert member_role()["replicas"] == 2 and adapter["spec"]["replicas"] == 2
+    assert adapter["status"]["lastScaleTime"] == scaled_at, "the adapter had to scale the role again"
