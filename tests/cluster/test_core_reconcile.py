@@ -183,7 +183,8 @@ def test_reconcile_that_changes_nothing_writes_nothing(kubectl: Kubectl, operato
 
 
 def test_scaled_workload_replicas_stand_until_the_role_changes(kubectl: Kubectl, operator, namespace: str):
-    kubectl.apply(rbg("scaled", [role("web", replicas=1)]), namespace)
+    gang = {"podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 30}}}
+    kubectl.apply(rbg("scaled", [role("web", replicas=1)], **gang), namespace)
     ready(kubectl, "scaled", namespace)
     kubectl.run("scale", "statefulset/scaled-web", "--replicas=3", f"-n={namespace}")
 
@@ -194,19 +195,22 @@ def test_scaled_workload_replicas_stand_until_the_role_changes(kubectl: Kubectl,
     # The topology lists the instances that run, not the role's one.
     wait_for("topology of 3", lambda: yaml.safe_load(kubectl.get("configmap", "scaled", namespace)["data"]
                                                      ["topology.yaml"])["roles"][0]["replicas"] == 3, 30)
+    # The gang too counts the pods that run.
+    wait_for("a gang of 3", lambda: kubectl.get("podgroups.scheduling.x-k8s.io", "scaled", namespace)["spec"]
+             ["minMember"] == 3, 60)
     kubectl.run("annotate", "rbg", "scaled", f"-n={namespace}", "example.com/poke=1")
     time.sleep(3)
     assert kubectl.get("statefulset", "scaled-web", namespace)["spec"]["replicas"] == 3
 
     # A change of the role's replicas is newer than the override: the role takes them back.
-    kubectl.apply(rbg("scaled", [role("web", replicas=2)]), namespace)
+    kubectl.apply(rbg("scaled", [role("web", replicas=2)], **gang), namespace)
     wait_for("the role's 2 replicas", lambda: kubectl.get("statefulset", "scaled-web", namespace)["spec"]["replicas"]
              == 2 and (overridden() or {}).get("status") == "False", 30)
     ready(kubectl, "scaled", namespace)
     sts = kubectl.get("statefulset", "scaled-web", namespace)
     assert "rolebasedgroup.workloads.x-k8s.io/yielded-replicas" not in (sts["metadata"].get("annotations") or {})
     # And later role changes keep applying, as before any override.
-    kubectl.apply(rbg("scaled", [role("web", replicas=1)]), namespace)
+    kubectl.apply(rbg("scaled", [role("web", replicas=1)], **gang), namespace)
     wait_for("the role's 1 replica", lambda: kubectl.get("statefulset", "scaled-web", namespace)["spec"]["replicas"]
              == 1, 30)
 
