@@ -3,6 +3,7 @@ Kubernetes types, int-or-string and percentages, and the standard condition."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -84,6 +85,16 @@ def _int_or_percent(value: int | str) -> int | str:
     elif not re.match(INT_OR_PERCENT, value):
         raise ValueError(f"{value!r} is neither a whole number nor a whole percentage such as '25%'")
     return value
+
+
+def resolve(value: int | str | None, total: int, *, round_up: bool = False, default: int = 0) -> int:
+    """An int-or-percent against `total`, as Kubernetes resolves maxSurge (up) and maxUnavailable (down)."""
+    if value is None:
+        return default
+    if isinstance(value, int):
+        return value
+    fraction = int(value.rstrip("%")) * total / 100
+    return math.ceil(fraction) if round_up else math.floor(fraction)
 
 
 # A count or a percentage: 3 or "25%", never "1.5%" or "two".

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, model_validator
 
 from .common import (
     MAX_LEADER_WORKER_SIZE,
@@ -26,10 +26,16 @@ from .common import (
     RoleName,
     ServicePort,
     cel,
+    resolve,
 )
-from .rolebasedgroup import LIST_MAP_BY_NAME, EngineRuntime, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy
+from .rolebasedgroup import (LIST_MAP_BY_NAME, EngineRuntime, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy,
+                             dependency_cycle)
 
 API_VERSION = "workloads.x-k8s.io/v1alpha2"
+WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
+ROLE_INSTANCE_SET = "workloads.x-k8s.io/v1alpha2/RoleInstanceSet"
+WORKLOAD_TYPES = (ROLE_INSTANCE_SET, "apps/v1/StatefulSet", "apps/v1/Deployment",
+                  "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet")
 RESTART_POLICIES = Literal["None", "RecreateRoleInstanceOnPodRestart"]
 
 
@@ -113,6 +119,12 @@ class RoleV2(ApiModel):
          "standalonePattern and leaderWorkerPattern are mutually exclusive"),
         ("!has(self.dependencies) || !(self.name in self.dependencies)", "a role cannot depend on itself",
          ".dependencies"),
+        ("!has(self.leaderWorkerPattern) || !has(self.leaderWorkerPattern.sharedServiceSelection)"
+         " || self.leaderWorkerPattern.sharedServiceSelection != 'LeaderOnly' || !has(self.annotations)"
+         f" || !('{WORKLOAD_TYPE_KEY}' in self.annotations)"
+         f" || self.annotations['{WORKLOAD_TYPE_KEY}'] == '{ROLE_INSTANCE_SET}'",
+         "leaderWorkerPattern.sharedServiceSelection=LeaderOnly is only supported for RoleInstanceSet + "
+         "leaderWorkerPattern"),
     )}
 
     name: DnsLabel = Field(description="Role name, unique in the group; a DNS label.")
@@ -149,6 +161,15 @@ class RoleBasedGroupSpecV2(ApiModel):
     role_templates: list[RoleTemplate] | None = Field(
         None, max_length=MAX_ROLES, description="Named pod templates that roles can reference.",
         json_schema_extra=LIST_MAP_BY_NAME)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> "RoleBasedGroupSpecV2":
+        if (info.context or {}).get("structure_only"):  # the shape alone (a converted object)
+            return self
+        problems = spec_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def role(self, name: str) -> RoleV2:
         return next(r for r in self.roles if r.name == name)
@@ -225,3 +246,71 @@ class CoordinatedPolicyStatus(ApiModel):
         None, description="Standard conditions.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
 
+
+
+def _source_problems(where: str, source: TemplateSource, templates: set[str]) -> list[str]:
+    if source.template is not None and source.template_ref is not None:
+        return [f"{where}: template and templateRef are mutually exclusive"]
+    if source.template is None and source.template_ref is None:
+        return [f"{where}: set template or templateRef"]
+    if source.template_ref is not None and source.template_ref.name not in templates:
+        return [f"{where}.templateRef.name: no roleTemplates entry named {source.template_ref.name!r}"]
+    return []
+
+
+def spec_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
+    """What the reference checks in its webhook and at reconcile time, at admission, each message
+    naming the field (relative to the spec). Unlike the reference, a role without a pattern is
+    refused here instead of failing every reconcile, and a templateRef without a patch counts as
+    an empty patch (README, "API versions")."""
+    problems: list[str] = []
+    names = [role.name for role in spec.roles]
+    templates = [t.name for t in spec.role_templates or []]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"roles: role name {duplicate!r} is used more than once")
+    for i, template in enumerate(spec.role_templates or []):
+        if templates.count(template.name) > 1:
+            problems.append(f"roleTemplates[{i}]: duplicate template name {template.name!r}")
+        if not ((template.template.get("spec") or {}).get("containers")):
+            problems.append(f"roleTemplates[{i}].template.spec.containers: must have at least one container")
+    for i, role in enumerate(spec.roles):
+        where = f"roles[{i}]"
+        workload = (role.annotations or {}).get(WORKLOAD_TYPE_KEY)
+        if workload is not None and workload not in WORKLOAD_TYPES:
+            problems.append(f"{where}.annotations[{WORKLOAD_TYPE_KEY}]: unsupported workload type {workload!r}; "
+                            f"use one of {', '.join(WORKLOAD_TYPES)}")
+        if role.standalone_pattern is not None:
+            problems += _source_problems(f"{where}.standalonePattern", role.standalone_pattern, set(templates))
+        elif role.leader_worker_pattern is not None:
+            problems += _source_problems(f"{where}.leaderWorkerPattern", role.leader_worker_pattern, set(templates))
+        elif role.custom_components_pattern is not None:
+            components = role.custom_components_pattern.components or []
+            if not components:
+                problems.append(f"{where}.customComponentsPattern.components: at least one component is needed")
+            seen = [c.name for c in components]
+            for j, component in enumerate(components):
+                if seen.count(component.name) > 1:
+                    problems.append(f"{where}.customComponentsPattern.components[{j}].name: "
+                                    f"{component.name!r} is used more than once")
+                if component.size is None:
+                    problems.append(f"{where}.customComponentsPattern.components[{j}].size: required")
+        else:
+            problems.append(f"{where}: set one of standalonePattern, leaderWorkerPattern, customComponentsPattern")
+        update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
+        if update is not None and role.replicas > 0:
+            surge = resolve(update.max_surge, role.replicas, round_up=True)
+            unavailable = resolve(update.max_unavailable, role.replicas)
+            if surge == 0 and unavailable == 0:
+                problems.append(f"{where}.rolloutStrategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0")
+            if update.partition is not None:
+                partition = resolve(update.partition, role.replicas, round_up=True)
+                if partition >= role.replicas:
+                    problems.append(f"{where}.rolloutStrategy.rollingUpdate.partition: {partition} must be less "
+                                    f"than replicas {role.replicas}")
+        for dep in role.dependencies or []:
+            if dep not in names:
+                problems.append(f"{where}.dependencies: unknown role {dep!r}")
+    cycle = dependency_cycle(spec)
+    if cycle:
+        problems.append(f"roles: dependency cycle {' -> '.join(cycle)}")
+    return problems

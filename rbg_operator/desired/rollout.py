@@ -12,19 +12,10 @@ import json
 import math
 
 from .. import naming
+from ..api.common import resolve  # noqa: F401 - where the rollout code has always found it
 from ..api.rolebasedgroup import Role, RoleBasedGroup
 
 HISTORY_LIMIT = 10  # ControllerRevisions kept per group
-
-
-def resolve(value: int | str | None, total: int, *, round_up: bool = False, default: int = 0) -> int:
-    """An int-or-percent against `total`, as Kubernetes resolves maxSurge (up) and maxUnavailable (down)."""
-    if value is None:
-        return default
-    if isinstance(value, int):
-        return value
-    fraction = int(value.rstrip("%")) * total / 100
-    return math.ceil(fraction) if round_up else math.floor(fraction)
 
 
 def revision_hash(pod_templates: dict) -> str:
