@@ -244,7 +244,7 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> None:
     else:
         certfile, pkeyfile = webhook.self_signed_certificate(Path(tempfile.mkdtemp(prefix="rbg-webhook-")), url_host)
     webhook.register()
-    settings.admission.server = kopf.WebhookServer(addr=host or "0.0.0.0", port=int(port), host=url_host,
+    settings.admission.server = webhook.WebhookServer(addr=host or "0.0.0.0", port=int(port), host=url_host,
                                                    certfile=str(certfile), pkeyfile=str(pkeyfile))
     if SETTINGS.webhook_configuration:
         settings.admission.managed = SETTINGS.webhook_configuration

@@ -1,17 +1,20 @@
-"""Validating admission webhook: rejects what CEL cannot express (dependency cycles,
-anything else the models refuse) with a message that names the field.
+"""Webhooks: validating admission, which rejects what CEL cannot express (dependency cycles,
+anything else the models refuse) with a message that names the field; and conversion between
+API versions at /convert.
 
-It parses objects through the same models the controller uses, so admission and
-reconciliation never disagree about what is valid.
+Both go through the same models and conversion code the controller uses, so admission,
+conversion and reconciliation never disagree.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import logging
 from pathlib import Path
 
+import aiohttp.web
 import kopf
 import pydantic
 from cryptography import x509
@@ -20,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from . import naming
+from .api.conversion import ConversionError, convert
 from .api.errors import describe
 from .api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
@@ -59,6 +63,40 @@ def register() -> None:
     for plural, handler in (("rolebasedgroups", validate_group), ("rolebasedgroupsets", validate_group_set)):
         kopf.on.validate(naming.GROUP, naming.VERSION, plural, id=f"validate-{plural.removesuffix('s')}",
                          operations=["CREATE", "UPDATE"], ignore_failures=True)(handler)
+
+
+def review_conversion(review: dict) -> dict:
+    """The answer to an apiextensions.k8s.io/v1 ConversionReview: every object in the desired
+    version, or a failure naming the object and field that could not be converted."""
+    request = review.get("request") or {}
+    response: dict = {"uid": request.get("uid", "")}
+    converted = []
+    for obj in request.get("objects") or []:
+        try:
+            converted.append(convert(obj, request["desiredAPIVersion"]))
+        except ConversionError as error:
+            meta = obj.get("metadata") or {}
+            message = f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}: {error}"
+            response["result"] = {"status": "Failure", "message": message}
+            break
+    else:
+        response.update(result={"status": "Success"}, convertedObjects=converted)
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview", "response": response}
+
+
+class WebhookServer(kopf.WebhookServer):
+    """kopf's admission server, also answering ConversionReviews at /convert (kopf serves
+    admission only; its request handler is the one place to add a route)."""
+
+    @staticmethod
+    async def _serve(fn, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        if request.match_info.get("id") != "convert":
+            return await kopf.WebhookServer._serve(fn, request)
+        try:
+            review = json.loads(await request.text())
+        except ValueError as error:
+            raise aiohttp.web.HTTPBadRequest(reason=f"not a ConversionReview: {error}")
+        return aiohttp.web.json_response(review_conversion(review))
 
 
 def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:

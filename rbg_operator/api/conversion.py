@@ -293,24 +293,24 @@ def _converted(obj: dict, api_version: str, annotations: dict[str, str], spec: d
     return out
 
 
-def group_to_v2(obj: dict) -> dict:
+def group_to_v2(obj: dict, api_version: str = V2) -> dict:
     spec, moved = spec_to_v2(obj.get("spec") or {})
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
     annotations.update(moved)
     if EXCLUSIVE_V1_KEY in annotations:
         annotations[EXCLUSIVE_V2_KEY] = annotations[EXCLUSIVE_V1_KEY]
-    return _converted(obj, V2, annotations, spec)
+    return _converted(obj, api_version, annotations, spec)
 
 
-def group_to_v1(obj: dict) -> dict:
+def group_to_v1(obj: dict, api_version: str = V1) -> dict:
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
     spec = spec_to_v1(obj.get("spec") or {}, annotations)
     for key in V2_ONLY_GROUP_KEYS:
         annotations.pop(key, None)
-    return _converted(obj, V1, annotations, spec)
+    return _converted(obj, api_version, annotations, spec)
 
 
-def set_to_v2(obj: dict) -> dict:
+def set_to_v2(obj: dict, api_version: str = V2) -> dict:
     spec = obj.get("spec") or {}
     group_spec, moved = spec_to_v2(spec.get("template") or {})
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
@@ -322,10 +322,10 @@ def set_to_v2(obj: dict) -> dict:
     out_spec = {"groupTemplate": template}
     if "replicas" in spec:
         out_spec = {"replicas": spec["replicas"], **out_spec}
-    return _converted(obj, V2, annotations, out_spec)
+    return _converted(obj, api_version, annotations, out_spec)
 
 
-def set_to_v1(obj: dict) -> dict:
+def set_to_v1(obj: dict, api_version: str = V1) -> dict:
     spec = obj.get("spec") or {}
     template = copy.deepcopy(spec.get("groupTemplate") or {})
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
@@ -342,20 +342,21 @@ def set_to_v1(obj: dict) -> dict:
     out_spec = {"template": group_spec}
     if "replicas" in spec:
         out_spec = {"replicas": spec["replicas"], **out_spec}
-    return _converted(obj, V1, annotations, out_spec)
+    return _converted(obj, api_version, annotations, out_spec)
 
 
 CONVERTERS = {
-    ("RoleBasedGroup", V2): group_to_v2, ("RoleBasedGroup", V1): group_to_v1,
-    ("RoleBasedGroupSet", V2): set_to_v2, ("RoleBasedGroupSet", V1): set_to_v1,
+    ("RoleBasedGroup", "v1alpha2"): group_to_v2, ("RoleBasedGroup", "v1alpha1"): group_to_v1,
+    ("RoleBasedGroupSet", "v1alpha2"): set_to_v2, ("RoleBasedGroupSet", "v1alpha1"): set_to_v1,
 }
 
 
 def convert(obj: dict, desired_api_version: str) -> dict:
-    """`obj` in `desired_api_version`; kinds whose versions share one schema change apiVersion only."""
+    """`obj` in `desired_api_version`; kinds whose versions share one schema change apiVersion only.
+    Keyed by version alone, so the same code serves a copy of the API under another group (tests)."""
     if obj.get("apiVersion") == desired_api_version:
         return obj
-    converter = CONVERTERS.get((obj.get("kind"), desired_api_version))
+    converter = CONVERTERS.get((obj.get("kind"), desired_api_version.rpartition("/")[2]))
     if converter is None:
         return {**obj, "apiVersion": desired_api_version}
-    return converter(obj)
+    return converter(obj, desired_api_version)

@@ -42,16 +42,30 @@ _EMBEDDED_METADATA = {
 
 
 @dataclasses.dataclass(frozen=True)
+class CrdVersion:
+    name: str
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    printer_columns: list[dict]
+    scale: dict | None = None
+    root_rules: list[tuple[str, str, str]] | None = None  # CEL on the whole object (its name)
+    storage: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class CrdSpec:
     kind: str
     plural: str
     short_names: list[str]
-    spec_model: type[BaseModel]
-    status_model: type[BaseModel]
     description: str
-    printer_columns: list[dict]
-    scale: dict | None = None
-    root_rules: list[tuple[str, str, str]] | None = None  # CEL on the whole object (its name)
+    versions: list[CrdVersion]
+    converted: bool = False  # the versions differ: the operator's conversion webhook converts them
+
+
+# Until the operator fills in its own address and CA (operator.py), conversion points at the
+# chart's default webhook Service: a version the webhook cannot reach fails instead of being
+# read in the other version's shape.
+CONVERSION_SERVICE = {"namespace": "rbgs-system", "name": "ack-rbgs-webhook", "path": "/convert", "port": 443}
 
 
 class KubernetesSchemas:
@@ -154,100 +168,133 @@ class SchemaConverter:
         return out
 
 
-def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
+def _version(spec: CrdSpec, version: CrdVersion, converter: SchemaConverter) -> dict:
     schema = {
         "type": "object",
         "description": spec.description,
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion of this object: workloads.x-k8s.io/v1alpha1."},
+            "apiVersion": {"type": "string",
+                           "description": f"APIVersion of this object: {naming.GROUP}/{version.name}."},
             "kind": {"type": "string", "description": f"Kind of this object: {spec.kind}."},
             "metadata": {"type": "object"},
-            "spec": converter.model(spec.spec_model),
-            "status": converter.model(spec.status_model),
+            "spec": converter.model(version.spec_model),
+            "status": converter.model(version.status_model),
         },
     }
-    if spec.root_rules:
+    if version.root_rules:
         schema["x-kubernetes-validations"] = [
             {"rule": rule, "message": message, **({"fieldPath": path} if path else {})}
-            for rule, message, path in spec.root_rules]
+            for rule, message, path in version.root_rules]
     subresources: dict[str, Any] = {"status": {}}
-    if spec.scale:
-        subresources["scale"] = spec.scale
+    if version.scale:
+        subresources["scale"] = version.scale
+    out: dict[str, Any] = {"name": version.name, "served": True, "storage": version.storage}
+    newest = spec.versions[-1].name
+    if version.name != newest:
+        out["deprecated"] = True
+        out["deprecationWarning"] = (f"{naming.GROUP}/{version.name} {spec.kind} is deprecated; "
+                                     f"use {naming.GROUP}/{newest} {spec.kind}")
+    out.update({"subresources": subresources, "additionalPrinterColumns": version.printer_columns,
+                "schema": {"openAPIV3Schema": schema}})
+    return out
+
+
+def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
+    body: dict[str, Any] = {
+        "group": naming.GROUP,
+        "names": {
+            "kind": spec.kind, "listKind": f"{spec.kind}List", "plural": spec.plural,
+            "singular": spec.kind.lower(), "shortNames": spec.short_names,
+        },
+        "scope": "Namespaced",
+        "versions": [_version(spec, v, converter) for v in spec.versions],
+    }
+    if spec.converted:
+        body["conversion"] = {"strategy": "Webhook", "webhook": {
+            "conversionReviewVersions": ["v1"], "clientConfig": {"service": dict(CONVERSION_SERVICE)}}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{spec.plural}.{naming.GROUP}"},
-        "spec": {
-            "group": naming.GROUP,
-            "names": {
-                "kind": spec.kind, "listKind": f"{spec.kind}List", "plural": spec.plural,
-                "singular": spec.kind.lower(), "shortNames": spec.short_names,
-            },
-            "scope": "Namespaced",
-            "versions": [{
-                "name": naming.VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": subresources,
-                "additionalPrinterColumns": spec.printer_columns,
-                "schema": {"openAPIV3Schema": schema},
-            }],
-        },
+        "spec": body,
     }
 
 
-def crd_specs() -> list[CrdSpec]:
+def crd_specs(serve_v1alpha2: bool = False) -> list[CrdSpec]:
+    """The CRDs. With `serve_v1alpha2`, RoleBasedGroup, RoleBasedGroupSet and the scaling adapter
+    also serve v1alpha2 (converted by the operator's webhook), and CoordinatedPolicy exists; crds/
+    holds them only once the operator reconciles v1alpha2 groups (issue 19, README "API versions")."""
+    from . import v1alpha2
     from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
     from .rolebasedgroupset import RoleBasedGroupSetSpec, RoleBasedGroupSetStatus
     from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
 
     age = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-    return [
+    group_columns = [{"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+                     age]
+    adapter_columns = [{"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
+                       {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"}]
+    adapter_scale = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                     "labelSelectorPath": ".status.selector"}
+    set_columns = [{"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
+                   {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"}, age]
+    set_scale = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+    # v1alpha1 is stored: the operator and every v1alpha1 client read without conversion, so they
+    # keep working while the conversion webhook is down (README, "API versions").
+    specs = [
         CrdSpec(
-            kind="RoleBasedGroup", plural="rolebasedgroups", short_names=["rbg"],
-            spec_model=RoleBasedGroupSpec, status_model=RoleBasedGroupStatus,
+            kind="RoleBasedGroup", plural="rolebasedgroups", short_names=["rbg"], converted=True,
             description="RoleBasedGroup runs a list of named roles (e.g. router, prefill, decode) as one unit.",
-            root_rules=name_rules("size(self.metadata.name)", "self.spec.roles"),
-            printer_columns=[
-                {"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-                age,
+            versions=[
+                CrdVersion("v1alpha1", RoleBasedGroupSpec, RoleBasedGroupStatus, group_columns, storage=True,
+                           root_rules=name_rules("size(self.metadata.name)", "self.spec.roles")),
+                CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSpecV2, RoleBasedGroupStatus, group_columns),
             ],
         ),
         CrdSpec(
             kind="RoleBasedGroupScalingAdapter", plural="rolebasedgroupscalingadapters", short_names=["rbgsa"],
-            spec_model=RoleBasedGroupScalingAdapterSpec, status_model=RoleBasedGroupScalingAdapterStatus,
             description="RoleBasedGroupScalingAdapter exposes one role of a group through a scale subresource, "
                         "for kubectl scale and HorizontalPodAutoscalers.",
-            printer_columns=[
-                {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
-                {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"},
-                age,
+            versions=[  # the same schema in both versions: the API server changes only apiVersion
+                CrdVersion("v1alpha1", RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
+                           [*adapter_columns, age], scale=adapter_scale, storage=True),
+                CrdVersion("v1alpha2", RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
+                           [*adapter_columns, {"name": "READY_REPLICAS", "type": "integer",
+                                               "jsonPath": ".status.readyReplicas"}, age], scale=adapter_scale),
             ],
-            scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
-                   "labelSelectorPath": ".status.selector"},
         ),
         CrdSpec(
-            kind="RoleBasedGroupSet", plural="rolebasedgroupsets", short_names=["rbgs"],
-            spec_model=RoleBasedGroupSetSpec, status_model=RoleBasedGroupSetStatus,
+            kind="RoleBasedGroupSet", plural="rolebasedgroupsets", short_names=["rbgs"], converted=True,
             description="RoleBasedGroupSet runs replicas identical RoleBasedGroups made from one template.",
-            # Its members are {rbgs}-{index}: the longest index counts.
-            root_rules=name_rules("(size(self.metadata.name) + 1 + size(string(self.spec.replicas)))",
-                                  "self.spec.template.roles"),
-            printer_columns=[
-                {"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
-                {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"},
-                age,
+            versions=[
+                # Its members are {rbgs}-{index}: the longest index counts.
+                CrdVersion("v1alpha1", RoleBasedGroupSetSpec, RoleBasedGroupSetStatus, set_columns,
+                           scale=set_scale, storage=True,
+                           root_rules=name_rules("(size(self.metadata.name) + 1 + size(string(self.spec.replicas)))",
+                                                 "self.spec.template.roles")),
+                CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSetSpecV2, RoleBasedGroupSetStatus, set_columns,
+                           scale=set_scale),
             ],
-            scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+        ),
+        CrdSpec(
+            kind="CoordinatedPolicy", plural="coordinatedpolicies", short_names=["cpolicy"],
+            description="CoordinatedPolicy paces rolling updates and scaling across roles of the RoleBasedGroup "
+                        "of the same name.",
+            versions=[CrdVersion("v1alpha2", v1alpha2.CoordinatedPolicySpec, v1alpha2.CoordinatedPolicyStatus,
+                                 [age], storage=True)],
         ),
     ]
+    if serve_v1alpha2:
+        return specs
+    return [dataclasses.replace(spec, versions=spec.versions[:1], converted=False)
+            for spec in specs if spec.versions[0].name == "v1alpha1"]
 
 
-def render(kubernetes_openapi: list[dict]) -> dict[str, str]:
+def render(kubernetes_openapi: list[dict], serve_v1alpha2: bool = False) -> dict[str, str]:
     """File name -> YAML text of every CRD."""
     converter = SchemaConverter(KubernetesSchemas(*kubernetes_openapi))
     files = {}
-    for spec in crd_specs():
+    for spec in crd_specs(serve_v1alpha2):
         document = crd(spec, converter)
         header = "# Generated by `make crds` from rbg_operator/api; do not edit by hand.\n"
         files[f"{naming.GROUP}_{spec.plural}.yaml"] = header + yaml.safe_dump(document, sort_keys=False, width=120)

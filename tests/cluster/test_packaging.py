@@ -21,6 +21,7 @@ import yaml
 from tests.support.examples import model_volume, sglang_example
 from tests.support.kubectl import Kubectl, condition, wait_for
 from tests.support.operator import OperatorProcess
+from tests.support.testgroup import OwnDiscoveryCache, crds_under_a_test_group
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ack-rbgs"
@@ -406,31 +407,6 @@ def test_kubectl_rbg_status_prints_the_tree(operator, kubectl: Kubectl, kubeconf
 PREVIOUS_CHART = "68dea14"  # the commit of chart 0.1.0, whose CRDs users have installed
 
 
-def _crds_under_a_test_group(texts: dict[str, str], group: str) -> dict[str, str]:
-    """The CRDs under a group of the test's own, so the suite's CRDs and groups are untouched, and
-    without short names and categories: kubectl would otherwise resolve `rbg` to the test's group
-    (same version, and groups of equal priority sort by name) for as long as its discovery cache
-    remembers it, after the CRDs are gone."""
-    out = {}
-    for name, text in texts.items():
-        crd = yaml.safe_load(text.replace("workloads.x-k8s.io", group))
-        crd["spec"]["names"].pop("shortNames", None)
-        crd["spec"]["names"].pop("categories", None)
-        out[name] = yaml.safe_dump(crd, sort_keys=False)
-    return out
-
-
-class _OwnDiscoveryCache(Kubectl):
-    """kubectl with a discovery cache of its own, so the suite's cache never learns the test's group."""
-
-    def __init__(self, kubectl: Kubectl, cache: Path):
-        super().__init__(kubectl.binary, kubectl.kubeconfig)
-        self.cache = cache
-
-    def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return super().run(f"--cache-dir={self.cache}", *args, **kwargs)
-
-
 def _readme_crd_upgrade_command() -> list[str]:
     section = (REPO / "README.md").read_text().split("### Upgrading", 1)[1].split("\n### ", 1)[0]
     line = next(line for line in section.splitlines() if line.startswith("kubectl apply") and "crds" in line)
@@ -449,9 +425,9 @@ def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, ku
                         "a shallow clone lacks them: run `git fetch --unshallow`")
         previous[name] = shown.stdout
     group = f"zz{secrets.token_hex(4)}.upgrade.example.com"  # sorts after workloads.x-k8s.io: lower priority
-    kubectl = _OwnDiscoveryCache(kubectl, tmp_path / "kube-cache")
-    old = _crds_under_a_test_group(previous, group)
-    new = _crds_under_a_test_group({name: (CHART / "crds" / name).read_text() for name in files}, group)
+    kubectl = OwnDiscoveryCache(kubectl, tmp_path / "kube-cache")
+    old = crds_under_a_test_group(previous, group)
+    new = crds_under_a_test_group({name: (CHART / "crds" / name).read_text() for name in files}, group)
 
     # Installed as a user did: by Helm, from the chart's crds/.
     chart = tmp_path / "previous-chart"
