@@ -81,6 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--webhook-configuration", default="",
                      help="register a ValidatingWebhookConfiguration of this name (for local runs; "
                           "the Helm chart ships its own)")
+    run.add_argument("--register-conversion", action="store_true",
+                     help="with --webhook-bind-address: point the CRDs' version conversion at this operator's "
+                          "/convert, through --conversion-service or else at the webhook's own address "
+                          "(needs 'patch' on the rolebasedgroups and rolebasedgroupsets CRDs)")
+    run.add_argument("--conversion-service", default="",
+                     help="namespace/name of the Service (port 443) in front of the webhook, for "
+                          "--register-conversion; its CA is ca.crt of --webhook-cert-dir")
     run.add_argument("--coscheduling-scheduler-name", default=BuildOptions.coscheduling_scheduler,
                      help="scheduler of kubeScheduling gangs (default %(default)s)")
     run.add_argument("--volcano-scheduler-name", default=BuildOptions.volcano_scheduler,
@@ -134,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.webhook_host = args.webhook_host
     operator.SETTINGS.webhook_cert_dir = args.webhook_cert_dir
     operator.SETTINGS.webhook_configuration = args.webhook_configuration
+    operator.SETTINGS.register_conversion = args.register_conversion
+    operator.SETTINGS.conversion_service = args.conversion_service
+    if args.register_conversion and not args.webhook_bind_address:
+        parser.error("--register-conversion needs --webhook-bind-address: the operator serves /convert there")
     if args.metrics_cert_dir and not args.metrics_secure:
         run.error("--metrics-cert-dir needs --metrics-secure (without it /metrics is plain HTTP)")
     if args.metrics_bind_address != "0":

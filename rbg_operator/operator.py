@@ -63,6 +63,10 @@ class Settings:
     webhook_host: str = ""  # host name or IP the API server uses to reach it
     webhook_cert_dir: str = ""  # tls.crt and tls.key; empty: a self-signed certificate
     webhook_configuration: str = ""  # register a ValidatingWebhookConfiguration of this name ourselves
+    # Point the CRDs' conversion at this operator's webhook: at "namespace/name" of the Service in
+    # front of it (the chart), or at its own address (local runs); empty: leave the CRDs alone.
+    conversion_service: str = ""
+    register_conversion: bool = False
     ignore_namespaces: list[str] = dataclasses.field(default_factory=list)  # globs left to other operators
     watch_inactivity_timeout: float | None = None  # a silent watch is re-established after this long
     leader_election: bool = False
@@ -187,9 +191,10 @@ async def login(**_) -> kopf.ConnectionInfo:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.peering.standalone = True  # leader election is a Lease of our own, not kopf peering
     settings.posting.enabled = False  # our EventRecorder posts the Events users should see
-    if SETTINGS.webhook_address:
-        _serve_webhook(settings)
+    conversion = _serve_webhook(settings) if SETTINGS.webhook_address else None
     kube = await Kube.connect(qps=SETTINGS.api_qps, burst=SETTINGS.api_burst)
+    if conversion is not None and SETTINGS.register_conversion:
+        await webhook.register_conversion(kube, conversion)
     store = Store()
     queue: WorkQueue[Key] = WorkQueue()
     queue.on_add = lambda key: metrics.workqueue_adds.labels("rbg").inc()
@@ -235,19 +240,24 @@ def _pod_namespace() -> str:
         return os.environ.get("POD_NAMESPACE", "default")
 
 
-def _serve_webhook(settings: kopf.OperatorSettings) -> None:
+def _serve_webhook(settings: kopf.OperatorSettings) -> dict:
+    """Serve the webhooks; returns the clientConfig by which the API server reaches /convert."""
     host, _, port = SETTINGS.webhook_address.rpartition(":")
     url_host = SETTINGS.webhook_host or host
     if SETTINGS.webhook_cert_dir:
         cert_dir = Path(SETTINGS.webhook_cert_dir)
         certfile, pkeyfile = cert_dir / "tls.crt", cert_dir / "tls.key"
+        ca = cert_dir / "ca.crt" if (cert_dir / "ca.crt").exists() else certfile
     else:
         certfile, pkeyfile = webhook.self_signed_certificate(Path(tempfile.mkdtemp(prefix="rbg-webhook-")), url_host)
+        ca = certfile
     webhook.register()
     settings.admission.server = webhook.WebhookServer(addr=host or "0.0.0.0", port=int(port), host=url_host,
                                                    certfile=str(certfile), pkeyfile=str(pkeyfile))
     if SETTINGS.webhook_configuration:
         settings.admission.managed = SETTINGS.webhook_configuration
+    return webhook.conversion_client_config(ca.read_bytes(), SETTINGS.conversion_service,
+                                            f"https://{url_host}:{port}/convert")
 
 
 # Server-side filter of every child kind: only objects a group made are listed and watched, so

@@ -8,6 +8,7 @@ conversion and reconciliation never disagree.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import json
@@ -23,10 +24,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from . import naming
+from .kube import KINDS, Kube
+from .api import conversion
 from .api.conversion import ConversionError, convert
 from .api.errors import describe
 from .api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
+from .api.v1alpha2 import RoleBasedGroupSpecV2
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +42,33 @@ def check(model: type[pydantic.BaseModel], value: dict, prefix: str):
         raise kopf.AdmissionError(describe(error, prefix), code=422)
 
 
-def validate_group(spec: dict, name: str | None, warnings: list[str], **_) -> None:
+def written_as_v1alpha2(spec: dict) -> bool:
+    """Whether a group the webhook sees in v1alpha1 (the API server converts v1alpha2 writes to the
+    version a webhook registered for) was written in v1alpha2: it has what only v1alpha2 can say,
+    a RoleInstanceSet role or fields kept for v1alpha2. v1alpha1's CEL rules keep both out of
+    v1alpha1 writes."""
+    return any((role.get("workload") or {}).get("kind") == "RoleInstanceSet"
+               or conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in spec.get("roles") or [])
+
+
+def validate_group(spec: dict, name: str | None, warnings: list[str], annotations=None, **_) -> None:
     """The whole object, so the name limits are checked too; accepted fields that this operator
-    does not act on come back as warnings (kubectl prints them)."""
+    does not act on come back as warnings (kubectl prints them). A group written in v1alpha2 is
+    checked by the v1alpha2 rules, with v1alpha2 field names."""
+    if written_as_v1alpha2(spec):
+        v2 = conversion.group_to_v2({"kind": "RoleBasedGroup", "metadata": {"annotations": dict(annotations or {})},
+                                     "spec": dict(spec)})
+        check(RoleBasedGroupSpecV2, v2["spec"], "spec")
+        return
     group = check(RoleBasedGroup, {"metadata": {"name": name or ""}, "spec": dict(spec)}, "")
     warnings.extend(fields_not_acted_on(group.spec))
 
 
 def validate_group_set(spec: dict, name: str | None, warnings: list[str], **_) -> None:
+    if written_as_v1alpha2(dict(spec).get("template") or {}):
+        v2 = conversion.set_to_v2({"kind": "RoleBasedGroupSet", "metadata": {}, "spec": dict(spec)})
+        check(RoleBasedGroupSpecV2, v2["spec"]["groupTemplate"]["spec"], "spec.groupTemplate.spec")
+        return
     group_set = check(RoleBasedGroupSetSpec, dict(spec), "spec")
     # Every member is a group {name}-{index}: the longest index is the one that must fit.
     member = f"{name or ''}-{max(group_set.replicas - 1, 0)}"
@@ -97,6 +120,33 @@ class WebhookServer(kopf.WebhookServer):
         except ValueError as error:
             raise aiohttp.web.HTTPBadRequest(reason=f"not a ConversionReview: {error}")
         return aiohttp.web.json_response(review_conversion(review))
+
+
+# The kinds whose versions differ; the others' versions share one schema and need no webhook.
+CONVERTED_CRDS = (f"rolebasedgroups.{naming.GROUP}", f"rolebasedgroupsets.{naming.GROUP}")
+
+
+def conversion_client_config(ca_pem: bytes, service: str, url: str) -> dict:
+    """How the API server reaches /convert: through `service` ("namespace/name", port 443) when
+    given, else at `url`. The other form is set to null, so a merge patch removes it."""
+    config: dict = {"caBundle": base64.b64encode(ca_pem).decode()}
+    if service:
+        namespace, _, name = service.partition("/")
+        return {**config, "url": None, "service": {"namespace": namespace, "name": name, "path": "/convert",
+                                                    "port": 443}}
+    return {**config, "url": url, "service": None}
+
+
+async def register_conversion(kube: Kube, client_config: dict) -> None:
+    """Point the CRDs' conversion at this operator's webhook (the reference's controller, too,
+    keeps its CRDs' caBundle itself: Helm installs crds/ verbatim)."""
+    crd = KINDS[("apiextensions.k8s.io/v1", "CustomResourceDefinition")]
+    for name in CONVERTED_CRDS:
+        await kube.patch(crd, None, name, {"spec": {"conversion": {"strategy": "Webhook", "webhook": {
+            "conversionReviewVersions": ["v1"], "clientConfig": client_config}}}})
+        log.info("conversion of %s goes to %s", name,
+                 client_config.get("url") or "service " + "/".join(client_config["service"][k]
+                                                                    for k in ("namespace", "name")))
 
 
 def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:

@@ -10,6 +10,7 @@ import pydantic
 
 from .. import naming
 from ..api.errors import describe
+from ..api.v1alpha2 import WORKLOAD_TYPE_KEY
 from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from ..desired import creation_layers, group_children, role_children
 from ..desired.gang import PODGROUP_KINDS, applied_gang_size, gang_size, min_member
@@ -70,6 +71,15 @@ class Reconciler:
         body = self.store.get(*RBG, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # owner references let garbage collection remove the children
+        instance_sets = [r.get("name") for r in (body.get("spec") or {}).get("roles") or []
+                         if (r.get("workload") or {}).get("kind") == "RoleInstanceSet"]
+        if instance_sets:
+            await self._stall(body, "WorkloadNotSupported", (
+                f"role {', '.join(map(str, instance_sets))} would run as a RoleInstanceSet (v1alpha2's default "
+                f"workload), which this operator does not run yet; give the role the annotation "
+                f"{WORKLOAD_TYPE_KEY} with apps/v1/StatefulSet, apps/v1/Deployment or "
+                f"leaderworkerset.x-k8s.io/v1/LeaderWorkerSet"))
+            return
         try:
             group = RoleBasedGroup.model_validate(body)
         except pydantic.ValidationError as error:
@@ -394,15 +404,18 @@ class Reconciler:
                         body["metadata"]["name"], error)
 
     async def _refuse(self, body: dict, error: pydantic.ValidationError) -> None:
-        message = f"invalid RoleBasedGroup: {describe(error, prefix='')}"
+        await self._stall(body, "InvalidSpec", f"invalid RoleBasedGroup: {describe(error, prefix='')}")
+
+    async def _stall(self, body: dict, reason: str, message: str) -> None:
+        """A group the operator cannot act on until its spec changes: Stalled, and a Warning Event."""
         changed = await self._write_status(body, [
-            {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message},
-            {"type": "Progressing", "status": "False", "reason": "InvalidSpec", "message": message},
-            {"type": "Reconciling", "status": "False", "reason": "InvalidSpec", "message": message},
-            {"type": "Stalled", "status": "True", "reason": "InvalidSpec", "message": message},
+            {"type": "Ready", "status": "False", "reason": reason, "message": message},
+            {"type": "Progressing", "status": "False", "reason": reason, "message": message},
+            {"type": "Reconciling", "status": "False", "reason": reason, "message": message},
+            {"type": "Stalled", "status": "True", "reason": reason, "message": message},
         ], role_statuses=(body.get("status") or {}).get("roleStatuses"))
         if changed:
-            await self.recorder.emit(body, "Warning", "InvalidSpec", message)
+            await self.recorder.emit(body, "Warning", reason, message)
 
     async def _report(self, body: dict, group: RoleBasedGroup, progress: dict[str, RoleProgress],
                       waiting: dict[str, str], restarts: RestartOutcome,
