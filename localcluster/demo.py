@@ -8,12 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from . import cluster
+from . import cluster, crds
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP = "sglang-pd"
+GROUP_API = "workloads.x-k8s.io"
 TEST_NAMESPACES = ("t-*", "iso-*")  # the globs of the namespaces the test suite makes (tests/conftest.py)
 
 
@@ -33,23 +32,21 @@ def _fail(message: str) -> None:
 def main() -> None:
     cluster.up()
     _say("installing the RoleBasedGroup CRDs from crds/")
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        deadline = time.monotonic() + 60
-        while not cluster.crd_established(name) and time.monotonic() < deadline:
-            time.sleep(0.5)
+    crds.install(cluster.kubectl, REPO / "crds")
 
     log = cluster.state_dir() / "logs" / "rbg-operator.log"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())}
     # Every namespace but the ones `make test` creates (t-*, iso-*): the test suite runs its own
     # operators there, and two operators on one group would each act on it (a restart recreated twice).
     # Free ports picked now: the operator refuses port 0 (its probes would land on a port nobody knows).
-    metrics_port, health_port = cluster.free_port(), cluster.free_port()
+    # It also serves the CRDs' version conversion (v1alpha2 reads go through it), as the chart's does.
+    metrics_port, health_port, webhook_port = cluster.free_port(), cluster.free_port(), cluster.free_port()
     pid = cluster.start_process("rbg-operator", [sys.executable, "-m", "rbg_operator", "run",
                                                  *[f"--ignore-namespace={glob}" for glob in TEST_NAMESPACES],
                                                  f"--metrics-bind-address=127.0.0.1:{metrics_port}",
-                                                 f"--health-probe-bind-address=127.0.0.1:{health_port}"], env=env)
+                                                 f"--health-probe-bind-address=127.0.0.1:{health_port}",
+                                                 f"--webhook-bind-address=127.0.0.1:{webhook_port}",
+                                                 "--register-conversion"], env=env)
     _say(f"operator running (pid {pid}), log: {log}")
 
     _say("applying examples/llm-model.yaml and examples/sglang_pd.yaml")
@@ -59,7 +56,7 @@ def main() -> None:
     deadline = time.monotonic() + 180
     last = ""
     while time.monotonic() < deadline:
-        group = json.loads(cluster.kubectl("get", "rbg", GROUP, "-o", "json").stdout)
+        group = json.loads(cluster.kubectl("get", f"rolebasedgroups.v1alpha1.{GROUP_API}", GROUP, "-o", "json").stdout)
         ready = next((c for c in (group.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
         line = f"Ready={ready['status']} ({ready['reason']}: {ready['message']})" if ready else "no status yet"
         if line != last:

@@ -7,6 +7,8 @@ the local one (it must have the LeaderWorkerSet and PodGroup CRDs and schedulabl
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -15,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from localcluster import crds
+from rbg_operator.webhook import CONVERTED_CRDS
 from tests.support import canary
 from tests.support.kubectl import Kubectl, condition, wait_for
 from tests.support.operator import OperatorProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO / ".cluster" / "test-logs"
+CONVERTED_CRD = CONVERTED_CRDS[0]
 TEST_NAMESPACES = "t-*"  # what the `namespace` fixture makes; the session's operator acts there only
 # Restart-policy timing short enough to observe backoff and the budget within a test.
 FAST_RESTARTS = ("--restart-backoff-base=3", "--restart-backoff-cap=12", "--restart-quiet-period=60",
@@ -178,14 +183,31 @@ def kubectl(kubeconfig: str) -> Kubectl:
     binary = str(local) if local.exists() and not os.environ.get("RBG_TEST_KUBECONFIG") else shutil.which("kubectl")
     assert binary, "kubectl not found"
     client = Kubectl(binary, kubeconfig)
-    client.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for crd in client.get("crds"):
-        if crd["spec"]["group"] == "workloads.x-k8s.io":
-            name = crd["metadata"]["name"]
-            wait_for(f"CRD {name} established",
-                     lambda: (condition(client.get("crd", name), "Established") or {}).get("status") == "True", 60)
+    crds.install(client.run, REPO / "crds")
     _nobody_else_acts_on_test_namespaces(client)
-    return client
+    with _conversion_webhook(client, kubeconfig):
+        yield client
+
+
+@contextlib.contextmanager
+def _conversion_webhook(client: Kubectl, kubeconfig: str):
+    """An operator process that serves the CRDs' version conversion for the session (kubectl reads
+    v1alpha2 by default, and v1alpha2 reads go through it), as the chart's operator does. It
+    reconciles nothing: it watches a namespace that does not exist. Afterwards the conversion goes
+    back to whoever had it before (the demo's operator), unless someone registered since."""
+    before = crds.conversion_client_config(client.run, CONVERTED_CRD)
+    process = OperatorProcess(kubeconfig, LOG_DIR / "conversion-operator.log", "--namespace=rbg-conversion-only",
+                              f"--webhook-bind-address=127.0.0.1:{free_port()}", "--register-conversion").start()
+    ours = wait_for("the conversion webhook registered", lambda: (c := crds.conversion_client_config(
+        client.run, CONVERTED_CRD)) != before and c, 30)
+    try:
+        yield
+    finally:
+        process.stop()
+        if before is not None and crds.conversion_client_config(client.run, CONVERTED_CRD) == ours:
+            for name in CONVERTED_CRDS:
+                client.run("patch", "crd", name, "--type=merge", "-p", json.dumps({"spec": {"conversion": {
+                    "webhook": {"clientConfig": {"url": None, "service": None, "caBundle": None, **before}}}}}))
 
 
 def _nobody_else_acts_on_test_namespaces(client: Kubectl) -> None:

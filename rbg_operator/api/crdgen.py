@@ -220,7 +220,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
     }
 
 
-def crd_specs(serve_v1alpha2: bool = False) -> list[CrdSpec]:
+def crd_specs(serve_v1alpha2: bool = True) -> list[CrdSpec]:
     """The CRDs. With `serve_v1alpha2`, RoleBasedGroup, RoleBasedGroupSet and the scaling adapter
     also serve v1alpha2 (converted by the operator's webhook), and CoordinatedPolicy exists; crds/
     holds them only once the operator reconciles v1alpha2 groups (issue 19, README "API versions")."""
@@ -290,7 +290,7 @@ def crd_specs(serve_v1alpha2: bool = False) -> list[CrdSpec]:
             for spec in specs if spec.versions[0].name == "v1alpha1"]
 
 
-def render(kubernetes_openapi: list[dict], serve_v1alpha2: bool = False) -> dict[str, str]:
+def render(kubernetes_openapi: list[dict], serve_v1alpha2: bool = True) -> dict[str, str]:
     """File name -> YAML text of every CRD."""
     converter = SchemaConverter(KubernetesSchemas(*kubernetes_openapi))
     files = {}

@@ -37,15 +37,19 @@ def test_invalid_corpus_is_large_enough():
     assert len(INVALID) >= 20
 
 
-@pytest.mark.parametrize("field, text", [
-    ("rbg.spec.roles.dependencies", "Roles that must be Ready before this role is created"),
-    ("rbg.spec.podGroupPolicy", "Gang scheduling policy"),
-    ("rbgsa.spec.scaleTargetRef", "The group and role to scale"),
-    ("rbgs.spec.template", "Spec of every RoleBasedGroup of the set"),
+@pytest.mark.parametrize("version, field, text", [
+    ("v1alpha1", "rbg.spec.roles.dependencies", "Roles that must be Ready before this role is created"),
+    ("v1alpha1", "rbg.spec.podGroupPolicy", "Gang scheduling policy"),
+    ("v1alpha1", "rbgsa.spec.scaleTargetRef", "The group and role to scale"),
+    ("v1alpha1", "rbgs.spec.template", "Spec of every RoleBasedGroup of the set"),
+    ("v1alpha2", "rbg.spec.roles.leaderWorkerPattern.size", "Pods per instance, the leader included"),
+    ("v1alpha2", "rbgs.spec.groupTemplate", "Every member group's labels, annotations and spec"),
+    ("v1alpha2", "cpolicy.spec.policies", "The rules"),
 ])
-def test_kubectl_explain_describes_fields(kubectl: Kubectl, field: str, text: str):
+def test_kubectl_explain_describes_fields(kubectl: Kubectl, version: str, field: str, text: str):
     # The API server publishes a new CRD's OpenAPI a few seconds after it is established.
-    wait_for(f"kubectl explain {field}", lambda: text in kubectl.run("explain", field, check=False).stdout, 60)
+    wait_for(f"kubectl explain {field}", lambda: text in kubectl.run(
+        "explain", field, f"--api-version=workloads.x-k8s.io/{version}", check=False).stdout, 60)
 
 
 def test_printer_columns_and_short_names(kubectl: Kubectl, namespace: str):
@@ -55,7 +59,7 @@ def test_printer_columns_and_short_names(kubectl: Kubectl, namespace: str):
     header = kubectl.run("get", "rbgs", f"-n={namespace}").stdout.splitlines()[0].split()
     assert header == ["NAME", "DESIRED", "READY", "AGE"]
     header = kubectl.run("get", "rbgsa", f"-n={namespace}").stdout.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "REPLICAS", "AGE"]
+    assert header == ["NAME", "PHASE", "REPLICAS", "READY_REPLICAS", "AGE"]  # v1alpha2's, the preferred version
     header = kubectl.run("get", "rbg", f"-n={namespace}").stdout.splitlines()[0].split()
     assert header == ["NAME", "READY", "AGE"]
     # The scale subresources answer as kubectl scale and an HPA use them.

@@ -98,6 +98,11 @@ def test_rbac_allows_blocking_owner_deletion_and_narrows_to_watched_namespaces(h
     cluster_wide = _by(render(helm), "ClusterRole", "ack-rbgs")
     assert (("workloads.x-k8s.io",), ("rolebasedgroups/finalizers", "rolebasedgroupsets/finalizers"), ("update",)) \
         in _rules(cluster_wide)
+    # The webhook's operator points the conversion of its own two CRDs at itself, and may patch no other CRD.
+    patching = [r for r in cluster_wide["rules"] if "patch" in r["verbs"] and "customresourcedefinitions" in r["resources"]]
+    assert patching == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+                         "resourceNames": ["rolebasedgroups.workloads.x-k8s.io", "rolebasedgroupsets.workloads.x-k8s.io"],
+                         "verbs": ["patch"]}]
     narrowed = render(helm, "--set", "operator.watchNamespaces={team-a,team-b}")
     cluster_role = _by(narrowed, "ClusterRole", "ack-rbgs")
     roles = {ns: _by(narrowed, "Role", "ack-rbgs", ns) for ns in ("team-a", "team-b")}
@@ -416,8 +421,13 @@ def _readme_crd_upgrade_command() -> list[str]:
 def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, kubectl: Kubectl, namespace: str,
                                                                         tmp_path):
     files = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    listed = subprocess.run(["git", "ls-tree", "--name-only", f"{PREVIOUS_CHART}:charts/ack-rbgs/crds"], cwd=REPO,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.fail(f"the previous chart's CRDs are not in this clone ({listed.stderr.strip()}); "
+                    "a shallow clone lacks them: run `git fetch --unshallow`")
     previous = {}
-    for name in files:
+    for name in listed.stdout.split():  # kinds added since (CoordinatedPolicy) are new installs
         shown = subprocess.run(["git", "show", f"{PREVIOUS_CHART}:charts/ack-rbgs/crds/{name}"], cwd=REPO,
                                capture_output=True, text=True)
         if shown.returncode != 0:
@@ -445,7 +455,7 @@ def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, ku
             "apiVersion": f"{group}/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "kept"},
             "spec": {"roles": [{"name": "web", "replicas": replicas, "template": {"spec": {"containers": C}}}]}}
         kubectl.apply(group_of(2), namespace, "--server-side")
-        kept = kubectl.get(f"rolebasedgroups.{group}", "kept", namespace)
+        kept = kubectl.get(f"rolebasedgroups.v1alpha1.{group}", "kept", namespace)
         # The old schema has no cap on replicas; the new one refuses more than 5000.
         assert kubectl.apply(group_of(6000), namespace, "--server-side", "--dry-run=server").returncode == 0
 
@@ -458,7 +468,7 @@ def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, ku
         argv = [str(target) if arg.rstrip("/").endswith("crds") else arg for arg in command[1:]]
         kubectl.run(*argv)
 
-        stored = kubectl.get(f"rolebasedgroups.{group}", "kept", namespace)
+        stored = kubectl.get(f"rolebasedgroups.v1alpha1.{group}", "kept", namespace)
         assert stored["metadata"]["uid"] == kept["metadata"]["uid"]
         assert stored["spec"]["roles"][0]["replicas"] == 2
         refused = kubectl.run("apply", f"--namespace={namespace}", "--server-side", "--dry-run=server", "-f", "-",

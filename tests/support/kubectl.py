@@ -15,11 +15,24 @@ class KubectlError(AssertionError):
     pass
 
 
+# The tests speak v1alpha1 (their manifests are v1alpha1); kubectl prefers the newest served
+# version, v1alpha2, for a bare `rbg`. So names of these resources are pinned to v1alpha1.
+PINNED = {name: f"{plural}.v1alpha1.workloads.x-k8s.io" for plural in ("rolebasedgroups", "rolebasedgroupsets")
+          for name in (plural, plural[:-1], {"rolebasedgroups": "rbg", "rolebasedgroupsets": "rbgs"}[plural])}
+
+
+def pin_version(arg: str) -> str:
+    """`rbg`, `rbgs/fleet`, `rolebasedgroups` ... as their v1alpha1 resource; anything else as is."""
+    kind, slash, name = arg.partition("/")
+    return f"{PINNED[kind]}{slash}{name}" if kind in PINNED else arg
+
+
 class Kubectl:
     def __init__(self, binary: str, kubeconfig: str):
         self.binary, self.kubeconfig = binary, kubeconfig
 
     def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        args = tuple(pin_version(a) for a in args)
         result = subprocess.run([self.binary, f"--kubeconfig={self.kubeconfig}", *args],
                                 input=stdin, capture_output=True, text=True, timeout=120)
         if check and result.returncode != 0:
