@@ -22,6 +22,7 @@ from pathlib import Path
 import kopf
 
 from . import kubeconfig, metrics, naming, webhook
+from .controller import policy
 from .controller.reconciler import Reconciler
 from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
@@ -263,10 +264,12 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> dict:
 # Server-side filter of every child kind: only objects a group made are listed and watched, so
 # the operator's memory and per-event work do not grow with what else runs on the cluster.
 CHILD_SELECTOR = naming.LABEL_GROUP_NAME
+COORDINATED_POLICY = (policy.API_VERSION, policy.KIND)
 WATCHED = [
     ((naming.API_VERSION, "RoleBasedGroup"), None),
     ((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), None),
     ((naming.API_VERSION, "RoleBasedGroupSet"), None),
+    (COORDINATED_POLICY, None),
     (("apps/v1", "StatefulSet"), CHILD_SELECTOR),
     (("apps/v1", "Deployment"), CHILD_SELECTOR),
     (("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"), CHILD_SELECTOR),
@@ -377,6 +380,7 @@ WAKES = [
     Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _itself(ADAPTER), _now),
     Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _controlling_group, _coalesced),
     Wake((naming.API_VERSION, "RoleBasedGroupSet"), _itself(GROUP_SET), _now),
+    Wake(COORDINATED_POLICY, _itself(GROUP), _now),  # a policy binds to the group of its own name
     *(Wake(kind, _controlling_group, _coalesced) for kind in CHILD_KINDS),
     Wake(("v1", "Pod"), _group_reading_pods, _coalesced),
 ]

@@ -29,6 +29,7 @@ from .ownership import OVERRIDDEN, ReplicasOwnership, overridden_conditions, rep
 from .restarts import RestartOutcome, RestartSettings, RestartTracker, delete_pod
 from .store import Store
 from .stuck import stuck_pods
+from . import policy
 from .together import together
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class Reconciler:
 
         created: list[str] = []  # what this pass created, reported as one Event
         try:
-            plans = self._coordinate(group)
+            rules, policy_problems = self._policy_rules(group)
+            plans = self._coordinate(group, rules)
             ownership = self._replicas_ownership(group)
             applied = self._applied_replicas(group, plans, ownership)
             wanted = group_children(group, self._gang_size(group, applied), applied)
@@ -154,7 +156,7 @@ class Reconciler:
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
             for r in group.spec.roles})
         restarts = await self.restarts.reconcile(body, group)
-        deadline_passes = await self._report(body, group, progress, waiting, restarts, ownership)
+        deadline_passes = await self._report(body, group, progress, waiting, restarts, ownership, policy_problems)
         return min((t for t in (restarts.requeue_after, deadline_passes, *look_again) if t is not None), default=None)
 
     def _replicas_ownership(self, group: RoleBasedGroup) -> dict[str, ReplicasOwnership]:
@@ -256,14 +258,22 @@ class Reconciler:
                                      f"replacing it with the new one")
         return found.requeue_after
 
-    def _coordinate(self, group: RoleBasedGroup) -> dict[str, RolePlan]:
+    def _policy_rules(self, group: RoleBasedGroup) -> tuple[list, list[str] | None]:
+        """The rules of the CoordinatedPolicy named like the group, and what of it cannot be used
+        (None: there is no policy)."""
+        found = self.store.get(policy.API_VERSION, policy.KIND, group.namespace, group.name)
+        if found is None:
+            return [], None
+        return policy.policy_rules(found, [r.name for r in group.spec.roles])
+
+    def _coordinate(self, group: RoleBasedGroup, policy_rules: list = ()) -> dict[str, RolePlan]:
         """What coordination rules decide for their roles this time round:
         - rollingUpdate: StatefulSet partitions that keep updated-and-ready fractions within maxSkew,
           and the rule's maxUnavailable;
         - scaling: replicas raised in steps that keep the roles' scheduled (or ready) fractions within
           maxSkew. Decreases are never paced."""
         plans: dict[str, dict] = {}
-        for rule in group.spec.coordination or []:
+        for rule in [*(group.spec.coordination or []), *policy_rules]:
             strategy = rule.strategy
             update = strategy.rolling_update if strategy else None
             if update is not None:
@@ -419,7 +429,7 @@ class Reconciler:
 
     async def _report(self, body: dict, group: RoleBasedGroup, progress: dict[str, RoleProgress],
                       waiting: dict[str, str], restarts: RestartOutcome,
-                      ownership: dict[str, ReplicasOwnership]) -> float | None:
+                      ownership: dict[str, ReplicasOwnership], policy_problems: list[str] | None) -> float | None:
         """Write the conditions; returns the seconds until the progress deadline passes, if it may."""
         roles = [progress[r.name] for r in group.spec.roles]
         deadline, complaint = health.progress_deadline(body["metadata"].get("annotations"), self.progress_deadline)
@@ -437,8 +447,12 @@ class Reconciler:
         ready = verdict.conditions[0]
         previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
         overridden = overridden_conditions(group, ownership, (body.get("status") or {}).get("conditions"))
-        changed = await self._write_status(body, [*verdict.conditions, *restarts.conditions, *overridden],
+        applied = policy.applied_conditions(group.name, policy_problems, (body.get("status") or {}).get("conditions"))
+        changed = await self._write_status(body, [*verdict.conditions, *restarts.conditions, *overridden, *applied],
                                            role_statuses, verdict.restamp)
+        before_policy = conditions.find((body.get("status") or {}).get("conditions"), policy.APPLIED) or {}
+        if applied and applied[0]["status"] == "False" and before_policy.get("message") != applied[0]["message"]:
+            await self.recorder.emit(body, "Warning", applied[0]["reason"], applied[0]["message"])
         before = conditions.find((body.get("status") or {}).get("conditions"), OVERRIDDEN) or {}
         if overridden and overridden[0]["status"] == "True" and before.get("message") != overridden[0]["message"]:
             await self.recorder.emit(body, "Normal", OVERRIDDEN, overridden[0]["message"])

@@ -263,3 +263,41 @@ def test_only_a_never_ready_pod_is_replaced_when_a_minute_has_passed(kubectl: Ku
     reasons = {e["reason"] for e in kubectl.get("events", namespace=namespace)
                if e["involvedObject"]["name"] == "dud"}
     assert "ReplacedStuckPod" in reasons
+
+
+def test_a_coordinated_policy_of_the_groups_name_holds_its_max_skew(kubectl: Kubectl, operator, namespace: str):
+    # decode's new template cannot be scheduled, so decode never advances: under the policy's maxSkew
+    # of 25%, prefill may take one pod of four onto the new image and no more. Without the policy
+    # prefill would roll all four.
+    def group(decode_spec: dict) -> dict:
+        manifest = pd_group("policed", "example.com/app:v1", 4, None)
+        prefill, decode = manifest["spec"]["roles"]
+        decode["template"]["spec"].update(decode_spec)
+        return manifest
+    kubectl.apply(group({}), namespace)
+    ready(kubectl, "policed", namespace)
+    policy = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "CoordinatedPolicy", "metadata": {"name": "policed"},
+              "spec": {"policies": [{"name": "pd", "roles": ["prefill", "decode"],
+                                     "strategy": {"rollingUpdate": {"maxSkew": "25%"}}}]}}
+    kubectl.apply(policy, namespace)
+    wait_for("the policy in force", lambda: (condition(kubectl.get("rbg", "policed", namespace),
+                                                       "CoordinatedPolicyApplied") or {}).get("status") == "True", 30)
+    stuck = group({"nodeSelector": {"example.com/no-such-node": "true"}})
+    stuck["spec"]["roles"][0]["template"]["spec"]["containers"][0]["image"] = "example.com/app:v2"
+    kubectl.apply(stuck, namespace)
+    most = 0.0
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        share = fractions(kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=policed"),
+                          "example.com/app:v2", 4)
+        most = max(most, share["prefill"])
+        time.sleep(0.3)
+    assert most == 0.25, f"prefill reached {most:.0%} of the new image while decode stayed at 0%"
+
+    # A rule the operator cannot use is named on the group.
+    policy["spec"]["policies"][0]["roles"] = ["prefil", "decode"]
+    kubectl.apply(policy, namespace)
+    refused = wait_for("the policy refused", lambda: (c := condition(kubectl.get("rbg", "policed", namespace),
+                                                                     "CoordinatedPolicyApplied"))
+                       and c["status"] == "False" and c, 30)
+    assert "spec.policies[0].roles: no role prefil" in refused["message"]

@@ -63,6 +63,10 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups/status", "rolebasedgroupsets/status", "rolebasedgroupscalingadapters/status"]
   verbs: ["get", "update", "patch"]
+# CoordinatedPolicies are read: each paces the group of its own name.
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["coordinatedpolicies"]
+  verbs: ["get", "list", "watch"]
 # Children carry blockOwnerDeletion; clusters running the OwnerReferencesPermissionEnforcement
 # admission plugin allow setting it only to who may update the owner's finalizers.
 - apiGroups: ["workloads.x-k8s.io"]
