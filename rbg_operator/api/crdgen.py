@@ -60,6 +60,7 @@ class CrdSpec:
     description: str
     versions: list[CrdVersion]
     converted: bool = False  # the versions differ: the operator's conversion webhook converts them
+    scope: str = "Namespaced"
 
 
 # Until the operator fills in its own address and CA (operator.py), conversion points at the
@@ -206,7 +207,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
             "kind": spec.kind, "listKind": f"{spec.kind}List", "plural": spec.plural,
             "singular": spec.kind.lower(), "shortNames": spec.short_names,
         },
-        "scope": "Namespaced",
+        "scope": spec.scope,
         "versions": [_version(spec, v, converter) for v in spec.versions],
     }
     if spec.converted:
@@ -225,6 +226,7 @@ def crd_specs(serve_v1alpha2: bool = True) -> list[CrdSpec]:
     also serve v1alpha2 (converted by the operator's webhook), and CoordinatedPolicy exists; crds/
     holds them only once the operator reconciles v1alpha2 groups (issue 19, README "API versions")."""
     from . import v1alpha2
+    from .engineruntime import ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus
     from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
     from .rolebasedgroupset import RoleBasedGroupSetSpec, RoleBasedGroupSetStatus
     from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
@@ -275,6 +277,14 @@ def crd_specs(serve_v1alpha2: bool = True) -> list[CrdSpec]:
                 CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSetSpecV2, RoleBasedGroupSetStatus, set_columns,
                            scale=set_scale),
             ],
+        ),
+        CrdSpec(
+            kind="ClusterEngineRuntimeProfile", plural="clusterengineruntimeprofiles", short_names=[],
+            scope="Cluster",
+            description="ClusterEngineRuntimeProfile holds sidecars, init containers and volumes for roles that "
+                        "name it in engineRuntimes.",
+            versions=[CrdVersion(name, ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus, [],
+                                 storage=name == "v1alpha1") for name in ("v1alpha1", "v1alpha2")],
         ),
         CrdSpec(
             kind="CoordinatedPolicy", plural="coordinatedpolicies", short_names=["cpolicy"],

@@ -123,6 +123,10 @@ def reference_shapes(group: str) -> list[dict]:
             "spec": {"roles": [{"name": "web", "standalonePattern": {"template": TEMPLATE}}]}}}),
         v2(group, "RoleBasedGroupScalingAdapter", "adapter",
            {"replicas": 2, "scaleTargetRef": {"name": "standalone", "role": "prefill"}}),
+        v2(group, "ClusterEngineRuntimeProfile", f"runtime-{secrets.token_hex(3)}", {
+            "updateStrategy": "RollingUpdate", "initContainers": [{"name": "init", "image": "example.com/init:v1"}],
+            "containers": [{"name": "patio", "image": "example.com/patio:v1"}],
+            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}]}),
         v2(group, "CoordinatedPolicy", "standalone", {"policies": [
             {"name": "rollout", "roles": ["prefill", "decode"],
              "strategy": {"rollingUpdate": {"maxSkew": "1%", "maxUnavailable": "10%"}}},

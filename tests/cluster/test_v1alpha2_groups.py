@@ -96,3 +96,19 @@ def test_v1alpha2_gang_annotations_schedule_the_group_as_one(kubectl: Kubectl, o
     podgroup = kubectl.get("podgroups.scheduling.x-k8s.io", "gang", namespace)
     assert podgroup["spec"]["minMember"] == 2 and podgroup["spec"]["scheduleTimeoutSeconds"] == 45
     assert kubectl.get("pod", "gang-web-0", namespace)["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "gang"
+
+
+def test_an_engine_runtime_profile_and_a_role_naming_it_are_accepted(kubectl: Kubectl, admission_webhook,
+                                                                    namespace: str):
+    profile = {"apiVersion": V2, "kind": "ClusterEngineRuntimeProfile", "metadata": {"name": "nvidia-runtime"},
+               "spec": {"updateStrategy": "RollingUpdate", "containers": [{"name": "patio", "image": "example.com/p"}],
+                        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}]}}
+    group = v2_group("engine", [{"name": "web", "annotations": {WORKLOAD_TYPE: "apps/v1/StatefulSet"},
+                                 "standalonePattern": {"template": TEMPLATE},
+                                 "engineRuntimes": [{"profileName": "nvidia-runtime", "injectContainers": ["main"]}]}])
+    for manifest in (profile, group):
+        result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-",
+                             stdin=yaml.safe_dump(manifest), check=False)
+        assert result.returncode == 0 and "(server dry run)" in result.stdout, result.stderr
+    # Not injected yet: the warning names the field.
+    assert "spec.roles[0].engineRuntimes: engine runtime sidecars are not injected" in result.stderr
