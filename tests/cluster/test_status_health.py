@@ -24,7 +24,10 @@ def kstatus(obj: dict) -> dict[str, str]:
 
 
 def test_creation_and_scale_up_are_no_rolling_update_and_end_healthy(operator, kubectl: Kubectl, namespace: str):
-    kubectl.apply(group("fresh", [{"name": "web", "replicas": 3, "template": {"spec": {"containers": C}}}]), namespace)
+    # minReadySeconds paces the StatefulSet's rollout below (kwok pods are ready at once), so the
+    # rolling update lasts long enough to be seen.
+    kubectl.apply(group("fresh", [{"name": "web", "replicas": 3, "minReadySeconds": 2,
+                                   "template": {"spec": {"containers": C}}}]), namespace)
     seen = set()
 
     def ready() -> dict | None:
