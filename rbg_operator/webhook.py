@@ -47,8 +47,8 @@ def written_as_v1alpha2(spec: dict) -> bool:
     version a webhook registered for) was written in v1alpha2: it has what only v1alpha2 can say,
     a RoleInstanceSet role or fields kept for v1alpha2. v1alpha1's CEL rules keep both out of
     v1alpha1 writes."""
-    return any((role.get("workload") or {}).get("kind") == "RoleInstanceSet"
-               or conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in spec.get("roles") or [])
+    return bool(conversion.instance_set_roles(spec)) or any(
+        conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in spec.get("roles") or [])
 
 
 def validate_group(spec: dict, name: str | None, warnings: list[str], annotations=None, **_) -> None:

@@ -194,6 +194,14 @@ def _flat_template(source: dict, out: dict) -> None:
             out["templatePatch"] = source["templateRef"]["patch"]
 
 
+def instance_set_roles(spec: dict) -> list[str]:
+    """Roles of a v1alpha1-shaped spec whose workload is v1alpha2's RoleInstanceSet (written in
+    v1alpha2 without a workload-type annotation)."""
+    return [role.get("name") for role in spec.get("roles") or []
+            if ((role.get("workload") or {}).get("apiVersion"), (role.get("workload") or {}).get("kind"))
+            == DEFAULT_WORKLOAD]
+
+
 def role_to_v1(role: dict) -> dict:
     role = copy.deepcopy(role)
     out = {k: role[k] for k in COPIED_ROLE_FIELDS if k in role}

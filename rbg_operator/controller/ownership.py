@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Collection
 
 from .. import naming
+from .store import owners
 
 REPLICAS = ("f:spec", "f:replicas")
 
@@ -19,18 +20,6 @@ class ReplicasOwnership:
     running: int | None = None  # the value that stands while overridden
 
 
-def owners(obj: dict, path: tuple[str, ...]) -> set[str]:
-    """Every field manager that owns the field at `path` of managedFields' fieldsV1."""
-    found = set()
-    for entry in obj["metadata"].get("managedFields") or []:
-        node = entry.get("fieldsV1") or {}
-        for step in path:
-            node = node.get(step) if isinstance(node, dict) else None
-        if node is not None:
-            found.add(entry.get("manager"))
-    return found
-
-
 def replicas_ownership(observed: dict | None, wanted: int, ours: Collection[str]) -> ReplicasOwnership:
     """Whether to apply the role's `wanted` replicas to the `observed` workload.
 
@@ -40,7 +29,7 @@ def replicas_ownership(observed: dict | None, wanted: int, ours: Collection[str]
     an override that came round to the role's value ends by itself."""
     if observed is None:
         return ReplicasOwnership(True)
-    holders = owners(observed, REPLICAS)
+    holders = set(owners(observed, REPLICAS))
     others = holders - set(ours)
     if not others or holders & set(ours):
         return ReplicasOwnership(True)  # ours, or shared since we last applied the same value

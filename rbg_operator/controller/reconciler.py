@@ -9,6 +9,7 @@ import logging
 import pydantic
 
 from .. import naming
+from ..api.conversion import instance_set_roles
 from ..api.errors import describe
 from ..api.v1alpha2 import WORKLOAD_TYPE_KEY
 from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
@@ -72,8 +73,7 @@ class Reconciler:
         body = self.store.get(*RBG, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # owner references let garbage collection remove the children
-        instance_sets = [r.get("name") for r in (body.get("spec") or {}).get("roles") or []
-                         if (r.get("workload") or {}).get("kind") == "RoleInstanceSet"]
+        instance_sets = instance_set_roles(body.get("spec") or {})
         if instance_sets:
             await self._stall(body, "WorkloadNotSupported", (
                 f"role {', '.join(map(str, instance_sets))} would run as a RoleInstanceSet (v1alpha2's default "

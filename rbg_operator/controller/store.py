@@ -194,18 +194,22 @@ def _slim_pod(pod: dict) -> dict:
 OWNERSHIP_KEPT = ("f:replicas",)
 
 
-def other_owner(obj: dict, path: tuple[str, ...], ours: Collection[str]) -> str | None:
-    """A field manager not in `ours` that owns the field at `path` of managedFields' fieldsV1
-    (e.g. ("f:spec", "f:replicas")), if any. The store keeps only the entries this asks about."""
+def owners(obj: dict, path: tuple[str, ...]) -> list[str]:
+    """The field managers that own the field at `path` of managedFields' fieldsV1 (e.g.
+    ("f:spec", "f:replicas")), in managedFields order. The store keeps only the entries this asks about."""
+    found = []
     for entry in obj["metadata"].get("managedFields") or []:
-        if entry.get("manager") in ours:
-            continue
         node = entry.get("fieldsV1") or {}
         for step in path:
             node = node.get(step) if isinstance(node, dict) else None
         if node is not None:
-            return entry.get("manager")
-    return None
+            found.append(entry.get("manager"))
+    return found
+
+
+def other_owner(obj: dict, path: tuple[str, ...], ours: Collection[str]) -> str | None:
+    """A field manager not in `ours` that owns the field at `path`, if any."""
+    return next((manager for manager in owners(obj, path) if manager not in ours), None)
 
 
 def _slim_managed_fields(obj: dict) -> dict:

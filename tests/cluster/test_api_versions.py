@@ -1,8 +1,8 @@
 """v1alpha2 served beside v1alpha1 on the real API server, converted by the operator's webhook.
 
-The CRDs as they will be once v1alpha2 is served (crdgen with serve_v1alpha2) are installed under
-a throwaway group, so the suite's own CRDs and kubectl's view of `rbg` stay as they are; an
-operator process serves /convert over TLS, and the CRDs point at it.
+The CRDs are installed a second time under a throwaway group, with their conversion pointed at an
+operator process of the test's own (serving /convert over TLS): the shapes test can store objects
+of every kind there, and the suite's CRDs and kubectl's view of `rbg` stay as they are.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def api(kubectl: Kubectl, kubeconfig: str, tmp_path_factory):
     converter = OperatorProcess(kubeconfig, LOG_DIR / "conversion-operator.log", "--namespace=rbg-conversion-only",
                                 f"--webhook-bind-address=127.0.0.1:{port}", f"--webhook-cert-dir={tmp / 'cert'}").start()
     client = OwnDiscoveryCache(kubectl, tmp / "kube-cache")
-    texts = crds_under_a_test_group(crdgen.render([json.loads(kubernetes_openapi().read_text())], serve_v1alpha2=True),
+    texts = crds_under_a_test_group(crdgen.render([json.loads(kubernetes_openapi().read_text())]),
                                     group)
     names = []
     for text in texts.values():
