@@ -9,6 +9,7 @@ conversion and reconciliation never disagree.
 from __future__ import annotations
 
 import base64
+import contextvars
 import datetime
 import ipaddress
 import json
@@ -42,12 +43,16 @@ def check(model: type[pydantic.BaseModel], value: dict, prefix: str):
         raise kopf.AdmissionError(describe(error, prefix), code=422)
 
 
+# The version the user wrote in (the review's requestKind), set for the handlers of one review.
+# The API server hands the webhook every write in v1alpha1, the version it is registered for.
+REQUESTED_VERSION: contextvars.ContextVar[str | None] = contextvars.ContextVar("requested_version", default=None)
+
+
 def written_as_v1alpha2(spec: dict) -> bool:
-    """Whether a group the webhook sees in v1alpha1 (the API server converts v1alpha2 writes to the
-    version a webhook registered for) was written in v1alpha2: it has what only v1alpha2 can say,
-    a RoleInstanceSet role or fields kept for v1alpha2. v1alpha1's CEL rules keep both out of
-    v1alpha1 writes."""
-    return bool(conversion.instance_set_roles(spec)) or any(
+    """Whether a group the webhook sees in v1alpha1 was written in v1alpha2: the review's
+    requestKind says so, or it has what only v1alpha2 can say, a RoleInstanceSet role or fields
+    kept for v1alpha2 (v1alpha1's CEL rules keep both out of v1alpha1 writes)."""
+    return REQUESTED_VERSION.get() == "v1alpha2" or bool(conversion.instance_set_roles(spec)) or any(
         conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in spec.get("roles") or [])
 
 
@@ -114,7 +119,11 @@ class WebhookServer(kopf.WebhookServer):
     @staticmethod
     async def _serve(fn, request: aiohttp.web.Request) -> aiohttp.web.Response:
         if request.match_info.get("id") != "convert":
-            return await kopf.WebhookServer._serve(fn, request)
+            async def with_requested_version(data, **kwargs):
+                kind = ((data.get("request") or {}) if isinstance(data, dict) else {}).get("requestKind") or {}
+                REQUESTED_VERSION.set(kind.get("version"))
+                return await fn(data, **kwargs)
+            return await kopf.WebhookServer._serve(with_requested_version, request)
         try:
             review = json.loads(await request.text())
         except ValueError as error:

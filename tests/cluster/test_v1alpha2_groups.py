@@ -84,6 +84,17 @@ def test_v1alpha2_admission_names_v1alpha2_fields(kubectl: Kubectl, admission_we
                          stdin=yaml.safe_dump(bad), check=False)
     assert result.returncode != 0
     assert "spec.roles[0].rolloutStrategy.rollingUpdate.partition: 2 must be less than replicas 2" in result.stderr
+    # The same on a role v1alpha1 could have written too: the version the user wrote in decides.
+    bad["spec"]["roles"][0]["annotations"] = {WORKLOAD_TYPE: "apps/v1/StatefulSet"}
+    result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-",
+                         stdin=yaml.safe_dump(bad), check=False)
+    assert "spec.roles[0].rolloutStrategy.rollingUpdate.partition: 2 must be less than replicas 2" in result.stderr
+    v1 = {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "held"},
+          "spec": {"roles": [{"name": "web", "replicas": 2, "template": TEMPLATE,
+                              "rolloutStrategy": {"rollingUpdate": {"partition": 2}}}]}}
+    result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-",
+                         stdin=yaml.safe_dump(v1), check=False)
+    assert result.returncode == 0, result.stderr  # v1alpha1 holds a whole role back this way
 
 
 def test_v1alpha2_gang_annotations_schedule_the_group_as_one(kubectl: Kubectl, operator, namespace: str):
