@@ -57,6 +57,7 @@ KINDS = {
         Kind("v1", "Event", "events"),
         Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("workloads.x-k8s.io/v1alpha2", "CoordinatedPolicy", "coordinatedpolicies"),
+        Kind(naming.API_VERSION, "ClusterEngineRuntimeProfile", "clusterengineruntimeprofiles", namespaced=False),
         Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
         Kind("v1", "ServiceAccount", "serviceaccounts"),
         Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets"),

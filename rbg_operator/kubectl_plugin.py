@@ -110,6 +110,10 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
         last = i == len(roles) - 1
         branch, stem = ("└─ ", "   ") if last else ("├─ ", "│  ")
         kind, workload = workloads.get(role["name"], (None, None))
+        if workload is None and (role.get("workload") or {}).get("kind") == "RoleInstanceSet":
+            lines.append(f"{branch}role {role['name']}: RoleInstanceSet (the v1alpha2 default workload), "
+                         f"not run by this operator yet")
+            continue
         if workload is None:
             lines.append(f"{branch}role {role['name']}: not created yet")
             continue

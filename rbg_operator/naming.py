@@ -1,5 +1,7 @@
 """Names, labels and identifiers that users' manifests depend on (see the API reference)."""
 
+import hashlib
+
 GROUP = "workloads.x-k8s.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -13,6 +15,17 @@ FIELD_MANAGER_KUBECTL_PLUGIN = "kubectl-rbg"  # `kubectl rbg rollout undo`
 
 LABEL_GROUP_NAME = "rolebasedgroup.workloads.x-k8s.io/name"
 LABEL_ROLE = "rolebasedgroup.workloads.x-k8s.io/role"
+# The v1alpha2 keys of the same facts. Children carry both families: the v1alpha1 keys stay the
+# operator's own (selectors, which are immutable on existing workloads, and its watches); the
+# v1alpha2 keys are there for users who select the way the v1alpha2 docs show. Pods get them
+# when they are replaced anyway (see desired/meta.py), so an upgrade restarts nothing.
+LABEL_V2_GROUP_NAME = "rbg.workloads.x-k8s.io/group-name"
+LABEL_V2_ROLE_NAME = "rbg.workloads.x-k8s.io/role-name"
+LABEL_V2_GROUP_UID = "rbg.workloads.x-k8s.io/group-uid"  # SHA-1 of "{namespace}/{group}"
+LABEL_V2_REVISION_PREFIX = "rbg.workloads.x-k8s.io/role-revision-"
+LABEL_V2_SET_NAME = "rbg.workloads.x-k8s.io/groupset-name"
+LABEL_V2_SET_INDEX = "rbg.workloads.x-k8s.io/groupset-index"
+V2_POD_LABELS = (LABEL_V2_GROUP_NAME, LABEL_V2_ROLE_NAME, LABEL_V2_GROUP_UID)
 # Restart policy bookkeeping on the group: incident history (written by the operator), and
 # the annotation a user sets to a new value to re-arm an exhausted restart budget.
 ANNOTATION_RESTART_STATE = "rolebasedgroup.workloads.x-k8s.io/restart-state"
@@ -37,6 +50,20 @@ def service_name(group: str, role: str) -> str:
 
 def role_selector(group: str, role: str) -> dict[str, str]:
     return {LABEL_GROUP_NAME: group, LABEL_ROLE: role}
+
+
+def group_uid(namespace: str, group: str) -> str:
+    return hashlib.sha1(f"{namespace}/{group}".encode()).hexdigest()
+
+
+def group_labels(namespace: str, group: str) -> dict[str, str]:
+    """What marks an object as the group's, in both key families."""
+    return {LABEL_GROUP_NAME: group, LABEL_V2_GROUP_NAME: group, LABEL_V2_GROUP_UID: group_uid(namespace, group)}
+
+
+def role_labels(namespace: str, group: str, role: str) -> dict[str, str]:
+    """What marks an object as the role's, in both key families."""
+    return {**group_labels(namespace, group), LABEL_ROLE: role, LABEL_V2_ROLE_NAME: role}
 
 # Discovery: the topology ConfigMap `{rbg}` is mounted read-only into every container here.
 TOPOLOGY_VOLUME = "rbg-topology"

@@ -23,6 +23,7 @@ import kopf
 
 from . import kubeconfig, metrics, naming, webhook
 from .controller import policy
+from .desired import engineruntime
 from .controller.reconciler import Reconciler
 from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
@@ -265,11 +266,13 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> dict:
 # the operator's memory and per-event work do not grow with what else runs on the cluster.
 CHILD_SELECTOR = naming.LABEL_GROUP_NAME
 COORDINATED_POLICY = (policy.API_VERSION, policy.KIND)
+ENGINE_PROFILE = (engineruntime.API_VERSION, engineruntime.KIND)  # cluster-scoped
 WATCHED = [
     ((naming.API_VERSION, "RoleBasedGroup"), None),
     ((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), None),
     ((naming.API_VERSION, "RoleBasedGroupSet"), None),
     (COORDINATED_POLICY, None),
+    (ENGINE_PROFILE, None),
     (("apps/v1", "StatefulSet"), CHILD_SELECTOR),
     (("apps/v1", "Deployment"), CHILD_SELECTOR),
     (("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"), CHILD_SELECTOR),
@@ -291,9 +294,15 @@ def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
     scopes: list[str | None] = plain if plain and len(plain) == len(namespaces) else [None]
     keep = (lambda ns: _watched(ns, namespaces) and not ignored(ns)) if namespaces and scopes == [None] \
         else (lambda ns: not ignored(ns))
-    return [Reflector(kube, store, KINDS[kind], deliver, namespace=scope, label_selector=selector, keep=keep,
-                      idle_timeout=idle_timeout)
-            for kind, selector in WATCHED for scope in scopes]
+    reflected = []
+    for kind, selector in WATCHED:
+        if not KINDS[kind].namespaced:  # one watch of the whole cluster, whatever the namespaces
+            reflected.append(Reflector(kube, store, KINDS[kind], deliver, label_selector=selector,
+                                       idle_timeout=idle_timeout))
+            continue
+        reflected += [Reflector(kube, store, KINDS[kind], deliver, namespace=scope, label_selector=selector,
+                                keep=keep, idle_timeout=idle_timeout) for scope in scopes]
+    return reflected
 
 
 def _watched(namespace: str, patterns: list[str]) -> bool:
@@ -358,6 +367,16 @@ def _set_of_group(runtime: Runtime, group: dict) -> Iterable[Key]:
     return [(GROUP_SET, group["metadata"]["namespace"], name)] if name else []
 
 
+def _groups_naming_profile(runtime: Runtime, profile: dict) -> Iterable[Key]:
+    """Groups whose roles name the profile in engineRuntimes (profiles change seldom: a scan)."""
+    name = profile["metadata"]["name"]
+    for namespace, group in runtime.store.keys(naming.API_VERSION, "RoleBasedGroup"):
+        body = runtime.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, group) or {}
+        if any(r.get("profileName") == name for role in (body.get("spec") or {}).get("roles") or []
+               for r in role.get("engineRuntimes") or []):
+            yield GROUP, namespace, group
+
+
 def _group_reading_pods(runtime: Runtime, pod: dict) -> Iterable[Key]:
     """Only a group with a restart policy reads its pods (restart counts, losses, the end of a
     recreation); other pod changes reach their group through the workload's status."""
@@ -381,6 +400,7 @@ WAKES = [
     Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _controlling_group, _coalesced),
     Wake((naming.API_VERSION, "RoleBasedGroupSet"), _itself(GROUP_SET), _now),
     Wake(COORDINATED_POLICY, _itself(GROUP), _now),  # a policy binds to the group of its own name
+    Wake(ENGINE_PROFILE, _groups_naming_profile, _coalesced),
     *(Wake(kind, _controlling_group, _coalesced) for kind in CHILD_KINDS),
     Wake(("v1", "Pod"), _group_reading_pods, _coalesced),
 ]

@@ -99,7 +99,7 @@ class EngineRuntime(ApiModel):
     """Sidecars injected from a ClusterEngineRuntimeProfile."""
 
     profile_name: str = Field(description="Name of the ClusterEngineRuntimeProfile.")
-    inject_containers: list[str] | None = Field(None, description="Containers the profile injects into.")
+    inject_containers: list[str] | None = Field(None, description="Not read, as in the reference.")
     containers: list[Container] | None = Field(None, description="Container overrides for the profile's sidecars.")
 
 
@@ -140,7 +140,7 @@ class Role(ApiModel):
         None, description="What a container restart or pod loss in this role recreates.")
     rollout_strategy: RolloutStrategy | None = Field(None, description="How template changes roll out.")
     service_ports: list[ServicePort] | None = Field(None, description="Ports published in the discovery config.")
-    engine_runtimes: list[EngineRuntime] | None = Field(None, description="Engine runtime sidecars (later goal).")
+    engine_runtimes: list[EngineRuntime] | None = Field(None, description="Engine runtime sidecars, from ClusterEngineRuntimeProfiles.")
     scaling_adapter: ScalingAdapterSpec | None = Field(None, description="Scaling adapter for the role.")
     min_ready_seconds: int = Field(0, ge=0, description="Seconds a pod must be ready before it counts as available.")
     labels: dict[str, str] | None = Field(None, description="Labels copied onto the workload and its pods.")
@@ -321,8 +321,6 @@ def fields_not_acted_on(spec: RoleBasedGroupSpec) -> list[str]:
     notes = []
     kinds = {role.name: role.workload.kind for role in spec.roles}
     for i, role in enumerate(spec.roles):
-        if role.engine_runtimes:
-            notes.append(f"spec.roles[{i}].engineRuntimes: engine runtime sidecars are not injected by this operator")
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
         if update is not None and update.type not in (None, "RollingUpdate", "ReCreate"):
             notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "

@@ -3,6 +3,7 @@ the store has observed, write only the difference, then report status."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 
@@ -14,9 +15,10 @@ from ..api.errors import describe
 from ..api.v1alpha2 import WORKLOAD_TYPE_KEY
 from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from ..desired import creation_layers, group_children, role_children
+from ..desired import engineruntime
 from ..desired.gang import PODGROUP_KINDS, applied_gang_size, gang_size, min_member
 from ..desired.gang import backend as gang_backend
-from ..desired.meta import owner_reference
+from ..desired.meta import owner_reference, pods_get_v2_keys
 from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_revision, coordinated_allowance,
                                resolve, revision_label)
 from ..desired.workloads import group_revision_of, role_revision
@@ -89,8 +91,16 @@ class Reconciler:
         if (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation"):
             for note in fields_not_acted_on(group.spec):  # once per generation
                 await self.recorder.emit(body, "Warning", "FieldNotActedOn", note)
+        profiles = {r.profile_name: p for role in group.spec.roles for r in role.engine_runtimes or []
+                    if (p := self.store.get(engineruntime.API_VERSION, engineruntime.KIND, "", r.profile_name))}
+        missing = engineruntime.missing_profiles(group.spec.roles, profiles)
+        if missing:  # creating the profile wakes the group (see operator.WAKES)
+            await self._stall(body, "EngineRuntimeProfileNotFound", "; ".join(missing) + (
+                "; create it, or remove the role's engineRuntimes entry"))
+            return
+        options = dataclasses.replace(self.options, engine_profiles=profiles) if profiles else self.options
         try:
-            return await self._reconcile(body, group)
+            return await self._reconcile(body, group, options)
         except ChildConflict as conflict:
             await self._report_problem(body, "ChildConflict", str(conflict))
             return CONFLICT_RECHECK_SECONDS  # the other object carries no label of ours: no event wakes us
@@ -99,17 +109,17 @@ class Reconciler:
                 await self._report_problem(body, "ReconcileError", f"the API server refused a write: {error}")
             raise  # retried with backoff
 
-    async def _reconcile(self, body: dict, group: RoleBasedGroup) -> float | None:
+    async def _reconcile(self, body: dict, group: RoleBasedGroup, options: BuildOptions) -> float | None:
         namespace = group.namespace
 
         created: list[str] = []  # what this pass created, reported as one Event
         try:
             rules, policy_problems = self._policy_rules(group)
-            plans = self._coordinate(group, rules)
+            plans = self._coordinate(group, options, rules)
             ownership = self._replicas_ownership(group)
             applied = self._applied_replicas(group, plans, ownership)
             wanted = group_children(group, self._gang_size(group, applied), applied)
-            await together(self._record_revision(body, group),
+            await together(self._record_revision(body, group, options),
                            *(self._ensure(body, child, created) for child in wanted))
             await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
             waiting: dict[str, str] = {}
@@ -118,7 +128,12 @@ class Reconciler:
 
             async def ensure_role(role) -> None:
                 workload = None
-                for child in role_children(group, role.name, self.options, plans.get(role.name, RolePlan())):
+                observed = self.store.get(*WORKLOAD_KINDS[role.workload.kind], namespace,
+                                          naming.workload_name(group.name, role.name))
+                v2_pod_keys = pods_get_v2_keys(observed, revision_label(role.name),
+                                               role_revision(group, role, options))
+                for child in role_children(group, role.name, options, plans.get(role.name, RolePlan()),
+                                           v2_pod_keys):
                     if child["kind"] == role.workload.kind and not ownership[role.name].apply:
                         # Another writer's value stands: leave the field to it, and remember the
                         # role's value now, so a later change of the role takes it back.
@@ -266,7 +281,7 @@ class Reconciler:
             return [], None
         return policy.policy_rules(found, [r.name for r in group.spec.roles])
 
-    def _coordinate(self, group: RoleBasedGroup, policy_rules: list = ()) -> dict[str, RolePlan]:
+    def _coordinate(self, group: RoleBasedGroup, options: BuildOptions, policy_rules: list = ()) -> dict[str, RolePlan]:
         """What coordination rules decide for their roles this time round:
         - rollingUpdate: StatefulSet partitions that keep updated-and-ready fractions within maxSkew,
           and the rule's maxUnavailable;
@@ -284,7 +299,7 @@ class Reconciler:
                                          naming.workload_name(group.name, role_name))
                     if role.workload.kind != "StatefulSet" or sts is None:
                         continue  # a role being created starts on the newest revision anyway
-                    observed.append(self._rollout_of(group, role, sts))
+                    observed.append(self._rollout_of(group, role, sts, options))
                     if update.max_unavailable:
                         plans.setdefault(role_name, {})["max_unavailable"] = update.max_unavailable
                 for name, allowed in coordinated_allowance(observed, update.max_skew, update.partition).items():
@@ -313,10 +328,10 @@ class Reconciler:
             done = sum(1 for p in pods if p["spec"].get("nodeName"))
         return RoleRollout(role.name, role.replicas, min(done, role.replicas), current)
 
-    def _rollout_of(self, group: RoleBasedGroup, role, sts: dict) -> RoleRollout:
+    def _rollout_of(self, group: RoleBasedGroup, role, sts: dict, options: BuildOptions) -> RoleRollout:
         replicas = role.replicas
         labels = sts["metadata"].get("labels") or {}
-        if labels.get(revision_label(role.name)) != role_revision(group, role, self.options):
+        if labels.get(revision_label(role.name)) != role_revision(group, role, options):
             return RoleRollout(role.name, replicas, 0, 0)  # a new revision: nothing is allowed onto it yet
         partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
         status = sts.get("status") or {}
@@ -328,11 +343,11 @@ class Reconciler:
             and any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions", [])))
         return RoleRollout(role.name, replicas, min(updated_ready, replicas), max(0, replicas - partition))
 
-    async def _record_revision(self, body: dict, group: RoleBasedGroup) -> None:
+    async def _record_revision(self, body: dict, group: RoleBasedGroup, options: BuildOptions) -> None:
         """Keep a ControllerRevision of the role templates for every revision, newest numbered highest."""
         revisions = self.store.owned_by_group("apps/v1", "ControllerRevision", group.namespace, group.name)
         revisions = [r for r in revisions if _owned_by(r, group.metadata["uid"])]
-        revision = group_revision_of(group, self.options)
+        revision = group_revision_of(group, options)
         name = f"{group.name}-{revision}"
         highest = max((r.get("revision", 0) for r in revisions), default=0)
         current = next((r for r in revisions if r["metadata"]["name"] == name), None)

@@ -25,12 +25,12 @@ def group_children(group: RoleBasedGroup, gang_size: int | None = None,
 
 
 def role_children(group: RoleBasedGroup, role_name: str, options: BuildOptions = DEFAULT,
-                  plan: RolePlan = RolePlan()) -> list[dict]:
+                  plan: RolePlan = RolePlan(), v2_pod_keys: bool = True) -> list[dict]:
     """The objects one role needs: its headless Service, its scaling adapter if enabled, and
-    last its workload."""
+    last its workload (`v2_pod_keys`: see meta.pods_get_v2_keys)."""
     role = group.spec.role(role_name)
     adapter = [scaling_adapter(group, role)] if role.scaling_adapter and role.scaling_adapter.enable else []
-    return [headless_service(group, role), *adapter, role_workload(group, role, options, plan)]
+    return [headless_service(group, role), *adapter, role_workload(group, role, options, plan, v2_pod_keys)]
 
 
 def creation_layers(group: RoleBasedGroup) -> list[list[str]]:

@@ -64,7 +64,7 @@ def topology_configmap(group: RoleBasedGroup, applied: dict[str, int] | None = N
         "metadata": {
             "name": group.name,
             "namespace": group.namespace,
-            "labels": {naming.LABEL_GROUP_NAME: group.name},
+            "labels": naming.group_labels(group.namespace, group.name),
             "ownerReferences": [owner_reference(group)],
         },
         "data": {naming.TOPOLOGY_FILE: yaml.dump(topology(group, applied), Dumper=_DUMPER, sort_keys=False)},

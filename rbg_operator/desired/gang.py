@@ -99,7 +99,7 @@ def pod_group(group: RoleBasedGroup, size: int | None = None) -> dict | None:
         "apiVersion": api_version,
         "kind": kind_name,
         "metadata": {"name": group.name, "namespace": group.namespace,
-                     "labels": {naming.LABEL_GROUP_NAME: group.name}, "ownerReferences": [owner_reference(group)]},
+                     "labels": naming.group_labels(group.namespace, group.name), "ownerReferences": [owner_reference(group)]},
         "spec": spec,
     }
 

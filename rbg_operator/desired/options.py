@@ -1,8 +1,10 @@
-"""Operator settings that shape the desired objects (scheduler names and the like)."""
+"""Operator settings, and cluster-wide objects read from the cache, that shape the desired
+objects (scheduler names, engine runtime profiles)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -11,6 +13,8 @@ class BuildOptions:
     coscheduling_scheduler: str = "scheduler-plugins-scheduler"
     # Volcano's scheduler name; pods of a Volcano gang must be scheduled by it.
     volcano_scheduler: str = "volcano"
+    # ClusterEngineRuntimeProfiles by name, those the group's roles name (see desired/engineruntime.py).
+    engine_profiles: Mapping[str, dict] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
 
 DEFAULT = BuildOptions()

@@ -21,19 +21,30 @@ HISTORY_LIMIT = 10  # ControllerRevisions kept per group
 def revision_hash(pod_templates: dict) -> str:
     """A role's revision: the hash of the pod templates the operator gives its workload (built by
     desired.workloads.role_pod_templates). Anything that would restart pods changes it; replicas
-    do not, being outside the templates."""
-    return hashlib.sha256(json.dumps(pod_templates, sort_keys=True).encode()).hexdigest()[:10]
+    do not, being outside the templates. Neither do the v1alpha2 label keys, which are the same
+    for every revision of a role and reach old workloads' pods only with their next revision
+    (meta.pods_get_v2_keys)."""
+    hashed = {key: _without_v2_labels(value) for key, value in pod_templates.items()}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _without_v2_labels(template):
+    labels = (template.get("metadata") or {}).get("labels") if isinstance(template, dict) else None
+    if not labels or naming.LABEL_V2_GROUP_NAME not in labels:
+        return template
+    kept = {k: v for k, v in labels.items() if k not in naming.V2_POD_LABELS}
+    return {**template, "metadata": {**template["metadata"], "labels": kept}}
 
 
 def group_revision(role_revisions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(role_revisions, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def revision_label(role: str) -> str:
+def revision_label(role: str, key_prefix: str = naming.LABEL_REVISION_PREFIX) -> str:
     """The label key of a role's revision on its workload. The part after the '/' may hold 63
     characters; a role name too long for it is shortened and made unique by a hash (cutting the
     whole key, as before, gave keys that were invalid or shared by two roles)."""
-    prefix, _, name = f"{naming.LABEL_REVISION_PREFIX}{role}".partition("/")
+    prefix, _, name = f"{key_prefix}{role}".partition("/")
     if len(name) > 63:
         digest = hashlib.sha256(role.encode()).hexdigest()[:8]
         name = f"{name[:54].rstrip('-._')}-{digest}"
@@ -52,7 +63,7 @@ def controller_revision(group: RoleBasedGroup, owner: dict, number: int, revisio
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
         "metadata": {"name": f"{group.name}-{revision}", "namespace": group.namespace,
-                     "labels": {naming.LABEL_GROUP_NAME: group.name}, "ownerReferences": [owner]},
+                     "labels": naming.group_labels(group.namespace, group.name), "ownerReferences": [owner]},
         "data": {"roles": roles, "templateFields": list(naming.ROLE_TEMPLATE_FIELDS)},
         "revision": number,
     }

@@ -20,7 +20,7 @@ def scaling_adapter(group: RoleBasedGroup, role: Role) -> dict:
         "metadata": {
             "name": naming.adapter_name(group.name, role.name),
             "namespace": group.namespace,
-            "labels": naming.role_selector(group.name, role.name),
+            "labels": naming.role_labels(group.namespace, group.name, role.name),
             "ownerReferences": [owner_reference(group)],
         },
         "spec": {"scaleTargetRef": {"name": group.name, "role": role.name}},
@@ -49,7 +49,8 @@ def set_member(group_set: dict, index: int) -> dict:
         "metadata": {
             "name": naming.set_member_name(meta["name"], index),
             "namespace": meta["namespace"],
-            "labels": {naming.LABEL_SET_NAME: meta["name"], naming.LABEL_SET_INDEX: str(index)},
+            "labels": {naming.LABEL_SET_NAME: meta["name"], naming.LABEL_SET_INDEX: str(index),
+                       naming.LABEL_V2_SET_NAME: meta["name"], naming.LABEL_V2_SET_INDEX: str(index)},
             "annotations": {naming.ANNOTATION_SET_TEMPLATE: template_hash(template)},
             "ownerReferences": [{
                 "apiVersion": naming.API_VERSION, "kind": "RoleBasedGroupSet", "name": meta["name"],

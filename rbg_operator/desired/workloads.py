@@ -5,37 +5,46 @@ from __future__ import annotations
 from .. import naming
 from ..api.rolebasedgroup import Role, RoleBasedGroup
 from .discovery import inject
+from .engineruntime import inject_engine_runtimes
 from .gang import join_gang
-from .meta import child_metadata, role_labels
+from .meta import child_metadata, pod_labels
 from .options import DEFAULT, BuildOptions
 from .rollout import RolePlan, group_revision, revision_hash, revision_label, update_strategy
 from .strategicmerge import merge
 from .templates import resolved_template
 
 
-def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base: dict | None = None) -> dict:
-    """A pod template with the role's labels and annotations, discovery and gang membership."""
+def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base: dict | None = None,
+                 v2_keys: bool = True, engine_runtimes: bool = True) -> dict:
+    """A pod template with the role's labels and annotations, engine runtimes, discovery and gang
+    membership."""
     template = resolved_template(group, role) if base is None else base
+    if engine_runtimes and role.engine_runtimes:
+        template = inject_engine_runtimes(template, role, options.engine_profiles)
     meta = template.setdefault("metadata", {})
-    meta["labels"] = {**meta.get("labels", {}), **role_labels(group, role)}
+    meta["labels"] = {**meta.get("labels", {}), **pod_labels(group, role, v2_keys)}
     if role.annotations:
         meta["annotations"] = {**meta.get("annotations", {}), **role.annotations}
     return join_gang(inject(template, group, role), group, options)
 
 
-def role_pod_templates(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT) -> dict:
+def role_pod_templates(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,
+                       v2_keys: bool = True) -> dict:
     """What the role's workload makes its pods from: the pod template, or a LeaderWorkerSet's
-    size with its worker and leader templates."""
+    size with its worker and leader templates. `v2_keys`: see meta.pods_get_v2_keys."""
     if role.workload.kind != "LeaderWorkerSet":
-        return {"template": pod_template(group, role, options)}
+        return {"template": pod_template(group, role, options, v2_keys=v2_keys)}
     lws = role.leader_worker_set
     base = resolved_template(group, role)
     templates = {
         "size": role.leader_worker_size,
-        "workerTemplate": pod_template(group, role, options, merge(base, (lws and lws.patch_worker_template) or {})),
+        # Engine runtimes go to the leader alone, as in the reference's leader-worker pattern.
+        "workerTemplate": pod_template(group, role, options, merge(base, (lws and lws.patch_worker_template) or {}),
+                                       v2_keys, engine_runtimes=False),
     }
-    if lws and lws.patch_leader_template:
-        templates["leaderTemplate"] = pod_template(group, role, options, merge(base, lws.patch_leader_template))
+    if (lws and lws.patch_leader_template) or role.engine_runtimes:
+        templates["leaderTemplate"] = pod_template(
+            group, role, options, merge(base, (lws and lws.patch_leader_template) or {}), v2_keys)
     return templates
 
 
@@ -99,14 +108,16 @@ BUILDERS = {"StatefulSet": _statefulset, "Deployment": _deployment, "LeaderWorke
 
 
 def role_workload(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,
-                  plan: RolePlan = RolePlan()) -> dict:
+                  plan: RolePlan = RolePlan(), v2_pod_keys: bool = True) -> dict:
     """The role's workload; `plan` overrides the role's own settings while coordination paces it."""
-    templates = role_pod_templates(group, role, options)
+    templates = role_pod_templates(group, role, options, v2_pod_keys)
     workload = BUILDERS[role.workload.kind](group, role, templates)
     workload["spec"].update(update_strategy(role, role.workload.kind, plan))
     if plan.replicas is not None:
         workload["spec"]["replicas"] = plan.replicas
     workload["metadata"] = child_metadata(group, role, naming.workload_name(group.name, role.name))
-    workload["metadata"]["labels"][revision_label(role.name)] = revision_hash(templates)
+    revision = revision_hash(templates)
+    workload["metadata"]["labels"][revision_label(role.name)] = revision
+    workload["metadata"]["labels"][revision_label(role.name, naming.LABEL_V2_REVISION_PREFIX)] = revision
     return {"apiVersion": workload["apiVersion"], "kind": workload["kind"], "metadata": workload["metadata"],
             "spec": workload["spec"]}

@@ -3,7 +3,11 @@ webhook, reconciled by the machinery that exists."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 
 import yaml
 
@@ -17,6 +21,18 @@ TEMPLATE = {"spec": {"containers": C}}
 
 def v2_group(name: str, roles: list[dict], **metadata) -> dict:
     return {"apiVersion": V2, "kind": "RoleBasedGroup", "metadata": {"name": name, **metadata}, "spec": {"roles": roles}}
+
+
+V2_GROUP, V2_ROLE, V2_UID = ("rbg.workloads.x-k8s.io/group-name", "rbg.workloads.x-k8s.io/role-name",
+                              "rbg.workloads.x-k8s.io/group-uid")
+V1_GROUP, V1_ROLE = "rolebasedgroup.workloads.x-k8s.io/name", "rolebasedgroup.workloads.x-k8s.io/role"
+
+
+def assert_both_key_families(obj: dict, namespace: str, group: str, role: str) -> None:
+    labels = obj["metadata"]["labels"]
+    assert labels[V1_GROUP] == labels[V2_GROUP] == group, labels
+    assert labels[V1_ROLE] == labels[V2_ROLE] == role, labels
+    assert labels[V2_UID] == hashlib.sha1(f"{namespace}/{group}".encode()).hexdigest()
 
 
 def ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
@@ -44,6 +60,14 @@ def test_v1alpha2_groups_of_every_existing_workload_become_ready(kubectl: Kubect
     pod = kubectl.get("pod", "pd-decode-0", namespace)
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["RBG_GROUP_NAME"] == "pd" and env["RBG_ROLE_NAME"] == "decode"
+    # Selectable the way the v1alpha2 docs show, and the way v1alpha1 manifests did.
+    for role, count in (("router", 1), ("decode", 2), ("prefill", 2)):
+        pods = kubectl.get("pods", namespace=namespace, selector=f"{V2_GROUP}=pd,{V2_ROLE}={role}")
+        assert len(pods) == count, (role, [p["metadata"]["name"] for p in pods])
+        for pod in pods:
+            assert_both_key_families(pod, namespace, "pd", role)
+    assert_both_key_families(kubectl.get("service", "s-pd-decode", namespace), namespace, "pd", "decode")
+    assert_both_key_families(lws, namespace, "pd", "prefill")
     # Read in either version; the v1alpha2 view is the one written.
     back = kubectl.get(f"rolebasedgroups.v1alpha2.workloads.x-k8s.io", "pd", namespace)
     assert back["spec"]["roles"][2]["leaderWorkerPattern"]["restartPolicyConfig"] == {
@@ -52,7 +76,8 @@ def test_v1alpha2_groups_of_every_existing_workload_become_ready(kubectl: Kubect
         "apiVersion": "apps/v1", "kind": "StatefulSet"}
 
 
-def test_a_role_on_the_default_workload_says_it_is_not_run_yet(kubectl: Kubectl, operator, namespace: str):
+def test_a_role_on_the_default_workload_says_it_is_not_run_yet(kubectl: Kubectl, operator, namespace: str,
+                                                                kubeconfig: str):
     kubectl.apply(v2_group("ris", [{"name": "web", "standalonePattern": {"template": TEMPLATE}}]), namespace)
     group = wait_for("a verdict", lambda: (g := kubectl.get("rbg", "ris", namespace))
                      and condition(g, "Ready") and g, 30)
@@ -61,6 +86,10 @@ def test_a_role_on_the_default_workload_says_it_is_not_run_yet(kubectl: Kubectl,
     assert "role web would run as a RoleInstanceSet" in ready_condition["message"]
     assert condition(group, "Stalled")["status"] == "True"
     assert kubectl.get("statefulsets", namespace=namespace) == []
+    shown = subprocess.run([sys.executable, "-m", "rbg_operator.kubectl_plugin", "-n", namespace, "status", "ris"],
+                           capture_output=True, text=True, env={**os.environ, "KUBECONFIG": kubeconfig}, timeout=60)
+    assert shown.stdout.splitlines()[1] == ("└─ role web: RoleInstanceSet (the v1alpha2 default workload), "
+                                            "not run by this operator yet"), shown
 
 
 def test_kubectl_reads_a_v1alpha1_group_in_the_v1alpha2_shape(kubectl: Kubectl, operator, namespace: str):
@@ -109,17 +138,94 @@ def test_v1alpha2_gang_annotations_schedule_the_group_as_one(kubectl: Kubectl, o
     assert kubectl.get("pod", "gang-web-0", namespace)["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "gang"
 
 
-def test_an_engine_runtime_profile_and_a_role_naming_it_are_accepted(kubectl: Kubectl, admission_webhook,
-                                                                    namespace: str):
-    profile = {"apiVersion": V2, "kind": "ClusterEngineRuntimeProfile", "metadata": {"name": "nvidia-runtime"},
-               "spec": {"updateStrategy": "RollingUpdate", "containers": [{"name": "patio", "image": "example.com/p"}],
-                        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}]}}
-    group = v2_group("engine", [{"name": "web", "annotations": {WORKLOAD_TYPE: "apps/v1/StatefulSet"},
-                                 "standalonePattern": {"template": TEMPLATE},
-                                 "engineRuntimes": [{"profileName": "nvidia-runtime", "injectContainers": ["main"]}]}])
-    for manifest in (profile, group):
-        result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-",
-                             stdin=yaml.safe_dump(manifest), check=False)
-        assert result.returncode == 0 and "(server dry run)" in result.stdout, result.stderr
-    # Not injected yet: the warning names the field.
-    assert "spec.roles[0].engineRuntimes: engine runtime sidecars are not injected" in result.stderr
+def test_engine_runtime_profiles_add_their_sidecars_and_roll_when_changed(kubectl: Kubectl, operator,
+                                                                         namespace: str):
+    name = f"{namespace}-patio"  # profiles are cluster-scoped: one per test namespace
+
+    def profile(image: str) -> dict:
+        return {"apiVersion": V2, "kind": "ClusterEngineRuntimeProfile", "metadata": {"name": name},
+                "spec": {"updateStrategy": "RollingUpdate", "containers": [{"name": "patio", "image": image}],
+                         "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}]}}
+
+    def patio_image() -> str | None:
+        pod = kubectl.get("pod", "engine-web-0", namespace)
+        return next((c["image"] for c in (pod or {}).get("spec", {}).get("containers", []) if c["name"] == "patio"),
+                    None)
+
+    kubectl.apply(v2_group("engine", [{"name": "web", "annotations": {WORKLOAD_TYPE: "apps/v1/StatefulSet"},
+                                       "standalonePattern": {"template": TEMPLATE},
+                                       "engineRuntimes": [{"profileName": name, "injectContainers": ["main"],
+                                                           "containers": [{"name": "patio", "args": ["--port=9"]}]}]}]),
+                  namespace)
+    try:
+        # No such profile yet: the group says which field names it, and waits.
+        group = wait_for("a verdict", lambda: (g := kubectl.get("rbg", "engine", namespace))
+                         and (condition(g, "Stalled") or {}).get("status") == "True" and g, 30)
+        assert condition(group, "Ready")["reason"] == "EngineRuntimeProfileNotFound"
+        assert f"spec.roles[0].engineRuntimes[0].profileName: ClusterEngineRuntimeProfile '{name}' not found" in \
+            condition(group, "Ready")["message"]
+        assert kubectl.get("statefulset", "engine-web", namespace) is None
+
+        kubectl.apply(profile("example.com/patio:1"))  # wakes the group
+        ready(kubectl, "engine", namespace, timeout=60)
+        pod = kubectl.get("pod", "engine-web-0", namespace)
+        containers = {c["name"]: c for c in pod["spec"]["containers"]}
+        assert list(containers) == ["main", "patio"]
+        assert containers["patio"]["args"] == ["--port=9"]
+        assert "shm" in {v["name"] for v in pod["spec"]["volumes"]}
+
+        kubectl.apply(profile("example.com/patio:2"))  # a profile change rolls the role onto it
+        wait_for("the sidecar on patio:2", lambda: patio_image() == "example.com/patio:2", 90)
+    finally:
+        kubectl.delete("clusterengineruntimeprofiles.workloads.x-k8s.io", name)
+
+def test_an_upgrade_adds_the_v2_keys_to_pods_only_when_they_are_replaced(kubectl: Kubectl, operator,
+                                                                        namespace: str):
+    def group(image: str, replicas: int) -> dict:
+        return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "up"},
+                "spec": {"roles": [{"name": "web", "replicas": replicas, "template": {
+                    "spec": {"containers": [{"name": "main", "image": image}]}}}]}}
+
+    def settled(replicas: int) -> dict:
+        def probe():
+            sts = kubectl.get("statefulset", "up-web", namespace)
+            status = sts.get("status") or {}
+            pods = kubectl.get("pods", namespace=namespace, selector=f"{V1_GROUP}=up")
+            return (status.get("observedGeneration") == sts["metadata"]["generation"]
+                    and status.get("updatedReplicas") == status.get("readyReplicas") == replicas
+                    and status.get("currentRevision") == status.get("updateRevision") and len(pods) == replicas
+                    and not any(p["metadata"].get("deletionTimestamp") for p in pods)
+                    and {p["metadata"]["name"]: p for p in pods})
+        return wait_for(f"{replicas} pods of up-web settled", probe, 90)
+
+    # A group made today: the pods carry both key families from the start.
+    kubectl.apply(group("example.com/app:v1", 2), namespace)
+    ready(kubectl, "up", namespace)
+    for pod in settled(2).values():
+        assert_both_key_families(pod, namespace, "up", "web")
+
+    # What a workload made by an operator from before the v1alpha2 keys looks like.
+    removals = [{"op": "remove", "path": f"/spec/template/metadata/labels/{key.replace('/', '~1')}"}
+                for key in (V2_GROUP, V2_ROLE, V2_UID)]
+    kubectl.run("patch", "statefulset", "up-web", "-n", namespace, "--type=json", "-p", json.dumps(removals))
+    before = settled(2)
+    generation = kubectl.get("statefulset", "up-web", namespace)["metadata"]["generation"]
+
+    # A change that restarts no pod: the pods are not replaced to add the keys.
+    kubectl.apply(group("example.com/app:v1", 3), namespace)
+    wait_for("the scale-up seen", lambda: (g := kubectl.get("rbg", "up", namespace))
+             and g["status"].get("observedGeneration") == g["metadata"]["generation"]
+             and (condition(g, "Ready") or {}).get("status") == "True", 90)
+    after = settled(3)
+    sts = kubectl.get("statefulset", "up-web", namespace)
+    assert V2_GROUP not in sts["spec"]["template"]["metadata"]["labels"]
+    assert sts["metadata"]["generation"] == generation + 1  # the replicas, nothing else
+    assert {n: p["metadata"]["uid"] for n, p in after.items() if n in before} == {
+        n: p["metadata"]["uid"] for n, p in before.items()}
+    assert_both_key_families(sts, namespace, "up", "web")  # the workload's own labels restart nothing
+
+    # A new image replaces the pods anyway: now they get the keys.
+    kubectl.apply(group("example.com/app:v2", 3), namespace)
+    wait_for("pods on v2 with the v2 keys", lambda: (pods := kubectl.get(
+        "pods", namespace=namespace, selector=f"{V2_GROUP}=up,{V2_ROLE}=web"))
+        and len(pods) == 3 and all(p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in pods), 120)

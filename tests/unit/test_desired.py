@@ -1,5 +1,9 @@
+import hashlib
+
 from rbg_operator.api.rolebasedgroup import RoleBasedGroup
 from rbg_operator.desired import role_children
+from rbg_operator.desired.meta import pods_get_v2_keys
+from rbg_operator.desired.rollout import revision_label
 
 
 def group(**role_fields):
@@ -23,7 +27,10 @@ def test_statefulset_role_gets_headless_service_and_statefulset():
     assert sts["spec"]["replicas"] == 3
     labels = sts["spec"]["template"]["metadata"]["labels"]
     assert labels == {"app": "x", "team": "a", "rolebasedgroup.workloads.x-k8s.io/name": "g",
-                      "rolebasedgroup.workloads.x-k8s.io/role": "r"}
+                      "rolebasedgroup.workloads.x-k8s.io/role": "r", "rbg.workloads.x-k8s.io/group-name": "g",
+                      "rbg.workloads.x-k8s.io/role-name": "r",
+                      "rbg.workloads.x-k8s.io/group-uid": hashlib.sha1(b"ns/g").hexdigest()}
+    assert service["metadata"]["labels"]["rbg.workloads.x-k8s.io/role-name"] == "r"
     assert sts["metadata"]["ownerReferences"] == [{
         "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "name": "g", "uid": "u-1",
         "controller": True, "blockOwnerDeletion": True}]
@@ -34,3 +41,35 @@ def test_building_does_not_modify_the_group():
     before = g.model_dump()
     role_children(g, "r")
     assert g.model_dump() == before
+
+
+def test_pods_of_an_existing_workload_get_the_v2_keys_only_with_their_next_revision():
+    g = group()
+    sts = role_children(g, "r")[-1]
+    key = revision_label("r")
+    revision = sts["metadata"]["labels"][key]
+    assert pods_get_v2_keys(None, key, revision)  # a new workload
+    assert pods_get_v2_keys(sts, key, revision)  # a template that has them keeps them
+    old = role_children(g, "r", v2_pod_keys=False)[-1]
+    assert "rbg.workloads.x-k8s.io/group-name" not in old["spec"]["template"]["metadata"]["labels"]
+    # Made before the keys existed: the same revision, and it stays without them ...
+    assert old["metadata"]["labels"][key] == revision
+    assert not pods_get_v2_keys(old, key, revision)
+    # ... until the pods are replaced anyway.
+    changed = role_children(group(template={"spec": {"containers": [{"name": "c", "image": "j"}]}}), "r")[-1]
+    assert changed["metadata"]["labels"][key] != revision
+    assert pods_get_v2_keys(old, key, changed["metadata"]["labels"][key])
+
+
+def test_leaderworkerset_pods_follow_the_same_rule():
+    g = group(workload={"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
+              leaderWorkerSet={"size": 2, "patchLeaderTemplate": {"metadata": {"labels": {"leader": "y"}}}})
+    new, old = role_children(g, "r")[-1], role_children(g, "r", v2_pod_keys=False)[-1]
+    key = revision_label("r")
+    assert new["metadata"]["labels"][key] == old["metadata"]["labels"][key]
+    template = old["spec"]["leaderWorkerTemplate"]
+    assert "rbg.workloads.x-k8s.io/role-name" not in template["workerTemplate"]["metadata"]["labels"]
+    assert "rbg.workloads.x-k8s.io/role-name" not in template["leaderTemplate"]["metadata"]["labels"]
+    assert not pods_get_v2_keys(old, key, new["metadata"]["labels"][key])
+    assert new["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["metadata"]["labels"][
+        "rbg.workloads.x-k8s.io/role-name"] == "r"
