@@ -3,6 +3,7 @@ order, restoring hand-made changes, zero writes when nothing changes, and cleanu
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import yaml
@@ -52,8 +53,11 @@ def test_every_workload_kind_gets_its_objects(kubectl: Kubectl, operator, namesp
 
     sts = kubectl.get("statefulset", "core-sts", namespace)
     labels = sts["metadata"]["labels"]
-    assert len(labels.pop("rolebasedgroup.workloads.x-k8s.io/role-revision-hash-sts")) == 10
-    assert labels == {"team": "serving", GROUP_LABEL: "core", "rolebasedgroup.workloads.x-k8s.io/role": "sts"}
+    revision = labels.pop("rolebasedgroup.workloads.x-k8s.io/role-revision-hash-sts")
+    assert len(revision) == 10 and labels.pop("rbg.workloads.x-k8s.io/role-revision-sts") == revision
+    assert labels == {"team": "serving", GROUP_LABEL: "core", "rolebasedgroup.workloads.x-k8s.io/role": "sts",
+                      "rbg.workloads.x-k8s.io/group-name": "core", "rbg.workloads.x-k8s.io/role-name": "sts",
+                      "rbg.workloads.x-k8s.io/group-uid": hashlib.sha1(f"{namespace}/core".encode()).hexdigest()}
     assert sts["metadata"]["annotations"]["owner"] == "ml"
     assert sts["metadata"]["ownerReferences"][0]["controller"] is True
     assert (sts["spec"]["serviceName"], sts["spec"]["podManagementPolicy"]) == ("s-core-sts", "Parallel")

@@ -70,13 +70,12 @@ def test_the_webhook_refuses_deep_patches_and_warns_about_fields_not_acted_on(
     assert result.returncode != 0
     assert "spec.roles[0].leaderWorkerSet.patchWorkerTemplate: nested 40 levels deep, at most 24" in result.stderr
 
-    unused = group("unused", [role("a", engineRuntimes=[{"profileName": "sidecars"}],
-                                   rolloutStrategy={"rollingUpdate": {"type": "InPlaceIfPossible"}}),
+    unused = group("unused", [role("a", rolloutStrategy={"rollingUpdate": {"type": "InPlaceIfPossible"}}),
                               {**lws, "name": "b"}],
                    coordination=[{"name": "c", "roles": ["a", "b"],
                                   "strategy": {"rollingUpdate": {"maxSkew": "10%"}}}])
     result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(unused))
-    for field in ("spec.roles[0].engineRuntimes", "spec.roles[0].rolloutStrategy.rollingUpdate.type",
+    for field in ("spec.roles[0].rolloutStrategy.rollingUpdate.type",
                   "spec.coordination[0].strategy.rollingUpdate: paces StatefulSet roles only; role b"):
         assert f"Warning: {field}" in result.stderr, (field, result.stderr)
 
@@ -100,8 +99,9 @@ def test_what_admission_cannot_see_reaches_status_and_events_and_spares_the_rest
     # A container name the API server refuses only when the StatefulSet is written.
     kubectl.apply(group("refused", [{"name": "a", "template": {"spec": {"containers": [
         {"name": "Not_A_DNS_Label", "image": "example.com/app:v1"}]}}}]), namespace)
-    # A field accepted but not acted on.
-    kubectl.apply(group("unused", [role(engineRuntimes=[{"profileName": "sidecars"}])]), namespace)
+    # A field accepted but not acted on, and a profile that does not exist.
+    kubectl.apply(group("unused", [role(rolloutStrategy={"rollingUpdate": {"type": "InPlaceIfPossible"}})]), namespace)
+    kubectl.apply(group("noprofile", [role(engineRuntimes=[{"profileName": "no-such-profile"}])]), namespace)
     kubectl.apply(group("fine", [role(replicas=2)]), namespace)
 
     def ready(name: str) -> dict:
@@ -124,8 +124,12 @@ def test_what_admission_cannot_see_reaches_status_and_events_and_spares_the_rest
              lambda: any("Not_A_DNS_Label" in m for m in events(kubectl, namespace, "ReconcileError")), 30)
 
     wait_for("an Event for the field not acted on", lambda: any(
-        "spec.roles[0].engineRuntimes" in m for m in events(kubectl, namespace, "FieldNotActedOn")), 30)
+        "spec.roles[0].rolloutStrategy.rollingUpdate.type" in m for m in events(kubectl, namespace, "FieldNotActedOn")),
+        30)
     assert ready("unused").get("status") == "True"
+    missing = wait_for("the missing profile reported", lambda: ready("noprofile").get(
+        "reason") == "EngineRuntimeProfileNotFound" and ready("noprofile"), 30)
+    assert "spec.roles[0].engineRuntimes[0].profileName" in missing["message"]
 
     # Removing the obstacle lets the group through.
     kubectl.delete("configmap", "clash", namespace)

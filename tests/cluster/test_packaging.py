@@ -111,7 +111,8 @@ def test_rbac_allows_blocking_owner_deletion_and_narrows_to_watched_namespaces(h
     assert _rules(roles["team-a"]) == _rules(roles["team-b"]) == \
         sorted(set(_rules(cluster_wide)) - set(_rules(cluster_role)))
     assert {r for group, resources, _ in _rules(cluster_role) for r in resources} <= {
-        "customresourcedefinitions", "namespaces", "tokenreviews", "subjectaccessreviews"}
+        "customresourcedefinitions", "namespaces", "clusterengineruntimeprofiles", "tokenreviews",
+        "subjectaccessreviews"}
     for ns in ("team-a", "team-b"):
         binding = _by(narrowed, "RoleBinding", "ack-rbgs", ns)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ack-rbgs"}

@@ -98,7 +98,9 @@ def test_set_scales_out_and_in_from_the_highest_index(kubectl: Kubectl, operator
              .get("readyReplicas") == 2, 60)
     member = kubectl.get("rbg", "fleet-0", namespace)
     assert member["metadata"]["labels"] == {"rolebasedgroupset.workloads.x-k8s.io/name": "fleet",
-                                            "rolebasedgroupset.workloads.x-k8s.io/rbg-index": "0"}
+                                            "rolebasedgroupset.workloads.x-k8s.io/rbg-index": "0",
+                                            "rbg.workloads.x-k8s.io/groupset-name": "fleet",
+                                            "rbg.workloads.x-k8s.io/groupset-index": "0"}
     assert member["metadata"]["ownerReferences"][0]["kind"] == "RoleBasedGroupSet"
 
     kubectl.run("scale", "rbgs/fleet", "--replicas=3", f"-n={namespace}")
