@@ -57,6 +57,8 @@ KINDS = {
         Kind("v1", "Event", "events"),
         Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("workloads.x-k8s.io/v1alpha2", "CoordinatedPolicy", "coordinatedpolicies"),
+        Kind("workloads.x-k8s.io/v1alpha2", "RoleInstanceSet", "roleinstancesets"),
+        Kind("workloads.x-k8s.io/v1alpha2", "RoleInstance", "roleinstances"),
         Kind(naming.API_VERSION, "ClusterEngineRuntimeProfile", "clusterengineruntimeprofiles", namespaced=False),
         Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
         Kind("v1", "ServiceAccount", "serviceaccounts"),
@@ -272,8 +274,8 @@ class Kube:
         assert result is not None
         return result
 
-    async def create(self, obj: dict) -> dict:
-        kind = kind_of(obj)
+    async def create(self, obj: dict, kind: Kind | None = None) -> dict:
+        kind = kind or kind_of(obj)
         path = kind.path(obj["metadata"].get("namespace"))
         result = await self._call("create", kind.plural, "POST", path, body=obj)
         assert result is not None

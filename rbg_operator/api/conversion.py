@@ -22,6 +22,8 @@ import copy
 import json
 from typing import Any
 
+from .rolebasedgroup import V2_FIELDS_KEY  # noqa: F401 - defined beside the model that reads it
+
 V1 = "workloads.x-k8s.io/v1alpha1"
 V2 = "workloads.x-k8s.io/v1alpha2"
 
@@ -37,7 +39,6 @@ POD_GROUP_POLICY_KEY = "conversion.workloads.x-k8s.io/v1alpha1-pod-group-policy"
 COORDINATION_KEY = "conversion.workloads.x-k8s.io/v1alpha1-coordination"
 # Ours: what the reference's conversion would drop.
 RESTART_POLICY_KEY = "conversion.workloads.x-k8s.io/v1alpha1-restart-policy"
-V2_FIELDS_KEY = "conversion.workloads.x-k8s.io/v1alpha2-role-fields"
 GROUP_TEMPLATE_KEY = "conversion.workloads.x-k8s.io/v1alpha2-group-template"
 # Group annotations that only carry v1alpha1 fields through v1alpha2: gone from the v1alpha1 view.
 V2_ONLY_GROUP_KEYS = (POD_GROUP_POLICY_KEY, COORDINATION_KEY, GANG_KEY, GANG_TIMEOUT_KEY, GANG_QUEUE_KEY,

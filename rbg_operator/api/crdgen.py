@@ -229,6 +229,7 @@ def crd_specs() -> list[CrdSpec]:
     from .engineruntime import ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus
     from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
     from .rolebasedgroupset import RoleBasedGroupSetSpec, RoleBasedGroupSetStatus
+    from .roleinstance import RoleInstanceSetSpec, RoleInstanceSetStatus, RoleInstanceSpec, RoleInstanceStatus
     from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
 
     age = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -241,6 +242,13 @@ def crd_specs() -> list[CrdSpec]:
     set_columns = [{"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
                    {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"}, age]
     set_scale = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+    instance_set_columns = [{"name": name, "type": "integer", "jsonPath": path} for name, path in (
+        ("DESIRED", ".spec.replicas"), ("UPDATED", ".status.updatedReplicas"),
+        ("UPDATED_READY", ".status.updatedReadyReplicas"), ("READY", ".status.readyReplicas"),
+        ("TOTAL", ".status.replicas"))] + [
+        age, {"name": "SELECTOR", "type": "string", "jsonPath": ".status.labelSelector", "priority": 1}]
+    instance_columns = [{"name": "READY", "type": "string",
+                         "jsonPath": ".status.conditions[?(@.type=='RoleInstanceReady')].status"}, age]
     # v1alpha1 is stored: the operator and every v1alpha1 client read without conversion, so they
     # keep working while the conversion webhook is down (README, "API versions").
     specs = [
@@ -292,6 +300,18 @@ def crd_specs() -> list[CrdSpec]:
                         "of the same name.",
             versions=[CrdVersion("v1alpha2", v1alpha2.CoordinatedPolicySpec, v1alpha2.CoordinatedPolicyStatus,
                                  [age], storage=True)],
+        ),
+        CrdSpec(
+            kind="RoleInstanceSet", plural="roleinstancesets", short_names=["ris"],
+            description="RoleInstanceSet keeps replicas RoleInstances made from one template and rolls them to a "
+                        "new one; the workload of a RoleBasedGroup role.",
+            versions=[CrdVersion("v1alpha2", RoleInstanceSetSpec, RoleInstanceSetStatus, instance_set_columns,
+                                 scale={**set_scale, "labelSelectorPath": ".status.labelSelector"}, storage=True)],
+        ),
+        CrdSpec(
+            kind="RoleInstance", plural="roleinstances", short_names=["rins"],
+            description="RoleInstance is one replica of a role: the pods of one or more named components.",
+            versions=[CrdVersion("v1alpha2", RoleInstanceSpec, RoleInstanceStatus, instance_columns, storage=True)],
         ),
     ]
     return specs

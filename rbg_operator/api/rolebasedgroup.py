@@ -6,6 +6,8 @@ them, and the operator parses every group through them before acting on it.
 
 from __future__ import annotations
 
+import json
+
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -33,7 +35,12 @@ LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys
 STATEFULSET = ("apps/v1", "StatefulSet")
 DEPLOYMENT = ("apps/v1", "Deployment")
 LEADERWORKERSET = ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")
-SUPPORTED_WORKLOADS = (STATEFULSET, DEPLOYMENT, LEADERWORKERSET)
+# v1alpha2's default workload: only a group written in v1alpha2 has it (v1alpha1's CEL rules refuse
+# it), and admission checks such groups by the v1alpha2 rules.
+ROLEINSTANCESET = ("workloads.x-k8s.io/v1alpha2", "RoleInstanceSet")
+SUPPORTED_WORKLOADS = (STATEFULSET, DEPLOYMENT, LEADERWORKERSET, ROLEINSTANCESET)
+# The role annotation in which conversion keeps v1alpha2-only role fields (api/conversion.py).
+V2_FIELDS_KEY = "conversion.workloads.x-k8s.io/v1alpha2-role-fields"
 
 
 class Workload(ApiModel):
@@ -41,8 +48,10 @@ class Workload(ApiModel):
 
     model_config = ApiModel.model_config | {"json_schema_extra": cel((
         "(self.apiVersion == 'apps/v1' && (self.kind == 'StatefulSet' || self.kind == 'Deployment'))"
-        " || (self.apiVersion == 'leaderworkerset.x-k8s.io/v1' && self.kind == 'LeaderWorkerSet')",
-        "workload must be apps/v1 StatefulSet, apps/v1 Deployment or leaderworkerset.x-k8s.io/v1 LeaderWorkerSet",
+        " || (self.apiVersion == 'leaderworkerset.x-k8s.io/v1' && self.kind == 'LeaderWorkerSet')"
+        " || (self.apiVersion == 'workloads.x-k8s.io/v1alpha2' && self.kind == 'RoleInstanceSet')",
+        "workload must be apps/v1 StatefulSet, apps/v1 Deployment, leaderworkerset.x-k8s.io/v1 LeaderWorkerSet "
+        "or workloads.x-k8s.io/v1alpha2 RoleInstanceSet",
     ))}
 
     api_version: str = Field("apps/v1", description="API version of the workload: apps/v1 or leaderworkerset.x-k8s.io/v1.")
@@ -113,11 +122,16 @@ class Role(ApiModel):
     """One named role of the group, run as one workload."""
 
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
-        ("has(self.template) != has(self.templateRef)", "set exactly one of template and templateRef"),
+        # A RoleInstanceSet role (written in v1alpha2, stored in v1alpha1) may use the custom
+        # components pattern, kept in an annotation: it has neither template nor templateRef.
+        ("has(self.template) != has(self.templateRef) || (self.workload.kind == 'RoleInstanceSet'"
+         " && has(self.annotations) && 'conversion.workloads.x-k8s.io/v1alpha2-role-fields' in self.annotations)",
+         "set exactly one of template and templateRef"),
         ("!has(self.templateRef) || self.workload.kind != 'LeaderWorkerSet'",
          "templateRef is not allowed for LeaderWorkerSet roles", ".templateRef"),
-        ("!has(self.leaderWorkerSet) || self.workload.kind == 'LeaderWorkerSet'",
-         "leaderWorkerSet is only allowed for LeaderWorkerSet roles", ".leaderWorkerSet"),
+        ("!has(self.leaderWorkerSet) || self.workload.kind == 'LeaderWorkerSet'"
+         " || self.workload.kind == 'RoleInstanceSet'",
+         "leaderWorkerSet is only allowed for LeaderWorkerSet and RoleInstanceSet roles", ".leaderWorkerSet"),
         ("!has(self.dependencies) || !(self.name in self.dependencies)", "a role cannot depend on itself",
          ".dependencies"),
     )}
@@ -149,6 +163,24 @@ class Role(ApiModel):
     @property
     def leader_worker_size(self) -> int:
         return self.leader_worker_set.size if self.leader_worker_set else 1
+
+    @property
+    def v1alpha2_fields(self) -> dict:
+        """v1alpha2 role fields that v1alpha1 has no place for, kept by conversion in an annotation
+        (api/conversion.py): the custom components pattern, podManagementPolicy, restart delays,
+        sharedServiceSelection. Empty for a role written in v1alpha1."""
+        text = (self.annotations or {}).get(V2_FIELDS_KEY)
+        try:
+            return json.loads(text) if text else {}
+        except ValueError:
+            return {}
+
+    @property
+    def pattern(self) -> str:
+        """The v1alpha2 pattern the role's pods follow: standalone, leaderWorker or customComponents."""
+        if "customComponentsPattern" in self.v1alpha2_fields and self.template is None and self.template_ref is None:
+            return "customComponents"
+        return "leaderWorker" if self.leader_worker_set is not None else "standalone"
 
 
 class RoleTemplate(ApiModel):
@@ -284,15 +316,15 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
         where = f"roles[{i}]"
         if role.workload.key not in SUPPORTED_WORKLOADS:
             problems.append(f"{where}.workload: unsupported workload {role.workload.api_version}/{role.workload.kind}")
-        if (role.template is None) == (role.template_ref is None):
+        if (role.template is None) == (role.template_ref is None) and role.pattern != "customComponents":
             problems.append(f"{where}: set exactly one of template and templateRef")
         if role.template_ref is not None:
             if role.workload.key == LEADERWORKERSET:
                 problems.append(f"{where}.templateRef: not allowed for LeaderWorkerSet roles")
             if role.template_ref.name not in template_names:
                 problems.append(f"{where}.templateRef.name: no roleTemplates entry named {role.template_ref.name!r}")
-        if role.leader_worker_set is not None and role.workload.key != LEADERWORKERSET:
-            problems.append(f"{where}.leaderWorkerSet: only allowed for LeaderWorkerSet roles")
+        if role.leader_worker_set is not None and role.workload.key not in (LEADERWORKERSET, ROLEINSTANCESET):
+            problems.append(f"{where}.leaderWorkerSet: only allowed for LeaderWorkerSet and RoleInstanceSet roles")
         for dep in role.dependencies or []:
             if dep == role.name:
                 problems.append(f"{where}.dependencies: role {role.name!r} depends on itself")
@@ -322,6 +354,8 @@ def fields_not_acted_on(spec: RoleBasedGroupSpec) -> list[str]:
     kinds = {role.name: role.workload.kind for role in spec.roles}
     for i, role in enumerate(spec.roles):
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
+        if role.workload.key == ROLEINSTANCESET:  # its pods are updated in place where they can be
+            continue
         if update is not None and update.type not in (None, "RollingUpdate", "ReCreate"):
             notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "
                          f"pods are replaced by the workload's rolling update")

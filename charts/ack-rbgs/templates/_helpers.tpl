@@ -63,6 +63,13 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups/status", "rolebasedgroupsets/status", "rolebasedgroupscalingadapters/status"]
   verbs: ["get", "update", "patch"]
+# RoleInstanceSets (the v1alpha2 role workload) and their RoleInstances (one replica each).
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["roleinstancesets", "roleinstances"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["roleinstancesets/status", "roleinstances/status"]
+  verbs: ["get", "update", "patch"]
 # CoordinatedPolicies are read: each paces the group of its own name.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["coordinatedpolicies"]
@@ -70,7 +77,8 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
 # Children carry blockOwnerDeletion; clusters running the OwnerReferencesPermissionEnforcement
 # admission plugin allow setting it only to who may update the owner's finalizers.
 - apiGroups: ["workloads.x-k8s.io"]
-  resources: ["rolebasedgroups/finalizers", "rolebasedgroupsets/finalizers"]
+  resources: ["rolebasedgroups/finalizers", "rolebasedgroupsets/finalizers", "roleinstancesets/finalizers",
+              "roleinstances/finalizers"]
   verbs: ["update"]
 # Role workloads, their revisions and discovery objects.
 - apiGroups: ["apps"]
@@ -82,10 +90,11 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
 - apiGroups: [""]
   resources: ["services", "configmaps"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# Pods: watched for restart policies and rollout pacing; deleted to recreate them.
+# Pods: watched for restart policies and rollout pacing; deleted to recreate them; a
+# RoleInstance's pods are made by the operator and get new images in place.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
