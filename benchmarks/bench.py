@@ -5,6 +5,10 @@ plane with kwok nodes, against the floor of creating the same child objects dire
     BENCH_GROUPS=300 make bench
     BENCH_NOISE_PODS=0 make bench  # skip the busy-cluster run
 
+Each size also runs the same groups written in v1alpha2 without a workload annotation: their
+roles run as RoleInstanceSets, whose instances and pods the operator itself makes (the floor
+stays the StatefulSet children, so the ratio says what the operator's own pods cost).
+
 The operator runs cluster-wide, as the chart deploys it. Unless BENCH_NOISE_PODS is 0, it runs
 twice: on the otherwise empty cluster, then again after BENCH_NOISE_PODS (default 5000)
 unrelated pods with 20 variables each and BENCH_NOISE_CONFIGMAPS (2000) unrelated 8 KB
@@ -31,7 +35,7 @@ from localcluster import cluster
 from rbg_operator import naming
 from rbg_operator.api.rolebasedgroup import RoleBasedGroup
 from rbg_operator.desired import group_children, role_children
-from rbg_operator.kube import KINDS, ApiError, Kube
+from rbg_operator.kube import KINDS, ApiError, Kind, Kube
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -52,12 +56,20 @@ NOISE_CONFIGMAPS = int(os.environ.get("BENCH_NOISE_CONFIGMAPS", "2000"))
 NOISE_NAMESPACE = "bench-noise"
 
 
-def manifest(index: int, namespace: str, image: str, prefix: str = "bench") -> dict:
+# The same group on v1alpha2's default workload: RoleInstanceSets, whose pods the operator makes.
+RIS_VARIANT = "RoleInstanceSet"
+RBG_V2 = Kind("workloads.x-k8s.io/v1alpha2", "RoleBasedGroup", "rolebasedgroups")
+
+
+def manifest(index: int, namespace: str, image: str, prefix: str = "bench", variant: str = "StatefulSet") -> dict:
     def role(name: str, replicas: int, **extra) -> dict:
-        return {"name": name, "replicas": replicas, **extra,
-                "template": {"spec": {"containers": [{"name": "main", "image": image,
-                                                      "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}
-    return {"apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup",
+        template = {"spec": {"containers": [{"name": "main", "image": image,
+                                             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+        if variant == RIS_VARIANT:
+            return {"name": name, "replicas": replicas, **extra, "standalonePattern": {"template": template}}
+        return {"name": name, "replicas": replicas, **extra, "template": template}
+    api_version = RBG_V2.api_version if variant == RIS_VARIANT else naming.API_VERSION
+    return {"apiVersion": api_version, "kind": "RoleBasedGroup",
             "metadata": {"name": f"{prefix}-{index}", "namespace": namespace},
             "spec": {"roles": [role("prefill", 2), role("decode", 1), role("router", 1, **({"dependencies": ["prefill", "decode"]} if ORDERED else {}))]}}
 
@@ -256,15 +268,18 @@ def requests_by_verb(samples: dict[str, float]) -> dict[str, float]:
 WRITES = ("apply", "create", "patch", "update", "delete")
 
 
-async def with_operator(kube: Kube, groups: int) -> dict:
+async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -> dict:
     namespace = "bench-operator"
     await fresh_namespace(kube, namespace)
     port, health = 18380, 18381
+    # v1alpha2 writes need the operator's conversion webhook, as `make demo` runs it.
+    webhook = ["--webhook-bind-address=127.0.0.1:18382", "--register-conversion"] if variant == RIS_VARIANT else []
+    rbg_kind = RBG_V2 if variant == RIS_VARIANT else RBG
     log = open(cluster.state_dir() / "logs" / "bench-operator.log", "wb")
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig_path())}
     proc = subprocess.Popen([sys.executable, "-m", "rbg_operator", "run", f"--workers={os.environ.get('BENCH_WORKERS', '64')}",
                              "--resync-seconds=30", f"--metrics-bind-address=127.0.0.1:{port}",
-                             f"--health-probe-bind-address=127.0.0.1:{health}",
+                             f"--health-probe-bind-address=127.0.0.1:{health}", *webhook,
                              *os.environ.get("BENCH_OPERATOR_ARGS", "").split()], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     stack = contextlib.AsyncExitStack()
@@ -280,7 +295,8 @@ async def with_operator(kube: Kube, groups: int) -> dict:
         ready_at: dict[str, float] = {}
         rbgs = await stack.enter_async_context(Watched(kube, RBG_KEY, namespace))
         started, cpu_before, operator_before = time.monotonic(), cluster_cpu(), cpu_seconds(proc.pid)
-        await gather_limited(kube.create(manifest(i, namespace, "example.com/llm:v1")) for i in range(groups))
+        await gather_limited(kube.create(manifest(i, namespace, "example.com/llm:v1", variant=variant), rbg_kind)
+                             for i in range(groups))
 
         def all_ready(objects):
             for name, item in objects.items():
@@ -310,8 +326,8 @@ async def with_operator(kube: Kube, groups: int) -> dict:
 
         say("rolling every group to a new image")
         started = time.monotonic()
-        await gather_limited(kube.patch(RBG, namespace, f"bench-{i}", {"spec": {"roles": manifest(
-            i, namespace, "example.com/llm:v2")["spec"]["roles"]}}) for i in range(groups))
+        await gather_limited(kube.patch(rbg_kind, namespace, f"bench-{i}", {"spec": {"roles": manifest(
+            i, namespace, "example.com/llm:v2", variant=variant)["spec"]["roles"]}}) for i in range(groups))
 
         def rolled(objects):
             done = sum(1 for g in objects.values()
@@ -426,6 +442,17 @@ def table(result: dict) -> str:
             ("writes during a no-op full resync", result["noop_writes"]),
             ("CPU s by process, floor", cpu_text(result.get("floor_cpu_by_process"))),
             ("CPU s by process, operator until all Ready", cpu_text(result.get("cpu_until_ready_by_process")))]
+    ris = result.get("role_instance_sets")
+    if ris:
+        rows += [("RoleInstanceSet roles (v1alpha2 default): all groups Ready (s), ratio to the same floor",
+                  f"{ris['ready_seconds']} ({ris['floor_ratio']})"),
+                 ("RoleInstanceSet roles: image rollout of every group, in place (s)",
+                  ris["rollout_seconds"] if ris["rollout_seconds"] is not None else "did not finish"),
+                 ("RoleInstanceSet roles: operator CPU per group, create to Ready (s)",
+                  ris["operator_cpu_per_group_until_ready"]),
+                 ("RoleInstanceSet roles: API writes per group (create to Ready)", ris["writes_per_group"]),
+                 ("RoleInstanceSet roles: operator peak RSS (MB)", ris["peak_rss_mb"]),
+                 ("RoleInstanceSet roles: writes during a no-op full resync", ris["noop_writes"])]
     busy = result.get("busy")
     if busy:
         noise = f"{busy['noise_pods']} pods + {busy['noise_configmaps']} ConfigMaps not ours"
@@ -448,6 +475,9 @@ async def main() -> None:
         floor_seconds, floor_cpu = await floor(kube, groups)
         say(f"floor: {floor_seconds:.1f}s; now {groups} groups through the operator")
         measured = await with_operator(kube, groups)
+        say(f"{groups} groups on RoleInstanceSets (v1alpha2's default workload) through the operator")
+        await namespace_gone(kube, "bench-operator", 300)
+        instance_sets = await with_operator(kube, groups, RIS_VARIANT)
         busy = None
         if NOISE_PODS or NOISE_CONFIGMAPS:
             say(f"busy cluster: {NOISE_PODS} unrelated pods and {NOISE_CONFIGMAPS} unrelated ConfigMaps")
@@ -464,6 +494,7 @@ async def main() -> None:
     if busy:
         result["busy"] = busy
     result["floor_ratio"] = round(result["ready_seconds"] / floor_seconds, 2)
+    result["role_instance_sets"] = {**instance_sets, "floor_ratio": round(instance_sets["ready_seconds"] / floor_seconds, 2)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
     (RESULTS / "latest.json").write_text(text)

@@ -21,7 +21,8 @@ RBG = KINDS[(naming.API_VERSION, "RoleBasedGroup")]
 REVISIONS = KINDS[("apps/v1", "ControllerRevision")]
 PODS = KINDS[("v1", "Pod")]
 WORKLOADS = [KINDS[("apps/v1", "StatefulSet")], KINDS[("apps/v1", "Deployment")],
-             KINDS[("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")]]
+             KINDS[("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")],
+             KINDS[(naming.RIS_API_VERSION, "RoleInstanceSet")]]
 
 
 class PluginError(Exception):
@@ -110,10 +111,6 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
         last = i == len(roles) - 1
         branch, stem = ("└─ ", "   ") if last else ("├─ ", "│  ")
         kind, workload = workloads.get(role["name"], (None, None))
-        if workload is None and (role.get("workload") or {}).get("kind") == "RoleInstanceSet":
-            lines.append(f"{branch}role {role['name']}: RoleInstanceSet (the v1alpha2 default workload), "
-                         f"not run by this operator yet")
-            continue
         if workload is None:
             lines.append(f"{branch}role {role['name']}: not created yet")
             continue

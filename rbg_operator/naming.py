@@ -85,6 +85,8 @@ def instance_address(group: str, role: str, index: int, workload_kind: str) -> s
     workload = workload_name(group, role)
     if workload_kind == "LeaderWorkerSet":
         return f"{workload}-{index}.{workload}"
+    # A RoleInstanceSet's instance `{ris}-{i}`: its standalone pod has that name, and a custom
+    # components or leader-worker instance is named by it (the leader pod is `{ris}-{i}-0`).
     return f"{workload}-{index}.{service_name(group, role)}"
 
 # Set to "kubernetes" on a group with podGroupPolicy.kubeScheduling to gang-schedule with the
@@ -111,3 +113,29 @@ LABEL_REVISION_PREFIX = "rolebasedgroup.workloads.x-k8s.io/role-revision-hash-"
 ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet", "labels", "annotations")
 # What a ControllerRevision without `templateFields` (recorded before 0.3) holds.
 LEGACY_ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet")
+
+
+# RoleInstanceSet roles (v1alpha2's default workload): the keys the contract puts on the
+# RoleInstanceSet, its RoleInstances and their pods.
+RIS_API_VERSION = "workloads.x-k8s.io/v1alpha2"
+LABEL_V2_ROLE_TYPE = "rbg.workloads.x-k8s.io/role-type"  # PodTemplate, LeaderWorkerSet or Components
+LABEL_V2_INSTANCE_NAME = "rbg.workloads.x-k8s.io/role-instance-name"
+LABEL_V2_INSTANCE_INDEX = "rbg.workloads.x-k8s.io/role-instance-index"
+LABEL_V2_COMPONENT_NAME = "rbg.workloads.x-k8s.io/component-name"
+LABEL_V2_COMPONENT_ID = "rbg.workloads.x-k8s.io/component-id"
+LABEL_V2_COMPONENT_INDEX = "rbg.workloads.x-k8s.io/component-index"
+LABEL_V2_COMPONENT_SIZE = "rbg.workloads.x-k8s.io/component-size"
+STATEFULSET_POD_NAME = "statefulset.kubernetes.io/pod-name"
+LABEL_CONTROLLER_REVISION = "controller-revision-hash"
+ANNOTATION_V2_ROLE_SIZE = "rbg.workloads.x-k8s.io/role-size"
+ANNOTATION_V2_INSTANCE_PATTERN = "rbg.workloads.x-k8s.io/role-instance-pattern"
+ANNOTATION_V2_GRACE_PERIOD = "rbg.workloads.x-k8s.io/inplace-update-grace-period-seconds"
+# On a RoleInstance's pods (ours): the hash of the pod spec without its images, which tells an
+# image-only change (updated in place) from any other (the pod is recreated); and since when an
+# in-place update waits out its grace period. Labels, so the operator's slim pod cache has them.
+LABEL_POD_SPEC_HASH = "rolebasedgroup.workloads.x-k8s.io/spec-hash"
+LABEL_IN_PLACE_SINCE = "rolebasedgroup.workloads.x-k8s.io/in-place-update-since"
+
+
+def instance_name(instance_set: str, ordinal: int) -> str:
+    return f"{instance_set}-{ordinal}"

@@ -27,6 +27,8 @@ from .desired import engineruntime
 from .controller.reconciler import Reconciler
 from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
+from .controller.instanceset import InstanceSetReconciler
+from .controller.roleinstance import RoleInstanceReconciler
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import Store
 from .controller.store import writer as store_writer
@@ -42,7 +44,12 @@ log = logging.getLogger(__name__)
 # (controller, namespace, name): one queue serves the three kinds, each key reconciled alone.
 Key = tuple[str, str, str]
 GROUP, ADAPTER, GROUP_SET = "rolebasedgroup", "rolebasedgroupscalingadapter", "rolebasedgroupset"
-KIND_OF_CONTROLLER = {GROUP: "RoleBasedGroup", ADAPTER: "RoleBasedGroupScalingAdapter", GROUP_SET: "RoleBasedGroupSet"}
+INSTANCE_SET, ROLE_INSTANCE = "roleinstanceset", "roleinstance"
+KIND_OF_CONTROLLER = {GROUP: (naming.API_VERSION, "RoleBasedGroup"),
+                      ADAPTER: (naming.API_VERSION, "RoleBasedGroupScalingAdapter"),
+                      GROUP_SET: (naming.API_VERSION, "RoleBasedGroupSet"),
+                      INSTANCE_SET: (naming.RIS_API_VERSION, "RoleInstanceSet"),
+                      ROLE_INSTANCE: (naming.RIS_API_VERSION, "RoleInstance")}
 
 
 @dataclasses.dataclass
@@ -120,7 +127,7 @@ class Runtime:
         else:
             metrics.reconcile_total.labels(controller, "success").inc()
             self.queue.forget(key)
-            if self.store.changed_under_writer(naming.API_VERSION, KIND_OF_CONTROLLER[controller], namespace, name):
+            if self.store.changed_under_writer(*KIND_OF_CONTROLLER[controller], namespace, name):
                 self.queue.add(key)  # its own write came back with a spec change it had not read: now
             elif requeue_after:
                 self.queue.add_after(key, requeue_after)
@@ -154,7 +161,7 @@ class Runtime:
 
     def enqueue_all(self) -> None:
         for controller, kind in KIND_OF_CONTROLLER.items():
-            for namespace, name in self.store.keys(naming.API_VERSION, kind):
+            for namespace, name in self.store.keys(*kind):
                 self.queue.add((controller, namespace, name))
 
     async def resync_forever(self, period: float) -> None:
@@ -207,6 +214,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts, SETTINGS.progress_deadline),
         ADAPTER: AdapterReconciler(kube, store, recorder),
         GROUP_SET: GroupSetReconciler(kube, store, recorder),
+        INSTANCE_SET: InstanceSetReconciler(kube, store, recorder),
+        ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder),
     })
     runtime.restarts = restarts
     runtime.recorder = recorder
@@ -273,6 +282,9 @@ WATCHED = [
     ((naming.API_VERSION, "RoleBasedGroupSet"), None),
     (COORDINATED_POLICY, None),
     (ENGINE_PROFILE, None),
+    # Only this operator makes these (a set made by hand has no group label): watched unfiltered.
+    (KIND_OF_CONTROLLER[INSTANCE_SET], None),
+    (KIND_OF_CONTROLLER[ROLE_INSTANCE], None),
     (("apps/v1", "StatefulSet"), CHILD_SELECTOR),
     (("apps/v1", "Deployment"), CHILD_SELECTOR),
     (("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"), CHILD_SELECTOR),
@@ -377,6 +389,16 @@ def _groups_naming_profile(runtime: Runtime, profile: dict) -> Iterable[Key]:
             yield GROUP, namespace, group
 
 
+def _controller_of(kind: tuple[str, str], controller: str) -> Callable[[Runtime, dict], Iterable[Key]]:
+    """The reconcile of the object of `kind` that controls the object (its owner reference)."""
+    def targets(runtime: Runtime, obj: dict) -> Iterable[Key]:
+        for owner in obj["metadata"].get("ownerReferences") or []:
+            if owner.get("controller") and (owner.get("apiVersion"), owner.get("kind")) == kind:
+                return [(controller, obj["metadata"]["namespace"], owner["name"])]
+        return []
+    return targets
+
+
 def _group_reading_pods(runtime: Runtime, pod: dict) -> Iterable[Key]:
     """Only a group with a restart policy reads its pods (restart counts, losses, the end of a
     recreation); other pod changes reach their group through the workload's status."""
@@ -401,6 +423,12 @@ WAKES = [
     Wake((naming.API_VERSION, "RoleBasedGroupSet"), _itself(GROUP_SET), _now),
     Wake(COORDINATED_POLICY, _itself(GROUP), _now),  # a policy binds to the group of its own name
     Wake(ENGINE_PROFILE, _groups_naming_profile, _coalesced),
+    Wake(KIND_OF_CONTROLLER[INSTANCE_SET], _itself(INSTANCE_SET), _now),
+    Wake(KIND_OF_CONTROLLER[INSTANCE_SET], _controlling_group, _coalesced),
+    Wake(KIND_OF_CONTROLLER[ROLE_INSTANCE], _itself(ROLE_INSTANCE), _now),
+    Wake(KIND_OF_CONTROLLER[ROLE_INSTANCE], _controller_of(KIND_OF_CONTROLLER[INSTANCE_SET], INSTANCE_SET),
+         _coalesced),
+    Wake(("v1", "Pod"), _controller_of(KIND_OF_CONTROLLER[ROLE_INSTANCE], ROLE_INSTANCE), _coalesced),
     *(Wake(kind, _controlling_group, _coalesced) for kind in CHILD_KINDS),
     Wake(("v1", "Pod"), _group_reading_pods, _coalesced),
 ]

@@ -49,9 +49,9 @@ REQUESTED_VERSION: contextvars.ContextVar[str | None] = contextvars.ContextVar("
 
 
 def written_as_v1alpha2(spec: dict) -> bool:
-    """Whether a group the webhook sees in v1alpha1 was written in v1alpha2: the review's
-    requestKind says so, or it has what only v1alpha2 can say, a RoleInstanceSet role or fields
-    kept for v1alpha2 (v1alpha1's CEL rules keep both out of v1alpha1 writes)."""
+    """Whether a group the webhook sees in v1alpha1 is judged by the v1alpha2 rules: it was written
+    in v1alpha2 (the review's requestKind), or it has what v1alpha2 defines, a RoleInstanceSet role
+    (which v1alpha1 may name too) or fields kept for v1alpha2."""
     return REQUESTED_VERSION.get() == "v1alpha2" or bool(conversion.instance_set_roles(spec)) or any(
         conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in spec.get("roles") or [])
 

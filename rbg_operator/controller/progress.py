@@ -52,6 +52,11 @@ def workload_progress(name: str, desired: int, workload: dict | None) -> RolePro
         progress.ready = status.get("readyReplicas", 0)
         update, current = status.get("updateRevision"), status.get("currentRevision")
         progress.rolling = bool(progress.current and update and current and update != current)
+    elif kind == "RoleInstanceSet":  # instances, each ready when all its pods are
+        progress.ready = status.get("readyReplicas", 0)
+        update, current = status.get("updateRevision"), status.get("currentRevision")
+        progress.rolling = bool(progress.current and update and current and update != current)
+        progress.old_pods_gone = progress.replicas <= progress.desired
     else:  # LeaderWorkerSet: groups, each ready when all its pods are
         progress.ready = status.get("readyReplicas", 0)
         updating = conditions.find(status.get("conditions"), "UpdateInProgress") or {}

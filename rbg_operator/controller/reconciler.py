@@ -10,9 +10,7 @@ import logging
 import pydantic
 
 from .. import naming
-from ..api.conversion import instance_set_roles
 from ..api.errors import describe
-from ..api.v1alpha2 import WORKLOAD_TYPE_KEY
 from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from ..desired import creation_layers, group_children, role_children
 from ..desired import engineruntime
@@ -42,6 +40,7 @@ WORKLOAD_KINDS = {
     "StatefulSet": ("apps/v1", "StatefulSet"),
     "Deployment": ("apps/v1", "Deployment"),
     "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+    "RoleInstanceSet": (naming.RIS_API_VERSION, "RoleInstanceSet"),
 }
 # Per-role children; the topology ConfigMap belongs to the group and goes with it.
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
@@ -75,14 +74,6 @@ class Reconciler:
         body = self.store.get(*RBG, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # owner references let garbage collection remove the children
-        instance_sets = instance_set_roles(body.get("spec") or {})
-        if instance_sets:
-            await self._stall(body, "WorkloadNotSupported", (
-                f"role {', '.join(map(str, instance_sets))} would run as a RoleInstanceSet (v1alpha2's default "
-                f"workload), which this operator does not run yet; give the role the annotation "
-                f"{WORKLOAD_TYPE_KEY} with apps/v1/StatefulSet, apps/v1/Deployment or "
-                f"leaderworkerset.x-k8s.io/v1/LeaderWorkerSet"))
-            return
         try:
             group = RoleBasedGroup.model_validate(body)
         except pydantic.ValidationError as error:

@@ -240,8 +240,9 @@ class RestartTracker:
             return outcome
 
         kinds = {r.name: r.workload.kind for r in group.spec.roles}
+        # A LeaderWorkerSet recreates its own group, and a RoleInstance its own pods.
         per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE
-                        and kinds.get(i.role) != "LeaderWorkerSet"]  # a LeaderWorkerSet recreates its own group
+                        and kinds.get(i.role) not in ("LeaderWorkerSet", "RoleInstanceSet")]
         group_wide = [i for i in incidents if policies.get(i.role) == GROUP_WIDE]
         recent = [s for s in state["recreations"] if (now - _parse(s)).total_seconds() < self.settings.budget_window]
 

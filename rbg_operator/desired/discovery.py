@@ -9,6 +9,7 @@ import yaml
 
 from .. import naming
 from ..api.rolebasedgroup import Role, RoleBasedGroup
+from .instanceset import shared_service_selection
 from .meta import child_metadata, owner_reference
 
 # libyaml's emitter writes the same text as PyYAML's pure-Python one, thirty times faster; the
@@ -27,7 +28,9 @@ def headless_service(group: RoleBasedGroup, role: Role) -> dict:
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
-            "selector": naming.role_selector(group.name, role.name),
+            "selector": {**naming.role_selector(group.name, role.name), **(
+                {naming.LABEL_V2_COMPONENT_NAME: "leader"} if role.workload.kind == "RoleInstanceSet"
+                and shared_service_selection(role) == "LeaderOnly" else {})},
         },
     }
 
@@ -46,11 +49,15 @@ def topology(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> di
             "replicas": replicas,
             "service": naming.service_name(group.name, role.name),
         }
-        if kind == "LeaderWorkerSet":
+        if kind == "LeaderWorkerSet" or role.pattern == "leaderWorker":
             entry["size"] = role.leader_worker_size
-        if kind in ("StatefulSet", "LeaderWorkerSet"):  # Deployment pods have no stable names
+        if kind == "RoleInstanceSet":
+            entry["pattern"] = role.pattern
+        if kind in ("StatefulSet", "LeaderWorkerSet", "RoleInstanceSet"):  # Deployment pods have no stable names
             entry["instances"] = [naming.instance_address(group.name, role.name, i, kind)
                                   for i in range(replicas)]
+            if kind == "RoleInstanceSet" and role.pattern == "leaderWorker":  # the leader pod, `{instance}-0`
+                entry["instances"] = [address.replace(".", "-0.", 1) for address in entry["instances"]]
         if role.service_ports:
             entry["servicePorts"] = copy.deepcopy(role.service_ports)
         roles.append(entry)
@@ -85,6 +92,8 @@ def discovery_env(group: RoleBasedGroup, role: Role) -> list[dict]:
         {"name": "ROLE_NAME", "value": role.name},
     ]
     kind = role.workload.kind
+    if kind == "RoleInstanceSet":
+        return env + _instance_env(group, role)
     index_label = {"StatefulSet": naming.STATEFULSET_POD_INDEX, "LeaderWorkerSet": naming.LWS_GROUP_INDEX}.get(kind)
     if index_label:
         env += [{"name": "RBG_ROLE_INDEX", **_label_ref(index_label)},
@@ -96,6 +105,23 @@ def discovery_env(group: RoleBasedGroup, role: Role) -> list[dict]:
             {"name": "RBG_LWP_LEADER_ADDRESS", "value": f"{workload}-$(RBG_ROLE_INDEX).{workload}.{group.namespace}"},
             {"name": "RBG_LWP_WORKER_INDEX", **_label_ref(naming.LWS_WORKER_INDEX)},
             {"name": "RBG_LWP_GROUP_SIZE", "value": str(role.leader_worker_size)},
+        ]
+    return env
+
+
+def _instance_env(group: RoleBasedGroup, role: Role) -> list[dict]:
+    """The variables of a RoleInstanceSet role's pods, read from the labels the RoleInstance
+    controller gives each pod (the contract's §4.7)."""
+    env = [{"name": "RBG_ROLE_INDEX", **_label_ref(naming.LABEL_V2_INSTANCE_INDEX)},
+           {"name": "RBG_ROLE_INSTANCE_NAME", **_label_ref(naming.LABEL_V2_INSTANCE_NAME)},
+           {"name": "RBG_COMPONENT_NAME", **_label_ref(naming.LABEL_V2_COMPONENT_NAME)},
+           {"name": "RBG_COMPONENT_INDEX", **_label_ref(naming.LABEL_V2_COMPONENT_ID)}]
+    if role.pattern == "leaderWorker":
+        service = naming.service_name(group.name, role.name)
+        env += [  # $(RBG_ROLE_INSTANCE_NAME) expands because it is defined above
+            {"name": "RBG_LWP_LEADER_ADDRESS", "value": f"$(RBG_ROLE_INSTANCE_NAME)-0.{service}.{group.namespace}"},
+            {"name": "RBG_LWP_WORKER_INDEX", **_label_ref(naming.LABEL_V2_COMPONENT_INDEX)},
+            {"name": "RBG_LWP_GROUP_SIZE", **_label_ref(naming.LABEL_V2_COMPONENT_SIZE)},
         ]
     return env
 

@@ -6,6 +6,7 @@ from .. import naming
 from ..api.rolebasedgroup import Role, RoleBasedGroup
 from .discovery import inject
 from .engineruntime import inject_engine_runtimes
+from .instanceset import instance_components, instance_set_metadata, instance_set_spec
 from .gang import join_gang
 from .meta import child_metadata, pod_labels
 from .options import DEFAULT, BuildOptions
@@ -31,7 +32,10 @@ def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base:
 def role_pod_templates(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,
                        v2_keys: bool = True) -> dict:
     """What the role's workload makes its pods from: the pod template, or a LeaderWorkerSet's
-    size with its worker and leader templates. `v2_keys`: see meta.pods_get_v2_keys."""
+    size with its worker and leader templates, or a RoleInstanceSet's instance components.
+    `v2_keys`: see meta.pods_get_v2_keys (a RoleInstanceSet's pods have them from the start)."""
+    if role.workload.kind == "RoleInstanceSet":
+        return {"components": instance_components(group, role, options)}
     if role.workload.kind != "LeaderWorkerSet":
         return {"template": pod_template(group, role, options, v2_keys=v2_keys)}
     lws = role.leader_worker_set
@@ -111,11 +115,17 @@ def role_workload(group: RoleBasedGroup, role: Role, options: BuildOptions = DEF
                   plan: RolePlan = RolePlan(), v2_pod_keys: bool = True) -> dict:
     """The role's workload; `plan` overrides the role's own settings while coordination paces it."""
     templates = role_pod_templates(group, role, options, v2_pod_keys)
-    workload = BUILDERS[role.workload.kind](group, role, templates)
-    workload["spec"].update(update_strategy(role, role.workload.kind, plan))
+    metadata = child_metadata(group, role, naming.workload_name(group.name, role.name))
+    if role.workload.kind == "RoleInstanceSet":
+        workload = {"apiVersion": naming.RIS_API_VERSION, "kind": "RoleInstanceSet",
+                    "spec": instance_set_spec(group, role, templates, plan.partition, plan.max_unavailable)}
+        metadata = instance_set_metadata(role, metadata)
+    else:
+        workload = BUILDERS[role.workload.kind](group, role, templates)
+        workload["spec"].update(update_strategy(role, role.workload.kind, plan))
     if plan.replicas is not None:
         workload["spec"]["replicas"] = plan.replicas
-    workload["metadata"] = child_metadata(group, role, naming.workload_name(group.name, role.name))
+    workload["metadata"] = metadata
     revision = revision_hash(templates)
     workload["metadata"]["labels"][revision_label(role.name)] = revision
     workload["metadata"]["labels"][revision_label(role.name, naming.LABEL_V2_REVISION_PREFIX)] = revision

@@ -96,7 +96,8 @@ def test_rbac_allows_blocking_owner_deletion_and_narrows_to_watched_namespaces(h
     # Children carry blockOwnerDeletion; OwnerReferencesPermissionEnforcement then wants update on
     # the owner's finalizers subresource.
     cluster_wide = _by(render(helm), "ClusterRole", "ack-rbgs")
-    assert (("workloads.x-k8s.io",), ("rolebasedgroups/finalizers", "rolebasedgroupsets/finalizers"), ("update",)) \
+    assert (("workloads.x-k8s.io",), ("rolebasedgroups/finalizers", "rolebasedgroupsets/finalizers",
+                                      "roleinstancesets/finalizers", "roleinstances/finalizers"), ("update",)) \
         in _rules(cluster_wide)
     # The webhook's operator points the conversion of its own two CRDs at itself, and may patch no other CRD.
     patching = [r for r in cluster_wide["rules"] if "patch" in r["verbs"] and "customresourcedefinitions" in r["resources"]]

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import yaml
 
@@ -74,22 +71,6 @@ def test_v1alpha2_groups_of_every_existing_workload_become_ready(kubectl: Kubect
         "type": "RecreateRoleInstanceOnPodRestart"}
     assert kubectl.get("rbg", "pd", namespace)["spec"]["roles"][1]["workload"] == {
         "apiVersion": "apps/v1", "kind": "StatefulSet"}
-
-
-def test_a_role_on_the_default_workload_says_it_is_not_run_yet(kubectl: Kubectl, operator, namespace: str,
-                                                                kubeconfig: str):
-    kubectl.apply(v2_group("ris", [{"name": "web", "standalonePattern": {"template": TEMPLATE}}]), namespace)
-    group = wait_for("a verdict", lambda: (g := kubectl.get("rbg", "ris", namespace))
-                     and condition(g, "Ready") and g, 30)
-    ready_condition = condition(group, "Ready")
-    assert ready_condition["status"] == "False" and ready_condition["reason"] == "WorkloadNotSupported"
-    assert "role web would run as a RoleInstanceSet" in ready_condition["message"]
-    assert condition(group, "Stalled")["status"] == "True"
-    assert kubectl.get("statefulsets", namespace=namespace) == []
-    shown = subprocess.run([sys.executable, "-m", "rbg_operator.kubectl_plugin", "-n", namespace, "status", "ris"],
-                           capture_output=True, text=True, env={**os.environ, "KUBECONFIG": kubeconfig}, timeout=60)
-    assert shown.stdout.splitlines()[1] == ("└─ role web: RoleInstanceSet (the v1alpha2 default workload), "
-                                            "not run by this operator yet"), shown
 
 
 def test_kubectl_reads_a_v1alpha1_group_in_the_v1alpha2_shape(kubectl: Kubectl, operator, namespace: str):

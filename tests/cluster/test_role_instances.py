@@ -1,0 +1,202 @@
+"""v1alpha2's default workload on the real control plane: RoleInstanceSets of RoleInstances of
+pods, in the shapes of the reference's examples (standalone, leader-worker, custom components,
+restart policy, rolling update with partition), in-place image updates, and instance restarts."""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+from tests.support.kubectl import Kubectl, condition, wait_for
+
+V2 = "workloads.x-k8s.io/v1alpha2"
+
+
+def template(image: str = "example.com/app:v1", **container) -> dict:
+    return {"spec": {"containers": [{"name": "main", "image": image, **container}]}}
+
+
+def v2_group(name: str, roles: list[dict]) -> dict:
+    return {"apiVersion": V2, "kind": "RoleBasedGroup", "metadata": {"name": name}, "spec": {"roles": roles}}
+
+
+def ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
+    return wait_for(f"group {name} Ready", lambda: (g := kubectl.get("rbg", name, namespace))
+                    and g.get("status", {}).get("observedGeneration") == g["metadata"]["generation"]
+                    and (condition(g, "Ready") or {}).get("status") == "True" and g, timeout)
+
+
+def pods(kubectl: Kubectl, namespace: str, selector: str) -> dict[str, dict]:
+    return {p["metadata"]["name"]: p for p in kubectl.get("pods", namespace=namespace, selector=selector)
+            if not p["metadata"].get("deletionTimestamp")}
+
+
+def uids(found: dict[str, dict]) -> dict[str, str]:
+    return {name: p["metadata"]["uid"] for name, p in found.items()}
+
+
+def test_every_pattern_becomes_ready_with_the_contracts_names_and_labels(kubectl: Kubectl, operator,
+                                                                         namespace: str):
+    kubectl.apply(v2_group("ris", [
+        {"name": "web", "replicas": 2, "standalonePattern": {"template": template()}},
+        {"name": "pd", "leaderWorkerPattern": {"size": 3, "template": template(),
+                                               "workerTemplatePatch": {"metadata": {"labels": {"tier": "worker"}}}}},
+        {"name": "mix", "customComponentsPattern": {"components": [
+            {"name": "router", "size": 1, "labels": {"part": "router"}, "template": template()},
+            {"name": "engine", "size": 2, "template": template()}]}},
+    ]), namespace)
+    ready(kubectl, "ris", namespace)
+    found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=ris")
+    assert sorted(found) == ["ris-mix-0-engine-0", "ris-mix-0-engine-1", "ris-mix-0-router-0",
+                             "ris-pd-0-0", "ris-pd-0-1", "ris-pd-0-2", "ris-web-0", "ris-web-1"]
+    assert all((condition(p, "Ready") or {}).get("status") == "True" for p in found.values())
+
+    web = found["ris-web-1"]
+    assert (web["spec"]["hostname"], web["spec"]["subdomain"]) == ("ris-web-1", "s-ris-web")
+    labels = web["metadata"]["labels"]
+    assert labels["rbg.workloads.x-k8s.io/role-instance-name"] == "ris-web-1"
+    assert labels["rbg.workloads.x-k8s.io/role-instance-index"] == "1"
+    assert labels["rbg.workloads.x-k8s.io/role-name"] == "web"
+    env = {e["name"]: e for e in web["spec"]["containers"][0]["env"]}
+    assert env["RBG_ROLE_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['rbg.workloads.x-k8s.io/role-instance-index']"
+
+    leader, worker = found["ris-pd-0-0"], found["ris-pd-0-2"]
+    assert leader["metadata"]["labels"]["rbg.workloads.x-k8s.io/component-name"] == "leader"
+    assert worker["metadata"]["labels"]["rbg.workloads.x-k8s.io/component-index"] == "2"
+    assert worker["metadata"]["labels"]["tier"] == "worker"
+    assert {e["name"]: e.get("value") for e in worker["spec"]["containers"][0]["env"]}[
+        "RBG_LWP_LEADER_ADDRESS"] == f"$(RBG_ROLE_INSTANCE_NAME)-0.s-ris-pd.{namespace}"
+    assert kubectl.get("service", "s-ris-pd", namespace)["spec"]["selector"][
+        "rbg.workloads.x-k8s.io/component-name"] == "leader"
+    assert found["ris-mix-0-router-0"]["metadata"]["labels"]["part"] == "router"
+
+    ris = kubectl.get("roleinstancesets", "ris-web", namespace)
+    assert ris["metadata"]["labels"]["rbg.workloads.x-k8s.io/role-type"] == "PodTemplate"
+    status = ris["status"]
+    assert (status["replicas"], status["readyReplicas"], status["updatedReplicas"]) == (2, 2, 2)
+    assert status["labelSelector"].startswith("rbg.workloads.x-k8s.io/group-name=ris,")
+    instance = kubectl.get("roleinstances", "ris-pd-0", namespace)
+    assert condition(instance, "RoleInstanceReady")["status"] == "True"
+    assert {c["name"]: c["size"] for c in instance["status"]["componentStatuses"]} == {"leader": 1, "worker": 2}
+    group = kubectl.get("rbg", "ris", namespace)
+    assert {r["name"]: r["readyReplicas"] for r in group["status"]["roleStatuses"]} == {"web": 2, "pd": 1, "mix": 1}
+
+
+def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: Kubectl, operator,
+                                                                        namespace: str):
+    def apply(**container) -> None:
+        kubectl.apply(v2_group("inplace", [{"name": "web", "replicas": 2, "standalonePattern": {
+            "template": template(**container)}}]), namespace)
+
+    apply(image="example.com/app:v1")
+    ready(kubectl, "inplace", namespace)
+    before = uids(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=inplace"))
+
+    apply(image="example.com/app:v2")
+    ready(kubectl, "inplace", namespace)
+    after = wait_for("both pods on v2", lambda: (found := pods(kubectl, namespace,
+                                                               "rbg.workloads.x-k8s.io/group-name=inplace"))
+                     and all(p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in found.values())
+                     and len(found) == 2 and found, 60)
+    assert uids(after) == before, "an image-only change keeps every pod"
+
+    apply(image="example.com/app:v2", args=["--port=9"])
+    ready(kubectl, "inplace", namespace)
+    replaced = wait_for("both pods with the new args", lambda: (found := pods(
+        kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=inplace")) and len(found) == 2
+        and all(p["spec"]["containers"][0].get("args") == ["--port=9"] for p in found.values()) and found, 60)
+    assert not set(uids(replaced).values()) & set(before.values()), "any other change recreates"
+
+
+def test_partition_holds_the_lowest_instances_on_the_old_revision(kubectl: Kubectl, operator, namespace: str):
+    def apply(image: str) -> None:
+        kubectl.apply(v2_group("part", [{"name": "web", "replicas": 3, "standalonePattern": {
+            "template": template(image)}, "rolloutStrategy": {"rollingUpdate": {"partition": 1}}}]), namespace)
+
+    apply("example.com/app:v1")
+    ready(kubectl, "part", namespace)
+    apply("example.com/app:v2")
+    found = wait_for("instances 1 and 2 on v2", lambda: (found := pods(
+        kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=part"))
+        and {n: p["spec"]["containers"][0]["image"] for n, p in found.items()} == {
+            "part-web-0": "example.com/app:v1", "part-web-1": "example.com/app:v2",
+            "part-web-2": "example.com/app:v2"} and found, 90)
+    time.sleep(3)  # and it stays so
+    assert pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=part")["part-web-0"]["spec"][
+        "containers"][0]["image"] == "example.com/app:v1"
+    status = kubectl.get("roleinstancesets", "part-web", namespace)["status"]
+    assert (status["updatedReplicas"], status["expectedUpdatedReplicas"]) == (2, 2)
+    assert status["currentRevision"] != status["updateRevision"]
+    assert found["part-web-0"]["metadata"]["uid"]
+
+
+def restart_container(kubectl: Kubectl, namespace: str, pod: str) -> None:
+    current = kubectl.get("pod", pod, namespace)
+    count = current["status"]["containerStatuses"][0].get("restartCount", 0)
+    patch = '{"status": {"containerStatuses": [{"name": "main", "restartCount": %d}]}}' % (count + 1)
+    kubectl.run("patch", "pod", pod, f"-n={namespace}", "--subresource=status", "--type=strategic", "-p", patch)
+
+
+def test_a_container_restart_recreates_only_its_instance_with_backoff(kubectl: Kubectl, operator, namespace: str):
+    kubectl.apply(v2_group("crash", [{"name": "pd", "replicas": 2, "leaderWorkerPattern": {
+        "size": 2, "template": template(),
+        "restartPolicyConfig": {"type": "RecreateRoleInstanceOnPodRestart", "baseDelaySeconds": 4,
+                                "maxDelaySeconds": 8}}}]), namespace)
+    ready(kubectl, "crash", namespace)
+    before = uids(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=crash"))
+
+    def recreated(after: dict[str, str]) -> set[str]:
+        return {n for n, uid in after.items() if before.get(n) != uid}
+
+    restart_container(kubectl, namespace, "crash-pd-1-1")  # a worker of instance 1
+    after = wait_for("instance 1 recreated", lambda: (found := uids(pods(
+        kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=crash"))) and len(found) == 4
+        and recreated(found) == {"crash-pd-1-0", "crash-pd-1-1"} and found, 60)
+    instance = kubectl.get("roleinstances", "crash-pd-1", namespace)
+    assert instance["status"]["restartCount"] == 1
+    assert kubectl.get("roleinstances", "crash-pd-0", namespace)["status"].get("restartCount", 0) == 0
+    first = instance["status"]["lastRestartTime"]
+
+    # The second recreation waits baseDelaySeconds after the first.
+    wait_for("instance 1 Ready again", lambda: (condition(kubectl.get("roleinstances", "crash-pd-1", namespace),
+                                                          "RoleInstanceReady") or {}).get("status") == "True", 60)
+    before = after
+    restart_container(kubectl, namespace, "crash-pd-1-0")
+    instance = wait_for("the second recreation", lambda: (i := kubectl.get("roleinstances", "crash-pd-1", namespace))
+                        and i["status"].get("restartCount") == 2 and i, 60)
+    assert (parse(instance["status"]["lastRestartTime"]) - parse(first)).total_seconds() >= 4
+
+
+def parse(stamp: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def test_in_place_only_waits_its_grace_period_and_refuses_what_it_cannot_do(kubectl: Kubectl, operator,
+                                                                          namespace: str):
+    def apply(**container) -> None:
+        kubectl.apply(v2_group("only", [{"name": "web", "standalonePattern": {"template": template(**container)},
+                                         "rolloutStrategy": {"rollingUpdate": {
+                                             "type": "InPlaceOnly", "inPlaceUpdateStrategy": {"gracePeriodSeconds": 4}}}}]),
+                      namespace)
+
+    def pod() -> dict:
+        return kubectl.get("pod", "only-web-0", namespace)
+
+    apply(image="example.com/app:v1")
+    ready(kubectl, "only", namespace)
+    uid = pod()["metadata"]["uid"]
+    apply(image="example.com/app:v2")
+    marked = wait_for("the grace period started", lambda: "rolebasedgroup.workloads.x-k8s.io/in-place-update-since"
+                      in pod()["metadata"]["labels"] and time.monotonic(), 30)
+    updated = wait_for("the new image, in place", lambda: pod()["spec"]["containers"][0]["image"]
+                       == "example.com/app:v2" and time.monotonic(), 30)
+    assert updated - marked >= 3, "the image changed before the grace period was over"
+    assert pod()["metadata"]["uid"] == uid
+
+    apply(image="example.com/app:v2", args=["--port=9"])  # not image-only: InPlaceOnly cannot
+    failed = wait_for("the refusal reported", lambda: (c := condition(kubectl.get(
+        "roleinstancesets", "only-web", namespace), "FailedUpdate")) and c["status"] == "True" and c, 30)
+    assert "only-web-0" in failed["message"] and "InPlaceIfPossible" in failed["message"]
+    time.sleep(2)
+    assert pod()["metadata"]["uid"] == uid and "args" not in pod()["spec"]["containers"][0]
