@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 _SUFFIXES = {
@@ -27,7 +27,7 @@ def _quantity(value: str) -> Decimal | None:
         number, factor = value, Decimal(1)
     try:
         return Decimal(number) * factor
-    except InvalidOperation:
+    except ArithmeticError:  # not a number, or one out of range: a hash such as "81e9460123" is both
         return None
 
 

@@ -28,3 +28,10 @@ def test_booleans_are_not_quantities():
 def test_zero_values_match_fields_the_server_omits():
     assert contains({"spec": {}}, {"spec": {"minReadySeconds": 0, "paused": False, "args": []}})
     assert not contains({"spec": {}}, {"spec": {"minReadySeconds": 5}})
+
+
+def test_hashes_that_read_as_huge_numbers_compare_as_text():
+    # Revision hashes are hex: "81e9460123" reads as 81 x 10^9460123, too large for a Decimal
+    # product. Comparing two of them must say "different", not fail the reconcile.
+    assert not contains({"labels": {"rev": "81e9460123"}}, {"labels": {"rev": "2e99999999"}})
+    assert contains({"labels": {"rev": "81e9460123"}}, {"labels": {"rev": "81e9460123"}})
