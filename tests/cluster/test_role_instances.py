@@ -5,9 +5,12 @@ restart policy, rolling update with partition), in-place image updates, and inst
 from __future__ import annotations
 
 import datetime
+import random
 import time
+from pathlib import Path
 
 from tests.support.kubectl import Kubectl, condition, wait_for
+from tests.support.operator import OperatorProcess
 
 V2 = "workloads.x-k8s.io/v1alpha2"
 
@@ -200,3 +203,47 @@ def test_in_place_only_waits_its_grace_period_and_refuses_what_it_cannot_do(kube
     assert "only-web-0" in failed["message"] and "InPlaceIfPossible" in failed["message"]
     time.sleep(2)
     assert pod()["metadata"]["uid"] == uid and "args" not in pod()["spec"]["containers"][0]
+
+
+def test_kill_9_during_role_instance_rollouts_converges_without_duplicates(kubectl: Kubectl, kubeconfig: str,
+                                                                          isolated_namespace: str, tmp_path: Path):
+    """The operator killed at random moments while groups on RoleInstanceSets are created and
+    rolled: the last operator converges on the newest image with every instance and pod exactly
+    once, and the image-only rollouts never recreated a pod."""
+    ns, rng, images = isolated_namespace, random.Random(20261202), {}
+
+    def roll(name: str, image: str) -> None:
+        images[name] = image
+        kubectl.apply(v2_group(name, [
+            {"name": "web", "replicas": 2, "standalonePattern": {"template": template(image)}},
+            {"name": "pd", "leaderWorkerPattern": {"size": 2, "template": template(image)}}]), ns)
+
+    first_uids: dict[str, str] = {}
+    for trial in range(8):
+        operator = OperatorProcess(kubeconfig, tmp_path / f"operator-{trial}.log", f"--namespace={ns}").start()
+        if trial % 2 == 0:
+            roll(f"k{trial // 2}", "example.com/app:v1")
+        else:
+            roll(rng.choice(sorted(images)), f"example.com/app:v{trial}")
+        time.sleep(rng.uniform(0, 2))
+        operator.proc.kill()
+        operator.proc.wait()
+        for name, pod in pods(kubectl, ns, "rbg.workloads.x-k8s.io/role-name").items():
+            first_uids.setdefault(name, pod["metadata"]["uid"])
+    final = OperatorProcess(kubeconfig, tmp_path / "operator-final.log", f"--namespace={ns}").start()
+    try:
+        for name, image in images.items():
+            wanted = {f"{name}-web-0", f"{name}-web-1", f"{name}-pd-0-0", f"{name}-pd-0-1"}
+            wait_for(f"{name} converged on {image}", lambda: (g := kubectl.get("rbg", name, ns))
+                     and (condition(g, "Ready") or {}).get("status") == "True"
+                     and g["status"].get("observedGeneration") == g["metadata"]["generation"]
+                     and (found := pods(kubectl, ns, f"rbg.workloads.x-k8s.io/group-name={name}"))
+                     and set(found) == wanted
+                     and all(p["spec"]["containers"][0]["image"] == image for p in found.values()), 120)
+            instances = kubectl.get("roleinstances", namespace=ns, selector=f"rbg.workloads.x-k8s.io/group-name={name}")
+            assert sorted(i["metadata"]["name"] for i in instances) == [f"{name}-pd-0", f"{name}-web-0", f"{name}-web-1"]
+        survivors = pods(kubectl, ns, "rbg.workloads.x-k8s.io/role-name")
+        recreated = {n for n, uid in first_uids.items() if n in survivors and survivors[n]["metadata"]["uid"] != uid}
+        assert not recreated, f"image-only rollouts recreated {sorted(recreated)}"
+    finally:
+        final.stop()
