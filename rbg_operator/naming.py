@@ -36,6 +36,8 @@ ANNOTATION_PROGRESS_DEADLINE = "rolebasedgroup.workloads.x-k8s.io/progress-deadl
 # yielded to that value. A role whose replicas differ from it has changed since: the operator
 # takes the replicas back (see controller/ownership.py).
 ANNOTATION_YIELDED_REPLICAS = "rolebasedgroup.workloads.x-k8s.io/yielded-replicas"
+# Annotations with which conversion keeps what one API version cannot say (api/conversion.py).
+CONVERSION_PREFIX = "conversion.workloads.x-k8s.io/"
 # Digest of the configuration the operator last applied to a child (see controller/reconciler.py).
 ANNOTATION_APPLIED = "rolebasedgroup.workloads.x-k8s.io/applied-config"
 

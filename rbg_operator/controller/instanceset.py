@@ -120,19 +120,29 @@ def plan_instances(spec: dict, revision: str, instances: list[InstanceView]) -> 
     """Stateful mode: ordinals below replicas exist (all at once with Parallel, one after the
     other with OrderedReady), the rest go, highest first; ordinals from the partition up move to
     the new revision, highest first, as far as maxUnavailable allows (the controller's default is
-    10%, rounded up and at least 1); an update that changes the components' names or sizes
-    recreates the instance (InPlaceOnly refuses that: see blocked_updates)."""
+    10%, rounded up and at least 1; rounded down when maxSurge is set); an update that changes the
+    components' names or sizes recreates the instance (InPlaceOnly refuses that: see
+    blocked_updates). While a rollout runs, maxSurge extra instances on the new revision take the
+    ordinals from replicas up; their Ready ones count as available, and they go when it is done."""
     replicas = spec.get("replicas", 1)
     strategy = spec.get("updateStrategy") or {}
     ordered = spec.get("podManagementPolicy") == "OrderedReady"
     by_ordinal = {i.ordinal: i for i in instances if i.ordinal is not None}
+    partition = resolve(strategy.get("partition"), replicas)
+    surge = 0 if strategy.get("paused") else resolve(strategy.get("maxSurge", 0), replicas, round_up=True)
+    behind = [o for o in range(partition, replicas) if o in by_ordinal and by_ordinal[o].revision != revision]
+    settled = all(o in by_ordinal and by_ordinal[o].revision == revision and by_ordinal[o].ready
+                  for o in range(partition, replicas))
+    surging = any(o >= replicas for o in by_ordinal)
+    # Surge instances are made while instances are behind, and stay until the updated ones are Ready.
+    keep = replicas + (surge if behind or (surging and not settled) else 0)
     plan = InstancePlan()
     plan.delete += [i.name for i in instances if i.ordinal is None and not i.deleting]
-    extra = sorted((i for i in instances if i.ordinal is not None and i.ordinal >= replicas and not i.deleting),
+    extra = sorted((i for i in instances if i.ordinal is not None and i.ordinal >= keep and not i.deleting),
                    key=lambda i: -i.ordinal)
     plan.delete += [i.name for i in (extra[:1] if ordered else extra)]
-    for ordinal in range(replicas):
-        if ordinal in by_ordinal:
+    for ordinal in range(keep):
+        if ordinal in by_ordinal or (ordinal >= replicas and not behind):
             continue
         if ordered and not all(by_ordinal.get(o) and by_ordinal[o].ready for o in range(ordinal)):
             break
@@ -141,6 +151,28 @@ def plan_instances(spec: dict, revision: str, instances: list[InstanceView]) -> 
             break
     if strategy.get("paused"):
         return plan
+    budget = resolve(strategy.get("maxUnavailable", "10%"), replicas, round_up=not surge)
+    budget = budget if surge else max(budget, 1)
+    surged = sum(1 for o in range(replicas, keep) if o in by_ordinal and by_ordinal[o].ready
+                 and by_ordinal[o].revision == revision and not by_ordinal[o].deleting)
+    unavailable = sum(1 for o in range(replicas) if not (by_ordinal.get(o) and by_ordinal[o].ready
+                                                        and not by_ordinal[o].deleting)) - surged
+    shape = tuple(_shape(spec.get("roleInstanceTemplate") or {}))
+    for ordinal in sorted(behind, reverse=True):
+        instance = by_ordinal[ordinal]
+        if instance.deleting:
+            continue
+        if instance.ready:  # replacing a ready instance makes it unavailable for a while
+            if unavailable >= budget:
+                continue
+            unavailable += 1
+        if strategy.get("type") in RECREATE_TYPES:
+            plan.delete.append(instance.name)
+        elif instance.shape == shape:
+            plan.update.append(ordinal)
+        elif strategy.get("type") != "InPlaceOnly":  # InPlaceOnly leaves it, and says so
+            plan.delete.append(instance.name)
+    return plan
     partition = resolve(strategy.get("partition"), replicas)
     budget = resolve(strategy.get("maxUnavailable", "10%"), replicas, round_up=True) or 1
     unavailable = sum(1 for o in range(replicas) if not (by_ordinal.get(o) and by_ordinal[o].ready

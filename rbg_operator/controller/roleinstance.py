@@ -94,6 +94,49 @@ def update_kind(pod: dict, desired: dict) -> str:
     return "in-place" if have.get(naming.LABEL_POD_SPEC_HASH) == want[naming.LABEL_POD_SPEC_HASH] else "recreate"
 
 
+DEPENDS_ON = "rolebasedgroup.workloads.x-k8s.io/component-depends-on"  # {"startAfter": [...], "deleteAfter": [...]}
+
+
+def _acyclic(graph: dict[str, list[str]]) -> bool:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str) -> bool:
+        if state.get(node) == 1:
+            return False
+        if state.get(node) == 2:
+            return True
+        state[node] = 1
+        ok = all(visit(n) for n in graph.get(node, []) if n in graph)
+        state[node] = 2
+        return ok
+    return all(visit(n) for n in graph)
+
+
+def component_order(components: list[dict]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The contract's component-depends-on directive (read from the component's annotations, then its
+    template's): which components each must wait for before its pods are created (startAfter), and
+    which must have no excess pods left before its own excess pods go (the reverse of startAfter,
+    with its own deleteAfter). A graph with a cycle, or a directive that is not valid JSON, orders
+    nothing."""
+    start: dict[str, list[str]] = {}
+    delete: dict[str, list[str]] = {c["name"]: [] for c in components}
+    for component in components:
+        text = (component.get("annotations") or {}).get(DEPENDS_ON) or (
+            ((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(DEPENDS_ON)
+        try:
+            directive = json.loads(text) if text else {}
+        except ValueError:
+            directive = {}
+        if not isinstance(directive, dict):
+            directive = {}
+        start[component["name"]] = [d for d in directive.get("startAfter") or [] if d in delete]
+        delete[component["name"]] += [d for d in directive.get("deleteAfter") or [] if d in delete]
+    for name, waits_for in start.items():
+        for before in waits_for:
+            delete[before].append(name)  # what starts after a component goes before it
+    return (start if _acyclic(start) else {}), (delete if _acyclic(delete) else {})
+
+
 def _ready(pod: dict) -> bool:
     return (conditions.find((pod.get("status") or {}).get("conditions"), "Ready") or {}).get("status") == "True"
 
@@ -237,14 +280,23 @@ class RoleInstanceReconciler:
         in_place_only = (body["metadata"].get("annotations") or {}).get(ANNOTATION_IN_PLACE_ONLY) == "true"
         grace = int((body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_V2_GRACE_PERIOD) or 0)
         blocked = []
+        components = (body.get("spec") or {}).get("components") or []
+        start_after, delete_after = component_order(components)
+        component_of = lambda pod: (pod["metadata"].get("labels") or {}).get(naming.LABEL_V2_COMPONENT_NAME)  # noqa: E731
+        excess = {component_of(p) for n, p in pods.items() if n not in desired}
         for name, pod in list(pods.items()):
-            if name not in desired or (pod.get("status") or {}).get("phase") == "Failed":
+            failed = (pod.get("status") or {}).get("phase") == "Failed"
+            if failed or (name not in desired and not set(delete_after.get(component_of(pod), [])) & excess):
                 await self._delete(pod)
                 del pods[name]
+        sizes = {c["name"]: c.get("size", 1) for c in components}
+        ready = {c: sum(1 for p in pods.values() if component_of(p) == c and _ready(p)) for c in sizes}
         for name, want in desired.items():
             pod = pods.get(name)
             if pod is None:
-                pods[name] = await self._store(self.kube.apply(want, manager=FIELD_MANAGER))
+                waits_for = start_after.get(want["metadata"]["labels"][naming.LABEL_V2_COMPONENT_NAME], [])
+                if all(ready[c] >= sizes[c] > 0 for c in waits_for):
+                    pods[name] = await self._store(self.kube.apply(want, manager=FIELD_MANAGER))
                 continue
             kind = update_kind(pod, want)
             if kind == "recreate" and in_place_only:

@@ -100,7 +100,9 @@ def update_strategy(role: Role, partition: int | None, max_unavailable: str | in
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
     strategy = {"type": UPDATE_TYPES.get((update.type if update is not None else None) or "", "InPlaceIfPossible"),
                 "partition": partition if partition is not None else (update.partition if update else None) or 0,
-                "maxUnavailable": max_unavailable or (update.max_unavailable if update else None) or 1,
+                # 0 is a value here (with maxSurge, no instance may be unavailable), not a default.
+                "maxUnavailable": next((v for v in (max_unavailable, update.max_unavailable if update else None)
+                                        if v is not None), 1),
                 "maxSurge": (update.max_surge if update else None) or 0,
                 "paused": bool(update and update.paused)}
     if update is not None and update.in_place_update_strategy is not None:
@@ -126,7 +128,7 @@ def instance_set_metadata(role: Role, metadata: dict) -> dict:
     """What the RoleInstanceSet carries besides the workload metadata every child has."""
     metadata["labels"][naming.LABEL_V2_ROLE_TYPE] = ROLE_TYPES[role.pattern]
     annotations = {k: v for k, v in (metadata.get("annotations") or {}).items()
-                   if not k.startswith("conversion.workloads.x-k8s.io/")}
+                   if not k.startswith(naming.CONVERSION_PREFIX)}
     annotations[naming.ANNOTATION_V2_ROLE_SIZE] = str(role.replicas)
     annotations.setdefault(naming.ANNOTATION_V2_INSTANCE_PATTERN, "Stateful")
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None

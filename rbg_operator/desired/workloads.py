@@ -24,8 +24,11 @@ def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base:
         template = inject_engine_runtimes(template, role, options.engine_profiles)
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**meta.get("labels", {}), **pod_labels(group, role, v2_keys)}
-    if role.annotations:
-        meta["annotations"] = {**meta.get("annotations", {}), **role.annotations}
+    annotations = role.annotations or {}
+    if role.workload.kind == "RoleInstanceSet":  # conversion's bookkeeping is no business of the pods
+        annotations = {k: v for k, v in annotations.items() if not k.startswith(naming.CONVERSION_PREFIX)}
+    if annotations:
+        meta["annotations"] = {**meta.get("annotations", {}), **annotations}
     return join_gang(inject(template, group, role), group, options)
 
 

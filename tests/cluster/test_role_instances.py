@@ -247,3 +247,60 @@ def test_kill_9_during_role_instance_rollouts_converges_without_duplicates(kubec
         assert not recreated, f"image-only rollouts recreated {sorted(recreated)}"
     finally:
         final.stop()
+
+
+def test_a_component_starts_after_the_components_it_names_are_ready(kubectl: Kubectl, operator, namespace: str):
+    depends = {"rolebasedgroup.workloads.x-k8s.io/component-depends-on": '{"startAfter": ["engine"]}'}
+
+    def apply(engine_spec: dict) -> None:
+        engine = template()
+        engine["spec"].update(engine_spec)
+        kubectl.apply(v2_group("order", [{"name": "mix", "customComponentsPattern": {"components": [
+            {"name": "router", "size": 1, "annotations": depends, "template": template()},
+            {"name": "engine", "size": 2, "template": engine}]}}]), namespace)
+
+    # Engines that cannot be scheduled never get Ready: the router must not start.
+    apply({"nodeSelector": {"example.com/no-such-node": "true"}})
+    wait_for("two pending engines", lambda: len(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/component-name=engine"))
+             == 2, 30)
+    time.sleep(4)
+    assert "order-mix-0-router-0" not in pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=order")
+    # Schedulable engines (recreated: more than an image changed): once both are Ready, the router starts.
+    apply({})
+    ready(kubectl, "order", namespace)
+    found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=order")
+    engines_ready = max(parse(condition(found[f"order-mix-0-engine-{i}"], "Ready")["lastTransitionTime"])
+                        for i in range(2))
+    assert parse(found["order-mix-0-router-0"]["metadata"]["creationTimestamp"]) >= engines_ready
+
+def test_max_surge_adds_an_instance_before_any_goes_and_removes_it_after(kubectl: Kubectl, operator,
+                                                                         namespace: str):
+    def apply(image: str) -> None:
+        kubectl.apply(v2_group("surge", [{"name": "web", "replicas": 2, "standalonePattern": {
+            "template": template(image)}, "rolloutStrategy": {"rollingUpdate": {
+                "type": "RecreatePod", "maxSurge": 1, "maxUnavailable": 0}}}]), namespace)
+
+    def instances() -> dict[str, dict]:
+        return {i["metadata"]["name"]: i for i in kubectl.get("roleinstances", namespace=namespace)
+                if not i["metadata"].get("deletionTimestamp")}
+
+    apply("example.com/app:v1")
+    ready(kubectl, "surge", namespace)
+    apply("example.com/app:v2")
+    seen: list[set[str]] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        current = instances()
+        seen.append(set(current))
+        ready_ones = [n for n, i in current.items() if (condition(i, "RoleInstanceReady") or {}).get("status") == "True"]
+        # maxUnavailable 0: never fewer than two Ready instances; the surge one stands in.
+        assert len(ready_ones) >= 2, {n: condition(i, "RoleInstanceReady") for n, i in current.items()}
+        found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=surge")
+        if set(current) == {"surge-web-0", "surge-web-1"} and len(found) == 2 and all(
+                p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in found.values()) \
+                and any("surge-web-2" in s for s in seen):
+            break
+        time.sleep(0.3)
+    assert any("surge-web-2" in s for s in seen), "no surge instance was made"
+    assert set(instances()) == {"surge-web-0", "surge-web-1"}, "the surge instance stayed"
+    ready(kubectl, "surge", namespace)

@@ -9,7 +9,7 @@ import json
 from rbg_operator.api.conversion import group_to_v1
 from rbg_operator.api.rolebasedgroup import RoleBasedGroup
 from rbg_operator.controller.instanceset import InstanceView, desired_instance, plan_instances, template_revision
-from rbg_operator.controller.roleinstance import desired_pods, restart_decision, update_kind
+from rbg_operator.controller.roleinstance import component_order, desired_pods, restart_decision, update_kind
 from rbg_operator.desired import role_children
 
 C = [{"name": "main", "image": "example.com/app:v1"}]
@@ -84,6 +84,7 @@ def test_custom_components_keep_their_names_sizes_and_labels():
     pods = pods_of(role)
     assert sorted(pods) == ["g-mix-0-engine-0", "g-mix-0-engine-1", "g-mix-0-router-0"]
     assert pods["g-mix-0-router-0"]["metadata"]["labels"]["part"] == "r"
+    assert not any(k.startswith("conversion.") for p in pods.values() for k in p["metadata"].get("annotations", {}))
     assert pods["g-mix-0-engine-1"]["metadata"]["labels"]["rbg.workloads.x-k8s.io/component-id"] == "1"
     assert instance_set(role)["metadata"]["labels"]["rbg.workloads.x-k8s.io/role-type"] == "Components"
 
@@ -176,3 +177,42 @@ def test_the_custom_components_pattern_survives_storage_in_v1alpha1():
     carried = json.loads(group.spec.roles[0].annotations["conversion.workloads.x-k8s.io/v1alpha2-role-fields"])
     assert carried["customComponentsPattern"]["components"][0]["size"] == 2
     assert group.spec.roles[0].pattern == "customComponents"
+
+
+def test_component_order_reads_start_after_and_delete_after_and_ignores_cycles():
+    def component(name: str, directive: dict | str | None = None, where: str = "annotations") -> dict:
+        text = directive if isinstance(directive, str) or directive is None else json.dumps(directive)
+        notes = {"rolebasedgroup.workloads.x-k8s.io/component-depends-on": text} if text else {}
+        return {"name": name, **({"annotations": notes} if where == "annotations" else
+                                 {"template": {"metadata": {"annotations": notes}}})}
+    start, delete = component_order([component("router", {"startAfter": ["engine"]}), component("engine")])
+    assert start == {"router": ["engine"], "engine": []}
+    assert delete == {"router": [], "engine": ["router"]}  # the router's excess pods go first
+    start, _ = component_order([component("a", {"startAfter": ["b"]}, where="template"), component("b")])
+    assert start["a"] == ["b"]
+    start, delete = component_order([component("a", {"startAfter": ["b"]}), component("b", {"startAfter": ["a"]})])
+    assert start == {} and delete == {}, "a cycle orders nothing"
+    assert component_order([component("a", "{not json"), component("b")])[0] == {"a": [], "b": []}
+
+
+def test_max_surge_adds_new_instances_first_and_removes_them_when_the_rollout_is_done():
+    spec = {"replicas": 2, "roleInstanceTemplate": {"components": [{"name": "web", "size": 1}]},
+            "updateStrategy": {"maxSurge": 1, "maxUnavailable": 0}}
+    plan = plan_instances(spec, "new", views((0, "old", True), (1, "old", True)))
+    assert (plan.create, plan.update, plan.delete) == ([2], [], [])  # no old one may go yet
+    plan = plan_instances(spec, "new", views((0, "old", True), (1, "old", True), (2, "new", False)))
+    assert (plan.create, plan.update) == ([], [])
+    plan = plan_instances(spec, "new", views((0, "old", True), (1, "old", True), (2, "new", True)))
+    assert plan.update == [1]  # the surge instance stands in for it
+    plan = plan_instances(spec, "new", views((0, "new", True), (1, "new", False), (2, "new", True)))
+    assert plan.delete == []  # not before the updated ones are Ready
+    plan = plan_instances(spec, "new", views((0, "new", True), (1, "new", True), (2, "new", True)))
+    assert plan.delete == ["s-2"]
+    steady = plan_instances(spec, "new", views((0, "new", False), (1, "new", True)))
+    assert steady.create == [], "an unready instance outside a rollout is no reason to surge"
+
+
+def test_zero_max_unavailable_is_kept_for_the_instance_set():
+    ris = instance_set({"name": "web", "standalonePattern": {"template": {"spec": {"containers": C}}},
+                        "rolloutStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}})
+    assert (ris["spec"]["updateStrategy"]["maxUnavailable"], ris["spec"]["updateStrategy"]["maxSurge"]) == (0, 1)
