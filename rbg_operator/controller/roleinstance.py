@@ -306,12 +306,12 @@ class RoleInstanceReconciler:
                 del pods[name]
                 look_again.append(1.0)
             elif kind == "in-place":
-                pods[name], wait = await self._update_in_place(pod, want, status, grace, now)
+                pods[name], wait = await self._update_in_place(body, pod, want, status, grace, now)
                 if wait:
                     look_again.append(wait)
         return blocked
 
-    async def _update_in_place(self, pod: dict, want: dict, status: dict, grace: int,
+    async def _update_in_place(self, body: dict, pod: dict, want: dict, status: dict, grace: int,
                                now: datetime.datetime) -> tuple[dict, float | None]:
         """New images and metadata on the running pod, after `grace` seconds (counted from a label
         on the pod, so a restarted operator waits the same). Returns the pod as it is now, and the
@@ -331,6 +331,12 @@ class RoleInstanceReconciler:
         baselines = status.setdefault("inPlaceUpdateContainerBaselines", {})
         baselines[name] = {c["name"]: {"restartCount": c.get("restartCount", 0)}
                            for c in (pod.get("status") or {}).get("containerStatuses") or []}
+        # The baseline is stored before the image changes: an operator killed in between must not
+        # take the restart the new image causes for a crash.
+        stored = self.store.get(*INSTANCE, body["metadata"]["namespace"], body["metadata"]["name"]) or body
+        await write_status(self.kube, self.store, stored, {**(stored.get("status") or {}),
+                                                            "inPlaceUpdateContainerBaselines": dict(baselines)},
+                           FIELD_MANAGER)
         return await self._store(self.kube.apply(want, manager=FIELD_MANAGER)), None
 
     async def _store(self, write) -> dict:

@@ -103,6 +103,9 @@ def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: 
                      and all(p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in found.values())
                      and len(found) == 2 and found, 60)
     assert uids(after) == before, "an image-only change keeps every pod"
+    # What the restart policy must not count as a crash: the restart the new image causes.
+    baselines = kubectl.get("roleinstances", "inplace-web-1", namespace)["status"]["inPlaceUpdateContainerBaselines"]
+    assert baselines == {"inplace-web-1": {"main": {"restartCount": 0}}}
 
     apply(image="example.com/app:v2", args=["--port=9"])
     ready(kubectl, "inplace", namespace)
