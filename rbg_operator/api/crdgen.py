@@ -222,9 +222,9 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
 
 
 def crd_specs() -> list[CrdSpec]:
-    """The CRDs. With `serve_v1alpha2`, RoleBasedGroup, RoleBasedGroupSet and the scaling adapter
-    also serve v1alpha2 (converted by the operator's webhook), and CoordinatedPolicy exists; crds/
-    holds them only once the operator reconciles v1alpha2 groups (issue 19, README "API versions")."""
+    """The CRDs: RoleBasedGroup, RoleBasedGroupSet, the scaling adapter and ClusterEngineRuntimeProfile
+    in v1alpha1 (stored) and v1alpha2 (the first two converted by the operator's webhook), and the
+    v1alpha2-only CoordinatedPolicy, RoleInstanceSet and RoleInstance (README "API versions")."""
     from . import v1alpha2
     from .engineruntime import ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus
     from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
