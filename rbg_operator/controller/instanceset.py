@@ -173,26 +173,6 @@ def plan_instances(spec: dict, revision: str, instances: list[InstanceView]) -> 
         elif strategy.get("type") != "InPlaceOnly":  # InPlaceOnly leaves it, and says so
             plan.delete.append(instance.name)
     return plan
-    partition = resolve(strategy.get("partition"), replicas)
-    budget = resolve(strategy.get("maxUnavailable", "10%"), replicas, round_up=True) or 1
-    unavailable = sum(1 for o in range(replicas) if not (by_ordinal.get(o) and by_ordinal[o].ready
-                                                        and not by_ordinal[o].deleting))
-    shape = tuple(_shape(spec.get("roleInstanceTemplate") or {}))
-    for ordinal in sorted((o for o in by_ordinal if partition <= o < replicas), reverse=True):
-        instance = by_ordinal[ordinal]
-        if instance.revision == revision or instance.deleting:
-            continue
-        if instance.ready:  # replacing a ready instance makes it unavailable for a while
-            if unavailable >= budget:
-                continue
-            unavailable += 1
-        if strategy.get("type") in RECREATE_TYPES:
-            plan.delete.append(instance.name)
-        elif instance.shape == shape:
-            plan.update.append(ordinal)
-        elif strategy.get("type") != "InPlaceOnly":  # InPlaceOnly leaves it, and says so
-            plan.delete.append(instance.name)
-    return plan
 
 
 def blocked_updates(spec: dict, revision: str, instances: list[dict], set_name: str) -> list[str]:
