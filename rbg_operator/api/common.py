@@ -3,6 +3,7 @@ Kubernetes types, int-or-string and percentages, and the standard condition."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -127,3 +128,41 @@ class Condition(ApiModel):
     last_transition_time: str = Field(description="When the status last changed (RFC 3339).",
                                       json_schema_extra={"format": "date-time"})
     observed_generation: int | None = Field(None, ge=0, description="The .metadata.generation the condition was set for.")
+
+
+def json_object(text: str | None) -> dict:
+    """A JSON object kept in an annotation; {} when absent, not JSON, or not an object (a hand
+    edit must not break the reconcile that reads it)."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def graph_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """A cycle of `graph` (node -> the nodes it depends on) as a list of nodes, the first repeated
+    at the end, or []. Edges to nodes outside the graph are ignored."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        state[name] = 1
+        path.append(name)
+        for dep in graph.get(name, []):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep in graph and state.get(dep) is None:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return []
+
+    for name in graph:
+        if state.get(name) is None:
+            found = visit(name)
+            if found:
+                return found
+    return []

@@ -6,14 +6,14 @@ them, and the operator parses every group through them before acting on it.
 
 from __future__ import annotations
 
-import json
-
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from .common import (
     ApiModel,
+    graph_cycle,
+    json_object,
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
     MAX_ROLE_REPLICAS,
@@ -169,11 +169,7 @@ class Role(ApiModel):
         """v1alpha2 role fields that v1alpha1 has no place for, kept by conversion in an annotation
         (api/conversion.py): the custom components pattern, podManagementPolicy, restart delays,
         sharedServiceSelection. Empty for a role written in v1alpha1."""
-        text = (self.annotations or {}).get(V2_FIELDS_KEY)
-        try:
-            return json.loads(text) if text else {}
-        except ValueError:
-            return {}
+        return json_object((self.annotations or {}).get(V2_FIELDS_KEY))
 
     @property
     def pattern(self) -> str:
@@ -379,31 +375,7 @@ def fields_not_acted_on(spec: RoleBasedGroupSpec) -> list[str]:
 
 def dependency_cycle(spec: RoleBasedGroupSpec) -> list[str]:
     """A dependency cycle as a list of role names (first repeated at the end), or []."""
-    graph = {role.name: [d for d in role.dependencies or [] if d != role.name] for role in spec.roles}
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
-    path: list[str] = []
-
-    def visit(name: str) -> list[str]:
-        state[name] = 1
-        path.append(name)
-        for dep in graph.get(name, []):
-            if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
-            if dep in graph and state.get(dep) is None:
-                found = visit(dep)
-                if found:
-                    return found
-        path.pop()
-        state[name] = 2
-        return []
-
-    for name in graph:
-        if state.get(name) is None:
-            found = visit(name)
-            if found:
-                return found
-    return []
-
+    return graph_cycle({role.name: [d for d in role.dependencies or [] if d != role.name] for role in spec.roles})
 
 def dependency_layers(spec: RoleBasedGroupSpec) -> list[list[str]]:
     """Roles grouped so that each layer depends only on earlier layers (spec order within a layer)."""

@@ -314,13 +314,7 @@ class RestartTracker:
                 await delete_pod(self.kube, self.store, pod)
 
     def _load(self, body: dict) -> dict:
-        raw = (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE)
-        try:
-            state = json.loads(raw) if raw else {}
-        except ValueError:
-            state = {}
-        if not isinstance(state, dict):
-            state = {}
+        state = json_object((body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE))
         state.setdefault("recreations", [])
         return state
 

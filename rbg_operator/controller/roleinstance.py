@@ -21,6 +21,7 @@ import json
 import logging
 
 from .. import naming
+from ..api.common import graph_cycle, json_object
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
@@ -97,21 +98,6 @@ def update_kind(pod: dict, desired: dict) -> str:
 DEPENDS_ON = "rolebasedgroup.workloads.x-k8s.io/component-depends-on"  # {"startAfter": [...], "deleteAfter": [...]}
 
 
-def _acyclic(graph: dict[str, list[str]]) -> bool:
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-
-    def visit(node: str) -> bool:
-        if state.get(node) == 1:
-            return False
-        if state.get(node) == 2:
-            return True
-        state[node] = 1
-        ok = all(visit(n) for n in graph.get(node, []) if n in graph)
-        state[node] = 2
-        return ok
-    return all(visit(n) for n in graph)
-
-
 def component_order(components: list[dict]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """The contract's component-depends-on directive (read from the component's annotations, then its
     template's): which components each must wait for before its pods are created (startAfter), and
@@ -121,20 +107,14 @@ def component_order(components: list[dict]) -> tuple[dict[str, list[str]], dict[
     start: dict[str, list[str]] = {}
     delete: dict[str, list[str]] = {c["name"]: [] for c in components}
     for component in components:
-        text = (component.get("annotations") or {}).get(DEPENDS_ON) or (
-            ((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(DEPENDS_ON)
-        try:
-            directive = json.loads(text) if text else {}
-        except ValueError:
-            directive = {}
-        if not isinstance(directive, dict):
-            directive = {}
+        directive = json_object((component.get("annotations") or {}).get(DEPENDS_ON) or (
+            ((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(DEPENDS_ON))
         start[component["name"]] = [d for d in directive.get("startAfter") or [] if d in delete]
         delete[component["name"]] += [d for d in directive.get("deleteAfter") or [] if d in delete]
     for name, waits_for in start.items():
         for before in waits_for:
             delete[before].append(name)  # what starts after a component goes before it
-    return (start if _acyclic(start) else {}), (delete if _acyclic(delete) else {})
+    return ({} if graph_cycle(start) else start), ({} if graph_cycle(delete) else delete)
 
 
 def _ready(pod: dict) -> bool:
