@@ -24,6 +24,7 @@ import json
 import logging
 
 from .. import metrics, naming
+from ..api.common import json_object
 from ..api.rolebasedgroup import RoleBasedGroup
 from ..events import EventRecorder
 from ..kube import KINDS, Kube

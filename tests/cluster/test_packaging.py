@@ -4,7 +4,6 @@ leader election, metrics, the kubectl plugin, and the installable entrypoint."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -309,7 +308,7 @@ def test_operator_as_the_chart_service_account_meets_no_403(helm, kubectl: Kubec
                 wait_for(f"{name} Ready", lambda: (condition(kubectl.get("rbg", name, namespace), "Ready") or {})
                          .get("status") == "True", 120)
             wait_for("this operator holds the Lease", lambda: operator.metrics().get(
-                f'leader_election_master_status{{name="rbg-operator"}}') == 1.0, 30)
+                'leader_election_master_status{name="rbg-operator"}') == 1.0, 30)
             identity = f"--as=system:serviceaccount:{home}:{account}"
             where = f"-n={namespace}" if watched else "--all-namespaces"
             for resource in ("rolebasedgroups.workloads.x-k8s.io", "statefulsets.apps", "pods", "leaderworkersets.leaderworkerset.x-k8s.io",

@@ -66,7 +66,7 @@ def test_v1alpha2_groups_of_every_existing_workload_become_ready(kubectl: Kubect
     assert_both_key_families(kubectl.get("service", "s-pd-decode", namespace), namespace, "pd", "decode")
     assert_both_key_families(lws, namespace, "pd", "prefill")
     # Read in either version; the v1alpha2 view is the one written.
-    back = kubectl.get(f"rolebasedgroups.v1alpha2.workloads.x-k8s.io", "pd", namespace)
+    back = kubectl.get("rolebasedgroups.v1alpha2.workloads.x-k8s.io", "pd", namespace)
     assert back["spec"]["roles"][2]["leaderWorkerPattern"]["restartPolicyConfig"] == {
         "type": "RecreateRoleInstanceOnPodRestart"}
     assert kubectl.get("rbg", "pd", namespace)["spec"]["roles"][1]["workload"] == {

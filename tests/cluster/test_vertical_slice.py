@@ -42,6 +42,6 @@ def test_statefulset_role_reaches_ready_pods(kubectl: Kubectl, operator, namespa
         assert condition(pod, "Ready")["status"] == "True"
 
     # `kubectl wait` works on the group, as users and GitOps tools use it.
-    kubectl.run("wait", "--for=condition=Ready", f"rbg/slice", f"-n={namespace}", "--timeout=10s")
+    kubectl.run("wait", "--for=condition=Ready", "rbg/slice", f"-n={namespace}", "--timeout=10s")
     printed = kubectl.run("get", "rbg", "slice", f"-n={namespace}").stdout
     assert "READY" in printed.splitlines()[0] and "True" in printed.splitlines()[1]
