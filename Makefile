@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# A broken operator fails every cluster test slowly; stop after 20 so CI reports it in time.
+PYTEST_ARGS ?= --maxfail=20
 
 .PHONY: help venv demo test unit-test cluster-test build cluster-up cluster-down cluster-status crds argocd-cm bench clean
 

@@ -43,11 +43,13 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.packaging)
         else:
             item.add_marker(pytest.mark.unit)
+    # Unit tests first: they take seconds, and a broken build shows there before the cluster runs.
     # `make demo` then `make test` is the README's path: the demo runs before every other cluster
     # test and is checked after all of them, so the suite always runs beside it.
+    unit = [i for i in items if i.get_closest_marker("unit")]
     first = [i for i in items if i.get_closest_marker("demo_first")]
     last = [i for i in items if i.get_closest_marker("demo_last")]
-    items[:] = first + [i for i in items if i not in first and i not in last] + last
+    items[:] = unit + first + [i for i in items if i not in unit + first + last] + last
 
 
 _LOG_SIZES: dict[str, int] = {}  # component log lengths when the session's cluster was ready
