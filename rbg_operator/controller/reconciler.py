@@ -121,10 +121,13 @@ class Reconciler:
                 workload = None
                 observed = self.store.get(*WORKLOAD_KINDS[role.workload.kind], namespace,
                                           naming.workload_name(group.name, role.name))
-                v2_pod_keys = pods_get_v2_keys(observed, revision_label(role.name),
-                                               role_revision(group, role, options))
-                for child in role_children(group, role.name, options, plans.get(role.name, RolePlan()),
-                                           v2_pod_keys):
+                plan = plans.get(role.name, RolePlan())
+                children = role_children(group, role.name, options, plan)
+                # The revision leaves the v1alpha2 keys out, so the children built with them carry it.
+                key = revision_label(role.name)
+                if not pods_get_v2_keys(observed, key, children[-1]["metadata"]["labels"][key]):
+                    children = role_children(group, role.name, options, plan, v2_pod_keys=False)
+                for child in children:
                     if child["kind"] == role.workload.kind and not ownership[role.name].apply:
                         # Another writer's value stands: leave the field to it, and remember the
                         # role's value now, so a later change of the role takes it back.
