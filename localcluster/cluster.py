@@ -26,8 +26,11 @@ from . import components, pki
 
 REPO = Path(__file__).resolve().parent.parent
 NODES_FILE = Path(__file__).resolve().parent / "nodes.yaml"
-# The scheduling.k8s.io Workload API (native gang scheduling), and StatefulSet maxUnavailable (beta, off by default).
-FEATURE_GATES = "GenericWorkload=true,GangScheduling=true,MaxUnavailableStatefulSet=true"
+# Native gang scheduling: the scheduling.k8s.io/v1beta1 Workload and PodGroup (GenericWorkload, beta and
+# off by default in 1.37) and the v1alpha3 CompositePodGroup (alpha, which needs
+# TopologyAwareWorkloadScheduling). StatefulSet maxUnavailable is on by default from 1.37.
+FEATURE_GATES = "GenericWorkload=true,CompositePodGroup=true,TopologyAwareWorkloadScheduling=true"
+RUNTIME_CONFIG = "scheduling.k8s.io/v1beta1=true,scheduling.k8s.io/v1alpha3=true"
 COSCHEDULER_NAME = "scheduler-plugins-scheduler"
 SERVICE_RANGE = "10.0.0.0/24"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coscheduler", "kwok",
@@ -243,7 +246,7 @@ def _volcano_crds() -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         generator = components.binary_dir(components.MODULES_BY_NAME["volcano"]) / "controller-gen"
         subprocess.run([str(generator), "crd", "paths=volcano.sh/apis/pkg/apis/scheduling/v1beta1",
-                        f"output:crd:dir={out}"], cwd=components.GO_DIR / "volcano", env=components.go_env(),
+                        f"output:crd:dir={out}"], cwd=components.GO_DIR / "volcano", env=components.go_env("volcano"),
                        check=True, capture_output=True)
     return [out / "scheduling.volcano.sh_podgroups.yaml", out / "scheduling.volcano.sh_queues.yaml"]
 
@@ -413,7 +416,7 @@ def up() -> None:
         f"--service-account-key-file={pki_dir / 'sa.pub'}",
         f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
         f"--service-cluster-ip-range={SERVICE_RANGE}", "--authorization-mode=RBAC", "--allow-privileged=true",
-        f"--feature-gates={FEATURE_GATES}", "--runtime-config=scheduling.k8s.io/v1alpha1=true",
+        f"--feature-gates={FEATURE_GATES}", f"--runtime-config={RUNTIME_CONFIG}",
         "--profiling=false", "--endpoint-reconciler-type=none",  # loopback cannot be an Endpoints address
         # As hardened clusters (OpenShift among them) do: setting blockOwnerDeletion on an owner
         # reference needs `update` on the owner's finalizers, so a missing RBAC rule shows up here.

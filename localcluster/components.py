@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 
 GO_DIR = Path(__file__).resolve().parent / "go"
-GO_TOOLCHAIN = "go1.26.8"  # also the `toolchain` line of every wrapper go.mod
-KUBERNETES_VERSION = "v1.35.8"
+GO_TOOLCHAIN = "go1.26.8"  # this machine's Go; the `toolchain` line of every wrapper go.mod but k8s
+# Kubernetes 1.37 needs Go 1.27. The go command fetches this toolchain through the module proxy
+# (once, about 76 MB); README and .ci/run export it too, for anyone running go by hand.
+KUBERNETES_TOOLCHAIN = "go1.27.3"
+KUBERNETES_VERSION = "v1.37.2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,7 @@ class GoModule:
     packages: dict[str, str]  # binary name -> Go package path
     ldflags: str = "-s -w"
     cold_minutes: int = 5  # measured on 2 cores, shown so a long build is expected
+    toolchain: str = GO_TOOLCHAIN  # the Go that builds it (GOTOOLCHAIN), part of the cache key
 
     @property
     def directory(self) -> Path:
@@ -36,7 +40,7 @@ class GoModule:
 
     def stamp(self) -> str:
         digest = hashlib.sha256()
-        for part in (GO_TOOLCHAIN, self.ldflags, repr(sorted(self.packages.items()))):
+        for part in (self.toolchain, self.ldflags, repr(sorted(self.packages.items()))):
             digest.update(part.encode())
         for file in ("go.mod", "go.sum"):
             digest.update((self.directory / file).read_bytes())
@@ -68,6 +72,7 @@ MODULES = [
         },
         ldflags=_kube_ldflags(KUBERNETES_VERSION),
         cold_minutes=25,
+        toolchain=KUBERNETES_TOOLCHAIN,
     ),
     GoModule(
         "coscheduling",
@@ -96,10 +101,11 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def go_env() -> dict[str, str]:
+def go_env(wrapper: str | None = None) -> dict[str, str]:
+    """The environment for go commands in one wrapper module: its own pinned toolchain, whatever
+    GOTOOLCHAIN the shell exports (.ci/run exports Kubernetes' for everything else)."""
     env = dict(os.environ)
-    # `auto` lets an older local Go fetch the pinned toolchain through the module proxy.
-    env.setdefault("GOTOOLCHAIN", "auto")
+    env["GOTOOLCHAIN"] = MODULES_BY_NAME[wrapper].toolchain if wrapper else env.get("GOTOOLCHAIN", "auto")
     env.setdefault("GOFLAGS", "-buildvcs=false")
     return env
 
@@ -109,13 +115,13 @@ def module_dir(go_module_path: str, wrapper: str) -> Path:
     out = subprocess.run(
         ["go", "list", "-m", "-f", "{{.Dir}}", go_module_path],
         cwd=GO_DIR / wrapper,
-        env=go_env(),
+        env=go_env(wrapper),
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
     if not out:
-        subprocess.run(["go", "mod", "download", go_module_path], cwd=GO_DIR / wrapper, env=go_env(), check=True)
+        subprocess.run(["go", "mod", "download", go_module_path], cwd=GO_DIR / wrapper, env=go_env(wrapper), check=True)
         return module_dir(go_module_path, wrapper)
     return Path(out)
 
@@ -131,7 +137,7 @@ def _say(message: str) -> None:
 def _compile(module: GoModule, package: str, output: Path, started: float) -> None:
     command = ["go", "build", "-v", "-trimpath", f"-ldflags={module.ldflags}", "-o", str(output), package]
     proc = subprocess.Popen(
-        command, cwd=module.directory, env=go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=module.directory, env=go_env(module.name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     compiled, tail, last_report = 0, [], time.monotonic()
     assert proc.stdout is not None

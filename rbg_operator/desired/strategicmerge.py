@@ -30,6 +30,7 @@ MERGE_KEYS: dict[str, str] = {
     "resourceClaims": "name",
     "topologySpreadConstraints": "topologyKey",
     "schedulingGates": "name",
+    "evictionResponders": "name",  # Kubernetes 1.37
 }
 
 DIRECTIVE = "$patch"
