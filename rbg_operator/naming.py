@@ -94,6 +94,9 @@ def instance_address(group: str, role: str, index: int, workload_kind: str) -> s
 # Set to "kubernetes" on a group with podGroupPolicy.kubeScheduling to gang-schedule with the
 # native Workload API of scheduling.k8s.io instead of the scheduler-plugins PodGroup.
 ANNOTATION_GANG_SCHEDULER = "rolebasedgroup.workloads.x-k8s.io/gang-scheduler"
+# With native gang scheduling: the fewest pods of each role the gang starts with, as JSON
+# {"role": count or "N%" of its replicas}; roles not named need all their pods.
+ANNOTATION_GANG_ROLE_MINIMUMS = "rolebasedgroup.workloads.x-k8s.io/gang-role-minimums"  # checked in api/rolebasedgroup.py
 
 
 # RoleBasedGroupSet members

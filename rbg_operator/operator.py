@@ -292,7 +292,9 @@ WATCHED = [
     (("v1", "ConfigMap"), CHILD_SELECTOR),
     (("scheduling.x-k8s.io/v1alpha1", "PodGroup"), CHILD_SELECTOR),
     (("scheduling.volcano.sh/v1beta1", "PodGroup"), CHILD_SELECTOR),
-    (("scheduling.k8s.io/v1alpha1", "Workload"), CHILD_SELECTOR),
+    (("scheduling.k8s.io/v1beta1", "Workload"), CHILD_SELECTOR),
+    (("scheduling.k8s.io/v1beta1", "PodGroup"), CHILD_SELECTOR),
+    (("scheduling.k8s.io/v1alpha3", "CompositePodGroup"), CHILD_SELECTOR),
     (("v1", "Pod"), CHILD_SELECTOR),
     (("apps/v1", "ControllerRevision"), CHILD_SELECTOR),
 ]

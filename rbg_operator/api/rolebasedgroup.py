@@ -6,6 +6,8 @@ them, and the operator parses every group through them before acting on it.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -433,6 +435,37 @@ def name_rules(name: str, roles: str) -> list[tuple[str, str, str]]:
     ]
 
 
+GANG_ROLE_MINIMUMS = "rolebasedgroup.workloads.x-k8s.io/gang-role-minimums"  # naming.ANNOTATION_GANG_ROLE_MINIMUMS
+MAX_GANG_ROLES = 8  # the Workload API's limit of pod group templates under one composite template
+
+
+def gang_minimum_problems(text: str | None, roles: list[str]) -> list[str]:
+    """What is wrong with a per-role gang minimums annotation: a JSON object of role name to a
+    whole number of at least 1 or a percentage of the role's replicas ("50%")."""
+    if text is None:
+        return []
+    field = f"metadata.annotations[{GANG_ROLE_MINIMUMS}]"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not value:
+        return [f'{field}: must be a JSON object of role name to minimum pods, such as {{"prefill": 2, "decode": "50%"}}']
+    problems = []
+    for role, minimum in value.items():
+        if role not in roles:
+            problems.append(f"{field}: {role!r} is not a role of this group (roles: {', '.join(roles)})")
+        elif isinstance(minimum, bool) or not (
+                (isinstance(minimum, int) and minimum >= 1)
+                or (isinstance(minimum, str) and re.fullmatch(r"([1-9][0-9]?|100)%", minimum))):
+            problems.append(f"{field}: the minimum of role {role!r} must be a whole number of at least 1 or a "
+                            f"percentage from 1% to 100%, not {minimum!r}")
+    if len(roles) > MAX_GANG_ROLES:
+        problems.append(f"{field}: per-role minimums support at most {MAX_GANG_ROLES} roles (the Workload API's "
+                        f"limit), this group has {len(roles)}")
+    return problems
+
+
 class RoleBasedGroup(ApiModel):
     """A RoleBasedGroup object as the API server returns it."""
 
@@ -445,6 +478,8 @@ class RoleBasedGroup(ApiModel):
     @model_validator(mode="after")
     def _names(self) -> "RoleBasedGroup":
         problems = name_problems(self.metadata.get("name", ""), self.spec)
+        problems += gang_minimum_problems((self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS),
+                                          [role.name for role in self.spec.roles])
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -14,7 +14,9 @@ from ..api.errors import describe
 from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from ..desired import creation_layers, group_children, role_children
 from ..desired import engineruntime
-from ..desired.gang import PODGROUP_KINDS, applied_gang_size, gang_size, min_member
+from ..desired.gang import (GANG_KINDS, NATIVE_COMPOSITE, NATIVE_POD_GROUP, NATIVE_WORKLOAD, PODGROUP_KINDS,
+                            ROLE_MINIMUMS_APPLIED, applied_gang_size, gang_size, min_member,
+                            role_minimums_conditions)
 from ..desired.gang import backend as gang_backend
 from ..desired.meta import owner_reference, pods_get_v2_keys
 from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_revision, coordinated_allowance,
@@ -46,7 +48,8 @@ WORKLOAD_KINDS = {
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 ROLE_CHILD_KINDS = [("v1", "Service"), ADAPTER, *WORKLOAD_KINDS.values()]
 # Kinds whose spec the API server will not update in place: replaced when it must change.
-RECREATE_WHEN_IMMUTABLE = {("scheduling.k8s.io/v1alpha1", "Workload")}
+# Native gang objects whose shape cannot change in place (templates, parents): replaced instead.
+RECREATE_WHEN_IMMUTABLE = {NATIVE_WORKLOAD, NATIVE_POD_GROUP, NATIVE_COMPOSITE}
 
 
 # As a Deployment's progressDeadlineSeconds: long enough for images to pull and models to load.
@@ -89,7 +92,8 @@ class Reconciler:
             await self._stall(body, "EngineRuntimeProfileNotFound", "; ".join(missing) + (
                 "; create it, or remove the role's engineRuntimes entry"))
             return
-        options = dataclasses.replace(self.options, engine_profiles=profiles) if profiles else self.options
+        options = dataclasses.replace(self.options, engine_profiles=profiles,
+                                      composite_pod_groups=self.store.serves(*NATIVE_COMPOSITE))
         try:
             return await self._reconcile(body, group, options)
         except ChildConflict as conflict:
@@ -109,10 +113,11 @@ class Reconciler:
             plans = self._coordinate(group, options, rules)
             ownership = self._replicas_ownership(group)
             applied = self._applied_replicas(group, plans, ownership)
-            wanted = group_children(group, self._gang_size(group, applied), applied)
+            wanted = group_children(group, self._gang_size(group, applied), applied, options)
             await together(self._record_revision(body, group, options),
                            *(self._ensure(body, child, created) for child in wanted))
-            await self._remove_stale_group_children(body, {(c["apiVersion"], c["kind"]) for c in wanted})
+            await self._remove_stale_group_children(
+                body, {(c["apiVersion"], c["kind"], c["metadata"]["name"]) for c in wanted})
             waiting: dict[str, str] = {}
             progress: dict[str, RoleProgress] = {}
             look_again: list[float | None] = []  # seconds until something changes by time alone
@@ -165,7 +170,8 @@ class Reconciler:
             r.name: {"Service", r.workload.kind} | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
             for r in group.spec.roles})
         restarts = await self.restarts.reconcile(body, group)
-        deadline_passes = await self._report(body, group, progress, waiting, restarts, ownership, policy_problems)
+        deadline_passes = await self._report(body, group, options, progress, waiting, restarts, ownership,
+                                                 policy_problems)
         return min((t for t in (restarts.requeue_after, deadline_passes, *look_again) if t is not None), default=None)
 
     def _replicas_ownership(self, group: RoleBasedGroup) -> dict[str, ReplicasOwnership]:
@@ -371,16 +377,15 @@ class Reconciler:
                 # Never bound, so the restart policies do not count it as lost.
                 await delete_pod(self.kube, self.store, pod)
 
-    async def _remove_stale_group_children(self, group_body: dict, wanted: set[tuple[str, str]]) -> None:
-        """Delete a pod group the group no longer wants (gang scheduling turned off or switched)."""
+    async def _remove_stale_group_children(self, group_body: dict, wanted: set[tuple[str, str, str]]) -> None:
+        """Delete gang objects the group no longer wants (gang scheduling turned off or switched, a
+        role's pod group gone with its role or its per-role minimum)."""
         meta = group_body["metadata"]
-        for api_version, kind in PODGROUP_KINDS.values():
-            if (api_version, kind) in wanted:
-                continue
-            obj = self.store.get(api_version, kind, meta["namespace"], meta["name"])
-            if obj is None or not _owned_by(obj, meta["uid"]):
-                continue
-            await self._delete(group_body, obj, f"gang scheduling no longer uses {api_version} {kind}")
+        for api_version, kind in GANG_KINDS:
+            for obj in self.store.owned_by_group(api_version, kind, meta["namespace"], meta["name"]):
+                if (api_version, kind, obj["metadata"]["name"]) in wanted or not _owned_by(obj, meta["uid"]):
+                    continue
+                await self._delete(group_body, obj, f"gang scheduling no longer uses {kind} {obj['metadata']['name']}")
 
     async def _delete(self, group_body: dict, obj: dict, why: str) -> None:
         meta = obj["metadata"]
@@ -436,7 +441,7 @@ class Reconciler:
         if changed:
             await self.recorder.emit(body, "Warning", reason, message)
 
-    async def _report(self, body: dict, group: RoleBasedGroup, progress: dict[str, RoleProgress],
+    async def _report(self, body: dict, group: RoleBasedGroup, options: BuildOptions, progress: dict[str, RoleProgress],
                       waiting: dict[str, str], restarts: RestartOutcome,
                       ownership: dict[str, ReplicasOwnership], policy_problems: list[str] | None) -> float | None:
         """Write the conditions; returns the seconds until the progress deadline passes, if it may."""
@@ -457,8 +462,12 @@ class Reconciler:
         previous = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
         overridden = overridden_conditions(group, ownership, (body.get("status") or {}).get("conditions"))
         applied = policy.applied_conditions(group.name, policy_problems, (body.get("status") or {}).get("conditions"))
-        changed = await self._write_status(body, [*verdict.conditions, *restarts.conditions, *overridden, *applied],
-                                           role_statuses, verdict.restamp)
+        minimums = role_minimums_conditions(group, options, (body.get("status") or {}).get("conditions"))
+        changed = await self._write_status(body, [*verdict.conditions, *restarts.conditions, *overridden, *applied,
+                                                  *minimums], role_statuses, verdict.restamp)
+        before_minimums = conditions.find((body.get("status") or {}).get("conditions"), ROLE_MINIMUMS_APPLIED) or {}
+        if minimums and minimums[0]["status"] == "False" and before_minimums.get("message") != minimums[0]["message"]:
+            await self.recorder.emit(body, "Warning", minimums[0]["reason"], minimums[0]["message"])
         before_policy = conditions.find((body.get("status") or {}).get("conditions"), policy.APPLIED) or {}
         if applied and applied[0]["status"] == "False" and before_policy.get("message") != applied[0]["message"]:
             await self.recorder.emit(body, "Warning", applied[0]["reason"], applied[0]["message"])

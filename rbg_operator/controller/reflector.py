@@ -52,7 +52,8 @@ class Reflector:
             except asyncio.CancelledError:
                 raise
             except ApiError as error:
-                if error.status == 404:  # the kind is not served (its CRD is not installed)
+                if error.status == 404:  # the kind is not served (its CRD is not installed, a gate is off)
+                    self.store.mark_served(self.kind.api_version, self.kind.kind, False)
                     self.synced.set()
                     await asyncio.sleep(30)
                     continue
@@ -86,6 +87,7 @@ class Reflector:
         for key in self.store.keys(api_version, kind, self.namespace):
             if key not in listed and self.keep(key[0]):
                 self._vanished(key)
+        self.store.mark_served(api_version, kind, True)
         self.synced.set()
         return version
 

@@ -68,6 +68,15 @@ class Store:
         self._objects: dict[KindKey, dict[ObjectKey, _Entry]] = defaultdict(dict)
         self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, _Entry]]] = defaultdict(lambda: defaultdict(dict))
         self._deleted: OrderedDict[str, None] = OrderedDict()
+        self._unserved: set[KindKey] = set()  # kinds whose last list the API server answered 404
+
+    def mark_served(self, api_version: str, kind: str, served: bool) -> None:
+        """What the reflector of a kind last learnt: whether the API server serves it (a CRD not
+        installed, a feature gate off)."""
+        (self._unserved.discard if served else self._unserved.add)((api_version, kind))
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        return (api_version, kind) not in self._unserved
 
     def upsert(self, obj: dict, *, read_generation: int | None = None) -> Seen:
         """Keep the newest copy: a slow watch event must not overwrite a fresher write result,

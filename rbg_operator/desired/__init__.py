@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..api.rolebasedgroup import RoleBasedGroup, dependency_layers
 from .discovery import headless_service, topology_configmap
-from .gang import pod_group
+from .gang import pod_groups
 from .options import DEFAULT, BuildOptions
 from .rollout import RolePlan
 from .scaling import scaling_adapter
@@ -15,13 +15,12 @@ from .workloads import role_workload
 
 
 def group_children(group: RoleBasedGroup, gang_size: int | None = None,
-                   applied: dict[str, int] | None = None) -> list[dict]:
+                   applied: dict[str, int] | None = None, options: BuildOptions = DEFAULT) -> list[dict]:
     """Objects the group needs before any role: the topology ConfigMap its pods mount and,
-    with gang scheduling, the pod group the scheduler holds the pods to (of `gang_size` pods,
-    default every pod of the spec). `applied`: replicas the workloads run with where they
-    differ from the spec."""
-    podgroup = pod_group(group, gang_size)
-    return [topology_configmap(group, applied)] + ([podgroup] if podgroup else [])
+    with gang scheduling, the pod groups the scheduler holds the pods to (a whole-group gang of
+    `gang_size` pods, default every pod of the spec). `applied`: replicas the workloads run with
+    where they differ from the spec."""
+    return [topology_configmap(group, applied), *pod_groups(group, gang_size, options, applied)]
 
 
 def role_children(group: RoleBasedGroup, role_name: str, options: BuildOptions = DEFAULT,

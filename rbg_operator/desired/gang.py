@@ -7,15 +7,21 @@ Three backends, chosen by the group:
 - `podGroupPolicy.volcanoScheduling`: a Volcano PodGroup `{rbg}`; pods carry the annotation
   `scheduling.k8s.io/group-name` and go to Volcano's scheduler.
 - `podGroupPolicy.kubeScheduling` plus the annotation
-  `rolebasedgroup.workloads.x-k8s.io/gang-scheduler: kubernetes`: native Kubernetes gang
-  scheduling, a `scheduling.k8s.io/v1alpha1` Workload `{rbg}` whose one pod group needs
-  every pod; pods reference it with `spec.workloadRef` and the stock scheduler places them
-  (Kubernetes >= 1.35 with the GenericWorkload and GangScheduling feature gates).
+  `rolebasedgroup.workloads.x-k8s.io/gang-scheduler: kubernetes`: native gang scheduling of
+  Kubernetes 1.37 (`scheduling.k8s.io/v1beta1`, feature gate GenericWorkload). The Workload
+  `{rbg}` holds the templates, the runtime PodGroup `{rbg}` (template `all`) needs every pod,
+  and pods join it through `spec.schedulingGroup.podGroupName`; the stock scheduler places them.
+  With per-role minimums (ANNOTATION_GANG_ROLE_MINIMUMS) the Workload has one composite
+  template instead: a CompositePodGroup `{rbg}` (`v1alpha3`, feature gate CompositePodGroup)
+  whose gang needs every role's PodGroup `{rbg}-{role}`, each needing that role's minimum.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from .. import naming
+from ..api.common import json_object, resolve
 from ..api.rolebasedgroup import RoleBasedGroup
 from .meta import owner_reference
 from .options import BuildOptions
@@ -24,14 +30,22 @@ COSCHEDULING = "coscheduling"
 VOLCANO = "volcano"
 KUBERNETES = "kubernetes"
 
+NATIVE_WORKLOAD = ("scheduling.k8s.io/v1beta1", "Workload")
+NATIVE_POD_GROUP = ("scheduling.k8s.io/v1beta1", "PodGroup")
+NATIVE_COMPOSITE = ("scheduling.k8s.io/v1alpha3", "CompositePodGroup")
+# The object named {rbg} whose size holds the pods, per backend.
 PODGROUP_KINDS = {
     COSCHEDULING: ("scheduling.x-k8s.io/v1alpha1", "PodGroup"),
     VOLCANO: ("scheduling.volcano.sh/v1beta1", "PodGroup"),
-    KUBERNETES: ("scheduling.k8s.io/v1alpha1", "Workload"),
+    KUBERNETES: NATIVE_POD_GROUP,
 }
+# Everything a gang may own, for removal when the policy goes or changes shape.
+GANG_KINDS = (PODGROUP_KINDS[COSCHEDULING], PODGROUP_KINDS[VOLCANO], NATIVE_WORKLOAD, NATIVE_POD_GROUP,
+              NATIVE_COMPOSITE)
 COSCHEDULING_LABEL = "scheduling.x-k8s.io/pod-group"
 VOLCANO_ANNOTATION = "scheduling.k8s.io/group-name"
-NATIVE_POD_GROUP = "all"  # the one pod group of the Workload: the whole RoleBasedGroup
+WHOLE_GROUP = "all"  # the Workload template of the whole RoleBasedGroup
+MAX_TEMPLATES = 8  # the Workload API's limit of pod group templates under one parent
 
 
 def backend(group: RoleBasedGroup) -> str | None:
@@ -46,12 +60,51 @@ def backend(group: RoleBasedGroup) -> str | None:
     return None
 
 
+def role_minimums(group: RoleBasedGroup) -> dict[str, int | str]:
+    """The per-role minimums the group asks for (checked at admission: api/rolebasedgroup.py)."""
+    return json_object((group.metadata.get("annotations") or {}).get(naming.ANNOTATION_GANG_ROLE_MINIMUMS))
+
+
+@dataclasses.dataclass(frozen=True)
+class NativeShape:
+    """How the native gang is laid out: per-role PodGroups under a composite, or one PodGroup.
+    `problem` says why per-role minimums asked for are not in force (None: they are, or none
+    were asked for)."""
+
+    per_role: bool
+    problem: str | None = None
+
+
+def native_shape(group: RoleBasedGroup, options: BuildOptions) -> NativeShape:
+    if backend(group) != KUBERNETES or not role_minimums(group):
+        return NativeShape(False)
+    if not options.composite_pod_groups:
+        return NativeShape(False, "the API server does not serve scheduling.k8s.io/v1alpha3 CompositePodGroup "
+                                  "(enable the CompositePodGroup feature gate, Kubernetes 1.37+); the gang needs "
+                                  "every pod of the group instead")
+    return NativeShape(True)
+
+
 def min_member(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> int:
     """Every pod of the group: LeaderWorkerSet roles count replicas x size. `applied` holds the
     replicas actually given to workloads where they differ from the spec (a coordinated scale-up
     in steps, another writer's value)."""
     applied = applied or {}
     return sum(applied.get(role.name, role.replicas) * role.leader_worker_size for role in group.spec.roles)
+
+
+def role_gang_sizes(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict[str, int]:
+    """Per-role minimum pods of the gang, for roles that have pods: the minimum asked for (a
+    percentage of the replicas applied, rounded up) and never more than the role has; a role not
+    named needs all its pods."""
+    applied, minimums = applied or {}, role_minimums(group)
+    sizes = {}
+    for role in group.spec.roles:
+        replicas = applied.get(role.name, role.replicas)
+        if replicas > 0:
+            wanted = resolve(minimums.get(role.name), replicas, round_up=True, default=replicas)
+            sizes[role.name] = max(1, min(wanted, replicas)) * role.leader_worker_size
+    return sizes
 
 
 def gang_size(target: int, current: int | None, pods: int) -> int:
@@ -72,39 +125,72 @@ def applied_gang_size(podgroup: dict | None) -> int | None:
     spec = podgroup.get("spec") or {}
     if "minMember" in spec:
         return spec["minMember"]
-    groups = spec.get("podGroups") or [{}]
-    return ((groups[0].get("policy") or {}).get("gang") or {}).get("minCount")
+    return ((spec.get("schedulingPolicy") or {}).get("gang") or {}).get("minCount")
 
 
-def pod_group(group: RoleBasedGroup, size: int | None = None) -> dict | None:
+def _gang(min_count: int) -> dict:
+    return {"gang": {"minCount": min_count}}
+
+
+def pod_groups(group: RoleBasedGroup, size: int | None = None, options: BuildOptions | None = None,
+               applied: dict[str, int] | None = None) -> list[dict]:
+    """The objects the group's gang needs, in creation order (templates before what they shape).
+    `size`: the whole-group gang's pods (default every pod of the spec)."""
     kind = backend(group)
     if kind is None:
-        return None
-    size = min_member(group) if size is None else size
-    api_version, kind_name = PODGROUP_KINDS[kind]
+        return []
+    size = min_member(group, applied) if size is None else size
     policy = group.spec.pod_group_policy
     assert policy is not None
+
+    def make(api_kind: tuple[str, str], name: str, spec: dict) -> dict:
+        return {"apiVersion": api_kind[0], "kind": api_kind[1],
+                "metadata": {"name": name, "namespace": group.namespace,
+                             "labels": naming.group_labels(group.namespace, group.name),
+                             "ownerReferences": [owner_reference(group)]},
+                "spec": spec}
+
     if kind == COSCHEDULING:
-        spec = {"minMember": size,
-                "scheduleTimeoutSeconds": policy.kube_scheduling.schedule_timeout_seconds}
-    elif kind == VOLCANO:
+        return [make(PODGROUP_KINDS[kind], group.name, {
+            "minMember": size, "scheduleTimeoutSeconds": policy.kube_scheduling.schedule_timeout_seconds})]
+    if kind == VOLCANO:
         spec = {"minMember": size}
         if policy.volcano_scheduling.queue:
             spec["queue"] = policy.volcano_scheduling.queue
         if policy.volcano_scheduling.priority_class_name:
             spec["priorityClassName"] = policy.volcano_scheduling.priority_class_name
-    else:
-        spec = {"podGroups": [{"name": NATIVE_POD_GROUP, "policy": {"gang": {"minCount": size}}}]}
-    return {
-        "apiVersion": api_version,
-        "kind": kind_name,
-        "metadata": {"name": group.name, "namespace": group.namespace,
-                     "labels": naming.group_labels(group.namespace, group.name), "ownerReferences": [owner_reference(group)]},
-        "spec": spec,
-    }
+        return [make(PODGROUP_KINDS[kind], group.name, spec)]
+
+    controller_ref = {"apiGroup": naming.API_VERSION.split("/")[0], "kind": "RoleBasedGroup", "name": group.name}
+    if not native_shape(group, options or BuildOptions()).per_role:
+        return [
+            make(NATIVE_WORKLOAD, group.name, {"controllerRef": controller_ref, "podGroupTemplates": [
+                {"name": WHOLE_GROUP, "schedulingPolicy": _gang(size)}]}),
+            make(NATIVE_POD_GROUP, group.name, {
+                "workloadRef": {"workloadName": group.name, "templateName": WHOLE_GROUP},
+                "schedulingPolicy": _gang(size)}),
+        ]
+    sizes = role_gang_sizes(group, applied)
+    composite_policy = {"gang": {"minGroupCount": max(1, len(sizes))}}
+    return [
+        make(NATIVE_WORKLOAD, group.name, {"controllerRef": controller_ref, "compositePodGroupTemplates": [
+            {"name": WHOLE_GROUP, "schedulingPolicy": composite_policy,
+             "podGroupTemplates": [{"name": role, "schedulingPolicy": _gang(n)} for role, n in sizes.items()]}]}),
+        make(NATIVE_COMPOSITE, group.name, {
+            "workloadRef": {"workloadName": group.name, "templateName": WHOLE_GROUP},
+            "schedulingPolicy": composite_policy}),
+        *(make(NATIVE_POD_GROUP, role_pod_group_name(group.name, role), {
+            "parentCompositePodGroupName": group.name,
+            "workloadRef": {"workloadName": group.name, "templateName": role},
+            "schedulingPolicy": _gang(n)}) for role, n in sizes.items()),
+    ]
 
 
-def join_gang(template: dict, group: RoleBasedGroup, options: BuildOptions) -> dict:
+def role_pod_group_name(group_name: str, role_name: str) -> str:
+    return f"{group_name}-{role_name}"
+
+
+def join_gang(template: dict, group: RoleBasedGroup, role_name: str, options: BuildOptions) -> dict:
     """Mark a pod template as a member of the group's gang (modifies and returns it)."""
     kind = backend(group)
     if kind is None:
@@ -117,5 +203,32 @@ def join_gang(template: dict, group: RoleBasedGroup, options: BuildOptions) -> d
         meta.setdefault("annotations", {})[VOLCANO_ANNOTATION] = group.name
         spec.setdefault("schedulerName", options.volcano_scheduler)
     else:
-        spec["workloadRef"] = {"name": group.name, "podGroup": NATIVE_POD_GROUP}
+        per_role = native_shape(group, options).per_role
+        spec["schedulingGroup"] = {"podGroupName": role_pod_group_name(group.name, role_name) if per_role
+                                   else group.name}
     return template
+
+
+ROLE_MINIMUMS_APPLIED = "GangRoleMinimumsApplied"
+
+
+def role_minimums_conditions(group: RoleBasedGroup, options: BuildOptions, previous: list[dict] | None) -> list[dict]:
+    """Whether the per-role minimums asked for are in force: True, or False saying why not and what
+    holds the pods instead; when no longer asked for, False once (absent on a group that never
+    asked)."""
+    condition = {"type": ROLE_MINIMUMS_APPLIED}
+    if not role_minimums(group):
+        if any(c["type"] == ROLE_MINIMUMS_APPLIED for c in previous or []):
+            return [{**condition, "status": "False", "reason": "NotRequested",
+                     "message": f"no {naming.ANNOTATION_GANG_ROLE_MINIMUMS} annotation"}]
+        return []
+    if backend(group) != KUBERNETES:
+        return [{**condition, "status": "False", "reason": "NativeGangOnly",
+                 "message": f"metadata.annotations[{naming.ANNOTATION_GANG_ROLE_MINIMUMS}] needs native gang "
+                            f"scheduling (podGroupPolicy.kubeScheduling and {naming.ANNOTATION_GANG_SCHEDULER}: "
+                            f"kubernetes); it is ignored"}]
+    problem = native_shape(group, options).problem
+    if problem:
+        return [{**condition, "status": "False", "reason": "CompositePodGroupNotServed", "message": problem}]
+    return [{**condition, "status": "True", "reason": "Applied",
+             "message": f"CompositePodGroup {group.name} holds each role's PodGroup to its minimum"}]

@@ -13,6 +13,8 @@ class BuildOptions:
     coscheduling_scheduler: str = "scheduler-plugins-scheduler"
     # Volcano's scheduler name; pods of a Volcano gang must be scheduled by it.
     volcano_scheduler: str = "volcano"
+    # Whether the API server serves CompositePodGroup (per-role gang minimums; desired/gang.py).
+    composite_pod_groups: bool = True
     # ClusterEngineRuntimeProfiles by name, those the group's roles name (see desired/engineruntime.py).
     engine_profiles: Mapping[str, dict] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 

@@ -29,7 +29,7 @@ def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base:
         annotations = {k: v for k, v in annotations.items() if not k.startswith(naming.CONVERSION_PREFIX)}
     if annotations:
         meta["annotations"] = {**meta.get("annotations", {}), **annotations}
-    return join_gang(inject(template, group, role), group, options)
+    return join_gang(inject(template, group, role), group, role.name, options)
 
 
 def role_pod_templates(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from tests.support.kubectl import Kubectl, wait_for
 
 GPUS_PER_NODE = int(node_shape()["capacity"]["nvidia.com/gpu"])
 NATIVE = {"rolebasedgroup.workloads.x-k8s.io/gang-scheduler": "kubernetes"}
+MINIMUMS = "rolebasedgroup.workloads.x-k8s.io/gang-role-minimums"
 
 
 def gpu_group(name: str, pods: int, policy: dict | None, annotations: dict | None = None) -> dict:
@@ -130,21 +132,116 @@ def test_volcano_podgroup_and_pod_annotations(kubectl: Kubectl, operator, namesp
     assert worker["metadata"]["annotations"]["scheduling.k8s.io/group-name"] == "vc"
 
 
+def native_objects(kubectl: Kubectl, namespace: str) -> dict[tuple[str, str], dict]:
+    """The native gang objects in the namespace, by (kind, name)."""
+    found = {}
+    for resource in ("workloads.scheduling.k8s.io", "podgroups.scheduling.k8s.io", "compositepodgroups.scheduling.k8s.io"):
+        for obj in kubectl.get(resource, namespace=namespace):
+            found[(obj["kind"], obj["metadata"]["name"])] = obj
+    return found
+
+
+def min_count(obj: dict) -> int:
+    return obj["spec"]["schedulingPolicy"]["gang"]["minCount"]
+
+
+def role_bound(kubectl: Kubectl, namespace: str, group: str, role: str) -> int:
+    return sum(1 for p in bound(kubectl, namespace, group)
+               if p["metadata"]["labels"]["rolebasedgroup.workloads.x-k8s.io/role"] == role)
+
+
 def test_native_kubernetes_gang_scheduling(kubectl: Kubectl, operator, namespace: str, free_nodes: int):
-    """The stock kube-scheduler with the Workload API: no pod of an oversized gang is bound."""
+    """The stock kube-scheduler of Kubernetes 1.37 with Workload and PodGroup v1beta1: no pod of an
+    oversized gang is bound; shrunk to fit, the gang follows and binds whole."""
     pods = free_nodes + 1
     kubectl.apply(gpu_group("native", pods, {"kubeScheduling": {}}, NATIVE), namespace)
-    workload = wait_for("Workload", lambda: kubectl.get("workloads.scheduling.k8s.io", "native", namespace), 30)
-    assert workload["spec"]["podGroups"] == [{"name": "all", "policy": {"gang": {"minCount": pods}}}]
+    objects = wait_for("Workload and PodGroup", lambda: (o := native_objects(kubectl, namespace)) and len(o) == 2 and o, 30)
+    workload, pod_group = objects[("Workload", "native")], objects[("PodGroup", "native")]
+    assert workload["apiVersion"] == pod_group["apiVersion"] == "scheduling.k8s.io/v1beta1"
+    # (1.37 returns an unset schedulingConstraints as null)
+    assert [{k: v for k, v in t.items() if v is not None} for t in workload["spec"]["podGroupTemplates"]] == [
+        {"name": "all", "schedulingPolicy": {"gang": {"minCount": pods}}}]
+    assert pod_group["spec"]["workloadRef"] == {"workloadName": "native", "templateName": "all"}
+    assert min_count(pod_group) == pods
     assert kubectl.get("podgroups.scheduling.x-k8s.io", "native", namespace) is None
     created = wait_for("all pods created", lambda: (p := kubectl.get(
         "pods", namespace=namespace, selector="rolebasedgroup.workloads.x-k8s.io/name=native")) and len(p) == pods and p, 30)
-    assert all(p["spec"]["workloadRef"] == {"name": "native", "podGroup": "all"} for p in created)
+    assert all(p["spec"]["schedulingGroup"] == {"podGroupName": "native"} for p in created)
     assert all(p["spec"]["schedulerName"] == "default-scheduler" for p in created)
     time.sleep(15)
     assert bound(kubectl, namespace, "native") == []
 
-    # Shrunk to fit, the same gang is placed whole.
+    # Shrunk to fit, the same gang's minimum follows and it is placed whole.
     smaller = gpu_group("native", pods - 2, {"kubeScheduling": {}}, NATIVE)
     kubectl.apply(smaller, namespace)
     wait_for("every pod of the smaller gang bound", lambda: len(bound(kubectl, namespace, "native")) == pods - 2, 90)
+    assert min_count(kubectl.get("podgroups.scheduling.k8s.io", "native", namespace)) == pods - 2
+
+    # Without the policy, the objects go and the pods leave the gang.
+    smaller["spec"].pop("podGroupPolicy")
+    kubectl.apply(smaller, namespace)
+    wait_for("native gang objects deleted", lambda: native_objects(kubectl, namespace) == {}, 90)
+    template = kubectl.get("statefulset", "native-prefill", namespace)["spec"]["template"]
+    assert "schedulingGroup" not in template["spec"]
+
+
+def per_role_group(name: str, prefill: int, minimums: dict) -> dict:
+    """Prefill pods take a whole node's GPUs; decode pods (2) take none, so they always fit: whether
+    they bind shows what the composite gang decides, not what capacity does."""
+    group = gpu_group(name, prefill + 1, {"kubeScheduling": {}}, {**NATIVE, MINIMUMS: json.dumps(minimums)})
+    group["spec"]["roles"][1] = {"name": "decode", "replicas": 2, "template": {"spec": {"containers": [
+        {"name": "main", "image": "example.com/llm:v1"}]}}}
+    return group
+
+
+def test_native_per_role_minimums(kubectl: Kubectl, operator, namespace: str, free_nodes: int):
+    """Per-role minimums through a CompositePodGroup: a group never starts with less than the minimum
+    of every role, starts once each minimum fits, and the minimums follow scaling."""
+    prefill = free_nodes + 2  # more prefill pods than GPU nodes
+    short = per_role_group("short", prefill, {"prefill": free_nodes + 1, "decode": 1})
+    kubectl.apply(short, namespace)
+    expected = {("Workload", "short"), ("CompositePodGroup", "short"), ("PodGroup", "short-prefill"),
+                ("PodGroup", "short-decode")}
+    objects = wait_for("the composite gang", lambda: (o := native_objects(kubectl, namespace)) and set(o) == expected and o, 30)
+    assert objects[("CompositePodGroup", "short")]["spec"]["schedulingPolicy"] == {"gang": {"minGroupCount": 2}}
+    assert objects[("PodGroup", "short-prefill")]["spec"]["parentCompositePodGroupName"] == "short"
+    assert (min_count(objects[("PodGroup", "short-prefill")]), min_count(objects[("PodGroup", "short-decode")])) == (
+        free_nodes + 1, 1)
+    wait_for("every pod created", lambda: len(kubectl.get(
+        "pods", namespace=namespace, selector="rolebasedgroup.workloads.x-k8s.io/name=short")) == prefill + 2, 30)
+    for pod in kubectl.get("pods", namespace=namespace, selector="rolebasedgroup.workloads.x-k8s.io/name=short"):
+        role = pod["metadata"]["labels"]["rolebasedgroup.workloads.x-k8s.io/role"]
+        assert pod["spec"]["schedulingGroup"] == {"podGroupName": f"short-{role}"}
+    applied = wait_for("GangRoleMinimumsApplied", lambda: next((c for c in (kubectl.get("rbg", "short", namespace).get(
+        "status") or {}).get("conditions", []) if c["type"] == "GangRoleMinimumsApplied"), None), 30)
+    assert (applied["status"], applied["reason"]) == ("True", "Applied")
+    # Prefill's minimum needs one GPU node more than there is: no pod binds, not even decode's, which fit.
+    time.sleep(15)
+    assert bound(kubectl, namespace, "short") == []
+    kubectl.run("delete", "rbg", "short", f"-n={namespace}", "--wait=true")
+    wait_for("short's pods gone", lambda: not kubectl.get(
+        "pods", namespace=namespace, selector="rolebasedgroup.workloads.x-k8s.io/name=short"), 60)
+
+    # Minimums that fit: the group starts with at least each role's minimum, though not every pod fits.
+    group = per_role_group("roles", prefill, {"prefill": free_nodes - 1, "decode": "50%"})
+    kubectl.apply(group, namespace)
+    wait_for("the minimum of each role bound", lambda: role_bound(kubectl, namespace, "roles", "prefill") >= free_nodes - 1
+             and role_bound(kubectl, namespace, "roles", "decode") >= 1, 90)
+    assert min_count(kubectl.get("podgroups.scheduling.k8s.io", "roles-decode", namespace)) == 1
+
+    # A percentage follows the role's replicas.
+    group["metadata"]["annotations"][MINIMUMS] = json.dumps({"prefill": "50%", "decode": 1})
+    kubectl.apply(group, namespace)
+    wait_for("prefill's minimum is half its replicas", lambda: min_count(kubectl.get(
+        "podgroups.scheduling.k8s.io", "roles-prefill", namespace)) == (prefill + 1) // 2, 30)
+    group["spec"]["roles"][0]["replicas"] = prefill + 2
+    kubectl.apply(group, namespace)
+    wait_for("prefill's minimum follows its replicas", lambda: min_count(kubectl.get(
+        "podgroups.scheduling.k8s.io", "roles-prefill", namespace)) == (prefill + 3) // 2, 30)
+
+    # Without the policy, the Workload, the composite and the role pod groups go. (A PodGroup stays,
+    # deleting, while pods still name it: Kubernetes' protection. So the pods must fit to roll.)
+    group["spec"].pop("podGroupPolicy")
+    group["spec"]["roles"][0]["replicas"] = free_nodes - 1
+    kubectl.apply(group, namespace)
+    wait_for("native gang objects deleted", lambda: native_objects(kubectl, namespace) == {}, 120)

@@ -1,5 +1,5 @@
 from rbg_operator.api.rolebasedgroup import Role, RoleBasedGroup
-from rbg_operator.desired.gang import applied_gang_size, gang_size, min_member, pod_group
+from rbg_operator.desired.gang import applied_gang_size, gang_size, min_member, pod_groups
 from rbg_operator.desired.rollout import RolePlan, RoleRollout, coordinated_allowance, resolve, update_strategy
 
 
@@ -78,10 +78,10 @@ def test_gang_size_follows_the_replicas_applied():
         "spec": {"podGroupPolicy": {"kubeScheduling": {}}, "roles": [
             {"name": "a", "replicas": 4, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
             {"name": "b", "replicas": 2, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}}]}})
-    assert pod_group(group)["spec"]["minMember"] == min_member(group) == 6
+    assert pod_groups(group)[0]["spec"]["minMember"] == min_member(group) == 6
     assert min_member(group, {"a": 1}) == 3
-    assert pod_group(group, 3)["spec"]["minMember"] == 3
-    assert applied_gang_size(pod_group(group, 3)) == 3
+    assert pod_groups(group, 3)[0]["spec"]["minMember"] == 3
+    assert applied_gang_size(pod_groups(group, 3)[0]) == 3
 
 
 def test_a_gang_grows_only_as_far_as_its_pods_exist():

@@ -103,7 +103,7 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
   resources: ["podgroups"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: ["scheduling.k8s.io"]
-  resources: ["workloads"]
+  resources: ["workloads", "podgroups", "compositepodgroups"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 {{- end -}}
 
