@@ -45,7 +45,11 @@ def test_creation_and_scale_up_are_no_rolling_update_and_end_healthy(operator, k
     assert kstatus(obj) == {"Ready": "True", "Progressing": "False", "Reconciling": "False", "Stalled": "False"}
     assert argocd_health("RoleBasedGroup", obj)["status"] == "Healthy"
 
-    # A template change is a rolling update, reported while the pods are replaced.
+    # A template change is a rolling update, reported while the pods are replaced. First every pod
+    # must be available (past minReadySeconds): from Kubernetes 1.37 a Parallel StatefulSet replaces
+    # unavailable old pods all at once, and such a rollout can end between two looks.
+    wait_for("every pod available", lambda: (kubectl.get("statefulset", "fresh-web", namespace).get("status") or {})
+             .get("availableReplicas") == 5, 30)
     kubectl.run("patch", "rbg", "fresh", f"-n={namespace}", "--type=json", "-p",
                 '[{"op": "replace", "path": "/spec/roles/0/template/spec/containers/0/image", "value": "example.com/app:v2"}]')
     wait_for("RollingUpdateInProgress", lambda: (condition(kubectl.get("rbg", "fresh", namespace),
