@@ -4,6 +4,7 @@ plane with kwok nodes, against the floor of creating the same child objects dire
     make bench                     # BENCH_GROUPS=100 by default
     BENCH_GROUPS=300 make bench
     BENCH_NOISE_PODS=0 make bench  # skip the busy-cluster run
+    BENCH_RIS=0 make bench         # skip the RoleInstanceSet run (quick one-change measurements)
 
 Each size also runs the same groups written in v1alpha2 without a workload annotation: their
 roles run as RoleInstanceSets, whose instances and pods the operator itself makes (the floor
@@ -54,6 +55,7 @@ ORDERED = os.environ.get("BENCH_ORDERED", "") not in ("", "0")
 NOISE_PODS = int(os.environ.get("BENCH_NOISE_PODS", "5000"))
 NOISE_CONFIGMAPS = int(os.environ.get("BENCH_NOISE_CONFIGMAPS", "2000"))
 NOISE_NAMESPACE = "bench-noise"
+RUN_INSTANCE_SETS = os.environ.get("BENCH_RIS", "1") not in ("", "0")
 
 
 # The same group on v1alpha2's default workload: RoleInstanceSets, whose pods the operator makes.
@@ -475,9 +477,11 @@ async def main() -> None:
         floor_seconds, floor_cpu = await floor(kube, groups)
         say(f"floor: {floor_seconds:.1f}s; now {groups} groups through the operator")
         measured = await with_operator(kube, groups)
-        say(f"{groups} groups on RoleInstanceSets (v1alpha2's default workload) through the operator")
-        await namespace_gone(kube, "bench-operator", 300)
-        instance_sets = await with_operator(kube, groups, RIS_VARIANT)
+        instance_sets = None
+        if RUN_INSTANCE_SETS:
+            say(f"{groups} groups on RoleInstanceSets (v1alpha2's default workload) through the operator")
+            await namespace_gone(kube, "bench-operator", 300)
+            instance_sets = await with_operator(kube, groups, RIS_VARIANT)
         busy = None
         if NOISE_PODS or NOISE_CONFIGMAPS:
             say(f"busy cluster: {NOISE_PODS} unrelated pods and {NOISE_CONFIGMAPS} unrelated ConfigMaps")
@@ -494,7 +498,9 @@ async def main() -> None:
     if busy:
         result["busy"] = busy
     result["floor_ratio"] = round(result["ready_seconds"] / floor_seconds, 2)
-    result["role_instance_sets"] = {**instance_sets, "floor_ratio": round(instance_sets["ready_seconds"] / floor_seconds, 2)}
+    if instance_sets:
+        result["role_instance_sets"] = {**instance_sets,
+                                        "floor_ratio": round(instance_sets["ready_seconds"] / floor_seconds, 2)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2)
     (RESULTS / "latest.json").write_text(text)
