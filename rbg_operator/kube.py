@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import json
 import logging
 import urllib.parse
 import urllib.request
 from typing import Any
 
 import aiohttp
+import orjson
 import tenacity
 from aiolimiter import AsyncLimiter
 from . import kubeconfig, metrics, naming
@@ -195,7 +195,7 @@ class Kube:
         metrics.api_requests.labels(verb, resource).inc()
         headers = {"Content-Type": content_type, "Accept": "application/json",
                    **await self.credentials.headers()}
-        data = json.dumps(body) if body is not None else None
+        data = orjson.dumps(body) if body is not None else None
         async with self.session.request(method, self.server + path, params=query, data=data, headers=headers,
                                         proxy=self.proxy) as response:
             metrics.rest_client_requests.labels(str(response.status), method).inc()
@@ -206,11 +206,11 @@ class Kube:
             return None
         if not 200 <= response.status < 300:
             try:
-                detail: dict | str = json.loads(raw)
+                detail: dict | str = orjson.loads(raw)
             except ValueError:
                 detail = raw.decode(errors="replace")
             raise ApiError(response.status, detail, method, path, retry_after)
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict | None:
         return await self._call("get", kind.plural, "GET", kind.path(namespace, name))
@@ -312,7 +312,7 @@ class Kube:
             while line := await response.content.readline(max_line_length=MAX_WATCH_EVENT):
                 received.inc(len(line))
                 if line.strip():
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         raise ApiError(status.get("code", 500), status, "GET", kind.path(namespace))

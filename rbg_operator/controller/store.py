@@ -7,10 +7,11 @@ server's answer back here so the next reconcile compares against fresh data.
 from __future__ import annotations
 
 import contextvars
-import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Hashable
 from typing import NamedTuple
+
+import orjson
 
 from .. import naming
 
@@ -53,11 +54,11 @@ class _Entry(NamedTuple):
     rv: int
     group: str | None
     role: str | None
-    json: str
+    json: bytes
     written_by: Hashable | None
 
     def decode(self) -> dict:
-        return json.loads(self.json)
+        return orjson.loads(self.json)
 
 
 class Store:
@@ -105,7 +106,7 @@ class Store:
         if written_by is not None and read_generation is not None and meta.get("generation") != read_generation:
             written_by = UNREAD
         entry = _Entry(uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE),
-                       json.dumps(slim, separators=(",", ":")), written_by)
+                       orjson.dumps(slim), written_by)
         if current is not None:
             self._unindex(kind, key, current)
         self._objects[kind][key] = entry
