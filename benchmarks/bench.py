@@ -270,6 +270,35 @@ def requests_by_verb(samples: dict[str, float]) -> dict[str, float]:
 WRITES = ("apply", "create", "patch", "update", "delete")
 
 
+def writes_by_resource(samples: dict[str, float]) -> dict[str, float]:
+    """The operator's writes so far, as "verb resource" (a resync's writes say where they went)."""
+    writes: dict[str, float] = {}
+    for key, value in samples.items():
+        if key.startswith("rbg_operator_api_requests_total{"):
+            verb = key.split('verb="')[1].split('"')[0]
+            if verb in WRITES:
+                resource = key.split('resource="')[1].split('"')[0]
+                target = f"{verb} {resource}"
+                writes[target] = writes.get(target, 0) + value
+    return writes
+
+
+async def writes_stopped(port: int, quiet_seconds: float = 5, timeout: float = 180) -> float:
+    """Seconds until the operator wrote nothing for `quiet_seconds`. Groups are Ready before the
+    operator is done: Events are posted in the background, and at a few hundred groups their
+    backlog drains for seconds after the last group is Ready."""
+    started = time.monotonic()
+    last, last_change = sum(writes_by_resource(scrape(port)).values()), time.monotonic()
+    while time.monotonic() - last_change < quiet_seconds:
+        if time.monotonic() - started > timeout:
+            give_up("the operator's writes stopping", timeout, f"{last:.0f} writes")
+        await asyncio.sleep(0.5)
+        total = sum(writes_by_resource(scrape(port)).values())
+        if total != last:
+            last, last_change = total, time.monotonic()
+    return last_change - started
+
+
 async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -> dict:
     namespace = "bench-operator"
     await fresh_namespace(kube, namespace)
@@ -309,12 +338,12 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
         ready_seconds = time.monotonic() - started  # like the floor: from the first create on
         spent_until_ready = {**cpu_spent(cpu_before, cluster_cpu()),
                              "operator": round(cpu_seconds(proc.pid) - operator_before, 1)}
+        settle_seconds = await writes_stopped(port)
         created = requests_by_verb(scrape(port))
         per_group = {verb: (created.get(verb, 0) - before.get(verb, 0)) / groups for verb in created}
 
         say("measuring a full resync with nothing to change")
-        await asyncio.sleep(3)
-        quiet = requests_by_verb(scrape(port))
+        quiet, quiet_writes = created, writes_by_resource(scrape(port))
         reconciles = lambda: sum(v for k, v in scrape(port).items()
                                  if k.startswith('controller_runtime_reconcile_total{controller="rolebasedgroup"'))
         base = reconciles()
@@ -325,6 +354,8 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
         await poll_until("one full resync", resynced, 90)
         after_resync = requests_by_verb(scrape(port))
         noop_writes = sum(after_resync.get(v, 0) - quiet.get(v, 0) for v in WRITES)
+        noop_targets = {k: v - quiet_writes.get(k, 0) for k, v in writes_by_resource(scrape(port)).items()
+                        if v != quiet_writes.get(k, 0)}
 
         say("rolling every group to a new image")
         started = time.monotonic()
@@ -371,6 +402,8 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
         "requests_per_group": {k: round(v, 2) for k, v in sorted(per_group.items())},
         "writes_per_group": round(sum(per_group.get(v, 0) for v in WRITES), 2),
         "noop_writes": int(noop_writes),
+        "noop_writes_by_resource": noop_targets,
+        "writes_stopped_after_ready_seconds": round(settle_seconds, 1),
         "cpu_until_ready_by_process": spent_until_ready,
     }
 
@@ -422,6 +455,11 @@ def cpu_text(usage: dict[str, float] | None) -> str:
     return ", ".join(f"{name} {seconds}" for name, seconds in sorted(usage.items(), key=lambda item: -item[1]))
 
 
+def noop_text(result: dict) -> str:
+    targets = result.get("noop_writes_by_resource") or {}
+    return f"{result['noop_writes']}" + (f" ({', '.join(f'{k} {v:.0f}' for k, v in targets.items())})" if targets else "")
+
+
 def _change(new: float, old: float) -> str:
     return f"{(new - old) / old * 100:+.0f} %" if old else "-"
 
@@ -439,9 +477,11 @@ def table(result: dict) -> str:
             ("operator CPU (s)", result["cpu_seconds"]), ("operator peak RSS (MB)", result["peak_rss_mb"]),
             ("operator CPU per group, create to Ready (s)", result.get("operator_cpu_per_group_until_ready", "-")),
             ("API server CPU per group, create to Ready (s)", result.get("apiserver_cpu_per_group_until_ready", "-")),
-            ("API writes per group (create to Ready)", result["writes_per_group"]),
+            ("API writes per group (create until the operator's writes stop)", result["writes_per_group"]),
+            ("operator's writes (Events) stop after the last group is Ready (s)",
+             result.get("writes_stopped_after_ready_seconds", "-")),
             ("requests per group by verb", ", ".join(f"{k} {v}" for k, v in result["requests_per_group"].items())),
-            ("writes during a no-op full resync", result["noop_writes"]),
+            ("writes during a no-op full resync", noop_text(result)),
             ("CPU s by process, floor", cpu_text(result.get("floor_cpu_by_process"))),
             ("CPU s by process, operator until all Ready", cpu_text(result.get("cpu_until_ready_by_process")))]
     ris = result.get("role_instance_sets")
@@ -452,9 +492,12 @@ def table(result: dict) -> str:
                   ris["rollout_seconds"] if ris["rollout_seconds"] is not None else "did not finish"),
                  ("RoleInstanceSet roles: operator CPU per group, create to Ready (s)",
                   ris["operator_cpu_per_group_until_ready"]),
-                 ("RoleInstanceSet roles: API writes per group (create to Ready)", ris["writes_per_group"]),
+                 ("RoleInstanceSet roles: API writes per group (create until the operator's writes stop)",
+                  ris["writes_per_group"]),
+                 ("RoleInstanceSet roles: operator's writes stop after the last group is Ready (s)",
+                  ris.get("writes_stopped_after_ready_seconds", "-")),
                  ("RoleInstanceSet roles: operator peak RSS (MB)", ris["peak_rss_mb"]),
-                 ("RoleInstanceSet roles: writes during a no-op full resync", ris["noop_writes"])]
+                 ("RoleInstanceSet roles: writes during a no-op full resync", noop_text(ris))]
     busy = result.get("busy")
     if busy:
         noise = f"{busy['noise_pods']} pods + {busy['noise_configmaps']} ConfigMaps not ours"
