@@ -338,6 +338,7 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
         ready_seconds = time.monotonic() - started  # like the floor: from the first create on
         spent_until_ready = {**cpu_spent(cpu_before, cluster_cpu()),
                              "operator": round(cpu_seconds(proc.pid) - operator_before, 1)}
+        cache_mb = scrape(port).get("rbg_operator_cache_bytes", 0) / 1e6
         settle_seconds = await writes_stopped(port)
         created = requests_by_verb(scrape(port))
         per_group = {verb: (created.get(verb, 0) - before.get(verb, 0)) / groups for verb in created}
@@ -399,6 +400,7 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
         "operator_cpu_per_group_until_ready": round(spent_until_ready["operator"] / groups, 4),
         "apiserver_cpu_per_group_until_ready": round(spent_until_ready.get("kube-apiserver", 0.0) / groups, 4),
         "peak_rss_mb": round(peak, 1),
+        "cache_mb_at_ready": round(cache_mb, 1),
         "requests_per_group": {k: round(v, 2) for k, v in sorted(per_group.items())},
         "writes_per_group": round(sum(per_group.get(v, 0) for v in WRITES), 2),
         "noop_writes": int(noop_writes),
@@ -475,6 +477,7 @@ def table(result: dict) -> str:
              else "did not finish"),
             ("deleting every group (s)", result["delete_seconds"]),
             ("operator CPU (s)", result["cpu_seconds"]), ("operator peak RSS (MB)", result["peak_rss_mb"]),
+            ("of which the cache's objects, all groups Ready (MB of compact JSON)", result.get("cache_mb_at_ready", "-")),
             ("operator CPU per group, create to Ready (s)", result.get("operator_cpu_per_group_until_ready", "-")),
             ("API server CPU per group, create to Ready (s)", result.get("apiserver_cpu_per_group_until_ready", "-")),
             ("API writes per group (create until the operator's writes stop)", result["writes_per_group"]),
@@ -497,6 +500,7 @@ def table(result: dict) -> str:
                  ("RoleInstanceSet roles: operator's writes stop after the last group is Ready (s)",
                   ris.get("writes_stopped_after_ready_seconds", "-")),
                  ("RoleInstanceSet roles: operator peak RSS (MB)", ris["peak_rss_mb"]),
+                 ("RoleInstanceSet roles: the cache's objects, all groups Ready (MB)", ris.get("cache_mb_at_ready", "-")),
                  ("RoleInstanceSet roles: writes during a no-op full resync", noop_text(ris))]
     busy = result.get("busy")
     if busy:

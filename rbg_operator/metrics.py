@@ -27,6 +27,7 @@ api_requests = Counter("rbg_operator_api_requests_total", "API requests the reco
 api_response_bytes = Counter("rbg_operator_api_response_bytes_total",
                              "Bytes the API server sent back, by verb (list and watch included) and resource.",
                              ["verb", "resource"])
+cache_bytes = Gauge("rbg_operator_cache_bytes", "Size of the objects the cache holds, as the compact JSON it keeps.")
 groups = Gauge("rbg_operator_groups", "RoleBasedGroups by their Ready condition.", ["ready"])
 group_recreations = Counter("rbg_operator_group_recreations_total",
                             "Whole-group recreations done for RecreateRBGOnPodRestart.")

@@ -205,6 +205,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     if conversion is not None and SETTINGS.register_conversion:
         await webhook.register_conversion(kube, conversion)
     store = Store()
+    metrics.cache_bytes.set_function(lambda: store.json_bytes)
     queue: WorkQueue[Key] = WorkQueue()
     queue.on_add = lambda key: metrics.workqueue_adds.labels("rbg").inc()
     queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels("rbg").observe(waited)

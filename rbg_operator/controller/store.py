@@ -70,6 +70,7 @@ class Store:
         self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, _Entry]]] = defaultdict(lambda: defaultdict(dict))
         self._deleted: OrderedDict[str, None] = OrderedDict()
         self._unserved: set[KindKey] = set()  # kinds whose last list the API server answered 404
+        self.json_bytes = 0  # of every cached object: how much of the operator's memory the cache is
 
     def mark_served(self, api_version: str, kind: str, served: bool) -> None:
         """What the reflector of a kind last learnt: whether the API server serves it (a CRD not
@@ -109,7 +110,9 @@ class Store:
                        orjson.dumps(slim), written_by)
         if current is not None:
             self._unindex(kind, key, current)
+            self.json_bytes -= len(current.json)
         self._objects[kind][key] = entry
+        self.json_bytes += len(entry.json)
         if entry.group is not None:
             self._by_group[kind][(key[0], entry.group)][key[1]] = entry
         return Seen(True)
@@ -124,6 +127,7 @@ class Store:
         if current is not None and (uid is None or current.uid == uid):
             del objects[(namespace, name)]
             self._unindex((api_version, kind), (namespace, name), current)
+            self.json_bytes -= len(current.json)
             if current.uid:
                 self._bury(current.uid)
 

@@ -388,8 +388,10 @@ def test_metrics_use_controller_runtime_names_and_no_object_names(operator, kube
     for name in ("controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
                  "controller_runtime_reconcile_time_seconds", "workqueue_depth", "workqueue_adds_total",
                  "workqueue_queue_duration_seconds", "rest_client_requests_total", "leader_election_master_status",
-                 "rbg_operator_groups", "rbg_operator_group_recreations_total"):
+                 "rbg_operator_groups", "rbg_operator_group_recreations_total", "rbg_operator_cache_bytes"):
         assert f"# TYPE {name} " in text, name
+    cached = next(float(line.split()[1]) for line in text.splitlines() if line.startswith("rbg_operator_cache_bytes "))
+    assert cached > 1000, "the cache holds at least the group and its children"
     assert 'controller_runtime_reconcile_total{controller="rolebasedgroup",result="success"}' in text
     assert namespace not in text and "metered" not in text
 

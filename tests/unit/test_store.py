@@ -118,3 +118,18 @@ def test_other_owner_names_a_manager_outside_ours_that_owns_the_field():
     assert other_owner(managed, role_a, {"rbg-operator"}) == "rbg-operator-scalingadapter"
     assert other_owner(managed, role_a, {"rbg-operator-scalingadapter"}) is None
     assert other_owner(managed, ("f:spec", "f:roles", 'k:{"name":"b"}', "f:replicas"), set()) is None
+
+
+def test_json_bytes_follow_what_the_cache_holds():
+    """The size the operator reports for its cache: replaced and removed objects no longer count."""
+    store = Store()
+    store.upsert(service("u", "1"))
+    one = store.json_bytes
+    assert one > 0
+    store.upsert({**service("u", "2"), "spec": {"ports": [{"port": 8000}] * 10}})
+    assert store.json_bytes > one
+    store.upsert(service("v", "1") | {"metadata": {**service("v", "1")["metadata"], "name": "t"}})
+    store.remove("v1", "Service", "ns", "s", "u")
+    assert store.json_bytes == one
+    store.remove("v1", "Service", "ns", "t", "v")
+    assert store.json_bytes == 0
