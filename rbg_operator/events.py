@@ -1,7 +1,10 @@
 """Kubernetes Events for the operator's decisions, attached to the group they concern.
 
 Posted in the background, as client-go's recorder does: an Event is a record of a decision,
-not a step of it, so a reconcile does not wait for the API server to store it.
+not a step of it, so a reconcile does not wait for the API server to store it. Like client-go's
+broadcaster, the recorder holds a bounded backlog and drops what does not fit, with a warning:
+a storm of decisions (thousands of groups created at once, pods failing everywhere) must not
+cost the operator its memory.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ COMPONENT = "rbg-operator"
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube, concurrency: int = 8):
+    def __init__(self, kube: Kube, concurrency: int = 8, backlog: int = 1000):
         self.kube = kube
-        self._slots = asyncio.Semaphore(concurrency)  # Events must not crowd out the reconciles' requests
-        self._pending: set[asyncio.Task] = set()
+        self._concurrency = concurrency  # posters: Events must not crowd out the reconciles' requests
+        self._backlog: asyncio.Queue[dict] = asyncio.Queue(maxsize=backlog)
+        self._posters: list[asyncio.Task] = []
+        self.dropped = 0
 
     async def emit(self, obj: dict, type_: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
@@ -46,18 +51,34 @@ class EventRecorder:
             "count": 1,
         }
         log.info("%s/%s: %s: %s", meta["namespace"], meta["name"], reason, message)
-        task = asyncio.create_task(self._post(event))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _post(self, event: dict) -> None:
+        if not self._posters:  # started here, where an event loop surely runs
+            self._posters = [asyncio.create_task(self._post_backlog()) for _ in range(self._concurrency)]
         try:
-            async with self._slots:
+            self._backlog.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("%d Events dropped so far: %d are waiting to be posted already (the newest dropped: "
+                            "%s for %s)", self.dropped, self._backlog.maxsize, reason, meta["name"])
+
+    async def _post_backlog(self) -> None:
+        while True:
+            event = await self._backlog.get()
+            try:
                 await self.kube.create(event)
-        except Exception as error:  # an Event that cannot be posted must not fail anything
-            if not namespace_terminating(error):
-                log.warning("could not post event %s for %s: %s", event["reason"], event["involvedObject"]["name"], error)
+            except Exception as error:  # an Event that cannot be posted must not fail anything
+                if not namespace_terminating(error):
+                    log.warning("could not post event %s for %s: %s", event["reason"],
+                                event["involvedObject"]["name"], error)
+            finally:
+                self._backlog.task_done()
 
     async def flush(self) -> None:
-        """Wait for the Events still being posted (at shutdown)."""
-        await asyncio.gather(*self._pending, return_exceptions=True)
+        """Wait for the Events still waiting to be posted (at shutdown)."""
+        await self._backlog.join()
+
+    async def close(self) -> None:
+        for poster in self._posters:
+            poster.cancel()
+        await asyncio.gather(*self._posters, return_exceptions=True)
+        self._posters = []

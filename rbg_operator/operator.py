@@ -341,6 +341,7 @@ async def stop(memo: kopf.Memo, **_) -> None:
             await asyncio.wait_for(runtime.recorder.flush(), timeout=5)
         except asyncio.TimeoutError:
             log.warning("stopping with Events not yet posted")
+        await runtime.recorder.close()
     await runtime.kube.close()
 
 
