@@ -258,12 +258,20 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
-def requests_by_verb(samples: dict[str, float]) -> dict[str, float]:
-    verbs: dict[str, float] = {}
+def api_requests(samples: dict[str, float]) -> dict[tuple[str, str], float]:
+    """The operator's API requests so far, by (verb, resource), from its own counter."""
+    requests: dict[tuple[str, str], float] = {}
     for key, value in samples.items():
         if key.startswith("rbg_operator_api_requests_total{"):
-            verb = key.split('verb="')[1].split('"')[0]
-            verbs[verb] = verbs.get(verb, 0) + value
+            verb, resource = (key.split(f'{label}="')[1].split('"')[0] for label in ("verb", "resource"))
+            requests[(verb, resource)] = requests.get((verb, resource), 0) + value
+    return requests
+
+
+def requests_by_verb(samples: dict[str, float]) -> dict[str, float]:
+    verbs: dict[str, float] = {}
+    for (verb, _), value in api_requests(samples).items():
+        verbs[verb] = verbs.get(verb, 0) + value
     return verbs
 
 
@@ -272,15 +280,7 @@ WRITES = ("apply", "create", "patch", "update", "delete")
 
 def writes_by_resource(samples: dict[str, float]) -> dict[str, float]:
     """The operator's writes so far, as "verb resource" (a resync's writes say where they went)."""
-    writes: dict[str, float] = {}
-    for key, value in samples.items():
-        if key.startswith("rbg_operator_api_requests_total{"):
-            verb = key.split('verb="')[1].split('"')[0]
-            if verb in WRITES:
-                resource = key.split('resource="')[1].split('"')[0]
-                target = f"{verb} {resource}"
-                writes[target] = writes.get(target, 0) + value
-    return writes
+    return {f"{verb} {resource}": value for (verb, resource), value in api_requests(samples).items() if verb in WRITES}
 
 
 async def writes_stopped(port: int, quiet_seconds: float = 5, timeout: float = 180) -> float:
@@ -344,7 +344,7 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
         per_group = {verb: (created.get(verb, 0) - before.get(verb, 0)) / groups for verb in created}
 
         say("measuring a full resync with nothing to change")
-        quiet, quiet_writes = created, writes_by_resource(scrape(port))
+        quiet = writes_by_resource(scrape(port))
         reconciles = lambda: sum(v for k, v in scrape(port).items()
                                  if k.startswith('controller_runtime_reconcile_total{controller="rolebasedgroup"'))
         base = reconciles()
@@ -353,10 +353,8 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
             done = reconciles() - base
             return True if done >= groups else f"{done:.0f}/{groups} groups resynced"
         await poll_until("one full resync", resynced, 90)
-        after_resync = requests_by_verb(scrape(port))
-        noop_writes = sum(after_resync.get(v, 0) - quiet.get(v, 0) for v in WRITES)
-        noop_targets = {k: v - quiet_writes.get(k, 0) for k, v in writes_by_resource(scrape(port)).items()
-                        if v != quiet_writes.get(k, 0)}
+        noop_targets = {k: v - quiet.get(k, 0) for k, v in writes_by_resource(scrape(port)).items()
+                        if v != quiet.get(k, 0)}
 
         say("rolling every group to a new image")
         started = time.monotonic()
@@ -403,7 +401,7 @@ async def with_operator(kube: Kube, groups: int, variant: str = "StatefulSet") -
         "cache_mb_at_ready": round(cache_mb, 1),
         "requests_per_group": {k: round(v, 2) for k, v in sorted(per_group.items())},
         "writes_per_group": round(sum(per_group.get(v, 0) for v in WRITES), 2),
-        "noop_writes": int(noop_writes),
+        "noop_writes": int(sum(noop_targets.values())),
         "noop_writes_by_resource": noop_targets,
         "writes_stopped_after_ready_seconds": round(settle_seconds, 1),
         "cpu_until_ready_by_process": spent_until_ready,
