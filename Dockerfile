@@ -41,4 +41,8 @@ ENV PATH=${VENV}/bin:$PATH PYTHONUNBUFFERED=1
 USER 65532:65532
 # Metrics, health probes and the admission webhook (metrics.port, healthPort, webhook.port in the chart).
 EXPOSE 8080 8081 9443
-ENTRYPOINT ["rbg-operator", "run"]
+# The program is the entry point and its sub-command the default arguments, as controller images do:
+# Kubernetes' `args` replace CMD, so the chart's `args: [run, ...]` run `rbg-operator run ...`, and a
+# bare `docker run IMAGE` still runs the operator.
+ENTRYPOINT ["rbg-operator"]
+CMD ["run"]

@@ -8,7 +8,6 @@ the local one (it must have the LeaderWorkerSet and PodGroup CRDs and schedulabl
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -20,6 +19,7 @@ import pytest
 from localcluster import crds
 from rbg_operator.webhook import CONVERTED_CRDS
 from tests.support import canary
+from tests.support.conversion import conversion_given_back
 from tests.support.kubectl import Kubectl, condition, wait_for
 from tests.support.operator import OperatorProcess, free_port
 
@@ -197,19 +197,17 @@ def _conversion_webhook(client: Kubectl, kubeconfig: str):
     v1alpha2 by default, and v1alpha2 reads go through it), as the chart's operator does. It
     reconciles nothing: it watches a namespace that does not exist. Afterwards the conversion goes
     back to whoever had it before (the demo's operator), unless someone registered since."""
-    before = crds.conversion_client_config(client.run, CONVERTED_CRD)
-    process = OperatorProcess(kubeconfig, LOG_DIR / "conversion-operator.log", "--namespace=rbg-conversion-only",
-                              f"--webhook-bind-address=127.0.0.1:{free_port()}", "--register-conversion").start()
-    ours = wait_for("the conversion webhook registered", lambda: (c := crds.conversion_client_config(
-        client.run, CONVERTED_CRD)) != before and c, 30)
-    try:
-        yield
-    finally:
-        process.stop()
-        if before is not None and crds.conversion_client_config(client.run, CONVERTED_CRD) == ours:
-            for name in CONVERTED_CRDS:
-                client.run("patch", "crd", name, "--type=merge", "-p", json.dumps({"spec": {"conversion": {
-                    "webhook": {"clientConfig": {"url": None, "service": None, "caBundle": None, **before}}}}}))
+    with conversion_given_back(client) as registered:
+        before = crds.conversion_client_config(client.run, CONVERTED_CRD)
+        process = OperatorProcess(kubeconfig, LOG_DIR / "conversion-operator.log", "--namespace=rbg-conversion-only",
+                                  f"--webhook-bind-address=127.0.0.1:{free_port()}", "--register-conversion").start()
+        try:
+            wait_for("the conversion webhook registered", lambda: crds.conversion_client_config(
+                client.run, CONVERTED_CRD) not in (before, None), 30)
+            registered()
+            yield
+        finally:
+            process.stop()
 
 
 def _nobody_else_acts_on_test_namespaces(client: Kubectl) -> None:

@@ -4,26 +4,33 @@ leader election, metrics, the kubectl plugin, and the installable entrypoint."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import re
 import secrets
+import shlex
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.container import container_argv, image_entrypoint_and_cmd
+from tests.support.conversion import conversion_given_back
 from tests.support.examples import model_volume, sglang_example
 from tests.support.kubectl import Kubectl, condition, wait_for
-from tests.support.operator import OperatorProcess
+from tests.support.operator import OperatorProcess, free_port
 from tests.support.testgroup import OwnDiscoveryCache, crds_under_a_test_group
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ack-rbgs"
+DOCKERFILE = REPO / "Dockerfile"
 C = [{"name": "main", "image": "example.com/app:v1"}]
 
 
@@ -67,7 +74,8 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     assert "priorityClassName" not in pod
     container = pod["containers"][0]
     assert container["image"] == "registry.example.com/rbg-operator:0.1.0"
-    assert container["args"][:2] == ["run", "--leader-elect"]
+    assert container_argv(image_entrypoint_and_cmd(DOCKERFILE), container)[:3] == \
+        ["rbg-operator", "run", "--leader-elect"]
     assert "--progress-deadline-seconds=600" in container["args"]
     shorter = next(d for d in render(helm, "--set", "operator.progressDeadlineSeconds=120") if d["kind"] == "Deployment")
     assert "--progress-deadline-seconds=120" in shorter["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -267,6 +275,102 @@ def _service_account_kubeconfig(kubectl: Kubectl, namespace: str, account: str, 
         "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": account}}],
         "current-context": "sa"}))
     return str(path)
+
+
+def _as_kubernetes_starts(container: dict, namespace: str, volumes: dict[str, Path], env: dict[str, str]) -> tuple[list[str], dict]:
+    """The container's argv and environment for a local process: the image's ENTRYPOINT/CMD with the
+    pod's command/args, each volume mount's path replaced by the local directory standing for it, the
+    env with fieldRef metadata.namespace resolved, and the image's PATH (the virtualenv's bin first)."""
+    argv = container_argv(image_entrypoint_and_cmd(DOCKERFILE), container)
+    for mount in container.get("volumeMounts") or []:
+        argv = [arg.replace(mount["mountPath"], str(volumes[mount["name"]])) for arg in argv]
+    for item in container.get("env") or []:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}, item
+            env[item["name"]] = namespace
+    env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return argv, env
+
+
+def test_the_chart_container_started_as_kubernetes_starts_it_serves_and_reconciles(helm, kubectl: Kubectl,
+                                                                                    namespace: str, tmp_path):
+    """The chart's Deployment, as installed, run the way the kubelet runs it: the image's ENTRYPOINT
+    and CMD from the Dockerfile combined with the container's args, the chart's Secret where the chart
+    mounts it, and the chart's ServiceAccount for credentials. (The local nodes are kwok fakes, so the
+    process runs here instead of in a pod.) It must start, hold the Lease, reconcile, and serve the
+    webhook with the chart's certificate."""
+    release, home = f"rbgs-{secrets.token_hex(3)}", f"rbgs-system-{secrets.token_hex(3)}"
+    health, metrics, webhook_port = free_port(), free_port(), free_port()
+    kubectl.run("create", "namespace", home)
+    kubectl.run("label", "namespace", home, "pod-security.kubernetes.io/enforce=restricted")
+    # The webhook on, as by default; no replica, so the Service has no endpoints and the API server
+    # skips its Ignore-policy webhook at once while the process below stands for the pod.
+    helm("install", release, str(CHART), "-n", home, "--wait=false", "--set", "replicaCount=0",
+         "--set", f"operator.watchNamespaces={{{namespace}}}", "--set", f"healthPort={health}",
+         "--set", f"metrics.port={metrics}", "--set", f"webhook.port={webhook_port}")
+    process = None
+    try:
+        with conversion_given_back(kubectl):
+            deployment = wait_for("the Deployment", lambda: (d := kubectl.get(
+                "deployments", namespace=home, selector=f"app.kubernetes.io/instance={release}")) and d[0], 30)
+            pod = deployment["spec"]["template"]["spec"]
+            container = pod["containers"][0]
+            volumes = {}
+            for volume in pod["volumes"]:
+                local = volumes[volume["name"]] = tmp_path / volume["name"]
+                local.mkdir()
+                if "secret" in volume:
+                    secret = kubectl.get("secret", volume["secret"]["secretName"], home)
+                    for key, value in secret["data"].items():
+                        (local / key).write_bytes(base64.b64decode(value))
+            account = pod["serviceAccountName"]
+            env = {"KUBECONFIG": _service_account_kubeconfig(kubectl, home, account, tmp_path / "kubeconfig"),
+                   "HOME": str(tmp_path)}
+            argv, env = _as_kubernetes_starts(container, home, volumes, env)
+            log = tmp_path / "operator.log"
+            with open(log, "wb") as out:
+                process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL)
+
+            def healthy() -> bool:
+                assert process.poll() is None, f"{shlex.join(argv)} exited with {process.returncode}:\n" + \
+                    log.read_text()[-3000:]
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2) as answer:
+                        return answer.status == 200
+                except OSError:
+                    return False
+
+            wait_for("the chart's container healthy", healthy, 60)
+            kubectl.apply({"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
+                           "metadata": {"name": "charted"},
+                           "spec": {"roles": [{"name": "web", "template": {"spec": {"containers": C}}}]}}, namespace)
+            wait_for("the group reconciled by the chart's container", lambda: (condition(
+                kubectl.get("rbg", "charted", namespace), "Ready") or {}).get("status") == "True", 90)
+            lease = kubectl.get("lease", deployment["metadata"]["name"], home)
+            assert lease and lease["spec"]["holderIdentity"], lease
+            # The webhook, with the chart's certificate from the mounted Secret: a ConversionReview
+            # answered over TLS that the chart's CA verifies.
+            context = ssl.create_default_context(cafile=str(volumes["webhook-cert"] / "ca.crt"))
+            context.check_hostname = False  # the certificate names the Service, not 127.0.0.1
+            review = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview", "request": {
+                "uid": "1", "desiredAPIVersion": "workloads.x-k8s.io/v1alpha2",
+                "objects": [kubectl.get("rbg", "charted", namespace)]}}
+            request = urllib.request.Request(f"https://127.0.0.1:{webhook_port}/convert",
+                                             data=json.dumps(review).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+                converted = json.loads(answer.read())["response"]
+            assert converted["result"]["status"] == "Success", converted
+            assert converted["convertedObjects"][0]["apiVersion"] == "workloads.x-k8s.io/v1alpha2"
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+        helm("uninstall", release, "-n", home, check=False)
+        kubectl.run("delete", "namespace", home, "--wait=false")
 
 
 @pytest.mark.parametrize("scope", ["all-namespaces", "watched-namespace"])

@@ -23,6 +23,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
+from tests.support.container import container_argv, image_entrypoint_and_cmd
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 VALUES = REPO / "charts" / "ack-rbgs" / "values.yaml"
@@ -131,9 +133,11 @@ def test_exposes_the_ports_the_chart_serves_on():
     assert not missing, f"EXPOSE {sorted(exposed)} lacks the chart's {missing}"
 
 
-def test_entrypoint_is_the_operator_run_command():
-    entrypoints = stages()[-1].all("ENTRYPOINT")
-    assert entrypoints and json.loads(entrypoints[-1].value) == ["rbg-operator", "run"]
+def test_entrypoint_is_the_program_and_cmd_its_run_command():
+    # The chart's `args` start with `run` and replace CMD; an ENTRYPOINT holding `run` too made
+    # `rbg-operator run run ...`, which exits at once (tests/cluster/test_packaging.py runs the
+    # chart's container command as Kubernetes would).
+    assert image_entrypoint_and_cmd(DOCKERFILE) == (["rbg-operator"], ["run"])
 
 
 def test_runtime_stage_installs_nothing_and_runs_from_the_build_stage_venv():
@@ -254,9 +258,9 @@ def test_the_venv_holds_no_build_tools(built: Built):
     assert not scripts, f"build tool scripts in the venv: {scripts}"
 
 
-def test_the_entrypoint_from_the_venv_shows_its_flags(built: Built):
-    entrypoint = json.loads(stages()[-1].all("ENTRYPOINT")[-1].value)
-    shown = _run(built, str(built.venv / "bin" / entrypoint[0]), *entrypoint[1:], "--help")
+def test_the_image_default_command_from_the_venv_shows_its_flags(built: Built):
+    program, *arguments = container_argv(image_entrypoint_and_cmd(DOCKERFILE), {})
+    shown = _run(built, str(built.venv / "bin" / program), *arguments, "--help")
     assert shown.returncode == 0, shown.stderr
     assert "--leader-elect" in shown.stdout
 
