@@ -288,7 +288,7 @@ def _as_kubernetes_starts(container: dict, namespace: str, volumes: dict[str, Pa
         if "value" in item:
             env[item["name"]] = item["value"]
         else:
-            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}, item
+            assert item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace", item
             env[item["name"]] = namespace
     env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     return argv, env
