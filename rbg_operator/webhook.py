@@ -31,7 +31,7 @@ from .api.conversion import ConversionError, convert
 from .api.errors import describe
 from .api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
-from .api.v1alpha2 import RoleBasedGroupSpecV2
+from .api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleBasedGroupSpecV2
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def validate_group(spec: dict, name: str | None, warnings: list[str], annotation
 def validate_group_set(spec: dict, name: str | None, warnings: list[str], **_) -> None:
     if written_as_v1alpha2(dict(spec).get("template") or {}):
         v2 = conversion.set_to_v2({"kind": "RoleBasedGroupSet", "metadata": {}, "spec": dict(spec)})
-        check(RoleBasedGroupSpecV2, v2["spec"]["groupTemplate"]["spec"], "spec.groupTemplate.spec")
+        check(RoleBasedGroupSetSpecV2, v2["spec"], "spec")  # the group template, and its copies' bytes
         return
     group_set = check(RoleBasedGroupSetSpec, dict(spec), "spec")
     # Every member is a group {name}-{index}: the longest index is the one that must fit.

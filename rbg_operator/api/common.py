@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import re
+
+import orjson
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
@@ -98,15 +100,6 @@ def resolve(value: int | str | None, total: int, *, round_up: bool = False, defa
     return math.ceil(fraction) if round_up else math.floor(fraction)
 
 
-# A count or a percentage: 3 or "25%", never "1.5%" or "two".
-IntOrString = Annotated[int | str, AfterValidator(_int_or_percent), WithJsonSchema({
-    "x-kubernetes-int-or-string": True,
-    "maxLength": 8,  # bounds the CEL rule's cost estimate ("10000%" is 6)
-    "x-kubernetes-validations": [{
-        "rule": f"type(self) == int ? self >= 0 : self.matches('{INT_OR_PERCENT}')",
-        "message": "must be a whole number or a whole percentage such as '25%'"}]})]
-Percent = Annotated[str, Field(pattern=PERCENT)]
-DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
 # Bounds that keep the CEL rules' cost estimate within the API server's budget.
 MAX_ROLES = 64
 # Size caps, so that no object admission accepts can make the operator allocate without bound
@@ -114,7 +107,42 @@ MAX_ROLES = 64
 MAX_ROLE_REPLICAS = 5000
 MAX_LEADER_WORKER_SIZE = 256
 MAX_GROUP_PODS = 5000
+MAX_INSTANCE_PODS = MAX_GROUP_PODS  # one RoleInstance's pods, over all its components
 MAX_SET_REPLICAS = 1000
+# The template bytes one object may have copied into the objects made from it: a RoleInstanceSet
+# role copies its template into each of its RoleInstances, a set its group template into each
+# member. Each copy sits in etcd and in every operator replica's cache, and no pod quota counts it.
+# 32 MiB is hundreds of times what an SGLang group needs (examples/sglang_pd.yaml: 6 KB in all).
+MAX_FANOUT_BYTES = 32 * 1024 * 1024
+
+# A count or a percentage: 3 or "25%", never "1.5%" or "two".
+IntOrString = Annotated[int | str, AfterValidator(_int_or_percent), WithJsonSchema({
+    "x-kubernetes-int-or-string": True,
+    "maxLength": 8,  # bounds the CEL rule's cost estimate ("10000%" is 6)
+    "x-kubernetes-validations": [{
+        "rule": f"type(self) == int ? self >= 0 : self.matches('{INT_OR_PERCENT}')",
+        "message": "must be a whole number or a whole percentage such as '25%'"}]})]
+SURGE_LIMITS = f"a whole number from 0 to {MAX_ROLE_REPLICAS} or a percentage from 0% to 100%"
+
+
+def _surge(value: int | str) -> int | str:
+    value = _int_or_percent(value)
+    if isinstance(value, int) and value > MAX_ROLE_REPLICAS or isinstance(value, str) and int(value[:-1]) > 100:
+        raise ValueError(f"{value!r} is too large: must be {SURGE_LIMITS}")
+    return value
+
+
+# maxSurge: extra instances during a rollout. More than the replicas cap, or than 100%, surges
+# nothing more (a rollout needs at most `replicas` new instances) but would make the operator
+# plan that many (a rollout plan is per instance).
+MaxSurge = Annotated[int | str, AfterValidator(_surge), WithJsonSchema({
+    "x-kubernetes-int-or-string": True,
+    "maxLength": 8,  # as IntOrString's: a longer string is refused before the rule runs
+    "x-kubernetes-validations": [{
+        "rule": f"type(self) == int ? self >= 0 && self <= {MAX_ROLE_REPLICAS} : self.matches('{PERCENT}')",
+        "message": f"maxSurge must be {SURGE_LIMITS}"}]})]
+Percent = Annotated[str, Field(pattern=PERCENT)]
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
 RoleName = Annotated[str, Field(max_length=63)]
 
 
@@ -128,6 +156,24 @@ class Condition(ApiModel):
     last_transition_time: str = Field(description="When the status last changed (RFC 3339).",
                                       json_schema_extra={"format": "date-time"})
     observed_generation: int | None = Field(None, ge=0, description="The .metadata.generation the condition was set for.")
+
+
+def json_size(value: Any) -> int:
+    """Bytes of a value as compact JSON: what one copy of it costs in etcd and in the cache."""
+    return len(orjson.dumps(value))
+
+
+def fanout_problem(where: str, copies: list[tuple[str, int, int]]) -> str | None:
+    """The refusal (naming `where`) when copies of templates, given as (what, count, bytes of
+    one), add up to more than MAX_FANOUT_BYTES; None when they fit."""
+    total = sum(count * size for _, count, size in copies)
+    if total <= MAX_FANOUT_BYTES:
+        return None
+    largest = sorted(copies, key=lambda c: -c[1] * c[2])[:3]
+    detail = ", ".join(f"{what}: {count} x {size} bytes" for what, count, size in largest)
+    return (f"{where}: the copies of templates this object makes ({detail}) come to {total} bytes, at most "
+            f"{MAX_FANOUT_BYTES} bytes ({MAX_FANOUT_BYTES >> 20} MiB) are allowed (lower the replicas or "
+            f"the template's size)")
 
 
 def json_object(text: str | None) -> dict:

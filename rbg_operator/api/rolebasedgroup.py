@@ -18,6 +18,7 @@ from .common import (
     json_object,
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
+    MaxSurge,
     MAX_ROLE_REPLICAS,
     MAX_ROLES,
     Condition,
@@ -27,6 +28,8 @@ from .common import (
     DnsLabel,
     FreeForm,
     IntOrString,
+    fanout_problem,
+    json_size,
     Percent,
     PodTemplateSpec,
     ServicePort,
@@ -94,7 +97,8 @@ class RollingUpdate(ApiModel):
     partition: IntOrString | None = Field(
         None, description="Ordinal (or percentage of replicas) below which pods keep the old revision.")
     max_unavailable: IntOrString = Field(1, description="Pods (or percentage) that may be unavailable during the update.")
-    max_surge: IntOrString = Field(0, description="Extra pods (or percentage) allowed above replicas during the update.")
+    max_surge: MaxSurge = Field(0, description="Extra pods (or percentage) allowed above replicas during the update "
+                                               "(at most 5000 or 100%).")
     paused: bool = Field(False, description="Holds the role's rollout where it is.")
     in_place_update_strategy: InPlaceUpdateStrategy | None = Field(None, description="In-place update settings.")
 
@@ -165,6 +169,19 @@ class Role(ApiModel):
     @property
     def leader_worker_size(self) -> int:
         return self.leader_worker_set.size if self.leader_worker_set else 1
+
+    @property
+    def pods_per_replica(self) -> int:
+        """Pods one replica runs: its leader-worker size, or the sum of its custom components'
+        sizes (kept for v1alpha2 in an annotation that CEL cannot read, so counted here)."""
+        if self.pattern != "customComponents":
+            return self.leader_worker_size
+        components = (self.v1alpha2_fields.get("customComponentsPattern") or {}).get("components")
+        if not isinstance(components, list):
+            return 0
+        sizes = [c.get("size", 1) if isinstance(c, dict) else 0 for c in components]
+        # Whatever is not a whole number counts as one pod here; the RoleInstance's schema refuses it.
+        return sum(s if isinstance(s, int) and not isinstance(s, bool) and s >= 0 else 1 for s in sizes)
 
     @property
     def v1alpha2_fields(self) -> dict:
@@ -335,14 +352,31 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
         for role_name in rule.roles:
             if role_name not in names:
                 problems.append(f"coordination[{i}].roles: unknown role {role_name!r}")
-    pods = sum(role.replicas * role.leader_worker_size for role in spec.roles)
+    pods = sum(role.replicas * role.pods_per_replica for role in spec.roles)
     if pods > MAX_GROUP_PODS:
-        problems.append(f"roles: the group's pods (replicas times leaderWorkerSet.size, over all roles) are {pods}, "
-                        f"at most {MAX_GROUP_PODS} are allowed")
+        problems.append(f"roles: the group's pods (replicas times leaderWorkerSet.size or the custom components' "
+                        f"sizes, over all roles) are {pods}, at most {MAX_GROUP_PODS} are allowed")
+    fanout = fanout_problem("roles", group_fanout(spec))
+    if fanout:
+        problems.append(fanout)
     policy = spec.pod_group_policy
     if policy is not None and policy.kube_scheduling is not None and policy.volcano_scheduling is not None:
         problems.append("podGroupPolicy: set at most one gang backend: kubeScheduling or volcanoScheduling")
     return problems
+
+
+def group_fanout(spec: RoleBasedGroupSpec) -> list[tuple[str, int, int]]:
+    """The template copies a group makes (what, count, bytes of one): each RoleInstanceSet role puts
+    its template (twice for a leader and its workers) into each of its `replicas` RoleInstances."""
+    templates = {t.name: t.template for t in spec.role_templates or []}
+    copies = []
+    for i, role in enumerate(spec.roles):
+        if role.workload.key != ROLEINSTANCESET:
+            continue  # one workload object; its pods are counted by pod quotas and the pod caps
+        size = json_size(role.wire()) + (json_size(templates.get(role.template_ref.name))
+                                         if role.template_ref is not None else 0)
+        copies.append((f"roles[{i}] ({role.name})", role.replicas, size * (2 if role.pattern == "leaderWorker" else 1)))
+    return copies
 
 
 def fields_not_acted_on(spec: RoleBasedGroupSpec) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from .common import (
+    MAX_INSTANCE_PODS,
     MAX_LEADER_WORKER_SIZE,
     MAX_ROLE_REPLICAS,
     MAX_ROLES,
@@ -22,7 +23,11 @@ from .common import (
     Condition,
     DnsLabel,
     IntOrString,
+    MaxSurge,
     PodTemplateSpec,
+    cel,
+    fanout_problem,
+    json_size,
     k8s_type,
 )
 from .rolebasedgroup import LIST_MAP_BY_NAME, InPlaceUpdateStrategy
@@ -64,8 +69,19 @@ class RoleInstanceReadinessGate(ApiModel):
     condition_type: str = Field(description="Type of a condition in the RoleInstance's status.conditions.")
 
 
+# CEL: the pods of one instance (unset size is 1, as the schema's default).
+INSTANCE_PODS = "self.components.map(c, has(c.size) ? c.size : 1).sum()"
+
+
 class RoleInstanceSpec(ApiModel):
     """The components of one instance and how its readiness and restarts work."""
+
+    # Each pod costs the operator work on every reconcile of the instance; one instance may hold
+    # as many pods as a whole group.
+    model_config = ApiModel.model_config | {"json_schema_extra": cel((
+        f"{INSTANCE_PODS} <= {MAX_INSTANCE_PODS}",
+        f"an instance's pods (the sum of its components' sizes) must be at most {MAX_INSTANCE_PODS}",
+        ".components"))}
 
     components: list[RoleInstanceComponent] = Field(
         min_length=1, max_length=MAX_ROLES, description="The instance's components, each unique by name.",
@@ -79,11 +95,18 @@ class RoleInstanceSpec(ApiModel):
     readiness_gates: list[RoleInstanceReadinessGate] | None = Field(
         None, description="Instance conditions that must be True for the instance to be ready.")
 
+    @property
+    def pods(self) -> int:
+        return sum(c.size for c in self.components)
+
     @model_validator(mode="after")
     def _unique_names(self) -> "RoleInstanceSpec":
         names = [c.name for c in self.components]
         problems = [f"components[{i}].name: {name!r} is used more than once"
                     for i, name in enumerate(names) if name in names[:i]]
+        if self.pods > MAX_INSTANCE_PODS:
+            problems.append(f"components: an instance's pods (the sum of its components' sizes) are {self.pods}, at "
+                            f"most {MAX_INSTANCE_PODS} are allowed")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -144,8 +167,9 @@ class RoleInstanceSetUpdateStrategy(ApiModel):
     partition: IntOrString = Field(0, description="Instances (or percentage, rounded down) kept at the old revision.")
     max_unavailable: IntOrString | None = Field(
         None, description="Instances (or percentage) that may be unavailable during the update (default 10%).")
-    max_surge: IntOrString | None = Field(
-        None, description="Extra instances (or percentage, rounded up) above replicas during the update (default 0).")
+    max_surge: MaxSurge | None = Field(
+        None, description="Extra instances (or percentage, rounded up) above replicas during the update (default 0; "
+                          "at most 5000 or 100%).")
     paused: bool = Field(False, description="Holds the rollout where it is.")
     in_place_update_strategy: InPlaceUpdateStrategy | None = Field(None, description="In-place update settings.")
 
@@ -171,6 +195,14 @@ class RoleInstanceSetLifecycle(ApiModel):
 class RoleInstanceSetSpec(ApiModel):
     """How many instances to run, what each looks like, and how changes roll out."""
 
+    # A set may run as many pods as a group. Its other bound, the bytes of template its instances
+    # copy (instance_set_fanout_problem), CEL cannot measure: the controller refuses to fan out.
+    model_config = ApiModel.model_config | {"json_schema_extra": cel((
+        f"(has(self.replicas) ? self.replicas : 1) * {INSTANCE_PODS.replace('self.', 'self.roleInstanceTemplate.')}"
+        f" <= {MAX_INSTANCE_PODS}",
+        f"the set's pods (replicas times the sum of the instance's component sizes) must be at most "
+        f"{MAX_INSTANCE_PODS}", ".replicas"))}
+
     # The reference only documents the default 1 (Q25): here the API server applies it.
     replicas: int = Field(1, ge=0, le=MAX_ROLE_REPLICAS, description="Number of instances.")
     selector: LabelSelector | None = Field(
@@ -186,6 +218,28 @@ class RoleInstanceSetSpec(ApiModel):
     revision_history_limit: int = Field(10, ge=0, description="Old ControllerRevisions kept.")
     min_ready_seconds: int = Field(0, ge=0, description="Seconds an instance must be ready before it is available.")
     lifecycle: RoleInstanceSetLifecycle | None = Field(None, description="Lifecycle hooks (Stateless mode only).")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "RoleInstanceSetSpec":
+        problems = []
+        pods = self.replicas * self.role_instance_template.pods
+        if pods > MAX_INSTANCE_PODS:
+            problems.append(f"replicas: the set's pods (replicas times the sum of the instance's component sizes) "
+                            f"are {pods}, at most {MAX_INSTANCE_PODS} are allowed")
+        fanout = instance_set_fanout_problem(self.wire())
+        if fanout:
+            problems.append(fanout)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def instance_set_fanout_problem(spec: dict) -> str | None:
+    """Why a RoleInstanceSet (its spec as stored) may not make its instances: each is a copy of
+    roleInstanceTemplate, and `replicas` of them would pass MAX_FANOUT_BYTES. None when they fit."""
+    replicas = spec.get("replicas", 1)
+    return fanout_problem("replicas", [("roleInstanceTemplate", replicas if isinstance(replicas, int) else 0,
+                                        json_size(spec.get("roleInstanceTemplate")))])
 
 
 class RoleInstanceSetStatus(ApiModel):

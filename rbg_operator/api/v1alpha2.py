@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from .common import (
+    MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
     MAX_ROLE_REPLICAS,
     MAX_ROLES,
@@ -26,10 +27,13 @@ from .common import (
     RoleName,
     ServicePort,
     cel,
+    fanout_problem,
+    json_size,
     resolve,
 )
 from .rolebasedgroup import (LIST_MAP_BY_NAME, EngineRuntime, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy,
                              dependency_cycle)
+from .rolebasedgroupset import set_fanout
 
 API_VERSION = "workloads.x-k8s.io/v1alpha2"
 WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
@@ -147,6 +151,18 @@ class RoleV2(ApiModel):
     pod_management_policy: Literal["OrderedReady", "Parallel"] | None = Field(
         None, description="OrderedReady creates instances one at a time; Parallel (the default) all at once.")
 
+    @property
+    def pods_per_replica(self) -> int:
+        if self.leader_worker_pattern is not None:
+            return self.leader_worker_pattern.size
+        if self.custom_components_pattern is not None:
+            return sum(c.size or 0 for c in self.custom_components_pattern.components or [])
+        return 1
+
+    @property
+    def runs_as_instance_set(self) -> bool:
+        return (self.annotations or {}).get(WORKLOAD_TYPE_KEY, ROLE_INSTANCE_SET) == ROLE_INSTANCE_SET
+
 
 class RoleBasedGroupSpecV2(ApiModel):
     """A list of named roles deployed, ordered, scheduled and updated as one group."""
@@ -154,6 +170,13 @@ class RoleBasedGroupSpecV2(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         ("self.roles.all(r, !has(r.dependencies) || r.dependencies.all(d, self.roles.exists(x, x.name == d)))",
          "dependencies must name roles of this group", ".roles"),
+        ("self.roles.map(r, (has(r.replicas) ? r.replicas : 1) * (has(r.leaderWorkerPattern)"
+         " ? (has(r.leaderWorkerPattern.size) ? r.leaderWorkerPattern.size : 1)"
+         " : has(r.customComponentsPattern) && has(r.customComponentsPattern.components)"
+         " ? r.customComponentsPattern.components.map(c, has(c.size) ? c.size : 0).sum() : 1)).sum()"
+         f" <= {MAX_GROUP_PODS}",
+         f"the group's pods (replicas times the pods of one instance, over all roles) must be at most {MAX_GROUP_PODS}",
+         ".roles"),
     )}
 
     roles: list[RoleV2] = Field(min_length=1, max_length=MAX_ROLES, description="The group's roles.",
@@ -170,6 +193,10 @@ class RoleBasedGroupSpecV2(ApiModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def pods(self) -> int:
+        return sum(role.replicas * role.pods_per_replica for role in self.roles)
 
     def role(self, name: str) -> RoleV2:
         return next(r for r in self.roles if r.name == name)
@@ -198,6 +225,17 @@ class RoleBasedGroupSetSpecV2(ApiModel):
 
     replicas: int = Field(1, ge=0, le=MAX_SET_REPLICAS, description="Number of RoleBasedGroups in the set.")
     group_template: GroupTemplate = Field(description="Every member group's labels, annotations and spec.")
+
+    @model_validator(mode="after")
+    def _bounded_fanout(self, info: ValidationInfo) -> "RoleBasedGroupSetSpecV2":
+        if (info.context or {}).get("structure_only"):
+            return self
+        group = self.group_template.spec
+        problem = fanout_problem("replicas", set_fanout(self.replicas, json_size(self.group_template.wire()),
+                                                        group_fanout(group) if group is not None else []))
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class PolicyRollingUpdate(ApiModel):
@@ -313,4 +351,27 @@ def spec_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
     cycle = dependency_cycle(spec)
     if cycle:
         problems.append(f"roles: dependency cycle {' -> '.join(cycle)}")
+    if spec.pods > MAX_GROUP_PODS:
+        problems.append(f"roles: the group's pods (replicas times the pods of one instance: leaderWorkerPattern.size "
+                        f"or the sum of the custom components' sizes, over all roles) are {spec.pods}, at most "
+                        f"{MAX_GROUP_PODS} are allowed")
+    fanout = fanout_problem("roles", group_fanout(spec))
+    if fanout:
+        problems.append(fanout)
     return problems
+
+
+def group_fanout(spec: RoleBasedGroupSpecV2) -> list[tuple[str, int, int]]:
+    """The template copies a group makes (what, count, bytes of one), as the v1alpha1 group_fanout
+    counts them: each RoleInstanceSet role's template in each of its RoleInstances."""
+    templates = {t.name: t.template for t in spec.role_templates or []}
+    copies = []
+    for i, role in enumerate(spec.roles):
+        if not role.runs_as_instance_set:
+            continue
+        source = role.standalone_pattern or role.leader_worker_pattern
+        ref = source.template_ref if source is not None else None
+        size = json_size(role.wire()) + (json_size(templates.get(ref.name)) if ref is not None else 0)
+        copies.append((f"roles[{i}] ({role.name})", role.replicas,
+                       size * (2 if role.leader_worker_pattern is not None else 1)))
+    return copies

@@ -16,6 +16,7 @@ import logging
 
 from .. import naming
 from ..api.common import resolve
+from ..api.roleinstance import instance_set_fanout_problem
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
@@ -129,7 +130,10 @@ def plan_instances(spec: dict, revision: str, instances: list[InstanceView]) -> 
     ordered = spec.get("podManagementPolicy") == "OrderedReady"
     by_ordinal = {i.ordinal: i for i in instances if i.ordinal is not None}
     partition = resolve(strategy.get("partition"), replicas)
-    surge = 0 if strategy.get("paused") else resolve(strategy.get("maxSurge", 0), replicas, round_up=True)
+    # A rollout never needs more than `replicas` new instances: a larger surge (one stored before
+    # admission bounded it) would only make the plan, which lists instances, huge.
+    surge = 0 if strategy.get("paused") else min(resolve(strategy.get("maxSurge", 0), replicas, round_up=True),
+                                                 replicas)
     behind = [o for o in range(partition, replicas) if o in by_ordinal and by_ordinal[o].revision != revision]
     settled = all(o in by_ordinal and by_ordinal[o].revision == revision and by_ordinal[o].ready
                   for o in range(partition, replicas))
@@ -244,6 +248,11 @@ class InstanceSetReconciler:
         instances = owned(self.store, INSTANCE, body)
         views = [view(i, name) for i in instances]
         plan = plan_instances(spec, revision, views)
+        # Each instance is a copy of the template: past the bound, none is made or rewritten (the
+        # set was admitted by CEL, which cannot measure bytes; a group's role was refused earlier).
+        too_large = instance_set_fanout_problem(spec)
+        if too_large:
+            plan.create, plan.update = [], []
         for ordinal in plan.create + plan.update:
             await self._apply(desired_instance(body, ordinal, revision))
         for instance in instances:
@@ -262,8 +271,16 @@ class InstanceSetReconciler:
                    "message": f"updateStrategy.type InPlaceOnly cannot update {'; '.join(blocked)}; only "
                               f"recreating would; set the type to InPlaceIfPossible to allow it"}
                   if blocked else {"type": "FailedUpdate", "status": "False", "reason": "NoFailure", "message": ""})
-        status["conditions"] = conditions.merge((body.get("status") or {}).get("conditions"), [failed],
-                                                body["metadata"].get("generation", 0))
+        previous = (body.get("status") or {}).get("conditions")
+        wanted = [failed]
+        if too_large:
+            wanted.append({"type": "FailedScale", "status": "True", "reason": "TemplateCopiesTooLarge",
+                           "message": f"spec.{too_large}"})
+            if (conditions.find(previous, "FailedScale") or {}).get("status") != "True":
+                await self.recorder.emit(body, "Warning", "TemplateCopiesTooLarge", f"spec.{too_large}")
+        elif conditions.find(previous, "FailedScale") is not None:
+            wanted.append({"type": "FailedScale", "status": "False", "reason": "NoFailure", "message": ""})
+        status["conditions"] = conditions.merge(previous, wanted, body["metadata"].get("generation", 0))
         await write_status(self.kube, self.store, body, status, FIELD_MANAGER)
         # An instance that is Ready but not yet available for minReadySeconds: look again then.
         pending = spec.get("minReadySeconds", 0) if status["availableReplicas"] < status["readyReplicas"] else 0

@@ -9,7 +9,8 @@
 
 Level-triggered: in the group's reconcile (so only by the leader), the observed pods are
 compared with a per-pod baseline (UID, restart count, revision) persisted in the group's
-restart-state annotation. An incident is a difference from the baseline; the baseline moves
+restart-state annotation (compressed: at the 5,000-pod cap it stays near 80 KB, a third of the
+256 KiB the API server allows all annotations). An incident is a difference from the baseline; the baseline moves
 on only once the incident is acted on, so a restarted or newly elected operator neither
 loses nor replays one. The intent of a recreation (which pods, why, when) is persisted
 before any pod is deleted, and the recreation is complete when those UIDs are gone and
@@ -18,10 +19,14 @@ their replacements exist: no clocks are compared with pod timestamps.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime
+import hashlib
 import json
 import logging
+import zlib
 
 from .. import metrics, naming
 from ..api.common import json_object
@@ -47,10 +52,17 @@ class RestartSettings:
     budget_window: float = 1800.0  # ...of this many seconds
 
 
+def uid_key(uid: str) -> str:
+    """A pod's UID as the restart state keeps it: 48 bits of its hash, a third of its length. It
+    tells a pod from its same-name successor, and the pods a recreation deleted from their
+    replacements; two of up to 5,000 pods share one with a chance of about 1 in 10 million."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:12]
+
+
 @dataclasses.dataclass(frozen=True)
 class Incident:
     pod: str
-    uid: str
+    uid: str  # uid_key of the pod
     role: str
     what: str  # "restarted" or "was lost"
 
@@ -58,7 +70,7 @@ class Incident:
 @dataclasses.dataclass(frozen=True)
 class Baseline:
     """What a pod looked like when the operator last accepted it as normal."""
-    uid: str
+    uid: str  # uid_key of the pod
     restarts: int
     revision: str  # its controller-revision-hash: a pod replaced by a rolling update was not lost
     role: str
@@ -83,7 +95,58 @@ def restart_count(pod: dict) -> int:
 
 def baseline_of(pod: dict, role: str) -> Baseline:
     labels = pod["metadata"].get("labels") or {}
-    return Baseline(pod["metadata"]["uid"], restart_count(pod), labels.get("controller-revision-hash", ""), role)
+    return Baseline(uid_key(pod["metadata"]["uid"]), restart_count(pod), labels.get("controller-revision-hash", ""),
+                    role)
+
+
+# The restart-state annotation: "z1:" and the base64 of the zlib-compressed JSON state, whose
+# baseline is grouped by role and revision ({role: {revision: [[pod, uid_key, restarts], ...]}}),
+# sorted by pod name, so that what repeats compresses away.
+STATE_PREFIX = "z1:"
+# Decompressed, a state of 5,000 pods is about 300 KB; anything much larger was not written by
+# the operator (a hand-made or hostile annotation), and is read as no state rather than inflated.
+MAX_STATE_BYTES = 4 * 1024 * 1024
+
+
+def encode_state(state: dict) -> str:
+    packed: dict[str, dict[str, list]] = {}
+    for name, raw in sorted((state.get("pods") or {}).items()):
+        entry = Baseline.decode(raw)
+        if entry is not None:
+            packed.setdefault(entry.role, {}).setdefault(entry.revision, []).append([name, entry.uid, entry.restarts])
+    text = json.dumps({**state, "pods": packed}, sort_keys=True, separators=(",", ":"))
+    return STATE_PREFIX + base64.b64encode(zlib.compress(text.encode())).decode()
+
+
+def decode_state(text: str | None) -> dict:
+    """The state an annotation holds, in the form `RestartTracker` works with ({} if unreadable).
+    The uncompressed JSON of earlier releases, with whole UIDs, is read too."""
+    if not text or not text.startswith(STATE_PREFIX):
+        state = json_object(text)  # earlier releases: {"pods": {name: [uid, restarts, revision, role]}, ...}
+        pods = state.get("pods") if isinstance(state.get("pods"), dict) else {}
+        state["pods"] = {name: [uid_key(str(raw[0])), *raw[1:]] for name, raw in pods.items()
+                         if isinstance(raw, list) and len(raw) == 4}
+        recreating = state.get("recreating")
+        if isinstance(recreating, dict) and isinstance(recreating.get("uids"), list):
+            recreating["uids"] = [uid_key(str(uid)) for uid in recreating["uids"]]
+        return state
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.b64decode(text[len(STATE_PREFIX):], validate=True), MAX_STATE_BYTES)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"more than {MAX_STATE_BYTES} bytes uncompressed")
+    except (ValueError, binascii.Error, zlib.error) as error:
+        log.warning("unreadable restart state (%s); starting from none", error)
+        return {}
+    state = json_object(raw.decode(errors="replace"))
+    pods = {}
+    for role, revisions in (state.get("pods") if isinstance(state.get("pods"), dict) else {}).items():
+        for revision, entries in (revisions if isinstance(revisions, dict) else {}).items():
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, list) and len(entry) == 3:
+                    pods[str(entry[0])] = [entry[1], entry[2], revision, role]
+    state["pods"] = pods
+    return state
 
 
 async def delete_pod(kube: Kube, store: Store, pod: dict) -> bool:
@@ -125,7 +188,7 @@ def detect(baseline: dict[str, Baseline], pods: list[dict], policies: dict[str, 
         if policy not in ACTING:
             continue
         pod = by_name.get(name)
-        if pod is not None and pod["metadata"]["uid"] == entry.uid:
+        if pod is not None and uid_key(pod["metadata"]["uid"]) == entry.uid:
             if restart_count(pod) > entry.restarts:
                 incidents.append(Incident(name, entry.uid, entry.role, "restarted"))
         elif policy == GROUP_WIDE and was_lost(entry, name, statefulsets.get(entry.role)):
@@ -143,8 +206,8 @@ def detect(baseline: dict[str, Baseline], pods: list[dict], policies: dict[str, 
 def recreation_done(recreating: dict, pods: list[dict], wanted_pods: int) -> bool:
     """Every pod the recreation deleted is gone, and replacements exist: as many live pods as
     were deleted, or as the spec wants now if that is fewer (it may have shrunk meanwhile)."""
-    deleted = set(recreating.get("uids") or [])
-    present = {p["metadata"]["uid"] for p in pods}
+    deleted = set(recreating.get("uids") or [])  # uid_keys
+    present = {uid_key(p["metadata"]["uid"]) for p in pods}
     if deleted & present:
         return False
     live = sum(1 for p in pods if _live(p))
@@ -224,7 +287,7 @@ class RestartTracker:
         recreating = state.get("recreating")
         if recreating:
             await self._delete_uids(pods, set(recreating.get("uids") or []))  # after a crash
-            wanted = sum(r.replicas * r.leader_worker_size for r in group.spec.roles)
+            wanted = sum(r.replicas * r.pods_per_replica for r in group.spec.roles)
             if recreation_done(recreating, pods, wanted):
                 state["recreating"] = None
                 state["pods"] = {name: e.encode() for name, e in accepted.items()}
@@ -269,7 +332,7 @@ class RestartTracker:
             doomed = [p for p in pods if _live(p)]
             state["recreations"] = recent + [_stamp(now)]
             state["recreating"] = {"since": _stamp(now), "pod": first.pod, "what": first.what,
-                                   "uids": sorted(p["metadata"]["uid"] for p in doomed)}
+                                   "uids": sorted(uid_key(p["metadata"]["uid"]) for p in doomed)}
             state["pods"] = {}
             await self._save(body, state)  # the intent first: a crash after it finishes the job
             metrics.group_recreations.inc()
@@ -310,17 +373,18 @@ class RestartTracker:
         return max(0.0, wait - since)
 
     async def _delete_uids(self, pods: list[dict], uids: set[str]) -> None:
+        """Delete the live pods whose uid_key is in `uids`."""
         for pod in pods:
-            if pod["metadata"]["uid"] in uids and _live(pod):
+            if uid_key(pod["metadata"]["uid"]) in uids and _live(pod):
                 await delete_pod(self.kube, self.store, pod)
 
     def _load(self, body: dict) -> dict:
-        state = json_object((body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE))
+        state = decode_state((body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE))
         state.setdefault("recreations", [])
         return state
 
     async def _save(self, body: dict, state: dict) -> None:
-        text = json.dumps(state, sort_keys=True, separators=(",", ":"))
+        text = encode_state(state)
         if (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE) == text:
             return
         if not state["recreations"] and not state.get("recreating") and not state.get("exhausted") \

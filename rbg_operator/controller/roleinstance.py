@@ -13,6 +13,8 @@ started) is kept in the instance's status and the pods' labels.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import copy
 import dataclasses
 import datetime
@@ -57,20 +59,53 @@ def pod_name(instance: str, role_type: str | None, component: str, index: int) -
     return f"{instance}-{component}-{index}"
 
 
-def desired_pod(instance: dict, component: dict, index: int) -> dict:
+@dataclasses.dataclass(frozen=True)
+class ComponentPlan:
+    """What every pod of one component shares, worked out once per reconcile: hashing a pod
+    template costs far more than the rest of a pod, and a component may have hundreds of pods."""
+
+    component: dict
+    role_type: str | None
+    revision: str  # of the component's template: a pod at another one is outdated
+    spec_hash: str  # of its pod spec without images: a pod with the same one is updated in place
+
+    @classmethod
+    def of(cls, instance: dict, component: dict) -> "ComponentPlan":
+        template = component.get("template") or {}
+        return cls(component, (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
+                   _hash(template), _hash(spec_without_images(template.get("spec") or {})))
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSlot:
+    """One pod the instance should have; the pod itself is built only when it is written."""
+
+    name: str
+    index: int
+    plan: ComponentPlan
+
+    @property
+    def component(self) -> str:
+        return self.plan.component["name"]
+
+    def pod(self, instance: dict) -> dict:
+        return desired_pod(instance, self.plan.component, self.index, self.plan)
+
+
+def desired_pod(instance: dict, component: dict, index: int, plan: ComponentPlan | None = None) -> dict:
     """Pod `index` of a component, from its template, with its identity labels, the revision of
-    its template and the hash that tells an image-only change (the contract's §4.5)."""
+    its template and the hash that tells an image-only change (the contract's §4.5). The pod
+    shares the template's nested parts (it is only serialized, never changed)."""
+    plan = plan or ComponentPlan.of(instance, component)
     meta = instance["metadata"]
-    role_type = (meta.get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE)
-    template = copy.deepcopy(component.get("template") or {})
-    template_meta, spec = template.get("metadata") or {}, template.get("spec") or {}
-    name = pod_name(meta["name"], role_type, component["name"], index)
+    template = component.get("template") or {}
+    template_meta, spec = template.get("metadata") or {}, dict(template.get("spec") or {})
+    name = pod_name(meta["name"], plan.role_type, component["name"], index)
     labels = {**(template_meta.get("labels") or {}), **(component.get("labels") or {}),
               naming.LABEL_V2_INSTANCE_NAME: meta["name"], naming.LABEL_V2_COMPONENT_NAME: component["name"],
               naming.LABEL_V2_COMPONENT_ID: str(index),
-              naming.LABEL_CONTROLLER_REVISION: _hash(component.get("template") or {}),
-              naming.LABEL_POD_SPEC_HASH: _hash(spec_without_images(spec))}
-    if role_type == "LeaderWorkerSet":
+              naming.LABEL_CONTROLLER_REVISION: plan.revision, naming.LABEL_POD_SPEC_HASH: plan.spec_hash}
+    if plan.role_type == "LeaderWorkerSet":
         labels[naming.LABEL_V2_COMPONENT_INDEX] = str(0 if component["name"] == "leader" else index + 1)
     annotations = {**(template_meta.get("annotations") or {}), **(component.get("annotations") or {})}
     if component.get("serviceName"):
@@ -82,17 +117,33 @@ def desired_pod(instance: dict, component: dict, index: int) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
 
 
+def pod_slots(instance: dict) -> dict[str, PodSlot]:
+    """Every pod the instance should have, by name, in spec order: two hashes per component."""
+    meta = instance["metadata"]
+    slots = {}
+    for component in (instance.get("spec") or {}).get("components") or []:
+        plan = ComponentPlan.of(instance, component)
+        for index in range(component.get("size", 1)):
+            name = pod_name(meta["name"], plan.role_type, component["name"], index)
+            slots[name] = PodSlot(name, index, plan)
+    return slots
+
+
 def desired_pods(instance: dict) -> dict[str, dict]:
-    return {pod["metadata"]["name"]: pod for component in (instance.get("spec") or {}).get("components") or []
-            for pod in (desired_pod(instance, component, i) for i in range(component.get("size", 1)))}
+    return {name: slot.pod(instance) for name, slot in pod_slots(instance).items()}
 
 
-def update_kind(pod: dict, desired: dict) -> str:
+def update_kind(pod: dict, desired: dict | PodSlot) -> str:
     """"current", "in-place" (images and metadata only) or "recreate"."""
-    have, want = pod["metadata"].get("labels") or {}, desired["metadata"]["labels"]
-    if have.get(naming.LABEL_CONTROLLER_REVISION) == want[naming.LABEL_CONTROLLER_REVISION]:
+    if isinstance(desired, PodSlot):
+        revision, spec_hash = desired.plan.revision, desired.plan.spec_hash
+    else:
+        want = desired["metadata"]["labels"]
+        revision, spec_hash = want[naming.LABEL_CONTROLLER_REVISION], want[naming.LABEL_POD_SPEC_HASH]
+    have = pod["metadata"].get("labels") or {}
+    if have.get(naming.LABEL_CONTROLLER_REVISION) == revision:
         return "current"
-    return "in-place" if have.get(naming.LABEL_POD_SPEC_HASH) == want[naming.LABEL_POD_SPEC_HASH] else "recreate"
+    return "in-place" if have.get(naming.LABEL_POD_SPEC_HASH) == spec_hash else "recreate"
 
 
 DEPENDS_ON = "rolebasedgroup.workloads.x-k8s.io/component-depends-on"  # {"startAfter": [...], "deleteAfter": [...]}
@@ -172,11 +223,15 @@ def restart_decision(instance: dict, pods: list[dict], current: bool, now: datet
     return RestartDecision(recreate=True, reason=reason)
 
 
-def component_statuses(instance: dict, pods: dict[str, dict]) -> list[dict]:
+def component_statuses(instance: dict, pods: dict[str, dict], slots: dict[str, PodSlot] | None = None) -> list[dict]:
+    slots = pod_slots(instance) if slots is None else slots
+    by_component: dict[str, list[PodSlot]] = {}
+    for slot in slots.values():
+        by_component.setdefault(slot.component, []).append(slot)
     statuses = []
     for component in (instance.get("spec") or {}).get("components") or []:
-        wanted = [desired_pod(instance, component, i) for i in range(component.get("size", 1))]
-        have = [(pods[w["metadata"]["name"]], w) for w in wanted if w["metadata"]["name"] in pods]
+        wanted = by_component.get(component["name"], [])
+        have = [(pods[w.name], w) for w in wanted if w.name in pods]
         updated = [(p, w) for p, w in have if update_kind(p, w) == "current"]
         ready = sum(1 for p, _ in have if _ready(p))
         statuses.append({"name": component["name"], "size": len(wanted), "readyReplicas": ready,
@@ -184,6 +239,11 @@ def component_statuses(instance: dict, pods: dict[str, dict]) -> list[dict]:
                          "updatedReadyReplicas": sum(1 for p, _ in updated if _ready(p)),
                          "scheduledReplicas": sum(1 for p, _ in have if (p.get("spec") or {}).get("nodeName"))})
     return statuses
+
+
+# A reconcile of a large instance gives the event loop back this often in its per-pod loops, so
+# that lease renewal, webhooks and other reconciles are never held up by one instance.
+YIELD_EVERY = 64
 
 
 class RoleInstanceReconciler:
@@ -197,7 +257,7 @@ class RoleInstanceReconciler:
         now = datetime.datetime.now(datetime.timezone.utc)
         pods = {p["metadata"]["name"]: p for p in owned(self.store, POD, body)
                 if not p["metadata"].get("deletionTimestamp")}
-        desired = desired_pods(body)
+        desired = pod_slots(body)
         status = dict(body.get("status") or {})
         current = all(n in pods and update_kind(pods[n], d) == "current" for n, d in desired.items())
         decision = restart_decision(body, list(pods.values()), current and status.get(
@@ -205,8 +265,10 @@ class RoleInstanceReconciler:
         look_again: list[float] = []
         restarting, blocked = None, []
         if decision.recreate:
-            for pod in pods.values():
+            for i, pod in enumerate(pods.values()):
                 await self._delete(pod)
+                if i % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
             pods = {}
             status.update(restartCount=status.get("restartCount", 0) + 1, lastRestartTime=conditions.now(),
                           inPlaceUpdateContainerBaselines={})
@@ -243,7 +305,7 @@ class RoleInstanceReconciler:
         generation = body["metadata"].get("generation", 0)
         status.update({
             "observedGeneration": generation,
-            "componentStatuses": component_statuses(body, pods),
+            "componentStatuses": component_statuses(body, pods, desired),
             "labelSelector": f"{naming.LABEL_V2_INSTANCE_NAME}={name}",
             "updateRevision": (body["metadata"].get("labels") or {}).get(naming.LABEL_CONTROLLER_REVISION, ""),
             "conditions": conditions.merge(status.get("conditions"), wanted_conditions, generation),
@@ -253,7 +315,7 @@ class RoleInstanceReconciler:
         await write_status(self.kube, self.store, body, status, FIELD_MANAGER)
         return min(look_again) if look_again else None
 
-    async def _converge(self, body: dict, pods: dict[str, dict], desired: dict[str, dict], status: dict,
+    async def _converge(self, body: dict, pods: dict[str, dict], desired: dict[str, PodSlot], status: dict,
                         now: datetime.datetime, look_again: list[float]) -> list[str]:
         """Create missing pods, remove extra and failed ones, update the rest; returns the pods an
         InPlaceOnly instance cannot update."""
@@ -264,21 +326,24 @@ class RoleInstanceReconciler:
         start_after, delete_after = component_order(components)
         component_of = lambda pod: (pod["metadata"].get("labels") or {}).get(naming.LABEL_V2_COMPONENT_NAME)  # noqa: E731
         excess = {component_of(p) for n, p in pods.items() if n not in desired}
-        for name, pod in list(pods.items()):
+        for i, (name, pod) in enumerate(list(pods.items())):
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             failed = (pod.get("status") or {}).get("phase") == "Failed"
             if failed or (name not in desired and not set(delete_after.get(component_of(pod), [])) & excess):
                 await self._delete(pod)
                 del pods[name]
         sizes = {c["name"]: c.get("size", 1) for c in components}
-        ready = {c: sum(1 for p in pods.values() if component_of(p) == c and _ready(p)) for c in sizes}
-        for name, want in desired.items():
+        ready = collections.Counter(component_of(p) for p in pods.values() if _ready(p))
+        for i, (name, slot) in enumerate(desired.items()):
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             pod = pods.get(name)
             if pod is None:
-                waits_for = start_after.get(want["metadata"]["labels"][naming.LABEL_V2_COMPONENT_NAME], [])
-                if all(ready[c] >= sizes[c] > 0 for c in waits_for):
-                    pods[name] = await self._store(self.kube.apply(want, manager=FIELD_MANAGER))
+                if all(ready[c] >= sizes[c] > 0 for c in start_after.get(slot.component, [])):
+                    pods[name] = await self._store(self.kube.apply(slot.pod(body), manager=FIELD_MANAGER))
                 continue
-            kind = update_kind(pod, want)
+            kind = update_kind(pod, slot)
             if kind == "recreate" and in_place_only:
                 blocked.append(name)
             elif kind == "recreate":
@@ -286,7 +351,7 @@ class RoleInstanceReconciler:
                 del pods[name]
                 look_again.append(1.0)
             elif kind == "in-place":
-                pods[name], wait = await self._update_in_place(body, pod, want, status, grace, now)
+                pods[name], wait = await self._update_in_place(body, pod, slot.pod(body), status, grace, now)
                 if wait:
                     look_again.append(wait)
         return blocked

@@ -6,13 +6,13 @@ Tests that run their own operators use a namespace the session's operator ignore
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import time
 from pathlib import Path
 
 from localcluster import cluster
+from rbg_operator.controller.restarts import decode_state
 from tests.cluster.test_restart_policies import (BACKOFF_BASE, BUDGET, C, UidSampler, events, group,
                                                  restart_container, settled, uids)
 from tests.conftest import FAST_RESTARTS
@@ -51,7 +51,7 @@ def kill_9(process: OperatorProcess) -> None:
 
 def baseline_recorded(kubectl: Kubectl, namespace: str, name: str, pods: int) -> bool:
     raw = (kubectl.get("rbg", name, namespace)["metadata"].get("annotations") or {}).get(STATE)
-    return bool(raw) and len(json.loads(raw).get("pods") or {}) == pods
+    return bool(raw) and len(decode_state(raw).get("pods") or {}) == pods
 
 
 def test_failover_during_and_after_a_recreation_recreates_the_group_exactly_once(
@@ -141,7 +141,7 @@ def test_a_set_member_keeps_its_restart_backoff_budget_and_adapter_replicas(kube
 
     def recreations() -> list[str]:
         raw = (kubectl.get("rbg", "s-0", namespace)["metadata"].get("annotations") or {}).get(STATE)
-        return json.loads(raw or "{}").get("recreations", [])
+        return decode_state(raw).get("recreations", [])
 
     for n in range(1, BUDGET + 1):
         restart_container(kubectl, namespace, "s-0-prefill-0")

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+from rbg_operator.controller.restarts import decode_state
 from tests.conftest import FAST_RESTARTS
 from tests.support.kubectl import Kubectl, condition, wait_for
 
@@ -165,7 +166,7 @@ def test_backoff_spacing_and_restart_budget(kubectl: Kubectl, operator, namespac
     def recreations() -> list[datetime.datetime]:
         raw = kubectl.get("rbg", "flaky", namespace)["metadata"].get("annotations", {}).get(
             "rolebasedgroup.workloads.x-k8s.io/restart-state")
-        return [datetime.datetime.fromisoformat(s.replace("Z", "+00:00")) for s in json.loads(raw or "{}").get("recreations", [])]
+        return [datetime.datetime.fromisoformat(s.replace("Z", "+00:00")) for s in decode_state(raw).get("recreations", [])]
 
     for n in range(1, BUDGET + 1):
         restart_container(kubectl, namespace, "flaky-prefill-0")

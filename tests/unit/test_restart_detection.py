@@ -2,7 +2,12 @@
 
 from rbg_operator import naming
 from rbg_operator.controller.restarts import (GROUP_WIDE, PER_INSTANCE, Baseline, Incident, detect,
-                                              recreation_done)
+                                              recreation_done, uid_key)
+
+
+def entry(uid: str, restarts: int, revision: str, role: str) -> Baseline:
+    """The baseline entry of a pod with this UID."""
+    return Baseline(uid_key(uid), restarts, revision, role)
 
 
 def pod(name: str, uid: str, role: str, restarts: int = 0, revision: str = "r1", node: str | None = "n1",
@@ -23,15 +28,15 @@ POLICIES = {"a": GROUP_WIDE, "b": PER_INSTANCE, "c": None}
 
 
 def test_a_restart_count_above_the_baseline_is_an_incident_once_accepted_it_is_not():
-    baseline = {"g-a-0": Baseline("u0", 0, "r1", "a")}
+    baseline = {"g-a-0": entry("u0", 0, "r1", "a")}
     pods = [pod("g-a-0", "u0", "a", restarts=1)]
     incidents, accepted = detect(baseline, pods, POLICIES, {"a": sts(1)})
-    assert incidents == [Incident("g-a-0", "u0", "a", "restarted")]
+    assert incidents == [Incident("g-a-0", uid_key("u0"), "a", "restarted")]
     assert detect(accepted, pods, POLICIES, {"a": sts(1)})[0] == []  # a new operator would not replay it
 
 
 def test_a_pod_gone_or_replaced_at_the_current_revision_was_lost():
-    baseline = {"g-a-0": Baseline("u0", 0, "r1", "a"), "g-a-1": Baseline("u1", 0, "r1", "a")}
+    baseline = {"g-a-0": entry("u0", 0, "r1", "a"), "g-a-1": entry("u1", 0, "r1", "a")}
     pods = [pod("g-a-0", "u0-new", "a")]  # 0 replaced by the StatefulSet, 1 not yet
     incidents, _ = detect(baseline, pods, POLICIES, {"a": sts(2)})
     assert [i.pod for i in incidents] == ["g-a-0", "g-a-1"]
@@ -39,16 +44,16 @@ def test_a_pod_gone_or_replaced_at_the_current_revision_was_lost():
 
 
 def test_a_rolling_update_a_scale_down_and_a_deleted_statefulset_lose_nothing():
-    baseline = {"g-a-0": Baseline("u0", 0, "r0", "a"), "g-a-1": Baseline("u1", 0, "r1", "a")}
+    baseline = {"g-a-0": entry("u0", 0, "r0", "a"), "g-a-1": entry("u1", 0, "r1", "a")}
     pods = [pod("g-a-0", "u0-new", "a", revision="r1")]
     assert detect(baseline, pods, POLICIES, {"a": sts(1)})[0] == []  # 0: new revision; 1: scaled away
     gone = sts(2)
     gone["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
-    assert detect({"g-a-1": Baseline("u1", 0, "r1", "a")}, [], POLICIES, {"a": gone})[0] == []
+    assert detect({"g-a-1": entry("u1", 0, "r1", "a")}, [], POLICIES, {"a": gone})[0] == []
 
 
 def test_losses_count_for_the_group_wide_policy_only_and_roles_without_a_policy_are_not_tracked():
-    baseline = {"g-b-0": Baseline("v0", 0, "r1", "b")}
+    baseline = {"g-b-0": entry("v0", 0, "r1", "b")}
     incidents, accepted = detect(baseline, [pod("g-c-0", "w0", "c", restarts=5)], POLICIES, {"b": sts(1)})
     assert incidents == [] and accepted == {}
 
@@ -60,7 +65,7 @@ def test_only_bound_live_pods_enter_the_baseline():
 
 
 def test_a_recreation_is_done_when_the_deleted_uids_are_gone_and_replacements_exist():
-    recreating = {"uids": ["u0", "u1"]}
+    recreating = {"uids": [uid_key("u0"), uid_key("u1")]}
     assert not recreation_done(recreating, [pod("g-a-0", "u0", "a", deleting=True), pod("g-a-1", "x1", "a")], 2)
     assert not recreation_done(recreating, [pod("g-a-1", "x1", "a")], 2)  # one replacement so far
     assert recreation_done(recreating, [pod("g-a-0", "x0", "a"), pod("g-a-1", "x1", "a")], 2)
