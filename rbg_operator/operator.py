@@ -30,7 +30,7 @@ from .controller.restarts import RestartSettings, RestartTracker
 from .controller.instanceset import InstanceSetReconciler
 from .controller.roleinstance import RoleInstanceReconciler
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
-from .controller.store import Store
+from .controller.store import FOR_GOOD, Store, resource_version
 from .controller.store import writer as store_writer
 from .controller.together import together
 from .desired.options import BuildOptions
@@ -114,6 +114,10 @@ class Runtime:
         controller, namespace, name = key
         started = time.monotonic()
         token = store_writer.set(key)  # what this reconcile stores is marked as its own write
+        # The object's last write answer may have carried a change this key had not read; it
+        # reads it now. Were the mark left, a pass that writes nothing (an object being deleted)
+        # would requeue itself for ever.
+        self.store.mark_read(*KIND_OF_CONTROLLER[controller], namespace, name)
         try:
             requeue_after = await self.reconcilers[controller].reconcile(namespace, name)
         except Exception as error:
@@ -146,7 +150,10 @@ class Runtime:
             return
         kind = (obj["apiVersion"], obj["kind"])
         if event_type == "DELETED":
-            self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"))
+            # Gone as of the event's version: a label-selector watch says DELETED also when the
+            # object only stops matching, and a newer version of it may come back.
+            self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"),
+                              seen_at=resource_version(obj) or FOR_GOOD)
             wakes, unless = True, None
         else:
             seen = self.store.upsert(obj)
