@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 import tenacity
 from aiolimiter import AsyncLimiter
-from . import kubeconfig, metrics, naming
+from . import kubeconfig, metrics, naming, rawjson
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,50 @@ def kind_of(obj: dict) -> Kind:
 
 LIST_PAGE_SIZE = 500  # items per LIST page, as client-go's reflector pages its initial list
 MAX_WATCH_EVENT = 16 * 2**20  # one event per line; a large object's line exceeds aiohttp's default limit
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """An item of a list or watch answer that does not decode (nested deeper than the decoder
+    goes): what of its metadata could be read names it, so that it alone is skipped."""
+    metadata: dict
+    error: str
+
+
+def decode_list_page(raw: bytes) -> dict:
+    """A LIST answer; an item that does not decode is an Unreadable in its place, and the others
+    are decoded as usual."""
+    try:
+        return orjson.loads(raw)
+    except ValueError as error:
+        try:
+            found = rawjson.member(raw, b"items")
+            where = rawjson.member(raw, b"metadata")
+            items = [] if found is None else [_item(raw[s:e]) for s, e in rawjson.elements(raw, found[0])]
+            return {"metadata": orjson.loads(raw[where[0]:where[1]]) if where else {}, "items": items}
+        except ValueError:
+            raise error from None  # not one bad item: the answer is broken
+
+
+def _item(raw: bytes) -> dict | Unreadable:
+    try:
+        return orjson.loads(raw)
+    except ValueError as error:
+        return Unreadable(rawjson.metadata_of(raw), str(error))
+
+
+def decode_watch_line(line: bytes) -> dict:
+    """A watch event; one whose object does not decode carries an Unreadable."""
+    try:
+        return orjson.loads(line)
+    except ValueError as error:
+        try:
+            kind, found = rawjson.member(line, b"type"), rawjson.member(line, b"object")
+            if kind is None or found is None:
+                raise error
+            return {"type": orjson.loads(line[kind[0]:kind[1]]), "object": _item(line[found[0]:found[1]])}
+        except ValueError:
+            raise error from None
 
 
 class ApiError(Exception):
@@ -188,7 +232,7 @@ class Kube:
         return None  # not reached: the last attempt returns or raises
 
     async def _request(self, verb: str, resource: str, method: str, path: str, *, query: dict | None = None,
-                       body: Any = None, content_type: str = "application/json") -> dict | None:
+                       body: Any = None, content_type: str = "application/json", decode=orjson.loads) -> dict | None:
         if self.limiter is not None:
             await self.limiter.acquire()
         self.requests[(verb, resource)] += 1
@@ -210,7 +254,7 @@ class Kube:
             except ValueError:
                 detail = raw.decode(errors="replace")
             raise ApiError(response.status, detail, method, path, retry_after)
-        return orjson.loads(raw) if raw else None
+        return decode(raw) if raw else None
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict | None:
         return await self._call("get", kind.plural, "GET", kind.path(namespace, name))
@@ -229,15 +273,17 @@ class Kube:
         return items, version
 
     async def list_pages(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
-                         *, page_size: int = LIST_PAGE_SIZE):
+                         *, page_size: int = LIST_PAGE_SIZE, item_by_item: bool = False):
         """A list in pages of `page_size` items, each with the list's resourceVersion: a large
         list never sits in memory whole. The pages are one consistent snapshot; an expired
-        continue token raises ApiError 410 (list again)."""
+        continue token raises ApiError 410 (list again). With `item_by_item`, an item that does
+        not decode is an Unreadable in the page instead of failing the whole list."""
         query = {"limit": str(page_size)}
         if label_selector:
             query["labelSelector"] = label_selector
         while True:
-            result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query) or {}
+            result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query,
+                                      decode=decode_list_page if item_by_item else orjson.loads) or {}
             meta = result.get("metadata") or {}
             yield result.get("items") or [], meta.get("resourceVersion", "")
             if not meta.get("continue"):
@@ -312,8 +358,8 @@ class Kube:
             while line := await response.content.readline(max_line_length=MAX_WATCH_EVENT):
                 received.inc(len(line))
                 if line.strip():
-                    event = orjson.loads(line)
+                    event = decode_watch_line(line)
                     if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
+                        status = event["object"] if isinstance(event.get("object"), dict) else {}
                         raise ApiError(status.get("code", 500), status, "GET", kind.path(namespace))
                     yield event

@@ -10,6 +10,7 @@ Workers reconcile queued keys one at a time per key.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import fnmatch
 import logging
@@ -37,7 +38,7 @@ from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
 from .leader import LeaderElector
-from .kube import KINDS, Kube, namespace_terminating
+from .kube import KINDS, Kind, Kube, namespace_terminating
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class Runtime:
     ready_by_group: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
     reflectors: list[Reflector] = dataclasses.field(default_factory=list)
     elector: LeaderElector | None = None
+    reported: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
+    posting: set[asyncio.Task] = dataclasses.field(default_factory=set)
 
     def count_groups(self, namespace: str, name: str) -> None:
         """Keep rbg_operator_groups{ready} current, one group at a time."""
@@ -166,6 +169,27 @@ class Runtime:
                 if key != unless:
                     self.queue.add_after(key, wake.delay())
 
+    def unreadable(self, kind: Kind, meta: dict, reason: str) -> None:
+        """A reflector left an object out of the store: say so once per version of it, in the log,
+        a metric and (when it can be named) a Warning Event on the object itself."""
+        version = (kind.plural, meta.get("uid") or meta.get("name"), meta.get("resourceVersion"))
+        if version in self.reported:
+            return
+        self.reported[version] = None
+        if len(self.reported) > 1024:
+            self.reported.popitem(last=False)
+        metrics.unreadable_objects.labels(kind.plural).inc()
+        where = "/".join(filter(None, [meta.get("namespace"), meta.get("name")])) or "(unnamed)"
+        message = (f"{kind.kind} {where} is not reconciled: it {reason}. "
+                   "Other objects are not affected; fix or delete this one")
+        log.warning("%s", message)
+        if self.recorder is not None and kind.namespaced and meta.get("name") and meta.get("namespace"):
+            task = asyncio.get_running_loop().create_task(self.recorder.emit(
+                {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta},
+                "Warning", "ObjectUnreadable", message))
+            self.posting.add(task)
+            task.add_done_callback(self.posting.discard)
+
     def enqueue_all(self) -> None:
         for controller, kind in KIND_OF_CONTROLLER.items():
             for namespace, name in self.store.keys(*kind):
@@ -228,8 +252,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     runtime.restarts = restarts
     runtime.recorder = recorder
     runtime.reflectors = reflectors(kube, store, runtime.deliver, SETTINGS.namespaces,
-                                    idle_timeout=SETTINGS.watch_inactivity_timeout)
-    runtime.tasks = [asyncio.create_task(r.run(), name=repr(r)) for r in runtime.reflectors]
+                                    idle_timeout=SETTINGS.watch_inactivity_timeout, report=runtime.unreadable)
+    runtime.tasks = [asyncio.create_task(r.run_supervised(), name=repr(r)) for r in runtime.reflectors]
     runtime.tasks.append(asyncio.create_task(_lead(runtime, kube), name="rbg-leader"))
     memo.runtime = runtime
 
@@ -309,7 +333,7 @@ WATCHED = [
 
 
 def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
-               idle_timeout: float | None = None) -> list[Reflector]:
+               idle_timeout: float | None = None, report=None) -> list[Reflector]:
     """One reflector per watched kind and namespace: per namespace when every --namespace is a
     plain name, else cluster-wide with kopf's glob patterns applied to each object."""
     plain = [ns for ns in namespaces if not any(ch in ns for ch in "*?!,")]
@@ -317,13 +341,13 @@ def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
     keep = (lambda ns: _watched(ns, namespaces) and not ignored(ns)) if namespaces and scopes == [None] \
         else (lambda ns: not ignored(ns))
     reflected = []
+    options = {"idle_timeout": idle_timeout, **({"report": report} if report else {})}
     for kind, selector in WATCHED:
         if not KINDS[kind].namespaced:  # one watch of the whole cluster, whatever the namespaces
-            reflected.append(Reflector(kube, store, KINDS[kind], deliver, label_selector=selector,
-                                       idle_timeout=idle_timeout))
+            reflected.append(Reflector(kube, store, KINDS[kind], deliver, label_selector=selector, **options))
             continue
         reflected += [Reflector(kube, store, KINDS[kind], deliver, namespace=scope, label_selector=selector,
-                                keep=keep, idle_timeout=idle_timeout) for scope in scopes]
+                                keep=keep, **options) for scope in scopes]
     return reflected
 
 
