@@ -39,6 +39,7 @@ from .controller.workqueue import WorkQueue
 from .events import EventRecorder
 from .leader import LeaderElector
 from .kube import KINDS, Kind, Kube, namespace_terminating
+from .liveness import LIVENESS
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     runtime.reflectors = reflectors(kube, store, runtime.deliver, SETTINGS.namespaces,
                                     idle_timeout=SETTINGS.watch_inactivity_timeout, report=runtime.unreadable)
     runtime.tasks = [asyncio.create_task(r.run_supervised(), name=repr(r)) for r in runtime.reflectors]
+    LIVENESS.reflectors = runtime.reflectors
+    runtime.tasks.append(asyncio.create_task(LIVENESS.tick_forever(), name="liveness-tick"))
     runtime.tasks.append(asyncio.create_task(_lead(runtime, kube), name="rbg-leader"))
     memo.runtime = runtime
 
