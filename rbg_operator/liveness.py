@@ -32,9 +32,12 @@ class Liveness:
     tick_seconds: float = 1.0
     last_tick: float = dataclasses.field(default_factory=time.monotonic)
     reflectors: Sequence[Watched] = ()
+    started: bool = False  # the operator's start-up is done (as kopf's own endpoint, which came up only then)
 
     def problems(self, now: float) -> list[str]:
         """What makes the process unhealthy at monotonic time `now`; empty when nothing does."""
+        if not self.started:
+            return ["starting"]
         found = []
         stalled = now - self.last_tick
         if stalled > self.stall_seconds:

@@ -257,6 +257,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     runtime.tasks = [asyncio.create_task(r.run_supervised(), name=repr(r)) for r in runtime.reflectors]
     LIVENESS.reflectors = runtime.reflectors
     runtime.tasks.append(asyncio.create_task(LIVENESS.tick_forever(), name="liveness-tick"))
+    LIVENESS.started = True
     runtime.tasks.append(asyncio.create_task(_lead(runtime, kube), name="rbg-leader"))
     memo.runtime = runtime
 

@@ -15,19 +15,19 @@ class Watch:
 
 
 def test_healthy_while_the_loop_ticks_and_every_watch_has_a_recent_list():
-    liveness = Liveness(stall_seconds=20, behind_seconds=300, last_tick=1000, reflectors=[Watch(None), Watch(900)])
+    liveness = Liveness(stall_seconds=20, behind_seconds=300, last_tick=1000, started=True, reflectors=[Watch(None), Watch(900)])
     assert liveness.problems(1010) == []
 
 
 def test_a_stalled_loop_or_a_watch_long_without_a_list_is_named():
-    liveness = Liveness(stall_seconds=20, behind_seconds=300, last_tick=1000, reflectors=[Watch(None), Watch(600)])
+    liveness = Liveness(stall_seconds=20, behind_seconds=300, last_tick=1000, started=True, reflectors=[Watch(None), Watch(600)])
     assert liveness.problems(1025) == [
         "the event loop has not run for 25s (limit 20s)",
         "reflector of RoleBasedGroup has had no complete list for 425s (limit 300s)"]
 
 
 def test_the_endpoint_answers_from_its_own_thread_even_when_the_loop_is_stuck():
-    liveness = Liveness(stall_seconds=20, last_tick=0.0)  # "ticked" at boot: long ago
+    liveness = Liveness(stall_seconds=20, last_tick=0.0, started=True)  # "ticked" at boot: long ago
     port = free_port()
     server = liveness.serve("127.0.0.1", port)
     try:
@@ -41,3 +41,7 @@ def test_the_endpoint_answers_from_its_own_thread_even_when_the_loop_is_stuck():
             assert answer.status == 200 and answer.read() == b"ok\n"
     finally:
         server.shutdown()
+
+
+def test_not_healthy_before_the_start_up_is_done():
+    assert Liveness(last_tick=1000).problems(1000) == ["starting"]
