@@ -172,3 +172,17 @@ def test_a_child_that_leaves_the_label_selector_and_comes_back_is_watched_again(
         assert gets() == before, "the StatefulSet is read from the API server on every pass: it is not cached"
     finally:
         operator.stop()
+
+
+def test_a_progress_deadline_that_is_not_a_plain_number_is_reported_and_the_group_still_reconciles(
+        kubectl: Kubectl, operator, namespace: str):
+    # "²" passes str.isdigit but not int(); 5,000 digits pass neither int() nor any sane deadline.
+    for name, value in (("superscript", "\u00b2"), ("huge", "9" * 5000)):
+        kubectl.apply(group(name, annotations={"rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds": value}),
+                      namespace)
+    for name in ("superscript", "huge"):
+        wait_for(f"{name} Ready", lambda: (condition(kubectl.get("rbg", name, namespace), "Ready") or {})
+                 .get("status") == "True", 60)
+        message = wait_for(f"an InvalidAnnotation Event on {name}",
+                           lambda: warnings_about(kubectl, namespace, name, "InvalidAnnotation"), 30)[0]
+        assert "progress-deadline-seconds" in message and "whole number of seconds" in message, message
