@@ -12,6 +12,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import math
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -151,12 +152,20 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
+MAX_RETRY_AFTER = 30.0  # what a Retry-After may make one retry wait, at most
+CALL_DEADLINE = 120.0  # no new attempt of a request starts after this many seconds
+
+
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (the API server sends whole seconds)."""
+    """Seconds from a Retry-After header (the API server sends whole seconds), capped: a
+    proxy's or a broken server's "3600" or "inf" must not hold a worker for that long."""
     try:
-        return max(0.0, float(value)) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None if seconds is None or math.isnan(seconds) else MAX_RETRY_AFTER
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 _backoff = tenacity.wait_random_exponential(multiplier=0.2, max=10)
@@ -225,8 +234,11 @@ class Kube:
         return sum(n for (verb, _), n in self.requests.items() if verb in self.WRITE_VERBS)
 
     async def _call(self, *args, **kwargs) -> dict | None:
+        # Bounded in attempts and in time: during an API server brownout, a reconcile gives its
+        # worker back after a few minutes at most (each attempt is bounded by the session's 60 s).
+        stop = tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(CALL_DEADLINE)
         async for attempt in tenacity.AsyncRetrying(retry=tenacity.retry_if_exception(_retryable), wait=_wait,
-                                                    stop=tenacity.stop_after_attempt(self.attempts), reraise=True):
+                                                    stop=stop, reraise=True):
             with attempt:
                 return await self._request(*args, **kwargs)
         return None  # not reached: the last attempt returns or raises
