@@ -53,6 +53,10 @@ KIND_OF_CONTROLLER = {GROUP: (naming.API_VERSION, "RoleBasedGroup"),
                       INSTANCE_SET: (naming.RIS_API_VERSION, "RoleInstanceSet"),
                       ROLE_INSTANCE: (naming.RIS_API_VERSION, "RoleInstance")}
 
+CONTROLLERS_OF_KIND: dict[tuple[str, str], list[str]] = {}
+for _controller, _kind in KIND_OF_CONTROLLER.items():
+    CONTROLLERS_OF_KIND.setdefault(_kind, []).append(_controller)
+
 
 @dataclasses.dataclass
 class Settings:
@@ -158,6 +162,8 @@ class Runtime:
             # object only stops matching, and a newer version of it may come back.
             self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"),
                               seen_at=resource_version(obj) or FOR_GOOD)
+            for controller in CONTROLLERS_OF_KIND.get(kind, ()):  # its failure count goes with it
+                self.queue.forget((controller, meta.get("namespace", ""), meta["name"]))
             wakes, unless = True, None
         else:
             seen = self.store.upsert(obj)

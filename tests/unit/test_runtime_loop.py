@@ -54,3 +54,14 @@ async def test_a_group_being_deleted_under_its_status_write_is_reconciled_once_a
         await asyncio.gather(*tasks)
     assert reconciler.passes == 1, f"{reconciler.passes} passes: the key requeued itself"
     assert ticks >= 10
+
+
+async def test_a_deleted_objects_failure_count_goes_with_it():
+    key = (GROUP, "ns", "g")
+    store, queue = Store(), WorkQueue()
+    store.upsert(group("10", 1))
+    runtime = Runtime(None, store, queue, {GROUP: ReturnsEarly()})
+    queue.add_rate_limited(key)
+    assert key in queue._failures
+    runtime.deliver("DELETED", group("11", 1))
+    assert key not in queue._failures and store.get(naming.API_VERSION, "RoleBasedGroup", "ns", "g") is None
