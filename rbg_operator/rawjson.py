@@ -108,11 +108,26 @@ def member(data: bytes, name: bytes, start: int = 0) -> tuple[int, int] | None:
 
 
 def metadata_of(data: bytes) -> dict:
-    """As much of an object's metadata as decodes (its name, namespace, uid...): what names an
-    object that does not decode whole. Empty when even that does not decode."""
+    """As much of an object's metadata as decodes (its name, namespace, uid, labels...): what
+    names an object that does not decode whole. The metadata may be too deep itself (its
+    managedFields follow the shape of the deep field), so each member is decoded alone and
+    those that do not decode are left out."""
     try:
         found = member(data, b"metadata")
-        meta = orjson.loads(data[found[0]:found[1]]) if found else {}
+        if found is None:
+            return {}
+        raw = data[found[0]:found[1]]
+        try:
+            meta = orjson.loads(raw)
+            return meta if isinstance(meta, dict) else {}
+        except ValueError:
+            pass
+        meta = {}
+        for key, start, end in members(raw):
+            try:
+                meta[orjson.loads(b'"' + key + b'"')] = orjson.loads(raw[start:end])
+            except ValueError:
+                continue
+        return meta
     except ValueError:
         return {}
-    return meta if isinstance(meta, dict) else {}

@@ -60,3 +60,11 @@ def test_the_scan_is_not_recursive_at_any_depth():
     assert rawjson.metadata_of(deep(3)) == {}
     with pytest.raises(rawjson.Malformed):
         list(rawjson.elements(b"[1 2]", 0))
+
+
+def test_an_object_whose_metadata_is_too_deep_too_is_still_named():
+    """The API server's managedFields follow the shape of the deep field they record."""
+    raw = (b'{"metadata":{"name":"deep","namespace":"ns","uid":"u","managedFields":[{"fieldsV1":'
+           + deep(1100) + b'}],"labels":{"k":"v"}},"spec":' + deep(1100) + b"}")
+    assert rawjson.metadata_of(raw) == {"name": "deep", "namespace": "ns", "uid": "u", "labels": {"k": "v"}}
+    assert decode_list_page(page(raw))["items"][0].metadata["name"] == "deep"
