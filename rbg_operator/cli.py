@@ -9,6 +9,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from . import metrics_server, operator
+from .liveness import LIVENESS
 from .controller.restarts import RestartSettings
 from .desired.options import BuildOptions
 
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> None:
                           "(default: a self-signed certificate made at start)")
     run.add_argument("--health-probe-bind-address", default=":8081", type=_host_port,
                      help="where /healthz is served, host:port (default %(default)s)")
+    run.add_argument("--healthz-stall-seconds", type=_positive, default=LIVENESS.stall_seconds,
+                     help="/healthz fails once the event loop has not run for this long (default %(default)s)")
+    run.add_argument("--healthz-reflector-seconds", type=_positive, default=LIVENESS.behind_seconds,
+                     help="/healthz fails once a watch has had no complete list for this long "
+                          "(default %(default)s)")
     run.add_argument("--webhook-bind-address", default="", type=lambda v: v and _host_port(v),
                      help="serve the validating admission webhook on host:port (default: no webhook)")
     run.add_argument("--kube-api-qps", type=_positive, default=operator.SETTINGS.api_qps,
@@ -157,10 +163,15 @@ def main(argv: list[str] | None = None) -> None:
                 run.error(str(error))
         else:
             start_http_server(port, addr=host)
+    # Served from a thread, not by kopf on the event loop: a stuck loop gets a 503 that says so.
+    LIVENESS.stall_seconds, LIVENESS.behind_seconds = args.healthz_stall_seconds, args.healthz_reflector_seconds
     host, port = _address(args.health_probe_bind_address)
+    try:
+        LIVENESS.serve(host, port)
+    except OSError as error:
+        run.error(f"--health-probe-bind-address {args.health_probe_bind_address}: {error}")
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        liveness_endpoint=f"http://{host}:{port}/healthz",
     )

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import math
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -20,7 +21,7 @@ import aiohttp
 import orjson
 import tenacity
 from aiolimiter import AsyncLimiter
-from . import kubeconfig, metrics, naming
+from . import kubeconfig, metrics, naming, rawjson
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,50 @@ LIST_PAGE_SIZE = 500  # items per LIST page, as client-go's reflector pages its 
 MAX_WATCH_EVENT = 16 * 2**20  # one event per line; a large object's line exceeds aiohttp's default limit
 
 
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """An item of a list or watch answer that does not decode (nested deeper than the decoder
+    goes): what of its metadata could be read names it, so that it alone is skipped."""
+    metadata: dict
+    error: str
+
+
+def decode_list_page(raw: bytes) -> dict:
+    """A LIST answer; an item that does not decode is an Unreadable in its place, and the others
+    are decoded as usual."""
+    try:
+        return orjson.loads(raw)
+    except ValueError as error:
+        try:
+            found = rawjson.member(raw, b"items")
+            where = rawjson.member(raw, b"metadata")
+            items = [] if found is None else [_item(raw[s:e]) for s, e in rawjson.elements(raw, found[0])]
+            return {"metadata": orjson.loads(raw[where[0]:where[1]]) if where else {}, "items": items}
+        except ValueError:
+            raise error from None  # not one bad item: the answer is broken
+
+
+def _item(raw: bytes) -> dict | Unreadable:
+    try:
+        return orjson.loads(raw)
+    except ValueError as error:
+        return Unreadable(rawjson.metadata_of(raw), str(error))
+
+
+def decode_watch_line(line: bytes) -> dict:
+    """A watch event; one whose object does not decode carries an Unreadable."""
+    try:
+        return orjson.loads(line)
+    except ValueError as error:
+        try:
+            kind, found = rawjson.member(line, b"type"), rawjson.member(line, b"object")
+            if kind is None or found is None:
+                raise error
+            return {"type": orjson.loads(line[kind[0]:kind[1]]), "object": _item(line[found[0]:found[1]])}
+        except ValueError:
+            raise error from None
+
+
 class ApiError(Exception):
     def __init__(self, status: int, body: dict | str, method: str, path: str, retry_after: float | None = None):
         self.status, self.body, self.method, self.retry_after = status, body, method, retry_after
@@ -107,12 +152,20 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
+MAX_RETRY_AFTER = 30.0  # what a Retry-After may make one retry wait, at most
+CALL_DEADLINE = 120.0  # no new attempt of a request starts after this many seconds
+
+
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (the API server sends whole seconds)."""
+    """Seconds from a Retry-After header (the API server sends whole seconds), capped: a
+    proxy's or a broken server's "3600" or "inf" must not hold a worker for that long."""
     try:
-        return max(0.0, float(value)) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None if seconds is None or math.isnan(seconds) else MAX_RETRY_AFTER
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 _backoff = tenacity.wait_random_exponential(multiplier=0.2, max=10)
@@ -181,14 +234,17 @@ class Kube:
         return sum(n for (verb, _), n in self.requests.items() if verb in self.WRITE_VERBS)
 
     async def _call(self, *args, **kwargs) -> dict | None:
+        # Bounded in attempts and in time: during an API server brownout, a reconcile gives its
+        # worker back after a few minutes at most (each attempt is bounded by the session's 60 s).
+        stop = tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(CALL_DEADLINE)
         async for attempt in tenacity.AsyncRetrying(retry=tenacity.retry_if_exception(_retryable), wait=_wait,
-                                                    stop=tenacity.stop_after_attempt(self.attempts), reraise=True):
+                                                    stop=stop, reraise=True):
             with attempt:
                 return await self._request(*args, **kwargs)
         return None  # not reached: the last attempt returns or raises
 
     async def _request(self, verb: str, resource: str, method: str, path: str, *, query: dict | None = None,
-                       body: Any = None, content_type: str = "application/json") -> dict | None:
+                       body: Any = None, content_type: str = "application/json", decode=orjson.loads) -> dict | None:
         if self.limiter is not None:
             await self.limiter.acquire()
         self.requests[(verb, resource)] += 1
@@ -210,7 +266,7 @@ class Kube:
             except ValueError:
                 detail = raw.decode(errors="replace")
             raise ApiError(response.status, detail, method, path, retry_after)
-        return orjson.loads(raw) if raw else None
+        return decode(raw) if raw else None
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict | None:
         return await self._call("get", kind.plural, "GET", kind.path(namespace, name))
@@ -229,15 +285,17 @@ class Kube:
         return items, version
 
     async def list_pages(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
-                         *, page_size: int = LIST_PAGE_SIZE):
+                         *, page_size: int = LIST_PAGE_SIZE, item_by_item: bool = False):
         """A list in pages of `page_size` items, each with the list's resourceVersion: a large
         list never sits in memory whole. The pages are one consistent snapshot; an expired
-        continue token raises ApiError 410 (list again)."""
+        continue token raises ApiError 410 (list again). With `item_by_item`, an item that does
+        not decode is an Unreadable in the page instead of failing the whole list."""
         query = {"limit": str(page_size)}
         if label_selector:
             query["labelSelector"] = label_selector
         while True:
-            result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query) or {}
+            result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query,
+                                      decode=decode_list_page if item_by_item else orjson.loads) or {}
             meta = result.get("metadata") or {}
             yield result.get("items") or [], meta.get("resourceVersion", "")
             if not meta.get("continue"):
@@ -312,8 +370,8 @@ class Kube:
             while line := await response.content.readline(max_line_length=MAX_WATCH_EVENT):
                 received.inc(len(line))
                 if line.strip():
-                    event = orjson.loads(line)
+                    event = decode_watch_line(line)
                     if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
+                        status = event["object"] if isinstance(event.get("object"), dict) else {}
                         raise ApiError(status.get("code", 500), status, "GET", kind.path(namespace))
                     yield event

@@ -23,6 +23,7 @@ import yaml
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_MAX_AGE = 60.0  # kubelet rotates projected tokens well before they expire; re-read often
+EXEC_PLUGIN_TIMEOUT = 60.0  # a credential plugin that hangs must not hold every request for ever
 
 
 class ConfigError(Exception):
@@ -36,6 +37,8 @@ class Credentials:
     exec_config: dict | None = None  # a client-go credential plugin to run for tokens
     _token: str | None = None
     _token_expires: float = 0.0
+    # One refresh at a time: the callers that find the token stale together wait for one plugin run.
+    _refreshing: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     @property
     def server(self) -> str:
@@ -52,11 +55,13 @@ class Credentials:
         if self.token_file is None and self.exec_config is None:
             return self.info.as_http_headers()
         if self._token is None or time.monotonic() >= self._token_expires:
-            if self.token_file is not None:
-                self._token, lifetime = self.token_file.read_text().strip(), TOKEN_MAX_AGE
-            else:
-                self._token, lifetime = await _run_exec_plugin(self.exec_config or {})
-            self._token_expires = time.monotonic() + lifetime
+            async with self._refreshing:
+                if self._token is None or time.monotonic() >= self._token_expires:  # not refreshed meanwhile
+                    if self.token_file is not None:
+                        self._token, lifetime = self.token_file.read_text().strip(), TOKEN_MAX_AGE
+                    else:
+                        self._token, lifetime = await _run_exec_plugin(self.exec_config or {})
+                    self._token_expires = time.monotonic() + lifetime
         return {"Authorization": f"Bearer {self._token}"}
 
     def as_connection_info(self) -> kopf.ConnectionInfo:
@@ -151,7 +156,13 @@ async def _run_exec_plugin(config: dict) -> tuple[str, float]:
                                               "spec": {"interactive": False}})
     process = await asyncio.create_subprocess_exec(config["command"], *(config.get("args") or []), env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), EXEC_PLUGIN_TIMEOUT)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise ConfigError(f"kubeconfig exec plugin {config['command']!r} gave no token within "
+                          f"{EXEC_PLUGIN_TIMEOUT:g}s") from None
     if process.returncode != 0:
         raise ConfigError(f"kubeconfig exec plugin {config['command']!r} failed ({process.returncode}): "
                           f"{err.decode(errors='replace').strip()}")

@@ -31,3 +31,8 @@ cache_bytes = Gauge("rbg_operator_cache_bytes", "Size of the objects the cache h
 groups = Gauge("rbg_operator_groups", "RoleBasedGroups by their Ready condition.", ["ready"])
 group_recreations = Counter("rbg_operator_group_recreations_total",
                             "Whole-group recreations done for RecreateRBGOnPodRestart.")
+unreadable_objects = Counter("rbg_operator_unreadable_objects_total",
+                             "Objects left out of the cache because they do not decode or cannot be cached "
+                             "(nested too deep), by resource.", ["resource"])
+reflector_restarts = Counter("rbg_operator_reflector_restarts_total",
+                             "Reflectors started again after dying of an unforeseen error, by resource.", ["resource"])

@@ -10,6 +10,7 @@ Workers reconcile queued keys one at a time per key.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import fnmatch
 import logging
@@ -30,14 +31,15 @@ from .controller.restarts import RestartSettings, RestartTracker
 from .controller.instanceset import InstanceSetReconciler
 from .controller.roleinstance import RoleInstanceReconciler
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
-from .controller.store import Store
+from .controller.store import FOR_GOOD, Store, resource_version
 from .controller.store import writer as store_writer
 from .controller.together import together
 from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
 from .leader import LeaderElector
-from .kube import KINDS, Kube, namespace_terminating
+from .kube import KINDS, Kind, Kube, namespace_terminating
+from .liveness import LIVENESS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,10 @@ KIND_OF_CONTROLLER = {GROUP: (naming.API_VERSION, "RoleBasedGroup"),
                       GROUP_SET: (naming.API_VERSION, "RoleBasedGroupSet"),
                       INSTANCE_SET: (naming.RIS_API_VERSION, "RoleInstanceSet"),
                       ROLE_INSTANCE: (naming.RIS_API_VERSION, "RoleInstance")}
+
+CONTROLLERS_OF_KIND: dict[tuple[str, str], list[str]] = {}
+for _controller, _kind in KIND_OF_CONTROLLER.items():
+    CONTROLLERS_OF_KIND.setdefault(_kind, []).append(_controller)
 
 
 @dataclasses.dataclass
@@ -97,6 +103,8 @@ class Runtime:
     ready_by_group: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
     reflectors: list[Reflector] = dataclasses.field(default_factory=list)
     elector: LeaderElector | None = None
+    reported: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
+    posting: set[asyncio.Task] = dataclasses.field(default_factory=set)
 
     def count_groups(self, namespace: str, name: str) -> None:
         """Keep rbg_operator_groups{ready} current, one group at a time."""
@@ -114,6 +122,10 @@ class Runtime:
         controller, namespace, name = key
         started = time.monotonic()
         token = store_writer.set(key)  # what this reconcile stores is marked as its own write
+        # The object's last write answer may have carried a change this key had not read; it
+        # reads it now. Were the mark left, a pass that writes nothing (an object being deleted)
+        # would requeue itself for ever.
+        self.store.mark_read(*KIND_OF_CONTROLLER[controller], namespace, name)
         try:
             requeue_after = await self.reconcilers[controller].reconcile(namespace, name)
         except Exception as error:
@@ -146,7 +158,12 @@ class Runtime:
             return
         kind = (obj["apiVersion"], obj["kind"])
         if event_type == "DELETED":
-            self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"))
+            # Gone as of the event's version: a label-selector watch says DELETED also when the
+            # object only stops matching, and a newer version of it may come back.
+            self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"),
+                              seen_at=resource_version(obj) or FOR_GOOD)
+            for controller in CONTROLLERS_OF_KIND.get(kind, ()):  # its failure count goes with it
+                self.queue.forget((controller, meta.get("namespace", ""), meta["name"]))
             wakes, unless = True, None
         else:
             seen = self.store.upsert(obj)
@@ -158,6 +175,27 @@ class Runtime:
             for key in wake.targets(self, obj):
                 if key != unless:
                     self.queue.add_after(key, wake.delay())
+
+    def unreadable(self, kind: Kind, meta: dict, reason: str) -> None:
+        """A reflector left an object out of the store: say so once per version of it, in the log,
+        a metric and (when it can be named) a Warning Event on the object itself."""
+        version = (kind.plural, meta.get("uid") or meta.get("name"), meta.get("resourceVersion"))
+        if version in self.reported:
+            return
+        self.reported[version] = None
+        if len(self.reported) > 1024:
+            self.reported.popitem(last=False)
+        metrics.unreadable_objects.labels(kind.plural).inc()
+        where = "/".join(filter(None, [meta.get("namespace"), meta.get("name")])) or "(unnamed)"
+        message = (f"{kind.kind} {where} is not reconciled: it {reason}. "
+                   "Other objects are not affected; fix or delete this one")
+        log.warning("%s", message)
+        if self.recorder is not None and kind.namespaced and meta.get("name") and meta.get("namespace"):
+            task = asyncio.get_running_loop().create_task(self.recorder.emit(
+                {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta},
+                "Warning", "ObjectUnreadable", message))
+            self.posting.add(task)
+            task.add_done_callback(self.posting.discard)
 
     def enqueue_all(self) -> None:
         for controller, kind in KIND_OF_CONTROLLER.items():
@@ -221,8 +259,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     runtime.restarts = restarts
     runtime.recorder = recorder
     runtime.reflectors = reflectors(kube, store, runtime.deliver, SETTINGS.namespaces,
-                                    idle_timeout=SETTINGS.watch_inactivity_timeout)
-    runtime.tasks = [asyncio.create_task(r.run(), name=repr(r)) for r in runtime.reflectors]
+                                    idle_timeout=SETTINGS.watch_inactivity_timeout, report=runtime.unreadable)
+    runtime.tasks = [asyncio.create_task(r.run_supervised(), name=repr(r)) for r in runtime.reflectors]
+    LIVENESS.reflectors = runtime.reflectors
+    runtime.tasks.append(asyncio.create_task(LIVENESS.tick_forever(), name="liveness-tick"))
+    LIVENESS.started = True
     runtime.tasks.append(asyncio.create_task(_lead(runtime, kube), name="rbg-leader"))
     memo.runtime = runtime
 
@@ -302,7 +343,7 @@ WATCHED = [
 
 
 def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
-               idle_timeout: float | None = None) -> list[Reflector]:
+               idle_timeout: float | None = None, report=None) -> list[Reflector]:
     """One reflector per watched kind and namespace: per namespace when every --namespace is a
     plain name, else cluster-wide with kopf's glob patterns applied to each object."""
     plain = [ns for ns in namespaces if not any(ch in ns for ch in "*?!,")]
@@ -310,13 +351,13 @@ def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
     keep = (lambda ns: _watched(ns, namespaces) and not ignored(ns)) if namespaces and scopes == [None] \
         else (lambda ns: not ignored(ns))
     reflected = []
+    options = {"idle_timeout": idle_timeout, **({"report": report} if report else {})}
     for kind, selector in WATCHED:
         if not KINDS[kind].namespaced:  # one watch of the whole cluster, whatever the namespaces
-            reflected.append(Reflector(kube, store, KINDS[kind], deliver, label_selector=selector,
-                                       idle_timeout=idle_timeout))
+            reflected.append(Reflector(kube, store, KINDS[kind], deliver, label_selector=selector, **options))
             continue
         reflected += [Reflector(kube, store, KINDS[kind], deliver, namespace=scope, label_selector=selector,
-                                keep=keep, idle_timeout=idle_timeout) for scope in scopes]
+                                keep=keep, **options) for scope in scopes]
     return reflected
 
 

@@ -16,6 +16,7 @@ from . import conditions
 from .progress import RoleProgress
 
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+MAX_DEADLINE_DIGITS = 9  # about 31 years
 
 
 @dataclasses.dataclass
@@ -30,10 +31,13 @@ def progress_deadline(annotations: dict | None, default: float) -> tuple[float, 
     raw = (annotations or {}).get(naming.ANNOTATION_PROGRESS_DEADLINE)
     if raw is None:
         return default, None
-    if raw.isdigit() and int(raw) > 0:
+    # ASCII digits only ("²" is a digit to str.isdigit but not to int()), and few of them: int()
+    # refuses strings of more than 4,300 digits, and no deadline needs more than 9.
+    if raw.isascii() and raw.isdigit() and len(raw) <= MAX_DEADLINE_DIGITS and int(raw) > 0:
         return float(raw), None
-    return default, (f"annotation {naming.ANNOTATION_PROGRESS_DEADLINE}={raw!r} is not a whole number of "
-                     f"seconds above 0; using the operator's {default:g}s")
+    shown = raw if len(raw) <= 40 else f"{raw[:40]}... ({len(raw)} characters)"
+    return default, (f"annotation {naming.ANNOTATION_PROGRESS_DEADLINE}={shown!r} is not a whole number of "
+                     f"seconds from 1 to {10 ** MAX_DEADLINE_DIGITS - 1}; using the operator's {default:g}s")
 
 
 def _condition(type_: str, status: bool, reason: str, message: str) -> dict:

@@ -34,9 +34,11 @@ class Seen(NamedTuple):
 UNREAD = object()
 # UIDs of objects seen deleted, so that a write answer that arrives later cannot bring one back.
 TOMBSTONES = 4096
+# A tombstone's resourceVersion when the object is known gone for good (a 404 on delete).
+FOR_GOOD = float("inf")
 
 
-def _rv(obj: dict) -> int:
+def resource_version(obj: dict) -> int:
     try:
         return int(obj["metadata"].get("resourceVersion", 0))
     except (TypeError, ValueError):
@@ -75,7 +77,10 @@ class Store:
     def __init__(self) -> None:
         self._objects: dict[KindKey, dict[ObjectKey, _Entry]] = defaultdict(dict)
         self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, _Entry]]] = defaultdict(lambda: defaultdict(dict))
-        self._deleted: OrderedDict[str, None] = OrderedDict()
+        # uid -> the resourceVersion at which it was seen gone. A label-selector watch also says
+        # DELETED when an object only stops matching; it may match again later, and only a newer
+        # version of it than the tombstone's proves that it exists.
+        self._deleted: OrderedDict[str, float] = OrderedDict()
         self._unserved: set[KindKey] = set()  # kinds whose last list the API server answered 404
         self.json_bytes = 0  # of every cached object: how much of the operator's memory the cache is
 
@@ -96,15 +101,18 @@ class Store:
         that passes the generation it read, and gets back another one (someone changed the spec
         meanwhile), is woken by the echo like every other reader."""
         kind = (obj["apiVersion"], obj["kind"])
-        if obj["metadata"].get("uid") in self._deleted:
-            return Seen(False)
+        buried_at = self._deleted.get(obj["metadata"].get("uid"))
+        if buried_at is not None:
+            if resource_version(obj) <= buried_at:
+                return Seen(False)  # a write answer or event from before it was seen gone
+            del self._deleted[obj["metadata"]["uid"]]  # it left the selector and came back
         slim = SLIMMERS.get(kind, _slim_managed_fields)(obj)
         if slim is None:
             return Seen(False)
         meta = slim["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
         current = self._objects[kind].get(key)
-        uid, rv = meta.get("uid"), _rv(slim)
+        uid, rv = meta.get("uid"), resource_version(slim)
         if current is not None and current.uid == uid and rv and rv <= current.rv:
             if rv < current.rv:
                 return Seen(False)
@@ -124,25 +132,45 @@ class Store:
             self._by_group[kind][(key[0], entry.group)][key[1]] = entry
         return Seen(True)
 
-    def remove(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+    def remove(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None,
+               seen_at: float = FOR_GOOD) -> None:
         """Forget an object seen deleted (by a watch, a relist, or a 404): a later write answer
-        or stale event with its UID is ignored."""
+        or stale event with its UID is ignored, unless it is newer than `seen_at`, the
+        resourceVersion at which it was seen gone (a watch event's own, a relist's)."""
         if uid:
-            self._bury(uid)
+            self._bury(uid, seen_at)
+        current = self.forget(api_version, kind, namespace, name, uid)
+        if current is not None and current.uid:
+            self._bury(current.uid, seen_at)
+
+    def forget(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> "_Entry | None":
+        """Drop the cached copy without a tombstone (an object that cannot be cached as it is now)."""
         objects = self._objects[(api_version, kind)]
         current = objects.get((namespace, name))
         if current is not None and (uid is None or current.uid == uid):
             del objects[(namespace, name)]
             self._unindex((api_version, kind), (namespace, name), current)
             self.json_bytes -= len(current.json)
-            if current.uid:
-                self._bury(current.uid)
+            return current
+        return None
 
-    def _bury(self, uid: str) -> None:
-        self._deleted[uid] = None
+    def _bury(self, uid: str, seen_at: float) -> None:
+        self._deleted[uid] = max(seen_at, self._deleted.get(uid, 0))
         self._deleted.move_to_end(uid)
         if len(self._deleted) > TOMBSTONES:
             self._deleted.popitem(last=False)
+
+    def mark_read(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """The reconcile of this object is about to read it: a change its last write brought
+        back unread (changed_under_writer) is read now, and needs no further pass."""
+        key = (namespace, name)
+        entry = self._objects[(api_version, kind)].get(key)
+        if entry is None or entry.written_by is not UNREAD:
+            return
+        read = entry._replace(written_by=writer.get())
+        self._objects[(api_version, kind)][key] = read
+        if read.group is not None:
+            self._by_group[(api_version, kind)][(namespace, read.group)][name] = read
 
     def changed_under_writer(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """The stored version is a write answer that carried a generation its writer had not read."""

@@ -69,6 +69,9 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     async def get(self) -> K:
+        # asyncio.Queue.get does not suspend while the queue holds something: without this, a
+        # worker whose key requeues itself would never let the event loop run anything else.
+        await asyncio.sleep(0)
         key = await self._ready.get()
         queued_at = self._queued.pop(key)
         self._processing.add(key)

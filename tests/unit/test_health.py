@@ -117,6 +117,13 @@ def test_the_deadline_annotation_overrides_and_a_bad_value_is_named():
     assert progress_deadline(None, 600) == (600, None)
 
 
+def test_a_deadline_that_str_isdigit_accepts_but_int_refuses_is_named_not_raised():
+    for raw in ("\u00b2", "\u0661\u0662", "9" * 5000, "0", "1234567890"):
+        value, complaint = progress_deadline({naming.ANNOTATION_PROGRESS_DEADLINE: raw}, 600)
+        assert value == 600 and naming.ANNOTATION_PROGRESS_DEADLINE in complaint and len(complaint) < 300, raw
+    assert progress_deadline({naming.ANNOTATION_PROGRESS_DEADLINE: "999999999"}, 600) == (999999999.0, None)
+
+
 def test_blockers_name_unschedulable_and_waiting_pods():
     pods = [
         {"metadata": {"name": "p-0"}, "status": {"conditions": [

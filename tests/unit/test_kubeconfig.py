@@ -59,3 +59,21 @@ async def test_exec_plugin_token_is_used_and_cached(tmp_path):
     assert await creds.headers() == {"Authorization": "Bearer from-plugin"}
     assert (tmp_path / "plugin.sh.calls").read_text().count("run") == 1
     assert creds.as_connection_info().token == "from-plugin"
+
+
+async def test_concurrent_callers_share_one_plugin_run_and_a_hung_plugin_times_out(tmp_path, monkeypatch):
+    import asyncio
+    plugin = tmp_path / "plugin.sh"
+    plugin.write_text('#!/bin/sh\necho run >> "$0.calls"\nsleep "${DELAY:-0}"\n'
+                      'echo \'{"kind":"ExecCredential","status":{"token":"t"}}\'\n')
+    plugin.chmod(0o755)
+    config = write(tmp_path / "config", [("dev", {"cluster": "c", "user": "u"})], current="dev",
+                   clusters=[("c", {"server": "https://dev"})],
+                   users=[("u", {"exec": {"command": str(plugin), "env": [{"name": "DELAY", "value": "0.2"}]}})])
+    creds = kubeconfig.load(kubeconfig=str(config))
+    assert await asyncio.gather(*(creds.headers() for _ in range(5))) == [{"Authorization": "Bearer t"}] * 5
+    assert (tmp_path / "plugin.sh.calls").read_text().count("run") == 1
+    monkeypatch.setattr(kubeconfig, "EXEC_PLUGIN_TIMEOUT", 0.1)
+    hung = kubeconfig.load(kubeconfig=str(config))
+    with pytest.raises(kubeconfig.ConfigError, match="no token within 0.1s"):
+        await hung.headers()

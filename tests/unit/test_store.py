@@ -156,3 +156,53 @@ def test_the_cache_costs_about_its_json_not_the_encoders_buffers():
     finally:
         tracemalloc.stop()
     assert held < 2.5 * store.json_bytes, f"{held / 2000:.0f} B per pod for {store.json_bytes / 2000:.0f} B of JSON"
+
+
+def test_an_object_that_left_the_label_selector_is_cached_again_when_a_newer_version_comes_back():
+    """A selector watch says DELETED (at version 15) when the group label is removed; the
+    operator restores the label, and the answer (version 16) must be cached, not ignored for good."""
+    store = Store()
+    store.upsert(service("u", "10"))
+    store.remove("v1", "Service", "ns", "s", "u", seen_at=15)
+    assert store.upsert(service("u", "14")) == Seen(False), "a version from before it left"
+    assert store.upsert(service("u", "15")) == Seen(False)
+    assert store.upsert(service("u", "16")) == Seen(True)
+    assert store.get("v1", "Service", "ns", "s")["metadata"]["resourceVersion"] == "16"
+    store.remove("v1", "Service", "ns", "s", "u", seen_at=20)  # and it can leave again
+    assert store.get("v1", "Service", "ns", "s") is None
+
+
+def test_forget_drops_the_copy_without_refusing_the_object_later():
+    store = Store()
+    store.upsert(service("u", "10"))
+    store.forget("v1", "Service", "ns", "s")
+    assert store.get("v1", "Service", "ns", "s") is None and store.json_bytes == 0
+    assert store.upsert(service("u", "10")) == Seen(True)
+
+
+def test_a_reconcile_that_reads_its_object_clears_the_unread_mark_of_its_last_write():
+    """Else a pass that writes nothing (the object is being deleted) would be requeued for ever."""
+    key = ("rolebasedgroup", "ns", "s")
+    store = Store()
+    store.upsert(service("u", "10", generation=1))
+    with written_by(key):
+        store.upsert(service("u", "12", generation=2), read_generation=1)
+    assert store.changed_under_writer("v1", "Service", "ns", "s")
+    with written_by(key):
+        store.mark_read("v1", "Service", "ns", "s")
+    assert not store.changed_under_writer("v1", "Service", "ns", "s")
+    assert store.upsert(service("u", "12", generation=2)) == Seen(False, key), "its echo: read already"
+    store.mark_read("v1", "Service", "ns", "nothing-here")  # no object: nothing to clear
+
+
+def test_mark_read_keeps_the_group_index_in_step():
+    key = ("rolebasedgroup", "ns", "g")
+    store = Store()
+    child = {**service("u", "10"), "metadata": {**service("u", "10")["metadata"],
+                                                 "labels": {naming.LABEL_GROUP_NAME: "g"}}}
+    with written_by(key):
+        store.upsert(child, read_generation=0)
+        store.mark_read("v1", "Service", "ns", "s")
+    assert [o["metadata"]["name"] for o in store.owned_by_group("v1", "Service", "ns", "g")] == ["s"]
+    store.remove("v1", "Service", "ns", "s")
+    assert store.owned_by_group("v1", "Service", "ns", "g") == []

@@ -88,3 +88,28 @@ async def test_a_delayed_add_of_a_queued_key_adds_nothing_later():
     queue.done("g")
     await asyncio.sleep(0.06)
     assert len(queue) == 0
+
+
+async def test_a_worker_whose_key_requeues_itself_still_lets_the_event_loop_run():
+    """A handler with no await that re-adds its own key: get() must suspend all the same."""
+    queue: WorkQueue[str] = WorkQueue()
+    ticks = passes = 0
+
+    async def requeue_itself(key: str) -> None:
+        nonlocal passes
+        passes += 1
+        queue.add(key)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    queue.add("k")
+    tasks = [asyncio.create_task(queue.run_workers(1, requeue_itself)), asyncio.create_task(ticker())]
+    await asyncio.sleep(0.05)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert passes > 10 and ticks > 10, (passes, ticks)
