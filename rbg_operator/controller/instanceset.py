@@ -7,6 +7,7 @@ cache shows them, and the clock in; what to create, update and delete, and the s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -19,6 +20,7 @@ from ..api.common import resolve
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
+from .control import CREATING, conflict, observe
 from .diff import contains
 from .scaling import write_status
 from .store import Store
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 INSTANCE_SET = (naming.RIS_API_VERSION, "RoleInstanceSet")
 INSTANCE = (naming.RIS_API_VERSION, "RoleInstance")
 FIELD_MANAGER = "rbg-operator-instanceset"
+CONFLICT_RECHECK_SECONDS = 30
 # RoleInstanceSet annotations every instance gets (the contract's §4.5).
 COPIED_ANNOTATIONS = (naming.ANNOTATION_V2_GRACE_PERIOD,)
 # Update types that replace instances instead of updating them in place.
@@ -244,8 +247,12 @@ class InstanceSetReconciler:
         instances = owned(self.store, INSTANCE, body)
         views = [view(i, name) for i in instances]
         plan = plan_instances(spec, revision, views)
+        held: dict[int, str] = {}  # ordinal -> why its name is not the set's to write
         for ordinal in plan.create + plan.update:
-            await self._apply(desired_instance(body, ordinal, revision))
+            if (problem := await self._apply(body, desired_instance(body, ordinal, revision))) is not None:
+                held[ordinal] = problem
+        plan.create = [o for o in plan.create if o not in held]
+        conflicts = list(held.values())
         for instance in instances:
             if instance["metadata"]["name"] in plan.delete:
                 await self.kube.delete(KINDS[INSTANCE], namespace, instance["metadata"]["name"],
@@ -262,16 +269,42 @@ class InstanceSetReconciler:
                    "message": f"updateStrategy.type InPlaceOnly cannot update {'; '.join(blocked)}; only "
                               f"recreating would; set the type to InPlaceIfPossible to allow it"}
                   if blocked else {"type": "FailedUpdate", "status": "False", "reason": "NoFailure", "message": ""})
-        status["conditions"] = conditions.merge((body.get("status") or {}).get("conditions"), [failed],
-                                                body["metadata"].get("generation", 0))
+        previous = (body.get("status") or {}).get("conditions")
+        wanted = [failed, *conflict_conditions(conflicts, previous)]
+        status["conditions"] = conditions.merge(previous, wanted, body["metadata"].get("generation", 0))
         await write_status(self.kube, self.store, body, status, FIELD_MANAGER)
+        if conflicts and (conditions.find(previous, FAILED_CREATE) or {}).get("message") != wanted[1]["message"]:
+            await self.recorder.emit(body, "Warning", "ChildConflict", wanted[1]["message"])
         # An instance that is Ready but not yet available for minReadySeconds: look again then.
         pending = spec.get("minReadySeconds", 0) if status["availableReplicas"] < status["readyReplicas"] else 0
-        return float(pending) or None
+        # The object in the way carries nothing that would wake the set when it goes: look again.
+        return float(pending) or (CONFLICT_RECHECK_SECONDS if conflicts else None)
 
-    async def _apply(self, desired: dict) -> None:
+    async def _apply(self, owner: dict, desired: dict) -> str | None:
+        """Create or update an instance of the set; returns why not when the name is held by an
+        object the set does not control."""
         meta = desired["metadata"]
-        observed = self.store.get(*INSTANCE, meta["namespace"], meta["name"])
-        if observed is not None and contains(observed, desired):
-            return
-        self.store.upsert(await self.kube.apply(desired, manager=FIELD_MANAGER))
+        key = (*INSTANCE, meta["namespace"], meta["name"])
+        observed = self.store.get(*key)
+        async with CREATING.hold(key) if observed is None else contextlib.nullcontext():
+            observed = observed or await observe(self.store, self.kube, *key)
+            problem = conflict(observed, owner)
+            if problem is not None:
+                return problem
+            if observed is not None and contains(observed, desired):
+                return None
+            self.store.upsert(await self.kube.apply(desired, manager=FIELD_MANAGER))
+        return None
+
+
+FAILED_CREATE = "FailedCreate"
+
+
+def conflict_conditions(conflicts: list[str], previous: list[dict] | None) -> list[dict]:
+    """FailedCreate while names the owner wants are held by objects it does not control; once
+    there was one, False again when none is left (an owner that never had one gets none)."""
+    if conflicts:
+        return [{"type": FAILED_CREATE, "status": "True", "reason": "ChildConflict", "message": "; ".join(conflicts)}]
+    if conditions.find(previous, FAILED_CREATE) is not None:
+        return [{"type": FAILED_CREATE, "status": "False", "reason": "NoConflict", "message": ""}]
+    return []
