@@ -274,7 +274,7 @@ async def _lead(runtime: Runtime, kube: Kube) -> None:
     # Like an informer's initial sync: workers must not act on a half-filled store, or they
     # would re-create children that exist but have not been listed yet.
     await asyncio.gather(*(r.synced.wait() for r in runtime.reflectors))
-    log.info("caches synced: %d objects", sum(len(runtime.store.keys(*kind)) for kind, _ in WATCHED))
+    log.info("caches synced: %d objects", sum(len(runtime.store.keys(*kind)) for kind in dict(WATCHED)))
     if SETTINGS.leader_election:
         runtime.elector = await LeaderElector.connect(SETTINGS.leader_election_namespace or _pod_namespace(),
                                                       SETTINGS.leader_election_id)
@@ -315,7 +315,13 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> dict:
 
 # Server-side filter of every child kind: only objects a group made are listed and watched, so
 # the operator's memory and per-event work do not grow with what else runs on the cluster.
+# Anyone may set a label: what a child kind's object holds is kept only when one of our kinds
+# controls it (store.py's _slim_child), and nothing is written without that check (control.py).
 CHILD_SELECTOR = naming.LABEL_GROUP_NAME
+# Pods of RoleInstances made without a group (created directly, or by a RoleInstanceSet made
+# directly) carry the instance's label and not the group's: a second pod watch, disjoint from
+# the first, so each pod comes from exactly one of them.
+INSTANCE_POD_SELECTOR = f"{naming.LABEL_V2_INSTANCE_NAME},!{naming.LABEL_GROUP_NAME}"
 COORDINATED_POLICY = (policy.API_VERSION, policy.KIND)
 ENGINE_PROFILE = (engineruntime.API_VERSION, engineruntime.KIND)  # cluster-scoped
 WATCHED = [
@@ -338,8 +344,30 @@ WATCHED = [
     (("scheduling.k8s.io/v1beta1", "PodGroup"), CHILD_SELECTOR),
     (("scheduling.k8s.io/v1alpha3", "CompositePodGroup"), CHILD_SELECTOR),
     (("v1", "Pod"), CHILD_SELECTOR),
+    (("v1", "Pod"), INSTANCE_POD_SELECTOR),
     (("apps/v1", "ControllerRevision"), CHILD_SELECTOR),
 ]
+
+
+def selector_matches(selector: str | None, labels: dict) -> bool:
+    """Whether labels match a selector of the forms WATCHED uses: `key` and `!key`, joined by commas."""
+    return all((term[1:] not in labels) if term.startswith("!") else (term in labels)
+               for term in (selector or "").split(",") if term)
+
+
+def _within(selector: str | None, store: Store, deliver):
+    """`deliver`, for one of several reflectors of a kind: a DELETED it sends counts only for an
+    object the store holds as one of its own. A relist would otherwise take every object the
+    other reflectors brought for deleted (they are not in its list); an object that moved from
+    one selector to the other is decided by the copy stored, not by the event's."""
+    def scoped(event_type: str, obj: dict) -> None:
+        if event_type == "DELETED":
+            meta = obj["metadata"]
+            stored = store.get(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"]) or obj
+            if not selector_matches(selector, stored["metadata"].get("labels") or {}):
+                return
+        deliver(event_type, obj)
+    return scoped
 
 
 def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
@@ -352,11 +380,13 @@ def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
         else (lambda ns: not ignored(ns))
     reflected = []
     options = {"idle_timeout": idle_timeout, **({"report": report} if report else {})}
+    shared = {kind for kind, _ in WATCHED if sum(1 for k, _ in WATCHED if k == kind) > 1}
     for kind, selector in WATCHED:
+        feed = _within(selector, store, deliver) if kind in shared else deliver
         if not KINDS[kind].namespaced:  # one watch of the whole cluster, whatever the namespaces
-            reflected.append(Reflector(kube, store, KINDS[kind], deliver, label_selector=selector, **options))
+            reflected.append(Reflector(kube, store, KINDS[kind], feed, label_selector=selector, **options))
             continue
-        reflected += [Reflector(kube, store, KINDS[kind], deliver, namespace=scope, label_selector=selector,
+        reflected += [Reflector(kube, store, KINDS[kind], feed, namespace=scope, label_selector=selector,
                                 keep=keep, **options) for scope in scopes]
     return reflected
 

@@ -7,6 +7,7 @@ cache shows them, and the clock in; what to create, update and delete, and the s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -20,6 +21,7 @@ from ..api.roleinstance import instance_set_fanout_problem
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
+from .control import CREATING, conflict, observe
 from .diff import contains
 from .scaling import write_status
 from .store import Store
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 INSTANCE_SET = (naming.RIS_API_VERSION, "RoleInstanceSet")
 INSTANCE = (naming.RIS_API_VERSION, "RoleInstance")
 FIELD_MANAGER = "rbg-operator-instanceset"
+CONFLICT_RECHECK_SECONDS = 30
 # RoleInstanceSet annotations every instance gets (the contract's §4.5).
 COPIED_ANNOTATIONS = (naming.ANNOTATION_V2_GRACE_PERIOD,)
 # Update types that replace instances instead of updating them in place.
@@ -253,8 +256,12 @@ class InstanceSetReconciler:
         too_large = instance_set_fanout_problem(spec)
         if too_large:
             plan.create, plan.update = [], []
+        held: dict[int, str] = {}  # ordinal -> why its name is not the set's to write
         for ordinal in plan.create + plan.update:
-            await self._apply(desired_instance(body, ordinal, revision))
+            if (problem := await self._apply(body, desired_instance(body, ordinal, revision))) is not None:
+                held[ordinal] = problem
+        plan.create = [o for o in plan.create if o not in held]
+        conflicts = list(held.values())
         for instance in instances:
             if instance["metadata"]["name"] in plan.delete:
                 await self.kube.delete(KINDS[INSTANCE], namespace, instance["metadata"]["name"],
@@ -272,7 +279,7 @@ class InstanceSetReconciler:
                               f"recreating would; set the type to InPlaceIfPossible to allow it"}
                   if blocked else {"type": "FailedUpdate", "status": "False", "reason": "NoFailure", "message": ""})
         previous = (body.get("status") or {}).get("conditions")
-        wanted = [failed]
+        wanted = [failed, *conflict_conditions(conflicts, previous)]  # a conflict, if any, at [1]
         if too_large:
             wanted.append({"type": "FailedScale", "status": "True", "reason": "TemplateCopiesTooLarge",
                            "message": f"spec.{too_large}"})
@@ -282,13 +289,38 @@ class InstanceSetReconciler:
             wanted.append({"type": "FailedScale", "status": "False", "reason": "NoFailure", "message": ""})
         status["conditions"] = conditions.merge(previous, wanted, body["metadata"].get("generation", 0))
         await write_status(self.kube, self.store, body, status, FIELD_MANAGER)
+        if conflicts and (conditions.find(previous, FAILED_CREATE) or {}).get("message") != wanted[1]["message"]:
+            await self.recorder.emit(body, "Warning", "ChildConflict", wanted[1]["message"])
         # An instance that is Ready but not yet available for minReadySeconds: look again then.
         pending = spec.get("minReadySeconds", 0) if status["availableReplicas"] < status["readyReplicas"] else 0
-        return float(pending) or None
+        # The object in the way carries nothing that would wake the set when it goes: look again.
+        return float(pending) or (CONFLICT_RECHECK_SECONDS if conflicts else None)
 
-    async def _apply(self, desired: dict) -> None:
+    async def _apply(self, owner: dict, desired: dict) -> str | None:
+        """Create or update an instance of the set; returns why not when the name is held by an
+        object the set does not control."""
         meta = desired["metadata"]
-        observed = self.store.get(*INSTANCE, meta["namespace"], meta["name"])
-        if observed is not None and contains(observed, desired):
-            return
-        self.store.upsert(await self.kube.apply(desired, manager=FIELD_MANAGER))
+        key = (*INSTANCE, meta["namespace"], meta["name"])
+        observed = self.store.get(*key)
+        async with CREATING.hold(key) if observed is None else contextlib.nullcontext():
+            observed = observed or await observe(self.store, self.kube, *key)
+            problem = conflict(observed, owner)
+            if problem is not None:
+                return problem
+            if observed is not None and contains(observed, desired):
+                return None
+            self.store.upsert(await self.kube.apply(desired, manager=FIELD_MANAGER))
+        return None
+
+
+FAILED_CREATE = "FailedCreate"
+
+
+def conflict_conditions(conflicts: list[str], previous: list[dict] | None) -> list[dict]:
+    """FailedCreate while names the owner wants are held by objects it does not control; once
+    there was one, False again when none is left (an owner that never had one gets none)."""
+    if conflicts:
+        return [{"type": FAILED_CREATE, "status": "True", "reason": "ChildConflict", "message": "; ".join(conflicts)}]
+    if conditions.find(previous, FAILED_CREATE) is not None:
+        return [{"type": FAILED_CREATE, "status": "False", "reason": "NoConflict", "message": ""}]
+    return []

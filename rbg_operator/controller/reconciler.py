@@ -30,6 +30,7 @@ from .diff import applied_digest, contains
 from .progress import RoleProgress, workload_progress
 from .ownership import OVERRIDDEN, ReplicasOwnership, overridden_conditions, replicas_ownership
 from .restarts import RestartOutcome, RestartSettings, RestartTracker, delete_pod
+from .control import CREATING, conflict, controlled_by, observe
 from .store import Store
 from .stuck import stuck_pods
 from . import policy
@@ -96,8 +97,8 @@ class Reconciler:
                                       composite_pod_groups=self.store.serves(*NATIVE_COMPOSITE))
         try:
             return await self._reconcile(body, group, options)
-        except ChildConflict as conflict:
-            await self._report_problem(body, "ChildConflict", str(conflict))
+        except ChildConflict as problem:
+            await self._report_problem(body, "ChildConflict", str(problem))
             return CONFLICT_RECHECK_SECONDS  # the other object carries no label of ours: no event wakes us
         except ApiError as error:
             if not namespace_terminating(error):
@@ -105,8 +106,6 @@ class Reconciler:
             raise  # retried with backoff
 
     async def _reconcile(self, body: dict, group: RoleBasedGroup, options: BuildOptions) -> float | None:
-        namespace = group.namespace
-
         created: list[str] = []  # what this pass created, reported as one Event
         try:
             rules, policy_problems = self._policy_rules(group)
@@ -124,8 +123,8 @@ class Reconciler:
 
             async def ensure_role(role) -> None:
                 workload = None
-                observed = self.store.get(*WORKLOAD_KINDS[role.workload.kind], namespace,
-                                          naming.workload_name(group.name, role.name))
+                observed = self._controlled(group, *WORKLOAD_KINDS[role.workload.kind],
+                                            naming.workload_name(group.name, role.name))
                 plan = plans.get(role.name, RolePlan())
                 children = role_children(group, role.name, options, plan)
                 # The revision leaves the v1alpha2 keys out, so the children built with them carry it.
@@ -152,8 +151,8 @@ class Reconciler:
                 ready_to_go = []
                 for role_name in layer:
                     role = group.spec.role(role_name)
-                    workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], namespace,
-                                              naming.workload_name(group.name, role_name))
+                    workload = self._controlled(group, *WORKLOAD_KINDS[role.workload.kind],
+                                                naming.workload_name(group.name, role_name))
                     blocker = next((d for d in role.dependencies or [] if not progress[d].is_ready), None)
                     if blocker is not None and workload is None:
                         waiting[role_name] = blocker
@@ -176,8 +175,8 @@ class Reconciler:
 
     def _replicas_ownership(self, group: RoleBasedGroup) -> dict[str, ReplicasOwnership]:
         return {role.name: replicas_ownership(
-                    self.store.get(*WORKLOAD_KINDS[role.workload.kind], group.namespace,
-                                   naming.workload_name(group.name, role.name)),
+                    self._controlled(group, *WORKLOAD_KINDS[role.workload.kind],
+                                     naming.workload_name(group.name, role.name)),
                     role.replicas, {naming.FIELD_MANAGER})
                 for role in group.spec.roles}
 
@@ -201,22 +200,33 @@ class Reconciler:
         backend = gang_backend(group)
         if backend is None:
             return None
-        observed = self.store.get(*PODGROUP_KINDS[backend], group.namespace, group.name)
+        observed = self._controlled(group, *PODGROUP_KINDS[backend], group.name)
         pods = sum(1 for p in self.store.owned_by_group("v1", "Pod", group.namespace, group.name)
                    if not p["metadata"].get("deletionTimestamp"))
         return gang_size(min_member(group, applied), applied_gang_size(observed), pods)
 
     async def _ensure(self, group_body: dict, desired: dict, created: list[str]) -> dict:
-        """Apply `desired` unless the observed object already matches it.
+        """Apply `desired` unless the observed object already matches it; never write over an
+        object this group does not control (control.py), whether the store shows it or not.
 
         Matching means: everything we want is there (a hand edit is not), and the object was
         last applied from this very configuration (a field we stopped setting is not gone
         until we apply again, so a subset check alone would miss removals).
         """
         meta = desired["metadata"]
-        observed = self.store.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-        if observed is None:
-            observed = await self._existing(group_body, desired)
+        key = (desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        observed = self.store.get(*key)
+        if observed is not None:
+            return await self._write(group_body, desired, observed, created)
+        async with CREATING.hold(key):  # looked for and created by one owner at a time
+            observed = await observe(self.store, self.kube, *key)
+            return await self._write(group_body, desired, observed, created)
+
+    async def _write(self, group_body: dict, desired: dict, observed: dict | None, created: list[str]) -> dict:
+        meta = desired["metadata"]
+        problem = conflict(observed, group_body)
+        if problem is not None:
+            raise ChildConflict(problem)
         meta.setdefault("annotations", {})[naming.ANNOTATION_APPLIED] = applied_digest(desired)
         if observed is not None and contains(observed, desired):
             return observed
@@ -234,20 +244,11 @@ class Reconciler:
             created.append(f"{desired['kind']} {meta['name']}")
         return result
 
-    async def _existing(self, group_body: dict, desired: dict) -> dict | None:
-        """An object of the name we want that the cache does not show (it lacks our label): ours to
-        update only if this group controls it. Anything else is never adopted or overwritten."""
-        meta = desired["metadata"]
-        existing = await self.kube.get(KINDS[(desired["apiVersion"], desired["kind"])], meta["namespace"], meta["name"])
-        if existing is None:
-            return None
-        existing.update(apiVersion=desired["apiVersion"], kind=desired["kind"])
-        controller = next((o for o in existing["metadata"].get("ownerReferences") or [] if o.get("controller")), None)
-        if controller is not None and controller.get("uid") == group_body["metadata"]["uid"]:
-            return existing
-        held_by = f"is controlled by {controller['kind']} {controller['name']}" if controller else "is not controlled by it"
-        raise ChildConflict(f"{desired['kind']} {meta['name']} already exists and {held_by}; the group leaves it "
-                            f"alone: delete or rename it")
+    def _controlled(self, group: RoleBasedGroup, api_version: str, kind: str, name: str) -> dict | None:
+        """The group's own child of that name, as the store has it; None for another's object
+        (kept in the store as metadata only) as for none."""
+        found = self.store.get(api_version, kind, group.namespace, name)
+        return found if found is not None and controlled_by(found, group.metadata["uid"]) else None
 
     async def _unstick(self, group_body: dict, sts: dict) -> float | None:
         """Replace pods a StatefulSet rollout would wait on for ever (see stuck.py), within the
@@ -295,8 +296,8 @@ class Reconciler:
                 observed: list[RoleRollout] = []
                 for role_name in rule.roles:
                     role = group.spec.role(role_name)
-                    sts = self.store.get("apps/v1", "StatefulSet", group.namespace,
-                                         naming.workload_name(group.name, role_name))
+                    sts = self._controlled(group, "apps/v1", "StatefulSet",
+                                           naming.workload_name(group.name, role_name))
                     if role.workload.kind != "StatefulSet" or sts is None:
                         continue  # a role being created starts on the newest revision anyway
                     observed.append(self._rollout_of(group, role, sts, options))
@@ -314,8 +315,8 @@ class Reconciler:
 
     def _growth_of(self, group: RoleBasedGroup, role, progression: str) -> RoleRollout | None:
         """A role growing towards its replicas: how many pods exist and how many are scheduled (or ready)."""
-        workload = self.store.get(*WORKLOAD_KINDS[role.workload.kind], group.namespace,
-                                  naming.workload_name(group.name, role.name))
+        workload = self._controlled(group, *WORKLOAD_KINDS[role.workload.kind],
+                                    naming.workload_name(group.name, role.name))
         current = (workload or {}).get("spec", {}).get("replicas", 0)
         if current >= role.replicas or role.workload.kind == "LeaderWorkerSet":
             return None
@@ -356,7 +357,12 @@ class Reconciler:
         # A new revision, or an old one coming back (an undo): it becomes the newest. A revision's
         # data is immutable, so an old one is renumbered with a patch of that field alone.
         if current is None:
-            result = await self.kube.apply(controller_revision(group, owner_reference(group), highest + 1, revision))
+            key = ("apps/v1", "ControllerRevision", group.namespace, name)
+            async with CREATING.hold(key):
+                problem = conflict(await observe(self.store, self.kube, *key), body)
+                if problem is not None:
+                    raise ChildConflict(problem)
+                result = await self.kube.apply(controller_revision(group, owner_reference(group), highest + 1, revision))
         else:
             result = await self.kube.patch(KINDS[("apps/v1", "ControllerRevision")], group.namespace, name,
                                            {"revision": highest + 1})

@@ -28,6 +28,7 @@ from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
 from .instanceset import ANNOTATION_IN_PLACE_ONLY, INSTANCE, controller_reference, owned
+from .control import CREATING, conflict, observe
 from .scaling import write_status
 from .store import Store
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 POD = ("v1", "Pod")
 FIELD_MANAGER = "rbg-operator-roleinstance"
 RESTART_POLICY = "RecreateRoleInstanceOnPodRestart"
+CONFLICT_RECHECK_SECONDS = 30
 STABLE_AFTER_SECONDS = 600  # a restart count returns to 0 after max(2 x maxDelay, this) without one
 
 
@@ -249,11 +251,22 @@ YIELD_EVERY = 64
 class RoleInstanceReconciler:
     def __init__(self, kube: Kube, store: Store, recorder: EventRecorder):
         self.kube, self.store, self.recorder = kube, store, recorder
+        # (namespace, instance) -> pods whose names are held by objects the instance does not
+        # control, found by the pass under way (one pass per instance at a time).
+        self.conflicts: dict[tuple[str, str], list[str]] = {}
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         body = self.store.get(*INSTANCE, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
+        self.conflicts[(namespace, name)] = []
+        try:
+            return await self._reconcile(body)
+        finally:
+            del self.conflicts[(namespace, name)]
+
+    async def _reconcile(self, body: dict) -> float | None:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         now = datetime.datetime.now(datetime.timezone.utc)
         pods = {p["metadata"]["name"]: p for p in owned(self.store, POD, body)
                 if not p["metadata"].get("deletionTimestamp")}
@@ -287,6 +300,13 @@ class RoleInstanceReconciler:
         wanted_conditions = [{"type": "RoleInstanceReady", "status": "True" if ready else "False",
                               "reason": "AllPodsReady" if ready else "PodsNotReady",
                               "message": "" if ready else "not every pod of the instance is ready and updated"}]
+        conflicts = self.conflicts[(namespace, name)]
+        if conflicts:
+            wanted_conditions[0].update(status="False", reason="ChildConflict", message="; ".join(conflicts))
+            look_again.append(CONFLICT_RECHECK_SECONDS)  # nothing of the pod in the way wakes the instance
+            before = conditions.find((body.get("status") or {}).get("conditions"), "RoleInstanceReady") or {}
+            if before.get("message") != wanted_conditions[0]["message"]:
+                await self.recorder.emit(body, "Warning", "ChildConflict", wanted_conditions[0]["message"])
         if restarting is not None:
             wanted_conditions.append(restarting)
         elif ready:
@@ -340,8 +360,9 @@ class RoleInstanceReconciler:
                 await asyncio.sleep(0)
             pod = pods.get(name)
             if pod is None:
-                if all(ready[c] >= sizes[c] > 0 for c in start_after.get(slot.component, [])):
-                    pods[name] = await self._store(self.kube.apply(slot.pod(body), manager=FIELD_MANAGER))
+                if all(ready[c] >= sizes[c] > 0 for c in start_after.get(slot.component, [])) and \
+                        (made := await self._create(body, slot.pod(body))) is not None:
+                    pods[name] = made
                 continue
             kind = update_kind(pod, slot)
             if kind == "recreate" and in_place_only:
@@ -383,6 +404,18 @@ class RoleInstanceReconciler:
                                                             "inPlaceUpdateContainerBaselines": dict(baselines)},
                            FIELD_MANAGER)
         return await self._store(self.kube.apply(want, manager=FIELD_MANAGER)), None
+
+    async def _create(self, body: dict, want: dict) -> dict | None:
+        """Create a missing pod, unless its name is held by a pod the instance does not control
+        (a bare pod, another owner's): that one is never written over, and the conflict is
+        reported. Returns the pod made, or None."""
+        key = (*POD, want["metadata"]["namespace"], want["metadata"]["name"])
+        async with CREATING.hold(key):
+            problem = conflict(await observe(self.store, self.kube, *key), body)
+            if problem is not None:
+                self.conflicts[(body["metadata"]["namespace"], body["metadata"]["name"])].append(problem)
+                return None
+            return await self._store(self.kube.apply(want, manager=FIELD_MANAGER))
 
     async def _store(self, write) -> dict:
         """The answer of a write, kept in the store and returned (trimmed to what the store keeps)."""

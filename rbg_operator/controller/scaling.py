@@ -23,6 +23,7 @@ from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
 from .diff import contains
+from .control import CREATING, conflict, controlled_by, observe
 from .store import Store, other_owner
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ RBG = (naming.API_VERSION, "RoleBasedGroup")
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 GROUP_SET = (naming.API_VERSION, "RoleBasedGroupSet")
 ADAPTER_MANAGER, SET_MANAGER = naming.FIELD_MANAGER_SCALING_ADAPTER, naming.FIELD_MANAGER_GROUP_SET
+CONFLICT_RECHECK_SECONDS = 30
 
 
 async def write_status(kube: Kube, store: Store, body: dict, status: dict, manager: str) -> bool:
@@ -102,11 +104,11 @@ class GroupSetReconciler:
         meta = body["metadata"]
         found = {}
         for group in self.store.owned_by_label(*RBG, meta["namespace"], naming.LABEL_SET_NAME, meta["name"]):
-            if any(o.get("uid") == meta["uid"] for o in group["metadata"].get("ownerReferences", [])):
+            if controlled_by(group, meta["uid"]):
                 found[int(group["metadata"]["labels"][naming.LABEL_SET_INDEX])] = group
         return found
 
-    async def reconcile(self, namespace: str, name: str) -> None:
+    async def reconcile(self, namespace: str, name: str) -> float | None:
         body = self.store.get(*GROUP_SET, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
@@ -127,10 +129,19 @@ class GroupSetReconciler:
             await self.kube.delete(KINDS[RBG], namespace, group["metadata"]["name"], uid=group["metadata"]["uid"])
             self.store.remove(*RBG, namespace, group["metadata"]["name"], group["metadata"]["uid"])
             await self.recorder.emit(body, "Normal", "Deleted", f"deleted RoleBasedGroup {group['metadata']['name']}")
-        # Scale out with the current template.
+        # Scale out with the current template; a group of a member's name that the set does not
+        # control (made by hand, or another set's) is never adopted.
+        conflicts = []
         for index in range(spec.replicas):
             if index not in members:
-                members[index] = await self._apply(body, index)
+                member = naming.set_member_name(name, index)
+                async with CREATING.hold((*RBG, namespace, member)):
+                    problem = conflict(await observe(self.store, self.kube, *RBG, namespace, member), body)
+                    if problem is None:
+                        members[index] = await self._apply(body, index)
+                if problem is not None:
+                    conflicts.append(problem)
+                    continue
                 await self.recorder.emit(body, "Normal", "Created", f"created RoleBasedGroup {members[index]['metadata']['name']}")
         # Roll a template change one group at a time, only when every group is Ready; but outdated
         # groups that are not Ready serve nothing and go first, all at once: otherwise a template
@@ -148,16 +159,23 @@ class GroupSetReconciler:
         ready = sum(1 for g in members.values() if _ready(g))
         generation = body["metadata"].get("generation", 0)
         done = ready == spec.replicas and not outdated
+        ready_condition = {"type": "Ready", "status": "True" if done else "False",
+                           "reason": "AllGroupsReady" if done else "GroupsNotReady",
+                           "message": f"{ready}/{spec.replicas} groups ready" + (
+                               f", {len(outdated)} to update" if outdated else "")}
+        if conflicts:
+            ready_condition.update(reason="ChildConflict", message="; ".join(conflicts))
+        before = conditions.find((body.get("status") or {}).get("conditions"), "Ready") or {}
         await write_status(self.kube, self.store, body, {
             "observedGeneration": generation,
             "replicas": len(members),
             "readyReplicas": ready,
-            "conditions": conditions.merge((body.get("status") or {}).get("conditions"), [
-                {"type": "Ready", "status": "True" if done else "False",
-                 "reason": "AllGroupsReady" if done else "GroupsNotReady",
-                 "message": f"{ready}/{spec.replicas} groups ready" + (f", {len(outdated)} to update" if outdated else "")},
-            ], generation),
+            "conditions": conditions.merge((body.get("status") or {}).get("conditions"), [ready_condition], generation),
         }, SET_MANAGER)
+        if conflicts and before.get("message") != ready_condition["message"]:
+            await self.recorder.emit(body, "Warning", "ChildConflict", ready_condition["message"])
+        # The group in the way carries no label of the set's: no event of it wakes the set.
+        return CONFLICT_RECHECK_SECONDS if conflicts else None
 
     async def _apply(self, body: dict, index: int, current: dict | None = None) -> dict:
         member = set_member(body, index)

@@ -292,5 +292,37 @@ def _slim_revision(revision: dict) -> dict | None:
                                                     "ownerReferences") if key in meta}}
 
 
-SLIMMERS = {("v1", "Pod"): _slim_pod, ("apps/v1", "ControllerRevision"): _slim_revision}
+# The kinds that make objects of the child kinds: a child controlled by none of them is not ours.
+OWNER_KINDS = frozenset({"RoleBasedGroup", "RoleBasedGroupSet", "RoleInstanceSet", "RoleInstance"})
+FOREIGN_LABELS = (naming.LABEL_GROUP_NAME, naming.LABEL_ROLE)  # what indexes it and whom it wakes
+
+
+def _slim_child(obj: dict) -> dict:
+    """A child kind's object (the watches select them by a label anyone may set) is kept whole
+    only when one of our kinds controls it; a ConfigMap, whose data may be up to 1 MiB, only when
+    it is its group's topology, named like the group. Anything else keeps the little that tells
+    whose it is: a forged label costs a few hundred bytes, never the object's size."""
+    meta = obj["metadata"]
+    controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    ours = (controller is not None and controller.get("kind") in OWNER_KINDS
+            and str(controller.get("apiVersion", "")).startswith(naming.GROUP + "/")
+            and (obj["kind"] != "ConfigMap" or controller.get("name") == meta.get("name")))
+    if ours:
+        return _slim_managed_fields(obj)
+    labels = meta.get("labels") or {}
+    kept = {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "generation",
+                                        "creationTimestamp", "deletionTimestamp") if key in meta}
+    kept["labels"] = {key: labels[key] for key in FOREIGN_LABELS if key in labels}
+    kept["ownerReferences"] = [{key: controller.get(key) for key in ("apiVersion", "kind", "name", "uid", "controller")}
+                               ] if controller is not None else []
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept}
+
+
+# The kinds watched by the group label (operator.WATCHED) other than pods and revisions.
+CHILD_KINDS = [("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+               ("v1", "Service"), ("v1", "ConfigMap"), ("scheduling.x-k8s.io/v1alpha1", "PodGroup"),
+               ("scheduling.volcano.sh/v1beta1", "PodGroup"), ("scheduling.k8s.io/v1beta1", "Workload"),
+               ("scheduling.k8s.io/v1beta1", "PodGroup"), ("scheduling.k8s.io/v1alpha3", "CompositePodGroup")]
+SLIMMERS = {("v1", "Pod"): _slim_pod, ("apps/v1", "ControllerRevision"): _slim_revision,
+            **{kind: _slim_child for kind in CHILD_KINDS}}
 

@@ -14,6 +14,10 @@ def written_by(key):
         writer.reset(token)
 
 
+# A group's child: kept whole (what no kind of ours controls is kept as metadata only).
+GROUP = [{"apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup", "name": "g", "uid": "g", "controller": True}]
+
+
 def revision(name: str, owner_kind: str, number: int) -> dict:
     return {"apiVersion": "apps/v1", "kind": "ControllerRevision", "revision": number, "data": {"big": "x" * 1000},
             "metadata": {"name": name, "namespace": "ns", "uid": name, "resourceVersion": "1",
@@ -33,7 +37,8 @@ def test_keeps_the_groups_revisions_without_their_data_and_skips_the_statefulset
 def test_an_older_watch_event_does_not_overwrite_a_fresher_write():
     store = Store()
     fresh = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns", "uid": "u",
-                                                                 "resourceVersion": "20"}, "spec": {"a": 2}}
+                                                                 "resourceVersion": "20", "ownerReferences": GROUP},
+             "spec": {"a": 2}}
     store.upsert(fresh)
     store.upsert({**fresh, "metadata": {**fresh["metadata"], "resourceVersion": "10"}, "spec": {"a": 1}})
     assert store.get("v1", "Service", "ns", "s")["spec"] == {"a": 2}
@@ -58,7 +63,8 @@ def test_only_a_newer_version_is_news_and_an_echo_names_its_writer():
 
 def service(uid: str, rv: str, generation: int = 1) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "spec": {},
-            "metadata": {"name": "s", "namespace": "ns", "uid": uid, "resourceVersion": rv, "generation": generation}}
+            "metadata": {"name": "s", "namespace": "ns", "uid": uid, "resourceVersion": rv, "generation": generation,
+                         "ownerReferences": GROUP}}
 
 
 def test_a_write_answer_that_arrives_after_the_delete_event_does_not_bring_the_object_back():
