@@ -366,10 +366,11 @@ def test_two_patterns_on_one_role_are_refused_naming_the_role():
         convert(group, V1)
 
 
-def test_a_deep_stored_object_converts_both_ways_without_decoding_its_deep_part():
+@pytest.mark.parametrize("levels", [200, 500, 1100])  # past orjson's encoder (255), past its decoder (1024)
+def test_a_deep_stored_object_converts_both_ways_without_decoding_its_deep_part(levels):
     from rbg_operator import bounded_json
     from rbg_operator.webhook import review_conversion
-    deep = '{"a":' * 1100 + "{}" + "}" * 1100
+    deep = '{"a":' * levels + "{}" + "}" * levels
     text = ('{"request":{"uid":"d","desiredAPIVersion":"%s","objects":[{"apiVersion":"%s","kind":"RoleBasedGroup",'
             '"metadata":{"name":"deep","namespace":"ns"},"spec":{"roleTemplates":[{"name":"t","template":{}}],'
             '"roles":[{"name":"r","templateRef":{"name":"t"},"templatePatch":%s}]}}]}}') % (V2, V1, deep)
@@ -377,7 +378,7 @@ def test_a_deep_stored_object_converts_both_ways_without_decoding_its_deep_part(
     (there,) = answer["response"]["convertedObjects"]
     patch = there["spec"]["roles"][0]["standalonePattern"]["templateRef"]["patch"]
     (path, raw), = bounded_json.raw_subtrees(patch)
-    assert len(path) + raw.depth == 1101 and raw.raw.count(b"{") == 1101 - len(path)
+    assert len(path) + raw.depth == levels + 1 and raw.raw.count(b"{") == levels + 1 - len(path)
     back = review_conversion({"request": {"uid": "e", "desiredAPIVersion": V1, "objects": [there]}})
     assert bounded_json.dumps(back["response"]["convertedObjects"][0]["spec"]["roles"][0]["templatePatch"]) == \
         deep.encode()
