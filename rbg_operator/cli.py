@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
                      help="host or IP the API server uses to reach the webhook (default: the bind host)")
     run.add_argument("--webhook-cert-dir", default="",
                      help="directory with tls.crt and tls.key (default: a self-signed certificate)")
+    run.add_argument("--webhook-cert-check-interval", type=_positive, default=operator.SETTINGS.webhook_cert_check_seconds,
+                     help="seconds between checks of --webhook-cert-dir for a renewed certificate, which is then "
+                          "served and (with --register-conversion) registered as the conversion's CA "
+                          "(default %(default)s)")
     run.add_argument("--webhook-configuration", default="",
                      help="register a ValidatingWebhookConfiguration of this name (for local runs; "
                           "the Helm chart ships its own)")
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.webhook_address = args.webhook_bind_address
     operator.SETTINGS.webhook_host = args.webhook_host
     operator.SETTINGS.webhook_cert_dir = args.webhook_cert_dir
+    operator.SETTINGS.webhook_cert_check_seconds = args.webhook_cert_check_interval
     operator.SETTINGS.webhook_configuration = args.webhook_configuration
     operator.SETTINGS.register_conversion = args.register_conversion
     operator.SETTINGS.conversion_service = args.conversion_service

@@ -77,6 +77,7 @@ class Settings:
     webhook_address: str = ""  # host:port to serve the validating webhook on; empty: no webhook
     webhook_host: str = ""  # host name or IP the API server uses to reach it
     webhook_cert_dir: str = ""  # tls.crt and tls.key; empty: a self-signed certificate
+    webhook_cert_check_seconds: float = 60.0  # how often the certificate files are checked for a renewal
     webhook_configuration: str = ""  # register a ValidatingWebhookConfiguration of this name ourselves
     # Point the CRDs' conversion at this operator's webhook: at "namespace/name" of the Service in
     # front of it (the chart), or at its own address (local runs); empty: leave the CRDs alone.
@@ -241,7 +242,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     conversion = _serve_webhook(settings) if SETTINGS.webhook_address else None
     kube = await Kube.connect(qps=SETTINGS.api_qps, burst=SETTINGS.api_burst)
     if conversion is not None and SETTINGS.register_conversion:
-        await webhook.register_conversion(kube, conversion)
+        registrar = webhook.ConversionRegistrar(kube, conversion)
+        await registrar.register()
+        settings.admission.server.on_certificate = registrar.certificate_changed  # a renewal re-registers
     store = Store()
     metrics.cache_bytes.set_function(lambda: store.json_bytes)
     queue: WorkQueue[Key] = WorkQueue()
@@ -305,8 +308,10 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> dict:
         certfile, pkeyfile = webhook.self_signed_certificate(Path(tempfile.mkdtemp(prefix="rbg-webhook-")), url_host)
         ca = certfile
     webhook.register()
-    settings.admission.server = webhook.WebhookServer(addr=host or "0.0.0.0", port=int(port), host=url_host,
-                                                   certfile=str(certfile), pkeyfile=str(pkeyfile))
+    # kopf re-reads the files when they change (a renewal) and serves the new certificate.
+    settings.admission.server = webhook.WebhookServer(
+        addr=host or "0.0.0.0", port=int(port), host=url_host, certfile=str(certfile), pkeyfile=str(pkeyfile),
+        cafile=str(ca) if ca != certfile else None, file_check_interval=SETTINGS.webhook_cert_check_seconds)
     if SETTINGS.webhook_configuration:
         settings.admission.managed = SETTINGS.webhook_configuration
     return webhook.conversion_client_config(ca.read_bytes(), SETTINGS.conversion_service,

@@ -4,32 +4,40 @@ API versions at /convert.
 
 Both go through the same models and conversion code the controller uses, so admission,
 conversion and reconciliation never disagree.
+
+Both survive any body the API server can send: up to MAX_BODY_BYTES, decoded with orjson (off
+the event loop above OFF_LOOP_BYTES), subtrees nested deeper than bounded_json.MAX_DEPTH kept
+undecoded; every error is answered in the review, never with an HTTP 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
 import datetime
+import functools
 import ipaddress
-import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp.web
 import kopf
 import pydantic
+from kopf._core.engines import admission as kopf_admission
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from . import naming
+from . import bounded_json, naming
 from .kube import KINDS, Kube
 from .api import conversion
+from .api.common import MAX_PATCH_DEPTH
 from .api.conversion import ConversionError, convert
-from .api.errors import describe
-from .api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
+from .api.errors import describe, field_path
+from .api.rolebasedgroup import RoleBasedGroup, RoleBasedGroupSpec, fields_not_acted_on
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
 from .api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleBasedGroupSpecV2
 
@@ -56,24 +64,72 @@ def written_as_v1alpha2(spec: dict) -> bool:
         conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in spec.get("roles") or [])
 
 
+@functools.cache
+def _schema(model: type[pydantic.BaseModel]) -> dict:
+    return model.model_json_schema(by_alias=True)
+
+
+def _free_form_cut(model: type[pydantic.BaseModel], path: tuple) -> int:
+    """How many parts of `path` lead to the free-form field (templatePatch and the like) the path
+    goes into, following the model's schema; all of them when it goes into none."""
+    schema = _schema(model)
+    node: dict = schema
+    for i, part in enumerate(path):
+        while True:  # through references and optional (anyOf with null) fields
+            if "$ref" in node:
+                node = schema.get("$defs", {}).get(node["$ref"].rpartition("/")[2], {})
+            elif "anyOf" in node:
+                node = next((o for o in node["anyOf"] if o.get("type") != "null"), {})
+            else:
+                break
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            return i
+        node = (node.get("items") if isinstance(part, int) else (node.get("properties") or {}).get(part)) or {}
+    return len(path)
+
+
+def too_deep(value, prefix: str, model: type[pydantic.BaseModel]) -> str | None:
+    """A refusal naming the free-form field of `model` that holds a subtree too deep to decode (a
+    RawJSON of bounded_json), with its depth counted as the models count it; None if there is none."""
+    for path, raw in bounded_json.raw_subtrees(value):
+        cut = _free_form_cut(model, path)
+        depth = len(path) - cut + raw.depth
+        return f"{field_path(prefix, path[:cut])}: nested {depth} levels deep, at most {MAX_PATCH_DEPTH} are allowed"
+    return None
+
+
+def refuse(problems: list[str]) -> None:
+    if problems:
+        raise kopf.AdmissionError("; ".join(problems), code=422)
+
+
 def validate_group(spec: dict, name: str | None, warnings: list[str], annotations=None, **_) -> None:
     """The whole object, so the name limits are checked too; accepted fields that this operator
     does not act on come back as warnings (kubectl prints them). A group written in v1alpha2 is
     checked by the v1alpha2 rules, with v1alpha2 field names."""
+    spec, annotations = dict(spec), dict(annotations or {})
+    refuse(conversion.kept_annotation_problems(annotations, spec, group_set=False))
     if written_as_v1alpha2(spec):
-        v2 = conversion.group_to_v2({"kind": "RoleBasedGroup", "metadata": {"annotations": dict(annotations or {})},
-                                     "spec": dict(spec)})
+        v2 = conversion.group_to_v2({"kind": "RoleBasedGroup", "metadata": {"annotations": annotations}, "spec": spec})
+        refuse([p for p in [too_deep(v2["spec"], "spec", RoleBasedGroupSpecV2)] if p])
         check(RoleBasedGroupSpecV2, v2["spec"], "spec")
         return
-    group = check(RoleBasedGroup, {"metadata": {"name": name or ""}, "spec": dict(spec)}, "")
+    refuse([p for p in [too_deep(spec, "spec", RoleBasedGroupSpec)] if p])
+    group = check(RoleBasedGroup, {"metadata": {"name": name or ""}, "spec": spec}, "")
     warnings.extend(fields_not_acted_on(group.spec))
 
 
-def validate_group_set(spec: dict, name: str | None, warnings: list[str], **_) -> None:
-    if written_as_v1alpha2(dict(spec).get("template") or {}):
-        v2 = conversion.set_to_v2({"kind": "RoleBasedGroupSet", "metadata": {}, "spec": dict(spec)})
+def validate_group_set(spec: dict, name: str | None, warnings: list[str], annotations=None, **_) -> None:
+    spec, annotations = dict(spec), dict(annotations or {})
+    template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+    refuse(conversion.kept_annotation_problems(annotations, template, group_set=True, roles_at="spec.template.roles"))
+    if written_as_v1alpha2(template):
+        v2 = conversion.set_to_v2({"kind": "RoleBasedGroupSet", "metadata": {"annotations": annotations},
+                                   "spec": spec})
+        refuse([p for p in [too_deep(v2["spec"], "spec", RoleBasedGroupSetSpecV2)] if p])
         check(RoleBasedGroupSetSpecV2, v2["spec"], "spec")  # the group template, and its copies' bytes
         return
+    refuse([p for p in [too_deep(spec, "spec", RoleBasedGroupSetSpec)] if p])
     group_set = check(RoleBasedGroupSetSpec, dict(spec), "spec")
     # Every member is a group {name}-{index}: the longest index is the one that must fit.
     member = f"{name or ''}-{max(group_set.replicas - 1, 0)}"
@@ -94,41 +150,130 @@ def register() -> None:
 
 
 def review_conversion(review: dict) -> dict:
-    """The answer to an apiextensions.k8s.io/v1 ConversionReview: every object in the desired
-    version, or a failure naming the object and field that could not be converted."""
-    request = review.get("request") or {}
+    """The answer to an apiextensions.k8s.io/v1 ConversionReview.
+
+    The API server fails the whole request when the answer is a Failure, and it converts a LIST
+    page of every namespace's objects in one review; so one object must not fail the others:
+    - towards v1alpha2 (reads: GET, LIST, WATCH), an object that cannot be converted comes back
+      without its spec and with the annotation conversion.FAILED_KEY saying why
+      (conversion.unconverted), and the answer is a Success;
+    - towards v1alpha1, the stored version, the review is a write of one object: a problem fails
+      it, naming the object and the field, and nothing half-converted is stored.
+    """
+    request = review.get("request") if isinstance(review, dict) else None
+    request = request if isinstance(request, dict) else {}
     response: dict = {"uid": request.get("uid", "")}
+    desired = request.get("desiredAPIVersion")
+    objects = request.get("objects")
     converted = []
-    for obj in request.get("objects") or []:
+    for obj in objects if isinstance(objects, list) else []:
         try:
-            converted.append(convert(obj, request["desiredAPIVersion"]))
-        except ConversionError as error:
-            meta = obj.get("metadata") or {}
-            message = f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}: {error}"
-            response["result"] = {"status": "Failure", "message": message}
+            if not isinstance(obj, dict) or not isinstance(desired, str):
+                raise ConversionError("not an object and a desiredAPIVersion")
+            converted.append(convert(obj, desired))
+        except Exception as error:  # noqa: BLE001 - any error is this object's, and is answered
+            meta = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
+            where = f"{obj.get('kind') if isinstance(obj, dict) else 'object'} {meta.get('namespace')}/{meta.get('name')}"
+            problem = str(error) if isinstance(error, ConversionError) else f"{type(error).__name__}: {error}"
+            if not isinstance(error, ConversionError):
+                log.exception("conversion of %s to %s failed", where, desired)
+            if isinstance(obj, dict) and isinstance(desired, str) and desired.rpartition("/")[2] != "v1alpha1":
+                converted.append(conversion.unconverted(obj, desired, problem))
+                continue
+            response["result"] = {"status": "Failure", "message": f"{where}: {problem}"}
             break
     else:
         response.update(result={"status": "Success"}, convertedObjects=converted)
     return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview", "response": response}
 
 
+def answer_conversion(body: bytes) -> bytes:
+    """A ConversionReview body to its answer's body (runs off the event loop for large bodies)."""
+    try:
+        review = bounded_json.loads(body)
+    except ValueError as error:
+        raise aiohttp.web.HTTPBadRequest(reason=f"not a ConversionReview: {error}")
+    return bounded_json.dumps(review_conversion(review))
+
+
+# The largest review body served. The API server converts a whole LIST page in one review: kubectl's
+# pages of 500 objects fit while objects average under 64 KiB (typical groups are 5-20 KiB; the
+# etcd limit of one object is 1.5 MiB). An UPDATE review holds the object twice. Decoded, a body
+# takes several times its size in memory; the chart's limit (512 Mi) holds one of this size.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+# Bodies above this are decoded and converted in a thread, one at a time (bounding the memory):
+# decoding 1 MiB takes a few milliseconds of the loop, 32 MiB would take a second.
+OFF_LOOP_BYTES = 1024 * 1024
+_one_large_body = asyncio.Semaphore(1)
+
+
+async def _read(request: aiohttp.web.Request) -> bytes:
+    try:
+        return await request.clone(client_max_size=MAX_BODY_BYTES).read()
+    except aiohttp.web.HTTPRequestEntityTooLarge:
+        raise aiohttp.web.HTTPRequestEntityTooLarge(
+            max_size=MAX_BODY_BYTES, actual_size=request.content_length or 0,
+            text=f"review bodies are limited to {MAX_BODY_BYTES} bytes ({MAX_BODY_BYTES // 2**20} MiB); "
+                 "list in smaller pages (kubectl --chunk-size)") from None
+
+
+async def _off_loop_if_large(size: int, fn: Callable, *args):
+    if size <= OFF_LOOP_BYTES:
+        return fn(*args)
+    async with _one_large_body:
+        return await asyncio.to_thread(fn, *args)
+
+
+def _denied(data, message: str) -> dict:
+    """An AdmissionReview refusing the request, for errors outside the handlers (kopf answers
+    those with an HTTP error, which failurePolicy Ignore would turn into an admission)."""
+    request = (data.get("request") if isinstance(data, dict) else None) or {}
+    return {"apiVersion": data.get("apiVersion", "admission.k8s.io/v1") if isinstance(data, dict) else
+            "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": request.get("uid", ""), "allowed": False,
+                         "status": {"message": message, "code": 422}}}
+
+
 class WebhookServer(kopf.WebhookServer):
     """kopf's admission server, also answering ConversionReviews at /convert (kopf serves
-    admission only; its request handler is the one place to add a route)."""
+    admission only; its request handler is the one place to add a route), with bodies up to
+    MAX_BODY_BYTES of any depth, and telling `on_certificate` each CA bundle it serves with."""
+
+    # Called with the CA bundle (PEM) at start and whenever the served certificate files change.
+    on_certificate: Callable[[bytes], Awaitable[None]] | None = None
+
+    async def __call__(self, fn):
+        async for client_config in super().__call__(fn):
+            if self.on_certificate is not None and client_config.get("caBundle"):
+                await self.on_certificate(base64.b64decode(client_config["caBundle"]))
+            yield client_config
 
     @staticmethod
     async def _serve(fn, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        if request.match_info.get("id") != "convert":
-            async def with_requested_version(data, **kwargs):
-                kind = ((data.get("request") or {}) if isinstance(data, dict) else {}).get("requestKind") or {}
-                REQUESTED_VERSION.set(kind.get("version"))
-                return await fn(data, **kwargs)
-            return await kopf.WebhookServer._serve(with_requested_version, request)
+        body = await _read(request)
+        if request.match_info.get("id") == "convert":
+            answer = await _off_loop_if_large(len(body), answer_conversion, body)
+            return aiohttp.web.Response(body=answer, content_type="application/json")
         try:
-            review = json.loads(await request.text())
+            data = await _off_loop_if_large(len(body), bounded_json.loads, body)
         except ValueError as error:
-            raise aiohttp.web.HTTPBadRequest(reason=f"not a ConversionReview: {error}")
-        return aiohttp.web.json_response(review_conversion(review))
+            raise aiohttp.web.HTTPBadRequest(reason=f"not an AdmissionReview: {error}")
+        kind = ((data.get("request") or {}) if isinstance(data, dict) else {}).get("requestKind") or {}
+        REQUESTED_VERSION.set(kind.get("version") if isinstance(kind, dict) else None)
+        sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
+        try:
+            response = await fn(data, webhook=request.match_info.get("id"), sslpeer=sslpeer,
+                                headers=dict(request.headers))
+        except kopf_admission.AmbiguousResourceError as error:
+            raise aiohttp.web.HTTPConflict(reason=str(error) or None)
+        except kopf_admission.UnknownResourceError as error:
+            raise aiohttp.web.HTTPNotFound(reason=str(error) or None)
+        except kopf_admission.WebhookError as error:
+            raise aiohttp.web.HTTPBadRequest(reason=str(error) or None)
+        except Exception as error:  # noqa: BLE001 - refused with the reason, not an HTTP 500
+            log.exception("admission review failed")
+            response = _denied(data, f"the request could not be validated: {type(error).__name__}: {error}")
+        return aiohttp.web.Response(body=bounded_json.dumps(response), content_type="application/json")
 
 
 # The kinds whose versions differ; the others' versions share one schema and need no webhook.
@@ -146,16 +291,88 @@ def conversion_client_config(ca_pem: bytes, service: str, url: str) -> dict:
     return {**config, "url": url, "service": None}
 
 
+# CAs kept trusted in the conversion's caBundle: the current one first, then the newest others
+# still valid for the same endpoint. While replicas roll to a renewed certificate (each notices the
+# new files on its own), some serve the old one; the API server must trust both.
+MAX_TRUSTED_CAS = 3
+
+
+def merged_ca_bundle(current: bytes, registered_b64: str | None, *, now: datetime.datetime | None = None) -> bytes:
+    """The caBundle to register: `current` (PEM), then the certificates of the registered bundle
+    that are not expired, newest first, MAX_TRUSTED_CAS in all."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        ours = x509.load_pem_x509_certificates(current)
+    except ValueError:
+        return current
+    try:
+        others = x509.load_pem_x509_certificates(base64.b64decode(registered_b64 or ""))
+    except ValueError:
+        others = []
+    others = sorted((c for c in others if c.not_valid_after_utc > now and c not in ours),
+                    key=lambda c: c.not_valid_before_utc, reverse=True)
+    kept = [*ours, *others][:max(MAX_TRUSTED_CAS, len(ours))]
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in kept)
+
+
+def _target(client_config: dict | None) -> tuple:
+    config = client_config or {}
+    service = config.get("service") or {}
+    return config.get("url"), service.get("namespace"), service.get("name"), service.get("path")
+
+
 async def register_conversion(kube: Kube, client_config: dict) -> None:
     """Point the CRDs' conversion at this operator's webhook (the reference's controller, too,
-    keeps its CRDs' caBundle itself: Helm installs crds/ verbatim)."""
+    keeps its CRDs' caBundle itself: Helm installs crds/ verbatim). CAs registered before for the
+    same endpoint stay trusted while valid (merged_ca_bundle)."""
     crd = KINDS[("apiextensions.k8s.io/v1", "CustomResourceDefinition")]
     for name in CONVERTED_CRDS:
+        current = await kube.get(crd, None, name)
+        registered = ((((current or {}).get("spec") or {}).get("conversion") or {}).get("webhook") or {}).get(
+            "clientConfig")
+        config = dict(client_config)
+        if _target(registered) == _target(client_config):
+            bundle = merged_ca_bundle(base64.b64decode(client_config["caBundle"]), registered.get("caBundle"))
+            config["caBundle"] = base64.b64encode(bundle).decode()
+            if registered.get("caBundle") == config["caBundle"]:
+                continue
         await kube.patch(crd, None, name, {"spec": {"conversion": {"strategy": "Webhook", "webhook": {
-            "conversionReviewVersions": ["v1"], "clientConfig": client_config}}}})
+            "conversionReviewVersions": ["v1"], "clientConfig": config}}}})
         log.info("conversion of %s goes to %s", name,
                  client_config.get("url") or "service " + "/".join(client_config["service"][k]
                                                                     for k in ("namespace", "name")))
+
+
+class ConversionRegistrar:
+    """Keeps the CRDs' conversion pointed at this webhook with the CA it serves with now: at start
+    and after every certificate renewal, retrying until the API server takes it."""
+
+    def __init__(self, kube: Kube, client_config: dict):
+        self.kube, self.client_config = kube, client_config
+        self.task: asyncio.Task | None = None
+
+    async def register(self) -> None:
+        await register_conversion(self.kube, self.client_config)
+
+    async def certificate_changed(self, ca_pem: bytes) -> None:
+        config = {**self.client_config, "caBundle": base64.b64encode(ca_pem).decode()}
+        if config == self.client_config:
+            return
+        self.client_config = config
+        if self.task is not None:
+            self.task.cancel()
+        self.task = asyncio.create_task(self._until_registered(), name="rbg-conversion-ca")
+
+    async def _until_registered(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.register()
+                return
+            except Exception as error:  # noqa: BLE001 - the API server may be away; keep trying
+                log.warning("registering the renewed conversion CA failed (%s); retrying in %.0fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
 
 def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:

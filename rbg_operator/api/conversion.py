@@ -13,16 +13,35 @@ and comes back on the way home, so both round trips are the identity (README, "A
 - gang annotations set natively on a v1alpha2 group become a podGroupPolicy in v1alpha1 instead
   of being dropped (which would turn gang scheduling off on a v1alpha1 write-back);
 - a set's groupTemplate labels and annotations are kept in the set annotation
-  GROUP_TEMPLATE_KEY, and its gang and coordination data go to the member template as well.
+  GROUP_TEMPLATE_KEY (and given to every member group), and its gang and coordination data go to
+  the member template as well.
+
+Every kept annotation is untrusted: anyone who may write the object may write it. A value of the
+wrong shape (not JSON, another type, too deep) is dropped, never raised, so that one object
+cannot fail the conversion of a LIST page for everyone; admission refuses such values with the
+annotation named (kept_annotation_problems).
+
+The native gang annotations and the group exclusive-topology annotation are the truth in
+v1alpha2: the kept podGroupPolicy is used only while the gang annotations still say what it says
+(an edit made in v1alpha2 wins), and the exclusive-topology annotation is renamed, not copied.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, Literal
 
+import orjson
+import pydantic
+
+from ..bounded_json import deeper_than
+from ..bounded_json import dumps as dumps_with_raw
+from .common import ApiModel
+from .errors import describe
 from .rolebasedgroup import V2_FIELDS_KEY  # noqa: F401 - defined beside the model that reads it
+from .rolebasedgroup import Coordination, PodGroupPolicy
+from .v1alpha2 import CustomComponentsPattern, RestartPolicyConfig
 
 V1 = "workloads.x-k8s.io/v1alpha1"
 V2 = "workloads.x-k8s.io/v1alpha2"
@@ -40,9 +59,13 @@ COORDINATION_KEY = "conversion.workloads.x-k8s.io/v1alpha1-coordination"
 # Ours: what the reference's conversion would drop.
 RESTART_POLICY_KEY = "conversion.workloads.x-k8s.io/v1alpha1-restart-policy"
 GROUP_TEMPLATE_KEY = "conversion.workloads.x-k8s.io/v1alpha2-group-template"
-# Group annotations that only carry v1alpha1 fields through v1alpha2: gone from the v1alpha1 view.
-V2_ONLY_GROUP_KEYS = (POD_GROUP_POLICY_KEY, COORDINATION_KEY, GANG_KEY, GANG_TIMEOUT_KEY, GANG_QUEUE_KEY,
-                      GANG_PRIORITY_KEY, EXCLUSIVE_V2_KEY)
+# Set on an object this webhook could not convert to v1alpha2 (see unconverted()).
+FAILED_KEY = "conversion.workloads.x-k8s.io/failed"
+GANG_KEYS = (GANG_KEY, GANG_TIMEOUT_KEY, GANG_QUEUE_KEY, GANG_PRIORITY_KEY)
+# Annotations that say in v1alpha2 what a v1alpha1 spec field says: gone from the v1alpha1 view.
+SPEC_CARRIER_KEYS = (POD_GROUP_POLICY_KEY, COORDINATION_KEY, *GANG_KEYS)
+V2_ONLY_GROUP_KEYS = (*SPEC_CARRIER_KEYS, EXCLUSIVE_V2_KEY)
+V1_RESTART_POLICIES = ("None", "RecreateRBGOnPodRestart", "RecreateRoleInstanceOnPodRestart")
 PATTERNS = ("standalonePattern", "leaderWorkerPattern", "customComponentsPattern")
 V2_RESTART_POLICIES = ("None", "RecreateRoleInstanceOnPodRestart")
 COPIED_ROLE_FIELDS = ("name", "labels", "replicas", "dependencies", "servicePorts", "minReadySeconds",
@@ -53,15 +76,113 @@ class ConversionError(ValueError):
     """An object that cannot be converted; the message names the field."""
 
 
-def _json(text: str, where: str) -> Any:
+# --- kept annotations: untrusted JSON of a known shape ------------------------------------------
+
+# How deep a kept value may nest: a pod template inside a kept customComponentsPattern is about
+# 20 levels; the bound keeps a hand-written value from making the converted object too deep to
+# encode (orjson stops at 255) or to copy.
+MAX_KEPT_DEPTH = 48
+
+
+class _KeptRestart(ApiModel):
+    restart_policy: str | None = None
+    restart_policy_config: RestartPolicyConfig | None = None
+
+
+class _KeptLeaderWorker(ApiModel):
+    shared_service_selection: Literal["All", "LeaderOnly"] | None = None
+    restart: _KeptRestart | None = None
+    restart_for: str | None = None
+
+
+class KeptRoleFields(ApiModel):
+    """V2_FIELDS_KEY: v1alpha2 role fields v1alpha1 has no place for."""
+
+    custom_components_pattern: CustomComponentsPattern | None = None
+    no_pattern: bool | None = None
+    pod_management_policy: Literal["OrderedReady", "Parallel"] | None = None
+    scaling_adapter_labels: dict[str, str] | None = None
+    leader_worker_pattern: _KeptLeaderWorker | None = None
+
+
+class KeptGroupTemplate(ApiModel):
+    """GROUP_TEMPLATE_KEY: a set's v1alpha2 groupTemplate labels and annotations."""
+
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+_SHAPES: dict[str, pydantic.TypeAdapter] = {
+    V2_FIELDS_KEY: pydantic.TypeAdapter(KeptRoleFields),
+    GROUP_TEMPLATE_KEY: pydantic.TypeAdapter(KeptGroupTemplate),
+    POD_GROUP_POLICY_KEY: pydantic.TypeAdapter(PodGroupPolicy),
+    COORDINATION_KEY: pydantic.TypeAdapter(list[Coordination]),
+}
+
+
+def kept_value_problem(key: str, text: Any) -> str | None:
+    """Why the kept annotation `key` cannot be used, or None."""
+    if not isinstance(text, str):
+        return "must be a string"
     try:
-        return json.loads(text)
-    except ValueError as error:
-        raise ConversionError(f"{where}: not valid JSON ({error})") from None
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        return f"not valid JSON ({error})"
+    if deeper_than(value, MAX_KEPT_DEPTH):
+        return f"nested more than {MAX_KEPT_DEPTH} levels deep"
+    try:
+        _SHAPES[key].validate_python(value, strict=True)
+    except pydantic.ValidationError as error:
+        return describe(error, "")
+    return None
+
+
+def _kept(annotations: dict, key: str) -> Any | None:
+    """The value kept in annotation `key`, or None when it is absent or unusable (dropped)."""
+    text = annotations.get(key)
+    if text is None or kept_value_problem(key, text) is not None:
+        return None
+    return orjson.loads(text)
+
+
+def _whole_seconds_problem(text: Any) -> str | None:
+    if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) < 1:
+        return f"not a whole number of seconds of at least 1: {str(text)[:40]!r}"
+    return None
+
+
+def kept_annotation_problems(metadata_annotations: dict | None, spec: dict | None, *, group_set: bool,
+                             roles_at: str = "spec.roles") -> list[str]:
+    """What admission refuses in the conversion annotations of a group (or a set, with its member
+    template's roles at `roles_at`), each problem naming the annotation."""
+    problems = []
+    annotations = metadata_annotations or {}
+    keys = (POD_GROUP_POLICY_KEY, COORDINATION_KEY) + ((GROUP_TEMPLATE_KEY,) if group_set else ())
+    for key in keys:
+        if key in annotations and (problem := kept_value_problem(key, annotations[key])):
+            problems.append(f"metadata.annotations[{key}]: {problem}")
+    if annotations.get(GANG_TIMEOUT_KEY) is not None and (problem := _whole_seconds_problem(annotations[GANG_TIMEOUT_KEY])):
+        problems.append(f"metadata.annotations[{GANG_TIMEOUT_KEY}]: {problem}")
+    if FAILED_KEY in annotations:
+        problems.append(f"metadata.annotations[{FAILED_KEY}]: set only on a v1alpha2 read of an object that could "
+                        "not be converted; remove it")
+    roles = (spec or {}).get("roles")
+    for i, role in enumerate(roles if isinstance(roles, list) else []):
+        role_annotations = (role.get("annotations") if isinstance(role, dict) else None) or {}
+        if V2_FIELDS_KEY in role_annotations and (problem := kept_value_problem(V2_FIELDS_KEY, role_annotations[V2_FIELDS_KEY])):
+            problems.append(f"{roles_at}[{i}].annotations[{V2_FIELDS_KEY}]: {problem}")
+        restart = role_annotations.get(RESTART_POLICY_KEY)
+        if restart is not None and restart not in V1_RESTART_POLICIES:
+            problems.append(f"{roles_at}[{i}].annotations[{RESTART_POLICY_KEY}]: {str(restart)[:40]!r} is not one "
+                            f"of {', '.join(V1_RESTART_POLICIES)}")
+    return problems
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    except TypeError:  # an undecoded deep subtree (bounded_json.RawJSON): written verbatim
+        return dumps_with_raw(value, sort_keys=True).decode()
 
 
 # --- RoleBasedGroup spec, v1alpha1 -> v1alpha2 -------------------------------------------------
@@ -102,11 +223,12 @@ def role_to_v2(role: dict) -> dict:
         out["standalonePattern"] = _template_source(role)
     if restart is not None:  # a standalone role's, or one v1alpha2 has no value for
         annotations[RESTART_POLICY_KEY] = restart
-    fields = annotations.pop(V2_FIELDS_KEY, None)
+    fields = _kept(annotations, V2_FIELDS_KEY)
+    annotations.pop(V2_FIELDS_KEY, None)
     if annotations:  # an empty map is left out: it says nothing
         out["annotations"] = annotations
     if fields is not None:
-        _restore_v2_fields(out, _json(fields, f"roles[{role.get('name')}].annotations[{V2_FIELDS_KEY}]"))
+        _restore_v2_fields(out, fields)
     return out
 
 
@@ -135,9 +257,14 @@ def _restore_v2_fields(role: dict, saved: dict) -> None:
         pattern.update(extra["restart"])
 
 
+def _kept_restart_policy(annotations: dict) -> str | None:
+    restart = annotations.get(RESTART_POLICY_KEY)
+    return restart if restart in V1_RESTART_POLICIES else None
+
+
 def _restart_policy_of(pattern: dict, annotations: dict) -> str | None:
     """The v1alpha1 restartPolicy a leader-worker pattern stands for (our annotation first)."""
-    return (annotations.get(RESTART_POLICY_KEY) or (pattern.get("restartPolicyConfig") or {}).get("type")
+    return (_kept_restart_policy(annotations) or (pattern.get("restartPolicyConfig") or {}).get("type")
             or pattern.get("restartPolicy") or None)
 
 
@@ -204,9 +331,14 @@ def instance_set_roles(spec: dict) -> list[str]:
 
 
 def role_to_v1(role: dict) -> dict:
+    patterns = [p for p in PATTERNS if p in role]
+    if len(patterns) > 1:  # v1alpha1 has room for one: refuse rather than drop the others
+        raise ConversionError(f"role {role.get('name')!r}: set only one of {', '.join(PATTERNS)}; it sets "
+                              f"{' and '.join(patterns)}")
     role = copy.deepcopy(role)
     out = {k: role[k] for k in COPIED_ROLE_FIELDS if k in role}
     annotations = dict(role.get("annotations") or {})
+    annotations.pop(V2_FIELDS_KEY, None)  # never in a v1alpha2 view: a v1alpha2 write cannot set it
     out["workload"] = _workload_of(annotations.pop(WORKLOAD_TYPE_KEY, None))
     saved: dict = {}  # v1alpha2 fields v1alpha1 has no place for
     if "scalingAdapter" in role:
@@ -215,7 +347,9 @@ def role_to_v1(role: dict) -> dict:
             saved["scalingAdapterLabels"] = role["scalingAdapter"]["labels"]
     if "podManagementPolicy" in role:
         saved["podManagementPolicy"] = role["podManagementPolicy"]
-    restart = annotations.pop(RESTART_POLICY_KEY, None) if "leaderWorkerPattern" not in role else None
+    restart = _kept_restart_policy(annotations) if "leaderWorkerPattern" not in role else None
+    if "leaderWorkerPattern" not in role:
+        annotations.pop(RESTART_POLICY_KEY, None)
     # The first pattern wins, as the reference's controller picks it.
     if "standalonePattern" in role:
         _flat_template(role["standalonePattern"], out)
@@ -262,27 +396,36 @@ def _gang_policy_from_annotations(annotations: dict[str, str]) -> dict | None:
         return {"volcanoScheduling": volcano}
     kube = {}
     if GANG_TIMEOUT_KEY in annotations:
-        try:
-            kube["scheduleTimeoutSeconds"] = int(annotations[GANG_TIMEOUT_KEY])
-        except ValueError:
-            raise ConversionError(f"metadata.annotations[{GANG_TIMEOUT_KEY}]: not a whole number of seconds: "
-                                  f"{annotations[GANG_TIMEOUT_KEY]!r}") from None
+        problem = _whole_seconds_problem(annotations[GANG_TIMEOUT_KEY])
+        if problem:  # only ever a v1alpha2 write (v1alpha1 is stored): refused, not guessed
+            raise ConversionError(f"metadata.annotations[{GANG_TIMEOUT_KEY}]: {problem}")
+        kube["scheduleTimeoutSeconds"] = int(annotations[GANG_TIMEOUT_KEY])
     return {"kubeScheduling": kube}
 
 
-def spec_to_v1(spec: dict, annotations: dict[str, str], where: str = "metadata.annotations") -> dict:
+def _pod_group_policy(annotations: dict[str, str]) -> dict | None:
+    """The v1alpha1 podGroupPolicy of a v1alpha2 object: the kept one while the gang annotations
+    still say what it says (it may hold more than they can), else what they say now."""
+    kept = _kept(annotations, POD_GROUP_POLICY_KEY)
+    if kept is not None:
+        said = pod_group_policy_annotations(kept)
+        del said[POD_GROUP_POLICY_KEY]
+        if said == {k: annotations[k] for k in GANG_KEYS if k in annotations}:
+            return kept
+    return _gang_policy_from_annotations(annotations)
+
+
+def spec_to_v1(spec: dict, annotations: dict[str, str]) -> dict:
     """A v1alpha2 group spec in v1alpha1, with the fields its group annotations carry."""
     out: dict = {"roles": [role_to_v1(r) for r in spec.get("roles") or []]}
     if "roleTemplates" in spec:
         out["roleTemplates"] = copy.deepcopy(spec["roleTemplates"])
-    if POD_GROUP_POLICY_KEY in annotations:
-        out["podGroupPolicy"] = _json(annotations[POD_GROUP_POLICY_KEY], f"{where}[{POD_GROUP_POLICY_KEY}]")
-    else:
-        policy = _gang_policy_from_annotations(annotations)
-        if policy is not None:
-            out["podGroupPolicy"] = policy
-    if COORDINATION_KEY in annotations:
-        out["coordination"] = _json(annotations[COORDINATION_KEY], f"{where}[{COORDINATION_KEY}]")
+    policy = _pod_group_policy(annotations)
+    if policy is not None:
+        out["podGroupPolicy"] = policy
+    coordination = _kept(annotations, COORDINATION_KEY)
+    if coordination is not None:
+        out["coordination"] = coordination
     return out
 
 
@@ -306,25 +449,38 @@ def group_to_v2(obj: dict, api_version: str = V2) -> dict:
     spec, moved = spec_to_v2(obj.get("spec") or {})
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
     annotations.update(moved)
-    if EXCLUSIVE_V1_KEY in annotations:
-        annotations[EXCLUSIVE_V2_KEY] = annotations[EXCLUSIVE_V1_KEY]
+    if EXCLUSIVE_V1_KEY in annotations:  # renamed, so that a v1alpha2 edit of it is the only one
+        annotations[EXCLUSIVE_V2_KEY] = annotations.pop(EXCLUSIVE_V1_KEY)
     return _converted(obj, api_version, annotations, spec)
+
+
+def _exclusive_to_v1(annotations: dict[str, str]) -> None:
+    """The v1alpha2 exclusive-topology annotation under its v1alpha1 name (a v1alpha1 name written
+    in v1alpha2 counts only without the v1alpha2 one)."""
+    if EXCLUSIVE_V2_KEY in annotations:
+        annotations[EXCLUSIVE_V1_KEY] = annotations.pop(EXCLUSIVE_V2_KEY)
 
 
 def group_to_v1(obj: dict, api_version: str = V1) -> dict:
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
     spec = spec_to_v1(obj.get("spec") or {}, annotations)
-    for key in V2_ONLY_GROUP_KEYS:
+    for key in SPEC_CARRIER_KEYS:
         annotations.pop(key, None)
+    _exclusive_to_v1(annotations)
     return _converted(obj, api_version, annotations, spec)
+
+
+def group_template_metadata(set_annotations: dict | None) -> dict:
+    """A v1alpha1 set's kept v1alpha2 groupTemplate labels and annotations ({} when unusable)."""
+    return _kept(set_annotations or {}, GROUP_TEMPLATE_KEY) or {}
 
 
 def set_to_v2(obj: dict, api_version: str = V2) -> dict:
     spec = obj.get("spec") or {}
     group_spec, moved = spec_to_v2(spec.get("template") or {})
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
-    saved = annotations.pop(GROUP_TEMPLATE_KEY, None)
-    template: dict = _json(saved, f"metadata.annotations[{GROUP_TEMPLATE_KEY}]") if saved else {}
+    template: dict = group_template_metadata(annotations)
+    annotations.pop(GROUP_TEMPLATE_KEY, None)
     if moved:  # every member carries the gang and coordination its v1alpha1 template had
         template["annotations"] = {**template.get("annotations", {}), **moved}
     template["spec"] = group_spec
@@ -338,11 +494,12 @@ def set_to_v1(obj: dict, api_version: str = V1) -> dict:
     spec = obj.get("spec") or {}
     template = copy.deepcopy(spec.get("groupTemplate") or {})
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
+    annotations.pop(GROUP_TEMPLATE_KEY, None)  # never in a v1alpha2 view: a v1alpha2 write cannot set it
     member_annotations = dict(template.get("annotations") or {})
     # The reference keeps these on the set's own annotations; this operator on the member template.
-    carried = {**{k: v for k, v in annotations.items() if k in V2_ONLY_GROUP_KEYS}, **member_annotations}
-    group_spec = spec_to_v1(template.get("spec") or {}, carried, "spec.groupTemplate.annotations")
-    for key in V2_ONLY_GROUP_KEYS:
+    carried = {**{k: v for k, v in annotations.items() if k in SPEC_CARRIER_KEYS}, **member_annotations}
+    group_spec = spec_to_v1(template.get("spec") or {}, carried)
+    for key in SPEC_CARRIER_KEYS:
         annotations.pop(key, None)
         member_annotations.pop(key, None)
     kept = {k: v for k, v in (("labels", template.get("labels")), ("annotations", member_annotations)) if v}
@@ -365,7 +522,26 @@ def convert(obj: dict, desired_api_version: str) -> dict:
     Keyed by version alone, so the same code serves a copy of the API under another group (tests)."""
     if obj.get("apiVersion") == desired_api_version:
         return obj
-    converter = CONVERTERS.get((obj.get("kind"), desired_api_version.rpartition("/")[2]))
+    version = desired_api_version.rpartition("/")[2]
+    converter = CONVERTERS.get((obj.get("kind"), version))
     if converter is None:
         return {**obj, "apiVersion": desired_api_version}
+    failed = ((obj.get("metadata") or {}).get("annotations") or {}).get(FAILED_KEY)
+    if failed is not None and version == "v1alpha1":
+        raise ConversionError(f"metadata.annotations[{FAILED_KEY}]: this object was read in v1alpha2 without its "
+                              f"spec, which could not be converted ({failed}); writing it back would lose the spec: "
+                              "edit it in v1alpha1")
     return converter(obj, desired_api_version)
+
+
+def unconverted(obj: dict, desired_api_version: str, problem: str) -> dict:
+    """What a v1alpha2 read gets for an object this code cannot convert: its metadata and status,
+    no spec, and FAILED_KEY saying why. A LIST page of everyone's objects is converted in one
+    review, which the API server fails whole on any failure; this keeps the others readable, and
+    convert() refuses to write such an object back."""
+    metadata = copy.deepcopy(obj.get("metadata") or {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), FAILED_KEY: problem[:500]}
+    out = {"apiVersion": desired_api_version, "kind": obj.get("kind"), "metadata": metadata, "spec": {}}
+    if "status" in obj:
+        out["status"] = copy.deepcopy(obj["status"])
+    return out

@@ -18,7 +18,7 @@ from ..api.errors import describe
 from ..api.rolebasedgroup import Role
 from ..api.rolebasedgroupset import RoleBasedGroupSetSpec
 from ..api.scalingadapter import RoleBasedGroupScalingAdapterSpec
-from ..desired.scaling import role_pod_selector, set_member, template_hash
+from ..desired.scaling import member_template_hash, role_pod_selector, set_member
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
@@ -146,7 +146,7 @@ class GroupSetReconciler:
         # Roll a template change one group at a time, only when every group is Ready; but outdated
         # groups that are not Ready serve nothing and go first, all at once: otherwise a template
         # that never became Ready could never be replaced by a fix.
-        wanted = template_hash(body["spec"]["template"])
+        wanted = member_template_hash(body)
         outdated = sorted(i for i, g in members.items()
                           if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted)
         broken = [i for i in outdated if not _ready(members[i])]

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import string
 
+import kopf
 import pydantic
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from rbg_operator import bounded_json, webhook
+from rbg_operator.api import conversion
 from rbg_operator.api.errors import describe
 from tests.support.patches import nested_patch
 from rbg_operator.api.common import MAX_GROUP_PODS, MAX_PATCH_DEPTH, nesting_depth
@@ -102,3 +105,58 @@ def test_patches_deeper_than_the_limit_are_refused(depth):
     assert accepted == (nesting_depth(patch) <= MAX_PATCH_DEPTH)
 
 
+
+
+# --- what admission sees through the webhook: hostile kept annotations, any nesting depth ---------
+
+KEPT_VALUES = st.sampled_from(["[]", "null", "1", '"x"', "{", "{}", '{"labels": {"a": 1}}', '{"noPattern": "yes"}',
+                               '[{"name": "c", "roles": []}]', '{"kubeScheduling": {"scheduleTimeoutSeconds": 0}}',
+                               "[" * 3000 + "]" * 3000]) | st.text(max_size=12)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from([conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY,
+                                        conversion.GROUP_TEMPLATE_KEY, conversion.GANG_TIMEOUT_KEY]), KEPT_VALUES,
+                       max_size=3),
+       st.dictionaries(st.sampled_from([conversion.V2_FIELDS_KEY, conversion.RESTART_POLICY_KEY]), KEPT_VALUES,
+                       max_size=2),
+       st.booleans())
+def test_hostile_kept_annotations_are_refused_naming_them_or_accepted_and_usable(group_annotations, role_annotations,
+                                                                                   as_set):
+    role = {"name": "a", "template": {"spec": {"containers": [{"name": "main", "image": "x"}]}},
+            "annotations": role_annotations}
+    try:
+        if as_set:
+            webhook.validate_group_set({"replicas": 1, "template": {"roles": [role]}}, "s", [],
+                                       annotations=group_annotations)
+        else:
+            webhook.validate_group({"roles": [role]}, "g", [], annotations=group_annotations)
+    except kopf.AdmissionError as refused:
+        message = str(refused)
+        assert refused.code == 422 and ("annotations[" in message or message.startswith("spec")), message
+        return
+    # Accepted: then every kept annotation it carries is one conversion uses, not drops.
+    keys = [conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY] + ([conversion.GROUP_TEMPLATE_KEY] if as_set
+                                                                             else [])
+    for key in keys:
+        if key in group_annotations:
+            assert conversion._kept(group_annotations, key) is not None, key
+    if conversion.V2_FIELDS_KEY in role_annotations:
+        assert conversion._kept(role_annotations, conversion.V2_FIELDS_KEY) is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(MAX_PATCH_DEPTH + 1, 3000))
+def test_a_patch_of_any_depth_is_refused_with_its_depth(depth):
+    patch = '{"n":' * (depth - 1) + "{}" + "}" * (depth - 1)
+    spec = bounded_json.loads('{"request":{"object":{"spec":{"roles":[{"name":"a","workload":{"apiVersion":'
+                              '"leaderworkerset.x-k8s.io/v1","kind":"LeaderWorkerSet"},"leaderWorkerSet":{"size":2,'
+                              '"patchLeaderTemplate":%s},"template":{"spec":{"containers":[{"name":"m","image":"x"}]}}}'
+                              ']}}}}' % patch)["request"]["object"]["spec"]
+    try:
+        webhook.validate_group(spec, "g", [])
+    except kopf.AdmissionError as refused:
+        assert str(refused).startswith(f"spec.roles[0].leaderWorkerSet.patchLeaderTemplate: nested {depth} levels "
+                                       f"deep, at most {MAX_PATCH_DEPTH}"), str(refused)
+    else:
+        raise AssertionError(f"a patch {depth} levels deep was admitted")

@@ -178,12 +178,6 @@ def test_native_v1alpha2_gang_annotations_become_a_pod_group_policy():
     assert "annotations" not in back["metadata"]
 
 
-def test_bad_carried_json_names_the_annotation():
-    group = {**v1_group({"roles": []}, {conversion.COORDINATION_KEY: "[{"}), "apiVersion": V2}
-    with pytest.raises(ConversionError, match=r"metadata.annotations\[conversion.workloads.x-k8s.io/v1alpha1-coordination\]"):
-        convert(group, V1)
-
-
 def test_a_v1alpha1_edit_wins_over_fields_kept_for_v1alpha2():
     group = {**v1_group({"roles": [{"name": "r", "customComponentsPattern": {"components": [
         {"name": "a", "size": 1, "template": {"spec": {}}}]}}]}), "apiVersion": V2}
@@ -217,8 +211,174 @@ def test_a_conversion_review_converts_every_object_or_names_the_one_that_fails()
                                 "request": {"uid": "1", "desiredAPIVersion": V2, "objects": [group]}})
     assert answer["response"]["uid"] == "1" and answer["response"]["result"] == {"status": "Success"}
     assert answer["response"]["convertedObjects"] == [convert(group, V2)]
+    # Towards v1alpha1 (a write of one object): a problem fails the review, naming object and field.
     broken = {**convert(group, V2), "metadata": {"name": "g", "namespace": "ns",
-                                                 "annotations": {conversion.POD_GROUP_POLICY_KEY: "{"}}}
+                                                 "annotations": {conversion.GANG_KEY: "true",
+                                                                 conversion.GANG_TIMEOUT_KEY: "soon"}}}
     failed = review_conversion({"request": {"uid": "2", "desiredAPIVersion": V1, "objects": [broken]}})["response"]
     assert failed["result"]["status"] == "Failure" and "RoleBasedGroup ns/g: metadata.annotations[" in \
         failed["result"]["message"] and "convertedObjects" not in failed
+
+
+def test_an_object_that_cannot_be_read_in_v1alpha2_spares_the_rest_of_the_page_and_cannot_be_written_back():
+    from rbg_operator.webhook import review_conversion
+    good = v1_group(RoleBasedGroupSpec.model_validate({"roles": [{"name": "r", "template": {}}]}).wire())
+    bad = {**good, "metadata": {**good["metadata"], "name": "bad"}, "spec": {"roles": ["not a role"]}}
+    answer = review_conversion({"request": {"uid": "3", "desiredAPIVersion": V2, "objects": [good, bad]}})["response"]
+    assert answer["result"] == {"status": "Success"}
+    first, second = answer["convertedObjects"]
+    assert first == convert(good, V2)
+    assert second["apiVersion"] == V2 and second["spec"] == {} and second["status"] == bad["status"]
+    assert "AttributeError" in second["metadata"]["annotations"][conversion.FAILED_KEY]
+    back = review_conversion({"request": {"uid": "4", "desiredAPIVersion": V1, "objects": [second]}})["response"]
+    assert back["result"]["status"] == "Failure" and conversion.FAILED_KEY in back["result"]["message"]
+
+
+# --- hostile kept annotations (N-5) and v1alpha2 edits (N-9) -------------------------------------
+
+HOSTILE = st.sampled_from(["[]", "null", "1", '"x"', "{", "{}", "true", '{"labels": 1}', '{"labels": {"a": 1}}',
+                           '{"customComponentsPattern": "x"}', '{"leaderWorkerPattern": []}',
+                           '{"kubeScheduling": []}', '[{"name": 1}]', "[" * 2000 + "]" * 2000,
+                           '{"a":' * 60 + "1" + "}" * 60, r'"\ud800"', "1e999"]) | st.text(max_size=20)
+GROUP_KEYS = [conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY, conversion.GROUP_TEMPLATE_KEY,
+              conversion.GANG_KEY, conversion.GANG_TIMEOUT_KEY, conversion.EXCLUSIVE_V1_KEY,
+              conversion.EXCLUSIVE_V2_KEY]
+ROLE_KEYS = [conversion.V2_FIELDS_KEY, conversion.RESTART_POLICY_KEY, conversion.WORKLOAD_TYPE_KEY]
+
+
+def hostile_objects(draw, spec: dict, kind: str) -> dict:
+    annotations = draw(st.dictionaries(st.sampled_from(GROUP_KEYS), HOSTILE, max_size=3))
+    spec = json.loads(json.dumps(spec))
+    roles = spec["template"]["roles"] if kind == "RoleBasedGroupSet" else spec["roles"]
+    for role in roles:
+        role.setdefault("annotations", {}).update(draw(st.dictionaries(st.sampled_from(ROLE_KEYS), HOSTILE, max_size=2)))
+    return {"apiVersion": V1, "kind": kind, "metadata": {"name": "h", "namespace": "ns", "annotations": annotations},
+            "spec": spec}
+
+
+@st.composite
+def hostile_stored_objects(draw):
+    spec = draw(v1_specs())
+    if draw(st.booleans()):
+        return hostile_objects(draw, {"replicas": 1, "template": spec}, "RoleBasedGroupSet")
+    return hostile_objects(draw, spec, "RoleBasedGroup")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_stored_objects())
+def test_hostile_kept_annotations_never_fail_a_read_and_are_refused_at_admission(obj):
+    from rbg_operator import bounded_json
+    from rbg_operator.webhook import review_conversion
+    answer = review_conversion({"request": {"uid": "h", "desiredAPIVersion": V2, "objects": [obj]}})["response"]
+    assert answer["result"] == {"status": "Success"}
+    (there,) = answer["convertedObjects"]
+    assert conversion.FAILED_KEY not in there["metadata"].get("annotations", {}), there["metadata"]["annotations"]
+    bounded_json.dumps(there)  # encodable: nothing kept made it too deep
+    # A write back in v1alpha2 either converts or is refused with the field named; never raises otherwise.
+    try:
+        convert(there, V1)
+    except ConversionError as error:
+        assert "metadata.annotations[" in str(error)
+    # Admission names every kept annotation that conversion had to drop.
+    group_set = obj["kind"] == "RoleBasedGroupSet"
+    spec = obj["spec"]["template"] if group_set else obj["spec"]
+    problems = conversion.kept_annotation_problems(obj["metadata"]["annotations"], spec, group_set=group_set)
+    for key in (conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY) + (
+            (conversion.GROUP_TEMPLATE_KEY,) if group_set else ()):
+        if key in obj["metadata"]["annotations"] and conversion._kept(obj["metadata"]["annotations"], key) is None:
+            assert any(p.startswith(f"metadata.annotations[{key}]: ") for p in problems), (key, problems)
+    for i, role in enumerate(spec["roles"]):
+        if conversion.V2_FIELDS_KEY in role["annotations"] and conversion._kept(role["annotations"],
+                                                                                conversion.V2_FIELDS_KEY) is None:
+            assert any(p.startswith(f"spec.roles[{i}].annotations[{conversion.V2_FIELDS_KEY}]") for p in problems)
+
+
+@pytest.mark.parametrize("value", ["[]", "null", "1", '"x"', "{"])
+def test_a_set_whose_group_template_annotation_is_not_an_object_still_converts(value):
+    group_set = {"apiVersion": V1, "kind": "RoleBasedGroupSet",
+                 "metadata": {"name": "s", "namespace": "ns", "annotations": {conversion.GROUP_TEMPLATE_KEY: value}},
+                 "spec": {"replicas": 1, "template": {"roles": [{"name": "a", "template": {}}]}}}
+    there = convert(group_set, V2)
+    assert set(there["spec"]["groupTemplate"]) == {"spec"} and "annotations" not in there["metadata"]
+    problems = conversion.kept_annotation_problems(group_set["metadata"]["annotations"], {}, group_set=True)
+    assert problems and problems[0].startswith(f"metadata.annotations[{conversion.GROUP_TEMPLATE_KEY}]: ")
+
+
+def test_a_role_fields_annotation_that_is_not_an_object_is_dropped():
+    group = v1_group({"roles": [{"name": "a", "template": {}, "annotations": {conversion.V2_FIELDS_KEY: "[]"}}]})
+    role = convert(group, V2)["spec"]["roles"][0]
+    assert role["standalonePattern"] == {"template": {}} and "annotations" in role
+    assert conversion.V2_FIELDS_KEY not in role["annotations"]
+
+
+GANG_EDITS = st.dictionaries(st.sampled_from(list(conversion.GANG_KEYS)), st.sampled_from(["true", "false", "30", "120", "q"]),
+                             max_size=4)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(v1_specs(), GANG_EDITS)
+def test_a_gang_edit_made_in_v1alpha2_wins_over_the_kept_policy(spec, edit):
+    there = convert(v1_group(spec), V2)
+    annotations = {k: v for k, v in there["metadata"].get("annotations", {}).items() if k not in conversion.GANG_KEYS}
+    there["metadata"]["annotations"] = {**annotations, **edit}
+    try:
+        back = convert(there, V1)
+    except ConversionError as error:  # a timeout that is not a number: refused, naming it
+        assert conversion.GANG_TIMEOUT_KEY in str(error) and edit.get(conversion.GANG_KEY) == "true"
+        return
+    said = conversion._gang_policy_from_annotations(edit)
+    kept = spec.get("podGroupPolicy")
+    untouched = kept is not None and {k: v for k, v in conversion.pod_group_policy_annotations(kept).items()
+                                      if k != conversion.POD_GROUP_POLICY_KEY} == edit
+    assert back["spec"].get("podGroupPolicy") == (kept if untouched else said)
+
+
+def test_turning_gang_off_or_changing_its_timeout_in_v1alpha2_sticks():
+    spec = RoleBasedGroupSpec.model_validate({"roles": [{"name": "a", "template": {}}],
+                                             "podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}}).wire()
+    there = convert(v1_group(spec), V2)
+    off = json.loads(json.dumps(there))
+    del off["metadata"]["annotations"][conversion.GANG_KEY]
+    assert "podGroupPolicy" not in convert(off, V1)["spec"]
+    longer = json.loads(json.dumps(there))
+    longer["metadata"]["annotations"][conversion.GANG_TIMEOUT_KEY] = "120"
+    assert convert(longer, V1)["spec"]["podGroupPolicy"] == {"kubeScheduling": {"scheduleTimeoutSeconds": 120}}
+    assert convert(there, V1)["spec"]["podGroupPolicy"] == {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}
+
+
+def test_exclusive_topology_survives_both_round_trips_and_a_v1alpha2_edit():
+    v2 = {**v1_group({"roles": [{"name": "r", "standalonePattern": {"template": {}}}]},
+                     {conversion.EXCLUSIVE_V2_KEY: "kubernetes.io/hostname"}), "apiVersion": V2}
+    stored = convert(v2, V1)
+    assert stored["metadata"]["annotations"] == {conversion.EXCLUSIVE_V1_KEY: "kubernetes.io/hostname"}
+    assert convert(stored, V2) == v2
+    edited = json.loads(json.dumps(v2))
+    edited["metadata"]["annotations"][conversion.EXCLUSIVE_V2_KEY] = "topology.kubernetes.io/zone"
+    assert convert(edited, V1)["metadata"]["annotations"][conversion.EXCLUSIVE_V1_KEY] == "topology.kubernetes.io/zone"
+    del edited["metadata"]["annotations"]
+    assert "annotations" not in convert(edited, V1)["metadata"]
+
+
+def test_two_patterns_on_one_role_are_refused_naming_the_role():
+    group = {**v1_group({"roles": [{"name": "web", "standalonePattern": {"template": {}},
+                                    "customComponentsPattern": {"components": []}}]}), "apiVersion": V2}
+    with pytest.raises(ConversionError, match="role 'web': set only one of"):
+        convert(group, V1)
+
+
+@pytest.mark.parametrize("levels", [200, 500, 1100])  # past orjson's encoder (255), past its decoder (1024)
+def test_a_deep_stored_object_converts_both_ways_without_decoding_its_deep_part(levels):
+    from rbg_operator import bounded_json
+    from rbg_operator.webhook import review_conversion
+    deep = '{"a":' * levels + "{}" + "}" * levels
+    text = ('{"request":{"uid":"d","desiredAPIVersion":"%s","objects":[{"apiVersion":"%s","kind":"RoleBasedGroup",'
+            '"metadata":{"name":"deep","namespace":"ns"},"spec":{"roleTemplates":[{"name":"t","template":{}}],'
+            '"roles":[{"name":"r","templateRef":{"name":"t"},"templatePatch":%s}]}}]}}') % (V2, V1, deep)
+    answer = bounded_json.loads(bounded_json.dumps(review_conversion(bounded_json.loads(text))))
+    (there,) = answer["response"]["convertedObjects"]
+    patch = there["spec"]["roles"][0]["standalonePattern"]["templateRef"]["patch"]
+    (path, raw), = bounded_json.raw_subtrees(patch)
+    assert len(path) + raw.depth == levels + 1 and raw.raw.count(b"{") == levels + 1 - len(path)
+    back = review_conversion({"request": {"uid": "e", "desiredAPIVersion": V1, "objects": [there]}})
+    assert bounded_json.dumps(back["response"]["convertedObjects"][0]["spec"]["roles"][0]["templatePatch"]) == \
+        deep.encode()
