@@ -173,3 +173,21 @@ def test_forged_group_labels_cost_the_cache_nothing(kubectl: Kubectl, kubeconfig
         assert (condition(kubectl.get("rbg", "g", ns), "Ready") or {}).get("status") == "True"
     finally:
         process.stop()
+
+
+def test_an_instance_set_never_takes_an_instance_it_does_not_control(kubectl: Kubectl, operator, namespace: str):
+    component = {"name": "main", "size": 1, "template": template("example.com/mine:v1")}
+    kubectl.apply({"apiVersion": V2, "kind": "RoleInstance", "metadata": {"name": "q-0"},
+                   "spec": {"components": [component]}}, namespace)
+    kubectl.apply({"apiVersion": V2, "kind": "RoleInstanceSet", "metadata": {"name": "q"},
+                   "spec": {"replicas": 2, "roleInstanceTemplate": {"components": [
+                       {**component, "template": template("example.com/set:v1")}]}}}, namespace)
+    wait_for("the instance it may make", lambda: kubectl.get("roleinstances", "q-1", namespace), 60)
+    time.sleep(2)
+    mine = kubectl.get("roleinstances", "q-0", namespace)
+    assert controllers(mine) == [], "the set took q-0"
+    assert mine["spec"]["components"][0]["template"]["spec"]["containers"][0]["image"] == "example.com/mine:v1"
+    found = wait_for("the set reports the conflict", lambda: (s := kubectl.get("roleinstancesets", "q", namespace))
+                     and (condition(s, "FailedCreate") or {}).get("reason") == "ChildConflict" and s, 60)
+    assert "RoleInstance q-0 already exists and has no controller" in condition(found, "FailedCreate")["message"]
+    wait_for("a ChildConflict Event on the set", lambda: warnings(kubectl, namespace, "q", "ChildConflict"), 30)

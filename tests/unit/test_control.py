@@ -69,3 +69,13 @@ def test_one_owner_at_a_time_looks_for_a_name_and_creates_it():
     assert len(locks) == 0  # nothing is kept once the creations are done
 
 
+
+
+def test_an_instance_set_says_failed_create_only_while_a_name_is_held():
+    from rbg_operator.controller.instanceset import conflict_conditions
+
+    assert conflict_conditions([], None) == []  # a set that never had one gets no condition
+    held = conflict_conditions(["RoleInstance q-0 already exists and has no controller; ..."], None)
+    assert [(c["type"], c["status"], c["reason"]) for c in held] == [("FailedCreate", "True", "ChildConflict")]
+    cleared = conflict_conditions([], held)
+    assert [(c["type"], c["status"]) for c in cleared] == [("FailedCreate", "False")]
