@@ -33,6 +33,7 @@ from ..api.common import json_object
 from ..api.rolebasedgroup import RoleBasedGroup
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
+from .control import controlled_by
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -279,9 +280,12 @@ class RestartTracker:
         pods = self.store.owned_by_group(*POD, group.namespace, group.name)
         baseline = {name: entry for name, raw in (state.get("pods") or {}).items()
                     if (entry := Baseline.decode(raw)) is not None}
-        statefulsets = {r.name: self.store.get("apps/v1", "StatefulSet", group.namespace,
-                                               naming.workload_name(group.name, r.name))
-                        for r in group.spec.roles if r.workload.kind == "StatefulSet"}
+        # Only the group's own StatefulSets: one of that name that another owner holds (kept in
+        # the store as metadata alone) says nothing about this group's pods.
+        statefulsets = {r.name: sts for r in group.spec.roles if r.workload.kind == "StatefulSet"
+                        if (sts := self.store.get("apps/v1", "StatefulSet", group.namespace,
+                                                  naming.workload_name(group.name, r.name))) is not None
+                        and controlled_by(sts, body["metadata"].get("uid", ""))}
         incidents, accepted = detect(baseline, pods, policies, statefulsets)
 
         recreating = state.get("recreating")
