@@ -200,3 +200,24 @@ def test_a_progress_deadline_that_is_not_a_plain_number_is_reported_and_the_grou
         message = wait_for(f"an InvalidAnnotation Event on {name}",
                            lambda: warnings_about(kubectl, namespace, name, "InvalidAnnotation"), 30)[0]
         assert "progress-deadline-seconds" in message and "whole number of seconds" in message, message
+
+
+def test_healthz_turns_red_naming_the_watches_that_have_had_no_list_for_too_long(
+        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    """The API server stops answering this operator (the connection hangs): its watches go silent
+    and its lists never come back, so its cache says less and less. /healthz must say so."""
+    ns = isolated_namespace
+    proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
+    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
+                               f"--namespace={ns}", "--watch-inactivity-timeout=2",
+                               "--healthz-reflector-seconds=5").start()
+    try:
+        kubectl.apply(group("g"), ns)
+        wait_for("g's StatefulSet", lambda: kubectl.get("statefulset", "g-a", ns), 30)
+        assert healthz(operator)[0] == 200
+        proxy.stall()
+        status, body = wait_for("/healthz red", lambda: (answer := healthz(operator))[0] == 503 and answer, 30)
+        assert "has had no complete list for" in body and "limit 5s" in body, body
+    finally:
+        operator.stop()
+        proxy.stop()
