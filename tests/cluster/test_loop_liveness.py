@@ -40,6 +40,11 @@ def healthz(operator: OperatorProcess) -> tuple[int, str]:
         return 0, f"no answer: {error}"
 
 
+def reconciles(operator: OperatorProcess) -> float:
+    return sum(v for k, v in operator.metrics().items()
+               if k.startswith('controller_runtime_reconcile_total{controller="rolebasedgroup"'))
+
+
 def settled(proxy: FaultProxy, quiet: float = 2.0) -> None:
     """Wait until the operator has written nothing for `quiet` seconds."""
     count, since = len(proxy.writes), time.monotonic()
@@ -72,11 +77,14 @@ def test_an_object_deleted_under_its_status_write_does_not_freeze_the_operator(
         wait_for("g being deleted", lambda: kubectl.get("rbg", "g", ns)["metadata"].get("deletionTimestamp"), 10)
         # The write's answer comes before its watch echo (which would otherwise take its place).
         proxy.watch_delay, proxy.watch_delay_on = 2.0, "/rolebasedgroups"
+        passes = reconciles(operator)
         proxy.release_status_writes()
         for _ in range(3):
             time.sleep(1)
             status, body = healthz(operator)
             assert status == 200, f"/healthz: {status} {body}"
+        # Not frozen, and not spinning either: the group is not reconciled again and again.
+        assert reconciles(operator) - passes < 10, "the group being deleted was requeued without end"
         # The workers still serve other groups.
         kubectl.apply(group("after"), ns)
         wait_for("the next group's StatefulSet", lambda: kubectl.get("statefulset", "after-a", ns), 30)
