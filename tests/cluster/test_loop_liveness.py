@@ -40,6 +40,11 @@ def healthz(operator: OperatorProcess) -> tuple[int, str]:
         return 0, f"no answer: {error}"
 
 
+def reconciles(operator: OperatorProcess) -> float:
+    return sum(v for k, v in operator.metrics().items()
+               if k.startswith('controller_runtime_reconcile_total{controller="rolebasedgroup"'))
+
+
 def settled(proxy: FaultProxy, quiet: float = 2.0) -> None:
     """Wait until the operator has written nothing for `quiet` seconds."""
     count, since = len(proxy.writes), time.monotonic()
@@ -72,11 +77,14 @@ def test_an_object_deleted_under_its_status_write_does_not_freeze_the_operator(
         wait_for("g being deleted", lambda: kubectl.get("rbg", "g", ns)["metadata"].get("deletionTimestamp"), 10)
         # The write's answer comes before its watch echo (which would otherwise take its place).
         proxy.watch_delay, proxy.watch_delay_on = 2.0, "/rolebasedgroups"
+        passes = reconciles(operator)
         proxy.release_status_writes()
         for _ in range(3):
             time.sleep(1)
             status, body = healthz(operator)
             assert status == 200, f"/healthz: {status} {body}"
+        # Not frozen, and not spinning either: the group is not reconciled again and again.
+        assert reconciles(operator) - passes < 10, "the group being deleted was requeued without end"
         # The workers still serve other groups.
         kubectl.apply(group("after"), ns)
         wait_for("the next group's StatefulSet", lambda: kubectl.get("statefulset", "after-a", ns), 30)
@@ -200,3 +208,24 @@ def test_a_progress_deadline_that_is_not_a_plain_number_is_reported_and_the_grou
         message = wait_for(f"an InvalidAnnotation Event on {name}",
                            lambda: warnings_about(kubectl, namespace, name, "InvalidAnnotation"), 30)[0]
         assert "progress-deadline-seconds" in message and "whole number of seconds" in message, message
+
+
+def test_healthz_turns_red_naming_the_watches_that_have_had_no_list_for_too_long(
+        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    """The API server stops answering this operator (the connection hangs): its watches go silent
+    and its lists never come back, so its cache says less and less. /healthz must say so."""
+    ns = isolated_namespace
+    proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
+    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
+                               f"--namespace={ns}", "--watch-inactivity-timeout=2",
+                               "--healthz-reflector-seconds=5").start()
+    try:
+        kubectl.apply(group("g"), ns)
+        wait_for("g's StatefulSet", lambda: kubectl.get("statefulset", "g-a", ns), 30)
+        assert healthz(operator)[0] == 200
+        proxy.stall()
+        status, body = wait_for("/healthz red", lambda: (answer := healthz(operator))[0] == 503 and answer, 30)
+        assert "has had no complete list for" in body and "limit 5s" in body, body
+    finally:
+        operator.stop()
+        proxy.stop()
