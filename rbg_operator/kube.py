@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 import tenacity
 from aiolimiter import AsyncLimiter
-from . import kubeconfig, metrics, naming, rawjson
+from . import bounded_json, kubeconfig, metrics, naming
 
 log = logging.getLogger(__name__)
 
@@ -93,26 +93,21 @@ class Unreadable:
     error: str
 
 
+# Levels of a LIST page or watch event decoded when orjson refuses it whole: an item nested deeper
+# (a page puts items 3 levels down, an event its object 2) is one the store could not keep either,
+# since orjson encodes at most 255 levels.
+DECODED_LEVELS = 250
+
+
 def decode_list_page(raw: bytes) -> dict:
     """A LIST answer; an item that does not decode is an Unreadable in its place, and the others
     are decoded as usual."""
     try:
         return orjson.loads(raw)
     except ValueError as error:
-        try:
-            found = rawjson.member(raw, b"items")
-            where = rawjson.member(raw, b"metadata")
-            items = [] if found is None else [_item(raw[s:e]) for s, e in rawjson.elements(raw, found[0])]
-            return {"metadata": orjson.loads(raw[where[0]:where[1]]) if where else {}, "items": items}
-        except ValueError:
-            raise error from None  # not one bad item: the answer is broken
-
-
-def _item(raw: bytes) -> dict | Unreadable:
-    try:
-        return orjson.loads(raw)
-    except ValueError as error:
-        return Unreadable(rawjson.metadata_of(raw), str(error))
+        page = _bounded(raw, error)
+        page["items"] = [_readable(item) for item in page.get("items") or []]
+        return page
 
 
 def decode_watch_line(line: bytes) -> dict:
@@ -120,13 +115,37 @@ def decode_watch_line(line: bytes) -> dict:
     try:
         return orjson.loads(line)
     except ValueError as error:
-        try:
-            kind, found = rawjson.member(line, b"type"), rawjson.member(line, b"object")
-            if kind is None or found is None:
-                raise error
-            return {"type": orjson.loads(line[kind[0]:kind[1]]), "object": _item(line[found[0]:found[1]])}
-        except ValueError:
+        event = _bounded(line, error)
+        if "type" not in event or not isinstance(event.get("object"), dict):
             raise error from None
+        event["object"] = _readable(event["object"])
+        return event
+
+
+def _bounded(raw: bytes, error: ValueError) -> dict:
+    """The answer with its too-deep parts left undecoded; the original error when the answer is
+    broken rather than deep."""
+    try:
+        decoded = bounded_json.loads(raw, max_depth=DECODED_LEVELS)
+    except ValueError:
+        raise error from None
+    if not isinstance(decoded, dict):
+        raise error
+    return decoded
+
+
+def _readable(item: Any) -> Any:
+    """The item, or an Unreadable naming it by what of its metadata decoded (the API server's
+    managedFields follow the shape of the deep field they record, so the metadata may be deep too)."""
+    deep = next(bounded_json.raw_subtrees(item), None)
+    if deep is None:
+        return item
+    path, _ = deep
+    meta = item.get("metadata") if isinstance(item, dict) else None
+    named = {key: value for key, value in meta.items() if next(bounded_json.raw_subtrees(value), None) is None} \
+        if isinstance(meta, dict) else {}
+    where = ".".join(str(step) for step in path)
+    return Unreadable(named, f"{where}: nested deeper than the {DECODED_LEVELS} levels decoded")
 
 
 class ApiError(Exception):
