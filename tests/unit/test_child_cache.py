@@ -6,20 +6,7 @@ from rbg_operator import naming, operator
 from rbg_operator.controller import store as store_module
 from rbg_operator.controller.control import controller_of
 from rbg_operator.controller.store import Store
-
-
-def owner(kind: str, name: str, uid: str) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": "ns", "uid": uid}}
-
-
-def child(name: str, *refs: dict, kind: str = "Service", labels: dict | None = None, **rest) -> dict:
-    return {"apiVersion": "v1", "kind": kind,
-            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "5",
-                         "labels": labels or {}, "ownerReferences": list(refs)}, **rest}
-
-
-def ref(kind: str, name: str, uid: str, controller: bool = True) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": controller}
+from tests.support.owned import child, ref
 
 
 def test_a_forged_configmap_is_kept_as_a_few_hundred_bytes():

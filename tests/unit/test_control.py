@@ -5,20 +5,7 @@ import asyncio
 
 from rbg_operator import naming
 from rbg_operator.controller.control import NameLocks, conflict, controlled_by, controller_of
-
-
-def owner(kind: str, name: str, uid: str) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": "ns", "uid": uid}}
-
-
-def child(name: str, *refs: dict, kind: str = "Service", labels: dict | None = None, **rest) -> dict:
-    return {"apiVersion": "v1", "kind": kind,
-            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "5",
-                         "labels": labels or {}, "ownerReferences": list(refs)}, **rest}
-
-
-def ref(kind: str, name: str, uid: str, controller: bool = True) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": controller}
+from tests.support.owned import child, owner, ref
 
 
 GROUP_A = owner("RoleBasedGroup", "a", "uid-a")
