@@ -27,10 +27,14 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict:
-    """CEL admission rules (rule, message[, fieldPath]) for a model's or field's schema."""
+def cel(*rules: tuple[str, str] | tuple[str, str, str] | dict) -> dict:
+    """CEL admission rules (rule, message[, fieldPath]) for a model's or field's schema; a dict is
+    taken as the validation itself (for a messageExpression)."""
     validations = []
     for rule in rules:
+        if isinstance(rule, dict):
+            validations.append(rule)
+            continue
         entry = {"rule": rule[0], "message": rule[1]}
         if len(rule) == 3:
             entry["fieldPath"] = rule[2]

@@ -119,8 +119,10 @@ class RoleV2(ApiModel):
     """One named role of the group."""
 
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
-        ("!(has(self.standalonePattern) && has(self.leaderWorkerPattern))",
-         "standalonePattern and leaderWorkerPattern are mutually exclusive"),
+        {"rule": "[has(self.standalonePattern), has(self.leaderWorkerPattern), has(self.customComponentsPattern)]"
+                 ".filter(set, set).size() <= 1",
+         "messageExpression": "'role ' + self.name + ' sets more than one pattern, but only one of "
+                              "standalonePattern, leaderWorkerPattern and customComponentsPattern may be set'"},
         ("!has(self.dependencies) || !(self.name in self.dependencies)", "a role cannot depend on itself",
          ".dependencies"),
         ("!has(self.leaderWorkerPattern) || !has(self.leaderWorkerPattern.sharedServiceSelection)"
@@ -317,6 +319,13 @@ def spec_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
         if workload is not None and workload not in WORKLOAD_TYPES:
             problems.append(f"{where}.annotations[{WORKLOAD_TYPE_KEY}]: unsupported workload type {workload!r}; "
                             f"use one of {', '.join(WORKLOAD_TYPES)}")
+        patterns = [name for name, value in (("standalonePattern", role.standalone_pattern),
+                                             ("leaderWorkerPattern", role.leader_worker_pattern),
+                                             ("customComponentsPattern", role.custom_components_pattern))
+                    if value is not None]
+        if len(patterns) > 1:
+            problems.append(f"{where}: role {role.name!r} sets {' and '.join(patterns)}, but only one of "
+                            "standalonePattern, leaderWorkerPattern and customComponentsPattern may be set")
         if role.standalone_pattern is not None:
             problems += _source_problems(f"{where}.standalonePattern", role.standalone_pattern, set(templates))
         elif role.leader_worker_pattern is not None:

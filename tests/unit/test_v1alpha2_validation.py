@@ -23,6 +23,9 @@ def test_a_valid_group_in_every_pattern_passes():
 def test_each_rule_names_its_field():
     assert "roles[0]: set one of standalonePattern, leaderWorkerPattern, customComponentsPattern" in problems(
         {"name": "a"})
+    assert "roles[0]: role 'a' sets standalonePattern and customComponentsPattern, but only one of" in problems(
+        {"name": "a", "standalonePattern": {"template": T},
+         "customComponentsPattern": {"components": [{"name": "x", "size": 1, "template": T}]}})
     assert "roles[0].standalonePattern.templateRef.name: no roleTemplates entry named 'gone'" in problems(
         {"name": "a", "standalonePattern": {"templateRef": {"name": "gone"}}})
     assert "roles[0].rolloutStrategy.rollingUpdate.partition: 2 must be less than replicas 2" in problems(
