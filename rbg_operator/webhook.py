@@ -38,6 +38,7 @@ from .api.common import MAX_PATCH_DEPTH
 from .api.conversion import ConversionError, convert
 from .api.errors import describe, field_path
 from .api.rolebasedgroup import RoleBasedGroup, RoleBasedGroupSpec, fields_not_acted_on
+from .api.roleinstance import RoleInstanceSetSpec
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
 from .api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleBasedGroupSpecV2
 
@@ -140,12 +141,24 @@ def validate_group_set(spec: dict, name: str | None, warnings: list[str], annota
     warnings.extend(n.replace("spec.", "spec.template.", 1) for n in fields_not_acted_on(group_set.template))
 
 
+def validate_instance_set(spec: dict, **_) -> None:
+    """A RoleInstanceSet made directly: what CEL cannot measure, the bytes its instances copy."""
+    refuse([p for p in [too_deep(spec, "spec", RoleInstanceSetSpec)] if p])
+    check(RoleInstanceSetSpec, dict(spec), "spec")
+
+
+# (version, plural, handler): each kind is reviewed in the version it is stored in.
+VALIDATED = ((naming.VERSION, "rolebasedgroups", validate_group),
+             (naming.VERSION, "rolebasedgroupsets", validate_group_set),
+             (naming.RIS_API_VERSION.rpartition("/")[2], "roleinstancesets", validate_instance_set))
+
+
 def register() -> None:
     """Add the admission handlers; only when a webhook server is configured, which kopf requires."""
     # ignore_failures: while the operator is down, applies still pass, and the controller itself
-    # refuses an invalid group (Ready=False, reason InvalidSpec) once it is back.
-    for plural, handler in (("rolebasedgroups", validate_group), ("rolebasedgroupsets", validate_group_set)):
-        kopf.on.validate(naming.GROUP, naming.VERSION, plural, id=f"validate-{plural.removesuffix('s')}",
+    # refuses an invalid object (a group's Ready=False, reason InvalidSpec) once it is back.
+    for version, plural, handler in VALIDATED:
+        kopf.on.validate(naming.GROUP, version, plural, id=f"validate-{plural.removesuffix('s')}",
                          operations=["CREATE", "UPDATE"], ignore_failures=True)(handler)
 
 

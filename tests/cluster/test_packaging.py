@@ -87,7 +87,8 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert {w["clientConfig"]["caBundle"] for w in hook["webhooks"]} == {secret["data"]["ca.crt"]}
     assert [w["clientConfig"]["service"]["path"] for w in hook["webhooks"]] == \
-        ["/validate-rolebasedgroup", "/validate-rolebasedgroupset"]
+        ["/validate-rolebasedgroup", "/validate-rolebasedgroupset", "/validate-roleinstanceset"]
+    assert [w["rules"][0]["apiVersions"] for w in hook["webhooks"]] == [["v1alpha1"], ["v1alpha1"], ["v1alpha2"]]
 
 
 def _rules(role: dict) -> list[tuple]:
