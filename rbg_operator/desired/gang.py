@@ -86,11 +86,12 @@ def native_shape(group: RoleBasedGroup, options: BuildOptions) -> NativeShape:
 
 
 def min_member(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> int:
-    """Every pod of the group: LeaderWorkerSet roles count replicas x size. `applied` holds the
+    """Every pod of the group: replicas x the pods of one replica (a LeaderWorkerSet's size, the
+    sum of a custom-components role's component sizes). `applied` holds the
     replicas actually given to workloads where they differ from the spec (a coordinated scale-up
     in steps, another writer's value)."""
     applied = applied or {}
-    return sum(applied.get(role.name, role.replicas) * role.leader_worker_size for role in group.spec.roles)
+    return sum(applied.get(role.name, role.replicas) * role.pods_per_replica for role in group.spec.roles)
 
 
 def role_gang_sizes(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict[str, int]:
@@ -103,7 +104,7 @@ def role_gang_sizes(group: RoleBasedGroup, applied: dict[str, int] | None = None
         replicas = applied.get(role.name, role.replicas)
         if replicas > 0:
             wanted = resolve(minimums.get(role.name), replicas, round_up=True, default=replicas)
-            sizes[role.name] = max(1, min(wanted, replicas)) * role.leader_worker_size
+            sizes[role.name] = max(1, min(wanted, replicas)) * role.pods_per_replica
     return sizes
 
 

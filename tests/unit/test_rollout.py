@@ -111,3 +111,16 @@ def test_revision_follows_everything_that_restarts_pods_and_nothing_else():
     assert revision_of({"annotations": {"note": "x"}}) != base
     assert revision_of({}, podGroupPolicy={"kubeScheduling": {}}) != base
     assert revision_of({"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}) != base
+
+
+def test_gang_size_counts_every_pod_of_a_custom_components_role():
+    from rbg_operator.api.conversion import group_to_v1
+    container = {"spec": {"containers": [{"name": "m", "image": "i"}]}}
+    v2 = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup",
+          "metadata": {"name": "g", "namespace": "ns", "uid": "u",
+                       "annotations": {"rbg.workloads.x-k8s.io/group-gang-scheduling": "true"}},
+          "spec": {"roles": [{"name": "cc", "replicas": 2, "customComponentsPattern": {"components": [
+              {"name": "x", "size": 3, "template": container}, {"name": "y", "size": 1, "template": container}]}},
+              {"name": "web", "replicas": 1, "standalonePattern": {"template": container}}]}}
+    group = RoleBasedGroup.model_validate(group_to_v1(v2))
+    assert min_member(group) == 2 * (3 + 1) + 1
