@@ -167,7 +167,7 @@ def test_v1alpha2_rules_refuse_with_the_field_named(api, namespace: str):
     both = v2(group, "RoleBasedGroup", "both", {"roles": [{"name": "web", "standalonePattern": {"template": TEMPLATE},
                                                            "leaderWorkerPattern": {"template": TEMPLATE}}]})
     refused = dry_run(kubectl, both, namespace)
-    assert refused.returncode != 0 and "standalonePattern and leaderWorkerPattern are mutually exclusive" in \
+    assert refused.returncode != 0 and "spec.roles[0]: Invalid value: role web sets more than one pattern" in \
         refused.stderr, refused.stderr
     delays = v2(group, "RoleBasedGroup", "delays", {"roles": [{"name": "web", "leaderWorkerPattern": {
         "template": TEMPLATE, "restartPolicyConfig": {"baseDelaySeconds": 60, "maxDelaySeconds": 30}}}]})
