@@ -24,6 +24,11 @@ from ..kube import KINDS, Kube
 from .store import Store
 
 
+# An object in an owner's way carries nothing that would wake the owner when it goes: how often
+# an owner that reported a conflict looks again.
+CONFLICT_RECHECK_SECONDS = 30
+
+
 def controller_of(obj: dict) -> dict | None:
     """The ownerReference with controller=true, if any."""
     return next((o for o in obj["metadata"].get("ownerReferences") or [] if o.get("controller")), None)

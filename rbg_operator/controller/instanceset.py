@@ -21,7 +21,7 @@ from ..api.roleinstance import instance_set_fanout_problem
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
-from .control import CREATING, conflict, observe
+from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict, observe
 from .diff import contains
 from .scaling import write_status
 from .store import Store
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 INSTANCE_SET = (naming.RIS_API_VERSION, "RoleInstanceSet")
 INSTANCE = (naming.RIS_API_VERSION, "RoleInstance")
 FIELD_MANAGER = "rbg-operator-instanceset"
-CONFLICT_RECHECK_SECONDS = 30
 # RoleInstanceSet annotations every instance gets (the contract's §4.5).
 COPIED_ANNOTATIONS = (naming.ANNOTATION_V2_GRACE_PERIOD,)
 # Update types that replace instances instead of updating them in place.

@@ -30,7 +30,7 @@ from .diff import applied_digest, contains
 from .progress import RoleProgress, workload_progress
 from .ownership import OVERRIDDEN, ReplicasOwnership, overridden_conditions, replicas_ownership
 from .restarts import RestartOutcome, RestartSettings, RestartTracker, delete_pod
-from .control import CREATING, conflict, controlled_by, observe
+from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict, controlled_by, observe
 from .store import Store
 from .stuck import stuck_pods
 from . import policy
@@ -55,7 +55,6 @@ RECREATE_WHEN_IMMUTABLE = {NATIVE_WORKLOAD, NATIVE_POD_GROUP, NATIVE_COMPOSITE}
 
 # As a Deployment's progressDeadlineSeconds: long enough for images to pull and models to load.
 DEFAULT_PROGRESS_DEADLINE = 600.0
-CONFLICT_RECHECK_SECONDS = 30
 
 
 class ChildConflict(Exception):

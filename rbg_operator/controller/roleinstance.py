@@ -28,7 +28,7 @@ from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
 from .instanceset import ANNOTATION_IN_PLACE_ONLY, INSTANCE, controller_reference, owned
-from .control import CREATING, conflict, observe
+from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict, observe
 from .scaling import write_status
 from .store import Store
 
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 POD = ("v1", "Pod")
 FIELD_MANAGER = "rbg-operator-roleinstance"
 RESTART_POLICY = "RecreateRoleInstanceOnPodRestart"
-CONFLICT_RECHECK_SECONDS = 30
 STABLE_AFTER_SECONDS = 600  # a restart count returns to 0 after max(2 x maxDelay, this) without one
 
 

@@ -23,7 +23,7 @@ from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
 from .diff import contains
-from .control import CREATING, conflict, controlled_by, observe
+from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict, controlled_by, observe
 from .store import Store, other_owner
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ RBG = (naming.API_VERSION, "RoleBasedGroup")
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 GROUP_SET = (naming.API_VERSION, "RoleBasedGroupSet")
 ADAPTER_MANAGER, SET_MANAGER = naming.FIELD_MANAGER_SCALING_ADAPTER, naming.FIELD_MANAGER_GROUP_SET
-CONFLICT_RECHECK_SECONDS = 30
 
 
 async def write_status(kube: Kube, store: Store, body: dict, status: dict, manager: str) -> bool:
