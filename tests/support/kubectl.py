@@ -46,6 +46,15 @@ class Kubectl:
         ns = [f"--namespace={namespace}"] if namespace else []
         return self.run("apply", *ns, *extra, "-f", "-", stdin=text)
 
+    def refuses(self, manifest: dict, namespace: str, words: list[str], what: str, verb: str = "create") -> None:
+        """A server-side dry run of `manifest` is refused (by schema, CEL or a webhook), and the
+        message has every one of `words` (the field and the limit it names)."""
+        result = self.run(verb, "--dry-run=server", f"--namespace={namespace}", "-f", "-",
+                          stdin=json.dumps(manifest), check=False)
+        assert result.returncode != 0, f"{what} was accepted"
+        for word in words:
+            assert word in result.stderr, (word, result.stderr)
+
     def get(self, kind: str, name: str | None = None, namespace: str | None = None,
             selector: str | None = None, all_namespaces: bool = False) -> Any:
         """The object (or a list's items); None when a named object does not exist."""
