@@ -14,6 +14,7 @@ import asyncio
 import sys
 
 from . import naming
+from .api import conversion
 from .desired.rollout import revision_label
 from .kube import KINDS, Kube
 
@@ -43,10 +44,33 @@ async def _revisions(kube: Kube, namespace: str, group: dict) -> list[dict]:
     return sorted(ours, key=lambda r: r.get("revision", 0))
 
 
+def _saved_roles(revision: dict) -> tuple[dict[str, dict], tuple[str, ...]]:
+    """A revision's role template fields, and which fields it holds (roles in v1alpha1 in
+    revisions recorded while groups were stored in v1alpha1)."""
+    data = revision.get("data", {})
+    return data.get("roles", {}), tuple(data.get("templateFields") or naming.LEGACY_ROLE_TEMPLATE_FIELDS)
+
+
+def _restored(role: dict, saved: dict, fields: tuple[str, ...]) -> dict:
+    """`role` (v1alpha2) with the revision's template fields in place of its own; replicas and
+    everything else stay."""
+    if set(fields) <= set(naming.ROLE_TEMPLATE_FIELDS):
+        return {k: v for k, v in role.items() if k not in fields} | saved
+    # A v1alpha1 revision: put its fields into the role's v1alpha1 form, and back.
+    v1 = {k: v for k, v in conversion.role_to_v1(role).items() if k not in fields} | saved
+    return conversion.role_to_v2(v1)
+
+
 def _images(revision: dict) -> str:
     parts = []
-    for role, fields in revision.get("data", {}).get("roles", {}).items():
-        containers = ((fields.get("template") or {}).get("spec") or {}).get("containers") or []
+    saved, fields = _saved_roles(revision)
+    for role, kept in saved.items():
+        if not set(fields) <= set(naming.ROLE_TEMPLATE_FIELDS):
+            kept = conversion.role_to_v2({"name": role, **kept})
+        pattern = kept.get("standalonePattern") or kept.get("leaderWorkerPattern") or {}
+        templates = [pattern.get("template") or {}] + [
+            c.get("template") or {} for c in (kept.get("customComponentsPattern") or {}).get("components") or []]
+        containers = [c for t in templates for c in (t.get("spec") or {}).get("containers") or []]
         images = ",".join(c.get("image", "?") for c in containers) or "(templateRef)"
         parts.append(f"{role}={images}")
     return " ".join(parts)
@@ -73,12 +97,11 @@ async def undo(kube: Kube, namespace: str, name: str, to_revision: int | None) -
         if target is None:
             known = ", ".join(str(r.get("revision")) for r in revisions)
             raise PluginError(f"{name} has no revision {to_revision} (known: {known})")
-    saved = target.get("data", {}).get("roles", {})
-    fields = target.get("data", {}).get("templateFields") or naming.LEGACY_ROLE_TEMPLATE_FIELDS
+    saved, fields = _saved_roles(target)
     roles = []
     for role in group["spec"]["roles"]:
         if role["name"] in saved:  # restore what shapes the pods; keep replicas and everything else
-            role = {k: v for k, v in role.items() if k not in fields} | saved[role["name"]]
+            role = _restored(role, saved[role["name"]], fields)
         roles.append(role)
     # A JSON patch guarded by the resourceVersion: an undo never overwrites a change it did not see.
     await kube.patch(RBG, namespace, name, [

@@ -3,7 +3,7 @@
 import hashlib
 
 GROUP = "workloads.x-k8s.io"
-VERSION = "v1alpha1"
+VERSION = "v1alpha2"  # the stored version, which the operator watches and writes
 API_VERSION = f"{GROUP}/{VERSION}"
 # One server-side-apply field manager per logical writer: an apply states everything its manager
 # wants, so two writers sharing a manager would remove each other's fields.
@@ -115,8 +115,10 @@ def set_member_name(group_set: str, index: int) -> str:
 
 # Rollouts: a per-role revision label on each workload, and what a ControllerRevision keeps.
 LABEL_REVISION_PREFIX = "rolebasedgroup.workloads.x-k8s.io/role-revision-hash-"
-ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet", "labels", "annotations")
-# What a ControllerRevision without `templateFields` (recorded before 0.3) holds.
+ROLE_TEMPLATE_FIELDS = ("standalonePattern", "leaderWorkerPattern", "customComponentsPattern", "labels",
+                        "annotations")
+# What ControllerRevisions recorded while groups were stored in v1alpha1 (before 0.3) hold: with
+# `templateFields`, those fields of a v1alpha1 role and its labels and annotations; without, these.
 LEGACY_ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet")
 
 

@@ -221,7 +221,9 @@ def ignored(namespace: str | None) -> bool:
 def _owning_group(obj: dict) -> tuple[str, str] | None:
     meta = obj["metadata"]
     for owner in meta.get("ownerReferences", []) or []:
-        if owner.get("controller") and owner.get("kind") == "RoleBasedGroup" and owner.get("apiVersion") == naming.API_VERSION:
+        # Any version of ours: children made while groups were stored in v1alpha1 name that version.
+        if (owner.get("controller") and owner.get("kind") == "RoleBasedGroup"
+                and str(owner.get("apiVersion", "")).partition("/")[0] == naming.GROUP):
             return (meta["namespace"], owner["name"])
     group = (meta.get("labels") or {}).get(naming.LABEL_GROUP_NAME)
     return (meta["namespace"], group) if group else None

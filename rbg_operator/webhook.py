@@ -37,10 +37,12 @@ from .api import conversion
 from .api.common import MAX_PATCH_DEPTH
 from .api.conversion import ConversionError, convert
 from .api.errors import describe, field_path
-from .api.rolebasedgroup import RoleBasedGroup, RoleBasedGroupSpec, fields_not_acted_on
+from .api.rolebasedgroup import RoleBasedGroup, RoleBasedGroupSpec
 from .api.roleinstance import RoleInstanceSetSpec
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
-from .api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleBasedGroupSpecV2
+from .api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleBasedGroupSpecV2, RoleBasedGroupV2, fields_not_acted_on
+
+SHAPE = {"structure_only": True}  # a model's shape alone, its rules checked elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +55,16 @@ def check(model: type[pydantic.BaseModel], value: dict, prefix: str):
 
 
 # The version the user wrote in (the review's requestKind), set for the handlers of one review.
-# The API server hands the webhook every write in v1alpha1, the version it is registered for.
+# The API server hands the webhook every write in v1alpha2, the stored version it is registered for.
 REQUESTED_VERSION: contextvars.ContextVar[str | None] = contextvars.ContextVar("requested_version", default=None)
 
 
-def written_as_v1alpha2(spec: dict) -> bool:
-    """Whether a group the webhook sees in v1alpha1 is judged by the v1alpha2 rules: it was written
-    in v1alpha2 (the review's requestKind), or it has what v1alpha2 defines, a RoleInstanceSet role
-    (which v1alpha1 may name too) or fields kept for v1alpha2."""
-    return REQUESTED_VERSION.get() == "v1alpha2" or bool(conversion.instance_set_roles(spec)) or any(
-        conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in spec.get("roles") or [])
+def judged_as_v1alpha1(v1_spec: dict) -> bool:
+    """Whether a write is checked by the v1alpha1 rules, on its v1alpha1 form: it was written in
+    v1alpha1 (the review's requestKind) and has nothing only v1alpha2 defines, a RoleInstanceSet
+    role (which v1alpha1 may name too) or fields kept for v1alpha2."""
+    return REQUESTED_VERSION.get() == "v1alpha1" and not conversion.instance_set_roles(v1_spec) and not any(
+        conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in v1_spec.get("roles") or [])
 
 
 @functools.cache
@@ -106,39 +108,54 @@ def refuse(problems: list[str]) -> None:
 
 def validate_group(spec: dict, name: str | None, warnings: list[str], annotations=None, **_) -> None:
     """The whole object, so the name limits are checked too; accepted fields that this operator
-    does not act on come back as warnings (kubectl prints them). A group written in v1alpha2 is
-    checked by the v1alpha2 rules, with v1alpha2 field names."""
-    spec, annotations = dict(spec), dict(annotations or {})
-    refuse(conversion.kept_annotation_problems(annotations, spec, group_set=False))
-    if written_as_v1alpha2(spec):
-        v2 = conversion.group_to_v2({"kind": "RoleBasedGroup", "metadata": {"annotations": annotations}, "spec": spec})
-        refuse([p for p in [too_deep(v2["spec"], "spec", RoleBasedGroupSpecV2)] if p])
-        check(RoleBasedGroupSpecV2, v2["spec"], "spec")
-        return
-    refuse([p for p in [too_deep(spec, "spec", RoleBasedGroupSpec)] if p])
-    group = check(RoleBasedGroup, {"metadata": {"name": name or ""}, "spec": spec}, "")
-    warnings.extend(fields_not_acted_on(group.spec))
+    does not act on come back as warnings (kubectl prints them). A group is checked by the rules of
+    the version it was written in, with that version's field names."""
+    obj = {"kind": "RoleBasedGroup", "metadata": {"name": name or "", "annotations": dict(annotations or {})},
+           "spec": dict(spec)}
+    refuse(conversion.kept_annotation_problems(obj["metadata"]["annotations"], obj["spec"], group_set=False))
+    if REQUESTED_VERSION.get() == "v1alpha1":
+        v1 = conversion.group_to_v1(obj)
+        if judged_as_v1alpha1(v1["spec"]):
+            refuse([p for p in [too_deep(v1["spec"], "spec", RoleBasedGroupSpec)] if p])
+            check(RoleBasedGroup, {"metadata": v1["metadata"], "spec": v1["spec"]}, "")
+            warnings.extend(fields_not_acted_on(RoleBasedGroupV2.model_validate(obj, context=SHAPE)))
+            return
+    refuse([p for p in [too_deep(obj["spec"], "spec", RoleBasedGroupSpecV2)] if p])
+    check(RoleBasedGroupSpecV2, obj["spec"], "spec")
+    warnings.extend(fields_not_acted_on(check(RoleBasedGroupV2, obj, "")))
 
 
 def validate_group_set(spec: dict, name: str | None, warnings: list[str], annotations=None, **_) -> None:
-    spec, annotations = dict(spec), dict(annotations or {})
-    template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
-    refuse(conversion.kept_annotation_problems(annotations, template, group_set=True, roles_at="spec.template.roles"))
-    if written_as_v1alpha2(template):
-        v2 = conversion.set_to_v2({"kind": "RoleBasedGroupSet", "metadata": {"annotations": annotations},
-                                   "spec": spec})
-        refuse([p for p in [too_deep(v2["spec"], "spec", RoleBasedGroupSetSpecV2)] if p])
-        check(RoleBasedGroupSetSpecV2, v2["spec"], "spec")  # the group template, and its copies' bytes
-        return
-    refuse([p for p in [too_deep(spec, "spec", RoleBasedGroupSetSpec)] if p])
-    group_set = check(RoleBasedGroupSetSpec, dict(spec), "spec")
-    # Every member is a group {name}-{index}: the longest index is the one that must fit.
-    member = f"{name or ''}-{max(group_set.replicas - 1, 0)}"
+    obj = {"kind": "RoleBasedGroupSet", "metadata": {"name": name or "", "annotations": dict(annotations or {})},
+           "spec": dict(spec)}
+    template = obj["spec"].get("groupTemplate") if isinstance(obj["spec"].get("groupTemplate"), dict) else {}
+    refuse(conversion.kept_annotation_problems(
+        {**obj["metadata"]["annotations"], **(template.get("annotations") or {})}, template.get("spec") or {},
+        group_set=True, roles_at="spec.groupTemplate.spec.roles"))
+    if REQUESTED_VERSION.get() == "v1alpha1":
+        v1 = conversion.set_to_v1(obj)
+        if judged_as_v1alpha1(v1["spec"].get("template") or {}):
+            refuse([p for p in [too_deep(v1["spec"], "spec", RoleBasedGroupSetSpec)] if p])
+            group_set = check(RoleBasedGroupSetSpec, v1["spec"], "spec")
+            _check_member(name, group_set.replicas, {"spec": v1["spec"].get("template") or {}}, RoleBasedGroup)
+            member = RoleBasedGroupV2.model_validate({"metadata": {"annotations": template.get("annotations") or {}},
+                                                      "spec": template.get("spec") or {}}, context=SHAPE)
+            warnings.extend(n.replace("spec.", "spec.template.", 1) for n in fields_not_acted_on(member))
+            return
+    refuse([p for p in [too_deep(obj["spec"], "spec", RoleBasedGroupSetSpecV2)] if p])
+    group_set = check(RoleBasedGroupSetSpecV2, obj["spec"], "spec")  # the group template, and its copies' bytes
+    member = _check_member(name, group_set.replicas, template, RoleBasedGroupV2)
+    warnings.extend(n.replace("spec.", "spec.groupTemplate.spec.", 1) for n in fields_not_acted_on(member))
+
+
+def _check_member(set_name: str | None, replicas: int, template: dict, model: type[pydantic.BaseModel]):
+    """Every member is a group {name}-{index}: the longest index is the one that must fit."""
+    member = f"{set_name or ''}-{max(replicas - 1, 0)}"
     try:
-        RoleBasedGroup.model_validate({"metadata": {"name": member}, "spec": dict(spec).get("template") or {}})
+        return model.model_validate({"metadata": {"name": member, "annotations": template.get("annotations") or {}},
+                                     "spec": template.get("spec") or {}})
     except pydantic.ValidationError as error:
         raise kopf.AdmissionError(f"member group {member}: " + describe(error, ""), code=422)
-    warnings.extend(n.replace("spec.", "spec.template.", 1) for n in fields_not_acted_on(group_set.template))
 
 
 def validate_instance_set(spec: dict, **_) -> None:

@@ -41,7 +41,7 @@ from .common import ApiModel
 from .errors import describe
 from .rolebasedgroup import V2_FIELDS_KEY  # noqa: F401 - defined beside the model that reads it
 from .rolebasedgroup import Coordination, PodGroupPolicy
-from .v1alpha2 import CustomComponentsPattern, RestartPolicyConfig
+from .v1alpha2 import V1_RESTART_POLICIES, V1_RESTART_POLICY_KEY, CustomComponentsPattern, RestartPolicyConfig
 
 V1 = "workloads.x-k8s.io/v1alpha1"
 V2 = "workloads.x-k8s.io/v1alpha2"
@@ -57,7 +57,7 @@ EXCLUSIVE_V2_KEY = "rbg.workloads.x-k8s.io/group-exclusive-topology"
 POD_GROUP_POLICY_KEY = "conversion.workloads.x-k8s.io/v1alpha1-pod-group-policy"
 COORDINATION_KEY = "conversion.workloads.x-k8s.io/v1alpha1-coordination"
 # Ours: what the reference's conversion would drop.
-RESTART_POLICY_KEY = "conversion.workloads.x-k8s.io/v1alpha1-restart-policy"
+RESTART_POLICY_KEY = V1_RESTART_POLICY_KEY
 GROUP_TEMPLATE_KEY = "conversion.workloads.x-k8s.io/v1alpha2-group-template"
 # Set on an object this webhook could not convert to v1alpha2 (see unconverted()).
 FAILED_KEY = "conversion.workloads.x-k8s.io/failed"
@@ -65,7 +65,6 @@ GANG_KEYS = (GANG_KEY, GANG_TIMEOUT_KEY, GANG_QUEUE_KEY, GANG_PRIORITY_KEY)
 # Annotations that say in v1alpha2 what a v1alpha1 spec field says: gone from the v1alpha1 view.
 SPEC_CARRIER_KEYS = (POD_GROUP_POLICY_KEY, COORDINATION_KEY, *GANG_KEYS)
 V2_ONLY_GROUP_KEYS = (*SPEC_CARRIER_KEYS, EXCLUSIVE_V2_KEY)
-V1_RESTART_POLICIES = ("None", "RecreateRBGOnPodRestart", "RecreateRoleInstanceOnPodRestart")
 PATTERNS = ("standalonePattern", "leaderWorkerPattern", "customComponentsPattern")
 V2_RESTART_POLICIES = ("None", "RecreateRoleInstanceOnPodRestart")
 COPIED_ROLE_FIELDS = ("name", "labels", "replicas", "dependencies", "servicePorts", "minReadySeconds",
@@ -224,7 +223,8 @@ def role_to_v2(role: dict) -> dict:
     if restart is not None:  # a standalone role's, or one v1alpha2 has no value for
         annotations[RESTART_POLICY_KEY] = restart
     fields = _kept(annotations, V2_FIELDS_KEY)
-    annotations.pop(V2_FIELDS_KEY, None)
+    if fields is not None:  # an unusable value stays, for admission to refuse naming it
+        del annotations[V2_FIELDS_KEY]
     if annotations:  # an empty map is left out: it says nothing
         out["annotations"] = annotations
     if fields is not None:
@@ -395,17 +395,17 @@ def _gang_policy_from_annotations(annotations: dict[str, str]) -> dict | None:
             volcano["priorityClassName"] = annotations[GANG_PRIORITY_KEY]
         return {"volcanoScheduling": volcano}
     kube = {}
-    if GANG_TIMEOUT_KEY in annotations:
-        problem = _whole_seconds_problem(annotations[GANG_TIMEOUT_KEY])
-        if problem:  # only ever a v1alpha2 write (v1alpha1 is stored): refused, not guessed
-            raise ConversionError(f"metadata.annotations[{GANG_TIMEOUT_KEY}]: {problem}")
+    # A timeout that is not a whole number of seconds is refused at admission; one stored without
+    # it (no webhook) means the default, rather than failing every v1alpha1 read of the list.
+    if GANG_TIMEOUT_KEY in annotations and _whole_seconds_problem(annotations[GANG_TIMEOUT_KEY]) is None:
         kube["scheduleTimeoutSeconds"] = int(annotations[GANG_TIMEOUT_KEY])
     return {"kubeScheduling": kube}
 
 
-def _pod_group_policy(annotations: dict[str, str]) -> dict | None:
-    """The v1alpha1 podGroupPolicy of a v1alpha2 object: the kept one while the gang annotations
-    still say what it says (it may hold more than they can), else what they say now."""
+def pod_group_policy(annotations: dict[str, str]) -> dict | None:
+    """The podGroupPolicy a v1alpha2 object's annotations stand for: the kept v1alpha1 one while
+    the gang annotations still say what it says (it may hold more than they can), else what they
+    say now."""
     kept = _kept(annotations, POD_GROUP_POLICY_KEY)
     if kept is not None:
         said = pod_group_policy_annotations(kept)
@@ -420,13 +420,18 @@ def spec_to_v1(spec: dict, annotations: dict[str, str]) -> dict:
     out: dict = {"roles": [role_to_v1(r) for r in spec.get("roles") or []]}
     if "roleTemplates" in spec:
         out["roleTemplates"] = copy.deepcopy(spec["roleTemplates"])
-    policy = _pod_group_policy(annotations)
+    policy = pod_group_policy(annotations)
     if policy is not None:
         out["podGroupPolicy"] = policy
     coordination = _kept(annotations, COORDINATION_KEY)
     if coordination is not None:
         out["coordination"] = coordination
     return out
+
+
+def kept_coordination(annotations: dict[str, str]) -> list[dict]:
+    """The v1alpha1 `coordination` rules a v1alpha2 object keeps in COORDINATION_KEY ([] if unusable)."""
+    return _kept(annotations, COORDINATION_KEY) or []
 
 
 # --- whole objects -----------------------------------------------------------------------------
@@ -480,7 +485,8 @@ def set_to_v2(obj: dict, api_version: str = V2) -> dict:
     group_spec, moved = spec_to_v2(spec.get("template") or {})
     annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
     template: dict = group_template_metadata(annotations)
-    annotations.pop(GROUP_TEMPLATE_KEY, None)
+    if _kept(annotations, GROUP_TEMPLATE_KEY) is not None:  # an unusable value stays, for admission
+        del annotations[GROUP_TEMPLATE_KEY]
     if moved:  # every member carries the gang and coordination its v1alpha1 template had
         template["annotations"] = {**template.get("annotations", {}), **moved}
     template["spec"] = group_spec

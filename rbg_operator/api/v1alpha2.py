@@ -31,8 +31,9 @@ from .common import (
     json_size,
     resolve,
 )
-from .rolebasedgroup import (LIST_MAP_BY_NAME, EngineRuntime, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy,
-                             dependency_cycle)
+from .rolebasedgroup import (LIST_MAP_BY_NAME, LEADERWORKERSET, ROLEINSTANCESET, Coordination, EngineRuntime,
+                             PodGroupPolicy, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy, Workload,
+                             dependency_cycle, gang_minimum_problems, name_problems, GANG_ROLE_MINIMUMS)
 from .rolebasedgroupset import set_fanout
 
 API_VERSION = "workloads.x-k8s.io/v1alpha2"
@@ -41,6 +42,11 @@ ROLE_INSTANCE_SET = "workloads.x-k8s.io/v1alpha2/RoleInstanceSet"
 WORKLOAD_TYPES = (ROLE_INSTANCE_SET, "apps/v1/StatefulSet", "apps/v1/Deployment",
                   "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet")
 RESTART_POLICIES = Literal["None", "RecreateRoleInstanceOnPodRestart"]
+# A role annotation of conversion's (api/conversion.py): the v1alpha1 restartPolicy of a role that
+# v1alpha2 has no place for (a standalone role's, or RecreateRBGOnPodRestart). The operator acts
+# on it as a v1alpha1 group's policy, so a group keeps its behaviour whichever version wrote it.
+V1_RESTART_POLICY_KEY = "conversion.workloads.x-k8s.io/v1alpha1-restart-policy"
+V1_RESTART_POLICIES = ("None", "RecreateRBGOnPodRestart", "RecreateRoleInstanceOnPodRestart")
 
 
 class TemplateRefV2(ApiModel):
@@ -163,7 +169,45 @@ class RoleV2(ApiModel):
 
     @property
     def runs_as_instance_set(self) -> bool:
-        return (self.annotations or {}).get(WORKLOAD_TYPE_KEY, ROLE_INSTANCE_SET) == ROLE_INSTANCE_SET
+        return self.workload.key == ROLEINSTANCESET
+
+    @property
+    def workload(self) -> Workload:
+        """The workload the role runs as: its workload-type annotation, split at the last '/'
+        (absent: RoleInstanceSet, v1alpha2's default)."""
+        api_version, _, kind = (self.annotations or {}).get(WORKLOAD_TYPE_KEY, ROLE_INSTANCE_SET).rpartition("/")
+        return Workload(api_version=api_version, kind=kind)
+
+    @property
+    def pattern(self) -> str:
+        """standalone, leaderWorker or customComponents (a role without a pattern is refused)."""
+        if self.leader_worker_pattern is not None:
+            return "leaderWorker"
+        if self.custom_components_pattern is not None:
+            return "customComponents"
+        return "standalone"
+
+    @property
+    def template_source(self) -> TemplateSource | None:
+        """Where the role's pod template comes from (None for custom components: each has its own)."""
+        return self.leader_worker_pattern or self.standalone_pattern
+
+    @property
+    def leader_worker_size(self) -> int:
+        return self.leader_worker_pattern.size if self.leader_worker_pattern is not None else 1
+
+    @property
+    def restart_policy(self) -> str | None:
+        """What a pod restart in this role recreates, as the group-level restart policies read it:
+        a v1alpha1 value kept by conversion, else the pattern's own type (no default)."""
+        kept = (self.annotations or {}).get(V1_RESTART_POLICY_KEY)
+        if kept in V1_RESTART_POLICIES:
+            return kept
+        pattern = self.leader_worker_pattern or self.custom_components_pattern
+        if pattern is None:
+            return None
+        config = pattern.restart_policy_config
+        return (config.type if config is not None else None) or pattern.restart_policy or None
 
 
 class RoleBasedGroupSpecV2(ApiModel):
@@ -189,7 +233,9 @@ class RoleBasedGroupSpecV2(ApiModel):
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> "RoleBasedGroupSpecV2":
-        if (info.context or {}).get("structure_only"):  # the shape alone (a converted object)
+        context = info.context or {}
+        # The shape alone: a converted object, or a stored one (RoleBasedGroupV2.read checks it).
+        if context.get("structure_only") or context.get("stored"):
             return self
         problems = spec_problems(self)
         if problems:
@@ -205,13 +251,63 @@ class RoleBasedGroupSpecV2(ApiModel):
 
 
 class RoleBasedGroupV2(ApiModel):
-    """A v1alpha2 RoleBasedGroup as the API server returns it."""
+    """A RoleBasedGroup as the API server returns it in v1alpha2, the version it is stored in and
+    the one the operator works in."""
 
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
     metadata: dict = Field(description="Standard object metadata.")
     spec: RoleBasedGroupSpecV2 = Field(description="Desired state of the group.")
     status: RoleBasedGroupStatus | None = Field(None, description="Observed state of the group.")
+
+    @classmethod
+    def read(cls, body: dict) -> "RoleBasedGroupV2":
+        """A stored group, checked for what the operator needs in order to act on it
+        (acting_problems), not for every v1alpha2 write rule: a group written in v1alpha1 was
+        admitted by the v1alpha1 rules, and must not be refused later."""
+        return cls.model_validate(body, context={"stored": True})
+
+    @model_validator(mode="after")
+    def _acting(self, info: ValidationInfo) -> "RoleBasedGroupV2":
+        context = info.context or {}
+        if context.get("structure_only"):
+            return self
+        problems = acting_problems(self.spec) if context.get("stored") else []
+        roles = [role.name for role in self.spec.roles]
+        for i, rule in enumerate(self.coordination):
+            problems += [f"coordination[{i}].roles: unknown role {n!r}" for n in rule.roles if n not in roles]
+        problems += name_problems(self.metadata.get("name", ""), self.spec)
+        problems += gang_minimum_problems((self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS), roles)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata["namespace"]
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return self.metadata.get("annotations") or {}
+
+    @property
+    def pod_group_policy(self) -> PodGroupPolicy | None:
+        """The group's gang scheduling, from its gang annotations (and the v1alpha1
+        podGroupPolicy that conversion keeps beside them, which can say more)."""
+        from .conversion import pod_group_policy  # conversion builds on this module
+        policy = pod_group_policy(self.annotations)
+        return PodGroupPolicy.model_validate(policy) if policy is not None else None
+
+    @property
+    def coordination(self) -> list[Coordination]:
+        """The rules a v1alpha1 `coordination` had, which conversion keeps in an annotation (the
+        reference makes a CoordinatedPolicy of them; this operator paces by them directly)."""
+        from .conversion import kept_coordination
+        return [Coordination.model_validate(rule) for rule in kept_coordination(self.annotations)]
 
 
 class GroupTemplate(ApiModel):
@@ -230,13 +326,20 @@ class RoleBasedGroupSetSpecV2(ApiModel):
 
     @model_validator(mode="after")
     def _bounded_fanout(self, info: ValidationInfo) -> "RoleBasedGroupSetSpecV2":
-        if (info.context or {}).get("structure_only"):
+        context = info.context or {}
+        if context.get("structure_only"):
             return self
         group = self.group_template.spec
+        problems = []
+        if context.get("stored"):  # what every member would be refused for (written in v1alpha1, too)
+            problems += [f"groupTemplate.spec.{p}" for p in acting_problems(group)] if group is not None else [
+                "groupTemplate.spec: required"]
         problem = fanout_problem("replicas", set_fanout(self.replicas, json_size(self.group_template.wire()),
                                                         group_fanout(group) if group is not None else []))
         if problem:
-            raise ValueError(problem)
+            problems.append(problem)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -288,6 +391,19 @@ class CoordinatedPolicyStatus(ApiModel):
 
 
 
+def _workload_problems(where: str, role: RoleV2) -> list[str]:
+    """Patterns a workload kind cannot run (v1alpha1 refuses the same in its own terms)."""
+    kind, key = role.workload.kind, f"{where}.annotations[{WORKLOAD_TYPE_KEY}]"
+    if role.leader_worker_pattern is not None and role.workload.key not in (LEADERWORKERSET, ROLEINSTANCESET):
+        return [f"{key}: a {kind} cannot run leaderWorkerPattern; use LeaderWorkerSet or RoleInstanceSet"]
+    if role.custom_components_pattern is not None and role.workload.key != ROLEINSTANCESET:
+        return [f"{key}: a {kind} cannot run customComponentsPattern; use RoleInstanceSet"]
+    if (role.workload.key == LEADERWORKERSET and role.leader_worker_pattern is not None
+            and role.leader_worker_pattern.template_ref is not None):
+        return [f"{where}.leaderWorkerPattern.templateRef: not allowed for LeaderWorkerSet roles"]
+    return []
+
+
 def _source_problems(where: str, source: TemplateSource, templates: set[str]) -> list[str]:
     if source.template is not None and source.template_ref is not None:
         return [f"{where}: template and templateRef are mutually exclusive"]
@@ -303,6 +419,34 @@ def spec_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
     naming the field (relative to the spec). Unlike the reference, a role without a pattern is
     refused here instead of failing every reconcile, and a templateRef without a patch counts as
     an empty patch (README, "API versions")."""
+    return acting_problems(spec) + write_problems(spec)
+
+
+def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
+    """The v1alpha2 write rules the operator could act without: refused in v1alpha2 writes, not in
+    groups written in v1alpha1 (which may hold a role back with a partition equal to replicas)."""
+    problems: list[str] = []
+    for i, template in enumerate(spec.role_templates or []):
+        if not ((template.template.get("spec") or {}).get("containers")):
+            problems.append(f"roleTemplates[{i}].template.spec.containers: must have at least one container")
+    for i, role in enumerate(spec.roles):
+        update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
+        if update is not None and role.replicas > 0:
+            surge = resolve(update.max_surge, role.replicas, round_up=True)
+            unavailable = resolve(update.max_unavailable, role.replicas)
+            if surge == 0 and unavailable == 0:
+                problems.append(f"roles[{i}].rolloutStrategy.rollingUpdate: maxSurge and maxUnavailable cannot both "
+                                "be 0")
+            if update.partition is not None:
+                partition = resolve(update.partition, role.replicas, round_up=True)
+                if partition >= role.replicas:
+                    problems.append(f"roles[{i}].rolloutStrategy.rollingUpdate.partition: {partition} must be less "
+                                    f"than replicas {role.replicas}")
+    return problems
+
+
+def acting_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
+    """What the operator needs of a group in order to act on it, whichever version wrote it."""
     problems: list[str] = []
     names = [role.name for role in spec.roles]
     templates = [t.name for t in spec.role_templates or []]
@@ -311,8 +455,6 @@ def spec_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
     for i, template in enumerate(spec.role_templates or []):
         if templates.count(template.name) > 1:
             problems.append(f"roleTemplates[{i}]: duplicate template name {template.name!r}")
-        if not ((template.template.get("spec") or {}).get("containers")):
-            problems.append(f"roleTemplates[{i}].template.spec.containers: must have at least one container")
     for i, role in enumerate(spec.roles):
         where = f"roles[{i}]"
         workload = (role.annotations or {}).get(WORKLOAD_TYPE_KEY)
@@ -343,19 +485,12 @@ def spec_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
                     problems.append(f"{where}.customComponentsPattern.components[{j}].size: required")
         else:
             problems.append(f"{where}: set one of standalonePattern, leaderWorkerPattern, customComponentsPattern")
-        update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
-        if update is not None and role.replicas > 0:
-            surge = resolve(update.max_surge, role.replicas, round_up=True)
-            unavailable = resolve(update.max_unavailable, role.replicas)
-            if surge == 0 and unavailable == 0:
-                problems.append(f"{where}.rolloutStrategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0")
-            if update.partition is not None:
-                partition = resolve(update.partition, role.replicas, round_up=True)
-                if partition >= role.replicas:
-                    problems.append(f"{where}.rolloutStrategy.rollingUpdate.partition: {partition} must be less "
-                                    f"than replicas {role.replicas}")
+        if workload is None or workload in WORKLOAD_TYPES:
+            problems += _workload_problems(where, role)
         for dep in role.dependencies or []:
-            if dep not in names:
+            if dep == role.name:
+                problems.append(f"{where}.dependencies: role {role.name!r} depends on itself")
+            elif dep not in names:
                 problems.append(f"{where}.dependencies: unknown role {dep!r}")
     cycle = dependency_cycle(spec)
     if cycle:
@@ -384,3 +519,34 @@ def group_fanout(spec: RoleBasedGroupSpecV2) -> list[tuple[str, int, int]]:
         copies.append((f"roles[{i}] ({role.name})", role.replicas,
                        size * (2 if role.leader_worker_pattern is not None else 1)))
     return copies
+
+
+def fields_not_acted_on(group: RoleBasedGroupV2) -> list[str]:
+    """Fields the API accepts (the reference has them) but this operator does not act on yet,
+    each naming the field: admission warns about them and the controller posts an Event."""
+    notes = []
+    kinds = {role.name: role.workload.kind for role in group.spec.roles}
+    for i, role in enumerate(group.spec.roles):
+        update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
+        if role.runs_as_instance_set:  # its pods are updated in place where they can be
+            continue
+        if update is not None and update.type not in (None, "RollingUpdate", "ReCreate"):
+            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "
+                         f"pods are replaced by the workload's rolling update")
+        if update is not None and update.in_place_update_strategy is not None:
+            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.inPlaceUpdateStrategy: "
+                         f"pods are replaced, not updated in place")
+    # Written as v1alpha1's spec.coordination, and named so.
+    for i, rule in enumerate(group.coordination):
+        strategy = rule.strategy
+        if strategy is not None and strategy.rolling_update is not None:
+            for name in rule.roles:
+                if kinds.get(name, "StatefulSet") != "StatefulSet":
+                    notes.append(f"spec.coordination[{i}].strategy.rollingUpdate: paces StatefulSet roles only; "
+                                 f"role {name} runs as a {kinds[name]}")
+        if strategy is not None and strategy.scaling is not None:
+            for name in rule.roles:
+                if kinds.get(name) == "LeaderWorkerSet":
+                    notes.append(f"spec.coordination[{i}].strategy.scaling: paces StatefulSet and Deployment roles "
+                                 f"only; role {name} runs as a LeaderWorkerSet")
+    return notes

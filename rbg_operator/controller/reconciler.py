@@ -11,7 +11,7 @@ import pydantic
 
 from .. import naming
 from ..api.errors import describe
-from ..api.rolebasedgroup import RoleBasedGroup, fields_not_acted_on
+from ..api.v1alpha2 import RoleBasedGroupV2, fields_not_acted_on
 from ..desired import creation_layers, group_children, role_children
 from ..desired import engineruntime
 from ..desired.gang import (GANG_KINDS, NATIVE_COMPOSITE, NATIVE_POD_GROUP, NATIVE_WORKLOAD, PODGROUP_KINDS,
@@ -78,12 +78,12 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # owner references let garbage collection remove the children
         try:
-            group = RoleBasedGroup.model_validate(body)
+            group = RoleBasedGroupV2.read(body)
         except pydantic.ValidationError as error:
             await self._refuse(body, error)
             return
         if (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation"):
-            for note in fields_not_acted_on(group.spec):  # once per generation
+            for note in fields_not_acted_on(group):  # once per generation
                 await self.recorder.emit(body, "Warning", "FieldNotActedOn", note)
         profiles = {r.profile_name: p for role in group.spec.roles for r in role.engine_runtimes or []
                     if (p := self.store.get(engineruntime.API_VERSION, engineruntime.KIND, "", r.profile_name))}
@@ -104,7 +104,7 @@ class Reconciler:
                 await self._report_problem(body, "ReconcileError", f"the API server refused a write: {error}")
             raise  # retried with backoff
 
-    async def _reconcile(self, body: dict, group: RoleBasedGroup, options: BuildOptions) -> float | None:
+    async def _reconcile(self, body: dict, group: RoleBasedGroupV2, options: BuildOptions) -> float | None:
         created: list[str] = []  # what this pass created, reported as one Event
         try:
             rules, policy_problems = self._policy_rules(group)
@@ -172,7 +172,7 @@ class Reconciler:
                                                  policy_problems)
         return min((t for t in (restarts.requeue_after, deadline_passes, *look_again) if t is not None), default=None)
 
-    def _replicas_ownership(self, group: RoleBasedGroup) -> dict[str, ReplicasOwnership]:
+    def _replicas_ownership(self, group: RoleBasedGroupV2) -> dict[str, ReplicasOwnership]:
         return {role.name: replicas_ownership(
                     self._controlled(group, *WORKLOAD_KINDS[role.workload.kind],
                                      naming.workload_name(group.name, role.name)),
@@ -180,7 +180,7 @@ class Reconciler:
                 for role in group.spec.roles}
 
     @staticmethod
-    def _applied_replicas(group: RoleBasedGroup, plans: dict[str, RolePlan],
+    def _applied_replicas(group: RoleBasedGroupV2, plans: dict[str, RolePlan],
                           ownership: dict[str, ReplicasOwnership]) -> dict[str, int]:
         """Replicas the workloads run with where they differ from the spec: another writer's value
         that stands, or a coordinated step. The topology and the gang follow these."""
@@ -193,7 +193,7 @@ class Reconciler:
                 applied[role.name] = plans[role.name].replicas
         return applied
 
-    def _gang_size(self, group: RoleBasedGroup, applied: dict[str, int]) -> int | None:
+    def _gang_size(self, group: RoleBasedGroupV2, applied: dict[str, int]) -> int | None:
         """The pods the gang counts: the replicas applied, raised only as far as the pods exist
         (gang_size)."""
         backend = gang_backend(group)
@@ -243,7 +243,7 @@ class Reconciler:
             created.append(f"{desired['kind']} {meta['name']}")
         return result
 
-    def _controlled(self, group: RoleBasedGroup, api_version: str, kind: str, name: str) -> dict | None:
+    def _controlled(self, group: RoleBasedGroupV2, api_version: str, kind: str, name: str) -> dict | None:
         """The group's own child of that name, as the store has it; None for another's object
         (kept in the store as metadata only) as for none."""
         found = self.store.get(api_version, kind, group.namespace, name)
@@ -273,7 +273,7 @@ class Reconciler:
                                      f"replacing it with the new one")
         return found.requeue_after
 
-    def _policy_rules(self, group: RoleBasedGroup) -> tuple[list, list[str] | None]:
+    def _policy_rules(self, group: RoleBasedGroupV2) -> tuple[list, list[str] | None]:
         """The rules of the CoordinatedPolicy named like the group, and what of it cannot be used
         (None: there is no policy)."""
         found = self.store.get(policy.API_VERSION, policy.KIND, group.namespace, group.name)
@@ -281,14 +281,14 @@ class Reconciler:
             return [], None
         return policy.policy_rules(found, [r.name for r in group.spec.roles])
 
-    def _coordinate(self, group: RoleBasedGroup, options: BuildOptions, policy_rules: list = ()) -> dict[str, RolePlan]:
+    def _coordinate(self, group: RoleBasedGroupV2, options: BuildOptions, policy_rules: list = ()) -> dict[str, RolePlan]:
         """What coordination rules decide for their roles this time round:
         - rollingUpdate: StatefulSet partitions that keep updated-and-ready fractions within maxSkew,
           and the rule's maxUnavailable;
         - scaling: replicas raised in steps that keep the roles' scheduled (or ready) fractions within
           maxSkew. Decreases are never paced."""
         plans: dict[str, dict] = {}
-        for rule in [*(group.spec.coordination or []), *policy_rules]:
+        for rule in [*group.coordination, *policy_rules]:
             strategy = rule.strategy
             update = strategy.rolling_update if strategy else None
             if update is not None:
@@ -312,7 +312,7 @@ class Reconciler:
                     plans.setdefault(name, {})["replicas"] = allowed
         return {name: RolePlan(**fields) for name, fields in plans.items()}
 
-    def _growth_of(self, group: RoleBasedGroup, role, progression: str) -> RoleRollout | None:
+    def _growth_of(self, group: RoleBasedGroupV2, role, progression: str) -> RoleRollout | None:
         """A role growing towards its replicas: how many pods exist and how many are scheduled (or ready)."""
         workload = self._controlled(group, *WORKLOAD_KINDS[role.workload.kind],
                                     naming.workload_name(group.name, role.name))
@@ -328,7 +328,7 @@ class Reconciler:
             done = sum(1 for p in pods if p["spec"].get("nodeName"))
         return RoleRollout(role.name, role.replicas, min(done, role.replicas), current)
 
-    def _rollout_of(self, group: RoleBasedGroup, role, sts: dict, options: BuildOptions) -> RoleRollout:
+    def _rollout_of(self, group: RoleBasedGroupV2, role, sts: dict, options: BuildOptions) -> RoleRollout:
         replicas = role.replicas
         labels = sts["metadata"].get("labels") or {}
         if labels.get(revision_label(role.name)) != role_revision(group, role, options):
@@ -343,7 +343,7 @@ class Reconciler:
             and any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions", [])))
         return RoleRollout(role.name, replicas, min(updated_ready, replicas), max(0, replicas - partition))
 
-    async def _record_revision(self, body: dict, group: RoleBasedGroup, options: BuildOptions) -> None:
+    async def _record_revision(self, body: dict, group: RoleBasedGroupV2, options: BuildOptions) -> None:
         """Keep a ControllerRevision of the role templates for every revision, newest numbered highest."""
         revisions = self.store.owned_by_group("apps/v1", "ControllerRevision", group.namespace, group.name)
         revisions = [r for r in revisions if _owned_by(r, group.metadata["uid"])]
@@ -446,7 +446,7 @@ class Reconciler:
         if changed:
             await self.recorder.emit(body, "Warning", reason, message)
 
-    async def _report(self, body: dict, group: RoleBasedGroup, options: BuildOptions, progress: dict[str, RoleProgress],
+    async def _report(self, body: dict, group: RoleBasedGroupV2, options: BuildOptions, progress: dict[str, RoleProgress],
                       waiting: dict[str, str], restarts: RestartOutcome,
                       ownership: dict[str, ReplicasOwnership], policy_problems: list[str] | None) -> float | None:
         """Write the conditions; returns the seconds until the progress deadline passes, if it may."""

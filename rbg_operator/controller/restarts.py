@@ -28,9 +28,11 @@ import json
 import logging
 import zlib
 
+import pydantic
+
 from .. import metrics, naming
 from ..api.common import json_object
-from ..api.rolebasedgroup import RoleBasedGroup
+from ..api.v1alpha2 import RoleBasedGroupV2
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from .control import controlled_by
@@ -41,6 +43,15 @@ log = logging.getLogger(__name__)
 GROUP_WIDE = "RecreateRBGOnPodRestart"
 PER_INSTANCE = "RecreateRoleInstanceOnPodRestart"
 ACTING = (GROUP_WIDE, PER_INSTANCE)
+# Workloads that recreate their own instances (the per-instance policy is theirs to act on).
+SELF_RECREATING = ("LeaderWorkerSet", "RoleInstanceSet")
+
+
+def acted_on_policies(roles: list) -> dict[str, str | None]:
+    """Each role's restart policy as this tracker acts on it: a group-wide one always, a
+    per-instance one where the workload does not recreate its own instances."""
+    return {role.name: policy if policy == GROUP_WIDE or role.workload.kind not in SELF_RECREATING else None
+            for role in roles for policy in [role.restart_policy]}
 POD = ("v1", "Pod")
 
 
@@ -256,13 +267,17 @@ class RestartTracker:
         if cached is not None and cached[0] == version:
             return cached[1]
         group = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, group_name) or {}
-        acting = any(r.get("restartPolicy") in ACTING for r in (group.get("spec") or {}).get("roles") or [])
+        try:
+            roles = RoleBasedGroupV2.model_validate(group, context={"structure_only": True}).spec.roles
+        except pydantic.ValidationError:
+            roles = []  # the group's reconcile reports it
+        acting = any(p in ACTING for p in acted_on_policies(roles).values())
         self._policy_by_version[key] = (version, acting)
         return acting
 
-    async def reconcile(self, body: dict, group: RoleBasedGroup) -> RestartOutcome:
+    async def reconcile(self, body: dict, group: RoleBasedGroupV2) -> RestartOutcome:
         outcome = RestartOutcome(conditions=[])
-        policies = {r.name: r.restart_policy for r in group.spec.roles}
+        policies = acted_on_policies(group.spec.roles)
         state = self._load(body)
         if not any(p in ACTING for p in policies.values()) and not state.get("recreating"):
             if state.get("pods"):
@@ -307,10 +322,7 @@ class RestartTracker:
             await self._save(body, state)
             return outcome
 
-        kinds = {r.name: r.workload.kind for r in group.spec.roles}
-        # A LeaderWorkerSet recreates its own group, and a RoleInstance its own pods.
-        per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE
-                        and kinds.get(i.role) not in ("LeaderWorkerSet", "RoleInstanceSet")]
+        per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE]
         group_wide = [i for i in incidents if policies.get(i.role) == GROUP_WIDE]
         recent = [s for s in state["recreations"] if (now - _parse(s)).total_seconds() < self.settings.budget_window]
 

@@ -15,8 +15,7 @@ import pydantic
 
 from .. import naming
 from ..api.errors import describe
-from ..api.rolebasedgroup import Role
-from ..api.rolebasedgroupset import RoleBasedGroupSetSpec
+from ..api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleV2
 from ..api.scalingadapter import RoleBasedGroupScalingAdapterSpec
 from ..desired.scaling import member_template_hash, role_pod_selector, set_member
 from ..events import EventRecorder
@@ -90,7 +89,7 @@ class AdapterReconciler:
         status.update({
             "replicas": observed.get("replicas", 0),
             "readyReplicas": observed.get("readyReplicas", 0),
-            "selector": role_pod_selector(target.name, Role.model_validate(role)),
+            "selector": role_pod_selector(target.name, RoleV2.model_validate(role)),
         })
         await write_status(self.kube, self.store, body, status, ADAPTER_MANAGER)
 
@@ -112,7 +111,7 @@ class GroupSetReconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         try:
-            spec = RoleBasedGroupSetSpec.model_validate(body.get("spec") or {})
+            spec = RoleBasedGroupSetSpecV2.model_validate(body.get("spec") or {}, context={"stored": True})
         except pydantic.ValidationError as error:
             message = f"invalid RoleBasedGroupSet: {describe(error)}"
             if await write_status(self.kube, self.store, body, {"conditions": conditions.merge(

@@ -8,7 +8,7 @@ import copy
 import yaml
 
 from .. import naming
-from ..api.rolebasedgroup import Role, RoleBasedGroup
+from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .instanceset import shared_service_selection
 from .meta import child_metadata, owner_reference
 
@@ -17,7 +17,7 @@ from .meta import child_metadata, owner_reference
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def headless_service(group: RoleBasedGroup, role: Role) -> dict:
+def headless_service(group: RoleBasedGroupV2, role: RoleV2) -> dict:
     """`s-{rbg}-{role}`: gives every pod a stable DNS name `{pod}.s-{rbg}-{role}`, ready or not."""
     meta = child_metadata(group, role, naming.service_name(group.name, role.name))
     meta.pop("annotations", None)
@@ -35,7 +35,7 @@ def headless_service(group: RoleBasedGroup, role: Role) -> dict:
     }
 
 
-def topology(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict:
+def topology(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> dict:
     """What pods learn about their group: every role, its size and its instances' addresses.
     `applied` holds replicas the workloads run with where they differ from the spec (a paced
     scale-up, another writer's value): the topology lists the instances that exist."""
@@ -64,7 +64,7 @@ def topology(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> di
     return {"group": group.name, "namespace": group.namespace, "roles": roles}
 
 
-def topology_configmap(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict:
+def topology_configmap(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -82,7 +82,7 @@ def _label_ref(label: str) -> dict:
     return {"valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{label}']"}}}
 
 
-def discovery_env(group: RoleBasedGroup, role: Role) -> list[dict]:
+def discovery_env(group: RoleBasedGroupV2, role: RoleV2) -> list[dict]:
     """The RBG_* variables, the older GROUP_NAME/ROLE_NAME/ROLE_INDEX, and for
     LeaderWorkerSet roles the leader address, worker index and group size."""
     env = [
@@ -109,7 +109,7 @@ def discovery_env(group: RoleBasedGroup, role: Role) -> list[dict]:
     return env
 
 
-def _instance_env(group: RoleBasedGroup, role: Role) -> list[dict]:
+def _instance_env(group: RoleBasedGroupV2, role: RoleV2) -> list[dict]:
     """The variables of a RoleInstanceSet role's pods, read from the labels the RoleInstance
     controller gives each pod (the contract's §4.7)."""
     env = [{"name": "RBG_ROLE_INDEX", **_label_ref(naming.LABEL_V2_INSTANCE_INDEX)},
@@ -126,7 +126,7 @@ def _instance_env(group: RoleBasedGroup, role: Role) -> list[dict]:
     return env
 
 
-def inject(template: dict, group: RoleBasedGroup, role: Role) -> dict:
+def inject(template: dict, group: RoleBasedGroupV2, role: RoleV2) -> dict:
     """Add discovery env (a user's variable of the same name wins) and the read-only topology mount."""
     template = copy.deepcopy(template)
     spec = template.setdefault("spec", {})

@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
-from ..api.rolebasedgroup import Role
+from .. import naming
+from ..api.v1alpha2 import RoleV2
 
-API_VERSION, KIND = "workloads.x-k8s.io/v1alpha1", "ClusterEngineRuntimeProfile"
+API_VERSION, KIND = naming.API_VERSION, "ClusterEngineRuntimeProfile"
 APPENDED = ("initContainers", "containers", "volumes")
 
 
-def missing_profiles(roles: list[Role], profiles: Mapping[str, dict]) -> list[str]:
+def missing_profiles(roles: list[RoleV2], profiles: Mapping[str, dict]) -> list[str]:
     """The profiles roles name that do not exist, each naming the field."""
     return [f"spec.roles[{i}].engineRuntimes[{j}].profileName: ClusterEngineRuntimeProfile "
             f"{runtime.profile_name!r} not found"
@@ -24,7 +25,7 @@ def missing_profiles(roles: list[Role], profiles: Mapping[str, dict]) -> list[st
             if runtime.profile_name not in profiles]
 
 
-def inject_engine_runtimes(template: dict, role: Role, profiles: Mapping[str, dict]) -> dict:
+def inject_engine_runtimes(template: dict, role: RoleV2, profiles: Mapping[str, dict]) -> dict:
     """Append each named profile's init containers, containers and volumes (an entry whose name
     the pod already has is skipped), then the role's overrides: the env and args of an entry of
     `containers` are appended to the profile container of that name."""

@@ -22,7 +22,7 @@ import dataclasses
 
 from .. import naming
 from ..api.common import json_object, resolve
-from ..api.rolebasedgroup import RoleBasedGroup
+from ..api.v1alpha2 import RoleBasedGroupV2
 from .meta import owner_reference
 from .options import BuildOptions
 
@@ -48,8 +48,8 @@ WHOLE_GROUP = "all"  # the Workload template of the whole RoleBasedGroup
 MAX_TEMPLATES = 8  # the Workload API's limit of pod group templates under one parent
 
 
-def backend(group: RoleBasedGroup) -> str | None:
-    policy = group.spec.pod_group_policy
+def backend(group: RoleBasedGroupV2) -> str | None:
+    policy = group.pod_group_policy
     if policy is None:
         return None
     if policy.volcano_scheduling is not None:
@@ -60,7 +60,7 @@ def backend(group: RoleBasedGroup) -> str | None:
     return None
 
 
-def role_minimums(group: RoleBasedGroup) -> dict[str, int | str]:
+def role_minimums(group: RoleBasedGroupV2) -> dict[str, int | str]:
     """The per-role minimums the group asks for (checked at admission: api/rolebasedgroup.py)."""
     return json_object((group.metadata.get("annotations") or {}).get(naming.ANNOTATION_GANG_ROLE_MINIMUMS))
 
@@ -75,7 +75,7 @@ class NativeShape:
     problem: str | None = None
 
 
-def native_shape(group: RoleBasedGroup, options: BuildOptions) -> NativeShape:
+def native_shape(group: RoleBasedGroupV2, options: BuildOptions) -> NativeShape:
     if backend(group) != KUBERNETES or not role_minimums(group):
         return NativeShape(False)
     if not options.composite_pod_groups:
@@ -85,7 +85,7 @@ def native_shape(group: RoleBasedGroup, options: BuildOptions) -> NativeShape:
     return NativeShape(True)
 
 
-def min_member(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> int:
+def min_member(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> int:
     """Every pod of the group: replicas x the pods of one replica (a LeaderWorkerSet's size, the
     sum of a custom-components role's component sizes). `applied` holds the
     replicas actually given to workloads where they differ from the spec (a coordinated scale-up
@@ -94,7 +94,7 @@ def min_member(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> 
     return sum(applied.get(role.name, role.replicas) * role.pods_per_replica for role in group.spec.roles)
 
 
-def role_gang_sizes(group: RoleBasedGroup, applied: dict[str, int] | None = None) -> dict[str, int]:
+def role_gang_sizes(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> dict[str, int]:
     """Per-role minimum pods of the gang, for roles that have pods: the minimum asked for (a
     percentage of the replicas applied, rounded up) and never more than the role has; a role not
     named needs all its pods."""
@@ -133,7 +133,7 @@ def _gang(min_count: int) -> dict:
     return {"gang": {"minCount": min_count}}
 
 
-def pod_groups(group: RoleBasedGroup, size: int | None = None, options: BuildOptions | None = None,
+def pod_groups(group: RoleBasedGroupV2, size: int | None = None, options: BuildOptions | None = None,
                applied: dict[str, int] | None = None) -> list[dict]:
     """The objects the group's gang needs, in creation order (templates before what they shape).
     `size`: the whole-group gang's pods (default every pod of the spec)."""
@@ -141,7 +141,7 @@ def pod_groups(group: RoleBasedGroup, size: int | None = None, options: BuildOpt
     if kind is None:
         return []
     size = min_member(group, applied) if size is None else size
-    policy = group.spec.pod_group_policy
+    policy = group.pod_group_policy
     assert policy is not None
 
     def make(api_kind: tuple[str, str], name: str, spec: dict) -> dict:
@@ -191,7 +191,7 @@ def role_pod_group_name(group_name: str, role_name: str) -> str:
     return f"{group_name}-{role_name}"
 
 
-def join_gang(template: dict, group: RoleBasedGroup, role_name: str, options: BuildOptions) -> dict:
+def join_gang(template: dict, group: RoleBasedGroupV2, role_name: str, options: BuildOptions) -> dict:
     """Mark a pod template as a member of the group's gang (modifies and returns it)."""
     kind = backend(group)
     if kind is None:
@@ -213,7 +213,7 @@ def join_gang(template: dict, group: RoleBasedGroup, role_name: str, options: Bu
 ROLE_MINIMUMS_APPLIED = "GangRoleMinimumsApplied"
 
 
-def role_minimums_conditions(group: RoleBasedGroup, options: BuildOptions, previous: list[dict] | None) -> list[dict]:
+def role_minimums_conditions(group: RoleBasedGroupV2, options: BuildOptions, previous: list[dict] | None) -> list[dict]:
     """Whether the per-role minimums asked for are in force: True, or False saying why not and what
     holds the pods instead; when no longer asked for, False once (absent on a group that never
     asked)."""

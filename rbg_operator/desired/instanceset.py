@@ -6,8 +6,7 @@ from __future__ import annotations
 import copy
 
 from .. import naming
-from ..api.conversion import role_to_v2
-from ..api.rolebasedgroup import Role, RoleBasedGroup
+from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .options import DEFAULT, BuildOptions
 from .strategicmerge import merge
 from .templates import resolved_template
@@ -22,27 +21,23 @@ UPDATE_TYPES = {"Recreate": "RecreatePod", "ReCreate": "RecreatePod", "RecreateP
                 "InPlaceOnly": "InPlaceOnly"}
 
 
-def v2_pattern(role: Role) -> dict:
-    """The role's pattern as v1alpha2 writes it (restart policy, sharedServiceSelection, components)."""
-    key = {"standalone": "standalonePattern", "leaderWorker": "leaderWorkerPattern",
-           "customComponents": "customComponentsPattern"}[role.pattern]
-    return role_to_v2(role.wire()).get(key) or {}
-
-
-def shared_service_selection(role: Role) -> str:
+def shared_service_selection(role: RoleV2) -> str:
     """Which pods of a leader-worker instance the role's Service selects: the leader alone by default."""
-    if role.pattern != "leaderWorker":
+    if role.leader_worker_pattern is None:
         return "All"
-    return v2_pattern(role).get("sharedServiceSelection") or "LeaderOnly"
+    return role.leader_worker_pattern.shared_service_selection or "LeaderOnly"
 
 
-def restart_policy_config(role: Role) -> dict:
+def restart_policy_config(role: RoleV2) -> dict:
     """The instance restart policy, resolved as the contract's §2.1.4 says, with all three fields."""
-    pattern = v2_pattern(role)
-    config = pattern.get("restartPolicyConfig") or {}
-    return {"type": config.get("type") or pattern.get("restartPolicy") or RESTART_DEFAULTS[role.pattern],
-            "baseDelaySeconds": config.get("baseDelaySeconds", BASE_DELAY_SECONDS),
-            "maxDelaySeconds": config.get("maxDelaySeconds", MAX_DELAY_SECONDS)}
+    pattern = role.leader_worker_pattern or role.custom_components_pattern
+    config = pattern.restart_policy_config if pattern is not None else None
+    written = (config.type if config is not None else None) or (pattern.restart_policy if pattern else None)
+    return {"type": written or RESTART_DEFAULTS[role.pattern],
+            "baseDelaySeconds": BASE_DELAY_SECONDS if config is None or config.base_delay_seconds is None
+            else config.base_delay_seconds,
+            "maxDelaySeconds": MAX_DELAY_SECONDS if config is None or config.max_delay_seconds is None
+            else config.max_delay_seconds}
 
 
 def _labelled(template: dict, labels: dict[str, str]) -> dict:
@@ -51,7 +46,7 @@ def _labelled(template: dict, labels: dict[str, str]) -> dict:
     return template
 
 
-def instance_components(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT) -> list[dict]:
+def instance_components(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT) -> list[dict]:
     """The components every RoleInstance of the role is made of, with finished pod templates."""
     from .workloads import pod_template  # workloads builds this module's object: import at call time
 
@@ -60,10 +55,10 @@ def instance_components(group: RoleBasedGroup, role: Role, options: BuildOptions
         template = _labelled(pod_template(group, role, options), {naming.LABEL_V2_COMPONENT_SIZE: "1"})
         return [{"name": role.name, "size": 1, "serviceName": service, "template": template}]
     if role.pattern == "leaderWorker":
-        size, lws, base = role.leader_worker_size, role.leader_worker_set, resolved_template(group, role)
-        leader = pod_template(group, role, options, merge(base, lws.patch_leader_template or {}))
+        size, pattern, base = role.leader_worker_size, role.leader_worker_pattern, resolved_template(group, role)
+        leader = pod_template(group, role, options, merge(base, pattern.leader_template_patch or {}))
         # Engine runtime sidecars go to the leader alone, as in the reference.
-        worker = pod_template(group, role, options, merge(base, lws.patch_worker_template or {}),
+        worker = pod_template(group, role, options, merge(base, pattern.worker_template_patch or {}),
                               engine_runtimes=False)
         components = []
         for name, template, count in (("leader", leader, 1), ("worker", worker, max(size - 1, 0))):
@@ -74,7 +69,7 @@ def instance_components(group: RoleBasedGroup, role: Role, options: BuildOptions
             components[1]["serviceName"] = service
         return components
     components = []
-    for entry in v2_pattern(role).get("components") or []:
+    for entry in (c.wire() for c in role.custom_components_pattern.components or []):
         base = copy.deepcopy(entry.get("template") or {})
         meta = base.setdefault("metadata", {})
         for field in ("labels", "annotations"):  # the component's own win over its template's
@@ -89,12 +84,12 @@ def instance_components(group: RoleBasedGroup, role: Role, options: BuildOptions
     return components
 
 
-def selector(group: RoleBasedGroup, role: Role) -> dict[str, str]:
+def selector(group: RoleBasedGroupV2, role: RoleV2) -> dict[str, str]:
     return {naming.LABEL_V2_GROUP_NAME: group.name, naming.LABEL_V2_ROLE_NAME: role.name,
             naming.LABEL_V2_GROUP_UID: naming.group_uid(group.namespace, group.name)}
 
 
-def update_strategy(role: Role, partition: int | None, max_unavailable: str | int | None) -> dict:
+def update_strategy(role: RoleV2, partition: int | None, max_unavailable: str | int | None) -> dict:
     """The role's rollingUpdate as the RoleInstanceSet's updateStrategy; coordination may set the
     partition and maxUnavailable."""
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
@@ -110,25 +105,24 @@ def update_strategy(role: Role, partition: int | None, max_unavailable: str | in
     return strategy
 
 
-def instance_set_spec(group: RoleBasedGroup, role: Role, templates: dict, partition: int | None = None,
+def instance_set_spec(group: RoleBasedGroupV2, role: RoleV2, templates: dict, partition: int | None = None,
                       max_unavailable: str | int | None = None) -> dict:
     """The RoleInstanceSet's spec around `templates` ({"components": instance_components(...)})."""
     return {
         "replicas": role.replicas,
         "selector": {"matchLabels": selector(group, role)},
         "minReadySeconds": role.min_ready_seconds,
-        "podManagementPolicy": role.v1alpha2_fields.get("podManagementPolicy") or "Parallel",
+        "podManagementPolicy": role.pod_management_policy or "Parallel",
         "roleInstanceTemplate": {"restartPolicyConfig": restart_policy_config(role),
                                  "components": templates["components"]},
         "updateStrategy": update_strategy(role, partition, max_unavailable),
     }
 
 
-def instance_set_metadata(role: Role, metadata: dict) -> dict:
+def instance_set_metadata(role: RoleV2, metadata: dict) -> dict:
     """What the RoleInstanceSet carries besides the workload metadata every child has."""
     metadata["labels"][naming.LABEL_V2_ROLE_TYPE] = ROLE_TYPES[role.pattern]
-    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items()
-                   if not k.startswith(naming.CONVERSION_PREFIX)}
+    annotations = dict(metadata.get("annotations") or {})
     annotations[naming.ANNOTATION_V2_ROLE_SIZE] = str(role.replicas)
     annotations.setdefault(naming.ANNOTATION_V2_INSTANCE_PATTERN, "Stateful")
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..api.rolebasedgroup import RoleBasedGroup, Role
+from ..api.v1alpha2 import WORKLOAD_TYPE_KEY, RoleBasedGroupV2, RoleV2
 from .. import naming
 
 
-def owner_reference(group: RoleBasedGroup) -> dict:
+def owner_reference(group: RoleBasedGroupV2) -> dict:
     # controller=true lets garbage collection cascade deletion; blockOwnerDeletion keeps
     # foreground deletion honest without any finalizer of ours.
     return {
@@ -19,13 +19,13 @@ def owner_reference(group: RoleBasedGroup) -> dict:
     }
 
 
-def role_labels(group: RoleBasedGroup, role: Role) -> dict[str, str]:
+def role_labels(group: RoleBasedGroupV2, role: RoleV2) -> dict[str, str]:
     """User labels of the role, then the identifying labels of both key families (which a user
     may not override)."""
     return {**(role.labels or {}), **naming.role_labels(group.namespace, group.name, role.name)}
 
 
-def pod_labels(group: RoleBasedGroup, role: Role, v2_keys: bool) -> dict[str, str]:
+def pod_labels(group: RoleBasedGroupV2, role: RoleV2, v2_keys: bool) -> dict[str, str]:
     """The labels of the role's pods: without `v2_keys`, only the v1alpha1 identifying keys
     (see pods_get_v2_keys)."""
     if v2_keys:
@@ -54,13 +54,22 @@ def pods_get_v2_keys(observed: dict | None, revision_key: str, revision: str) ->
     return (observed["metadata"].get("labels") or {}).get(revision_key) != revision
 
 
-def child_metadata(group: RoleBasedGroup, role: Role, name: str) -> dict:
+def role_annotations(role: RoleV2) -> dict[str, str]:
+    """The role's annotations that its workload and pods carry: not the one that picks the
+    workload, nor conversion's bookkeeping (neither says anything about the pods, and neither
+    reached them while groups were stored in v1alpha1, so an upgrade restarts nothing)."""
+    return {k: v for k, v in (role.annotations or {}).items()
+            if k != WORKLOAD_TYPE_KEY and not k.startswith(naming.CONVERSION_PREFIX)}
+
+
+def child_metadata(group: RoleBasedGroupV2, role: RoleV2, name: str) -> dict:
     meta = {
         "name": name,
         "namespace": group.namespace,
         "labels": role_labels(group, role),
         "ownerReferences": [owner_reference(group)],
     }
-    if role.annotations:
-        meta["annotations"] = dict(role.annotations)
+    annotations = role_annotations(role)
+    if annotations:
+        meta["annotations"] = annotations
     return meta

@@ -13,7 +13,7 @@ import math
 
 from .. import naming
 from ..api.common import resolve  # noqa: F401 - where the rollout code has always found it
-from ..api.rolebasedgroup import Role, RoleBasedGroup
+from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 
 HISTORY_LIMIT = 10  # ControllerRevisions kept per group
 
@@ -51,7 +51,7 @@ def revision_label(role: str, key_prefix: str = naming.LABEL_REVISION_PREFIX) ->
     return f"{prefix}/{name}"
 
 
-def controller_revision(group: RoleBasedGroup, owner: dict, number: int, revision: str) -> dict:
+def controller_revision(group: RoleBasedGroupV2, owner: dict, number: int, revision: str) -> dict:
     """The group's role templates as a ControllerRevision `{rbg}-{revision}`: what undo restores.
     `templateFields` says which role fields it holds: undo replaces those and no others (revisions
     recorded before labels and annotations were kept lack them)."""
@@ -78,7 +78,7 @@ class RolePlan:
     replicas: int | None = None
 
 
-def update_strategy(role: Role, kind: str, plan: RolePlan) -> dict:
+def update_strategy(role: RoleV2, kind: str, plan: RolePlan) -> dict:
     """The workload's own update machinery, configured from the role's rolloutStrategy."""
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
     replicas = role.replicas

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 
-from ..api.rolebasedgroup import Role, RoleBasedGroup
+from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .strategicmerge import merge
 
 
-def resolved_template(group: RoleBasedGroup, role: Role) -> dict:
-    if role.template_ref is None:
-        return copy.deepcopy(role.template or {})
-    base = next(t.template for t in group.spec.role_templates or [] if t.name == role.template_ref.name)
-    return merge(base, role.template_patch or {})
+def resolved_template(group: RoleBasedGroupV2, role: RoleV2) -> dict:
+    source = role.template_source
+    if source is None or source.template_ref is None:
+        return copy.deepcopy((source.template if source is not None else None) or {})
+    base = next(t.template for t in group.spec.role_templates or [] if t.name == source.template_ref.name)
+    return merge(base, source.template_ref.patch or {})

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from .. import naming
-from ..api.rolebasedgroup import Role, RoleBasedGroup
+from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .discovery import inject
 from .engineruntime import inject_engine_runtimes
 from .instanceset import instance_components, instance_set_metadata, instance_set_spec
 from .gang import join_gang
-from .meta import child_metadata, pod_labels
+from .meta import child_metadata, pod_labels, role_annotations
 from .options import DEFAULT, BuildOptions
 from .rollout import RolePlan, group_revision, revision_hash, revision_label, update_strategy
 from .strategicmerge import merge
 from .templates import resolved_template
 
 
-def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base: dict | None = None,
+def pod_template(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions, base: dict | None = None,
                  v2_keys: bool = True, engine_runtimes: bool = True) -> dict:
     """A pod template with the role's labels and annotations, engine runtimes, discovery and gang
     membership."""
@@ -24,15 +24,13 @@ def pod_template(group: RoleBasedGroup, role: Role, options: BuildOptions, base:
         template = inject_engine_runtimes(template, role, options.engine_profiles)
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**meta.get("labels", {}), **pod_labels(group, role, v2_keys)}
-    annotations = role.annotations or {}
-    if role.workload.kind == "RoleInstanceSet":  # conversion's bookkeeping is no business of the pods
-        annotations = {k: v for k, v in annotations.items() if not k.startswith(naming.CONVERSION_PREFIX)}
+    annotations = role_annotations(role)
     if annotations:
         meta["annotations"] = {**meta.get("annotations", {}), **annotations}
     return join_gang(inject(template, group, role), group, role.name, options)
 
 
-def role_pod_templates(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,
+def role_pod_templates(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT,
                        v2_keys: bool = True) -> dict:
     """What the role's workload makes its pods from: the pod template, or a LeaderWorkerSet's
     size with its worker and leader templates, or a RoleInstanceSet's instance components.
@@ -41,33 +39,34 @@ def role_pod_templates(group: RoleBasedGroup, role: Role, options: BuildOptions 
         return {"components": instance_components(group, role, options)}
     if role.workload.kind != "LeaderWorkerSet":
         return {"template": pod_template(group, role, options, v2_keys=v2_keys)}
-    lws = role.leader_worker_set
+    pattern = role.leader_worker_pattern
+    leader_patch = pattern.leader_template_patch if pattern is not None else None
+    worker_patch = pattern.worker_template_patch if pattern is not None else None
     base = resolved_template(group, role)
     templates = {
         "size": role.leader_worker_size,
         # Engine runtimes go to the leader alone, as in the reference's leader-worker pattern.
-        "workerTemplate": pod_template(group, role, options, merge(base, (lws and lws.patch_worker_template) or {}),
-                                       v2_keys, engine_runtimes=False),
+        "workerTemplate": pod_template(group, role, options, merge(base, worker_patch or {}), v2_keys,
+                                       engine_runtimes=False),
     }
-    if (lws and lws.patch_leader_template) or role.engine_runtimes:
-        templates["leaderTemplate"] = pod_template(
-            group, role, options, merge(base, (lws and lws.patch_leader_template) or {}), v2_keys)
+    if leader_patch or role.engine_runtimes:
+        templates["leaderTemplate"] = pod_template(group, role, options, merge(base, leader_patch or {}), v2_keys)
     return templates
 
 
-def role_revision(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT) -> str:
+def role_revision(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT) -> str:
     return revision_hash(role_pod_templates(group, role, options))
 
 
-def role_revisions(group: RoleBasedGroup, options: BuildOptions = DEFAULT) -> dict[str, str]:
+def role_revisions(group: RoleBasedGroupV2, options: BuildOptions = DEFAULT) -> dict[str, str]:
     return {role.name: role_revision(group, role, options) for role in group.spec.roles}
 
 
-def group_revision_of(group: RoleBasedGroup, options: BuildOptions = DEFAULT) -> str:
+def group_revision_of(group: RoleBasedGroupV2, options: BuildOptions = DEFAULT) -> str:
     return group_revision(role_revisions(group, options))
 
 
-def _statefulset(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
+def _statefulset(group: RoleBasedGroupV2, role: RoleV2, templates: dict) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -83,7 +82,7 @@ def _statefulset(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
     }
 
 
-def _deployment(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
+def _deployment(group: RoleBasedGroupV2, role: RoleV2, templates: dict) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -96,7 +95,7 @@ def _deployment(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
     }
 
 
-def _leaderworkerset(group: RoleBasedGroup, role: Role, templates: dict) -> dict:
+def _leaderworkerset(group: RoleBasedGroupV2, role: RoleV2, templates: dict) -> dict:
     template = dict(templates)
     # The LeaderWorkerSet's own group recreation is the role-instance policy; a group-wide
     # policy is the operator's job, so LeaderWorkerSet must not recreate on its own as well.
@@ -114,7 +113,7 @@ def _leaderworkerset(group: RoleBasedGroup, role: Role, templates: dict) -> dict
 BUILDERS = {"StatefulSet": _statefulset, "Deployment": _deployment, "LeaderWorkerSet": _leaderworkerset}
 
 
-def role_workload(group: RoleBasedGroup, role: Role, options: BuildOptions = DEFAULT,
+def role_workload(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT,
                   plan: RolePlan = RolePlan(), v2_pod_keys: bool = True) -> dict:
     """The role's workload; `plan` overrides the role's own settings while coordination paces it."""
     templates = role_pod_templates(group, role, options, v2_pod_keys)

@@ -88,7 +88,7 @@ def test_chart_lints_and_renders_least_privilege_restricted_objects(helm):
     assert {w["clientConfig"]["caBundle"] for w in hook["webhooks"]} == {secret["data"]["ca.crt"]}
     assert [w["clientConfig"]["service"]["path"] for w in hook["webhooks"]] == \
         ["/validate-rolebasedgroup", "/validate-rolebasedgroupset", "/validate-roleinstanceset"]
-    assert [w["rules"][0]["apiVersions"] for w in hook["webhooks"]] == [["v1alpha1"], ["v1alpha1"], ["v1alpha2"]]
+    assert [w["rules"][0]["apiVersions"] for w in hook["webhooks"]] == [["v1alpha2"], ["v1alpha2"], ["v1alpha2"]]
 
 
 def _rules(role: dict) -> list[tuple]:

@@ -11,11 +11,13 @@ import pydantic
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rbg_operator import bounded_json, webhook
+from rbg_operator import bounded_json
 from rbg_operator.api import conversion
 from rbg_operator.api.errors import describe
 from tests.support.patches import nested_patch
 from rbg_operator.api.common import MAX_GROUP_PODS, MAX_PATCH_DEPTH, nesting_depth
+from tests.support.admission import validate_v1alpha1_group, validate_v1alpha1_set
+from tests.support.groups import hub
 from rbg_operator.api.rolebasedgroup import RoleBasedGroup
 from rbg_operator.desired import creation_layers, group_children, role_children
 from rbg_operator.desired.rollout import revision_label
@@ -65,10 +67,11 @@ def groups(draw):
 @given(groups())
 def test_every_accepted_group_builds_its_children_within_the_caps(body):
     try:
-        group = RoleBasedGroup.model_validate(body)
+        RoleBasedGroup.model_validate(body)  # accepted in v1alpha1 ...
     except pydantic.ValidationError:
         assume(False)
         return
+    group = hub(body)  # ... and so stored, and acted on
     assert sum(r.replicas * r.leader_worker_size for r in group.spec.roles) <= MAX_GROUP_PODS
     children = group_children(group)
     for layer in creation_layers(group):
@@ -127,10 +130,9 @@ def test_hostile_kept_annotations_are_refused_naming_them_or_accepted_and_usable
             "annotations": role_annotations}
     try:
         if as_set:
-            webhook.validate_group_set({"replicas": 1, "template": {"roles": [role]}}, "s", [],
-                                       annotations=group_annotations)
+            validate_v1alpha1_set({"replicas": 1, "template": {"roles": [role]}}, "s", [], group_annotations)
         else:
-            webhook.validate_group({"roles": [role]}, "g", [], annotations=group_annotations)
+            validate_v1alpha1_group({"roles": [role]}, "g", [], group_annotations)
     except kopf.AdmissionError as refused:
         message = str(refused)
         assert refused.code == 422 and ("annotations[" in message or message.startswith("spec")), message
@@ -154,7 +156,7 @@ def test_a_patch_of_any_depth_is_refused_with_its_depth(depth):
                               '"patchLeaderTemplate":%s},"template":{"spec":{"containers":[{"name":"m","image":"x"}]}}}'
                               ']}}}}' % patch)["request"]["object"]["spec"]
     try:
-        webhook.validate_group(spec, "g", [])
+        validate_v1alpha1_group(spec, "g", [])
     except kopf.AdmissionError as refused:
         assert str(refused).startswith(f"spec.roles[0].leaderWorkerSet.patchLeaderTemplate: nested {depth} levels "
                                        f"deep, at most {MAX_PATCH_DEPTH}"), str(refused)

@@ -211,13 +211,17 @@ def test_a_conversion_review_converts_every_object_or_names_the_one_that_fails()
                                 "request": {"uid": "1", "desiredAPIVersion": V2, "objects": [group]}})
     assert answer["response"]["uid"] == "1" and answer["response"]["result"] == {"status": "Success"}
     assert answer["response"]["convertedObjects"] == [convert(group, V2)]
-    # Towards v1alpha1 (a write of one object): a problem fails the review, naming object and field.
-    broken = {**convert(group, V2), "metadata": {"name": "g", "namespace": "ns",
-                                                 "annotations": {conversion.GANG_KEY: "true",
-                                                                 conversion.GANG_TIMEOUT_KEY: "soon"}}}
+    # Towards v1alpha1: what v1alpha1 has no room for fails the review, naming object and field.
+    stored = convert(group, V2)
+    role = stored["spec"]["roles"][0]
+    broken = {**stored, "spec": {"roles": [{**role, "leaderWorkerPattern": role["standalonePattern"]}]}}
     failed = review_conversion({"request": {"uid": "2", "desiredAPIVersion": V1, "objects": [broken]}})["response"]
-    assert failed["result"]["status"] == "Failure" and "RoleBasedGroup ns/g: metadata.annotations[" in \
+    assert failed["result"]["status"] == "Failure" and "RoleBasedGroup ns/g: role 'r'" in \
         failed["result"]["message"] and "convertedObjects" not in failed
+    # A gang timeout that is not a number (stored without admission) reads as the default.
+    odd = {**stored, "metadata": {**stored["metadata"], "annotations": {conversion.GANG_KEY: "true",
+                                                                       conversion.GANG_TIMEOUT_KEY: "soon"}}}
+    assert convert(odd, V1)["spec"]["podGroupPolicy"] == {"kubeScheduling": {}}
 
 
 def test_an_object_that_cannot_be_read_in_v1alpha2_spares_the_rest_of_the_page_and_cannot_be_written_back():
@@ -299,16 +303,21 @@ def test_a_set_whose_group_template_annotation_is_not_an_object_still_converts(v
                  "metadata": {"name": "s", "namespace": "ns", "annotations": {conversion.GROUP_TEMPLATE_KEY: value}},
                  "spec": {"replicas": 1, "template": {"roles": [{"name": "a", "template": {}}]}}}
     there = convert(group_set, V2)
-    assert set(there["spec"]["groupTemplate"]) == {"spec"} and "annotations" not in there["metadata"]
+    # Kept as written, for admission to refuse naming it (a v1alpha1 write reaches it converted).
+    assert set(there["spec"]["groupTemplate"]) == {"spec"}
+    assert there["metadata"]["annotations"] == {conversion.GROUP_TEMPLATE_KEY: value}
     problems = conversion.kept_annotation_problems(group_set["metadata"]["annotations"], {}, group_set=True)
     assert problems and problems[0].startswith(f"metadata.annotations[{conversion.GROUP_TEMPLATE_KEY}]: ")
 
 
-def test_a_role_fields_annotation_that_is_not_an_object_is_dropped():
+def test_a_role_fields_annotation_that_is_not_an_object_is_kept_for_admission_to_refuse():
     group = v1_group({"roles": [{"name": "a", "template": {}, "annotations": {conversion.V2_FIELDS_KEY: "[]"}}]})
-    role = convert(group, V2)["spec"]["roles"][0]
-    assert role["standalonePattern"] == {"template": {}} and "annotations" in role
-    assert conversion.V2_FIELDS_KEY not in role["annotations"]
+    stored = convert(group, V2)
+    role = stored["spec"]["roles"][0]
+    assert role["standalonePattern"] == {"template": {}} and role["annotations"][conversion.V2_FIELDS_KEY] == "[]"
+    problems = conversion.kept_annotation_problems({}, stored["spec"], group_set=False)
+    assert problems and problems[0].startswith(f"spec.roles[0].annotations[{conversion.V2_FIELDS_KEY}]: ")
+    assert conversion.V2_FIELDS_KEY not in convert(stored, V1)["spec"]["roles"][0].get("annotations", {})
 
 
 GANG_EDITS = st.dictionaries(st.sampled_from(list(conversion.GANG_KEYS)), st.sampled_from(["true", "false", "30", "120", "q"]),

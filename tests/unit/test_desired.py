@@ -1,13 +1,13 @@
 import hashlib
 
-from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from tests.support.groups import hub
 from rbg_operator.desired import role_children
 from rbg_operator.desired.meta import pods_get_v2_keys
 from rbg_operator.desired.rollout import revision_label
 
 
 def group(**role_fields):
-    return RoleBasedGroup.model_validate({
+    return hub({
         "metadata": {"name": "g", "namespace": "ns", "uid": "u-1"},
         "spec": {"roles": [{"name": "r", "replicas": 3, "template": {
             "metadata": {"labels": {"app": "x"}},
@@ -32,7 +32,7 @@ def test_statefulset_role_gets_headless_service_and_statefulset():
                       "rbg.workloads.x-k8s.io/group-uid": hashlib.sha1(b"ns/g").hexdigest()}
     assert service["metadata"]["labels"]["rbg.workloads.x-k8s.io/role-name"] == "r"
     assert sts["metadata"]["ownerReferences"] == [{
-        "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "name": "g", "uid": "u-1",
+        "apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup", "name": "g", "uid": "u-1",
         "controller": True, "blockOwnerDeletion": True}]
 
 

@@ -1,11 +1,11 @@
 import yaml
 
-from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from tests.support.groups import hub
 from rbg_operator.desired import group_children, role_children
 
 
 def group(*roles):
-    return RoleBasedGroup.model_validate({"metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+    return hub({"metadata": {"name": "g", "namespace": "ns", "uid": "u"},
                                           "spec": {"roles": list(roles)}})
 
 

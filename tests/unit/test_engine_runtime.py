@@ -1,6 +1,7 @@
 """Engine runtimes: what ClusterEngineRuntimeProfiles add to a role's pod templates."""
 
-from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
+from tests.support.groups import hub
 from rbg_operator.desired import role_children
 from rbg_operator.desired.engineruntime import missing_profiles
 from rbg_operator.desired.options import BuildOptions
@@ -13,8 +14,8 @@ PROFILE = {"metadata": {"name": "patio"}, "spec": {
     "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}]}}
 
 
-def group(**role_fields) -> RoleBasedGroup:
-    return RoleBasedGroup.model_validate({
+def group(**role_fields) -> RoleBasedGroupV2:
+    return hub({
         "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
         "spec": {"roles": [{"name": "r", "template": {"spec": {"containers": [{"name": "main", "image": "app"},
                                                                         {"name": "side", "image": "s"}]}},

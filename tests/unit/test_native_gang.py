@@ -6,7 +6,8 @@ import json
 import pydantic
 import pytest
 
-from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
+from tests.support.groups import hub
 from rbg_operator.desired import group_children, role_children
 from rbg_operator.desired.gang import role_minimums_conditions
 from rbg_operator.desired.options import BuildOptions
@@ -16,24 +17,24 @@ MINIMUMS = "rolebasedgroup.workloads.x-k8s.io/gang-role-minimums"
 CONTAINERS = {"spec": {"containers": [{"name": "m", "image": "i"}]}}
 
 
-def group(minimums: dict | str | None = None, native: bool = True, **replicas) -> RoleBasedGroup:
+def group(minimums: dict | str | None = None, native: bool = True, **replicas) -> RoleBasedGroupV2:
     annotations = {"rolebasedgroup.workloads.x-k8s.io/gang-scheduler": "kubernetes"} if native else {}
     if minimums is not None:
         annotations[MINIMUMS] = minimums if isinstance(minimums, str) else json.dumps(minimums)
     roles = [{"name": name, "replicas": count, "template": CONTAINERS} for name, count in
              (replicas or {"prefill": 4, "decode": 2}).items()]
-    return RoleBasedGroup.model_validate({
+    return hub({
         "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
         "metadata": {"name": "g", "namespace": "ns", "uid": "u", "annotations": annotations},
         "spec": {"podGroupPolicy": {"kubeScheduling": {}}, "roles": roles}})
 
 
-def gang_objects(g: RoleBasedGroup, options: BuildOptions = BuildOptions(), **kwargs) -> dict[tuple[str, str], dict]:
+def gang_objects(g: RoleBasedGroupV2, options: BuildOptions = BuildOptions(), **kwargs) -> dict[tuple[str, str], dict]:
     return {(c["kind"], c["metadata"]["name"]): c for c in group_children(g, options=options, **kwargs)
             if c["kind"] != "ConfigMap"}
 
 
-def pod_group_of(g: RoleBasedGroup, role: str, options: BuildOptions = BuildOptions()) -> str:
+def pod_group_of(g: RoleBasedGroupV2, role: str, options: BuildOptions = BuildOptions()) -> str:
     workload = role_children(g, role, options)[-1]
     return workload["spec"]["template"]["spec"]["schedulingGroup"]["podGroupName"]
 

@@ -1,5 +1,5 @@
 from rbg_operator import naming
-from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from tests.support.groups import hub
 from rbg_operator.controller.ownership import overridden_conditions, replicas_ownership
 
 OURS = {"rbg-operator"}
@@ -30,7 +30,7 @@ def test_another_writers_value_stands_only_while_it_differs_and_the_role_is_unch
 
 
 def test_the_condition_names_the_role_and_the_writer_and_clears():
-    group = RoleBasedGroup.model_validate({"metadata": {"name": "g", "namespace": "ns", "uid": "u"}, "spec": {
+    group = hub({"metadata": {"name": "g", "namespace": "ns", "uid": "u"}, "spec": {
         "roles": [{"name": "web", "replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}]}})
     held = {"web": replicas_ownership(workload(5, "kubectl"), 3, OURS)}
     [condition] = overridden_conditions(group, held, None)

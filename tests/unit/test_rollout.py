@@ -1,4 +1,6 @@
-from rbg_operator.api.rolebasedgroup import Role, RoleBasedGroup
+from rbg_operator.api.rolebasedgroup import Role
+from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
+from tests.support.groups import hub
 from rbg_operator.desired.gang import applied_gang_size, gang_size, min_member, pod_groups
 from rbg_operator.desired.rollout import RolePlan, RoleRollout, coordinated_allowance, resolve, update_strategy
 
@@ -46,7 +48,7 @@ def test_partition_floor_is_honoured():
 
 
 def role(**rolling) -> Role:
-    return RoleBasedGroup.model_validate({
+    return hub({
         "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
         "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
         "spec": {"roles": [{"name": "r", "replicas": 4, "rolloutStrategy": {"rollingUpdate": rolling},
@@ -72,7 +74,7 @@ def test_percentages_a_workload_resolves_itself_pass_through():
 
 
 def test_gang_size_follows_the_replicas_applied():
-    group = RoleBasedGroup.model_validate({
+    group = hub({
         "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
         "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
         "spec": {"podGroupPolicy": {"kubeScheduling": {}}, "roles": [
@@ -94,7 +96,7 @@ def test_a_gang_grows_only_as_far_as_its_pods_exist():
 
 def revision_of(role_fields: dict, **spec) -> str:
     from rbg_operator.desired.workloads import role_revision
-    group = RoleBasedGroup.model_validate({
+    group = hub({
         "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
         "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
         "spec": {"roles": [{"name": "web", "replicas": 2,
@@ -114,7 +116,6 @@ def test_revision_follows_everything_that_restarts_pods_and_nothing_else():
 
 
 def test_gang_size_counts_every_pod_of_a_custom_components_role():
-    from rbg_operator.api.conversion import group_to_v1
     container = {"spec": {"containers": [{"name": "m", "image": "i"}]}}
     v2 = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup",
           "metadata": {"name": "g", "namespace": "ns", "uid": "u",
@@ -122,5 +123,5 @@ def test_gang_size_counts_every_pod_of_a_custom_components_role():
           "spec": {"roles": [{"name": "cc", "replicas": 2, "customComponentsPattern": {"components": [
               {"name": "x", "size": 3, "template": container}, {"name": "y", "size": 1, "template": container}]}},
               {"name": "web", "replicas": 1, "standalonePattern": {"template": container}}]}}
-    group = RoleBasedGroup.model_validate(group_to_v1(v2))
+    group = RoleBasedGroupV2.read(v2)
     assert min_member(group) == 2 * (3 + 1) + 1

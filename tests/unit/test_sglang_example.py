@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sglang_router.launch_router import parse_router_args
 
-from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from tests.support.groups import hub
 from rbg_operator.desired.discovery import topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ def test_router_reaches_every_server_by_the_operators_dns_names():
     assert argv[:3] == ["python3", "-m", "sglang_router.launch_router"]
     args = parse_router_args(argv[3:])  # the real sglang-router 0.3.2 parser
     assert args.pd_disaggregation is True
-    group = RoleBasedGroup.model_validate({**GROUP, "metadata": {**GROUP["metadata"], "namespace": "default", "uid": "u"}})
+    group = hub({**GROUP, "metadata": {**GROUP["metadata"], "namespace": "default", "uid": "u"}})
     instances = {r["name"]: r.get("instances", []) for r in topology(group)["roles"]}
     bootstrap = int(server_options("prefill")["disaggregation_bootstrap_port"])
     prefill = [(urlparse(url).hostname, urlparse(url).port, port) for url, port in args.prefill_urls]

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from rbg_operator import bounded_json, webhook
 from rbg_operator.api import conversion
 from rbg_operator.desired.scaling import member_template_hash, set_member, template_hash
+from tests.support.admission import v1alpha1_write, written_in
 
 C = [{"name": "main", "image": "example.com/app:v1"}]
 
@@ -37,8 +38,9 @@ def test_a_patch_too_deep_to_decode_is_refused_naming_the_field_and_its_depth():
                  '"roles":[{"name":"r","replicas":0,"templateRef":{"name":"t"},"templatePatch":%s}]}}'
                  % (json.dumps(C), deep_text(1101)))
     assert list(bounded_json.raw_subtrees(obj)), "the deep part stays undecoded"
-    with pytest.raises(kopf.AdmissionError) as refused:
-        webhook.validate_group(obj["spec"], "deep", [])
+    stored = v1alpha1_write("RoleBasedGroup", obj["spec"])
+    with written_in("v1alpha1"), pytest.raises(kopf.AdmissionError) as refused:
+        webhook.validate_group(stored["spec"], "deep", [])
     assert str(refused.value) == "spec.roles[0].templatePatch: nested 1101 levels deep, at most 24 are allowed"
     assert refused.value.code == 422
 
@@ -47,28 +49,31 @@ def test_a_set_and_a_v1alpha2_write_name_the_field_as_written():
     obj = review('{"spec":{"replicas":1,"template":{"roles":[{"name":"r","template":{"spec":{"containers":%s}},'
                  '"workload":{"apiVersion":"leaderworkerset.x-k8s.io/v1","kind":"LeaderWorkerSet"},'
                  '"leaderWorkerSet":{"size":2,"patchWorkerTemplate":%s}}]}}}' % (json.dumps(C), deep_text(300)))
-    with pytest.raises(kopf.AdmissionError, match=r"^spec.template.roles\[0\].leaderWorkerSet.patchWorkerTemplate: "
-                                                  r"nested 300 levels deep"):
-        webhook.validate_group_set(obj["spec"], "s", [])
-    token = webhook.REQUESTED_VERSION.set("v1alpha2")
-    try:
-        with pytest.raises(kopf.AdmissionError, match=r"^spec.groupTemplate.spec.roles\[0\].leaderWorkerPattern."
-                                                      r"workerTemplatePatch: nested 300 levels deep"):
-            webhook.validate_group_set(obj["spec"], "s", [])
-    finally:
-        webhook.REQUESTED_VERSION.reset(token)
+    stored = v1alpha1_write("RoleBasedGroupSet", obj["spec"])
+    with written_in("v1alpha1"), pytest.raises(
+            kopf.AdmissionError, match=r"^spec.template.roles\[0\].leaderWorkerSet.patchWorkerTemplate: "
+                                       r"nested 300 levels deep"):
+        webhook.validate_group_set(stored["spec"], "s", [])
+    with written_in("v1alpha2"), pytest.raises(
+            kopf.AdmissionError, match=r"^spec.groupTemplate.spec.roles\[0\].leaderWorkerPattern."
+                                       r"workerTemplatePatch: nested 300 levels deep"):
+        webhook.validate_group_set(stored["spec"], "s", [])
 
 
 def test_a_hostile_conversion_annotation_is_refused_naming_it():
     spec = {"roles": [{"name": "a", "template": {"spec": {"containers": C}},
                        "annotations": {conversion.V2_FIELDS_KEY: "[]"}}]}
-    with pytest.raises(kopf.AdmissionError, match=r"spec.roles\[0\].annotations\[conversion.workloads.x-k8s.io/"
-                                                  r"v1alpha2-role-fields\]: "):
-        webhook.validate_group(spec, "g", [])
-    with pytest.raises(kopf.AdmissionError, match=r"^metadata.annotations\[conversion.workloads.x-k8s.io/"
-                                                  r"v1alpha2-group-template\]: "):
-        webhook.validate_group_set({"replicas": 1, "template": {"roles": [{"name": "a", "template": {
-            "spec": {"containers": C}}}]}}, "s", [], annotations={conversion.GROUP_TEMPLATE_KEY: "[]"})
+    stored = v1alpha1_write("RoleBasedGroup", spec)
+    with written_in("v1alpha1"), pytest.raises(
+            kopf.AdmissionError, match=r"spec.roles\[0\].annotations\[conversion.workloads.x-k8s.io/"
+                                       r"v1alpha2-role-fields\]: "):
+        webhook.validate_group(stored["spec"], "g", [])
+    stored = v1alpha1_write("RoleBasedGroupSet", {"replicas": 1, "template": {"roles": [{"name": "a", "template": {
+        "spec": {"containers": C}}}]}}, {conversion.GROUP_TEMPLATE_KEY: "[]"})
+    with written_in("v1alpha1"), pytest.raises(
+            kopf.AdmissionError, match=r"^metadata.annotations\[conversion.workloads.x-k8s.io/"
+                                       r"v1alpha2-group-template\]: "):
+        webhook.validate_group_set(stored["spec"], "s", [], annotations=stored["metadata"]["annotations"])
 
 
 async def _post(body: bytes) -> tuple[int, bytes]:
@@ -118,25 +123,21 @@ def test_the_registered_ca_bundle_keeps_the_other_valid_cas_newest_first():
     assert webhook.merged_ca_bundle(current, None) == current
 
 
-def group_set(annotations: dict | None = None) -> dict:
-    metadata = {"name": "s", "namespace": "ns", "uid": "u"}
-    if annotations:
-        metadata["annotations"] = annotations
-    return {"metadata": metadata, "spec": {"replicas": 1, "template": {"roles": [{"name": "a"}]}}}
+def group_set(**template) -> dict:
+    return {"metadata": {"name": "s", "namespace": "ns", "uid": "u"},
+            "spec": {"replicas": 1, "groupTemplate": {"spec": {"roles": [{"name": "a"}]}, **template}}}
 
 
 def test_a_v1alpha2_group_templates_labels_and_annotations_reach_the_members():
-    plain = group_set()
-    assert member_template_hash(plain) == template_hash(plain["spec"]["template"])  # unchanged without them
-    kept = json.dumps({"labels": {"team": "a", "rolebasedgroupset.workloads.x-k8s.io/name": "other"},
-                       "annotations": {"rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds": "30",
-                                       conversion.EXCLUSIVE_V2_KEY: "kubernetes.io/hostname",
-                                       conversion.POD_GROUP_POLICY_KEY: "{}"}})
-    fleet = group_set({conversion.GROUP_TEMPLATE_KEY: kept})
-    member = set_member(fleet, 0)["metadata"]
-    assert member["labels"]["team"] == "a" and member["labels"]["rolebasedgroupset.workloads.x-k8s.io/name"] == "s"
-    assert member["annotations"]["rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds"] == "30"
-    assert member["annotations"][conversion.EXCLUSIVE_V1_KEY] == "kubernetes.io/hostname"
-    assert conversion.POD_GROUP_POLICY_KEY not in member["annotations"]
-    assert member_template_hash(fleet) != member_template_hash(plain)
-    assert set_member(group_set({conversion.GROUP_TEMPLATE_KEY: "[]"}), 0) == set_member(plain, 0)
+    fleet = group_set(labels={"team": "a", "rolebasedgroupset.workloads.x-k8s.io/name": "other"},
+                      annotations={"rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds": "30",
+                                   conversion.EXCLUSIVE_V2_KEY: "kubernetes.io/hostname", conversion.GANG_KEY: "true"})
+    member = set_member(fleet, 0)
+    meta = member["metadata"]
+    assert meta["labels"]["team"] == "a" and meta["labels"]["rolebasedgroupset.workloads.x-k8s.io/name"] == "s"
+    assert meta["annotations"]["rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds"] == "30"
+    assert meta["annotations"][conversion.EXCLUSIVE_V2_KEY] == "kubernetes.io/hostname"
+    assert meta["annotations"][conversion.GANG_KEY] == "true"  # the member's gang, in v1alpha2's own words
+    assert member["apiVersion"] == conversion.V2 and member["spec"] == {"roles": [{"name": "a"}]}
+    assert member_template_hash(fleet) == template_hash(fleet["spec"]["groupTemplate"])
+    assert member_template_hash(fleet) != member_template_hash(group_set())
