@@ -34,7 +34,7 @@ from pathlib import Path
 
 from localcluster import cluster, crds
 from rbg_operator import naming
-from rbg_operator.api.rolebasedgroup import RoleBasedGroup
+from rbg_operator.api.v1alpha2 import WORKLOAD_TYPE_KEY, RoleBasedGroupV2
 from rbg_operator.desired import group_children, role_children
 from rbg_operator.kube import KINDS, ApiError, Kind, Kube
 
@@ -67,11 +67,9 @@ def manifest(index: int, namespace: str, image: str, prefix: str = "bench", vari
     def role(name: str, replicas: int, **extra) -> dict:
         template = {"spec": {"containers": [{"name": "main", "image": image,
                                              "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
-        if variant == RIS_VARIANT:
-            return {"name": name, "replicas": replicas, **extra, "standalonePattern": {"template": template}}
-        return {"name": name, "replicas": replicas, **extra, "template": template}
-    api_version = RBG_V2.api_version if variant == RIS_VARIANT else naming.API_VERSION
-    return {"apiVersion": api_version, "kind": "RoleBasedGroup",
+        workload = {} if variant == RIS_VARIANT else {"annotations": {WORKLOAD_TYPE_KEY: "apps/v1/StatefulSet"}}
+        return {"name": name, "replicas": replicas, **extra, **workload, "standalonePattern": {"template": template}}
+    return {"apiVersion": RBG_V2.api_version, "kind": "RoleBasedGroup",
             "metadata": {"name": f"{prefix}-{index}", "namespace": namespace},
             "spec": {"roles": [role("prefill", 2), role("decode", 1), role("router", 1, **({"dependencies": ["prefill", "decode"]} if ORDERED else {}))]}}
 
@@ -82,7 +80,7 @@ def children(index: int, namespace: str) -> list[dict]:
     # pods shared their names with pods being deleted in another namespace.
     body = manifest(index, namespace, "example.com/llm:v1", prefix="floor")
     body["metadata"]["uid"] = "floor"
-    group = RoleBasedGroup.model_validate(body)
+    group = RoleBasedGroupV2.read(body)
     objects = group_children(group) + [c for r in group.spec.roles for c in role_children(group, r.name)]
     for obj in objects:
         obj["metadata"].pop("ownerReferences", None)

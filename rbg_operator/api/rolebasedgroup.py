@@ -379,36 +379,6 @@ def group_fanout(spec: RoleBasedGroupSpec) -> list[tuple[str, int, int]]:
     return copies
 
 
-def fields_not_acted_on(spec: RoleBasedGroupSpec) -> list[str]:
-    """Fields the API accepts (the reference has them) but this operator does not act on yet,
-    each naming the field: admission warns about them and the controller posts an Event."""
-    notes = []
-    kinds = {role.name: role.workload.kind for role in spec.roles}
-    for i, role in enumerate(spec.roles):
-        update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
-        if role.workload.key == ROLEINSTANCESET:  # its pods are updated in place where they can be
-            continue
-        if update is not None and update.type not in (None, "RollingUpdate", "ReCreate"):
-            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "
-                         f"pods are replaced by the workload's rolling update")
-        if update is not None and update.in_place_update_strategy is not None:
-            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.inPlaceUpdateStrategy: "
-                         f"pods are replaced, not updated in place")
-    for i, rule in enumerate(spec.coordination or []):
-        strategy = rule.strategy
-        if strategy is not None and strategy.rolling_update is not None:
-            for name in rule.roles:
-                if kinds.get(name, "StatefulSet") != "StatefulSet":
-                    notes.append(f"spec.coordination[{i}].strategy.rollingUpdate: paces StatefulSet roles only; "
-                                 f"role {name} runs as a {kinds[name]}")
-        if strategy is not None and strategy.scaling is not None:
-            for name in rule.roles:
-                if kinds.get(name) == "LeaderWorkerSet":
-                    notes.append(f"spec.coordination[{i}].strategy.scaling: paces StatefulSet and Deployment roles "
-                                 f"only; role {name} runs as a LeaderWorkerSet")
-    return notes
-
-
 def dependency_cycle(spec: RoleBasedGroupSpec) -> list[str]:
     """A dependency cycle as a list of role names (first repeated at the end), or []."""
     return graph_cycle({role.name: [d for d in role.dependencies or [] if d != role.name] for role in spec.roles})

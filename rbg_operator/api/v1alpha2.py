@@ -272,10 +272,12 @@ class RoleBasedGroupV2(ApiModel):
         context = info.context or {}
         if context.get("structure_only"):
             return self
-        problems = acting_problems(self.spec) if context.get("stored") else []
+        # Named from the object's root, as the v1alpha1 model names them (coordination is kept
+        # from a v1alpha1 spec, and named as it was written).
+        problems = [f"spec.{p}" for p in acting_problems(self.spec)] if context.get("stored") else []
         roles = [role.name for role in self.spec.roles]
         for i, rule in enumerate(self.coordination):
-            problems += [f"coordination[{i}].roles: unknown role {n!r}" for n in rule.roles if n not in roles]
+            problems += [f"spec.coordination[{i}].roles: unknown role {n!r}" for n in rule.roles if n not in roles]
         problems += name_problems(self.metadata.get("name", ""), self.spec)
         problems += gang_minimum_problems((self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS), roles)
         if problems:

@@ -67,9 +67,9 @@ def test_hostile_conversion_annotations_are_refused_naming_them(kubectl: Kubectl
 
 def test_a_v1alpha2_write_cannot_plant_a_kept_annotation(kubectl: Kubectl, admission_webhook, namespace: str):
     key = "conversion.workloads.x-k8s.io/v1alpha2-role-fields"
-    kubectl.apply({"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup", "metadata": {"name": "v2"},
-                   "spec": {"roles": [{"name": "a", "replicas": 0, "annotations": {key: "[]"},
-                                       "standalonePattern": {"template": {"spec": {"containers": C}}}}]}}, namespace)
-    stored = kubectl.get("rbg", "v2", namespace)
-    assert key not in (stored["spec"]["roles"][0].get("annotations") or {})
+    group = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup", "metadata": {"name": "v2"},
+             "spec": {"roles": [{"name": "a", "replicas": 0, "annotations": {key: "[]"},
+                                 "standalonePattern": {"template": {"spec": {"containers": C}}}}]}}
+    result = dry_run(kubectl, namespace, json.dumps(group))
+    assert result.returncode != 0 and f"spec.roles[0].annotations[{key}]: " in result.stderr, result.stderr
     assert kubectl.run("get", RBG_V2, "--all-namespaces").returncode == 0

@@ -345,9 +345,12 @@ def test_the_chart_container_started_as_kubernetes_starts_it_serves_and_reconcil
                     return False
 
             wait_for("the chart's container healthy", healthy, 60)
-            kubectl.apply({"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
+            # In v1alpha2, the stored version: the API server cannot reach the chart's Service from
+            # here, and needs it only for v1alpha1.
+            kubectl.apply({"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup",
                            "metadata": {"name": "charted"},
-                           "spec": {"roles": [{"name": "web", "template": {"spec": {"containers": C}}}]}}, namespace)
+                           "spec": {"roles": [{"name": "web", "standalonePattern": {"template": {
+                               "spec": {"containers": C}}}}]}}, namespace)
             wait_for("the group reconciled by the chart's container", lambda: (condition(
                 kubectl.get("rbg", "charted", namespace), "Ready") or {}).get("status") == "True", 90)
             lease = kubectl.get("lease", deployment["metadata"]["name"], home)
@@ -357,7 +360,7 @@ def test_the_chart_container_started_as_kubernetes_starts_it_serves_and_reconcil
             context = ssl.create_default_context(cafile=str(volumes["webhook-cert"] / "ca.crt"))
             context.check_hostname = False  # the certificate names the Service, not 127.0.0.1
             review = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview", "request": {
-                "uid": "1", "desiredAPIVersion": "workloads.x-k8s.io/v1alpha2",
+                "uid": "1", "desiredAPIVersion": "workloads.x-k8s.io/v1alpha1",
                 "objects": [kubectl.get("rbg", "charted", namespace)]}}
             request = urllib.request.Request(f"https://127.0.0.1:{webhook_port}/convert",
                                              data=json.dumps(review).encode(),
@@ -365,7 +368,7 @@ def test_the_chart_container_started_as_kubernetes_starts_it_serves_and_reconcil
             with urllib.request.urlopen(request, context=context, timeout=10) as answer:
                 converted = json.loads(answer.read())["response"]
             assert converted["result"]["status"] == "Success", converted
-            assert converted["convertedObjects"][0]["apiVersion"] == "workloads.x-k8s.io/v1alpha2"
+            assert converted["convertedObjects"][0]["apiVersion"] == "workloads.x-k8s.io/v1alpha1"
     finally:
         if process is not None and process.poll() is None:
             process.terminate()

@@ -97,7 +97,7 @@ def test_gang_and_coordination_are_read_from_the_group_annotations():
     assert native.pod_group_policy.kube_scheduling.schedule_timeout_seconds == 90 and native.coordination == []
     unknown = v2([{"name": "a", "standalonePattern": {"template": C}}], {
         conversion.COORDINATION_KEY: '[{"name": "c", "roles": ["a", "gone"]}]'})
-    with pytest.raises(pydantic.ValidationError, match=r"coordination\[0\].roles: unknown role 'gone'"):
+    with pytest.raises(pydantic.ValidationError, match=r"spec.coordination\[0\].roles: unknown role 'gone'"):
         RoleBasedGroupV2.read(unknown)
 
 
