@@ -471,7 +471,8 @@ def gang_minimum_problems(text: str | None, roles: list[str]) -> list[str]:
 
 
 class RoleBasedGroup(ApiModel):
-    """A RoleBasedGroup object as the API server returns it."""
+    """A RoleBasedGroup written in v1alpha1, as admission checks it (the operator reads groups in
+    v1alpha2: api/v1alpha2.py)."""
 
     model_config = ApiModel.model_config | {"extra": "ignore"}  # apiVersion, kind
 
@@ -487,11 +488,3 @@ class RoleBasedGroup(ApiModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-    @property
-    def name(self) -> str:
-        return self.metadata["name"]
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata["namespace"]
