@@ -67,6 +67,13 @@ class CrdSpec:
 # chart's default webhook Service: a version the webhook cannot reach fails instead of being
 # read in the other version's shape.
 CONVERSION_SERVICE = {"namespace": "rbgs-system", "name": "ack-rbgs-webhook", "path": "/convert", "port": 443}
+# The files also say `url: null`. A local run with --register-conversion writes a `url` (and removes
+# `service`) under the operator's field manager; server-side apply removes only fields its own manager
+# stops setting, so re-applying the files would add `service` beside that `url`, which the API server
+# refuses ("exactly one of url or service"). An explicit null makes the applier own `url` as absent:
+# with --force-conflicts (the README's command) it takes `url` away from the operator and the files'
+# Service wins. The operator's caBundle is left alone (the files do not set it).
+CONVERSION_CLIENT_CONFIG = {"url": None, "service": CONVERSION_SERVICE}
 
 
 class KubernetesSchemas:
@@ -212,7 +219,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
     }
     if spec.converted:
         body["conversion"] = {"strategy": "Webhook", "webhook": {
-            "conversionReviewVersions": ["v1"], "clientConfig": {"service": dict(CONVERSION_SERVICE)}}}
+            "conversionReviewVersions": ["v1"], "clientConfig": copy.deepcopy(CONVERSION_CLIENT_CONFIG)}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
