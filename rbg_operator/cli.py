@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import re
+import sys
 from pathlib import Path
 
 import kopf
 from prometheus_client import start_http_server
 
-from . import metrics_server, operator, webhook
+from . import metrics_server, naming, operator, storage_migration, webhook
 from .liveness import LIVENESS
 from .controller.restarts import RestartSettings
 from .desired.options import BuildOptions
@@ -101,6 +103,27 @@ def webhook_flags_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def migrate_storage(args: argparse.Namespace) -> None:
+    """`rbg-operator migrate-storage`; exits 1 with what to do next when something is left."""
+    async def run() -> None:
+        from .kube import Kube
+        kube = await Kube.connect(context=args.context, field_manager=naming.FIELD_MANAGER_STORAGE_MIGRATION)
+        try:
+            await storage_migration.migrate(kube, say=lambda line: print(line, flush=True))
+        finally:
+            await kube.close()
+
+    try:
+        asyncio.run(run())
+    except storage_migration.MigrationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - the API server's refusal, said in one line
+        print(f"error: {error}\nnothing was lost: objects are written back only as read; fix the cause "
+              "and run `rbg-operator migrate-storage` again", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rbg-operator", description="RoleBasedGroup operator")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,7 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--leader-election-namespace", default="",
                      help="namespace of the Lease (default: the pod's namespace, else $POD_NAMESPACE or default)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
+    migrate = commands.add_parser(
+        "migrate-storage", help="rewrite every stored object once in the storage version (v1alpha2), then prune "
+                                "the CRDs' status.storedVersions to it (after upgrading from chart 0.1/0.2)")
+    migrate.add_argument("--context", help="kubeconfig context to use")
     args = parser.parse_args(argv)
+    if args.command == "migrate-storage":
+        migrate_storage(args)
+        return
     if problem := webhook_flags_problem(args):
         run.error(problem)
 
