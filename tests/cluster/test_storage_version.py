@@ -54,7 +54,7 @@ def as_typed(kubectl: Kubectl, *args: str, check: bool = True) -> subprocess.Com
     """kubectl as a user types it: a bare `rbg` is v1alpha2, the version kubectl prefers (the
     suite's Kubectl pins it to v1alpha1)."""
     result = subprocess.run([kubectl.binary, f"--kubeconfig={kubectl.kubeconfig}", *args], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=180)  # beyond a `kubectl wait --timeout=120s`
     assert not check or result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
     return result
 
@@ -279,9 +279,14 @@ def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kube
         finally:
             webhook.stop()  # the outage: the registration stays, nothing answers there
         try:
-            failed = as_typed(kubectl, "get", RBG_V1, "-n", isolated_namespace, check=False)
-            assert failed.returncode != 0 and "conversion webhook" in failed.stderr \
-                and f"127.0.0.1:{port}" in failed.stderr, failed.stderr
+            def refused_in_v1alpha1(*what: str) -> bool:
+                failed = as_typed(kubectl, "get", RBG_V1, *what, "-n", isolated_namespace, check=False)
+                return failed.returncode != 0 and "conversion webhook" in failed.stderr \
+                    and f"127.0.0.1:{port}" in failed.stderr
+
+            # A v1alpha1 client gets the API server's error naming the webhook. (Its watch cache of
+            # v1alpha1 was converted while the webhook was up: a LIST fails once an object changes.)
+            wait_for("a v1alpha1 read refused naming the webhook", lambda: refused_in_v1alpha1("kept"), 30)
 
             assert "kept" in as_typed(kubectl, "get", "rbg", "-n", isolated_namespace).stdout
             # A v1alpha2 write, and the operator acting on it: the StatefulSet scaled, status Ready again.
@@ -305,5 +310,6 @@ def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kube
             kubectl.apply(v2_group("inside"), doomed_ns)
             kubectl.run("delete", "namespace", doomed_ns, "--wait=false")
             wait_for(f"namespace {doomed_ns} gone", lambda: kubectl.get("namespace", doomed_ns) is None, 90)
+            wait_for("a v1alpha1 list refused naming the webhook", lambda: refused_in_v1alpha1(), 30)
         finally:
             process.stop()
