@@ -518,7 +518,7 @@ def test_kubectl_rbg_status_prints_the_tree(operator, kubectl: Kubectl, kubeconf
     assert lines[4].startswith("└─ role router: StatefulSet tree-router ready 1/1")
 
 
-PREVIOUS_CHART = "a6cb268"  # the commit of chart 0.2.0, whose CRDs users have installed
+PREVIOUS_CHART = "68dea14"  # chart 0.1.0: its CRDs lack the bounds added since (test_storage_version starts at 0.2.0)
 
 
 def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, kubectl: Kubectl, namespace: str,
@@ -545,7 +545,7 @@ def test_crds_of_the_previous_chart_upgrade_in_place_as_the_readme_says(helm, ku
     # Installed as a user did: by Helm, from the chart's crds/.
     chart = tmp_path / "previous-chart"
     (chart / "crds").mkdir(parents=True)
-    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: ack-rbgs\nversion: 0.2.0\n")
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: ack-rbgs\nversion: 0.1.0\n")
     for name, text in old.items():
         (chart / "crds" / name).write_text(text)
     release = f"up-{secrets.token_hex(3)}"
