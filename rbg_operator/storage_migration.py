@@ -20,11 +20,14 @@ CRD keeps v1alpha1 in storedVersions until it is fixed and the command runs agai
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 
 from . import naming
 from .api.conversion import FAILED_KEY
 from .kube import KINDS, ApiError, Kind, Kube
+
+log = logging.getLogger(__name__)
 
 STORAGE_VERSION = "v1alpha2"  # crdgen marks this version `storage: true` (a unit test keeps them equal)
 # The kinds whose CRDs stored v1alpha1 in charts 0.1 and 0.2. The v1alpha2-only kinds never did.
@@ -147,6 +150,33 @@ async def migrate_crd(kube: Kube, kind: Kind, crd_plan: Plan, say: Callable[[str
         return [f"CRD {crd_plan.crd}: changed during the migration ({error}); run the command again"]
     say(f"{crd_plan.crd}: {done} objects stored in {crd_plan.storage}; storedVersions is now {crd_plan.pruned}")
     return []
+
+
+def pending_warning(live_crds: list[dict]) -> str | None:
+    """What the operator logs at start when objects are not all stored in STORAGE_VERSION yet: until
+    then each v1alpha2 read of them (kubectl, the operator's own watches) needs the webhook."""
+    problems = []
+    for crd in live_crds:
+        try:
+            if plan(crd).needed:
+                problems.append(crd["metadata"]["name"])
+        except MigrationError as error:
+            return str(error).replace("run `rbg-operator migrate-storage` again", "run `rbg-operator migrate-storage`")
+    if not problems:
+        return None
+    return (f"{', '.join(problems)} may still hold objects stored in v1alpha1 (status.storedVersions): every "
+            "v1alpha2 read of them needs the conversion webhook until `rbg-operator migrate-storage` rewrites them")
+
+
+async def warn_if_pending(kube: Kube) -> None:
+    """Logs pending_warning once (a start-up check; needs only 'get' on the CRDs)."""
+    try:
+        live = [crd for _, plural, _ in MIGRATED if (crd := await kube.get(CRD, None, f"{plural}.{naming.GROUP}"))]
+    except Exception as error:  # noqa: BLE001 - a hint only: never in the way of starting
+        log.debug("storage version check skipped: %s", error)
+        return
+    if warning := pending_warning(live):
+        log.warning(warning)
 
 
 async def migrate(kube: Kube, say: Callable[[str], None] = print) -> None:

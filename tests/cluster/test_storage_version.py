@@ -176,6 +176,15 @@ def test_the_migration_stores_every_object_in_v1alpha2_and_restarts_no_pod(
         wait_for(f"{crd} storing v1alpha2", lambda: storage_migration.storage_version(
             json.loads(kubectl.run("get", "crd", crd, "-o", "json").stdout)) == "v1alpha2", 30)
 
+    # An operator started now says what is pending.
+    log = tmp_path / "operator.log"
+    starting = OperatorProcess(kubeconfig, log, "--namespace=rbg-storage-check-only").start()
+    try:
+        wait_for("the start-up warning", lambda: "may still hold objects stored in v1alpha1" in log.read_text()
+                 and "rbg-operator migrate-storage" in log.read_text(), 30)
+    finally:
+        starting.stop()
+
     v2_kinds = [kind for kind in kinds if ".v1alpha2." in kind]
     with conversion_unreachable(kubectl) as calls_it:  # stored in v1alpha1: v1alpha2 reads need the webhook
         wait_for("a v1alpha2 read calling the dead webhook", lambda: calls_it(RBG_V2, namespace), 30)

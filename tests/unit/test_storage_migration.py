@@ -53,3 +53,13 @@ def test_the_migrated_kinds_are_those_crdgen_stores_in_the_migration_version():
         assert [v.name for v in spec.versions if v.storage] == [storage_migration.STORAGE_VERSION], spec.kind
     for kind, plural, namespaced in storage_migration.MIGRATED:
         assert (two_versions[plural].kind, two_versions[plural].scope == "Namespaced") == (kind, namespaced)
+
+
+def test_the_operator_warns_at_start_while_objects_await_the_migration():
+    assert storage_migration.pending_warning([crd("v1alpha2", ["v1alpha2"])]) is None
+    warning = storage_migration.pending_warning([crd("v1alpha2", ["v1alpha2"]),
+                                                 crd("v1alpha2", ["v1alpha1", "v1alpha2"], "rolebasedgroupsets.x")])
+    assert warning.startswith("rolebasedgroupsets.x may still hold objects stored in v1alpha1") \
+        and warning.endswith("until `rbg-operator migrate-storage` rewrites them")
+    old_crds = storage_migration.pending_warning([crd("v1alpha1", ["v1alpha1"])])
+    assert "stores v1alpha1, not v1alpha2: apply this release's CRDs first" in old_crds
