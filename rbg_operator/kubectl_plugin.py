@@ -15,9 +15,18 @@ import sys
 
 from . import naming
 from .desired.rollout import revision_label
-from .kube import KINDS, Kube
+from .kube import KINDS, Kind, Kube
 
-RBG = KINDS[(naming.API_VERSION, "RoleBasedGroup")]
+
+def _rbg(api_version: str) -> Kind:
+    return Kind(api_version, "RoleBasedGroup", "rolebasedgroups")
+
+
+# v1alpha2, the stored version: reading it needs no conversion webhook.
+RBG = _rbg(f"{naming.GROUP}/v1alpha2")
+# Revisions that do not say in which version their role fields are (all recorded so far) hold
+# v1alpha1 fields: an undo restores them through v1alpha1, converted by the API server.
+LEGACY_REVISION_API_VERSION = f"{naming.GROUP}/v1alpha1"
 REVISIONS = KINDS[("apps/v1", "ControllerRevision")]
 PODS = KINDS[("v1", "Pod")]
 WORKLOADS = [KINDS[("apps/v1", "StatefulSet")], KINDS[("apps/v1", "Deployment")],
@@ -25,12 +34,17 @@ WORKLOADS = [KINDS[("apps/v1", "StatefulSet")], KINDS[("apps/v1", "Deployment")]
              KINDS[(naming.RIS_API_VERSION, "RoleInstanceSet")]]
 
 
+def revision_api_version(revision: dict) -> str:
+    """The API version whose role fields a ControllerRevision holds: what an undo writes through."""
+    return (revision.get("data") or {}).get("apiVersion") or LEGACY_REVISION_API_VERSION
+
+
 class PluginError(Exception):
     pass
 
 
-async def _group(kube: Kube, namespace: str, name: str) -> dict:
-    group = await kube.get(RBG, namespace, name)
+async def _group(kube: Kube, namespace: str, name: str, kind: Kind = RBG) -> dict:
+    group = await kube.get(kind, namespace, name)
     if group is None:
         raise PluginError(f'rolebasedgroup "{name}" not found in namespace "{namespace}"')
     return group
@@ -75,13 +89,15 @@ async def undo(kube: Kube, namespace: str, name: str, to_revision: int | None) -
             raise PluginError(f"{name} has no revision {to_revision} (known: {known})")
     saved = target.get("data", {}).get("roles", {})
     fields = target.get("data", {}).get("templateFields") or naming.LEGACY_ROLE_TEMPLATE_FIELDS
+    kind = _rbg(revision_api_version(target))
+    group = await _group(kube, namespace, name, kind)  # in the version of the revision's fields
     roles = []
     for role in group["spec"]["roles"]:
         if role["name"] in saved:  # restore what shapes the pods; keep replicas and everything else
             role = {k: v for k, v in role.items() if k not in fields} | saved[role["name"]]
         roles.append(role)
     # A JSON patch guarded by the resourceVersion: an undo never overwrites a change it did not see.
-    await kube.patch(RBG, namespace, name, [
+    await kube.patch(kind, namespace, name, [
         {"op": "test", "path": "/metadata/resourceVersion", "value": group["metadata"]["resourceVersion"]},
         {"op": "replace", "path": "/spec/roles", "value": roles},
     ], patch_type="json")
