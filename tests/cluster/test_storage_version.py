@@ -298,15 +298,6 @@ def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kube
             wait_for("a v1alpha1 read refused naming the webhook", lambda: refused_in_v1alpha1("kept"), 30)
 
             assert "kept" in as_typed(kubectl, "get", "rbg", "-n", isolated_namespace).stdout
-            # A v1alpha2 write, and the operator acting on it: the StatefulSet scaled, status Ready again.
-            kubectl.apply(v2_group("kept", replicas=3), isolated_namespace, "--server-side", "--force-conflicts")
-            wait_for("the role scaled to 3", lambda: (kubectl.get("statefulset", "kept-web", isolated_namespace)
-                                                      or {}).get("status", {}).get("readyReplicas") == 3, 120)
-            wait_for("status of the new generation", lambda: (g := kubectl.get(RBG_V2, "kept", isolated_namespace))
-                     and g["status"].get("observedGeneration") == g["metadata"]["generation"]
-                     and (condition(g, "Ready") or {}).get("status") == "True", 60)
-            kubectl.apply(v2_group("new"), isolated_namespace)
-            ready(kubectl, "new", isolated_namespace)
 
             # The garbage collector removes a deleted group's children.
             as_typed(kubectl, "delete", "rbg", "doomed", "-n", isolated_namespace, "--wait=false")
@@ -319,6 +310,18 @@ def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kube
             kubectl.apply(v2_group("inside"), doomed_ns)
             kubectl.run("delete", "namespace", doomed_ns, "--wait=false")
             wait_for(f"namespace {doomed_ns} gone", lambda: kubectl.get("namespace", doomed_ns) is None, 90)
+
+            # v1alpha2 writes, and the operator acting on them: a new group Ready; the StatefulSet
+            # scaled and the status of the new generation. (Server-side apply compares the object in
+            # every version its field managers wrote in: they must all be v1alpha2, the operator's too.)
+            kubectl.apply(v2_group("new"), isolated_namespace)
+            ready(kubectl, "new", isolated_namespace)
+            kubectl.apply(v2_group("kept", replicas=3), isolated_namespace, "--server-side", "--force-conflicts")
+            wait_for("the role scaled to 3", lambda: (kubectl.get("statefulset", "kept-web", isolated_namespace)
+                                                      or {}).get("status", {}).get("readyReplicas") == 3, 120)
+            wait_for("status of the new generation", lambda: (g := kubectl.get(RBG_V2, "kept", isolated_namespace))
+                     and g["status"].get("observedGeneration") == g["metadata"]["generation"]
+                     and (condition(g, "Ready") or {}).get("status") == "True", 60)
             wait_for("a v1alpha1 list refused naming the webhook", lambda: refused_in_v1alpha1(), 30)
         finally:
             process.stop()
