@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import re
+import sys
+from pathlib import Path
 
 import kopf
 from prometheus_client import start_http_server
 
-from . import metrics_server, operator
+from . import metrics_server, naming, operator, storage_migration, webhook
 from .liveness import LIVENESS
 from .controller.restarts import RestartSettings
 from .desired.options import BuildOptions
@@ -39,10 +43,92 @@ def _positive(value: str) -> float:
     return number
 
 
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # a DNS-1035 label
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def webhook_configuration_problem(name: str) -> str | None:
+    """The API server names no ValidatingWebhookConfiguration's webhook with fewer than three
+    dot-separated parts, and kopf names each `{handler}.{configuration}`: refused at start, not by a
+    422 from the API server once the operator runs."""
+    example = "e.g. rbg-operator.workloads.x-k8s.io"
+    if not DNS_SUBDOMAIN.fullmatch(name):
+        return (f"--webhook-configuration {name!r}: not a DNS subdomain (lower-case letters, digits, '-' and '.'; "
+                f"{example})")
+    if "." not in name:
+        return (f"--webhook-configuration {name!r}: needs at least one dot, as its webhooks are named "
+                f"validate-KIND.{name} and Kubernetes wants three dot-separated parts ({example})")
+    longest = max(len(f"validate-{plural.removesuffix('s')}.{name}") for _, plural, _ in webhook.VALIDATED)
+    if longest > 253:
+        return f"--webhook-configuration {name!r}: too long, its webhooks' names would exceed 253 characters"
+    return None
+
+
+def conversion_service_problem(value: str) -> str | None:
+    namespace, slash, name = value.partition("/")
+    if slash and DNS_LABEL.fullmatch(namespace) and len(namespace) <= 63 and SERVICE_NAME.fullmatch(name) \
+            and len(name) <= 63:
+        return None
+    return f"--conversion-service {value!r}: not NAMESPACE/NAME of a Service (e.g. rbgs-system/ack-rbgs-webhook)"
+
+
+def webhook_flags_problem(args: argparse.Namespace) -> str | None:
+    """The first webhook flag that would fail (or be ignored) only once the operator runs, as a
+    one-line error; None when they work together."""
+    if args.webhook_configuration and (problem := webhook_configuration_problem(args.webhook_configuration)):
+        return problem
+    if args.conversion_service and (problem := conversion_service_problem(args.conversion_service)):
+        return problem
+    if not args.webhook_bind_address:
+        for flag, value in (("--webhook-configuration", args.webhook_configuration),
+                            ("--register-conversion", args.register_conversion),
+                            ("--conversion-service", args.conversion_service),
+                            ("--webhook-host", args.webhook_host), ("--webhook-cert-dir", args.webhook_cert_dir)):
+            if value:
+                return f"{flag} needs --webhook-bind-address: the webhooks are served there"
+        return None
+    if args.conversion_service and not args.register_conversion:
+        return "--conversion-service needs --register-conversion: it says where the registration points"
+    if args.webhook_cert_dir:
+        missing = [f for f in ("tls.crt", "tls.key") if not (Path(args.webhook_cert_dir) / f).is_file()]
+        if missing:
+            return f"--webhook-cert-dir {args.webhook_cert_dir}: no {' or '.join(missing)} there"
+    host = args.webhook_host or args.webhook_bind_address.rpartition(":")[0]
+    if host in WILDCARD_HOSTS and args.register_conversion and not args.conversion_service:
+        return (f"--register-conversion registers https://HOST:PORT/convert, and --webhook-bind-address "
+                f"{args.webhook_bind_address} names no host the API server can call: give --webhook-host "
+                "(or --conversion-service)")
+    return None
+
+
+def migrate_storage(args: argparse.Namespace) -> None:
+    """`rbg-operator migrate-storage`; exits 1 with what to do next when something is left."""
+    async def run() -> None:
+        from .kube import Kube
+        kube = await Kube.connect(context=args.context, field_manager=naming.FIELD_MANAGER_STORAGE_MIGRATION)
+        try:
+            await storage_migration.migrate(kube, say=lambda line: print(line, flush=True))
+        finally:
+            await kube.close()
+
+    try:
+        asyncio.run(run())
+    except storage_migration.MigrationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - the API server's refusal, said in one line
+        print(f"error: {error}\nnothing was lost: objects are written back only as read; fix the cause "
+              "and run `rbg-operator migrate-storage` again", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rbg-operator", description="RoleBasedGroup operator")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the operator")
+    # A short usage line: a refused flag is then one line of error, not the whole flag list.
+    run = commands.add_parser("run", help="run the operator", usage="%(prog)s [flags] (see --help)")
     run.add_argument("--namespace", action="append", default=[],
                      help="watch only this namespace (repeatable); default: all namespaces")
     run.add_argument("--ignore-namespace", action="append", default=[], metavar="GLOB",
@@ -124,7 +210,16 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--leader-election-namespace", default="",
                      help="namespace of the Lease (default: the pod's namespace, else $POD_NAMESPACE or default)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
+    migrate = commands.add_parser(
+        "migrate-storage", help="rewrite every stored object once in the storage version (v1alpha2), then prune "
+                                "the CRDs' status.storedVersions to it (after upgrading from chart 0.1/0.2)")
+    migrate.add_argument("--context", help="kubeconfig context to use")
     args = parser.parse_args(argv)
+    if args.command == "migrate-storage":
+        migrate_storage(args)
+        return
+    if problem := webhook_flags_problem(args):
+        run.error(problem)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -154,8 +249,6 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.webhook_configuration = args.webhook_configuration
     operator.SETTINGS.register_conversion = args.register_conversion
     operator.SETTINGS.conversion_service = args.conversion_service
-    if args.register_conversion and not args.webhook_bind_address:
-        parser.error("--register-conversion needs --webhook-bind-address: the operator serves /convert there")
     if args.metrics_cert_dir and not args.metrics_secure:
         run.error("--metrics-cert-dir needs --metrics-secure (without it /metrics is plain HTTP)")
     if args.metrics_bind_address != "0":

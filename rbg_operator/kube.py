@@ -335,18 +335,19 @@ class Kube:
         return result
 
     async def patch(self, kind: Kind, namespace: str | None, name: str, body: Any, *,
-                    patch_type: str = "merge", manager: str | None = None) -> dict:
+                    patch_type: str = "merge", manager: str | None = None, subresource: str | None = None) -> dict:
         """A JSON merge patch (a dict) or JSON patch (a list of operations), as an Update."""
         content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[patch_type]
-        result = await self._call("patch", kind.plural, "PATCH", kind.path(namespace, name),
+        resource = "/".join(filter(None, [kind.plural, subresource]))
+        result = await self._call("patch", resource, "PATCH", kind.path(namespace, name, subresource),
                                   query={"fieldManager": manager or self.field_manager}, body=body,
                                   content_type=content_type)
         assert result is not None
         return result
 
-    async def replace(self, obj: dict) -> dict:
+    async def replace(self, obj: dict, kind: Kind | None = None) -> dict:
         """A PUT: with metadata.resourceVersion set, it fails with 409 if the object changed meanwhile."""
-        kind = kind_of(obj)
+        kind = kind or kind_of(obj)
         meta = obj["metadata"]
         result = await self._call("update", kind.plural, "PUT", kind.path(meta.get("namespace"), meta["name"]),
                                   query={"fieldManager": self.field_manager}, body=obj)

@@ -12,6 +12,7 @@ FIELD_MANAGER_GROUP_SET = "rbg-operator-groupset"  # a set's member groups and t
 FIELD_MANAGER_SCALING_ADAPTER = "rbg-operator-scalingadapter"  # role replicas from an adapter, its status
 FIELD_MANAGER_RESTARTS = "rbg-operator-restarts"  # the restart-state annotation on a group
 FIELD_MANAGER_KUBECTL_PLUGIN = "kubectl-rbg"  # `kubectl rbg rollout undo`
+FIELD_MANAGER_STORAGE_MIGRATION = "rbg-storage-migration"  # `rbg-operator migrate-storage`: no-op rewrites
 
 LABEL_GROUP_NAME = "rolebasedgroup.workloads.x-k8s.io/name"
 LABEL_ROLE = "rolebasedgroup.workloads.x-k8s.io/role"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import kopf
 
-from . import kubeconfig, metrics, naming, webhook
+from . import kubeconfig, metrics, naming, storage_migration, webhook
 from .controller import policy
 from .desired import engineruntime
 from .controller.reconciler import Reconciler
@@ -270,6 +270,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     runtime.tasks.append(asyncio.create_task(LIVENESS.tick_forever(), name="liveness-tick"))
     LIVENESS.started = True
     runtime.tasks.append(asyncio.create_task(_lead(runtime, kube), name="rbg-leader"))
+    # Says so when objects an earlier chart stored in v1alpha1 await `rbg-operator migrate-storage`.
+    runtime.tasks.append(asyncio.create_task(storage_migration.warn_if_pending(kube), name="rbg-storage-check"))
     memo.runtime = runtime
 
 

@@ -186,8 +186,9 @@ def kubectl(kubeconfig: str) -> Kubectl:
     assert binary, "kubectl not found"
     client = Kubectl(binary, kubeconfig)
     crds.install(client.run, REPO / "crds")
-    _nobody_else_acts_on_test_namespaces(client)
+    # The probe is a v1alpha1 write, converted to the stored v1alpha2: the webhook must be up first.
     with _conversion_webhook(client, kubeconfig):
+        _nobody_else_acts_on_test_namespaces(client)
         yield client
 
 

@@ -67,6 +67,13 @@ class CrdSpec:
 # chart's default webhook Service: a version the webhook cannot reach fails instead of being
 # read in the other version's shape.
 CONVERSION_SERVICE = {"namespace": "rbgs-system", "name": "ack-rbgs-webhook", "path": "/convert", "port": 443}
+# The files also say `url: null`. A local run with --register-conversion writes a `url` (and removes
+# `service`) under the operator's field manager; server-side apply removes only fields its own manager
+# stops setting, so re-applying the files would add `service` beside that `url`, which the API server
+# refuses ("exactly one of url or service"). An explicit null makes the applier own `url` as absent:
+# with --force-conflicts (the README's command) it takes `url` away from the operator and the files'
+# Service wins. The operator's caBundle is left alone (the files do not set it).
+CONVERSION_CLIENT_CONFIG = {"url": None, "service": CONVERSION_SERVICE}
 
 
 class KubernetesSchemas:
@@ -212,7 +219,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
     }
     if spec.converted:
         body["conversion"] = {"strategy": "Webhook", "webhook": {
-            "conversionReviewVersions": ["v1"], "clientConfig": {"service": dict(CONVERSION_SERVICE)}}}
+            "conversionReviewVersions": ["v1"], "clientConfig": copy.deepcopy(CONVERSION_CLIENT_CONFIG)}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -223,7 +230,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
 
 def crd_specs() -> list[CrdSpec]:
     """The CRDs: RoleBasedGroup, RoleBasedGroupSet, the scaling adapter and ClusterEngineRuntimeProfile
-    in v1alpha1 (stored) and v1alpha2 (the first two converted by the operator's webhook), and the
+    in v1alpha1 and v1alpha2 (stored; the first two converted by the operator's webhook), and the
     v1alpha2-only CoordinatedPolicy, RoleInstanceSet and RoleInstance (README "API versions")."""
     from . import v1alpha2
     from .engineruntime import ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus
@@ -249,16 +256,19 @@ def crd_specs() -> list[CrdSpec]:
         age, {"name": "SELECTOR", "type": "string", "jsonPath": ".status.labelSelector", "priority": 1}]
     instance_columns = [{"name": "READY", "type": "string",
                          "jsonPath": ".status.conditions[?(@.type=='RoleInstanceReady')].status"}, age]
-    # v1alpha1 is stored: the operator and every v1alpha1 client read without conversion, so they
-    # keep working while the conversion webhook is down (README, "API versions").
+    # v1alpha2 is stored, as in the reference: the operator, kubectl (which prefers the newest version),
+    # the namespace controller and the garbage collector all read it without conversion, so only
+    # v1alpha1 clients need the conversion webhook and only they fail while it is down (README,
+    # "API versions"). Clusters that stored v1alpha1 (chart 0.1/0.2) are rewritten by
+    # `rbg-operator migrate-storage` (storage_migration.py).
     specs = [
         CrdSpec(
             kind="RoleBasedGroup", plural="rolebasedgroups", short_names=["rbg"], converted=True,
             description="RoleBasedGroup runs a list of named roles (e.g. router, prefill, decode) as one unit.",
             versions=[
-                CrdVersion("v1alpha1", RoleBasedGroupSpec, RoleBasedGroupStatus, group_columns, storage=True,
+                CrdVersion("v1alpha1", RoleBasedGroupSpec, RoleBasedGroupStatus, group_columns,
                            root_rules=name_rules("size(self.metadata.name)", "self.spec.roles")),
-                CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSpecV2, RoleBasedGroupStatus, group_columns),
+                CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSpecV2, RoleBasedGroupStatus, group_columns, storage=True),
             ],
         ),
         CrdSpec(
@@ -267,10 +277,11 @@ def crd_specs() -> list[CrdSpec]:
                         "for kubectl scale and HorizontalPodAutoscalers.",
             versions=[  # the same schema in both versions: the API server changes only apiVersion
                 CrdVersion("v1alpha1", RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
-                           [*adapter_columns, age], scale=adapter_scale, storage=True),
+                           [*adapter_columns, age], scale=adapter_scale),
                 CrdVersion("v1alpha2", RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
                            [*adapter_columns, {"name": "READY_REPLICAS", "type": "integer",
-                                               "jsonPath": ".status.readyReplicas"}, age], scale=adapter_scale),
+                                               "jsonPath": ".status.readyReplicas"}, age], scale=adapter_scale,
+                           storage=True),
             ],
         ),
         CrdSpec(
@@ -279,11 +290,11 @@ def crd_specs() -> list[CrdSpec]:
             versions=[
                 # Its members are {rbgs}-{index}: the longest index counts.
                 CrdVersion("v1alpha1", RoleBasedGroupSetSpec, RoleBasedGroupSetStatus, set_columns,
-                           scale=set_scale, storage=True,
+                           scale=set_scale,
                            root_rules=name_rules("(size(self.metadata.name) + 1 + size(string(self.spec.replicas)))",
                                                  "self.spec.template.roles")),
                 CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSetSpecV2, RoleBasedGroupSetStatus, set_columns,
-                           scale=set_scale),
+                           scale=set_scale, storage=True),
             ],
         ),
         CrdSpec(
@@ -292,7 +303,7 @@ def crd_specs() -> list[CrdSpec]:
             description="ClusterEngineRuntimeProfile holds sidecars, init containers and volumes for roles that "
                         "name it in engineRuntimes.",
             versions=[CrdVersion(name, ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus, [],
-                                 storage=name == "v1alpha1") for name in ("v1alpha1", "v1alpha2")],
+                                 storage=name == "v1alpha2") for name in ("v1alpha1", "v1alpha2")],
         ),
         CrdSpec(
             kind="CoordinatedPolicy", plural="coordinatedpolicies", short_names=["cpolicy"],
