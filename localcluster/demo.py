@@ -29,6 +29,23 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _wait_for_conversion(example: Path, log: Path) -> None:
+    """The example is v1alpha1: the API server converts it to v1alpha2 through the operator's webhook,
+    which is registered and listening a moment after the operator starts. A server-side dry run
+    goes through the same conversion without creating anything."""
+    deadline = time.monotonic() + 60
+    while True:
+        dry_run = cluster.kubectl("apply", "--dry-run=server", "-f", str(example), check=False)
+        if dry_run.returncode == 0:
+            return
+        if not cluster.process_alive("rbg-operator"):
+            _fail(f"the operator exited; the end of its log ({log}):\n" + _tail(log))
+        if time.monotonic() > deadline:
+            _fail(f"the API server still cannot convert v1alpha1 through the operator's webhook after 60s: "
+                  f"{dry_run.stderr.strip()}\nLook at the operator log ({log}).")
+        time.sleep(0.5)
+
+
 def main() -> None:
     cluster.up()
     _say("installing the RoleBasedGroup CRDs from crds/")
@@ -49,14 +66,17 @@ def main() -> None:
                                                  "--register-conversion"], env=env)
     _say(f"operator running (pid {pid}), log: {log}")
 
+    example = REPO / "examples" / "sglang_pd.yaml"
+    _wait_for_conversion(example, log)
     _say("applying examples/llm-model.yaml and examples/sglang_pd.yaml")
     cluster.kubectl("apply", "-f", str(REPO / "examples" / "llm-model.yaml"))
-    cluster.kubectl("apply", "-f", str(REPO / "examples" / "sglang_pd.yaml"))
+    cluster.kubectl("apply", "-f", str(example))
 
     deadline = time.monotonic() + 180
     last = ""
     while time.monotonic() < deadline:
-        group = json.loads(cluster.kubectl("get", f"rolebasedgroups.v1alpha1.{GROUP_API}", GROUP, "-o", "json").stdout)
+        # In v1alpha2, the stored version: reading it needs no conversion.
+        group = json.loads(cluster.kubectl("get", f"rolebasedgroups.v1alpha2.{GROUP_API}", GROUP, "-o", "json").stdout)
         ready = next((c for c in (group.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
         line = f"Ready={ready['status']} ({ready['reason']}: {ready['message']})" if ready else "no status yet"
         if line != last:

@@ -352,8 +352,9 @@ def test_the_chart_container_started_as_kubernetes_starts_it_serves_and_reconcil
                            "metadata": {"name": "charted"},
                            "spec": {"roles": [{"name": "web", "standalonePattern": {"template": {
                                "spec": {"containers": C}}}}]}}, namespace)
+            stored = "rolebasedgroups.v1alpha2.workloads.x-k8s.io"
             wait_for("the group reconciled by the chart's container", lambda: (condition(
-                kubectl.get("rbg", "charted", namespace), "Ready") or {}).get("status") == "True", 90)
+                kubectl.get(stored, "charted", namespace), "Ready") or {}).get("status") == "True", 90)
             lease = kubectl.get("lease", deployment["metadata"]["name"], home)
             assert lease and lease["spec"]["holderIdentity"], lease
             # The webhook, with the chart's certificate from the mounted Secret: a ConversionReview
@@ -362,7 +363,7 @@ def test_the_chart_container_started_as_kubernetes_starts_it_serves_and_reconcil
             context.check_hostname = False  # the certificate names the Service, not 127.0.0.1
             review = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview", "request": {
                 "uid": "1", "desiredAPIVersion": "workloads.x-k8s.io/v1alpha1",
-                "objects": [kubectl.get("rbg", "charted", namespace)]}}
+                "objects": [kubectl.get(stored, "charted", namespace)]}}
             request = urllib.request.Request(f"https://127.0.0.1:{webhook_port}/convert",
                                              data=json.dumps(review).encode(),
                                              headers={"Content-Type": "application/json"})
