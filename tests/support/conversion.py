@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 
 from localcluster import crds
 from rbg_operator.webhook import CONVERTED_CRDS
@@ -31,3 +32,15 @@ def conversion_given_back(client: Kubectl):
             for name in CONVERTED_CRDS:
                 client.run("patch", "crd", name, "--type=merge", "-p", json.dumps({"spec": {"conversion": {
                     "webhook": {"clientConfig": {"url": None, "service": None, "caBundle": None, **before}}}}}))
+            _until_v1alpha1_reads(client)
+
+
+def _until_v1alpha1_reads(client: Kubectl, timeout: float = 30) -> None:
+    """The API server takes a moment to see a CRD's new conversion address: until v1alpha1 lists work
+    again, the next test's reads would still go to the address this block put there."""
+    deadline = time.monotonic() + timeout
+    for name in CONVERTED_CRDS:
+        plural, _, group = name.partition(".")
+        while client.run("get", f"{plural}.v1alpha1.{group}", "--all-namespaces", "-o", "name",
+                         check=False).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
