@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.readme import crd_upgrade_command
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,3 +89,9 @@ def test_a_broken_link_is_found(tmp_path: Path):
 def test_anchors_follow_github():
     assert anchor("Security: what one tenant cannot do to the others") == "security-what-one-tenant-cannot-do-to-the-others"
     assert anchor("`kubectl rbg` and revisions") == "kubectl-rbg-and-revisions"
+
+
+def test_the_readme_upgrading_section_gives_the_crd_command():
+    # Cluster tests run this command as users would; a README edit that loses it fails here first.
+    assert crd_upgrade_command() == ["kubectl", "apply", "--server-side", "--force-conflicts", "-f",
+                                     "charts/ack-rbgs/crds/"]
