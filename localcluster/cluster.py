@@ -417,7 +417,7 @@ def up() -> None:
         f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
         f"--service-cluster-ip-range={SERVICE_RANGE}", "--authorization-mode=RBAC", "--allow-privileged=true",
         f"--feature-gates={FEATURE_GATES}", f"--runtime-config={RUNTIME_CONFIG}",
-        # /debug/pprof only when asked for: it shows where the API server's CPU goes (README).
+        # /debug/pprof only when asked for: it shows where the API server's CPU goes (docs/development.md).
         f"--profiling={'true' if os.environ.get('RBG_APISERVER_PROFILING') else 'false'}",
         "--endpoint-reconciler-type=none",  # loopback cannot be an Endpoints address
         # As hardened clusters (OpenShift among them) do: setting blockOwnerDeletion on an owner

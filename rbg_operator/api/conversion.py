@@ -3,7 +3,7 @@
 Pure functions on objects as the API server sends them (wire form, camelCase). They follow the
 reference's mapping, so objects it stored convert alike, except where the reference loses data a
 user would expect to keep: there the data rides in a `conversion.workloads.x-k8s.io/*` annotation
-and comes back on the way home, so both round trips are the identity (README, "API versions"):
+and comes back on the way home, so both round trips are the identity (docs/api-versions.md):
 
 - a v1alpha1 restartPolicy that v1alpha2 cannot hold (on a standalone role, or
   RecreateRBGOnPodRestart) is kept in the role annotation RESTART_POLICY_KEY;

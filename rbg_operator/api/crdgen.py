@@ -231,7 +231,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
 def crd_specs() -> list[CrdSpec]:
     """The CRDs: RoleBasedGroup, RoleBasedGroupSet, the scaling adapter and ClusterEngineRuntimeProfile
     in v1alpha1 and v1alpha2 (stored; the first two converted by the operator's webhook), and the
-    v1alpha2-only CoordinatedPolicy, RoleInstanceSet and RoleInstance (README "API versions")."""
+    v1alpha2-only CoordinatedPolicy, RoleInstanceSet and RoleInstance (docs/api-versions.md)."""
     from . import v1alpha2
     from .engineruntime import ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus
     from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
@@ -258,8 +258,8 @@ def crd_specs() -> list[CrdSpec]:
                          "jsonPath": ".status.conditions[?(@.type=='RoleInstanceReady')].status"}, age]
     # v1alpha2 is stored, as in the reference: the operator, kubectl (which prefers the newest version),
     # the namespace controller and the garbage collector all read it without conversion, so only
-    # v1alpha1 clients need the conversion webhook and only they fail while it is down (README,
-    # "API versions"). Clusters that stored v1alpha1 (chart 0.1/0.2) are rewritten by
+    # v1alpha1 clients need the conversion webhook and only they fail while it is down
+    # (docs/api-versions.md). Clusters that stored v1alpha1 (chart 0.1/0.2) are rewritten by
     # `rbg-operator migrate-storage` (storage_migration.py).
     specs = [
         CrdSpec(

@@ -420,7 +420,7 @@ def spec_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
     """What the reference checks in its webhook and at reconcile time, at admission, each message
     naming the field (relative to the spec). Unlike the reference, a role without a pattern is
     refused here instead of failing every reconcile, and a templateRef without a patch counts as
-    an empty patch (README, "API versions")."""
+    an empty patch (docs/api-versions.md)."""
     return acting_problems(spec) + write_problems(spec)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -9,7 +10,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def crd_upgrade_command() -> list[str]:
     """The "Upgrading" section's `kubectl apply ... crds/` command, split into words."""
-    section = README.read_text().split("### Upgrading", 1)[1].split("\n### ", 1)[0]
+    after = README.read_text().split("### Upgrading", 1)[1]
+    section = re.split(r"\n#{1,3} ", after, maxsplit=1)[0]  # up to the next heading of any level
     line = next(line for line in section.splitlines() if line.startswith("kubectl apply") and "crds" in line)
     return line.split()
 

@@ -1,5 +1,5 @@
 """Conversion between v1alpha1 and v1alpha2: both round trips are the identity for objects the
-models accept (README, "API versions"), and the v1alpha2 side has the reference's shape."""
+models accept (docs/api-versions.md), and the v1alpha2 side has the reference's shape."""
 
 from __future__ import annotations
 
