@@ -13,17 +13,16 @@ import argparse
 import asyncio
 import sys
 
-from . import naming
+from . import kinds, naming
 from .api import conversion
 from .desired.rollout import revision_label
 from .kube import KINDS, Kube
 
-RBG = KINDS[(naming.API_VERSION, "RoleBasedGroup")]
-REVISIONS = KINDS[("apps/v1", "ControllerRevision")]
-PODS = KINDS[("v1", "Pod")]
-WORKLOADS = [KINDS[("apps/v1", "StatefulSet")], KINDS[("apps/v1", "Deployment")],
-             KINDS[("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")],
-             KINDS[(naming.RIS_API_VERSION, "RoleInstanceSet")]]
+RBG = KINDS[kinds.ROLE_BASED_GROUP]
+REVISIONS = KINDS[kinds.CONTROLLER_REVISION]
+PODS = KINDS[kinds.POD]
+WORKLOADS = [KINDS[kinds.STATEFUL_SET], KINDS[kinds.DEPLOYMENT], KINDS[kinds.LEADER_WORKER_SET],
+             KINDS[kinds.ROLE_INSTANCE_SET]]
 
 
 class PluginError(Exception):

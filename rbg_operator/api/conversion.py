@@ -36,18 +36,16 @@ import orjson
 import pydantic
 
 from ..bounded_json import deeper_than
+from ..kinds import API_VERSION as V2, API_VERSION_V1ALPHA1 as V1, ROLE_INSTANCE_SET
 from ..bounded_json import dumps as dumps_with_raw
 from .common import ApiModel
 from .errors import describe
 from .rolebasedgroup import V2_FIELDS_KEY  # noqa: F401 - defined beside the model that reads it
 from .rolebasedgroup import Coordination, PodGroupPolicy
-from .v1alpha2 import V1_RESTART_POLICIES, V1_RESTART_POLICY_KEY, CustomComponentsPattern, RestartPolicyConfig
+from .v1alpha2 import (V1_RESTART_POLICIES, V1_RESTART_POLICY_KEY, WORKLOAD_TYPE_KEY, CustomComponentsPattern,
+                       RestartPolicyConfig)
 
-V1 = "workloads.x-k8s.io/v1alpha1"
-V2 = "workloads.x-k8s.io/v1alpha2"
-
-WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
-DEFAULT_WORKLOAD = ("workloads.x-k8s.io/v1alpha2", "RoleInstanceSet")
+DEFAULT_WORKLOAD = ROLE_INSTANCE_SET
 GANG_KEY = "rbg.workloads.x-k8s.io/group-gang-scheduling"
 GANG_TIMEOUT_KEY = "rbg.workloads.x-k8s.io/group-gang-scheduling-timeout"
 GANG_QUEUE_KEY = "rbg.workloads.x-k8s.io/group-gang-scheduling-volcano-queue"

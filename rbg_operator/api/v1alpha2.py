@@ -31,16 +31,18 @@ from .common import (
     json_size,
     resolve,
 )
-from .rolebasedgroup import (LIST_MAP_BY_NAME, LEADERWORKERSET, ROLEINSTANCESET, Coordination, EngineRuntime,
+from .. import kinds
+from ..kinds import LEADER_WORKER_SET, ROLE_INSTANCE_SET as ROLE_INSTANCE_SET_KEY
+from .rolebasedgroup import (LIST_MAP_BY_NAME, Coordination, EngineRuntime,
                              PodGroupPolicy, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy, Workload,
                              dependency_cycle, gang_minimum_problems, name_problems, GANG_ROLE_MINIMUMS)
 from .rolebasedgroupset import set_fanout
 
-API_VERSION = "workloads.x-k8s.io/v1alpha2"
 WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
-ROLE_INSTANCE_SET = "workloads.x-k8s.io/v1alpha2/RoleInstanceSet"
-WORKLOAD_TYPES = (ROLE_INSTANCE_SET, "apps/v1/StatefulSet", "apps/v1/Deployment",
-                  "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet")
+# The annotation's values: "apiVersion/kind" of a workload kind.
+ROLE_INSTANCE_SET = "/".join(ROLE_INSTANCE_SET_KEY)
+WORKLOAD_TYPES = tuple("/".join(key) for key in (ROLE_INSTANCE_SET_KEY, kinds.STATEFUL_SET, kinds.DEPLOYMENT,
+                                                   LEADER_WORKER_SET))
 RESTART_POLICIES = Literal["None", "RecreateRoleInstanceOnPodRestart"]
 # A role annotation of conversion's (api/conversion.py): the v1alpha1 restartPolicy of a role that
 # v1alpha2 has no place for (a standalone role's, or RecreateRBGOnPodRestart). The operator acts
@@ -169,7 +171,7 @@ class RoleV2(ApiModel):
 
     @property
     def runs_as_instance_set(self) -> bool:
-        return self.workload.key == ROLEINSTANCESET
+        return self.workload.key == ROLE_INSTANCE_SET_KEY
 
     @property
     def workload(self) -> Workload:
@@ -396,11 +398,11 @@ class CoordinatedPolicyStatus(ApiModel):
 def _workload_problems(where: str, role: RoleV2) -> list[str]:
     """Patterns a workload kind cannot run (v1alpha1 refuses the same in its own terms)."""
     kind, key = role.workload.kind, f"{where}.annotations[{WORKLOAD_TYPE_KEY}]"
-    if role.leader_worker_pattern is not None and role.workload.key not in (LEADERWORKERSET, ROLEINSTANCESET):
+    if role.leader_worker_pattern is not None and role.workload.key not in (LEADER_WORKER_SET, ROLE_INSTANCE_SET_KEY):
         return [f"{key}: a {kind} cannot run leaderWorkerPattern; use LeaderWorkerSet or RoleInstanceSet"]
-    if role.custom_components_pattern is not None and role.workload.key != ROLEINSTANCESET:
+    if role.custom_components_pattern is not None and role.workload.key != ROLE_INSTANCE_SET_KEY:
         return [f"{key}: a {kind} cannot run customComponentsPattern; use RoleInstanceSet"]
-    if (role.workload.key == LEADERWORKERSET and role.leader_worker_pattern is not None
+    if (role.workload.key == LEADER_WORKER_SET and role.leader_worker_pattern is not None
             and role.leader_worker_pattern.template_ref is not None):
         return [f"{where}.leaderWorkerPattern.templateRef: not allowed for LeaderWorkerSet roles"]
     return []

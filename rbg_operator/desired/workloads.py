@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import naming
+from .. import kinds, naming
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .discovery import inject
 from .engineruntime import inject_engine_runtimes
@@ -119,7 +119,7 @@ def role_workload(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions =
     templates = role_pod_templates(group, role, options, v2_pod_keys)
     metadata = child_metadata(group, role, naming.workload_name(group.name, role.name))
     if role.workload.kind == "RoleInstanceSet":
-        workload = {"apiVersion": naming.RIS_API_VERSION, "kind": "RoleInstanceSet",
+        workload = {"apiVersion": kinds.API_VERSION, "kind": "RoleInstanceSet",
                     "spec": instance_set_spec(group, role, templates, plan.partition, plan.max_unavailable)}
         metadata = instance_set_metadata(role, metadata)
     else:
