@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+from ..timestamps import now
 
 
 def merge(previous: list[dict] | None, desired: list[dict], generation: int,
