@@ -36,6 +36,7 @@ from ..kinds import LEADER_WORKER_SET, ROLE_INSTANCE_SET as ROLE_INSTANCE_SET_KE
 from .rolebasedgroup import (LIST_MAP_BY_NAME, Coordination, EngineRuntime,
                              PodGroupPolicy, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy, Workload,
                              dependency_cycle, gang_minimum_problems, name_problems, GANG_ROLE_MINIMUMS)
+from .kept import kept_coordination, pod_group_policy
 from .rolebasedgroupset import set_fanout
 
 WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
@@ -302,7 +303,6 @@ class RoleBasedGroupV2(ApiModel):
     def pod_group_policy(self) -> PodGroupPolicy | None:
         """The group's gang scheduling, from its gang annotations (and the v1alpha1
         podGroupPolicy that conversion keeps beside them, which can say more)."""
-        from .conversion import pod_group_policy  # conversion builds on this module
         policy = pod_group_policy(self.annotations)
         return PodGroupPolicy.model_validate(policy) if policy is not None else None
 
@@ -310,7 +310,6 @@ class RoleBasedGroupV2(ApiModel):
     def coordination(self) -> list[Coordination]:
         """The rules a v1alpha1 `coordination` had, which conversion keeps in an annotation (the
         reference makes a CoordinatedPolicy of them; this operator paces by them directly)."""
-        from .conversion import kept_coordination
         return [Coordination.model_validate(rule) for rule in kept_coordination(self.annotations)]
 
 
