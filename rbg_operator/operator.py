@@ -22,6 +22,7 @@ from pathlib import Path
 import kopf
 
 from . import kinds, kubeconfig, metrics, storage_migration, webhook
+from .controller import conditions
 from .controller.reconciler import Reconciler
 from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
@@ -103,9 +104,8 @@ class Runtime:
         if body is None:
             self.ready_by_group.pop((namespace, name), None)
         else:
-            ready = next((c["status"] for c in (body.get("status") or {}).get("conditions") or []
-                          if c["type"] == "Ready"), "Unknown")
-            self.ready_by_group[(namespace, name)] = ready
+            ready = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
+            self.ready_by_group[(namespace, name)] = ready["status"] if ready else "Unknown"
         for state in ("True", "False", "Unknown"):
             metrics.groups.labels(state).set(sum(1 for v in self.ready_by_group.values() if v == state))
 

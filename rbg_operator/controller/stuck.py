@@ -13,6 +13,7 @@ import datetime
 
 from .. import naming
 from ..timestamps import parse
+from .conditions import is_ready
 
 STUCK_AFTER_SECONDS = 60
 # The kubelet stamps a pod's startTime and its first Ready=False in the same status update; a
@@ -31,10 +32,9 @@ def unschedulable(pod: dict) -> bool:
 def never_ready(pod: dict) -> bool:
     """Ready has never been true: the pod never started, or its Ready condition has not moved
     since the pod started."""
-    conditions = _conditions(pod)
-    ready = conditions.get("Ready")
-    if ready is not None and ready.get("status") == "True":
+    if is_ready(pod):
         return False
+    ready = _conditions(pod).get("Ready")
     started = (pod.get("status") or {}).get("startTime")
     if unschedulable(pod) or not started or ready is None or not ready.get("lastTransitionTime"):
         return True

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 
 from .. import kinds, naming
+from ..hashing import json_digest
 from ..api.conversion import FAILED_KEY
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .meta import owner_reference
@@ -37,7 +36,7 @@ def role_pod_selector(group: str, role: RoleV2) -> str:
 
 
 def template_hash(template: dict) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+    return json_digest(template)
 
 
 def member_template_hash(group_set: dict) -> str:
