@@ -33,14 +33,14 @@ import urllib.request
 from pathlib import Path
 
 from localcluster import cluster, crds
-from rbg_operator import naming
+from rbg_operator import kinds
 from rbg_operator.api.v1alpha2 import WORKLOAD_TYPE_KEY, RoleBasedGroupV2
 from rbg_operator.desired import group_children, role_children
 from rbg_operator.kube import KINDS, ApiError, Kind, Kube
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-RBG_KEY = (naming.API_VERSION, "RoleBasedGroup")
+RBG_KEY = kinds.ROLE_BASED_GROUP
 RBG = KINDS[RBG_KEY]
 CONCURRENCY = 32
 

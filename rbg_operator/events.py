@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .controller.conditions import now
+from .timestamps import now
 from .kube import Kube, namespace_terminating
 
 log = logging.getLogger(__name__)

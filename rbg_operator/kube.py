@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 import tenacity
 from aiolimiter import AsyncLimiter
-from . import bounded_json, kubeconfig, metrics, naming
+from . import bounded_json, kinds, kubeconfig, metrics, naming
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ class Kind:
     kind: str
     plural: str
     namespaced: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.api_version, self.kind)
 
     def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
         prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
@@ -47,32 +51,32 @@ class Kind:
 
 
 KINDS = {
-    (k.api_version, k.kind): k
+    k.key: k
     for k in [
-        Kind("apps/v1", "StatefulSet", "statefulsets"),
-        Kind("apps/v1", "Deployment", "deployments"),
-        Kind("apps/v1", "ControllerRevision", "controllerrevisions"),
-        Kind("v1", "Service", "services"),
-        Kind("v1", "ConfigMap", "configmaps"),
-        Kind("v1", "Pod", "pods"),
-        Kind("v1", "Event", "events"),
-        Kind("v1", "Namespace", "namespaces", namespaced=False),
-        Kind("workloads.x-k8s.io/v1alpha2", "CoordinatedPolicy", "coordinatedpolicies"),
-        Kind("workloads.x-k8s.io/v1alpha2", "RoleInstanceSet", "roleinstancesets"),
-        Kind("workloads.x-k8s.io/v1alpha2", "RoleInstance", "roleinstances"),
-        Kind(naming.API_VERSION, "ClusterEngineRuntimeProfile", "clusterengineruntimeprofiles", namespaced=False),
-        Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
-        Kind("v1", "ServiceAccount", "serviceaccounts"),
-        Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets"),
-        Kind("scheduling.x-k8s.io/v1alpha1", "PodGroup", "podgroups"),
-        Kind("scheduling.volcano.sh/v1beta1", "PodGroup", "podgroups"),
-        Kind("scheduling.k8s.io/v1beta1", "Workload", "workloads"),
-        Kind("scheduling.k8s.io/v1beta1", "PodGroup", "podgroups"),
-        Kind("scheduling.k8s.io/v1alpha3", "CompositePodGroup", "compositepodgroups"),
-        Kind("coordination.k8s.io/v1", "Lease", "leases"),
-        Kind(naming.API_VERSION, "RoleBasedGroup", "rolebasedgroups"),
-        Kind(naming.API_VERSION, "RoleBasedGroupScalingAdapter", "rolebasedgroupscalingadapters"),
-        Kind(naming.API_VERSION, "RoleBasedGroupSet", "rolebasedgroupsets"),
+        Kind(*kinds.STATEFUL_SET, "statefulsets"),
+        Kind(*kinds.DEPLOYMENT, "deployments"),
+        Kind(*kinds.CONTROLLER_REVISION, "controllerrevisions"),
+        Kind(*kinds.SERVICE, "services"),
+        Kind(*kinds.CONFIG_MAP, "configmaps"),
+        Kind(*kinds.POD, "pods"),
+        Kind(*kinds.EVENT, "events"),
+        Kind(*kinds.NAMESPACE, "namespaces", namespaced=False),
+        Kind(*kinds.COORDINATED_POLICY, "coordinatedpolicies"),
+        Kind(*kinds.ROLE_INSTANCE_SET, "roleinstancesets"),
+        Kind(*kinds.ROLE_INSTANCE, "roleinstances"),
+        Kind(*kinds.ENGINE_RUNTIME_PROFILE, "clusterengineruntimeprofiles", namespaced=False),
+        Kind(*kinds.CUSTOM_RESOURCE_DEFINITION, "customresourcedefinitions", namespaced=False),
+        Kind(*kinds.SERVICE_ACCOUNT, "serviceaccounts"),
+        Kind(*kinds.LEADER_WORKER_SET, "leaderworkersets"),
+        Kind(*kinds.COSCHEDULING_POD_GROUP, "podgroups"),
+        Kind(*kinds.VOLCANO_POD_GROUP, "podgroups"),
+        Kind(*kinds.NATIVE_WORKLOAD, "workloads"),
+        Kind(*kinds.NATIVE_POD_GROUP, "podgroups"),
+        Kind(*kinds.NATIVE_COMPOSITE_POD_GROUP, "compositepodgroups"),
+        Kind(*kinds.LEASE, "leases"),
+        Kind(*kinds.ROLE_BASED_GROUP, "rolebasedgroups"),
+        Kind(*kinds.SCALING_ADAPTER, "rolebasedgroupscalingadapters"),
+        Kind(*kinds.GROUP_SET, "rolebasedgroupsets"),
     ]
 }
 

@@ -21,6 +21,8 @@ from typing import Any
 import kopf
 import yaml
 
+from . import timestamps
+
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_MAX_AGE = 60.0  # kubelet rotates projected tokens well before they expire; re-read often
 EXEC_PLUGIN_TIMEOUT = 60.0  # a credential plugin that hangs must not hold every request for ever
@@ -172,6 +174,6 @@ async def _run_exec_plugin(config: dict) -> tuple[str, float]:
                           "(client certificates from plugins are not supported)")
     lifetime = TOKEN_MAX_AGE * 5
     if status.get("expirationTimestamp"):
-        expires = datetime.datetime.fromisoformat(status["expirationTimestamp"].replace("Z", "+00:00"))
+        expires = timestamps.parse(status["expirationTimestamp"])
         lifetime = max(0.0, (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds() - 30)
     return status["token"], lifetime

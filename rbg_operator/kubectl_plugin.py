@@ -13,17 +13,17 @@ import argparse
 import asyncio
 import sys
 
-from . import naming
+from . import kinds, naming
 from .api import conversion
+from .controller import conditions
 from .desired.rollout import revision_label
 from .kube import KINDS, Kube
 
-RBG = KINDS[(naming.API_VERSION, "RoleBasedGroup")]
-REVISIONS = KINDS[("apps/v1", "ControllerRevision")]
-PODS = KINDS[("v1", "Pod")]
-WORKLOADS = [KINDS[("apps/v1", "StatefulSet")], KINDS[("apps/v1", "Deployment")],
-             KINDS[("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")],
-             KINDS[(naming.RIS_API_VERSION, "RoleInstanceSet")]]
+RBG = KINDS[kinds.ROLE_BASED_GROUP]
+REVISIONS = KINDS[kinds.CONTROLLER_REVISION]
+PODS = KINDS[kinds.POD]
+WORKLOADS = [KINDS[kinds.STATEFUL_SET], KINDS[kinds.DEPLOYMENT], KINDS[kinds.LEADER_WORKER_SET],
+             KINDS[kinds.ROLE_INSTANCE_SET]]
 
 
 class PluginError(Exception):
@@ -111,10 +111,6 @@ async def undo(kube: Kube, namespace: str, name: str, to_revision: int | None) -
     return f"rolebasedgroup.workloads.x-k8s.io/{name} rolled back to revision {target.get('revision')}"
 
 
-def _ready(obj: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
-
-
 async def status(kube: Kube, namespace: str, name: str) -> str:
     group = await _group(kube, namespace, name)
     selector = f"{naming.LABEL_GROUP_NAME}={name}"
@@ -126,7 +122,7 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
         except Exception:  # LeaderWorkerSet may not be installed
             continue
     pods = await kube.list(PODS, namespace, selector)
-    ready = next((c for c in (group.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
+    ready = conditions.find((group.get("status") or {}).get("conditions"), "Ready")
     lines = [f"RoleBasedGroup {namespace}/{name}: Ready={ready['status'] if ready else 'Unknown'}"
              + (f" ({ready['reason']}: {ready['message']})" if ready else "")]
     roles = group["spec"]["roles"]
@@ -148,7 +144,7 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
             restarts = sum(c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses", []))
             phase = (pod.get("status") or {}).get("phase", "Unknown")
             lines.append(f"{stem}{pod_branch}pod {pod['metadata']['name']}: {phase}, "
-                         f"{'ready' if _ready(pod) else 'not ready'}, restarts {restarts}, "
+                         f"{'ready' if conditions.is_ready(pod) else 'not ready'}, restarts {restarts}, "
                          f"node {pod['spec'].get('nodeName') or '-'}")
     return "\n".join(lines)
 

@@ -14,25 +14,17 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import os
 import socket
 import uuid
 
-from . import metrics
+from . import kinds, metrics
+from .timestamps import micro_stamp, utc_now
 from .kube import KINDS, ApiError, Kube
 
 log = logging.getLogger(__name__)
-LEASE = KINDS[("coordination.k8s.io/v1", "Lease")]
-
-
-def _micro(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _wall() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+LEASE = KINDS[kinds.LEASE]
 
 
 RECORD_FIELDS = ("holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime", "leaseTransitions")
@@ -66,13 +58,13 @@ class LeaderElector:
     async def _try(self) -> bool:
         """One attempt to acquire or renew the Lease; True while we hold it."""
         lease = await self.kube.get(LEASE, self.namespace, self.name)
-        now = _wall()
+        now = utc_now()
         mine = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_seconds),
-                "renewTime": _micro(now)}
+                "renewTime": micro_stamp(now)}
         if lease is None:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            body = {"apiVersion": LEASE.api_version, "kind": LEASE.kind,
                     "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": {**mine, "acquireTime": _micro(now), "leaseTransitions": 0}}
+                    "spec": {**mine, "acquireTime": micro_stamp(now), "leaseTransitions": 0}}
             try:
                 self._observe((await self.kube.create(body))["spec"])
                 return True
@@ -87,7 +79,7 @@ class LeaderElector:
         if holder and holder != self.identity and self._now() < self.observed_at + duration:
             return False  # another holder's record changed within its lease duration: still valid
         if holder != self.identity:
-            mine.update(acquireTime=_micro(now), leaseTransitions=(held.get("leaseTransitions") or 0) + 1)
+            mine.update(acquireTime=micro_stamp(now), leaseTransitions=(held.get("leaseTransitions") or 0) + 1)
         lease["spec"] = {**held, **mine}
         try:  # the resourceVersion in `lease` makes this a compare-and-swap
             self._observe((await self.kube.replace(lease))["spec"])
@@ -145,7 +137,7 @@ class LeaderElector:
         try:
             lease = await asyncio.wait_for(self.kube.get(LEASE, self.namespace, self.name), timeout=2)
             if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1, renewTime=_micro(_wall()))
+                lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1, renewTime=micro_stamp(utc_now()))
                 await asyncio.wait_for(self.kube.replace(lease), timeout=2)
                 log.info("released the Lease %s/%s", self.namespace, self.name)
         except Exception as error:  # it expires by itself

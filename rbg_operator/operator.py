@@ -2,7 +2,7 @@
 
 Every watched kind has a reflector of our own (controller/reflector.py: list, replace, watch,
 filtered by the group label on the server for children), which feeds the store; each event
-then wakes the reconciles that WAKES, the one table below, says read that object. kopf is the
+then wakes the reconciles that the wake table (controller/wakes.py) says read that object. kopf is the
 framework around it: start-up and clean-up, login, liveness and the admission webhook.
 Workers reconcile queued keys one at a time per key.
 """
@@ -17,14 +17,12 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import kopf
 
-from . import kubeconfig, metrics, naming, storage_migration, webhook
-from .controller import policy
-from .desired import engineruntime
+from . import kinds, kubeconfig, metrics, storage_migration, webhook
+from .controller import conditions
 from .controller.reconciler import Reconciler
 from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
@@ -34,6 +32,8 @@ from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import FOR_GOOD, Store, resource_version
 from .controller.store import writer as store_writer
 from .controller.together import together
+from .controller.wakes import (ADAPTER, CONTROLLERS_OF_KIND, GROUP, GROUP_SET, INSTANCE_SET, KIND_OF_CONTROLLER,
+                               ROLE_INSTANCE, WATCHED, Key, selector_matches, woken)
 from .desired.options import BuildOptions
 from .controller.workqueue import WorkQueue
 from .events import EventRecorder
@@ -42,20 +42,6 @@ from .kube import KINDS, Kind, Kube, namespace_terminating
 from .liveness import LIVENESS
 
 log = logging.getLogger(__name__)
-
-# (controller, namespace, name): one queue serves the three kinds, each key reconciled alone.
-Key = tuple[str, str, str]
-GROUP, ADAPTER, GROUP_SET = "rolebasedgroup", "rolebasedgroupscalingadapter", "rolebasedgroupset"
-INSTANCE_SET, ROLE_INSTANCE = "roleinstanceset", "roleinstance"
-KIND_OF_CONTROLLER = {GROUP: (naming.API_VERSION, "RoleBasedGroup"),
-                      ADAPTER: (naming.API_VERSION, "RoleBasedGroupScalingAdapter"),
-                      GROUP_SET: (naming.API_VERSION, "RoleBasedGroupSet"),
-                      INSTANCE_SET: (naming.RIS_API_VERSION, "RoleInstanceSet"),
-                      ROLE_INSTANCE: (naming.RIS_API_VERSION, "RoleInstance")}
-
-CONTROLLERS_OF_KIND: dict[tuple[str, str], list[str]] = {}
-for _controller, _kind in KIND_OF_CONTROLLER.items():
-    CONTROLLERS_OF_KIND.setdefault(_kind, []).append(_controller)
 
 
 @dataclasses.dataclass
@@ -106,16 +92,20 @@ class Runtime:
     elector: LeaderElector | None = None
     reported: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
     posting: set[asyncio.Task] = dataclasses.field(default_factory=set)
+    coalesce_seconds: float = Settings.coalesce_seconds  # how long a child's change waits to wake its owner
+
+    def reads_pods(self, namespace: str, group: str) -> bool:
+        """Whether the group's reconcile acts on its pods' changes (the wake table asks)."""
+        return self.restarts is not None and self.restarts.reads_pods(namespace, group)
 
     def count_groups(self, namespace: str, name: str) -> None:
         """Keep rbg_operator_groups{ready} current, one group at a time."""
-        body = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, name)
+        body = self.store.get(*kinds.ROLE_BASED_GROUP, namespace, name)
         if body is None:
             self.ready_by_group.pop((namespace, name), None)
         else:
-            ready = next((c["status"] for c in (body.get("status") or {}).get("conditions") or []
-                          if c["type"] == "Ready"), "Unknown")
-            self.ready_by_group[(namespace, name)] = ready
+            ready = conditions.find((body.get("status") or {}).get("conditions"), "Ready")
+            self.ready_by_group[(namespace, name)] = ready["status"] if ready else "Unknown"
         for state in ("True", "False", "Unknown"):
             metrics.groups.labels(state).set(sum(1 for v in self.ready_by_group.values() if v == state))
 
@@ -152,7 +142,7 @@ class Runtime:
             metrics.workqueue_depth.labels("rbg").set(len(self.queue))
 
     def deliver(self, event_type: str, obj: dict) -> None:
-        """A reflector's event: refresh the store, then wake what WAKES says reads this object,
+        """A reflector's event: refresh the store, then wake what the wake table says reads this object,
         except the reconcile whose own write this event only echoes."""
         meta = obj["metadata"]
         if ignored(meta.get("namespace")):
@@ -172,10 +162,9 @@ class Runtime:
             wakes, unless = seen.news or seen.written_by is not None, seen.written_by
         if not wakes:
             return
-        for wake in WAKES_BY_KIND.get(kind, ()):
-            for key in wake.targets(self, obj):
-                if key != unless:
-                    self.queue.add_after(key, wake.delay())
+        for key, delay in woken(self, obj, self.coalesce_seconds):
+            if key != unless:
+                self.queue.add_after(key, delay)
 
     def unreadable(self, kind: Kind, meta: dict, reason: str) -> None:
         """A reflector left an object out of the store: say so once per version of it, in the log,
@@ -218,17 +207,6 @@ def ignored(namespace: str | None) -> bool:
     return bool(namespace) and any(fnmatch.fnmatchcase(namespace, glob) for glob in SETTINGS.ignore_namespaces)
 
 
-def _owning_group(obj: dict) -> tuple[str, str] | None:
-    meta = obj["metadata"]
-    for owner in meta.get("ownerReferences", []) or []:
-        # Any version of ours: children made while groups were stored in v1alpha1 name that version.
-        if (owner.get("controller") and owner.get("kind") == "RoleBasedGroup"
-                and str(owner.get("apiVersion", "")).partition("/")[0] == naming.GROUP):
-            return (meta["namespace"], owner["name"])
-    group = (meta.get("labels") or {}).get(naming.LABEL_GROUP_NAME)
-    return (meta["namespace"], group) if group else None
-
-
 @kopf.on.login()
 async def login(**_) -> kopf.ConnectionInfo:
     """kopf (the webhook's registration) uses the same credentials as our client."""
@@ -260,7 +238,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
         GROUP_SET: GroupSetReconciler(kube, store, recorder),
         INSTANCE_SET: InstanceSetReconciler(kube, store, recorder),
         ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder),
-    })
+    }, coalesce_seconds=SETTINGS.coalesce_seconds)
     runtime.restarts = restarts
     runtime.recorder = recorder
     runtime.reflectors = reflectors(kube, store, runtime.deliver, SETTINGS.namespaces,
@@ -320,48 +298,6 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> dict:
         settings.admission.managed = SETTINGS.webhook_configuration
     return webhook.conversion_client_config(ca.read_bytes(), SETTINGS.conversion_service,
                                             f"https://{url_host}:{port}/convert")
-
-
-# Server-side filter of every child kind: only objects a group made are listed and watched, so
-# the operator's memory and per-event work do not grow with what else runs on the cluster.
-# Anyone may set a label: what a child kind's object holds is kept only when one of our kinds
-# controls it (store.py's _slim_child), and nothing is written without that check (control.py).
-CHILD_SELECTOR = naming.LABEL_GROUP_NAME
-# Pods of RoleInstances made without a group (created directly, or by a RoleInstanceSet made
-# directly) carry the instance's label and not the group's: a second pod watch, disjoint from
-# the first, so each pod comes from exactly one of them.
-INSTANCE_POD_SELECTOR = f"{naming.LABEL_V2_INSTANCE_NAME},!{naming.LABEL_GROUP_NAME}"
-COORDINATED_POLICY = (policy.API_VERSION, policy.KIND)
-ENGINE_PROFILE = (engineruntime.API_VERSION, engineruntime.KIND)  # cluster-scoped
-WATCHED = [
-    ((naming.API_VERSION, "RoleBasedGroup"), None),
-    ((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), None),
-    ((naming.API_VERSION, "RoleBasedGroupSet"), None),
-    (COORDINATED_POLICY, None),
-    (ENGINE_PROFILE, None),
-    # Only this operator makes these (a set made by hand has no group label): watched unfiltered.
-    (KIND_OF_CONTROLLER[INSTANCE_SET], None),
-    (KIND_OF_CONTROLLER[ROLE_INSTANCE], None),
-    (("apps/v1", "StatefulSet"), CHILD_SELECTOR),
-    (("apps/v1", "Deployment"), CHILD_SELECTOR),
-    (("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"), CHILD_SELECTOR),
-    (("v1", "Service"), CHILD_SELECTOR),
-    (("v1", "ConfigMap"), CHILD_SELECTOR),
-    (("scheduling.x-k8s.io/v1alpha1", "PodGroup"), CHILD_SELECTOR),
-    (("scheduling.volcano.sh/v1beta1", "PodGroup"), CHILD_SELECTOR),
-    (("scheduling.k8s.io/v1beta1", "Workload"), CHILD_SELECTOR),
-    (("scheduling.k8s.io/v1beta1", "PodGroup"), CHILD_SELECTOR),
-    (("scheduling.k8s.io/v1alpha3", "CompositePodGroup"), CHILD_SELECTOR),
-    (("v1", "Pod"), CHILD_SELECTOR),
-    (("v1", "Pod"), INSTANCE_POD_SELECTOR),
-    (("apps/v1", "ControllerRevision"), CHILD_SELECTOR),
-]
-
-
-def selector_matches(selector: str | None, labels: dict) -> bool:
-    """Whether labels match a selector of the forms WATCHED uses: `key` and `!key`, joined by commas."""
-    return all((term[1:] not in labels) if term.startswith("!") else (term in labels)
-               for term in (selector or "").split(",") if term)
 
 
 def _within(selector: str | None, store: Store, deliver):
@@ -425,97 +361,3 @@ async def stop(memo: kopf.Memo, **_) -> None:
     await runtime.kube.close()
 
 
-# -- What wakes what ------------------------------------------------------------------------
-# As controller-runtime's For/Owns/Watches read: for each watched kind, which reconciles an
-# event of one of its objects wakes, and how soon. Children wait a short while (a burst of
-# their changes costs one reconcile); a change to the reconciled object itself does not.
-
-def _now() -> float:
-    return 0.0
-
-
-def _coalesced() -> float:
-    return SETTINGS.coalesce_seconds
-
-
-def _itself(controller: str) -> Callable[[Runtime, dict], Iterable[Key]]:
-    def targets(runtime: Runtime, obj: dict) -> Iterable[Key]:
-        return [(controller, obj["metadata"]["namespace"], obj["metadata"]["name"])]
-    return targets
-
-
-def _controlling_group(runtime: Runtime, obj: dict) -> Iterable[Key]:
-    owner = _owning_group(obj)
-    return [(GROUP, *owner)] if owner is not None else []
-
-
-def _adapters_of_group(runtime: Runtime, group: dict) -> Iterable[Key]:
-    """Adapters read their group's roles and role statuses."""
-    namespace, name = group["metadata"]["namespace"], group["metadata"]["name"]
-    return [(ADAPTER, namespace, a["metadata"]["name"])
-            for a in runtime.store.in_namespace(naming.API_VERSION, "RoleBasedGroupScalingAdapter", namespace)
-            if ((a.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name]
-
-
-def _set_of_group(runtime: Runtime, group: dict) -> Iterable[Key]:
-    """A set reads its members' status."""
-    name = (group["metadata"].get("labels") or {}).get(naming.LABEL_SET_NAME)
-    return [(GROUP_SET, group["metadata"]["namespace"], name)] if name else []
-
-
-def _groups_naming_profile(runtime: Runtime, profile: dict) -> Iterable[Key]:
-    """Groups whose roles name the profile in engineRuntimes (profiles change seldom: a scan)."""
-    name = profile["metadata"]["name"]
-    for namespace, group in runtime.store.keys(naming.API_VERSION, "RoleBasedGroup"):
-        body = runtime.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, group) or {}
-        if any(r.get("profileName") == name for role in (body.get("spec") or {}).get("roles") or []
-               for r in role.get("engineRuntimes") or []):
-            yield GROUP, namespace, group
-
-
-def _controller_of(kind: tuple[str, str], controller: str) -> Callable[[Runtime, dict], Iterable[Key]]:
-    """The reconcile of the object of `kind` that controls the object (its owner reference)."""
-    def targets(runtime: Runtime, obj: dict) -> Iterable[Key]:
-        for owner in obj["metadata"].get("ownerReferences") or []:
-            if owner.get("controller") and (owner.get("apiVersion"), owner.get("kind")) == kind:
-                return [(controller, obj["metadata"]["namespace"], owner["name"])]
-        return []
-    return targets
-
-
-def _group_reading_pods(runtime: Runtime, pod: dict) -> Iterable[Key]:
-    """Only a group with a restart policy reads its pods (restart counts, losses, the end of a
-    recreation); other pod changes reach their group through the workload's status."""
-    owner = _owning_group(pod)
-    return [(GROUP, *owner)] if owner is not None and runtime.restarts.reads_pods(*owner) else []
-
-
-@dataclasses.dataclass(frozen=True)
-class Wake:
-    kind: tuple[str, str]
-    targets: Callable[[Runtime, dict], Iterable[Key]]
-    delay: Callable[[], float]
-
-
-CHILD_KINDS = [kind for kind, selector in WATCHED if selector == CHILD_SELECTOR and kind != ("v1", "Pod")]
-WAKES = [
-    Wake((naming.API_VERSION, "RoleBasedGroup"), _itself(GROUP), _now),
-    Wake((naming.API_VERSION, "RoleBasedGroup"), _adapters_of_group, _now),
-    Wake((naming.API_VERSION, "RoleBasedGroup"), _set_of_group, _now),
-    Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _itself(ADAPTER), _now),
-    Wake((naming.API_VERSION, "RoleBasedGroupScalingAdapter"), _controlling_group, _coalesced),
-    Wake((naming.API_VERSION, "RoleBasedGroupSet"), _itself(GROUP_SET), _now),
-    Wake(COORDINATED_POLICY, _itself(GROUP), _now),  # a policy binds to the group of its own name
-    Wake(ENGINE_PROFILE, _groups_naming_profile, _coalesced),
-    Wake(KIND_OF_CONTROLLER[INSTANCE_SET], _itself(INSTANCE_SET), _now),
-    Wake(KIND_OF_CONTROLLER[INSTANCE_SET], _controlling_group, _coalesced),
-    Wake(KIND_OF_CONTROLLER[ROLE_INSTANCE], _itself(ROLE_INSTANCE), _now),
-    Wake(KIND_OF_CONTROLLER[ROLE_INSTANCE], _controller_of(KIND_OF_CONTROLLER[INSTANCE_SET], INSTANCE_SET),
-         _coalesced),
-    Wake(("v1", "Pod"), _controller_of(KIND_OF_CONTROLLER[ROLE_INSTANCE], ROLE_INSTANCE), _coalesced),
-    *(Wake(kind, _controlling_group, _coalesced) for kind in CHILD_KINDS),
-    Wake(("v1", "Pod"), _group_reading_pods, _coalesced),
-]
-WAKES_BY_KIND: dict[tuple[str, str], list[Wake]] = {}
-for _wake in WAKES:
-    WAKES_BY_KIND.setdefault(_wake.kind, []).append(_wake)

@@ -23,18 +23,18 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from . import naming
+from . import kinds
 from .api.conversion import FAILED_KEY
 from .kube import KINDS, ApiError, Kind, Kube
 
 log = logging.getLogger(__name__)
 
-STORAGE_VERSION = "v1alpha2"  # crdgen marks this version `storage: true` (a unit test keeps them equal)
+STORAGE_VERSION = kinds.STORED_VERSION  # crdgen marks this version `storage: true` (a unit test keeps them equal)
 # The kinds whose CRDs stored v1alpha1 in charts 0.1 and 0.2. The v1alpha2-only kinds never did.
 MIGRATED = (("RoleBasedGroup", "rolebasedgroups", True), ("RoleBasedGroupSet", "rolebasedgroupsets", True),
             ("RoleBasedGroupScalingAdapter", "rolebasedgroupscalingadapters", True),
             ("ClusterEngineRuntimeProfile", "clusterengineruntimeprofiles", False))
-CRD = KINDS[("apiextensions.k8s.io/v1", "CustomResourceDefinition")]
+CRD = KINDS[kinds.CUSTOM_RESOURCE_DEFINITION]
 UPGRADE_CRDS = "kubectl apply --server-side --force-conflicts -f charts/ack-rbgs/crds/"
 CONFLICT_RETRIES = 10  # fresh reads of one object that keeps changing under the rewrite
 
@@ -171,7 +171,7 @@ def pending_warning(live_crds: list[dict]) -> str | None:
 async def warn_if_pending(kube: Kube) -> None:
     """Logs pending_warning once (a start-up check; needs only 'get' on the CRDs)."""
     try:
-        live = [crd for _, plural, _ in MIGRATED if (crd := await kube.get(CRD, None, f"{plural}.{naming.GROUP}"))]
+        live = [crd for _, plural, _ in MIGRATED if (crd := await kube.get(CRD, None, f"{plural}.{kinds.GROUP}"))]
     except Exception as error:  # noqa: BLE001 - a hint only: never in the way of starting
         log.debug("storage version check skipped: %s", error)
         return
@@ -183,7 +183,7 @@ async def migrate(kube: Kube, say: Callable[[str], None] = print) -> None:
     """Migrates every CRD that needs it; raises MigrationError naming what is left and what to do."""
     problems = []
     for kind_name, plural, namespaced in MIGRATED:
-        name = f"{plural}.{naming.GROUP}"
+        name = f"{plural}.{kinds.GROUP}"
         crd = await kube.get(CRD, None, name)
         if crd is None:
             raise MigrationError(f"CRD {name} is not installed: apply this release's CRDs ({UPGRADE_CRDS})")
@@ -192,7 +192,7 @@ async def migrate(kube: Kube, say: Callable[[str], None] = print) -> None:
             say(f"{name}: stored only in {crd_plan.storage}, nothing to do")
             continue
         say(f"{name}: storedVersions {list(crd_plan.stored)}; rewriting every object in {crd_plan.storage}")
-        kind = Kind(f"{naming.GROUP}/{crd_plan.storage}", kind_name, plural, namespaced)
+        kind = Kind(kinds.api_version_of(crd_plan.storage), kind_name, plural, namespaced)
         problems += await migrate_crd(kube, kind, crd_plan, say)
     if problems:
         raise MigrationError(f"{len(problems)} objects could not be rewritten, so their CRDs keep their old "

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from . import bounded_json, naming
+from . import bounded_json, kinds
 from .kube import KINDS, Kube
 from .api import conversion
 from .api.common import MAX_PATCH_DEPTH
@@ -63,7 +63,7 @@ def judged_as_v1alpha1(v1_spec: dict) -> bool:
     """Whether a write is checked by the v1alpha1 rules, on its v1alpha1 form: it was written in
     v1alpha1 (the review's requestKind) and has nothing only v1alpha2 defines, a RoleInstanceSet
     role (which v1alpha1 may name too) or fields kept for v1alpha2."""
-    return REQUESTED_VERSION.get() == "v1alpha1" and not conversion.instance_set_roles(v1_spec) and not any(
+    return REQUESTED_VERSION.get() == kinds.V1ALPHA1 and not conversion.instance_set_roles(v1_spec) and not any(
         conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in v1_spec.get("roles") or [])
 
 
@@ -113,7 +113,7 @@ def validate_group(spec: dict, name: str | None, warnings: list[str], annotation
     obj = {"kind": "RoleBasedGroup", "metadata": {"name": name or "", "annotations": dict(annotations or {})},
            "spec": dict(spec)}
     refuse(conversion.kept_annotation_problems(obj["metadata"]["annotations"], obj["spec"], group_set=False))
-    if REQUESTED_VERSION.get() == "v1alpha1":
+    if REQUESTED_VERSION.get() == kinds.V1ALPHA1:
         v1 = conversion.group_to_v1(obj)
         if judged_as_v1alpha1(v1["spec"]):
             refuse([p for p in [too_deep(v1["spec"], "spec", RoleBasedGroupSpec)] if p])
@@ -132,7 +132,7 @@ def validate_group_set(spec: dict, name: str | None, warnings: list[str], annota
     refuse(conversion.kept_annotation_problems(
         {**obj["metadata"]["annotations"], **(template.get("annotations") or {})}, template.get("spec") or {},
         group_set=True, roles_at="spec.groupTemplate.spec.roles"))
-    if REQUESTED_VERSION.get() == "v1alpha1":
+    if REQUESTED_VERSION.get() == kinds.V1ALPHA1:
         v1 = conversion.set_to_v1(obj)
         if judged_as_v1alpha1(v1["spec"].get("template") or {}):
             refuse([p for p in [too_deep(v1["spec"], "spec", RoleBasedGroupSetSpec)] if p])
@@ -165,9 +165,9 @@ def validate_instance_set(spec: dict, **_) -> None:
 
 
 # (version, plural, handler): each kind is reviewed in the version it is stored in.
-VALIDATED = ((naming.VERSION, "rolebasedgroups", validate_group),
-             (naming.VERSION, "rolebasedgroupsets", validate_group_set),
-             (naming.RIS_API_VERSION.rpartition("/")[2], "roleinstancesets", validate_instance_set))
+VALIDATED = ((kinds.STORED_VERSION, "rolebasedgroups", validate_group),
+             (kinds.STORED_VERSION, "rolebasedgroupsets", validate_group_set),
+             (kinds.STORED_VERSION, "roleinstancesets", validate_instance_set))
 
 
 def register() -> None:
@@ -175,7 +175,7 @@ def register() -> None:
     # ignore_failures: while the operator is down, applies still pass, and the controller itself
     # refuses an invalid object (a group's Ready=False, reason InvalidSpec) once it is back.
     for version, plural, handler in VALIDATED:
-        kopf.on.validate(naming.GROUP, version, plural, id=f"validate-{plural.removesuffix('s')}",
+        kopf.on.validate(kinds.GROUP, version, plural, id=f"validate-{plural.removesuffix('s')}",
                          operations=["CREATE", "UPDATE"], ignore_failures=True)(handler)
 
 
@@ -207,7 +207,7 @@ def review_conversion(review: dict) -> dict:
             problem = str(error) if isinstance(error, ConversionError) else f"{type(error).__name__}: {error}"
             if not isinstance(error, ConversionError):
                 log.exception("conversion of %s to %s failed", where, desired)
-            if isinstance(obj, dict) and isinstance(desired, str) and desired.rpartition("/")[2] != "v1alpha1":
+            if isinstance(obj, dict) and isinstance(desired, str) and desired.rpartition("/")[2] != kinds.V1ALPHA1:
                 converted.append(conversion.unconverted(obj, desired, problem))
                 continue
             response["result"] = {"status": "Failure", "message": f"{where}: {problem}"}
@@ -307,7 +307,7 @@ class WebhookServer(kopf.WebhookServer):
 
 
 # The kinds whose versions differ; the others' versions share one schema and need no webhook.
-CONVERTED_CRDS = (f"rolebasedgroups.{naming.GROUP}", f"rolebasedgroupsets.{naming.GROUP}")
+CONVERTED_CRDS = (f"rolebasedgroups.{kinds.GROUP}", f"rolebasedgroupsets.{kinds.GROUP}")
 
 
 def conversion_client_config(ca_pem: bytes, service: str, url: str) -> dict:

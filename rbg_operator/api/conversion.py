@@ -29,39 +29,26 @@ v1alpha2: the kept podGroupPolicy is used only while the gang annotations still 
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, Literal
 
-import orjson
 import pydantic
 
-from ..bounded_json import deeper_than
-from ..bounded_json import dumps as dumps_with_raw
+from ..kinds import API_VERSION as V2, API_VERSION_V1ALPHA1 as V1, ROLE_INSTANCE_SET
 from .common import ApiModel
-from .errors import describe
+from .kept import (COORDINATION_KEY, GANG_KEYS, GANG_TIMEOUT_KEY, GROUP_SHAPES, POD_GROUP_POLICY_KEY, compact, kept,
+                   pod_group_policy, pod_group_policy_annotations, value_problem, whole_seconds_problem)
 from .rolebasedgroup import V2_FIELDS_KEY  # noqa: F401 - defined beside the model that reads it
-from .rolebasedgroup import Coordination, PodGroupPolicy
-from .v1alpha2 import V1_RESTART_POLICIES, V1_RESTART_POLICY_KEY, CustomComponentsPattern, RestartPolicyConfig
+from .v1alpha2 import (V1_RESTART_POLICIES, V1_RESTART_POLICY_KEY, WORKLOAD_TYPE_KEY, CustomComponentsPattern,
+                       RestartPolicyConfig)
 
-V1 = "workloads.x-k8s.io/v1alpha1"
-V2 = "workloads.x-k8s.io/v1alpha2"
-
-WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
-DEFAULT_WORKLOAD = ("workloads.x-k8s.io/v1alpha2", "RoleInstanceSet")
-GANG_KEY = "rbg.workloads.x-k8s.io/group-gang-scheduling"
-GANG_TIMEOUT_KEY = "rbg.workloads.x-k8s.io/group-gang-scheduling-timeout"
-GANG_QUEUE_KEY = "rbg.workloads.x-k8s.io/group-gang-scheduling-volcano-queue"
-GANG_PRIORITY_KEY = "rbg.workloads.x-k8s.io/group-gang-scheduling-volcano-priority"
+DEFAULT_WORKLOAD = ROLE_INSTANCE_SET
 EXCLUSIVE_V1_KEY = "rolebasedgroup.workloads.x-k8s.io/exclusive-topology"
 EXCLUSIVE_V2_KEY = "rbg.workloads.x-k8s.io/group-exclusive-topology"
-POD_GROUP_POLICY_KEY = "conversion.workloads.x-k8s.io/v1alpha1-pod-group-policy"
-COORDINATION_KEY = "conversion.workloads.x-k8s.io/v1alpha1-coordination"
 # Ours: what the reference's conversion would drop.
 RESTART_POLICY_KEY = V1_RESTART_POLICY_KEY
 GROUP_TEMPLATE_KEY = "conversion.workloads.x-k8s.io/v1alpha2-group-template"
 # Set on an object this webhook could not convert to v1alpha2 (see unconverted()).
 FAILED_KEY = "conversion.workloads.x-k8s.io/failed"
-GANG_KEYS = (GANG_KEY, GANG_TIMEOUT_KEY, GANG_QUEUE_KEY, GANG_PRIORITY_KEY)
 # Annotations that say in v1alpha2 what a v1alpha1 spec field says: gone from the v1alpha1 view.
 SPEC_CARRIER_KEYS = (POD_GROUP_POLICY_KEY, COORDINATION_KEY, *GANG_KEYS)
 V2_ONLY_GROUP_KEYS = (*SPEC_CARRIER_KEYS, EXCLUSIVE_V2_KEY)
@@ -76,12 +63,6 @@ class ConversionError(ValueError):
 
 
 # --- kept annotations: untrusted JSON of a known shape ------------------------------------------
-
-# How deep a kept value may nest: a pod template inside a kept customComponentsPattern is about
-# 20 levels; the bound keeps a hand-written value from making the converted object too deep to
-# encode (orjson stops at 255) or to copy.
-MAX_KEPT_DEPTH = 48
-
 
 class _KeptRestart(ApiModel):
     restart_policy: str | None = None
@@ -112,42 +93,20 @@ class KeptGroupTemplate(ApiModel):
 
 
 _SHAPES: dict[str, pydantic.TypeAdapter] = {
+    **GROUP_SHAPES,
     V2_FIELDS_KEY: pydantic.TypeAdapter(KeptRoleFields),
     GROUP_TEMPLATE_KEY: pydantic.TypeAdapter(KeptGroupTemplate),
-    POD_GROUP_POLICY_KEY: pydantic.TypeAdapter(PodGroupPolicy),
-    COORDINATION_KEY: pydantic.TypeAdapter(list[Coordination]),
 }
 
 
 def kept_value_problem(key: str, text: Any) -> str | None:
     """Why the kept annotation `key` cannot be used, or None."""
-    if not isinstance(text, str):
-        return "must be a string"
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as error:
-        return f"not valid JSON ({error})"
-    if deeper_than(value, MAX_KEPT_DEPTH):
-        return f"nested more than {MAX_KEPT_DEPTH} levels deep"
-    try:
-        _SHAPES[key].validate_python(value, strict=True)
-    except pydantic.ValidationError as error:
-        return describe(error, "")
-    return None
+    return value_problem(key, text, _SHAPES)
 
 
 def _kept(annotations: dict, key: str) -> Any | None:
     """The value kept in annotation `key`, or None when it is absent or unusable (dropped)."""
-    text = annotations.get(key)
-    if text is None or kept_value_problem(key, text) is not None:
-        return None
-    return orjson.loads(text)
-
-
-def _whole_seconds_problem(text: Any) -> str | None:
-    if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) < 1:
-        return f"not a whole number of seconds of at least 1: {str(text)[:40]!r}"
-    return None
+    return kept(annotations, key, _SHAPES)
 
 
 def kept_annotation_problems(metadata_annotations: dict | None, spec: dict | None, *, group_set: bool,
@@ -160,7 +119,7 @@ def kept_annotation_problems(metadata_annotations: dict | None, spec: dict | Non
     for key in keys:
         if key in annotations and (problem := kept_value_problem(key, annotations[key])):
             problems.append(f"metadata.annotations[{key}]: {problem}")
-    if annotations.get(GANG_TIMEOUT_KEY) is not None and (problem := _whole_seconds_problem(annotations[GANG_TIMEOUT_KEY])):
+    if annotations.get(GANG_TIMEOUT_KEY) is not None and (problem := whole_seconds_problem(annotations[GANG_TIMEOUT_KEY])):
         problems.append(f"metadata.annotations[{GANG_TIMEOUT_KEY}]: {problem}")
     if FAILED_KEY in annotations:
         problems.append(f"metadata.annotations[{FAILED_KEY}]: set only on a v1alpha2 read of an object that could "
@@ -175,13 +134,6 @@ def kept_annotation_problems(metadata_annotations: dict | None, spec: dict | Non
             problems.append(f"{roles_at}[{i}].annotations[{RESTART_POLICY_KEY}]: {str(restart)[:40]!r} is not one "
                             f"of {', '.join(V1_RESTART_POLICIES)}")
     return problems
-
-
-def _compact(value: Any) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    except TypeError:  # an undecoded deep subtree (bounded_json.RawJSON): written verbatim
-        return dumps_with_raw(value, sort_keys=True).decode()
 
 
 # --- RoleBasedGroup spec, v1alpha1 -> v1alpha2 -------------------------------------------------
@@ -273,24 +225,6 @@ def _restart_fields(restart: str | None) -> dict:
     return {"restartPolicyConfig": {"type": restart}} if restart in V2_RESTART_POLICIES else {}
 
 
-def pod_group_policy_annotations(policy: dict) -> dict[str, str]:
-    """The v1alpha2 gang annotations that say what a v1alpha1 podGroupPolicy says."""
-    annotations = {POD_GROUP_POLICY_KEY: _compact(policy), GANG_KEY: "true"}
-    if "kubeScheduling" in policy:
-        timeout = (policy["kubeScheduling"] or {}).get("scheduleTimeoutSeconds")
-        if timeout is not None:
-            annotations[GANG_TIMEOUT_KEY] = str(timeout)
-    elif "volcanoScheduling" in policy:
-        volcano = policy["volcanoScheduling"] or {}
-        if volcano.get("queue"):
-            annotations[GANG_QUEUE_KEY] = volcano["queue"]
-        if volcano.get("priorityClassName"):
-            annotations[GANG_PRIORITY_KEY] = volcano["priorityClassName"]
-    else:
-        del annotations[GANG_KEY]
-    return annotations
-
-
 def spec_to_v2(spec: dict) -> tuple[dict, dict[str, str]]:
     """A v1alpha1 group spec in v1alpha2, and the group annotations that carry what moved out of it."""
     out: dict = {"roles": [role_to_v2(r) for r in spec.get("roles") or []]}
@@ -300,7 +234,7 @@ def spec_to_v2(spec: dict) -> tuple[dict, dict[str, str]]:
     if spec.get("podGroupPolicy") is not None:
         annotations.update(pod_group_policy_annotations(spec["podGroupPolicy"]))
     if spec.get("coordination"):
-        annotations[COORDINATION_KEY] = _compact(spec["coordination"])
+        annotations[COORDINATION_KEY] = compact(spec["coordination"])
     return out, annotations
 
 
@@ -377,42 +311,10 @@ def role_to_v1(role: dict) -> dict:
     if restart:
         out["restartPolicy"] = restart
     if saved:
-        annotations[V2_FIELDS_KEY] = _compact(saved)
+        annotations[V2_FIELDS_KEY] = compact(saved)
     if annotations:  # an empty map is left out: it says nothing
         out["annotations"] = annotations
     return out
-
-
-def _gang_policy_from_annotations(annotations: dict[str, str]) -> dict | None:
-    """A podGroupPolicy for gang annotations set natively on a v1alpha2 object."""
-    if annotations.get(GANG_KEY) != "true":
-        return None
-    if GANG_QUEUE_KEY in annotations or GANG_PRIORITY_KEY in annotations:
-        volcano = {}
-        if annotations.get(GANG_QUEUE_KEY):
-            volcano["queue"] = annotations[GANG_QUEUE_KEY]
-        if annotations.get(GANG_PRIORITY_KEY):
-            volcano["priorityClassName"] = annotations[GANG_PRIORITY_KEY]
-        return {"volcanoScheduling": volcano}
-    kube = {}
-    # A timeout that is not a whole number of seconds is refused at admission; one stored without
-    # it (no webhook) means the default, rather than failing every v1alpha1 read of the list.
-    if GANG_TIMEOUT_KEY in annotations and _whole_seconds_problem(annotations[GANG_TIMEOUT_KEY]) is None:
-        kube["scheduleTimeoutSeconds"] = int(annotations[GANG_TIMEOUT_KEY])
-    return {"kubeScheduling": kube}
-
-
-def pod_group_policy(annotations: dict[str, str]) -> dict | None:
-    """The podGroupPolicy a v1alpha2 object's annotations stand for: the kept v1alpha1 one while
-    the gang annotations still say what it says (it may hold more than they can), else what they
-    say now."""
-    kept = _kept(annotations, POD_GROUP_POLICY_KEY)
-    if kept is not None:
-        said = pod_group_policy_annotations(kept)
-        del said[POD_GROUP_POLICY_KEY]
-        if said == {k: annotations[k] for k in GANG_KEYS if k in annotations}:
-            return kept
-    return _gang_policy_from_annotations(annotations)
 
 
 def spec_to_v1(spec: dict, annotations: dict[str, str]) -> dict:
@@ -427,11 +329,6 @@ def spec_to_v1(spec: dict, annotations: dict[str, str]) -> dict:
     if coordination is not None:
         out["coordination"] = coordination
     return out
-
-
-def kept_coordination(annotations: dict[str, str]) -> list[dict]:
-    """The v1alpha1 `coordination` rules a v1alpha2 object keeps in COORDINATION_KEY ([] if unusable)."""
-    return _kept(annotations, COORDINATION_KEY) or []
 
 
 # --- whole objects -----------------------------------------------------------------------------
@@ -510,7 +407,7 @@ def set_to_v1(obj: dict, api_version: str = V1) -> dict:
         member_annotations.pop(key, None)
     kept = {k: v for k, v in (("labels", template.get("labels")), ("annotations", member_annotations)) if v}
     if kept:
-        annotations[GROUP_TEMPLATE_KEY] = _compact(kept)
+        annotations[GROUP_TEMPLATE_KEY] = compact(kept)
     out_spec = {"template": group_spec}
     if "replicas" in spec:
         out_spec = {"replicas": spec["replicas"], **out_spec}

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .. import naming
+from ..kinds import GROUP, V1ALPHA1, V1ALPHA2
 
 # Keys of a JSON schema that a CRD's structural schema may carry over unchanged.
 _KEEP = ("type", "format", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
@@ -182,7 +182,7 @@ def _version(spec: CrdSpec, version: CrdVersion, converter: SchemaConverter) -> 
         "description": spec.description,
         "properties": {
             "apiVersion": {"type": "string",
-                           "description": f"APIVersion of this object: {naming.GROUP}/{version.name}."},
+                           "description": f"APIVersion of this object: {GROUP}/{version.name}."},
             "kind": {"type": "string", "description": f"Kind of this object: {spec.kind}."},
             "metadata": {"type": "object"},
             "spec": converter.model(version.spec_model),
@@ -200,8 +200,8 @@ def _version(spec: CrdSpec, version: CrdVersion, converter: SchemaConverter) -> 
     newest = spec.versions[-1].name
     if version.name != newest:
         out["deprecated"] = True
-        out["deprecationWarning"] = (f"{naming.GROUP}/{version.name} {spec.kind} is deprecated; "
-                                     f"use {naming.GROUP}/{newest} {spec.kind}")
+        out["deprecationWarning"] = (f"{GROUP}/{version.name} {spec.kind} is deprecated; "
+                                     f"use {GROUP}/{newest} {spec.kind}")
     out.update({"subresources": subresources, "additionalPrinterColumns": version.printer_columns,
                 "schema": {"openAPIV3Schema": schema}})
     return out
@@ -209,7 +209,7 @@ def _version(spec: CrdSpec, version: CrdVersion, converter: SchemaConverter) -> 
 
 def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
     body: dict[str, Any] = {
-        "group": naming.GROUP,
+        "group": GROUP,
         "names": {
             "kind": spec.kind, "listKind": f"{spec.kind}List", "plural": spec.plural,
             "singular": spec.kind.lower(), "shortNames": spec.short_names,
@@ -223,7 +223,7 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{spec.plural}.{naming.GROUP}"},
+        "metadata": {"name": f"{spec.plural}.{GROUP}"},
         "spec": body,
     }
 
@@ -266,9 +266,9 @@ def crd_specs() -> list[CrdSpec]:
             kind="RoleBasedGroup", plural="rolebasedgroups", short_names=["rbg"], converted=True,
             description="RoleBasedGroup runs a list of named roles (e.g. router, prefill, decode) as one unit.",
             versions=[
-                CrdVersion("v1alpha1", RoleBasedGroupSpec, RoleBasedGroupStatus, group_columns,
+                CrdVersion(V1ALPHA1, RoleBasedGroupSpec, RoleBasedGroupStatus, group_columns,
                            root_rules=name_rules("size(self.metadata.name)", "self.spec.roles")),
-                CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSpecV2, RoleBasedGroupStatus, group_columns, storage=True),
+                CrdVersion(V1ALPHA2, v1alpha2.RoleBasedGroupSpecV2, RoleBasedGroupStatus, group_columns, storage=True),
             ],
         ),
         CrdSpec(
@@ -276,9 +276,9 @@ def crd_specs() -> list[CrdSpec]:
             description="RoleBasedGroupScalingAdapter exposes one role of a group through a scale subresource, "
                         "for kubectl scale and HorizontalPodAutoscalers.",
             versions=[  # the same schema in both versions: the API server changes only apiVersion
-                CrdVersion("v1alpha1", RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
+                CrdVersion(V1ALPHA1, RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
                            [*adapter_columns, age], scale=adapter_scale),
-                CrdVersion("v1alpha2", RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
+                CrdVersion(V1ALPHA2, RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
                            [*adapter_columns, {"name": "READY_REPLICAS", "type": "integer",
                                                "jsonPath": ".status.readyReplicas"}, age], scale=adapter_scale,
                            storage=True),
@@ -289,11 +289,11 @@ def crd_specs() -> list[CrdSpec]:
             description="RoleBasedGroupSet runs replicas identical RoleBasedGroups made from one template.",
             versions=[
                 # Its members are {rbgs}-{index}: the longest index counts.
-                CrdVersion("v1alpha1", RoleBasedGroupSetSpec, RoleBasedGroupSetStatus, set_columns,
+                CrdVersion(V1ALPHA1, RoleBasedGroupSetSpec, RoleBasedGroupSetStatus, set_columns,
                            scale=set_scale,
                            root_rules=name_rules("(size(self.metadata.name) + 1 + size(string(self.spec.replicas)))",
                                                  "self.spec.template.roles")),
-                CrdVersion("v1alpha2", v1alpha2.RoleBasedGroupSetSpecV2, RoleBasedGroupSetStatus, set_columns,
+                CrdVersion(V1ALPHA2, v1alpha2.RoleBasedGroupSetSpecV2, RoleBasedGroupSetStatus, set_columns,
                            scale=set_scale, storage=True),
             ],
         ),
@@ -303,26 +303,26 @@ def crd_specs() -> list[CrdSpec]:
             description="ClusterEngineRuntimeProfile holds sidecars, init containers and volumes for roles that "
                         "name it in engineRuntimes.",
             versions=[CrdVersion(name, ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus, [],
-                                 storage=name == "v1alpha2") for name in ("v1alpha1", "v1alpha2")],
+                                 storage=name == V1ALPHA2) for name in (V1ALPHA1, V1ALPHA2)],
         ),
         CrdSpec(
             kind="CoordinatedPolicy", plural="coordinatedpolicies", short_names=["cpolicy"],
             description="CoordinatedPolicy paces rolling updates and scaling across roles of the RoleBasedGroup "
                         "of the same name.",
-            versions=[CrdVersion("v1alpha2", v1alpha2.CoordinatedPolicySpec, v1alpha2.CoordinatedPolicyStatus,
+            versions=[CrdVersion(V1ALPHA2, v1alpha2.CoordinatedPolicySpec, v1alpha2.CoordinatedPolicyStatus,
                                  [age], storage=True)],
         ),
         CrdSpec(
             kind="RoleInstanceSet", plural="roleinstancesets", short_names=["ris"],
             description="RoleInstanceSet keeps replicas RoleInstances made from one template and rolls them to a "
                         "new one; the workload of a RoleBasedGroup role.",
-            versions=[CrdVersion("v1alpha2", RoleInstanceSetSpec, RoleInstanceSetStatus, instance_set_columns,
+            versions=[CrdVersion(V1ALPHA2, RoleInstanceSetSpec, RoleInstanceSetStatus, instance_set_columns,
                                  scale={**set_scale, "labelSelectorPath": ".status.labelSelector"}, storage=True)],
         ),
         CrdSpec(
             kind="RoleInstance", plural="roleinstances", short_names=["rins"],
             description="RoleInstance is one replica of a role: the pods of one or more named components.",
-            versions=[CrdVersion("v1alpha2", RoleInstanceSpec, RoleInstanceStatus, instance_columns, storage=True)],
+            versions=[CrdVersion(V1ALPHA2, RoleInstanceSpec, RoleInstanceStatus, instance_columns, storage=True)],
         ),
     ]
     return specs
@@ -335,7 +335,7 @@ def render(kubernetes_openapi: list[dict]) -> dict[str, str]:
     for spec in crd_specs():
         document = crd(spec, converter)
         header = "# Generated by `make crds` from rbg_operator/api; do not edit by hand.\n"
-        files[f"{naming.GROUP}_{spec.plural}.yaml"] = header + yaml.safe_dump(document, sort_keys=False, width=120)
+        files[f"{GROUP}_{spec.plural}.yaml"] = header + yaml.safe_dump(document, sort_keys=False, width=120)
     return files
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ..kinds import DEPLOYMENT, LEADER_WORKER_SET, ROLE_INSTANCE_SET, STATEFUL_SET
 from .common import (
     ApiModel,
     graph_cycle,
@@ -37,13 +38,9 @@ from .common import (
 
 LABEL_GROUP = "rolebasedgroup.workloads.x-k8s.io/name"
 LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
-STATEFULSET = ("apps/v1", "StatefulSet")
-DEPLOYMENT = ("apps/v1", "Deployment")
-LEADERWORKERSET = ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")
-# v1alpha2's default workload: only a group written in v1alpha2 has it (v1alpha1's CEL rules refuse
-# it), and admission checks such groups by the v1alpha2 rules.
-ROLEINSTANCESET = ("workloads.x-k8s.io/v1alpha2", "RoleInstanceSet")
-SUPPORTED_WORKLOADS = (STATEFULSET, DEPLOYMENT, LEADERWORKERSET, ROLEINSTANCESET)
+# ROLE_INSTANCE_SET is v1alpha2's default workload: only a group written in v1alpha2 has it
+# (v1alpha1's CEL rules refuse it), and admission checks such groups by the v1alpha2 rules.
+SUPPORTED_WORKLOADS = (STATEFUL_SET, DEPLOYMENT, LEADER_WORKER_SET, ROLE_INSTANCE_SET)
 # The role annotation in which conversion keeps v1alpha2-only role fields (api/conversion.py).
 V2_FIELDS_KEY = "conversion.workloads.x-k8s.io/v1alpha2-role-fields"
 
@@ -334,11 +331,11 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
         if (role.template is None) == (role.template_ref is None) and role.pattern != "customComponents":
             problems.append(f"{where}: set exactly one of template and templateRef")
         if role.template_ref is not None:
-            if role.workload.key == LEADERWORKERSET:
+            if role.workload.key == LEADER_WORKER_SET:
                 problems.append(f"{where}.templateRef: not allowed for LeaderWorkerSet roles")
             if role.template_ref.name not in template_names:
                 problems.append(f"{where}.templateRef.name: no roleTemplates entry named {role.template_ref.name!r}")
-        if role.leader_worker_set is not None and role.workload.key not in (LEADERWORKERSET, ROLEINSTANCESET):
+        if role.leader_worker_set is not None and role.workload.key not in (LEADER_WORKER_SET, ROLE_INSTANCE_SET):
             problems.append(f"{where}.leaderWorkerSet: only allowed for LeaderWorkerSet and RoleInstanceSet roles")
         for dep in role.dependencies or []:
             if dep == role.name:
@@ -371,7 +368,7 @@ def group_fanout(spec: RoleBasedGroupSpec) -> list[tuple[str, int, int]]:
     templates = {t.name: t.template for t in spec.role_templates or []}
     copies = []
     for i, role in enumerate(spec.roles):
-        if role.workload.key != ROLEINSTANCESET:
+        if role.workload.key != ROLE_INSTANCE_SET:
             continue  # one workload object; its pods are counted by pod quotas and the pod caps
         size = json_size(role.wire()) + (json_size(templates.get(role.template_ref.name))
                                          if role.template_ref is not None else 0)

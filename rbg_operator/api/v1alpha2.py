@@ -31,16 +31,18 @@ from .common import (
     json_size,
     resolve,
 )
-from .rolebasedgroup import (LIST_MAP_BY_NAME, LEADERWORKERSET, ROLEINSTANCESET, Coordination, EngineRuntime,
+from .. import kinds
+from .rolebasedgroup import (LIST_MAP_BY_NAME, Coordination, EngineRuntime,
                              PodGroupPolicy, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy, Workload,
                              dependency_cycle, gang_minimum_problems, name_problems, GANG_ROLE_MINIMUMS)
+from .kept import kept_coordination, pod_group_policy
 from .rolebasedgroupset import set_fanout
 
-API_VERSION = "workloads.x-k8s.io/v1alpha2"
 WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
-ROLE_INSTANCE_SET = "workloads.x-k8s.io/v1alpha2/RoleInstanceSet"
-WORKLOAD_TYPES = (ROLE_INSTANCE_SET, "apps/v1/StatefulSet", "apps/v1/Deployment",
-                  "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet")
+# The annotation's values: "apiVersion/kind" of a workload kind.
+ROLE_INSTANCE_SET = "/".join(kinds.ROLE_INSTANCE_SET)
+WORKLOAD_TYPES = tuple("/".join(key) for key in (kinds.ROLE_INSTANCE_SET, kinds.STATEFUL_SET, kinds.DEPLOYMENT,
+                                                   kinds.LEADER_WORKER_SET))
 RESTART_POLICIES = Literal["None", "RecreateRoleInstanceOnPodRestart"]
 # A role annotation of conversion's (api/conversion.py): the v1alpha1 restartPolicy of a role that
 # v1alpha2 has no place for (a standalone role's, or RecreateRBGOnPodRestart). The operator acts
@@ -169,7 +171,7 @@ class RoleV2(ApiModel):
 
     @property
     def runs_as_instance_set(self) -> bool:
-        return self.workload.key == ROLEINSTANCESET
+        return self.workload.key == kinds.ROLE_INSTANCE_SET
 
     @property
     def workload(self) -> Workload:
@@ -300,7 +302,6 @@ class RoleBasedGroupV2(ApiModel):
     def pod_group_policy(self) -> PodGroupPolicy | None:
         """The group's gang scheduling, from its gang annotations (and the v1alpha1
         podGroupPolicy that conversion keeps beside them, which can say more)."""
-        from .conversion import pod_group_policy  # conversion builds on this module
         policy = pod_group_policy(self.annotations)
         return PodGroupPolicy.model_validate(policy) if policy is not None else None
 
@@ -308,7 +309,6 @@ class RoleBasedGroupV2(ApiModel):
     def coordination(self) -> list[Coordination]:
         """The rules a v1alpha1 `coordination` had, which conversion keeps in an annotation (the
         reference makes a CoordinatedPolicy of them; this operator paces by them directly)."""
-        from .conversion import kept_coordination
         return [Coordination.model_validate(rule) for rule in kept_coordination(self.annotations)]
 
 
@@ -396,11 +396,12 @@ class CoordinatedPolicyStatus(ApiModel):
 def _workload_problems(where: str, role: RoleV2) -> list[str]:
     """Patterns a workload kind cannot run (v1alpha1 refuses the same in its own terms)."""
     kind, key = role.workload.kind, f"{where}.annotations[{WORKLOAD_TYPE_KEY}]"
-    if role.leader_worker_pattern is not None and role.workload.key not in (LEADERWORKERSET, ROLEINSTANCESET):
+    if (role.leader_worker_pattern is not None
+            and role.workload.key not in (kinds.LEADER_WORKER_SET, kinds.ROLE_INSTANCE_SET)):
         return [f"{key}: a {kind} cannot run leaderWorkerPattern; use LeaderWorkerSet or RoleInstanceSet"]
-    if role.custom_components_pattern is not None and role.workload.key != ROLEINSTANCESET:
+    if role.custom_components_pattern is not None and role.workload.key != kinds.ROLE_INSTANCE_SET:
         return [f"{key}: a {kind} cannot run customComponentsPattern; use RoleInstanceSet"]
-    if (role.workload.key == LEADERWORKERSET and role.leader_worker_pattern is not None
+    if (role.workload.key == kinds.LEADER_WORKER_SET and role.leader_worker_pattern is not None
             and role.leader_worker_pattern.template_ref is not None):
         return [f"{where}.leaderWorkerPattern.templateRef: not allowed for LeaderWorkerSet roles"]
     return []
@@ -527,7 +528,7 @@ def fields_not_acted_on(group: RoleBasedGroupV2) -> list[str]:
     """Fields the API accepts (the reference has them) but this operator does not act on yet,
     each naming the field: admission warns about them and the controller posts an Event."""
     notes = []
-    kinds = {role.name: role.workload.kind for role in group.spec.roles}
+    kind_of_role = {role.name: role.workload.kind for role in group.spec.roles}
     for i, role in enumerate(group.spec.roles):
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
         if role.runs_as_instance_set:  # its pods are updated in place where they can be
@@ -543,12 +544,12 @@ def fields_not_acted_on(group: RoleBasedGroupV2) -> list[str]:
         strategy = rule.strategy
         if strategy is not None and strategy.rolling_update is not None:
             for name in rule.roles:
-                if kinds.get(name, "StatefulSet") != "StatefulSet":
+                if kind_of_role.get(name, "StatefulSet") != "StatefulSet":
                     notes.append(f"spec.coordination[{i}].strategy.rollingUpdate: paces StatefulSet roles only; "
-                                 f"role {name} runs as a {kinds[name]}")
+                                 f"role {name} runs as a {kind_of_role[name]}")
         if strategy is not None and strategy.scaling is not None:
             for name in rule.roles:
-                if kinds.get(name) == "LeaderWorkerSet":
+                if kind_of_role.get(name) == "LeaderWorkerSet":
                     notes.append(f"spec.coordination[{i}].strategy.scaling: paces StatefulSet and Deployment roles "
                                  f"only; role {name} runs as a LeaderWorkerSet")
     return notes

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+from ..timestamps import now
 
 
 def merge(previous: list[dict] | None, desired: list[dict], generation: int,
@@ -33,3 +29,13 @@ def merge(previous: list[dict] | None, desired: list[dict], generation: int,
 
 def find(conditions: list[dict] | None, type_: str) -> dict | None:
     return next((c for c in conditions or [] if c["type"] == type_), None)
+
+
+def is_true(conditions: list[dict] | None, type_: str) -> bool:
+    """Whether condition `type_` of a status's `conditions` is True (absent is not)."""
+    return (find(conditions, type_) or {}).get("status") == "True"
+
+
+def is_ready(obj: dict) -> bool:
+    """Whether the object's (a pod's, a group's) Ready condition is True."""
+    return is_true((obj.get("status") or {}).get("conditions"), "Ready")

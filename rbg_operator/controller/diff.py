@@ -6,10 +6,10 @@ we set is present with our value. Quantities compare by value ("1Gi" == "1073741
 
 from __future__ import annotations
 
-import hashlib
-import json
 from decimal import Decimal
 from typing import Any
+
+from ..hashing import json_digest
 
 _SUFFIXES = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
@@ -62,4 +62,4 @@ def contains(have: Any, want: Any) -> bool:
 
 def applied_digest(obj: dict) -> str:
     """A short digest of an applied configuration, recorded on the object it configures."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    return json_digest(obj, 16, compact=True)

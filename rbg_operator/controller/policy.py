@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pydantic
 
+from .. import kinds
 from ..api.errors import describe
 from ..api.rolebasedgroup import Coordination
 from ..api.v1alpha2 import CoordinatedPolicySpec
 
-API_VERSION, KIND = "workloads.x-k8s.io/v1alpha2", "CoordinatedPolicy"
+API_VERSION, KIND = kinds.COORDINATED_POLICY
 
 
 def _percent(value: int | str | None) -> str | None:

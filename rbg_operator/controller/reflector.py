@@ -7,7 +7,7 @@ broken or silent connection, an API server restart) lists again, and whatever va
 meanwhile is delivered as a DELETED event, so nothing deleted during a gap stays cached.
 
 Every change is handed to `deliver(event_type, object)`, which updates the store and wakes
-the reconciles that read the object (see operator.WAKES): the reflector itself only reads
+the reconciles that read the object (see controller/wakes.py): the reflector itself only reads
 the store, to know what a relist replaces.
 
 An object that cannot be decoded or cached (nested deeper than the decoder or the store's

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import orjson
 
-from .. import naming
+from .. import kinds, naming
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 KindKey = tuple[str, str]  # (apiVersion, kind)
@@ -305,7 +305,7 @@ def _slim_child(obj: dict) -> dict:
     meta = obj["metadata"]
     controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
     ours = (controller is not None and controller.get("kind") in OWNER_KINDS
-            and str(controller.get("apiVersion", "")).startswith(naming.GROUP + "/")
+            and str(controller.get("apiVersion", "")).startswith(kinds.GROUP + "/")
             and (obj["kind"] != "ConfigMap" or controller.get("name") == meta.get("name")))
     if ours:
         return _slim_managed_fields(obj)
@@ -318,11 +318,7 @@ def _slim_child(obj: dict) -> dict:
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept}
 
 
-# The kinds watched by the group label (operator.WATCHED) other than pods and revisions.
-CHILD_KINDS = [("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
-               ("v1", "Service"), ("v1", "ConfigMap"), ("scheduling.x-k8s.io/v1alpha1", "PodGroup"),
-               ("scheduling.volcano.sh/v1beta1", "PodGroup"), ("scheduling.k8s.io/v1beta1", "Workload"),
-               ("scheduling.k8s.io/v1beta1", "PodGroup"), ("scheduling.k8s.io/v1alpha3", "CompositePodGroup")]
-SLIMMERS = {("v1", "Pod"): _slim_pod, ("apps/v1", "ControllerRevision"): _slim_revision,
+CHILD_KINDS = kinds.GROUP_CHILDREN
+SLIMMERS = {kinds.POD: _slim_pod, kinds.CONTROLLER_REVISION: _slim_revision,
             **{kind: _slim_child for kind in CHILD_KINDS}}
 

@@ -12,15 +12,13 @@ import dataclasses
 import datetime
 
 from .. import naming
+from ..timestamps import parse
+from .conditions import is_ready
 
 STUCK_AFTER_SECONDS = 60
 # The kubelet stamps a pod's startTime and its first Ready=False in the same status update; a
 # transition later than this after the start means Ready changed since (it was True once).
 SAME_UPDATE_SECONDS = 2
-
-
-def _time(value: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _conditions(pod: dict) -> dict[str, dict]:
@@ -34,14 +32,13 @@ def unschedulable(pod: dict) -> bool:
 def never_ready(pod: dict) -> bool:
     """Ready has never been true: the pod never started, or its Ready condition has not moved
     since the pod started."""
-    conditions = _conditions(pod)
-    ready = conditions.get("Ready")
-    if ready is not None and ready.get("status") == "True":
+    if is_ready(pod):
         return False
+    ready = _conditions(pod).get("Ready")
     started = (pod.get("status") or {}).get("startTime")
     if unschedulable(pod) or not started or ready is None or not ready.get("lastTransitionTime"):
         return True
-    return (_time(ready["lastTransitionTime"]) - _time(started)).total_seconds() <= SAME_UPDATE_SECONDS
+    return (parse(ready["lastTransitionTime"]) - parse(started)).total_seconds() <= SAME_UPDATE_SECONDS
 
 
 @dataclasses.dataclass
@@ -63,7 +60,7 @@ def stuck_pods(pods: list[dict], update_revision: str, partition: int, budget: i
         if (meta.get("deletionTimestamp") or int(labels.get(naming.STATEFULSET_POD_INDEX, -1)) < partition
                 or labels.get("controller-revision-hash") == update_revision or not never_ready(pod)):
             continue
-        age = (now - _time(meta["creationTimestamp"])).total_seconds()
+        age = (now - parse(meta["creationTimestamp"])).total_seconds()
         if unschedulable(pod) or age > stuck_after:
             candidates.append(pod)
         else:

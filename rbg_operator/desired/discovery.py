@@ -9,12 +9,18 @@ import yaml
 
 from .. import naming
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
-from .instanceset import shared_service_selection
 from .meta import child_metadata, owner_reference
 
 # libyaml's emitter writes the same text as PyYAML's pure-Python one, thirty times faster; the
 # topology is rendered on every reconcile, so this is most of the cost of building a group.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def shared_service_selection(role: RoleV2) -> str:
+    """Which pods of a leader-worker instance the role's Service selects: the leader alone by default."""
+    if role.leader_worker_pattern is None:
+        return "All"
+    return role.leader_worker_pattern.shared_service_selection or "LeaderOnly"
 
 
 def headless_service(group: RoleBasedGroupV2, role: RoleV2) -> dict:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
-from .. import naming
+from .. import kinds
 from ..api.v1alpha2 import RoleV2
 
-API_VERSION, KIND = naming.API_VERSION, "ClusterEngineRuntimeProfile"
+API_VERSION, KIND = kinds.ENGINE_RUNTIME_PROFILE
 APPENDED = ("initContainers", "containers", "volumes")
 
 

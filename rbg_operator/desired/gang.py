@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import naming
+from .. import kinds, naming
 from ..api.common import json_object, resolve
 from ..api.v1alpha2 import RoleBasedGroupV2
 from .meta import owner_reference
@@ -30,13 +30,12 @@ COSCHEDULING = "coscheduling"
 VOLCANO = "volcano"
 KUBERNETES = "kubernetes"
 
-NATIVE_WORKLOAD = ("scheduling.k8s.io/v1beta1", "Workload")
-NATIVE_POD_GROUP = ("scheduling.k8s.io/v1beta1", "PodGroup")
-NATIVE_COMPOSITE = ("scheduling.k8s.io/v1alpha3", "CompositePodGroup")
+NATIVE_WORKLOAD, NATIVE_POD_GROUP, NATIVE_COMPOSITE = (kinds.NATIVE_WORKLOAD, kinds.NATIVE_POD_GROUP,
+                                                      kinds.NATIVE_COMPOSITE_POD_GROUP)
 # The object named {rbg} whose size holds the pods, per backend.
 PODGROUP_KINDS = {
-    COSCHEDULING: ("scheduling.x-k8s.io/v1alpha1", "PodGroup"),
-    VOLCANO: ("scheduling.volcano.sh/v1beta1", "PodGroup"),
+    COSCHEDULING: kinds.COSCHEDULING_POD_GROUP,
+    VOLCANO: kinds.VOLCANO_POD_GROUP,
     KUBERNETES: NATIVE_POD_GROUP,
 }
 # Everything a gang may own, for removal when the policy goes or changes shape.
@@ -162,7 +161,7 @@ def pod_groups(group: RoleBasedGroupV2, size: int | None = None, options: BuildO
             spec["priorityClassName"] = policy.volcano_scheduling.priority_class_name
         return [make(PODGROUP_KINDS[kind], group.name, spec)]
 
-    controller_ref = {"apiGroup": naming.API_VERSION.split("/")[0], "kind": "RoleBasedGroup", "name": group.name}
+    controller_ref = {"apiGroup": kinds.GROUP, "kind": "RoleBasedGroup", "name": group.name}
     if not native_shape(group, options or BuildOptions()).per_role:
         return [
             make(NATIVE_WORKLOAD, group.name, {"controllerRef": controller_ref, "podGroupTemplates": [

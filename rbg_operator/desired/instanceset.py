@@ -7,7 +7,9 @@ import copy
 
 from .. import naming
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
+from .discovery import shared_service_selection
 from .options import DEFAULT, BuildOptions
+from .pods import pod_template
 from .strategicmerge import merge
 from .templates import resolved_template
 
@@ -19,13 +21,6 @@ BASE_DELAY_SECONDS, MAX_DELAY_SECONDS = 30, 600
 # is RecreatePod; any other value (RollingUpdate, unset) is the default, InPlaceIfPossible.
 UPDATE_TYPES = {"Recreate": "RecreatePod", "ReCreate": "RecreatePod", "RecreatePod": "RecreatePod",
                 "InPlaceOnly": "InPlaceOnly"}
-
-
-def shared_service_selection(role: RoleV2) -> str:
-    """Which pods of a leader-worker instance the role's Service selects: the leader alone by default."""
-    if role.leader_worker_pattern is None:
-        return "All"
-    return role.leader_worker_pattern.shared_service_selection or "LeaderOnly"
 
 
 def restart_policy_config(role: RoleV2) -> dict:
@@ -48,8 +43,6 @@ def _labelled(template: dict, labels: dict[str, str]) -> dict:
 
 def instance_components(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT) -> list[dict]:
     """The components every RoleInstance of the role is made of, with finished pod templates."""
-    from .workloads import pod_template  # workloads builds this module's object: import at call time
-
     service = naming.service_name(group.name, role.name)
     if role.pattern == "standalone":
         template = _labelled(pod_template(group, role, options), {naming.LABEL_V2_COMPONENT_SIZE: "1"})

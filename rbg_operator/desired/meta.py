@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from ..api.v1alpha2 import WORKLOAD_TYPE_KEY, RoleBasedGroupV2, RoleV2
-from .. import naming
+from .. import kinds, naming
 
 
 def owner_reference(group: RoleBasedGroupV2) -> dict:
     # controller=true lets garbage collection cascade deletion; blockOwnerDeletion keeps
     # foreground deletion honest without any finalizer of ours.
     return {
-        "apiVersion": naming.API_VERSION,
+        "apiVersion": kinds.API_VERSION,
         "kind": "RoleBasedGroup",
         "name": group.name,
         "uid": group.metadata["uid"],

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 
 from .. import naming
+from ..hashing import json_digest
 from ..api.common import resolve  # noqa: F401 - where the rollout code has always found it
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 
@@ -25,7 +25,7 @@ def revision_hash(pod_templates: dict) -> str:
     for every revision of a role and reach old workloads' pods only with their next revision
     (meta.pods_get_v2_keys)."""
     hashed = {key: _without_v2_labels(value) for key, value in pod_templates.items()}
-    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:10]
+    return json_digest(hashed)
 
 
 def _without_v2_labels(template):
@@ -37,7 +37,7 @@ def _without_v2_labels(template):
 
 
 def group_revision(role_revisions: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(role_revisions, sort_keys=True).encode()).hexdigest()[:10]
+    return json_digest(role_revisions)
 
 
 def revision_label(role: str, key_prefix: str = naming.LABEL_REVISION_PREFIX) -> str:

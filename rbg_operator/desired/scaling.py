@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 
-from .. import naming
+from .. import kinds, naming
+from ..hashing import json_digest
 from ..api.conversion import FAILED_KEY
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .meta import owner_reference
@@ -16,7 +15,7 @@ def scaling_adapter(group: RoleBasedGroupV2, role: RoleV2) -> dict:
     """The adapter of a role with scalingAdapter.enable. It carries no replicas: those belong
     to whoever scales it (kubectl scale, an HPA); the adapter controller seeds them once."""
     return {
-        "apiVersion": naming.API_VERSION,
+        "apiVersion": kinds.API_VERSION,
         "kind": "RoleBasedGroupScalingAdapter",
         "metadata": {
             "name": naming.adapter_name(group.name, role.name),
@@ -37,7 +36,7 @@ def role_pod_selector(group: str, role: RoleV2) -> str:
 
 
 def template_hash(template: dict) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+    return json_digest(template)
 
 
 def member_template_hash(group_set: dict) -> str:
@@ -52,7 +51,7 @@ def set_member(group_set: dict, index: int) -> dict:
     template = group_set["spec"]["groupTemplate"]
     annotations = {k: v for k, v in (template.get("annotations") or {}).items() if k != FAILED_KEY}
     return {
-        "apiVersion": naming.API_VERSION,
+        "apiVersion": kinds.API_VERSION,
         "kind": "RoleBasedGroup",
         "metadata": {
             "name": naming.set_member_name(meta["name"], index),
@@ -62,7 +61,7 @@ def set_member(group_set: dict, index: int) -> dict:
                        naming.LABEL_V2_SET_NAME: meta["name"], naming.LABEL_V2_SET_INDEX: str(index)},
             "annotations": {**annotations, naming.ANNOTATION_SET_TEMPLATE: member_template_hash(group_set)},
             "ownerReferences": [{
-                "apiVersion": naming.API_VERSION, "kind": "RoleBasedGroupSet", "name": meta["name"],
+                "apiVersion": kinds.API_VERSION, "kind": "RoleBasedGroupSet", "name": meta["name"],
                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
             }],
         },

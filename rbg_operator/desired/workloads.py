@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from .. import naming
+from .. import kinds, naming
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
-from .discovery import inject
-from .engineruntime import inject_engine_runtimes
 from .instanceset import instance_components, instance_set_metadata, instance_set_spec
-from .gang import join_gang
-from .meta import child_metadata, pod_labels, role_annotations
+from .meta import child_metadata
 from .options import DEFAULT, BuildOptions
+from .pods import pod_template
 from .rollout import RolePlan, group_revision, revision_hash, revision_label, update_strategy
 from .strategicmerge import merge
 from .templates import resolved_template
-
-
-def pod_template(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions, base: dict | None = None,
-                 v2_keys: bool = True, engine_runtimes: bool = True) -> dict:
-    """A pod template with the role's labels and annotations, engine runtimes, discovery and gang
-    membership."""
-    template = resolved_template(group, role) if base is None else base
-    if engine_runtimes and role.engine_runtimes:
-        template = inject_engine_runtimes(template, role, options.engine_profiles)
-    meta = template.setdefault("metadata", {})
-    meta["labels"] = {**meta.get("labels", {}), **pod_labels(group, role, v2_keys)}
-    annotations = role_annotations(role)
-    if annotations:
-        meta["annotations"] = {**meta.get("annotations", {}), **annotations}
-    return join_gang(inject(template, group, role), group, role.name, options)
 
 
 def role_pod_templates(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT,
@@ -119,7 +102,7 @@ def role_workload(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions =
     templates = role_pod_templates(group, role, options, v2_pod_keys)
     metadata = child_metadata(group, role, naming.workload_name(group.name, role.name))
     if role.workload.kind == "RoleInstanceSet":
-        workload = {"apiVersion": naming.RIS_API_VERSION, "kind": "RoleInstanceSet",
+        workload = {"apiVersion": kinds.API_VERSION, "kind": "RoleInstanceSet",
                     "spec": instance_set_spec(group, role, templates, plan.partition, plan.max_unavailable)}
         metadata = instance_set_metadata(role, metadata)
     else:

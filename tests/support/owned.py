@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rbg_operator import naming
+from rbg_operator import kinds
 
 
 def owner(kind: str, name: str, uid: str) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": "ns", "uid": uid}}
+    return {"apiVersion": kinds.API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": "ns", "uid": uid}}
 
 
 def child(name: str, *refs: dict, kind: str = "Service", labels: dict | None = None, **rest) -> dict:
@@ -16,4 +16,4 @@ def child(name: str, *refs: dict, kind: str = "Service", labels: dict | None = N
 
 
 def ref(kind: str, name: str, uid: str, controller: bool = True) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": controller}
+    return {"apiVersion": kinds.API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": controller}

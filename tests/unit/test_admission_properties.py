@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rbg_operator import bounded_json
-from rbg_operator.api import conversion
+from rbg_operator.api import conversion, kept
 from rbg_operator.api.errors import describe
 from tests.support.patches import nested_patch
 from rbg_operator.api.common import MAX_GROUP_PODS, MAX_PATCH_DEPTH, nesting_depth
@@ -118,8 +118,8 @@ KEPT_VALUES = st.sampled_from(["[]", "null", "1", '"x"', "{", "{}", '{"labels": 
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from([conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY,
-                                        conversion.GROUP_TEMPLATE_KEY, conversion.GANG_TIMEOUT_KEY]), KEPT_VALUES,
+@given(st.dictionaries(st.sampled_from([kept.POD_GROUP_POLICY_KEY, kept.COORDINATION_KEY,
+                                        conversion.GROUP_TEMPLATE_KEY, kept.GANG_TIMEOUT_KEY]), KEPT_VALUES,
                        max_size=3),
        st.dictionaries(st.sampled_from([conversion.V2_FIELDS_KEY, conversion.RESTART_POLICY_KEY]), KEPT_VALUES,
                        max_size=2),
@@ -138,7 +138,7 @@ def test_hostile_kept_annotations_are_refused_naming_them_or_accepted_and_usable
         assert refused.code == 422 and ("annotations[" in message or message.startswith("spec")), message
         return
     # Accepted: then every kept annotation it carries is one conversion uses, not drops.
-    keys = [conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY] + ([conversion.GROUP_TEMPLATE_KEY] if as_set
+    keys = [kept.POD_GROUP_POLICY_KEY, kept.COORDINATION_KEY] + ([conversion.GROUP_TEMPLATE_KEY] if as_set
                                                                              else [])
     for key in keys:
         if key in group_annotations:

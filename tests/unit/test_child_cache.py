@@ -2,8 +2,9 @@
 labels cost nothing), and the two disjoint pod watches that let RoleInstances made without a
 group see their pods."""
 
-from rbg_operator import naming, operator
+from rbg_operator import kinds, naming, operator
 from rbg_operator.controller import store as store_module
+from rbg_operator.controller import wakes
 from rbg_operator.controller.control import controller_of
 from rbg_operator.controller.store import Store
 from tests.support.owned import child, ref
@@ -45,17 +46,18 @@ def test_children_of_our_kinds_are_kept_whole_and_others_as_metadata():
 
 
 def test_the_store_slims_every_child_kind_the_operator_watches_by_the_group_label():
-    assert set(store_module.CHILD_KINDS) == set(operator.CHILD_KINDS) - {("apps/v1", "ControllerRevision")}
+    by_group_label = {kind for kind, selector in wakes.WATCHED if selector == wakes.CHILD_SELECTOR}
+    assert set(store_module.CHILD_KINDS) == by_group_label - {kinds.POD, kinds.CONTROLLER_REVISION}
 
 
 
 def test_the_two_pod_watches_are_disjoint():
     group_pod = {naming.LABEL_GROUP_NAME: "g", naming.LABEL_V2_INSTANCE_NAME: "g-r-0"}
     direct_pod = {naming.LABEL_V2_INSTANCE_NAME: "p-0"}
-    pod_selectors = [s for kind, s in operator.WATCHED if kind == ("v1", "Pod")]
-    assert [operator.selector_matches(s, group_pod) for s in pod_selectors] == [True, False]
-    assert [operator.selector_matches(s, direct_pod) for s in pod_selectors] == [False, True]
-    assert not any(operator.selector_matches(s, {"app": "x"}) for s in pod_selectors)
+    pod_selectors = [s for kind, s in wakes.WATCHED if kind == kinds.POD]
+    assert [wakes.selector_matches(s, group_pod) for s in pod_selectors] == [True, False]
+    assert [wakes.selector_matches(s, direct_pod) for s in pod_selectors] == [False, True]
+    assert not any(wakes.selector_matches(s, {"app": "x"}) for s in pod_selectors)
 
 
 def test_a_relist_of_one_pod_watch_does_not_delete_what_the_other_brought():
@@ -64,8 +66,8 @@ def test_a_relist_of_one_pod_watch_does_not_delete_what_the_other_brought():
     direct_pod = child("p-0", kind="Pod", labels={naming.LABEL_V2_INSTANCE_NAME: "p-0"})
     for pod in (group_pod, direct_pod):
         store.upsert(pod)
-    by_group = operator._within(operator.CHILD_SELECTOR, store, lambda *e: delivered.append(e))
-    by_instance = operator._within(operator.INSTANCE_POD_SELECTOR, store, lambda *e: delivered.append(e))
+    by_group = operator._within(wakes.CHILD_SELECTOR, store, lambda *e: delivered.append(e))
+    by_instance = operator._within(wakes.INSTANCE_POD_SELECTOR, store, lambda *e: delivered.append(e))
     by_group("DELETED", store.get("v1", "Pod", "ns", "p-0"))  # not in its list: not its to delete
     by_instance("DELETED", store.get("v1", "Pod", "ns", "g-r-0"))
     assert delivered == []

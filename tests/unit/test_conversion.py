@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rbg_operator.api import conversion
+from rbg_operator.api import conversion, kept
 from rbg_operator.api.conversion import V1, V2, ConversionError, convert
 from rbg_operator.api.rolebasedgroup import RoleBasedGroupSpec
 from rbg_operator.api.rolebasedgroupset import RoleBasedGroupSetSpec
@@ -166,13 +166,13 @@ def test_the_v1alpha2_shape_follows_the_reference_mapping():
                                              "restartPolicyConfig": {"type": "RecreateRoleInstanceOnPodRestart"}}
     assert router["standalonePattern"] == {"templateRef": {"name": "base", "patch": {"spec": {}}}}
     annotations = there["metadata"]["annotations"]
-    assert annotations[conversion.GANG_KEY] == "true" and annotations[conversion.GANG_TIMEOUT_KEY] == "30"
-    assert json.loads(annotations[conversion.POD_GROUP_POLICY_KEY]) == {"kubeScheduling": {"scheduleTimeoutSeconds": 30}}
+    assert annotations[kept.GANG_KEY] == "true" and annotations[kept.GANG_TIMEOUT_KEY] == "30"
+    assert json.loads(annotations[kept.POD_GROUP_POLICY_KEY]) == {"kubeScheduling": {"scheduleTimeoutSeconds": 30}}
 
 
 def test_native_v1alpha2_gang_annotations_become_a_pod_group_policy():
     group = {**v1_group({"roles": [{"name": "r", "standalonePattern": {"template": {"spec": {}}}}]},
-                        {conversion.GANG_KEY: "true", conversion.GANG_TIMEOUT_KEY: "90"}), "apiVersion": V2}
+                        {kept.GANG_KEY: "true", kept.GANG_TIMEOUT_KEY: "90"}), "apiVersion": V2}
     back = convert(group, V1)
     assert back["spec"]["podGroupPolicy"] == {"kubeScheduling": {"scheduleTimeoutSeconds": 90}}
     assert "annotations" not in back["metadata"]
@@ -197,8 +197,8 @@ def test_sets_round_trip_and_members_keep_gang_and_coordination(spec, replicas):
     RoleBasedGroupSetSpecV2.model_validate(there["spec"], context=SHAPE)
     assert convert(there, V1) == group_set
     member = there["spec"]["groupTemplate"].get("annotations") or {}
-    assert (conversion.GANG_KEY in member) == ("podGroupPolicy" in spec)
-    assert (conversion.COORDINATION_KEY in member) == bool(spec.get("coordination"))
+    assert (kept.GANG_KEY in member) == ("podGroupPolicy" in spec)
+    assert (kept.COORDINATION_KEY in member) == bool(spec.get("coordination"))
     native = {**there, "spec": {**there["spec"], "groupTemplate": {
         **there["spec"]["groupTemplate"], "labels": {"team": "a"}}}}
     assert convert(convert(native, V1), V2) == native
@@ -219,8 +219,8 @@ def test_a_conversion_review_converts_every_object_or_names_the_one_that_fails()
     assert failed["result"]["status"] == "Failure" and "RoleBasedGroup ns/g: role 'r'" in \
         failed["result"]["message"] and "convertedObjects" not in failed
     # A gang timeout that is not a number (stored without admission) reads as the default.
-    odd = {**stored, "metadata": {**stored["metadata"], "annotations": {conversion.GANG_KEY: "true",
-                                                                       conversion.GANG_TIMEOUT_KEY: "soon"}}}
+    odd = {**stored, "metadata": {**stored["metadata"], "annotations": {kept.GANG_KEY: "true",
+                                                                       kept.GANG_TIMEOUT_KEY: "soon"}}}
     assert convert(odd, V1)["spec"]["podGroupPolicy"] == {"kubeScheduling": {}}
 
 
@@ -244,8 +244,8 @@ HOSTILE = st.sampled_from(["[]", "null", "1", '"x"', "{", "{}", "true", '{"label
                            '{"customComponentsPattern": "x"}', '{"leaderWorkerPattern": []}',
                            '{"kubeScheduling": []}', '[{"name": 1}]', "[" * 2000 + "]" * 2000,
                            '{"a":' * 60 + "1" + "}" * 60, r'"\ud800"', "1e999"]) | st.text(max_size=20)
-GROUP_KEYS = [conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY, conversion.GROUP_TEMPLATE_KEY,
-              conversion.GANG_KEY, conversion.GANG_TIMEOUT_KEY, conversion.EXCLUSIVE_V1_KEY,
+GROUP_KEYS = [kept.POD_GROUP_POLICY_KEY, kept.COORDINATION_KEY, conversion.GROUP_TEMPLATE_KEY,
+              kept.GANG_KEY, kept.GANG_TIMEOUT_KEY, conversion.EXCLUSIVE_V1_KEY,
               conversion.EXCLUSIVE_V2_KEY]
 ROLE_KEYS = [conversion.V2_FIELDS_KEY, conversion.RESTART_POLICY_KEY, conversion.WORKLOAD_TYPE_KEY]
 
@@ -287,7 +287,7 @@ def test_hostile_kept_annotations_never_fail_a_read_and_are_refused_at_admission
     group_set = obj["kind"] == "RoleBasedGroupSet"
     spec = obj["spec"]["template"] if group_set else obj["spec"]
     problems = conversion.kept_annotation_problems(obj["metadata"]["annotations"], spec, group_set=group_set)
-    for key in (conversion.POD_GROUP_POLICY_KEY, conversion.COORDINATION_KEY) + (
+    for key in (kept.POD_GROUP_POLICY_KEY, kept.COORDINATION_KEY) + (
             (conversion.GROUP_TEMPLATE_KEY,) if group_set else ()):
         if key in obj["metadata"]["annotations"] and conversion._kept(obj["metadata"]["annotations"], key) is None:
             assert any(p.startswith(f"metadata.annotations[{key}]: ") for p in problems), (key, problems)
@@ -320,7 +320,7 @@ def test_a_role_fields_annotation_that_is_not_an_object_is_kept_for_admission_to
     assert conversion.V2_FIELDS_KEY not in convert(stored, V1)["spec"]["roles"][0].get("annotations", {})
 
 
-GANG_EDITS = st.dictionaries(st.sampled_from(list(conversion.GANG_KEYS)), st.sampled_from(["true", "false", "30", "120", "q"]),
+GANG_EDITS = st.dictionaries(st.sampled_from(list(kept.GANG_KEYS)), st.sampled_from(["true", "false", "30", "120", "q"]),
                              max_size=4)
 
 
@@ -328,18 +328,18 @@ GANG_EDITS = st.dictionaries(st.sampled_from(list(conversion.GANG_KEYS)), st.sam
 @given(v1_specs(), GANG_EDITS)
 def test_a_gang_edit_made_in_v1alpha2_wins_over_the_kept_policy(spec, edit):
     there = convert(v1_group(spec), V2)
-    annotations = {k: v for k, v in there["metadata"].get("annotations", {}).items() if k not in conversion.GANG_KEYS}
+    annotations = {k: v for k, v in there["metadata"].get("annotations", {}).items() if k not in kept.GANG_KEYS}
     there["metadata"]["annotations"] = {**annotations, **edit}
     try:
         back = convert(there, V1)
     except ConversionError as error:  # a timeout that is not a number: refused, naming it
-        assert conversion.GANG_TIMEOUT_KEY in str(error) and edit.get(conversion.GANG_KEY) == "true"
+        assert kept.GANG_TIMEOUT_KEY in str(error) and edit.get(kept.GANG_KEY) == "true"
         return
-    said = conversion._gang_policy_from_annotations(edit)
-    kept = spec.get("podGroupPolicy")
-    untouched = kept is not None and {k: v for k, v in conversion.pod_group_policy_annotations(kept).items()
-                                      if k != conversion.POD_GROUP_POLICY_KEY} == edit
-    assert back["spec"].get("podGroupPolicy") == (kept if untouched else said)
+    said = kept.gang_policy_from_annotations(edit)
+    policy = spec.get("podGroupPolicy")
+    untouched = policy is not None and {k: v for k, v in kept.pod_group_policy_annotations(policy).items()
+                                        if k != kept.POD_GROUP_POLICY_KEY} == edit
+    assert back["spec"].get("podGroupPolicy") == (policy if untouched else said)
 
 
 def test_turning_gang_off_or_changing_its_timeout_in_v1alpha2_sticks():
@@ -347,10 +347,10 @@ def test_turning_gang_off_or_changing_its_timeout_in_v1alpha2_sticks():
                                              "podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}}).wire()
     there = convert(v1_group(spec), V2)
     off = json.loads(json.dumps(there))
-    del off["metadata"]["annotations"][conversion.GANG_KEY]
+    del off["metadata"]["annotations"][kept.GANG_KEY]
     assert "podGroupPolicy" not in convert(off, V1)["spec"]
     longer = json.loads(json.dumps(there))
-    longer["metadata"]["annotations"][conversion.GANG_TIMEOUT_KEY] = "120"
+    longer["metadata"]["annotations"][kept.GANG_TIMEOUT_KEY] = "120"
     assert convert(longer, V1)["spec"]["podGroupPolicy"] == {"kubeScheduling": {"scheduleTimeoutSeconds": 120}}
     assert convert(there, V1)["spec"]["podGroupPolicy"] == {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}
 

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from rbg_operator import kubectl_plugin, naming, webhook
-from rbg_operator.api import conversion
+from rbg_operator.api import conversion, kept
 from rbg_operator.api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from rbg_operator.controller.restarts import acted_on_policies
 from rbg_operator.desired.meta import role_annotations
@@ -93,10 +93,10 @@ def test_gang_and_coordination_are_read_from_the_group_annotations():
     assert volcano.pod_group_policy.volcano_scheduling is not None
     assert [(c.name, c.roles) for c in volcano.coordination] == [("c", ["a", "b"])]
     native = RoleBasedGroupV2.read(v2([{"name": "a", "standalonePattern": {"template": C}}], {
-        conversion.GANG_KEY: "true", conversion.GANG_TIMEOUT_KEY: "90"}))
+        kept.GANG_KEY: "true", kept.GANG_TIMEOUT_KEY: "90"}))
     assert native.pod_group_policy.kube_scheduling.schedule_timeout_seconds == 90 and native.coordination == []
     unknown = v2([{"name": "a", "standalonePattern": {"template": C}}], {
-        conversion.COORDINATION_KEY: '[{"name": "c", "roles": ["a", "gone"]}]'})
+        kept.COORDINATION_KEY: '[{"name": "c", "roles": ["a", "gone"]}]'})
     with pytest.raises(pydantic.ValidationError, match=r"spec.coordination\[0\].roles: unknown role 'gone'"):
         RoleBasedGroupV2.read(unknown)
 

@@ -1,7 +1,7 @@
 import asyncio
 import logging
 
-from rbg_operator import naming
+from rbg_operator import kinds
 from rbg_operator.controller.reflector import Reflector
 from rbg_operator.controller.store import Store
 from rbg_operator.kube import KINDS
@@ -20,7 +20,7 @@ class DiesOnce(Reflector):
 
 
 async def test_a_reflector_that_dies_is_logged_and_started_again(caplog):
-    reflector = DiesOnce(None, Store(), KINDS[(naming.API_VERSION, "RoleBasedGroup")], lambda *_: None)
+    reflector = DiesOnce(None, Store(), KINDS[(kinds.API_VERSION, "RoleBasedGroup")], lambda *_: None)
     with caplog.at_level(logging.ERROR):
         task = asyncio.create_task(reflector.run_supervised(restart_delay=0.01))
         await asyncio.sleep(0.1)

@@ -5,7 +5,7 @@ is not requeued for ever."""
 import asyncio
 import contextlib
 
-from rbg_operator import naming
+from rbg_operator import kinds
 from rbg_operator.controller.store import Store, writer
 from rbg_operator.controller.workqueue import WorkQueue
 from rbg_operator.operator import GROUP, Runtime
@@ -22,7 +22,7 @@ class ReturnsEarly:
 
 
 def group(rv: str, generation: int, **meta) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup", "spec": {},
+    return {"apiVersion": kinds.API_VERSION, "kind": "RoleBasedGroup", "spec": {},
             "metadata": {"name": "g", "namespace": "ns", "uid": "u", "resourceVersion": rv,
                          "generation": generation, **meta}}
 
@@ -64,4 +64,4 @@ async def test_a_deleted_objects_failure_count_goes_with_it():
     queue.add_rate_limited(key)
     assert key in queue._failures
     runtime.deliver("DELETED", group("11", 1))
-    assert key not in queue._failures and store.get(naming.API_VERSION, "RoleBasedGroup", "ns", "g") is None
+    assert key not in queue._failures and store.get(kinds.API_VERSION, "RoleBasedGroup", "ns", "g") is None

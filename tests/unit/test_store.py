@@ -1,6 +1,6 @@
 import contextlib
 
-from rbg_operator import naming
+from rbg_operator import kinds, naming
 from rbg_operator.controller.store import Seen, Store, other_owner, writer
 
 
@@ -15,7 +15,7 @@ def written_by(key):
 
 
 # A group's child: kept whole (what no kind of ours controls is kept as metadata only).
-GROUP = [{"apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup", "name": "g", "uid": "g", "controller": True}]
+GROUP = [{"apiVersion": kinds.API_VERSION, "kind": "RoleBasedGroup", "name": "g", "uid": "g", "controller": True}]
 
 
 def revision(name: str, owner_kind: str, number: int) -> dict:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from rbg_operator import bounded_json, webhook
-from rbg_operator.api import conversion
+from rbg_operator.api import conversion, kept
 from rbg_operator.desired.scaling import member_template_hash, set_member, template_hash
 from tests.support.admission import v1alpha1_write, written_in
 
@@ -131,13 +131,13 @@ def group_set(**template) -> dict:
 def test_a_v1alpha2_group_templates_labels_and_annotations_reach_the_members():
     fleet = group_set(labels={"team": "a", "rolebasedgroupset.workloads.x-k8s.io/name": "other"},
                       annotations={"rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds": "30",
-                                   conversion.EXCLUSIVE_V2_KEY: "kubernetes.io/hostname", conversion.GANG_KEY: "true"})
+                                   conversion.EXCLUSIVE_V2_KEY: "kubernetes.io/hostname", kept.GANG_KEY: "true"})
     member = set_member(fleet, 0)
     meta = member["metadata"]
     assert meta["labels"]["team"] == "a" and meta["labels"]["rolebasedgroupset.workloads.x-k8s.io/name"] == "s"
     assert meta["annotations"]["rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds"] == "30"
     assert meta["annotations"][conversion.EXCLUSIVE_V2_KEY] == "kubernetes.io/hostname"
-    assert meta["annotations"][conversion.GANG_KEY] == "true"  # the member's gang, in v1alpha2's own words
+    assert meta["annotations"][kept.GANG_KEY] == "true"  # the member's gang, in v1alpha2's own words
     assert member["apiVersion"] == conversion.V2 and member["spec"] == {"roles": [{"name": "a"}]}
     assert member_template_hash(fleet) == template_hash(fleet["spec"]["groupTemplate"])
     assert member_template_hash(fleet) != member_template_hash(group_set())
