@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime
 
 
+def stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp(datetime.datetime.now(datetime.timezone.utc))
 
 
 def merge(previous: list[dict] | None, desired: list[dict], generation: int,
-          restamp: set[str] | frozenset = frozenset()) -> list[dict]:
+          restamp: set[str] | frozenset = frozenset(), at: str | None = None) -> list[dict]:
     """Desired conditions (type, status, reason, message) stamped with times and generation.
     Types in `restamp` get a new lastTransitionTime even when their status stays (Progressing
-    restarts its clock on progress, as a Deployment's does)."""
+    restarts its clock on progress, as a Deployment's does). `at`: the time to stamp (default now)."""
     old = {c["type"]: c for c in previous or []}
     merged = []
     for condition in desired:
@@ -22,7 +26,7 @@ def merge(previous: list[dict] | None, desired: list[dict], generation: int,
                    or condition["type"] in restamp)
         merged.append({
             **condition,
-            "lastTransitionTime": now() if changed else before["lastTransitionTime"],
+            "lastTransitionTime": (at or now()) if changed else before["lastTransitionTime"],
             "observedGeneration": generation,
         })
     # Condition types this reconcile does not speak about keep their last value.
