@@ -25,7 +25,8 @@ from ..desired.meta import owner_reference, pods_get_v2_keys
 from ..desired.options import DEFAULT, BuildOptions
 from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_revision, coordinated_allowance,
                                resolve, revision_label)
-from ..desired.workloads import group_revision_of, role_revision
+from ..desired.workload_kinds import group_revision_of, role_revision
+from ..desired.workload_kinds import of as workload_kind
 from . import conditions, health, policy
 from .control import CONFLICT_RECHECK_SECONDS, conflict
 from .diff import applied_digest, contains
@@ -258,7 +259,7 @@ class _Planner:
             children = role_children(group, role.name, self.build, role_plan, v2_pod_keys=False)
         workload = None
         for child in children:
-            if child["kind"] == role.workload.kind and not self.ownership[role.name].apply:
+            if child is children[-1] and not self.ownership[role.name].apply:  # the workload comes last
                 # Another writer's value stands: leave the field to it, and remember the role's
                 # value now, so a later change of the role takes it back.
                 child["spec"].pop("replicas")
@@ -268,7 +269,7 @@ class _Planner:
             if step is not None:
                 lane.append(step)
         self.after[role.name] = workload
-        if workload is not None and workload["kind"] == "StatefulSet":
+        if workload is not None and workload_kind(role).ordinal_pods:
             lane += self._unstick(role.name, workload)
         progress = workload_progress(role.name, role.replicas, workload)
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
@@ -279,7 +280,7 @@ class _Planner:
         return tuple(lane)
 
     def _unstick(self, role_name: str, sts: dict) -> list[Step]:
-        """Replace pods a StatefulSet rollout would wait on for ever (see stuck.py), within the
+        """Replace pods an ordinal rollout (a StatefulSet's) would wait on for ever (see stuck.py), within the
         rollout's maxUnavailable; and look again when pods not stuck yet would be."""
         status = sts.get("status") or {}
         if status.get("observedGeneration") != sts["metadata"]["generation"] or not status.get("updateRevision"):
@@ -387,7 +388,8 @@ class _Planner:
                 observed: list[RoleRollout] = []
                 for role_name in rule.roles:
                     role = group.spec.role(role_name)
-                    sts = self.snap.workload(role) if role.workload.kind == "StatefulSet" else None
+                    # Paced by partitions: only workloads that update pods above one.
+                    sts = self.snap.workload(role) if workload_kind(role).ordinal_pods else None
                     if sts is None:
                         continue  # a role being created starts on the newest revision anyway
                     observed.append(self._rollout_of(role, sts))
@@ -406,7 +408,7 @@ class _Planner:
     def _growth_of(self, role, progression: str) -> RoleRollout | None:
         """A role growing towards its replicas: how many pods exist and how many are scheduled (or ready)."""
         current = (self.snap.workload(role) or {}).get("spec", {}).get("replicas", 0)
-        if current >= role.replicas or role.workload.kind == "LeaderWorkerSet":
+        if current >= role.replicas or not workload_kind(role).paced_growth:
             return None
         pods = [p for p in self.snap.role_pods(role.name) if _live(p)]
         if progression == "OrderReady":
@@ -437,8 +439,8 @@ class _Planner:
         # another owner holds says nothing about this group's pods.
         statefulsets = {}
         for role in self.group.spec.roles:
-            if role.workload.kind != "StatefulSet":
-                continue
+            if not workload_kind(role).ordinal_pods:
+                continue  # a pod can be lost (gone below replicas) only where pods have ordinals
             sts = self.after.get(role.name) if role.name in self.after else self.snap.workload(role)
             if sts is not None:
                 statefulsets[role.name] = sts

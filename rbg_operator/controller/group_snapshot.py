@@ -18,23 +18,19 @@ from ..api.v1alpha2 import RoleBasedGroupV2
 from ..desired import engineruntime
 from ..desired.gang import GANG_KINDS, NATIVE_COMPOSITE, pod_groups
 from ..desired.options import BuildOptions
+from ..desired.workload_kinds import WORKLOAD_KINDS
+from ..desired.workload_kinds import of as workload_kind
 from . import policy as coordinated_policy
 from .control import controlled_by
 from .store import Store
 
 RBG = (naming.API_VERSION, "RoleBasedGroup")
-WORKLOAD_KINDS = {
-    "StatefulSet": ("apps/v1", "StatefulSet"),
-    "Deployment": ("apps/v1", "Deployment"),
-    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
-    "RoleInstanceSet": (naming.RIS_API_VERSION, "RoleInstanceSet"),
-}
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 CONFIG_MAP = ("v1", "ConfigMap")
 POD = ("v1", "Pod")
 REVISION = ("apps/v1", "ControllerRevision")
 # Per-role children; the topology ConfigMap belongs to the group and goes with it.
-ROLE_CHILD_KINDS = (("v1", "Service"), ADAPTER, *WORKLOAD_KINDS.values())
+ROLE_CHILD_KINDS = (("v1", "Service"), ADAPTER, *(k.key for k in WORKLOAD_KINDS.values()))
 CHILD_KINDS = (CONFIG_MAP, *ROLE_CHILD_KINDS, *GANG_KINDS)
 
 ChildKey = tuple[str, str, str]  # (apiVersion, kind, name)
@@ -69,7 +65,7 @@ class GroupSnapshot:
         return found if found is not None and controlled_by(found, self.uid) else None
 
     def workload(self, role) -> dict | None:
-        return self.controlled(*WORKLOAD_KINDS[role.workload.kind], naming.workload_name(self.group.name, role.name))
+        return self.controlled(*workload_kind(role).key, naming.workload_name(self.group.name, role.name))
 
     def labelled_children(self, api_version: str, kind: str) -> list[dict]:
         return [obj for key, obj in self.children.items() if key[:2] == (api_version, kind) and key in self.labelled]
@@ -86,7 +82,7 @@ def child_keys(group: RoleBasedGroupV2, options: BuildOptions) -> set[ChildKey]:
     for role in group.spec.roles:
         keys.add(("v1", "Service", naming.service_name(group.name, role.name)))
         keys.add((*ADAPTER, naming.adapter_name(group.name, role.name)))
-        keys.add((*WORKLOAD_KINDS[role.workload.kind], naming.workload_name(group.name, role.name)))
+        keys.add((*workload_kind(role).key, naming.workload_name(group.name, role.name)))
     return keys
 
 

@@ -33,6 +33,7 @@ import pydantic
 from .. import naming
 from ..api.common import json_object
 from ..api.v1alpha2 import RoleBasedGroupV2
+from ..desired.workload_kinds import of as workload_kind
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from .steps import CountRecreation, DeletePod, Emit, Step, WriteRestartState
@@ -43,14 +44,12 @@ log = logging.getLogger(__name__)
 GROUP_WIDE = "RecreateRBGOnPodRestart"
 PER_INSTANCE = "RecreateRoleInstanceOnPodRestart"
 ACTING = (GROUP_WIDE, PER_INSTANCE)
-# Workloads that recreate their own instances (the per-instance policy is theirs to act on).
-SELF_RECREATING = ("LeaderWorkerSet", "RoleInstanceSet")
 
 
 def acted_on_policies(roles: list) -> dict[str, str | None]:
     """Each role's restart policy as this tracker acts on it: a group-wide one always, a
     per-instance one where the workload does not recreate its own instances."""
-    return {role.name: policy if policy == GROUP_WIDE or role.workload.kind not in SELF_RECREATING else None
+    return {role.name: policy if policy == GROUP_WIDE or not workload_kind(role).recreates_instances else None
             for role in roles for policy in [role.restart_policy]}
 POD = ("v1", "Pod")
 
