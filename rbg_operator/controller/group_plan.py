@@ -34,7 +34,7 @@ from .group_snapshot import ADAPTER, ROLE_CHILD_KINDS, GroupSnapshot
 from .ownership import OVERRIDDEN, ReplicasOwnership, overridden_conditions, replicas_ownership
 from .progress import RoleProgress, workload_progress
 from .restarts import RestartPlan, RestartSettings, plan_restarts
-from .steps import Apply, Delete, DeletePod, Emit, RecordRevision, Step
+from .steps import Apply, Delete, DeletePod, Emit, RecordRevision, Step, WriteRestartState
 from .stuck import stuck_pods
 
 # As a Deployment's progressDeadlineSeconds: long enough for images to pull and models to load.
@@ -446,8 +446,14 @@ class _Planner:
                 statefulsets[role.name] = sts
         restarts = plan_restarts(self.body, self.group, list(self.snap.pods), statefulsets, self.options.restarts,
                                  self.now)
-        if restarts.steps:
-            self._batch().append(restarts.steps)
+        # The restart state, which holds a recreation's intent, goes before every other write of
+        # the pass, so no delete of it (a stale child, a stuck pod, a doomed pod) comes first.
+        intent = tuple(s for s in restarts.steps if isinstance(s, WriteRestartState))
+        rest = tuple(s for s in restarts.steps if not isinstance(s, WriteRestartState))
+        if intent:
+            self.batches.insert(0, [intent])
+        if rest:
+            self._batch().append(rest)
         return restarts
 
     def _report(self, restarts: RestartPlan, policy_problems: list[str] | None

@@ -23,8 +23,6 @@ from .together import together
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Reconciler", "ChildConflict", "DEFAULT_PROGRESS_DEADLINE"]
-
 # Native gang objects whose shape cannot change in place (templates, parents): replaced instead.
 RECREATE_WHEN_IMMUTABLE = {NATIVE_WORKLOAD, NATIVE_POD_GROUP, NATIVE_COMPOSITE}
 
@@ -41,7 +39,8 @@ class Reconciler:
     2. plan: decide from the snapshot alone, with no I/O (group_plan.py): the children to apply
        layer by layer of the roles' start order, the deletions, the restart and stuck-pod
        actions, the status and the Events, and when to look again;
-    3. act: the plan's writes, in its order (the restart intent before any pod it dooms);
+    3. act: the plan's writes, in its order (the restart state, which holds a recreation's
+       intent, before any delete);
     4. report: the planned status, then the Events it brings.
 
     A pass whose plan holds no write and no new status writes nothing.

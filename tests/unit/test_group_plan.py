@@ -254,11 +254,21 @@ def test_a_container_restart_recreates_the_group_with_the_intent_written_first()
     children = settled(body, plan(observed(restart_group()), OPTIONS, NOW))
     pods[1] = pod("g-prefill-1", "prefill", restarts=1)
     decided = plan(observed(body, *children, *pods), OPTIONS, NOW)
+    assert isinstance(decided.steps[0], WriteRestartState)  # before any other write, deletes included
     steps = [s for s in decided.steps if isinstance(s, (WriteRestartState, DeletePod, CountRecreation, Emit))]
-    assert isinstance(steps[0], WriteRestartState)
     assert {s.pod["metadata"]["name"] for s in steps if isinstance(s, DeletePod)} == {"g-prefill-0", "g-prefill-1"}
     assert any(isinstance(s, CountRecreation) for s in steps)
     assert condition(decided, "RestartInProgress")["reason"] == "RecreatingGroup"
+
+
+def test_the_restart_intent_is_written_before_any_delete_of_the_pass():
+    pods = [pod("g-prefill-0", "prefill"), pod("g-prefill-1", "prefill", restarts=1)]
+    body = restart_group(baseline(pods[0], {**pods[1], "status": {}}))
+    with_old_role = group_body(role("prefill", 2, restartPolicy="RecreateRBGOnPodRestart"), role("old", 1))
+    children = settled(with_old_role, plan(observed(with_old_role), OPTIONS, NOW))
+    decided = plan(observed(body, *children, *pods), OPTIONS, NOW)
+    kinds = [type(s).__name__ for s in decided.steps]
+    assert kinds[0] == "WriteRestartState" and "Delete" in kinds and "DeletePod" in kinds
 
 
 def test_no_recreation_once_the_budget_is_spent():
