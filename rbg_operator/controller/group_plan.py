@@ -60,6 +60,7 @@ class GroupPlan:
     events: tuple[Emit, ...] = ()  # said once the status is written
     requeue_after: float | None = None  # seconds until something changes by time alone
     problem: tuple[str, str] | None = None  # (reason, message) that stops the pass after its writes
+    refused: bool = False  # the spec cannot be acted on until it changes: only the status is written
     # What the decisions were made from, for the reader and the tests.
     progress: Mapping[str, RoleProgress] = dataclasses.field(default_factory=dict)
     waiting: Mapping[str, str] = dataclasses.field(default_factory=dict)  # role -> the dependency it waits for
@@ -103,11 +104,12 @@ def planned_status(body: dict, desired_conditions: list[dict], role_statuses: li
 
 
 def problem_plan(body: dict, reason: str, message: str, stalled: bool, at: str | None = None,
-                 notes: tuple[Emit, ...] = ()) -> GroupPlan:
+                 notes: tuple[Emit, ...] = (), refused: bool = False) -> GroupPlan:
     """Ready=False with the reason and message, and a Warning Event when that message is new."""
     status = planned_status(body, problem_conditions(reason, message, stalled),
                             (body.get("status") or {}).get("roleStatuses"), at=at)
-    return GroupPlan(notes, status=status, events=(Emit("Warning", reason, message),) if status else ())
+    return GroupPlan(notes, status=status, events=(Emit("Warning", reason, message),) if status else (),
+                     refused=refused)
 
 
 def plan(snapshot: GroupSnapshot, options: GroupOptions, now: datetime.datetime) -> GroupPlan:
@@ -115,14 +117,14 @@ def plan(snapshot: GroupSnapshot, options: GroupOptions, now: datetime.datetime)
     body, group = snapshot.body, snapshot.group
     at = conditions.stamp(now)
     if group is None:
-        return problem_plan(body, "InvalidSpec", snapshot.invalid or "invalid RoleBasedGroup", True, at)
+        return problem_plan(body, "InvalidSpec", snapshot.invalid or "invalid RoleBasedGroup", True, at, refused=True)
     notes: tuple[Emit, ...] = ()
     if _new_generation(body):  # once per generation
         notes = tuple(Emit("Warning", "FieldNotActedOn", note) for note in fields_not_acted_on(group))
     missing = engineruntime.missing_profiles(group.spec.roles, snapshot.profiles)
     if missing:  # creating the profile wakes the group (see operator.WAKES)
         return problem_plan(body, "EngineRuntimeProfileNotFound", "; ".join(missing) + (
-            "; create it, or remove the role's engineRuntimes entry"), True, at, notes)
+            "; create it, or remove the role's engineRuntimes entry"), True, at, notes, refused=True)
     build = dataclasses.replace(options.build, engine_profiles=dict(snapshot.profiles),
                                 composite_pod_groups=snapshot.composite_pod_groups)
     return _Planner(snapshot, build, options, now, notes).plan()
@@ -192,7 +194,8 @@ class _Planner:
         return GroupPlan(self.notes, self._frozen_batches(), status, tuple(events),
                          min((t for t in (restarts.requeue_after, requeue, *self.look_again) if t is not None),
                              default=None),
-                         None, self.progress, self.waiting, self.role_plans, self.ownership, restarts)
+                         progress=self.progress, waiting=self.waiting, role_plans=self.role_plans,
+                         ownership=self.ownership, restarts=restarts)
 
     # -- the children, in their order -------------------------------------------------------
 

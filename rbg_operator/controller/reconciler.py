@@ -59,8 +59,16 @@ class Reconciler:
             return None  # gone or going: owner references let garbage collection remove the children
         decided = plan(snapshot, self.options, _now())  # 2. plan
         body = snapshot.body
+        if decided.refused:  # a spec it cannot act on: its status says why, and nothing else is written
+            await self._act(snapshot, decided)
+            await self._report(body, decided)
+            return None
         try:
             await self._act(snapshot, decided)  # 3. act
+            if decided.problem is not None:  # the writes planned before it are done
+                await self._report_problem(body, *decided.problem)
+                return decided.requeue_after
+            await self._report(body, decided)  # 4. report
         except ChildConflict as problem:
             await self._report_problem(body, "ChildConflict", str(problem))
             return CONFLICT_RECHECK_SECONDS  # the other object carries no label of ours: no event wakes us
@@ -68,10 +76,6 @@ class Reconciler:
             if not namespace_terminating(error):
                 await self._report_problem(body, "ReconcileError", f"the API server refused a write: {error}")
             raise  # retried with backoff
-        if decided.problem is not None:  # the writes planned before it are done
-            await self._report_problem(body, *decided.problem)
-            return decided.requeue_after
-        await self._report(body, decided)  # 4. report
         return decided.requeue_after
 
     # -- 3. act ----------------------------------------------------------------------------------

@@ -364,7 +364,7 @@ def test_an_invalid_spec_is_reported_and_nothing_is_written():
     body = group_body(role("s", 2))
     body["spec"]["roles"][0]["replicas"] = -1
     decided = plan(observed(body), OPTIONS, NOW)
-    assert decided.steps == []
+    assert decided.steps == [] and decided.refused
     assert condition(decided, "Ready")["status"] == "False"
     assert condition(decided, "Ready")["reason"] == "InvalidSpec"
     assert condition(decided, "Stalled")["status"] == "True"
@@ -376,5 +376,6 @@ def test_an_invalid_spec_is_reported_and_nothing_is_written():
 def test_a_missing_engine_runtime_profile_stalls_the_group():
     body = group_body(role("s", 2, engineRuntimes=[{"profileName": "sglang"}]))
     decided = plan(observed(body), OPTIONS, NOW)
-    assert decided.steps == []
+    assert decided.steps == [] and decided.refused
     assert condition(decided, "Ready")["reason"] == "EngineRuntimeProfileNotFound"
+    assert condition(decided, "Stalled")["status"] == "True"

@@ -84,6 +84,10 @@ def test_the_plan_has_no_awaits():
     for module in (group_plan, steps):
         source = tree(module)
         assert not [n for n in ast.walk(source) if isinstance(n, (ast.Await, ast.AsyncFunctionDef, ast.AsyncWith))]
+    # Time comes in as `now`: a plan read from the clock could not be replayed.
+    clock = [n for n in ast.walk(tree(group_plan)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr in ("now", "utcnow", "time", "monotonic")]
+    assert not clock, [ast.unparse(n) for n in clock]
     plan_restarts = next(n for n in ast.walk(tree(restarts))
                          if isinstance(n, ast.FunctionDef) and n.name == "plan_restarts")
     assert not {n.id for n in ast.walk(plan_restarts) if isinstance(n, ast.Name)} & {"kube", "store"}
