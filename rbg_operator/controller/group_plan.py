@@ -148,10 +148,14 @@ def _live(obj: dict) -> bool:
 
 def after_apply(observed: dict | None, desired: dict) -> dict:
     """The workload as its write will leave it: a new one not yet seen by its controller; a
-    changed spec at the next generation, its status still about the last one."""
+    changed spec at the next generation, its status still about the last one. The spec changes
+    when it lacks something we want, or when the pod templates do (a field removed from them
+    shows only in their revision label)."""
     if observed is None:
         return {**desired, "metadata": {**desired["metadata"], "generation": 1}}
-    if contains(observed.get("spec") or {}, desired.get("spec") or {}):
+    revision = {k: v for k, v in desired["metadata"]["labels"].items() if k.startswith(naming.LABEL_REVISION_PREFIX)}
+    if (contains(observed.get("spec") or {}, desired.get("spec") or {})
+            and contains(observed["metadata"].get("labels") or {}, revision)):
         return observed  # labels or annotations only: the generation stays
     meta = {**observed["metadata"], "generation": observed["metadata"].get("generation", 0) + 1}
     return {**observed, "metadata": meta, "spec": {**(observed.get("spec") or {}), **desired["spec"]}}

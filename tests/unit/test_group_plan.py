@@ -131,6 +131,17 @@ def test_a_dependency_whose_spec_changes_this_pass_does_not_count_as_ready():
     assert decided.waiting == {"router": "backend"}
 
 
+def test_a_dependency_whose_pod_template_loses_a_field_does_not_count_as_ready():
+    labelled = {"spec": {"containers": C}, "metadata": {"labels": {"tier": "a"}}}
+    body = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]),
+                      {**role("backend", 2), "template": labelled})
+    ready = settled(body, plan(observed(body), OPTIONS, NOW))
+    changed = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]), role("backend", 2), generation=2)
+    decided = plan(observed(changed, *ready), OPTIONS, NOW)
+    assert decided.waiting == {"router": "backend"}
+    assert not decided.progress["backend"].current
+
+
 def test_a_pass_over_a_settled_group_writes_nothing():
     body = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]), role("backend", 2))
     first = plan(observed(body), OPTIONS, NOW)
