@@ -186,6 +186,15 @@ class _Planner:
         return tuple(tuple(batch) for batch in self.batches if batch)
 
     def plan(self) -> GroupPlan:
+        """The decisions, in the order their writes go:
+        1. coordination (policy rules, paced partitions and replicas) and who owns each role's replicas;
+        2. the revision record and the group's own children (topology ConfigMap, gang objects);
+        3. gang objects no longer wanted;
+        4. layer by layer of the start order, each role whose dependencies are ready (or whose
+           workload exists): its Service, adapter and workload, then its stuck pods;
+        5. children of roles or kinds no longer in the spec;
+        6. the restart policies (their state write goes first of all);
+        7. the status, its Events, and when to look again."""
         try:
             policy_problems = self._children()
         except _Conflict as problem:

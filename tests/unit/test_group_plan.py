@@ -390,3 +390,74 @@ def test_a_missing_engine_runtime_profile_stalls_the_group():
     assert decided.steps == [] and decided.refused
     assert condition(decided, "Ready")["reason"] == "EngineRuntimeProfileNotFound"
     assert condition(decided, "Stalled")["status"] == "True"
+
+
+# -- revisions, gangs, policies, notes -------------------------------------------------------------
+
+def revision_steps(decided: GroupPlan) -> list[RecordRevision]:
+    return [s for s in decided.steps if isinstance(s, RecordRevision)]
+
+
+def test_every_revision_is_recorded_newest_highest_and_an_undo_renumbers_the_old_one():
+    first_body = group_body(role("s", 2))
+    first = plan(observed(first_body), OPTIONS, NOW)
+    [record] = revision_steps(first)
+    assert record.create["revision"] == 1 and record.renumber is None
+    children = settled(first_body, first)
+    changed = plan(observed(group_body(role("s", 2, image="i:2"), generation=2), *children), OPTIONS, NOW)
+    [record] = revision_steps(changed)
+    assert record.create["revision"] == 2
+    second = {**record.create, "metadata": {**record.create["metadata"], "uid": "uid-rev-2", "resourceVersion": "1"}}
+    undo = plan(observed(group_body(role("s", 2), generation=3), *children, second), OPTIONS, NOW)
+    [record] = revision_steps(undo)
+    assert record.create is None and record.renumber == (children[-1]["metadata"]["name"], 3)
+    settled_again = plan(observed(first_body, *children), OPTIONS, NOW)
+    assert revision_steps(settled_again) == []
+
+
+def test_revisions_beyond_the_history_limit_are_pruned_oldest_first():
+    body = group_body(role("s", 2))
+    first = plan(observed(body), OPTIONS, NOW)
+    [record] = revision_steps(first)
+    old = [{**record.create, "revision": n,
+            "metadata": {**record.create["metadata"], "name": f"g-old{n}", "uid": f"uid-{n}", "resourceVersion": "1"}}
+           for n in range(1, 11)]
+    [record] = revision_steps(plan(observed(body, *old), OPTIONS, NOW))
+    assert record.create["revision"] == 11
+    assert [r["metadata"]["name"] for r in record.prune] == ["g-old1"]
+
+
+def test_gang_objects_follow_the_policy_and_go_with_it():
+    gang = group_body(role("s", 2), podGroupPolicy={"kubeScheduling": {"scheduleTimeoutSeconds": 30}})
+    first = plan(observed(gang), OPTIONS, NOW)
+    [pod_group] = first.applied("PodGroup")
+    assert pod_group["spec"]["minMember"] == 2
+    off = plan(observed(group_body(role("s", 2), generation=2), *settled(gang, first)), OPTIONS, NOW)
+    assert [(s.obj["kind"], s.obj["metadata"]["name"]) for s in off.steps if isinstance(s, Delete)] == [("PodGroup", "g")]
+
+
+def test_a_coordinated_policy_named_like_the_group_paces_its_roles_and_says_so():
+    body = coordinated("i:1")
+    body["spec"].pop("coordination", None)
+    old = settled(body, plan(observed(body), OPTIONS, NOW))
+    changed = group_body(role("prefill", 4, image="i:2"), role("decode", 4, image="i:2"), generation=2)
+    policy = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "CoordinatedPolicy",
+              "metadata": {"name": "g", "namespace": "ns", "uid": "uid-p", "resourceVersion": "1"},
+              "spec": {"policies": [{"name": "pd", "roles": ["prefill", "decode"],
+                                     "strategy": {"rollingUpdate": {"maxSkew": "25%"}}}]}}
+    decided = plan(observed(changed, policy, *old), OPTIONS, NOW)
+    assert decided.role_plans["prefill"].partition == 3
+    assert condition(decided, "CoordinatedPolicyApplied")["status"] == "True"
+    policy["spec"]["policies"][0]["roles"] = ["prefil"]
+    broken = plan(observed(changed, policy, *old), OPTIONS, NOW)
+    assert "prefill" not in broken.role_plans
+    assert condition(broken, "CoordinatedPolicyApplied")["reason"] == "InvalidCoordinatedPolicy"
+    assert any(e.reason == "InvalidCoordinatedPolicy" for e in broken.events)
+
+
+def test_notes_and_complaints_are_said_once_per_generation():
+    body = group_body(role("s", 2), annotations={naming.ANNOTATION_PROGRESS_DEADLINE: "soon"})
+    first = plan(observed(body), OPTIONS, NOW)
+    assert [e.reason for e in first.events if e.reason == "InvalidAnnotation"] == ["InvalidAnnotation"]
+    again = plan(observed(status_after(body, first)), OPTIONS, NOW)
+    assert not [e for e in again.events if e.reason == "InvalidAnnotation"]
