@@ -226,13 +226,17 @@ def test_a_coordinated_rollout_follows_the_slowest_role():
     objects = []
     for d in new_revision.applied("StatefulSet"):
         objects.append(running(d, updateRevision="r2", currentRevision="r1"))
-    # prefill has 2 pods updated and ready, decode none yet.
-    pods = [pod(f"g-prefill-{i}", "prefill", revision="r2" if i >= 2 else "r1") for i in range(4)]
-    pods += [pod(f"g-decode-{i}", "decode", revision="r1") for i in range(4)]
-    decided = plan(observed(body, *objects, *pods), OPTIONS, NOW)
-    # decode at 0% holds prefill to 25% ahead, but never takes back what prefill was allowed.
-    assert decided.role_plans["decode"].partition == 3
-    assert decided.role_plans["prefill"].partition == 3
+    prefill = [pod(f"g-prefill-{i}", "prefill", revision="r2" if i >= 2 else "r1") for i in range(4)]
+
+    def decode(updated: int) -> list[dict]:
+        return [pod(f"g-decode-{i}", "decode", revision="r2" if i >= 4 - updated else "r1") for i in range(4)]
+
+    # prefill has 2 pods updated and ready, decode none: prefill may not run further ahead.
+    decided = plan(observed(body, *objects, *prefill, *decode(0)), OPTIONS, NOW)
+    assert decided.role_plans["prefill"].partition == 3 and decided.role_plans["decode"].partition == 3
+    # decode catches up by one pod: both may now have 2 pods on the new revision.
+    decided = plan(observed(body, *objects, *prefill, *decode(1)), OPTIONS, NOW)
+    assert decided.role_plans["prefill"].partition == 2 and decided.role_plans["decode"].partition == 2
 
 
 def test_coordinated_scaling_raises_replicas_in_paced_steps():
