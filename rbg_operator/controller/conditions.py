@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ..timestamps import now
+from ..timestamps import now  # noqa: F401 - conditions.now(), as callers read it
 
 
 def merge(previous: list[dict] | None, desired: list[dict], generation: int,
-          restamp: set[str] | frozenset = frozenset()) -> list[dict]:
+          restamp: set[str] | frozenset = frozenset(), at: str | None = None) -> list[dict]:
     """Desired conditions (type, status, reason, message) stamped with times and generation.
     Types in `restamp` get a new lastTransitionTime even when their status stays (Progressing
-    restarts its clock on progress, as a Deployment's does)."""
+    restarts its clock on progress, as a Deployment's does). `at`: the time to stamp (default now)."""
     old = {c["type"]: c for c in previous or []}
     merged = []
     for condition in desired:
@@ -18,7 +18,7 @@ def merge(previous: list[dict] | None, desired: list[dict], generation: int,
                    or condition["type"] in restamp)
         merged.append({
             **condition,
-            "lastTransitionTime": now() if changed else before["lastTransitionTime"],
+            "lastTransitionTime": (at or now()) if changed else before["lastTransitionTime"],
             "observedGeneration": generation,
         })
     # Condition types this reconcile does not speak about keep their last value.

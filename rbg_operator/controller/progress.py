@@ -1,12 +1,11 @@
-"""How far a role's workload has come, read by the rule its own tooling uses: `kubectl rollout
-status` for Deployments and StatefulSets, LeaderWorkerSet's own observedGeneration and conditions.
-Pure: a workload object in, counts and verdicts out."""
+"""How far a role's workload has come: observedGeneration and counts, and readiness by the rule of
+its kind (desired/workload_kinds.py). Pure: a workload object in, counts and verdicts out."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from . import conditions
+from ..desired.workload_kinds import WORKLOAD_KINDS
 
 
 @dataclasses.dataclass
@@ -41,25 +40,6 @@ def workload_progress(name: str, desired: int, workload: dict | None) -> RolePro
     progress.desired = (workload.get("spec") or {}).get("replicas", desired)
     progress.replicas = status.get("replicas", 0)
     progress.updated = status.get("updatedReplicas", 0)
-    kind = workload["kind"]
-    if kind == "Deployment":
-        # As `kubectl rollout status`: available pods, and no old ReplicaSet's pod left (maxSurge
-        # keeps old ready pods around, which must not count for the new revision).
-        progress.ready = status.get("availableReplicas", 0)
-        progress.old_pods_gone = progress.replicas <= progress.updated
-        progress.rolling = progress.current and progress.replicas > progress.updated
-    elif kind == "StatefulSet":
-        progress.ready = status.get("readyReplicas", 0)
-        update, current = status.get("updateRevision"), status.get("currentRevision")
-        progress.rolling = bool(progress.current and update and current and update != current)
-    elif kind == "RoleInstanceSet":  # instances, each ready when all its pods are
-        progress.ready = status.get("readyReplicas", 0)
-        update, current = status.get("updateRevision"), status.get("currentRevision")
-        progress.rolling = bool(progress.current and update and current and update != current)
-        progress.old_pods_gone = progress.replicas <= progress.desired
-    else:  # LeaderWorkerSet: groups, each ready when all its pods are
-        progress.ready = status.get("readyReplicas", 0)
-        updating = conditions.find(status.get("conditions"), "UpdateInProgress") or {}
-        progress.rolling = progress.current and updating.get("status") == "True"
-        progress.old_pods_gone = not progress.rolling
+    seen = WORKLOAD_KINDS[workload["kind"]].readiness(status, progress.current, progress.desired)
+    progress.ready, progress.old_pods_gone, progress.rolling = seen.ready, seen.old_pods_gone, seen.rolling
     return progress

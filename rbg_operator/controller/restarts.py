@@ -30,12 +30,13 @@ import zlib
 
 import pydantic
 
-from .. import metrics, naming
+from .. import naming
 from ..api.common import json_object
 from ..api.v1alpha2 import RoleBasedGroupV2
+from ..desired.workload_kinds import of as workload_kind
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
-from .control import controlled_by
+from .steps import CountRecreation, DeletePod, Emit, Step, WriteRestartState
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,12 @@ log = logging.getLogger(__name__)
 GROUP_WIDE = "RecreateRBGOnPodRestart"
 PER_INSTANCE = "RecreateRoleInstanceOnPodRestart"
 ACTING = (GROUP_WIDE, PER_INSTANCE)
-# Workloads that recreate their own instances (the per-instance policy is theirs to act on).
-SELF_RECREATING = ("LeaderWorkerSet", "RoleInstanceSet")
 
 
 def acted_on_policies(roles: list) -> dict[str, str | None]:
     """Each role's restart policy as this tracker acts on it: a group-wide one always, a
     per-instance one where the workload does not recreate its own instances."""
-    return {role.name: policy if policy == GROUP_WIDE or role.workload.kind not in SELF_RECREATING else None
+    return {role.name: policy if policy == GROUP_WIDE or not workload_kind(role).recreates_instances else None
             for role in roles for policy in [role.restart_policy]}
 POD = ("v1", "Pod")
 
@@ -226,10 +225,6 @@ def recreation_done(recreating: dict, pods: list[dict], wanted_pods: int) -> boo
     return live >= min(len(deleted), wanted_pods)
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
 def _stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -238,17 +233,148 @@ def _parse(stamp: str) -> datetime.datetime:
     return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
 
 
-@dataclasses.dataclass
-class RestartOutcome:
-    """What the group's status should say about restarts, and when to look again."""
+@dataclasses.dataclass(frozen=True)
+class RestartPlan:
+    """What the restart policies decide in one pass: the writes in their order (the state
+    annotation, holding the intent, always before a pod is deleted), what the group's status
+    should say, and when to look again."""
 
-    conditions: list[dict]
+    steps: tuple[Step, ...] = ()
+    conditions: tuple[dict, ...] = ()
     budget_exhausted: str | None = None  # message, when recreation has stopped
     requeue_after: float | None = None
 
 
+def load_state(body: dict) -> dict:
+    state = decode_state((body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE))
+    state.setdefault("recreations", [])
+    return state
+
+
+def _save(body: dict, state: dict) -> tuple[Step, ...]:
+    """The write of `state`, if it says anything new."""
+    text = encode_state(state)
+    annotations = body["metadata"].get("annotations") or {}
+    if annotations.get(naming.ANNOTATION_RESTART_STATE) == text:
+        return ()
+    if not state["recreations"] and not state.get("recreating") and not state.get("exhausted") \
+            and not state.get("pods") and naming.ANNOTATION_RESTART_STATE not in annotations:
+        return ()  # nothing worth recording yet: no write
+    return (WriteRestartState(text),)
+
+
+def _delete_uids(pods: list[dict], uids: set[str]) -> tuple[Step, ...]:
+    """Delete the live pods whose uid_key is in `uids`."""
+    return tuple(DeletePod(pod) for pod in pods if uid_key(pod["metadata"]["uid"]) in uids and _live(pod))
+
+
+def backoff(settings: RestartSettings, recreations: list[str], now: datetime.datetime) -> float:
+    """Exponential wait since the last recreation, reset after a quiet period."""
+    if not recreations:
+        return 0.0
+    last = _parse(recreations[-1])
+    since = (now - last).total_seconds()
+    if since >= settings.quiet_period:
+        return 0.0
+    streak = 1
+    stamps = [_parse(s) for s in recreations]
+    for earlier, later in zip(reversed(stamps[:-1]), reversed(stamps[1:])):
+        if (later - earlier).total_seconds() >= settings.quiet_period:
+            break
+        streak += 1
+    wait = min(settings.backoff_cap, settings.backoff_base * 2 ** (streak - 1))
+    return max(0.0, wait - since)
+
+
+def plan_restarts(body: dict, group: RoleBasedGroupV2, pods: list[dict], statefulsets: dict[str, dict],
+                  settings: RestartSettings, now: datetime.datetime) -> RestartPlan:
+    """Pure: the group as stored (its restart-state annotation), its pods, and its own
+    StatefulSets by role in; the restart policies' decisions out."""
+    policies = acted_on_policies(group.spec.roles)
+    state = load_state(body)
+    if not any(p in ACTING for p in policies.values()) and not state.get("recreating"):
+        if state.get("pods"):
+            state["pods"] = {}
+            return RestartPlan(_save(body, state))
+        return RestartPlan()
+    generation = body["metadata"].get("generation", 0)
+    reset_token = (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_RESET, "")
+    if state.get("generation") != generation or state.get("reset", "") != reset_token:
+        # A spec change or the reset annotation starts the budget afresh; a recreation under
+        # way and the baseline carry over, so neither is dropped nor replayed.
+        state = {"generation": generation, "reset": reset_token, "recreations": [],
+                 "recreating": state.get("recreating"), "pods": state.get("pods", {})}
+    baseline = {name: entry for name, raw in (state.get("pods") or {}).items()
+                if (entry := Baseline.decode(raw)) is not None}
+    incidents, accepted = detect(baseline, pods, policies, statefulsets)
+
+    recreating = state.get("recreating")
+    if recreating:
+        doomed = _delete_uids(pods, set(recreating.get("uids") or []))  # left by a crash
+        wanted = sum(r.replicas * r.pods_per_replica for r in group.spec.roles)
+        if recreation_done(recreating, pods, wanted):
+            state["recreating"] = None
+            state["pods"] = {name: e.encode() for name, e in accepted.items()}
+            condition = {"type": "RestartInProgress", "status": "False", "reason": "RecreateComplete",
+                         "message": f"group recreated after pod {recreating['pod']} {recreating['what']}"}
+        else:
+            # Pods the recreation deletes or restarts start nothing new.
+            condition = {"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
+                         "message": f"recreating every pod after pod {recreating['pod']} {recreating['what']}"}
+        return RestartPlan((*_save(body, state), *doomed), (condition,))
+
+    per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE]
+    group_wide = [i for i in incidents if policies.get(i.role) == GROUP_WIDE]
+    recent = [s for s in state["recreations"] if (now - _parse(s)).total_seconds() < settings.budget_window]
+
+    told: tuple[Step, ...] = ()
+    exhausted = None
+    if state.get("exhausted") or (group_wide and len(recent) >= settings.budget):
+        state["exhausted"] = True
+        exhausted = (
+            f"{len(recent)} group recreations within {int(settings.budget_window)}s; not recreating again "
+            f"and keeping the failed pods. Change the spec or set the annotation "
+            f"{naming.ANNOTATION_RESTART_RESET} to a new value to re-arm.")
+        if group_wide and not state.get("exhausted_reported"):
+            state["exhausted_reported"] = True
+            told = (Emit("Warning", "RestartBudgetExhausted", exhausted),)
+        group_wide = []  # seen, and deliberately not acted on: the baseline moves past them
+    elif group_wide and (delay := backoff(settings, state["recreations"], now)) > 0:
+        # Not yet: the baseline stays, so the incident is still there when the backoff ends,
+        # whichever operator looks then.
+        return RestartPlan(_save(body, state), requeue_after=delay)
+
+    if group_wide:
+        first = group_wide[0]
+        live = [p for p in pods if _live(p)]
+        state["recreations"] = recent + [_stamp(now)]
+        state["recreating"] = {"since": _stamp(now), "pod": first.pod, "what": first.what,
+                               "uids": sorted(uid_key(p["metadata"]["uid"]) for p in live)}
+        state["pods"] = {}
+        return RestartPlan(
+            (*_save(body, state),  # the intent first: a crash after it finishes the job
+             CountRecreation(),
+             Emit("Warning", "RecreatingGroup", f"pod {first.pod} {first.what}; recreating all {len(live)} pods "
+                                                f"of the group"),
+             *_delete_uids(pods, set(state["recreating"]["uids"]))),
+            ({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
+              "message": f"recreating every pod after pod {first.pod} {first.what}"},))
+
+    # Per-instance incidents: the baseline forgets the pod before it is deleted, so its
+    # replacement is simply a new pod to the next pass, whatever happens in between.
+    for incident in per_instance:
+        accepted.pop(incident.pod, None)
+    state["pods"] = {name: e.encode() for name, e in accepted.items()}
+    steps = [*told, *_save(body, state)]
+    for incident in per_instance:
+        steps += [*_delete_uids(pods, {incident.uid}),
+                  Emit("Normal", "RecreatingInstance", f"pod {incident.pod} {incident.what}; recreating that instance")]
+    return RestartPlan(tuple(steps), budget_exhausted=exhausted)
+
+
 class RestartTracker:
-    """Acts on incidents from the group's reconcile; keeps nothing in memory between passes."""
+    """Whether a group's reconcile reads its pods, and the restart settings; the decisions are
+    plan_restarts', and nothing is kept in memory between passes."""
 
     def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, settings: RestartSettings):
         self.kube, self.store, self.recorder, self.settings = kube, store, recorder, settings
@@ -274,144 +400,3 @@ class RestartTracker:
         acting = any(p in ACTING for p in acted_on_policies(roles).values())
         self._policy_by_version[key] = (version, acting)
         return acting
-
-    async def reconcile(self, body: dict, group: RoleBasedGroupV2) -> RestartOutcome:
-        outcome = RestartOutcome(conditions=[])
-        policies = acted_on_policies(group.spec.roles)
-        state = self._load(body)
-        if not any(p in ACTING for p in policies.values()) and not state.get("recreating"):
-            if state.get("pods"):
-                state["pods"] = {}
-                await self._save(body, state)
-            return outcome
-        now = _now()
-        generation = body["metadata"].get("generation", 0)
-        reset_token = (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_RESET, "")
-        if state.get("generation") != generation or state.get("reset", "") != reset_token:
-            # A spec change or the reset annotation starts the budget afresh; a recreation under
-            # way and the baseline carry over, so neither is dropped nor replayed.
-            state = {"generation": generation, "reset": reset_token, "recreations": [],
-                     "recreating": state.get("recreating"), "pods": state.get("pods", {})}
-        pods = self.store.owned_by_group(*POD, group.namespace, group.name)
-        baseline = {name: entry for name, raw in (state.get("pods") or {}).items()
-                    if (entry := Baseline.decode(raw)) is not None}
-        # Only the group's own StatefulSets: one of that name that another owner holds (kept in
-        # the store as metadata alone) says nothing about this group's pods.
-        statefulsets = {r.name: sts for r in group.spec.roles if r.workload.kind == "StatefulSet"
-                        if (sts := self.store.get("apps/v1", "StatefulSet", group.namespace,
-                                                  naming.workload_name(group.name, r.name))) is not None
-                        and controlled_by(sts, body["metadata"].get("uid", ""))}
-        incidents, accepted = detect(baseline, pods, policies, statefulsets)
-
-        recreating = state.get("recreating")
-        if recreating:
-            await self._delete_uids(pods, set(recreating.get("uids") or []))  # after a crash
-            wanted = sum(r.replicas * r.pods_per_replica for r in group.spec.roles)
-            if recreation_done(recreating, pods, wanted):
-                state["recreating"] = None
-                state["pods"] = {name: e.encode() for name, e in accepted.items()}
-                outcome.conditions.append({"type": "RestartInProgress", "status": "False",
-                                           "reason": "RecreateComplete",
-                                           "message": f"group recreated after pod {recreating['pod']} "
-                                                      f"{recreating['what']}"})
-            else:
-                # Pods the recreation deletes or restarts start nothing new.
-                outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
-                                           "message": f"recreating every pod after pod {recreating['pod']} "
-                                                      f"{recreating['what']}"})
-            await self._save(body, state)
-            return outcome
-
-        per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE]
-        group_wide = [i for i in incidents if policies.get(i.role) == GROUP_WIDE]
-        recent = [s for s in state["recreations"] if (now - _parse(s)).total_seconds() < self.settings.budget_window]
-
-        if state.get("exhausted") or (group_wide and len(recent) >= self.settings.budget):
-            state["exhausted"] = True
-            outcome.budget_exhausted = (
-                f"{len(recent)} group recreations within {int(self.settings.budget_window)}s; not recreating again "
-                f"and keeping the failed pods. Change the spec or set the annotation "
-                f"{naming.ANNOTATION_RESTART_RESET} to a new value to re-arm.")
-            if group_wide and not state.get("exhausted_reported"):
-                state["exhausted_reported"] = True
-                await self.recorder.emit(body, "Warning", "RestartBudgetExhausted", outcome.budget_exhausted)
-            group_wide = []  # seen, and deliberately not acted on: the baseline moves past them
-        elif group_wide and (delay := self._backoff(state, now)) > 0:
-            # Not yet: the baseline stays, so the incident is still there when the backoff ends,
-            # whichever operator looks then.
-            outcome.requeue_after = delay
-            await self._save(body, state)
-            return outcome
-
-        if group_wide:
-            first = group_wide[0]
-            doomed = [p for p in pods if _live(p)]
-            state["recreations"] = recent + [_stamp(now)]
-            state["recreating"] = {"since": _stamp(now), "pod": first.pod, "what": first.what,
-                                   "uids": sorted(uid_key(p["metadata"]["uid"]) for p in doomed)}
-            state["pods"] = {}
-            await self._save(body, state)  # the intent first: a crash after it finishes the job
-            metrics.group_recreations.inc()
-            await self.recorder.emit(body, "Warning", "RecreatingGroup",
-                                     f"pod {first.pod} {first.what}; recreating all {len(doomed)} pods of the group")
-            await self._delete_uids(pods, set(state["recreating"]["uids"]))
-            outcome.conditions.append({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
-                                       "message": f"recreating every pod after pod {first.pod} {first.what}"})
-            return outcome
-
-        # Per-instance incidents: the baseline forgets the pod before it is deleted, so its
-        # replacement is simply a new pod to the next pass, whatever happens in between.
-        for incident in per_instance:
-            accepted.pop(incident.pod, None)
-        state["pods"] = {name: e.encode() for name, e in accepted.items()}
-        await self._save(body, state)
-        for incident in per_instance:
-            await self._delete_uids(pods, {incident.uid})
-            await self.recorder.emit(body, "Normal", "RecreatingInstance",
-                                     f"pod {incident.pod} {incident.what}; recreating that instance")
-        return outcome
-
-    def _backoff(self, state: dict, now: datetime.datetime) -> float:
-        """Exponential wait since the last recreation, reset after a quiet period."""
-        if not state["recreations"]:
-            return 0.0
-        last = _parse(state["recreations"][-1])
-        since = (now - last).total_seconds()
-        if since >= self.settings.quiet_period:
-            return 0.0
-        streak = 1
-        stamps = [_parse(s) for s in state["recreations"]]
-        for earlier, later in zip(reversed(stamps[:-1]), reversed(stamps[1:])):
-            if (later - earlier).total_seconds() >= self.settings.quiet_period:
-                break
-            streak += 1
-        wait = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (streak - 1))
-        return max(0.0, wait - since)
-
-    async def _delete_uids(self, pods: list[dict], uids: set[str]) -> None:
-        """Delete the live pods whose uid_key is in `uids`."""
-        for pod in pods:
-            if uid_key(pod["metadata"]["uid"]) in uids and _live(pod):
-                await delete_pod(self.kube, self.store, pod)
-
-    def _load(self, body: dict) -> dict:
-        state = decode_state((body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE))
-        state.setdefault("recreations", [])
-        return state
-
-    async def _save(self, body: dict, state: dict) -> None:
-        text = encode_state(state)
-        if (body["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_STATE) == text:
-            return
-        if not state["recreations"] and not state.get("recreating") and not state.get("exhausted") \
-                and not state.get("pods") \
-                and naming.ANNOTATION_RESTART_STATE not in (body["metadata"].get("annotations") or {}):
-            return  # nothing worth recording yet: no write
-        meta = body["metadata"]
-        result = await self.kube.apply({
-            "apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                         "annotations": {naming.ANNOTATION_RESTART_STATE: text}},
-        }, manager=naming.FIELD_MANAGER_RESTARTS)
-        self.store.upsert(result, read_generation=meta.get("generation"))
-        body["metadata"].setdefault("annotations", {})[naming.ANNOTATION_RESTART_STATE] = text

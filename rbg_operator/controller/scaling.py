@@ -21,8 +21,8 @@ from ..desired.scaling import member_template_hash, role_pod_selector, set_membe
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
-from .diff import contains
 from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict, controlled_by, observe
+from .status import write_status
 from .store import Store, other_owner
 
 log = logging.getLogger(__name__)
@@ -31,18 +31,6 @@ RBG = (naming.API_VERSION, "RoleBasedGroup")
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 GROUP_SET = (naming.API_VERSION, "RoleBasedGroupSet")
 ADAPTER_MANAGER, SET_MANAGER = naming.FIELD_MANAGER_SCALING_ADAPTER, naming.FIELD_MANAGER_GROUP_SET
-
-
-async def write_status(kube: Kube, store: Store, body: dict, status: dict, manager: str) -> bool:
-    """Apply `status` as `manager` unless the stored object already shows it."""
-    if contains(body.get("status") or {}, status):
-        return False
-    meta = body["metadata"]
-    result = await kube.apply({"apiVersion": body["apiVersion"], "kind": body["kind"],
-                               "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                               "status": status}, subresource="status", manager=manager)
-    store.upsert(result, read_generation=meta.get("generation"))
-    return True
 
 
 class AdapterReconciler:

@@ -12,7 +12,7 @@ from .gang import pod_groups
 from .options import DEFAULT, BuildOptions
 from .rollout import RolePlan
 from .scaling import scaling_adapter
-from .workloads import role_workload
+from .workload_kinds import role_workload
 
 
 def group_children(group: RoleBasedGroupV2, gang_size: int | None = None,

@@ -13,14 +13,14 @@ import math
 from .. import naming
 from ..hashing import json_digest
 from ..api.common import resolve  # noqa: F401 - where the rollout code has always found it
-from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
+from ..api.v1alpha2 import RoleBasedGroupV2
 
 HISTORY_LIMIT = 10  # ControllerRevisions kept per group
 
 
 def revision_hash(pod_templates: dict) -> str:
     """A role's revision: the hash of the pod templates the operator gives its workload (built by
-    desired.workloads.role_pod_templates). Anything that would restart pods changes it; replicas
+    desired.workload_kinds.role_pod_templates). Anything that would restart pods changes it; replicas
     do not, being outside the templates. Neither do the v1alpha2 label keys, which are the same
     for every revision of a role and reach old workloads' pods only with their next revision
     (meta.pods_get_v2_keys)."""
@@ -76,35 +76,6 @@ class RolePlan:
     partition: int | None = None
     max_unavailable: str | None = None
     replicas: int | None = None
-
-
-def update_strategy(role: RoleV2, kind: str, plan: RolePlan) -> dict:
-    """The workload's own update machinery, configured from the role's rolloutStrategy."""
-    update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
-    replicas = role.replicas
-    unavailable = plan.max_unavailable or (update.max_unavailable if update is not None else 1)
-    surge = update.max_surge if update is not None else 0
-    partition = plan.partition
-    paused = bool(update and update.paused)
-    if kind in ("Deployment", "LeaderWorkerSet"):
-        # Both take int-or-percent and resolve it themselves, and both allow no unavailable pod when
-        # they may surge (a rollout that never dips below replicas). Both zero they would refuse:
-        # then one at a time.
-        if resolve(unavailable, replicas) == 0 and resolve(surge, replicas, round_up=True) == 0:
-            unavailable = 1
-    if kind == "Deployment":
-        return {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": surge}},
-                "paused": paused}
-    if partition is None:
-        partition = resolve(update.partition if update else None, replicas)
-    if paused:
-        partition = replicas  # hold every pod at its current revision
-    if kind == "StatefulSet":
-        # A StatefulSet needs at least one: 0 (or a percentage that rounds to 0) means one at a time.
-        return {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {
-            "partition": partition, "maxUnavailable": resolve(unavailable, replicas, default=1) or 1}}}
-    return {"rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
-        "partition": partition, "maxUnavailable": unavailable, "maxSurge": surge}}}
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ from tests.support.groups import hub
 from rbg_operator.desired import role_children
 from rbg_operator.desired.engineruntime import missing_profiles
 from rbg_operator.desired.options import BuildOptions
-from rbg_operator.desired.workloads import role_revision
+from rbg_operator.desired.workload_kinds import role_revision
 
 PROFILE = {"metadata": {"name": "patio"}, "spec": {
     "initContainers": [{"name": "fetch", "image": "example.com/fetch"}],

@@ -2,7 +2,12 @@ from rbg_operator.api.rolebasedgroup import Role
 from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
 from tests.support.groups import hub
 from rbg_operator.desired.gang import applied_gang_size, gang_size, min_member, pod_groups
-from rbg_operator.desired.rollout import RolePlan, RoleRollout, coordinated_allowance, resolve, update_strategy
+from rbg_operator.desired.rollout import RolePlan, RoleRollout, coordinated_allowance, resolve
+from rbg_operator.desired.workload_kinds import WORKLOAD_KINDS
+
+
+def update_strategy(role, kind: str, plan: RolePlan) -> dict:
+    return WORKLOAD_KINDS[kind].rollout(role, plan)
 
 
 def test_percentages_resolve_like_kubernetes():
@@ -95,7 +100,7 @@ def test_a_gang_grows_only_as_far_as_its_pods_exist():
 
 
 def revision_of(role_fields: dict, **spec) -> str:
-    from rbg_operator.desired.workloads import role_revision
+    from rbg_operator.desired.workload_kinds import role_revision
     group = hub({
         "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
         "metadata": {"name": "g", "namespace": "ns", "uid": "u"},

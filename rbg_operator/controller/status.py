@@ -1,0 +1,22 @@
+"""The one status writer of every kind the operator reports on."""
+
+from __future__ import annotations
+
+from ..kube import Kube
+from .diff import contains
+from .store import Store
+
+
+async def write_status(kube: Kube, store: Store, body: dict, status: dict, manager: str | None = None) -> bool:
+    """Apply `status` (as `manager`, default the client's own) unless the stored object already
+    shows it; returns whether it wrote."""
+    if contains(body.get("status") or {}, status):
+        return False
+    meta = body["metadata"]
+    result = await kube.apply({"apiVersion": body["apiVersion"], "kind": body["kind"],
+                               "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                               "status": status}, subresource="status", manager=manager)
+    # A spec change that landed after the reconcile read the object comes back in the answer:
+    # then the echo of this write must wake that reconcile again.
+    store.upsert(result, read_generation=meta.get("generation"))
+    return True
