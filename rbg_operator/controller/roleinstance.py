@@ -27,7 +27,8 @@ from ..api.common import graph_cycle, json_object
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import conditions
-from .instanceset import ANNOTATION_IN_PLACE_ONLY, INSTANCE, controller_reference, owned
+from .instanceset import owned
+from .instanceset_plan import ANNOTATION_IN_PLACE_ONLY, INSTANCE, controller_reference
 from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict, observe
 from .scaling import write_status
 from .store import Store
