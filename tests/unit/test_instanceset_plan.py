@@ -47,8 +47,9 @@ def pass_over(body: dict, instances: list[dict], held: dict[str, str] | None = N
     seen = snapshot(body, instances, held)
     planned = plan(seen)
     outcome = as_written(planned)
-    if found:
-        outcome = Outcome(outcome.written, found)
+    if found:  # those names were not written
+        taken = {f"s-{o}" for o in found}
+        outcome = Outcome(tuple(w for w in outcome.written if w["metadata"]["name"] not in taken), found)
     return planned, conclude(seen, planned, outcome, NOW)
 
 
