@@ -227,3 +227,15 @@ def test_an_outdated_instance_is_rewritten_whole_with_the_sets_labels():
     assert want["spec"]["components"][0]["template"]["spec"]["containers"][0]["image"] == "app:v2"
     assert want["metadata"]["labels"][naming.LABEL_CONTROLLER_REVISION] == planned.revision
     assert names(plan(snapshot(new, [instance(new, 0)])))[1] == []
+
+
+def test_an_instance_counts_as_ready_only_when_its_status_speaks_of_its_current_spec():
+    body = instance_set(replicas=1)
+    stale = instance(body, 0)
+    stale["metadata"]["generation"] = 2  # its spec changed; its controller has not reported on it yet
+    _, report = pass_over(body, [stale])
+    assert report.status["readyReplicas"] == 0 and report.status["availableReplicas"] == 0
+    _, report = pass_over(body, [instance(body, 0, ready=False)])
+    assert report.status["readyReplicas"] == 0
+    _, report = pass_over(body, [instance(body, 0)])
+    assert report.status["readyReplicas"] == 1
