@@ -21,8 +21,9 @@ from rbg_operator.api.rolebasedgroup import RoleBasedGroup, RoleBasedGroupSpec
 from rbg_operator.api.rolebasedgroupset import RoleBasedGroupSetSpec
 from rbg_operator.api.roleinstance import RoleInstanceSetSpec, RoleInstanceSpec, instance_set_fanout_problem
 from rbg_operator.api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleBasedGroupSpecV2
-from rbg_operator.controller import restarts, roleinstance
-from rbg_operator.controller.instanceset import InstanceView, plan_instances
+from rbg_operator.controller import restarts
+from rbg_operator.controller import roleinstance_plan as roleinstance
+from rbg_operator.controller.instanceset_plan import InstanceView, plan_instances
 from rbg_operator.controller.restarts import (GROUP_WIDE, decode_state, detect, encode_state, recreation_done,
                                               uid_key)
 

@@ -59,7 +59,7 @@ def test_one_owner_at_a_time_looks_for_a_name_and_creates_it():
 
 
 def test_an_instance_set_says_failed_create_only_while_a_name_is_held():
-    from rbg_operator.controller.instanceset import conflict_conditions
+    from rbg_operator.controller.instanceset_plan import conflict_conditions
 
     assert conflict_conditions([], None) == []  # a set that never had one gets no condition
     held = conflict_conditions(["RoleInstance q-0 already exists and has no controller; ..."], None)

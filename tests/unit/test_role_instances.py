@@ -8,8 +8,8 @@ import json
 
 from rbg_operator.api.conversion import V1, V2, convert
 from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
-from rbg_operator.controller.instanceset import InstanceView, desired_instance, plan_instances, template_revision
-from rbg_operator.controller.roleinstance import component_order, desired_pods, restart_decision, update_kind
+from rbg_operator.controller.instanceset_plan import InstanceView, desired_instance, plan_instances, template_revision
+from rbg_operator.controller.roleinstance_plan import component_order, desired_pods, restart_decision, update_kind
 from rbg_operator.desired import role_children
 
 C = [{"name": "main", "image": "example.com/app:v1"}]

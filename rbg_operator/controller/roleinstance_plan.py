@@ -1,0 +1,455 @@
+"""What a RoleInstance pass decides (the contract's §4.10), as pure functions of what observe saw.
+
+Each component gets `size` pods, named by the role's pattern. A pod whose template changed is
+updated in place when only its images (and its metadata) changed, after the grace period;
+otherwise it is recreated, or, for an InPlaceOnly set, left alone with a condition saying why.
+The instance restart policy RecreateRoleInstanceOnPodRestart recreates every pod of the
+instance when one of them restarts, with an exponential backoff between recreations. What must
+outlive a restart of the operator (restart count and time, in-place baselines, when a grace
+period started) is kept in the instance's status and the pods' labels.
+
+`plan` turns a snapshot and the clock into the pass's writes, in order. `conclude` turns the
+snapshot, the plan and what act found (a name held by an object the cache does not show is only
+known at write time, under the name lock) into the status, the Events and the requeue.
+Nothing here reads the store or talks to the API server.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import datetime
+import hashlib
+import json
+from collections.abc import Mapping
+
+from .. import naming
+from ..api.common import graph_cycle, json_object
+from . import conditions
+from .control import CONFLICT_RECHECK_SECONDS
+from .instanceset_plan import ANNOTATION_IN_PLACE_ONLY, Event, controller_reference
+
+POD = ("v1", "Pod")
+RESTART_POLICY = "RecreateRoleInstanceOnPodRestart"
+STABLE_AFTER_SECONDS = 600  # a restart count returns to 0 after max(2 x maxDelay, this) without one
+
+
+def _hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def spec_without_images(spec: dict) -> dict:
+    spec = copy.deepcopy(spec)
+    for field in ("containers", "initContainers"):
+        for container in spec.get(field) or []:
+            container.pop("image", None)
+    return spec
+
+
+def pod_name(instance: str, role_type: str | None, component: str, index: int) -> str:
+    if role_type == "PodTemplate":
+        return instance
+    if role_type == "LeaderWorkerSet":
+        return f"{instance}-{0 if component == 'leader' else index + 1}"
+    return f"{instance}-{component}-{index}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentPlan:
+    """What every pod of one component shares, worked out once per reconcile: hashing a pod
+    template costs far more than the rest of a pod, and a component may have hundreds of pods."""
+
+    component: dict
+    role_type: str | None
+    revision: str  # of the component's template: a pod at another one is outdated
+    spec_hash: str  # of its pod spec without images: a pod with the same one is updated in place
+
+    @classmethod
+    def of(cls, instance: dict, component: dict) -> "ComponentPlan":
+        template = component.get("template") or {}
+        return cls(component, (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
+                   _hash(template), _hash(spec_without_images(template.get("spec") or {})))
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSlot:
+    """One pod the instance should have; the pod itself is built only when it is written."""
+
+    name: str
+    index: int
+    plan: ComponentPlan
+
+    @property
+    def component(self) -> str:
+        return self.plan.component["name"]
+
+    def pod(self, instance: dict) -> dict:
+        return desired_pod(instance, self.plan.component, self.index, self.plan)
+
+
+def desired_pod(instance: dict, component: dict, index: int, plan: ComponentPlan | None = None) -> dict:
+    """Pod `index` of a component, from its template, with its identity labels, the revision of
+    its template and the hash that tells an image-only change (the contract's §4.5). The pod
+    shares the template's nested parts (it is only serialized, never changed)."""
+    plan = plan or ComponentPlan.of(instance, component)
+    meta = instance["metadata"]
+    template = component.get("template") or {}
+    template_meta, spec = template.get("metadata") or {}, dict(template.get("spec") or {})
+    name = pod_name(meta["name"], plan.role_type, component["name"], index)
+    labels = {**(template_meta.get("labels") or {}), **(component.get("labels") or {}),
+              naming.LABEL_V2_INSTANCE_NAME: meta["name"], naming.LABEL_V2_COMPONENT_NAME: component["name"],
+              naming.LABEL_V2_COMPONENT_ID: str(index),
+              naming.LABEL_CONTROLLER_REVISION: plan.revision, naming.LABEL_POD_SPEC_HASH: plan.spec_hash}
+    if plan.role_type == "LeaderWorkerSet":
+        labels[naming.LABEL_V2_COMPONENT_INDEX] = str(0 if component["name"] == "leader" else index + 1)
+    annotations = {**(template_meta.get("annotations") or {}), **(component.get("annotations") or {})}
+    if component.get("serviceName"):
+        spec["hostname"], spec["subdomain"] = name, component["serviceName"]
+    pod_meta = {"name": name, "namespace": meta["namespace"], "labels": labels,
+                "ownerReferences": [controller_reference(instance)]}
+    if annotations:
+        pod_meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+
+
+def pod_slots(instance: dict) -> dict[str, PodSlot]:
+    """Every pod the instance should have, by name, in spec order: two hashes per component."""
+    meta = instance["metadata"]
+    slots = {}
+    for component in (instance.get("spec") or {}).get("components") or []:
+        plan = ComponentPlan.of(instance, component)
+        for index in range(component.get("size", 1)):
+            name = pod_name(meta["name"], plan.role_type, component["name"], index)
+            slots[name] = PodSlot(name, index, plan)
+    return slots
+
+
+def pod_names(instance: dict) -> list[str]:
+    """The names of pod_slots, in the same order, without hashing a template."""
+    role_type = (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE)
+    return [pod_name(instance["metadata"]["name"], role_type, c["name"], index)
+            for c in (instance.get("spec") or {}).get("components") or [] for index in range(c.get("size", 1))]
+
+
+def desired_pods(instance: dict) -> dict[str, dict]:
+    return {name: slot.pod(instance) for name, slot in pod_slots(instance).items()}
+
+
+def update_kind(pod: dict, desired: dict | PodSlot) -> str:
+    """"current", "in-place" (images and metadata only) or "recreate"."""
+    if isinstance(desired, PodSlot):
+        revision, spec_hash = desired.plan.revision, desired.plan.spec_hash
+    else:
+        want = desired["metadata"]["labels"]
+        revision, spec_hash = want[naming.LABEL_CONTROLLER_REVISION], want[naming.LABEL_POD_SPEC_HASH]
+    have = pod["metadata"].get("labels") or {}
+    if have.get(naming.LABEL_CONTROLLER_REVISION) == revision:
+        return "current"
+    return "in-place" if have.get(naming.LABEL_POD_SPEC_HASH) == spec_hash else "recreate"
+
+
+DEPENDS_ON = "rolebasedgroup.workloads.x-k8s.io/component-depends-on"  # {"startAfter": [...], "deleteAfter": [...]}
+
+
+def component_order(components: list[dict]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The contract's component-depends-on directive (read from the component's annotations, then its
+    template's): which components each must wait for before its pods are created (startAfter), and
+    which must have no excess pods left before its own excess pods go (the reverse of startAfter,
+    with its own deleteAfter). A graph with a cycle, or a directive that is not valid JSON, orders
+    nothing."""
+    start: dict[str, list[str]] = {}
+    delete: dict[str, list[str]] = {c["name"]: [] for c in components}
+    for component in components:
+        directive = json_object((component.get("annotations") or {}).get(DEPENDS_ON) or (
+            ((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(DEPENDS_ON))
+        start[component["name"]] = [d for d in directive.get("startAfter") or [] if d in delete]
+        delete[component["name"]] += [d for d in directive.get("deleteAfter") or [] if d in delete]
+    for name, waits_for in start.items():
+        for before in waits_for:
+            delete[before].append(name)  # what starts after a component goes before it
+    return ({} if graph_cycle(start) else start), ({} if graph_cycle(delete) else delete)
+
+
+def _ready(pod: dict) -> bool:
+    return (conditions.find((pod.get("status") or {}).get("conditions"), "Ready") or {}).get("status") == "True"
+
+
+def _time(stamp: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartDecision:
+    recreate: bool = False
+    wait: float | None = None  # seconds of backoff left before a recreation may happen
+    reason: str = ""
+
+
+def restart_decision(instance: dict, pods: list[dict], current: bool, now: datetime.datetime) -> RestartDecision:
+    """RecreateRoleInstanceOnPodRestart: a pod of an instance that was Ready (its last status
+    says so, and no recreation is under way), with no update in progress, failed or had a
+    container restart that no in-place update explains. The first recreation is immediate;
+    each later one waits min(base x 2^(n-1), max) after the previous one."""
+    spec, status = instance.get("spec") or {}, instance.get("status") or {}
+    config = spec.get("restartPolicyConfig") or {}
+    if (config.get("type") or spec.get("restartPolicy")) != RESTART_POLICY or not current:
+        return RestartDecision()
+    was_ready = (conditions.find(status.get("conditions"), "RoleInstanceReady") or {}).get("status") == "True"
+    restarting = (conditions.find(status.get("conditions"), "Restarting") or {}).get("status") == "True"
+    if not was_ready or restarting:
+        return RestartDecision()
+    baselines = status.get("inPlaceUpdateContainerBaselines") or {}
+    reason = ""
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        if (pod.get("status") or {}).get("phase") == "Failed":
+            reason = f"pod {name} failed"
+            break
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            baseline = (baselines.get(name) or {}).get(container["name"])
+            # An in-place image change restarts the container once: that restart is expected.
+            allowed = baseline["restartCount"] + 1 if baseline else 0
+            if container.get("restartCount", 0) > allowed:
+                reason = f"container {container['name']} of pod {name} restarted"
+                break
+        if reason:
+            break
+    if not reason:
+        return RestartDecision()
+    count, last = status.get("restartCount", 0), _time(status.get("lastRestartTime"))
+    if count and last is not None:
+        delay = min(config.get("baseDelaySeconds", 30) * 2 ** (count - 1), config.get("maxDelaySeconds", 600))
+        left = (last - now).total_seconds() + delay
+        if left > 0:
+            return RestartDecision(wait=left, reason=reason)
+    return RestartDecision(recreate=True, reason=reason)
+
+
+def component_statuses(instance: dict, pods: dict[str, dict], slots: dict[str, PodSlot] | None = None) -> list[dict]:
+    slots = pod_slots(instance) if slots is None else slots
+    by_component: dict[str, list[PodSlot]] = {}
+    for slot in slots.values():
+        by_component.setdefault(slot.component, []).append(slot)
+    statuses = []
+    for component in (instance.get("spec") or {}).get("components") or []:
+        wanted = by_component.get(component["name"], [])
+        have = [(pods[w.name], w) for w in wanted if w.name in pods]
+        updated = [(p, w) for p, w in have if update_kind(p, w) == "current"]
+        ready = sum(1 for p, _ in have if _ready(p))
+        statuses.append({"name": component["name"], "size": len(wanted), "readyReplicas": ready,
+                         "availableReplicas": ready, "updatedReplicas": len(updated),
+                         "updatedReadyReplicas": sum(1 for p, _ in updated if _ready(p)),
+                         "scheduledReplicas": sum(1 for p, _ in have if (p.get("spec") or {}).get("nodeName"))})
+    return statuses
+
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleInstanceSnapshot:
+    """Everything one pass knows, read once from the cache. The dicts are private copies that
+    nothing changes."""
+
+    body: dict  # the instance
+    pods: Mapping[str, dict]  # the pods it controls that are not going, by name
+    # Names of pods it should have that the cache shows held by an object it does not control: why not.
+    held: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Delete:
+    name: str
+    uid: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Create:
+    slot: PodSlot  # the pod is built only when it is written
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkGraceStart:
+    name: str
+    since: str  # `{revision}-{unix seconds}`: the grace period of an in-place update starts
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateInPlace:
+    slot: PodSlot
+    # Written first: the instance's status with the pod's container restart counts from before
+    # the new images restart them, so an operator killed in between does not take that restart
+    # for a crash.
+    status_first: dict
+
+
+Action = Delete | Create | MarkGraceStart | UpdateInPlace
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleInstancePlan:
+    slots: Mapping[str, PodSlot]  # every pod the instance should have, in spec order
+    decision: RestartDecision
+    actions: tuple[Action, ...]  # in the order act makes them
+    status: dict  # the status with what this pass changes of it (restart count, baselines)
+    blocked: tuple[str, ...]  # pods an InPlaceOnly instance cannot update
+    held: Mapping[str, str]  # pods not created: their names are held by others
+    look_again: tuple[float, ...]
+    events: tuple[Event, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What act did: the answers of its writes by pod name, and the names it found held under
+    the name lock."""
+
+    written: Mapping[str, dict] = dataclasses.field(default_factory=dict)
+    held: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    status: dict
+    events: tuple[Event, ...]
+    requeue: float | None
+
+
+def _stamp(now: datetime.datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plan(snapshot: RoleInstanceSnapshot, now: datetime.datetime) -> RoleInstancePlan:
+    """The writes of the pass, in order: a recreation of every pod (restart policy), or the pods
+    to delete (failed, extra, and changed beyond what in-place can do), create (once the
+    components they start after are Ready) and update in place (after the grace period)."""
+    body, pods = snapshot.body, snapshot.pods
+    slots = pod_slots(body)
+    status = copy.deepcopy(body.get("status") or {})
+    current = all(n in pods and update_kind(pods[n], s) == "current" for n, s in slots.items())
+    decision = restart_decision(body, list(pods.values()), current and status.get(
+        "observedGeneration") == body["metadata"].get("generation"), now)
+    if decision.recreate:
+        status.update(restartCount=status.get("restartCount", 0) + 1, lastRestartTime=_stamp(now),
+                      inPlaceUpdateContainerBaselines={})
+        event = Event("Normal", "ReCreateInstance", f"{decision.reason}: recreating the instance "
+                      f"(restart {status['restartCount']})")
+        return RoleInstancePlan(slots, decision, tuple(Delete(n, p["metadata"].get("uid")) for n, p in pods.items()),
+                                status, (), {}, (), (event,))
+    if decision.wait is not None:  # crashed pods stay meanwhile, so their logs survive
+        return RoleInstancePlan(slots, decision, (), status, (), {}, (decision.wait,), ())
+    return _converge(snapshot, slots, decision, status, now)
+
+
+def _converge(snapshot: RoleInstanceSnapshot, slots: Mapping[str, PodSlot], decision: RestartDecision,
+              status: dict, now: datetime.datetime) -> RoleInstancePlan:
+    body = snapshot.body
+    annotations = body["metadata"].get("annotations") or {}
+    in_place_only = annotations.get(ANNOTATION_IN_PLACE_ONLY) == "true"
+    grace = int(annotations.get(naming.ANNOTATION_V2_GRACE_PERIOD) or 0)
+    components = (body.get("spec") or {}).get("components") or []
+    start_after, delete_after = component_order(components)
+
+    def component_of(pod: dict) -> str | None:
+        return (pod["metadata"].get("labels") or {}).get(naming.LABEL_V2_COMPONENT_NAME)
+
+    actions: list[Action] = []
+    look_again: list[float] = []
+    blocked: list[str] = []
+    held: dict[str, str] = {}
+    # Failed pods go, and extra ones, each once the components it is deleted after have none left.
+    excess = {component_of(p) for n, p in snapshot.pods.items() if n not in slots}
+    pods = {}
+    for name, pod in snapshot.pods.items():
+        failed = (pod.get("status") or {}).get("phase") == "Failed"
+        if failed or (name not in slots and not set(delete_after.get(component_of(pod), [])) & excess):
+            actions.append(Delete(name, pod["metadata"].get("uid")))
+        else:
+            pods[name] = pod
+    sizes = {c["name"]: c.get("size", 1) for c in components}
+    ready = collections.Counter(component_of(p) for p in pods.values() if _ready(p))
+    for name, slot in slots.items():
+        pod = pods.get(name)
+        if pod is None:
+            if all(ready[c] >= sizes[c] > 0 for c in start_after.get(slot.component, [])):
+                if name in snapshot.held:
+                    held[name] = snapshot.held[name]
+                else:
+                    actions.append(Create(slot))
+            continue
+        kind = update_kind(pod, slot)
+        if kind == "recreate" and in_place_only:
+            blocked.append(name)
+        elif kind == "recreate":
+            actions.append(Delete(name, pod["metadata"].get("uid")))  # made anew on the next pass
+            look_again.append(1.0)
+        elif kind == "in-place":
+            if grace:
+                mark = (pod["metadata"].get("labels") or {}).get(naming.LABEL_IN_PLACE_SINCE, "")
+                target, _, since = mark.partition("-")
+                if target != slot.plan.revision or not since.isdigit():
+                    actions.append(MarkGraceStart(name, f"{slot.plan.revision}-{int(now.timestamp())}"))
+                    look_again.append(float(grace))
+                    continue
+                left = int(since) + grace - now.timestamp()
+                if left > 0:
+                    look_again.append(left)
+                    continue
+            baselines = status.setdefault("inPlaceUpdateContainerBaselines", {})
+            baselines[name] = {c["name"]: {"restartCount": c.get("restartCount", 0)}
+                               for c in (pod.get("status") or {}).get("containerStatuses") or []}
+            actions.append(UpdateInPlace(slot, {**(body.get("status") or {}),
+                                                "inPlaceUpdateContainerBaselines": copy.deepcopy(baselines)}))
+    return RoleInstancePlan(slots, decision, tuple(actions), status, tuple(blocked), held, tuple(look_again), ())
+
+
+def conclude(snapshot: RoleInstanceSnapshot, planned: RoleInstancePlan, outcome: Outcome,
+             now: datetime.datetime) -> Report:
+    """The status after the pass's writes (the watch echoes of its own writes will not wake this
+    instance again, so the status must already count them), its Events and when to look again."""
+    body, slots, decision = snapshot.body, planned.slots, planned.decision
+    name = body["metadata"]["name"]
+    gone = {a.name for a in planned.actions if isinstance(a, Delete)}
+    pods = {n: p for n, p in snapshot.pods.items() if n not in gone}
+    pods.update(outcome.written)
+    held = {**planned.held, **outcome.held}
+    conflicts = [held[n] for n in slots if n in held]
+    look_again = list(planned.look_again)
+    events = list(planned.events)
+    status = copy.deepcopy(planned.status)
+    ready = bool(slots) and all(n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current"
+                                for n, s in slots.items())
+    wanted = [{"type": "RoleInstanceReady", "status": "True" if ready else "False",
+               "reason": "AllPodsReady" if ready else "PodsNotReady",
+               "message": "" if ready else "not every pod of the instance is ready and updated"}]
+    if conflicts:
+        wanted[0].update(status="False", reason="ChildConflict", message="; ".join(conflicts))
+        look_again.append(CONFLICT_RECHECK_SECONDS)  # nothing of the pod in the way wakes the instance
+        before = conditions.find((body.get("status") or {}).get("conditions"), "RoleInstanceReady") or {}
+        if before.get("message") != wanted[0]["message"]:
+            events.append(Event("Warning", "ChildConflict", wanted[0]["message"]))
+    if decision.recreate:
+        wanted.append({"type": "Restarting", "status": "True", "reason": "RestartPolicyTriggered",
+                       "message": f"{decision.reason}; recreating every pod of the instance"})
+    elif ready:
+        wanted.append({"type": "Restarting", "status": "False", "reason": "InstanceReady", "message": ""})
+    if not decision.recreate and decision.wait is None:
+        wanted.append(
+            {"type": "InPlaceUpdateBlocked", "status": "True", "reason": "NotImageOnly",
+             "message": f"pod {', '.join(planned.blocked)} changes more than images, which InPlaceOnly cannot do"}
+            if planned.blocked else {"type": "InPlaceUpdateBlocked", "status": "False", "reason": "NotBlocked",
+                                     "message": ""})
+    last = _time(status.get("lastRestartTime"))
+    max_delay = ((body.get("spec") or {}).get("restartPolicyConfig") or {}).get("maxDelaySeconds", 600)
+    if ready and last is not None and status.get("restartCount") and \
+            (now - last).total_seconds() >= max(2 * max_delay, STABLE_AFTER_SECONDS):
+        status["restartCount"] = 0  # stable long enough: the next incident starts the backoff afresh
+    generation = body["metadata"].get("generation", 0)
+    status.update({
+        "observedGeneration": generation,
+        "componentStatuses": component_statuses(body, pods, dict(slots)),
+        "labelSelector": f"{naming.LABEL_V2_INSTANCE_NAME}={name}",
+        "updateRevision": (body["metadata"].get("labels") or {}).get(naming.LABEL_CONTROLLER_REVISION, ""),
+        "conditions": conditions.merge(status.get("conditions"), wanted, generation),
+    })
+    if ready:
+        status["currentRevision"] = status["updateRevision"]
+    return Report(status, tuple(events), min(look_again) if look_again else None)

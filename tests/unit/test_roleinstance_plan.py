@@ -1,0 +1,263 @@
+"""The RoleInstance pass's decisions, from a snapshot and a clock: which pods it deletes, creates
+and updates in place, in which order, and the status, conditions, Events and requeue that follow.
+No cluster, no API."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from rbg_operator import naming
+from rbg_operator.controller import conditions
+from rbg_operator.controller.diff import contains
+from rbg_operator.controller.roleinstance_plan import (Create, MarkGraceStart, Outcome, RoleInstanceSnapshot,
+                                                       UpdateInPlace, conclude, desired_pods, plan, pod_names,
+                                                       pod_slots)
+
+NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.timezone.utc)
+DEPENDS_ON = "rolebasedgroup.workloads.x-k8s.io/component-depends-on"
+
+
+def template(image: str = "app:v1", **container) -> dict:
+    return {"spec": {"containers": [{"name": "main", "image": image, **container}]}}
+
+
+def instance(components: list[dict] | None = None, role_type: str = "Components", annotations: dict | None = None,
+             restart: dict | None = None, **status) -> dict:
+    body = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleInstance",
+            "metadata": {"name": "i", "namespace": "ns", "uid": "inst-uid", "generation": 1,
+                         "labels": {naming.LABEL_V2_ROLE_TYPE: role_type}, "annotations": annotations or {}},
+            "spec": {"components": components or [{"name": "web", "size": 1, "template": template()}]},
+            "status": {"observedGeneration": 1, **status}}
+    if restart:
+        body["spec"]["restartPolicyConfig"] = restart
+    return body
+
+
+def running(body: dict, ready: bool = True, restarts: int = 0, only: set[str] | None = None) -> dict[str, dict]:
+    """The instance's pods as the cache shows them once made from `body`."""
+    pods = {}
+    for name, pod in desired_pods(body).items():
+        if only is not None and name not in only:
+            continue
+        pod["metadata"]["uid"] = f"uid-{name}"
+        pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                         "containerStatuses": [{"name": "main", "restartCount": restarts}]}
+        pods[name] = pod
+    return pods
+
+
+def was_ready(body: dict) -> dict:
+    body["status"]["conditions"] = [{"type": "RoleInstanceReady", "status": "True", "lastTransitionTime": "x"}]
+    return body
+
+
+def as_written(body: dict, planned) -> Outcome:
+    """Every write went through: a new pod is not ready yet; an updated one keeps its status."""
+    written = {}
+    for action in planned.actions:
+        if isinstance(action, Create):
+            written[action.slot.name] = action.slot.pod(body)
+        elif isinstance(action, UpdateInPlace):
+            written[action.slot.name] = action.slot.pod(body) | {"status": {"conditions": [
+                {"type": "Ready", "status": "True"}]}}
+    return Outcome(written)
+
+
+def pass_over(body: dict, pods: dict[str, dict], held: dict[str, str] | None = None, now=NOW,
+              found: dict[str, str] | None = None):
+    seen = RoleInstanceSnapshot(body, pods, held or {})
+    planned = plan(seen, now)
+    outcome = as_written(body, planned)
+    if found:  # those names were not written
+        outcome = Outcome({n: p for n, p in outcome.written.items() if n not in found}, found)
+    return planned, conclude(seen, planned, outcome, now)
+
+
+def steps(planned) -> list[tuple[str, str]]:
+    return [(type(a).__name__, getattr(a, "name", None) or a.slot.name) for a in planned.actions]
+
+
+def condition(report, kind: str) -> dict:
+    return conditions.find(report.status["conditions"], kind) or {}
+
+
+def test_each_pattern_gets_its_pods_named_as_the_contract_says():
+    standalone = instance([{"name": "web", "size": 1, "template": template()}], role_type="PodTemplate")
+    assert steps(plan(RoleInstanceSnapshot(standalone, {}), NOW)) == [("Create", "i")]
+    leader_worker = instance([{"name": "leader", "size": 1, "template": template()},
+                              {"name": "worker", "size": 2, "template": template()}], role_type="LeaderWorkerSet")
+    planned = plan(RoleInstanceSnapshot(leader_worker, {}), NOW)
+    assert steps(planned) == [("Create", "i-0"), ("Create", "i-1"), ("Create", "i-2")]
+    worker = planned.actions[2].slot.pod(leader_worker)
+    assert worker["metadata"]["labels"][naming.LABEL_V2_COMPONENT_INDEX] == "2"
+    assert worker["metadata"]["ownerReferences"][0]["uid"] == "inst-uid"
+    components = instance([{"name": "router", "size": 1, "template": template()},
+                           {"name": "engine", "size": 2, "template": template()}])
+    assert steps(plan(RoleInstanceSnapshot(components, {}), NOW)) == [
+        ("Create", "i-router-0"), ("Create", "i-engine-0"), ("Create", "i-engine-1")]
+    assert pod_names(components) == list(pod_slots(components))
+
+
+def test_new_pods_are_counted_but_not_ready_and_a_steady_instance_writes_nothing():
+    body = instance()
+    planned, report = pass_over(body, {})
+    assert condition(report, "RoleInstanceReady")["status"] == "False"
+    assert report.status["componentStatuses"] == [{"name": "web", "size": 1, "readyReplicas": 0,
+                                                   "availableReplicas": 0, "updatedReplicas": 1,
+                                                   "updatedReadyReplicas": 0, "scheduledReplicas": 0}]
+    pods = running(body)
+    planned, report = pass_over(body, pods)
+    assert planned.actions == () and report.requeue is None
+    assert condition(report, "RoleInstanceReady")["status"] == "True"
+    assert condition(report, "InPlaceUpdateBlocked")["status"] == "False"
+    body["status"] = report.status
+    _, again = pass_over(body, pods)
+    assert contains(body["status"], again.status), "a pass that changes nothing must write nothing"
+
+
+def test_an_image_change_updates_in_place_recording_the_restart_counts_first():
+    old = instance()
+    pods = running(old, restarts=3)
+    new = instance([{"name": "web", "size": 1, "template": template("app:v2")}])
+    planned, report = pass_over(new, pods)
+    assert steps(planned) == [("UpdateInPlace", "i-web-0")]
+    assert planned.actions[0].status_first["inPlaceUpdateContainerBaselines"] == {"i-web-0": {"main": {"restartCount": 3}}}
+    assert report.status["inPlaceUpdateContainerBaselines"] == {"i-web-0": {"main": {"restartCount": 3}}}
+    assert planned.actions[0].slot.pod(new)["spec"]["containers"][0]["image"] == "app:v2"
+    assert condition(report, "RoleInstanceReady")["status"] == "True", "the updated pod counts at once"
+
+
+def test_any_other_change_recreates_the_pod_and_looks_again_soon():
+    pods = running(instance())
+    new = instance([{"name": "web", "size": 1, "template": template("app:v1", args=["--port=9"])}])
+    planned, report = pass_over(new, pods)
+    assert steps(planned) == [("Delete", "i-web-0")] and planned.actions[0].uid == "uid-i-web-0"
+    assert report.requeue == 1.0 and condition(report, "RoleInstanceReady")["status"] == "False"
+
+
+def test_in_place_only_leaves_a_pod_it_cannot_update_and_says_why():
+    pods = running(instance())
+    only = instance([{"name": "web", "size": 1, "template": template("app:v1", args=["--x"])}],
+                    annotations={"rolebasedgroup.workloads.x-k8s.io/in-place-only": "true"})
+    planned, report = pass_over(only, pods)
+    assert planned.actions == ()
+    blocked = condition(report, "InPlaceUpdateBlocked")
+    assert blocked["status"] == "True" and blocked["message"].startswith("pod i-web-0 changes more than images")
+
+
+def test_the_grace_period_is_marked_on_the_pod_then_waited_out_then_the_image_changes():
+    pods = running(instance())
+    grace = {naming.ANNOTATION_V2_GRACE_PERIOD: "4"}
+    new = instance([{"name": "web", "size": 1, "template": template("app:v2")}], annotations=grace)
+    revision = pod_slots(new)["i-web-0"].plan.revision
+    planned, report = pass_over(new, pods)
+    assert planned.actions == (MarkGraceStart("i-web-0", f"{revision}-{int(NOW.timestamp())}"),)
+    assert report.requeue == 4.0
+    pods["i-web-0"]["metadata"]["labels"][naming.LABEL_IN_PLACE_SINCE] = f"{revision}-{int(NOW.timestamp()) - 1}"
+    planned, report = pass_over(new, pods)
+    assert planned.actions == () and report.requeue == 3.0
+    later = NOW + datetime.timedelta(seconds=4)
+    assert steps(plan(RoleInstanceSnapshot(new, pods), later)) == [("UpdateInPlace", "i-web-0")]
+    # A mark for another revision starts the period again.
+    pods["i-web-0"]["metadata"]["labels"][naming.LABEL_IN_PLACE_SINCE] = f"other-{int(NOW.timestamp()) - 60}"
+    assert steps(plan(RoleInstanceSnapshot(new, pods), NOW)) == [("MarkGraceStart", "i-web-0")]
+
+
+def test_a_container_restart_recreates_every_pod_of_the_instance_then_backs_off():
+    policy = {"type": "RecreateRoleInstanceOnPodRestart", "baseDelaySeconds": 4, "maxDelaySeconds": 8}
+    body = was_ready(instance([{"name": "leader", "size": 1, "template": template()},
+                               {"name": "worker", "size": 1, "template": template()}],
+                              role_type="LeaderWorkerSet", restart=policy))
+    pods = running(body)
+    pods["i-1"]["status"]["containerStatuses"][0]["restartCount"] = 1
+    planned, report = pass_over(body, pods)
+    assert steps(planned) == [("Delete", "i-0"), ("Delete", "i-1")]
+    assert (report.status["restartCount"], report.status["lastRestartTime"]) == (1, "2026-12-05T08:00:00Z")
+    assert report.status["inPlaceUpdateContainerBaselines"] == {}
+    assert condition(report, "Restarting")["status"] == "True"
+    assert condition(report, "RoleInstanceReady")["status"] == "False"
+    assert [e.reason for e in report.events] == ["ReCreateInstance"]
+    assert report.status["componentStatuses"][0]["readyReplicas"] == 0, "no pod is left"
+    # The second recreation waits base x 2^0 = 4 s after the first: crashed pods stay meanwhile.
+    body["status"].update(restartCount=1, lastRestartTime="2026-12-05T07:59:58Z")
+    planned, report = pass_over(body, pods)
+    assert planned.actions == () and report.requeue == 2.0 and report.events == ()
+    assert "InPlaceUpdateBlocked" not in {c["type"] for c in report.status["conditions"]}
+    assert steps(plan(RoleInstanceSnapshot(body, pods), NOW + datetime.timedelta(seconds=2)))[0] == ("Delete", "i-0")
+
+
+def test_a_restart_the_new_image_causes_is_no_crash_and_a_stable_instance_forgets_its_restarts():
+    policy = {"type": "RecreateRoleInstanceOnPodRestart", "baseDelaySeconds": 4, "maxDelaySeconds": 8}
+    body = was_ready(instance(restart=policy, restartCount=2, lastRestartTime="2026-12-05T07:00:00Z",
+                              inPlaceUpdateContainerBaselines={"i-web-0": {"main": {"restartCount": 0}}}))
+    planned, report = pass_over(body, running(body, restarts=1))
+    assert planned.actions == ()
+    assert report.status["restartCount"] == 0, "an hour without a restart starts the backoff afresh"
+    body["status"]["lastRestartTime"] = "2026-12-05T07:59:00Z"
+    assert pass_over(body, running(body, restarts=1))[1].status["restartCount"] == 2
+
+
+def test_a_failed_pod_is_deleted_and_made_again_in_the_same_pass():
+    body = instance()
+    pods = running(body)
+    pods["i-web-0"]["status"]["phase"] = "Failed"
+    assert steps(plan(RoleInstanceSnapshot(body, pods), NOW)) == [("Delete", "i-web-0"), ("Create", "i-web-0")]
+
+
+def test_extra_pods_go_after_the_components_they_are_deleted_after():
+    order = {DEPENDS_ON: json.dumps({"startAfter": ["engine"]})}
+    before = instance([{"name": "router", "size": 2, "annotations": order, "template": template()},
+                       {"name": "engine", "size": 2, "template": template()}])
+    pods = running(before)
+    after = instance([{"name": "router", "size": 1, "annotations": order, "template": template()},
+                      {"name": "engine", "size": 1, "template": template()}])
+    assert steps(plan(RoleInstanceSnapshot(after, pods), NOW)) == [("Delete", "i-router-1")]
+    del pods["i-router-1"]
+    assert steps(plan(RoleInstanceSnapshot(after, pods), NOW)) == [("Delete", "i-engine-1")]
+
+
+def test_a_component_starts_only_once_every_pod_it_starts_after_is_ready():
+    order = {DEPENDS_ON: json.dumps({"startAfter": ["engine"]})}
+    body = instance([{"name": "router", "size": 1, "annotations": order, "template": template()},
+                     {"name": "engine", "size": 2, "template": template()}])
+    assert steps(plan(RoleInstanceSnapshot(body, {}), NOW)) == [("Create", "i-engine-0"), ("Create", "i-engine-1")]
+    pods = running(body, only={"i-engine-0", "i-engine-1"})
+    pods["i-engine-1"]["status"]["conditions"][0]["status"] = "False"
+    assert steps(plan(RoleInstanceSnapshot(body, pods), NOW)) == []
+    pods["i-engine-1"]["status"]["conditions"][0]["status"] = "True"
+    assert steps(plan(RoleInstanceSnapshot(body, pods), NOW)) == [("Create", "i-router-0")]
+
+
+def test_a_pod_name_held_by_a_bare_pod_is_never_written_and_the_instance_says_so():
+    body = instance()
+    message = "Pod i-web-0 already exists and has no controller; RoleInstance i leaves it alone"
+    planned, report = pass_over(body, {}, held={"i-web-0": message})
+    assert planned.actions == ()
+    ready = condition(report, "RoleInstanceReady")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "ChildConflict", message)
+    assert [(e.type, e.reason) for e in report.events] == [("Warning", "ChildConflict")]
+    assert report.requeue == 30
+    body["status"] = report.status
+    _, again = pass_over(body, {}, held={"i-web-0": message})
+    assert again.events == (), "the same conflict is told once"
+
+
+def test_a_pod_name_found_held_only_at_write_time_is_a_conflict_too():
+    body = instance()
+    planned, report = pass_over(body, {}, found={"i-web-0": "Pod i-web-0 is someone else's"})
+    assert steps(planned) == [("Create", "i-web-0")]  # the cache did not show it
+    assert condition(report, "RoleInstanceReady")["message"] == "Pod i-web-0 is someone else's"
+    assert report.status["componentStatuses"][0]["updatedReplicas"] == 0
+
+
+def test_the_pass_at_the_pod_cap_plans_in_well_under_a_second():
+    import time
+    body = instance([{"name": f"c{i}", "size": 78, "template": template(env=[
+        {"name": f"E{j}", "value": "v" * 20} for j in range(120)])} for i in range(64)])
+    started = time.perf_counter()
+    seen = RoleInstanceSnapshot(body, {})
+    planned = plan(seen, NOW)
+    conclude(seen, planned, Outcome(), NOW)
+    assert len(planned.actions) == 64 * 78
+    assert time.perf_counter() - started < 0.5
