@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 # A broken operator fails every cluster test slowly; stop after 20 so CI reports it in time.
 PYTEST_ARGS ?= --maxfail=20
 
-.PHONY: help venv demo test unit-test cluster-test build cluster-up cluster-down cluster-status crds argocd-cm bench clean
+.PHONY: help venv demo test lint unit-test cluster-test build cluster-up cluster-down cluster-status crds argocd-cm bench clean
 
 help:
 	@echo "make demo          local cluster + operator + SGLang example, then its status"
-	@echo "make test          unit tests and tests against the real local control plane"
+	@echo "make test          the linter, unit tests and tests against the real local control plane"
+	@echo "make lint          the formatter's check and the linter (ruff)"
 	@echo "make cluster-up    start the local control plane (no-op when up); kubeconfig in .cluster/kubeconfig"
 	@echo "make cluster-down  stop it; no process or port is left behind"
 	@echo "make crds          regenerate crds/ from the pydantic models"
@@ -53,8 +54,14 @@ argocd-cm:
 demo: build
 	$(PY) -m localcluster.demo
 
-test: build
+test: lint build
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The formatter and the linter (settings in pyproject.toml). `ruff format .` and `ruff check --fix .`
+# put most findings right.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check --diff .
+	$(VENV)/bin/ruff check .
 
 unit-test: $(STAMP)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

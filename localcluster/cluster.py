@@ -33,8 +33,16 @@ FEATURE_GATES = "GenericWorkload=true,CompositePodGroup=true,TopologyAwareWorklo
 RUNTIME_CONFIG = "scheduling.k8s.io/v1beta1=true,scheduling.k8s.io/v1alpha3=true"
 COSCHEDULER_NAME = "scheduler-plugins-scheduler"
 SERVICE_RANGE = "10.0.0.0/24"
-CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coscheduler", "kwok",
-                 "pod-reaper", "lws-controller")
+CONTROL_PLANE = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "coscheduler",
+    "kwok",
+    "pod-reaper",
+    "lws-controller",
+)
 SUPERVISOR = Path(__file__).with_name("supervise.py")  # restarts a crashed component, as a kubelet would
 # Raised client limits so the controller-manager and schedulers are never the bottleneck of a benchmark.
 QPS, BURST = 500, 1000
@@ -150,7 +158,7 @@ def restarts_since(sizes: dict[str, int], context: int = 12) -> list[str]:
                 panics = [i for i in range(previous, index) if lines[i].startswith(("panic:", "fatal error:"))]
                 first = panics[0] if panics else max(previous, index - context)
                 report.append(f"{name}: {line}")
-                report += ["    " + text[:300] for text in lines[first:min(index, first + context)]]
+                report += ["    " + text[:300] for text in lines[first : min(index, first + context)]]
                 previous = index + 1
     return report
 
@@ -163,8 +171,12 @@ def _write_kubeconfig(path: Path, server: str, pki_dir: Path) -> None:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "rbg-local", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
-        "users": [{"name": "admin", "user": {"client-certificate-data": b64("admin.crt"),
-                                              "client-key-data": b64("admin.key")}}],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")},
+            }
+        ],
         "contexts": [{"name": "rbg-local", "context": {"cluster": "rbg-local", "user": "admin"}}],
         "current-context": "rbg-local",
     }
@@ -185,8 +197,15 @@ def start_process(name: str, argv: list[str], env: dict | None = None) -> int:
 def _start(name: str, argv: list[str], state: dict, env: dict | None = None) -> None:
     log = open(state_dir() / "logs" / f"{name}.log", "ab")
     command = [sys.executable, str(SUPERVISOR), name, "--", *argv] if name in CONTROL_PLANE else argv
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=state_dir(), env=env)
+    proc = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=state_dir(),
+        env=env,
+    )
     state.setdefault("pids", {})[name] = proc.pid
     state.setdefault("argv", {})[name] = argv
     _save_state(state)
@@ -226,8 +245,10 @@ def _wait(what: str, check, timeout: float, state: dict, log_name: str | None = 
             break
         time.sleep(0.5)
     hint = f"; see {state_dir() / 'logs' / (log_name + '.log')}" if log_name else ""
-    raise SystemExit(f"localcluster: {what} did not happen within {timeout:.0f}s{hint}. "
-                     f"Run `make cluster-down` and retry; the logs say why.")
+    raise SystemExit(
+        f"localcluster: {what} did not happen within {timeout:.0f}s{hint}. "
+        f"Run `make cluster-down` and retry; the logs say why."
+    )
 
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -245,9 +266,13 @@ def _volcano_crds() -> list[Path]:
     if not (out / "scheduling.volcano.sh_podgroups.yaml").exists():
         out.mkdir(parents=True, exist_ok=True)
         generator = components.binary_dir(components.MODULES_BY_NAME["volcano"]) / "controller-gen"
-        subprocess.run([str(generator), "crd", "paths=volcano.sh/apis/pkg/apis/scheduling/v1beta1",
-                        f"output:crd:dir={out}"], cwd=components.GO_DIR / "volcano", env=components.go_env("volcano"),
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(generator), "crd", "paths=volcano.sh/apis/pkg/apis/scheduling/v1beta1", f"output:crd:dir={out}"],
+            cwd=components.GO_DIR / "volcano",
+            env=components.go_env("volcano"),
+            check=True,
+            capture_output=True,
+        )
     return [out / "scheduling.volcano.sh_podgroups.yaml", out / "scheduling.volcano.sh_queues.yaml"]
 
 
@@ -288,14 +313,20 @@ def node_manifests() -> str:
     nodes = []
     for index in range(shape["count"]):
         name = f"{shape['namePrefix']}{index}"
-        labels = {**shape["labels"], "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64"}
-        nodes.append({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
-            "status": {"capacity": shape["capacity"], "allocatable": shape["capacity"]},
-        })
+        labels = {
+            **shape["labels"],
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+        }
+        nodes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+                "status": {"capacity": shape["capacity"], "allocatable": shape["capacity"]},
+            }
+        )
     return yaml.safe_dump_all(nodes)
 
 
@@ -314,7 +345,8 @@ def _start_lws_controller(binaries: dict[str, Path], state: dict) -> None:
     port, health = free_port(), free_port()
     state["ports"]["lws-webhook"] = port
     config = {
-        "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
+        "apiVersion": "config.lws.x-k8s.io/v1alpha1",
+        "kind": "Configuration",
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
         "webhook": {"port": port, "host": "127.0.0.1", "certDir": str(certs)},
@@ -323,8 +355,11 @@ def _start_lws_controller(binaries: dict[str, Path], state: dict) -> None:
         "clientConnection": {"qps": QPS, "burst": BURST},
     }
     (root / "lws-config.yaml").write_text(yaml.safe_dump(config))
-    _start("lws-controller", [str(binaries["lws-controller"]), f"--config={root / 'lws-config.yaml'}",
-                              f"--kubeconfig={kubeconfig_path()}"], state)
+    _start(
+        "lws-controller",
+        [str(binaries["lws-controller"]), f"--config={root / 'lws-config.yaml'}", f"--kubeconfig={kubeconfig_path()}"],
+        state,
+    )
     _wait("LeaderWorkerSet webhook serving", lambda: _https_listening(port), 60, state, "lws-controller")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=_lws_webhooks(port))
 
@@ -338,8 +373,10 @@ def _lws_webhooks(port: int) -> str:
     import jsonpatch
 
     source = components.module_dir("sigs.k8s.io/lws", "kwok") / "config/webhook"
-    patches = {"MutatingWebhookConfiguration": "mutating-patch.yaml",
-               "ValidatingWebhookConfiguration": "validating-patch.yaml"}
+    patches = {
+        "MutatingWebhookConfiguration": "mutating-patch.yaml",
+        "ValidatingWebhookConfiguration": "validating-patch.yaml",
+    }
     ca_bundle = base64.b64encode((state_dir() / "pki" / "ca.crt").read_bytes()).decode()
     documents = []
     for doc in yaml.safe_load_all((source / "manifests.yaml").read_text()):
@@ -358,14 +395,16 @@ def _coscheduler_config(path: Path) -> None:
         "kind": "KubeSchedulerConfiguration",
         "leaderElection": {"leaderElect": False},
         "clientConnection": {"kubeconfig": str(kubeconfig_path()), "qps": QPS, "burst": BURST},
-        "profiles": [{
-            "schedulerName": COSCHEDULER_NAME,
-            "plugins": {
-                "multiPoint": {"enabled": [{"name": "Coscheduling"}]},
-                "queueSort": {"enabled": [{"name": "Coscheduling"}], "disabled": [{"name": "*"}]},
-            },
-            "pluginConfig": [{"name": "Coscheduling", "args": {"permitWaitingTimeSeconds": 10}}],
-        }],
+        "profiles": [
+            {
+                "schedulerName": COSCHEDULER_NAME,
+                "plugins": {
+                    "multiPoint": {"enabled": [{"name": "Coscheduling"}]},
+                    "queueSort": {"enabled": [{"name": "Coscheduling"}], "disabled": [{"name": "*"}]},
+                },
+                "pluginConfig": [{"name": "Coscheduling", "args": {"permitWaitingTimeSeconds": 10}}],
+            }
+        ],
     }
     path.write_text(yaml.safe_dump(config))
 
@@ -398,32 +437,53 @@ def up() -> None:
 
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-    _start("etcd", [
-        str(binaries["etcd"]), "--name=local", f"--data-dir={root / 'etcd'}",
-        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=local={peer_url}", "--unsafe-no-fsync=true", "--log-level=warn",
-        "--quota-backend-bytes=8589934592",
-    ], state)
+    _start(
+        "etcd",
+        [
+            str(binaries["etcd"]),
+            "--name=local",
+            f"--data-dir={root / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=local={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+            "--quota-backend-bytes=8589934592",
+        ],
+        state,
+    )
     _wait("etcd answering", lambda: _http_ok(f"{etcd_url}/health"), 30, state, "etcd")
 
-    _start("kube-apiserver", [
-        str(binaries["kube-apiserver"]), f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
-        f"--tls-cert-file={pki_dir / 'apiserver.crt'}", f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
-        f"--client-ca-file={pki_dir / 'ca.crt'}",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={pki_dir / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
-        f"--service-cluster-ip-range={SERVICE_RANGE}", "--authorization-mode=RBAC", "--allow-privileged=true",
-        f"--feature-gates={FEATURE_GATES}", f"--runtime-config={RUNTIME_CONFIG}",
-        # /debug/pprof only when asked for: it shows where the API server's CPU goes (docs/development.md).
-        f"--profiling={'true' if os.environ.get('RBG_APISERVER_PROFILING') else 'false'}",
-        "--endpoint-reconciler-type=none",  # loopback cannot be an Endpoints address
-        # As hardened clusters (OpenShift among them) do: setting blockOwnerDeletion on an owner
-        # reference needs `update` on the owner's finalizers, so a missing RBAC rule shows up here.
-        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
-    ], state)
+    _start(
+        "kube-apiserver",
+        [
+            str(binaries["kube-apiserver"]),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['apiserver']}",
+            f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
+            f"--client-ca-file={pki_dir / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki_dir / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_RANGE}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            f"--feature-gates={FEATURE_GATES}",
+            f"--runtime-config={RUNTIME_CONFIG}",
+            # /debug/pprof only when asked for: it shows where the API server's CPU goes (docs/development.md).
+            f"--profiling={'true' if os.environ.get('RBG_APISERVER_PROFILING') else 'false'}",
+            "--endpoint-reconciler-type=none",  # loopback cannot be an Endpoints address
+            # As hardened clusters (OpenShift among them) do: setting blockOwnerDeletion on an owner
+            # reference needs `update` on the owner's finalizers, so a missing RBAC rule shows up here.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+        ],
+        state,
+    )
     _wait("kube-apiserver ready", lambda: _apiserver_ready(state), 90, state, "kube-apiserver")
 
     crd_files = sum((["-f", str(p)] for p in third_party_crds()), [])
@@ -431,37 +491,74 @@ def up() -> None:
     _wait("third-party CRDs established", lambda: all(map(crd_established, third_party_crd_names())), 60, state)
     kubectl("apply", "--server-side", "-f", "-", stdin=node_manifests())
 
-    common = [f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--secure-port=0",
-              f"--kube-api-qps={QPS}", f"--kube-api-burst={BURST}"]
-    _start("kube-controller-manager", [
-        str(binaries["kube-controller-manager"]), *common,
-        f"--service-account-private-key-file={pki_dir / 'sa.key'}", f"--root-ca-file={pki_dir / 'ca.crt'}",
-        f"--feature-gates={FEATURE_GATES}", "--controllers=*,-csrsigning,-csrapproving,-csrcleaner",
-        "--concurrent-statefulset-syncs=20", "--concurrent-deployment-syncs=20",
-        "--concurrent-replicaset-syncs=20", "--concurrent-gc-syncs=40",
-    ], state)
+    common = [
+        f"--kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--secure-port=0",
+        f"--kube-api-qps={QPS}",
+        f"--kube-api-burst={BURST}",
+    ]
+    _start(
+        "kube-controller-manager",
+        [
+            str(binaries["kube-controller-manager"]),
+            *common,
+            f"--service-account-private-key-file={pki_dir / 'sa.key'}",
+            f"--root-ca-file={pki_dir / 'ca.crt'}",
+            f"--feature-gates={FEATURE_GATES}",
+            "--controllers=*,-csrsigning,-csrapproving,-csrcleaner",
+            "--concurrent-statefulset-syncs=20",
+            "--concurrent-deployment-syncs=20",
+            "--concurrent-replicaset-syncs=20",
+            "--concurrent-gc-syncs=40",
+        ],
+        state,
+    )
     _start("kube-scheduler", [str(binaries["kube-scheduler"]), *common, f"--feature-gates={FEATURE_GATES}"], state)
     _coscheduler_config(root / "coscheduler.yaml")
-    _start("coscheduler", [str(binaries["coscheduler"]), f"--config={root / 'coscheduler.yaml'}",
-                           "--secure-port=0"], state)
+    _start(
+        "coscheduler", [str(binaries["coscheduler"]), f"--config={root / 'coscheduler.yaml'}", "--secure-port=0"], state
+    )
     # The node address is on loopback: nothing the API server might dial for a node (logs, exec)
     # leaves this machine. Pod IPs come from --cidr and are never dialled: the local cluster has no
     # Service-backed webhooks and no proxy.
-    _start("kwok", [
-        str(binaries["kwok"]), f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
-        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake", "--cidr=10.244.0.0/16",
-        "--node-ip=127.0.0.2", "--node-lease-duration-seconds=40", *[f"--config={stage}" for stage in _kwok_stages()],
-    ], state)
-    _start("pod-reaper", [sys.executable, str(Path(__file__).with_name("reaper.py")), f"--server={server}",
-                          f"--ca={pki_dir / 'ca.crt'}", f"--cert={pki_dir / 'admin.crt'}",
-                          f"--key={pki_dir / 'admin.key'}"], state)
+    _start(
+        "kwok",
+        [
+            str(binaries["kwok"]),
+            f"--kubeconfig={kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=127.0.0.2",
+            "--node-lease-duration-seconds=40",
+            *[f"--config={stage}" for stage in _kwok_stages()],
+        ],
+        state,
+    )
+    _start(
+        "pod-reaper",
+        [
+            sys.executable,
+            str(Path(__file__).with_name("reaper.py")),
+            f"--server={server}",
+            f"--ca={pki_dir / 'ca.crt'}",
+            f"--cert={pki_dir / 'admin.crt'}",
+            f"--key={pki_dir / 'admin.key'}",
+        ],
+        state,
+    )
 
     _start_lws_controller(binaries, state)
     _save_state(state)
     _wait("fake nodes Ready", _nodes_ready, 60, state, "kwok")
-    _wait("default ServiceAccount created", lambda: kubectl(
-        "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
-        60, state, "kube-controller-manager")
+    _wait(
+        "default ServiceAccount created",
+        lambda: kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+        60,
+        state,
+        "kube-controller-manager",
+    )
     for name in ("kube-scheduler", "coscheduler", "kube-controller-manager", "lws-controller"):
         if not _alive(state["pids"][name]):
             raise SystemExit(f"localcluster: {name} exited; see {root / 'logs' / (name + '.log')}")
@@ -477,9 +574,13 @@ def _http_ok(url: str) -> bool:
 
 
 def _nodes_ready() -> bool:
-    out = kubectl("get", "nodes", "-o",
-                  "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
-                  check=False).stdout.split()
+    out = kubectl(
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+        check=False,
+    ).stdout.split()
     return len(out) == node_shape()["count"] and all(s == "True" for s in out)
 
 
@@ -508,7 +609,7 @@ def down() -> None:
     for pid in pids.values():
         _signal_group(pid, signal.SIGKILL)
     ports = state.get("ports", {})
-    for name, port in ports.items():
+    for port in ports.values():
         _wait_port_closed(port)
     if pids:
         _say("local cluster stopped")

@@ -137,7 +137,12 @@ def _say(message: str) -> None:
 def _compile(module: GoModule, package: str, output: Path, started: float) -> None:
     command = ["go", "build", "-v", "-trimpath", f"-ldflags={module.ldflags}", "-o", str(output), package]
     proc = subprocess.Popen(
-        command, cwd=module.directory, env=go_env(module.name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=module.directory,
+        env=go_env(module.name),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     compiled, tail, last_report = 0, [], time.monotonic()
     assert proc.stdout is not None

@@ -31,7 +31,9 @@ def install(kubectl: Kubectl, directory: Path, timeout: float = 60) -> list[str]
         crd = yaml.safe_load(path.read_text())
         webhook = (crd["spec"].get("conversion") or {}).get("webhook")
         if webhook is not None:
-            webhook["clientConfig"] = conversion_client_config(kubectl, crd["metadata"]["name"]) or webhook["clientConfig"]
+            webhook["clientConfig"] = (
+                conversion_client_config(kubectl, crd["metadata"]["name"]) or webhook["clientConfig"]
+            )
         documents.append(crd)
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(documents))
     names = [crd["metadata"]["name"] for crd in documents]
@@ -40,7 +42,8 @@ def install(kubectl: Kubectl, directory: Path, timeout: float = 60) -> list[str]
         deadline = time.monotonic() + timeout
         while kubectl("get", "crd", name, "-o", jsonpath, check=False).stdout.strip() != "True":
             if time.monotonic() > deadline:
-                raise SystemExit(f"CRD {name} is not Established after {timeout:.0f}s: "
-                                 f"look at `kubectl describe crd {name}`")
+                raise SystemExit(
+                    f"CRD {name} is not Established after {timeout:.0f}s: look at `kubectl describe crd {name}`"
+                )
             time.sleep(0.5)
     return names

@@ -41,8 +41,10 @@ def _wait_for_conversion(example: Path, log: Path) -> None:
         if not cluster.process_alive("rbg-operator"):
             _fail(f"the operator exited; the end of its log ({log}):\n" + _tail(log))
         if time.monotonic() > deadline:
-            _fail(f"the API server still cannot convert v1alpha1 through the operator's webhook after 60s: "
-                  f"{dry_run.stderr.strip()}\nLook at the operator log ({log}).")
+            _fail(
+                f"the API server still cannot convert v1alpha1 through the operator's webhook after 60s: "
+                f"{dry_run.stderr.strip()}\nLook at the operator log ({log})."
+            )
         time.sleep(0.5)
 
 
@@ -58,12 +60,21 @@ def main() -> None:
     # Free ports picked now: the operator refuses port 0 (its probes would land on a port nobody knows).
     # It also serves the CRDs' version conversion (v1alpha2 reads go through it), as the chart's does.
     metrics_port, health_port, webhook_port = cluster.free_port(), cluster.free_port(), cluster.free_port()
-    pid = cluster.start_process("rbg-operator", [sys.executable, "-m", "rbg_operator", "run",
-                                                 *[f"--ignore-namespace={glob}" for glob in TEST_NAMESPACES],
-                                                 f"--metrics-bind-address=127.0.0.1:{metrics_port}",
-                                                 f"--health-probe-bind-address=127.0.0.1:{health_port}",
-                                                 f"--webhook-bind-address=127.0.0.1:{webhook_port}",
-                                                 "--register-conversion"], env=env)
+    pid = cluster.start_process(
+        "rbg-operator",
+        [
+            sys.executable,
+            "-m",
+            "rbg_operator",
+            "run",
+            *[f"--ignore-namespace={glob}" for glob in TEST_NAMESPACES],
+            f"--metrics-bind-address=127.0.0.1:{metrics_port}",
+            f"--health-probe-bind-address=127.0.0.1:{health_port}",
+            f"--webhook-bind-address=127.0.0.1:{webhook_port}",
+            "--register-conversion",
+        ],
+        env=env,
+    )
     _say(f"operator running (pid {pid}), log: {log}")
 
     example = REPO / "examples" / "sglang_pd.yaml"
@@ -88,12 +99,16 @@ def main() -> None:
             _fail(f"the operator exited; the end of its log ({log}):\n" + _tail(log))
         time.sleep(1)
     else:
-        _fail(f"{GROUP} is not Ready after 180s. Look at `kubectl describe rbg {GROUP}` and the operator "
-              f"log ({log}); `make cluster-down` and `make demo` start afresh.")
+        _fail(
+            f"{GROUP} is not Ready after 180s. Look at `kubectl describe rbg {GROUP}` and the operator "
+            f"log ({log}); `make cluster-down` and `make demo` start afresh."
+        )
 
     print()
     print(cluster.kubectl("get", "rbg", GROUP).stdout)
-    print(cluster.kubectl("get", "statefulsets,services", "-l", f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}").stdout)
+    print(
+        cluster.kubectl("get", "statefulsets,services", "-l", f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}").stdout
+    )
     print(cluster.kubectl("get", "pods", "-o", "wide", "-l", f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}").stdout)
     print(f"Try it yourself:  export KUBECONFIG={cluster.kubeconfig_path()} PATH={cluster.state_dir() / 'bin'}:$PATH")
     print("                   kubectl get rbg; kubectl describe rbg sglang-pd")

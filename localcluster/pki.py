@@ -13,8 +13,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALID_FOR = datetime.timedelta(days=365)
-APISERVER_NAMES = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                   "kubernetes.default.svc.cluster.local"]
+APISERVER_NAMES = [
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+]
 APISERVER_IPS = ["127.0.0.1", "10.0.0.1"]  # loopback, and the first address of the service range
 
 
@@ -36,9 +41,10 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _issue(subject: x509.Name, key, issuer_cert, issuer_key, *, ca=False, server=False, client=False,
-           dns=(), ips=()) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+def _issue(
+    subject: x509.Name, key, issuer_cert, issuer_key, *, ca=False, server=False, client=False, dns=(), ips=()
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -57,9 +63,17 @@ def _issue(subject: x509.Name, key, issuer_cert, issuer_key, *, ca=False, server
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
     return builder.sign(issuer_key if issuer_key is not None else key, hashes.SHA256())
@@ -76,8 +90,9 @@ def ensure_pki(directory: Path) -> None:
     _write_cert(directory / "ca.crt", ca)
 
     serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving = _issue(_name("kube-apiserver"), serving_key, ca, ca_key, server=True,
-                     dns=APISERVER_NAMES, ips=APISERVER_IPS)
+    serving = _issue(
+        _name("kube-apiserver"), serving_key, ca, ca_key, server=True, dns=APISERVER_NAMES, ips=APISERVER_IPS
+    )
     _write_key(directory / "apiserver.key", serving_key)
     _write_cert(directory / "apiserver.crt", serving)
 

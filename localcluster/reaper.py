@@ -33,7 +33,7 @@ class Reaper:
             try:
                 version = await self._list()
                 await self._watch(version)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+            except (TimeoutError, aiohttp.ClientError, ValueError) as error:
                 print(f"pod-reaper: {type(error).__name__}: {error}; listing again in 1s", flush=True)
                 await asyncio.sleep(1)
 
@@ -46,10 +46,16 @@ class Reaper:
         return body["metadata"]["resourceVersion"]
 
     async def _watch(self, version: str) -> None:
-        params = {"watch": "1", "fieldSelector": ON_A_NODE, "resourceVersion": version,
-                  "allowWatchBookmarks": "true", "timeoutSeconds": "300"}
-        async with self.session.get(self.server + PODS, params=params,
-                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=330)) as response:
+        params = {
+            "watch": "1",
+            "fieldSelector": ON_A_NODE,
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "300",
+        }
+        async with self.session.get(
+            self.server + PODS, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_read=330)
+        ) as response:
             response.raise_for_status()
             async for line in response.content:
                 event = json.loads(line)
@@ -74,7 +80,7 @@ class Reaper:
                     if response.status < 300 or response.status in (404, 409):
                         return
                     print(f"pod-reaper: deleting {namespace}/{name} answered {response.status}; retrying", flush=True)
-                await asyncio.sleep(0.5 * 2 ** attempt)
+                await asyncio.sleep(0.5 * 2**attempt)
         except aiohttp.ClientError as error:
             print(f"pod-reaper: deleting {namespace}/{name} failed: {error}", flush=True)
         finally:

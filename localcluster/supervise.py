@@ -45,8 +45,10 @@ def supervise(name: str, command: list[str]) -> int:
         ran = time.monotonic() - started
         quick_exits = quick_exits + 1 if ran < QUICK_EXIT_SECONDS else 0
         if quick_exits >= GIVE_UP_AFTER:
-            _say(f"{name} exited with code {code} {quick_exits} times within {QUICK_EXIT_SECONDS}s of starting; "
-                 f"giving up")
+            _say(
+                f"{name} exited with code {code} {quick_exits} times within {QUICK_EXIT_SECONDS}s of starting; "
+                f"giving up"
+            )
             return code or 1
         # Back off while it keeps crashing; a long healthy run starts the backoff over.
         delay = 1 if restarts == 0 or ran >= 5 * 60 else min(delay * 2, MAX_DELAY_SECONDS)

@@ -28,7 +28,7 @@ class RawJSON:
     def __init__(self, raw: bytes, depth: int):
         self.raw, self.depth = raw, depth
 
-    def __deepcopy__(self, memo) -> "RawJSON":
+    def __deepcopy__(self, memo) -> RawJSON:
         return self  # never changed in place
 
     def __eq__(self, other) -> bool:
@@ -121,7 +121,7 @@ def _pruned(body: bytes, max_depth: int) -> Any:
         elif char in b"]}":
             if depth == max_depth + 1 and start >= 0:
                 pieces += [body[copied:start], orjson.dumps(f"{marker}{len(raws)}")]
-                raws.append(RawJSON(body[start:token.end()], deepest - max_depth))
+                raws.append(RawJSON(body[start : token.end()], deepest - max_depth))
                 copied, start = token.end(), -1
             depth -= 1
     pieces.append(body[copied:])
@@ -134,7 +134,7 @@ def _pruned(body: bytes, max_depth: int) -> Any:
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         for key, child in list(items):
             if isinstance(child, str) and child.startswith(marker):
-                node[key] = raws[int(child[len(marker):])]
+                node[key] = raws[int(child[len(marker) :])]
             elif isinstance(child, (dict, list)):
                 stack.append(child)
     return value

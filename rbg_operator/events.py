@@ -18,8 +18,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .timestamps import now
 from .kube import Kube, namespace_terminating
+from .timestamps import now
 
 log = logging.getLogger(__name__)
 COMPONENT = "rbg-operator"
@@ -29,8 +29,13 @@ class SpamFilter:
     """A token bucket per involved object (client-go's EventSourceObjectSpamFilter: burst 25, one
     more every 300 s), over the most recent `objects` objects."""
 
-    def __init__(self, burst: int = 25, refill_seconds: float = 300.0, objects: int = 4096,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        burst: int = 25,
+        refill_seconds: float = 300.0,
+        objects: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.burst, self.refill_seconds, self.objects, self.clock = burst, refill_seconds, objects, clock
         self._buckets: OrderedDict[tuple, tuple[float, float]] = OrderedDict()  # key -> (tokens, when)
 
@@ -63,8 +68,11 @@ class EventRecorder:
             "kind": "Event",
             "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
-                "namespace": meta["namespace"], "uid": meta.get("uid"),
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             },
             "type": type_,
@@ -88,8 +96,13 @@ class EventRecorder:
         except asyncio.QueueFull:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("%d Events dropped so far: %d are waiting to be posted already (the newest dropped: "
-                            "%s for %s)", self.dropped, self._backlog.maxsize, reason, meta["name"])
+                log.warning(
+                    "%d Events dropped so far: %d are waiting to be posted already (the newest dropped: %s for %s)",
+                    self.dropped,
+                    self._backlog.maxsize,
+                    reason,
+                    meta["name"],
+                )
 
     async def _post_backlog(self) -> None:
         while True:
@@ -98,8 +111,9 @@ class EventRecorder:
                 await self.kube.create(event)
             except Exception as error:  # an Event that cannot be posted must not fail anything
                 if not namespace_terminating(error):
-                    log.warning("could not post event %s for %s: %s", event["reason"],
-                                event["involvedObject"]["name"], error)
+                    log.warning(
+                        "could not post event %s for %s: %s", event["reason"], event["involvedObject"]["name"], error
+                    )
             finally:
                 self._backlog.task_done()
 

@@ -46,9 +46,18 @@ NATIVE_COMPOSITE_POD_GROUP: Key = ("scheduling.k8s.io/v1alpha3", "CompositePodGr
 
 # What a group's reconcile makes, besides pods' ControllerRevisions: the operator watches them by
 # the group label, and keeps one whole only when one of our kinds controls it.
-GROUP_CHILDREN: tuple[Key, ...] = (STATEFUL_SET, DEPLOYMENT, LEADER_WORKER_SET, SERVICE, CONFIG_MAP,
-                                   COSCHEDULING_POD_GROUP, VOLCANO_POD_GROUP, NATIVE_WORKLOAD, NATIVE_POD_GROUP,
-                                   NATIVE_COMPOSITE_POD_GROUP)
+GROUP_CHILDREN: tuple[Key, ...] = (
+    STATEFUL_SET,
+    DEPLOYMENT,
+    LEADER_WORKER_SET,
+    SERVICE,
+    CONFIG_MAP,
+    COSCHEDULING_POD_GROUP,
+    VOLCANO_POD_GROUP,
+    NATIVE_WORKLOAD,
+    NATIVE_POD_GROUP,
+    NATIVE_COMPOSITE_POD_GROUP,
+)
 
 
 def api_version_of(version: str) -> str:

@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 import tenacity
 from aiolimiter import AsyncLimiter
+
 from . import bounded_json, kinds, kubeconfig, metrics, naming
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ MAX_WATCH_EVENT = 16 * 2**20  # one event per line; a large object's line exceed
 class Unreadable:
     """An item of a list or watch answer that does not decode (nested deeper than the decoder
     goes): what of its metadata could be read names it, so that it alone is skipped."""
+
     metadata: dict
     error: str
 
@@ -146,8 +148,11 @@ def _readable(item: Any) -> Any:
         return item
     path, _ = deep
     meta = item.get("metadata") if isinstance(item, dict) else None
-    named = {key: value for key, value in meta.items() if next(bounded_json.raw_subtrees(value), None) is None} \
-        if isinstance(meta, dict) else {}
+    named = (
+        {key: value for key, value in meta.items() if next(bounded_json.raw_subtrees(value), None) is None}
+        if isinstance(meta, dict)
+        else {}
+    )
     where = ".".join(str(step) for step in path)
     return Unreadable(named, f"{where}: nested deeper than the {DECODED_LEVELS} levels decoded")
 
@@ -214,9 +219,15 @@ class Kube:
 
     WRITE_VERBS = frozenset({"create", "apply", "patch", "update", "delete"})
 
-    def __init__(self, session: aiohttp.ClientSession, credentials: kubeconfig.Credentials,
-                 field_manager: str = naming.FIELD_MANAGER, watch_session: aiohttp.ClientSession | None = None,
-                 attempts: int = 8, limiter: AsyncLimiter | None = None):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        credentials: kubeconfig.Credentials,
+        field_manager: str = naming.FIELD_MANAGER,
+        watch_session: aiohttp.ClientSession | None = None,
+        attempts: int = 8,
+        limiter: AsyncLimiter | None = None,
+    ):
         self.session = session
         self.limiter = limiter  # client-side rate limit of requests (not of watch streams)
         self.attempts = attempts  # tries per request for retryable failures (409 on apply, 429, 5xx, network)
@@ -229,9 +240,17 @@ class Kube:
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @classmethod
-    async def connect(cls, context: str | None = None, *, kubeconfig_file: str | None = None,
-                      pool: int = 32, field_manager: str = naming.FIELD_MANAGER, attempts: int = 8,
-                      qps: float | None = None, burst: int = 1) -> "Kube":
+    async def connect(
+        cls,
+        context: str | None = None,
+        *,
+        kubeconfig_file: str | None = None,
+        pool: int = 32,
+        field_manager: str = naming.FIELD_MANAGER,
+        attempts: int = 8,
+        qps: float | None = None,
+        burst: int = 1,
+    ) -> Kube:
         """Credentials as `kubeconfig.load` finds them; `pool` connections at most (each TLS
         connection holds ~256 KB of buffers); `qps` requests a second on average with bursts of
         `burst` (a leaky bucket), or no limit."""
@@ -240,11 +259,14 @@ class Kube:
         # (a thread hop and a file lookup for nothing); the proxy is read once above instead.
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=pool, ssl=credentials.ssl_context()),
-            timeout=aiohttp.ClientTimeout(total=60), trust_env=False)
+            timeout=aiohttp.ClientTimeout(total=60),
+            trust_env=False,
+        )
         # Watch streams hold their connection for minutes: in the request pool, a few dozen of
         # them (a kind per namespace) would leave no connection for reads and writes.
-        watch_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=credentials.ssl_context()),
-                                              trust_env=False)
+        watch_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ssl=credentials.ssl_context()), trust_env=False
+        )
         limiter = AsyncLimiter(burst, burst / qps) if qps else None
         return cls(session, credentials, field_manager, watch_session, attempts, limiter)
 
@@ -260,23 +282,34 @@ class Kube:
         # Bounded in attempts and in time: during an API server brownout, a reconcile gives its
         # worker back after a few minutes at most (each attempt is bounded by the session's 60 s).
         stop = tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(CALL_DEADLINE)
-        async for attempt in tenacity.AsyncRetrying(retry=tenacity.retry_if_exception(_retryable), wait=_wait,
-                                                    stop=stop, reraise=True):
+        async for attempt in tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(_retryable), wait=_wait, stop=stop, reraise=True
+        ):
             with attempt:
                 return await self._request(*args, **kwargs)
         return None  # not reached: the last attempt returns or raises
 
-    async def _request(self, verb: str, resource: str, method: str, path: str, *, query: dict | None = None,
-                       body: Any = None, content_type: str = "application/json", decode=orjson.loads) -> dict | None:
+    async def _request(
+        self,
+        verb: str,
+        resource: str,
+        method: str,
+        path: str,
+        *,
+        query: dict | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        decode=orjson.loads,
+    ) -> dict | None:
         if self.limiter is not None:
             await self.limiter.acquire()
         self.requests[(verb, resource)] += 1
         metrics.api_requests.labels(verb, resource).inc()
-        headers = {"Content-Type": content_type, "Accept": "application/json",
-                   **await self.credentials.headers()}
+        headers = {"Content-Type": content_type, "Accept": "application/json", **await self.credentials.headers()}
         data = orjson.dumps(body) if body is not None else None
-        async with self.session.request(method, self.server + path, params=query, data=data, headers=headers,
-                                        proxy=self.proxy) as response:
+        async with self.session.request(
+            method, self.server + path, params=query, data=data, headers=headers, proxy=self.proxy
+        ) as response:
             metrics.rest_client_requests.labels(str(response.status), method).inc()
             raw = await response.read()
             retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -298,17 +331,25 @@ class Kube:
         items, _ = await self.list_versioned(kind, namespace, label_selector)
         return items
 
-    async def list_versioned(self, kind: Kind, namespace: str | None = None,
-                             label_selector: str | None = None) -> tuple[list[dict], str]:
+    async def list_versioned(
+        self, kind: Kind, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[dict], str]:
         """Items and the list's resourceVersion, to start a watch from."""
         items: list[dict] = []
         version = ""
-        async for page, version in self.list_pages(kind, namespace, label_selector):
+        async for page, _version in self.list_pages(kind, namespace, label_selector):
             items.extend(page)
         return items, version
 
-    async def list_pages(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
-                         *, page_size: int = LIST_PAGE_SIZE, item_by_item: bool = False):
+    async def list_pages(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        *,
+        page_size: int = LIST_PAGE_SIZE,
+        item_by_item: bool = False,
+    ):
         """A list in pages of `page_size` items, each with the list's resourceVersion: a large
         list never sits in memory whole. The pages are one consistent snapshot; an expired
         continue token raises ApiError 410 (list again). With `item_by_item`, an item that does
@@ -317,35 +358,61 @@ class Kube:
         if label_selector:
             query["labelSelector"] = label_selector
         while True:
-            result = await self._call("list", kind.plural, "GET", kind.path(namespace), query=query,
-                                      decode=decode_list_page if item_by_item else orjson.loads) or {}
+            result = (
+                await self._call(
+                    "list",
+                    kind.plural,
+                    "GET",
+                    kind.path(namespace),
+                    query=query,
+                    decode=decode_list_page if item_by_item else orjson.loads,
+                )
+                or {}
+            )
             meta = result.get("metadata") or {}
             yield result.get("items") or [], meta.get("resourceVersion", "")
             if not meta.get("continue"):
                 return
             query = {**query, "continue": meta["continue"]}
 
-    async def apply(self, obj: dict, *, subresource: str | None = None, force: bool = True,
-                    manager: str | None = None) -> dict:
+    async def apply(
+        self, obj: dict, *, subresource: str | None = None, force: bool = True, manager: str | None = None
+    ) -> dict:
         """Server-side apply as `manager` (default: this client's field manager)."""
         kind = kind_of(obj)
         meta = obj["metadata"]
         query = {"fieldManager": manager or self.field_manager, "force": "true" if force else "false"}
         resource = "/".join(filter(None, [kind.plural, subresource]))
         path = kind.path(meta.get("namespace"), meta["name"], subresource)
-        result = await self._call("apply", resource, "PATCH", path, query=query, body=obj,
-                                  content_type="application/apply-patch+yaml")
+        result = await self._call(
+            "apply", resource, "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
+        )
         assert result is not None
         return result
 
-    async def patch(self, kind: Kind, namespace: str | None, name: str, body: Any, *,
-                    patch_type: str = "merge", manager: str | None = None, subresource: str | None = None) -> dict:
+    async def patch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        patch_type: str = "merge",
+        manager: str | None = None,
+        subresource: str | None = None,
+    ) -> dict:
         """A JSON merge patch (a dict) or JSON patch (a list of operations), as an Update."""
         content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[patch_type]
         resource = "/".join(filter(None, [kind.plural, subresource]))
-        result = await self._call("patch", resource, "PATCH", kind.path(namespace, name, subresource),
-                                  query={"fieldManager": manager or self.field_manager}, body=body,
-                                  content_type=content_type)
+        result = await self._call(
+            "patch",
+            resource,
+            "PATCH",
+            kind.path(namespace, name, subresource),
+            query={"fieldManager": manager or self.field_manager},
+            body=body,
+            content_type=content_type,
+        )
         assert result is not None
         return result
 
@@ -353,8 +420,14 @@ class Kube:
         """A PUT: with metadata.resourceVersion set, it fails with 409 if the object changed meanwhile."""
         kind = kind or kind_of(obj)
         meta = obj["metadata"]
-        result = await self._call("update", kind.plural, "PUT", kind.path(meta.get("namespace"), meta["name"]),
-                                  query={"fieldManager": self.field_manager}, body=obj)
+        result = await self._call(
+            "update",
+            kind.plural,
+            "PUT",
+            kind.path(meta.get("namespace"), meta["name"]),
+            query={"fieldManager": self.field_manager},
+            body=obj,
+        )
         assert result is not None
         return result
 
@@ -365,31 +438,47 @@ class Kube:
         assert result is not None
         return result
 
-    async def delete(self, kind: Kind, namespace: str | None, name: str, *, uid: str | None = None,
-                     propagation: str = "Background") -> bool:
+    async def delete(
+        self, kind: Kind, namespace: str | None, name: str, *, uid: str | None = None, propagation: str = "Background"
+    ) -> bool:
         """Returns False when the object was gone already (404): the caller's cache is stale."""
         body: dict[str, Any] = {"propagationPolicy": propagation}
         if uid:  # never delete a newer object that reuses the name
             body["preconditions"] = {"uid": uid}
         return await self._call("delete", kind.plural, "DELETE", kind.path(namespace, name), body=body) is not None
 
-    async def watch(self, kind: Kind, namespace: str | None, resource_version: str, *, seconds: int = 50,
-                    label_selector: str | None = None, idle_timeout: float | None = None):
+    async def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        seconds: int = 50,
+        label_selector: str | None = None,
+        idle_timeout: float | None = None,
+    ):
         """Watch events from `resource_version` for up to `seconds` (the caller watches again from
         the last version it saw). A 410 Gone (too old a version) raises ApiError: list again.
         A stream silent for `idle_timeout` seconds (default: longer than the server's own
         timeout) raises asyncio.TimeoutError: a connection that died without closing."""
         self.requests[("watch", kind.plural)] += 1
-        query = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-                 "timeoutSeconds": str(seconds)}
+        query = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(seconds),
+        }
         if label_selector:
             query["labelSelector"] = label_selector
         headers = {"Accept": "application/json", **await self.credentials.headers()}
         timeout = aiohttp.ClientTimeout(total=None, sock_read=idle_timeout or seconds + 15)
-        async with self.watch_session.get(self.server + kind.path(namespace), params=query, headers=headers,
-                                          proxy=self.proxy, timeout=timeout) as response:
+        async with self.watch_session.get(
+            self.server + kind.path(namespace), params=query, headers=headers, proxy=self.proxy, timeout=timeout
+        ) as response:
             if response.status != 200:
-                raise ApiError(response.status, (await response.read()).decode(errors="replace"), "GET", kind.path(namespace))
+                raise ApiError(
+                    response.status, (await response.read()).decode(errors="replace"), "GET", kind.path(namespace)
+                )
             received = metrics.api_response_bytes.labels("watch", kind.plural)
             while line := await response.content.readline(max_line_length=MAX_WATCH_EVENT):
                 received.inc(len(line))

@@ -113,8 +113,10 @@ def _from_kubeconfig(context: str | None, kubeconfig: str | None) -> Credentials
                     origin[(section, item["name"])] = path.parent
     chosen = context or current
     if not chosen:
-        raise ConfigError(f"no kubeconfig context: none asked for and no current-context in {spec} "
-                          "(set KUBECONFIG, or run in a pod with a service account)")
+        raise ConfigError(
+            f"no kubeconfig context: none asked for and no current-context in {spec} "
+            "(set KUBECONFIG, or run in a pod with a service account)"
+        )
     if chosen not in named["contexts"]:
         raise ConfigError(f"kubeconfig context {chosen!r} not found in {spec}")
     ctx = named["contexts"][chosen]
@@ -154,26 +156,37 @@ async def _run_exec_plugin(config: dict) -> tuple[str, float]:
     """Run a client-go credential plugin (as for EKS, GKE, AKS) and return its token and lifetime."""
     env = {**os.environ, **{e["name"]: e["value"] for e in config.get("env") or []}}
     api_version = config.get("apiVersion", "client.authentication.k8s.io/v1")
-    env["KUBERNETES_EXEC_INFO"] = json.dumps({"apiVersion": api_version, "kind": "ExecCredential",
-                                              "spec": {"interactive": False}})
-    process = await asyncio.create_subprocess_exec(config["command"], *(config.get("args") or []), env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    env["KUBERNETES_EXEC_INFO"] = json.dumps(
+        {"apiVersion": api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
+    )
+    process = await asyncio.create_subprocess_exec(
+        config["command"],
+        *(config.get("args") or []),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(process.communicate(), EXEC_PLUGIN_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()
-        raise ConfigError(f"kubeconfig exec plugin {config['command']!r} gave no token within "
-                          f"{EXEC_PLUGIN_TIMEOUT:g}s") from None
+        raise ConfigError(
+            f"kubeconfig exec plugin {config['command']!r} gave no token within {EXEC_PLUGIN_TIMEOUT:g}s"
+        ) from None
     if process.returncode != 0:
-        raise ConfigError(f"kubeconfig exec plugin {config['command']!r} failed ({process.returncode}): "
-                          f"{err.decode(errors='replace').strip()}")
+        raise ConfigError(
+            f"kubeconfig exec plugin {config['command']!r} failed ({process.returncode}): "
+            f"{err.decode(errors='replace').strip()}"
+        )
     status: dict[str, Any] = json.loads(out).get("status") or {}
     if not status.get("token"):
-        raise ConfigError(f"kubeconfig exec plugin {config['command']!r} returned no token "
-                          "(client certificates from plugins are not supported)")
+        raise ConfigError(
+            f"kubeconfig exec plugin {config['command']!r} returned no token "
+            "(client certificates from plugins are not supported)"
+        )
     lifetime = TOKEN_MAX_AGE * 5
     if status.get("expirationTimestamp"):
         expires = timestamps.parse(status["expirationTimestamp"])
-        lifetime = max(0.0, (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds() - 30)
+        lifetime = max(0.0, (expires - datetime.datetime.now(datetime.UTC)).total_seconds() - 30)
     return status["token"], lifetime

@@ -22,8 +22,12 @@ from .kube import KINDS, Kube
 RBG = KINDS[kinds.ROLE_BASED_GROUP]
 REVISIONS = KINDS[kinds.CONTROLLER_REVISION]
 PODS = KINDS[kinds.POD]
-WORKLOADS = [KINDS[kinds.STATEFUL_SET], KINDS[kinds.DEPLOYMENT], KINDS[kinds.LEADER_WORKER_SET],
-             KINDS[kinds.ROLE_INSTANCE_SET]]
+WORKLOADS = [
+    KINDS[kinds.STATEFUL_SET],
+    KINDS[kinds.DEPLOYMENT],
+    KINDS[kinds.LEADER_WORKER_SET],
+    KINDS[kinds.ROLE_INSTANCE_SET],
+]
 
 
 class PluginError(Exception):
@@ -39,8 +43,11 @@ async def _group(kube: Kube, namespace: str, name: str) -> dict:
 
 async def _revisions(kube: Kube, namespace: str, group: dict) -> list[dict]:
     items = await kube.list(REVISIONS, namespace, f"{naming.LABEL_GROUP_NAME}={group['metadata']['name']}")
-    ours = [r for r in items if any(o.get("uid") == group["metadata"]["uid"]
-                                    for o in r["metadata"].get("ownerReferences", []))]
+    ours = [
+        r
+        for r in items
+        if any(o.get("uid") == group["metadata"]["uid"] for o in r["metadata"].get("ownerReferences", []))
+    ]
     return sorted(ours, key=lambda r: r.get("revision", 0))
 
 
@@ -69,7 +76,8 @@ def _images(revision: dict) -> str:
             kept = conversion.role_to_v2({"name": role, **kept})
         pattern = kept.get("standalonePattern") or kept.get("leaderWorkerPattern") or {}
         templates = [pattern.get("template") or {}] + [
-            c.get("template") or {} for c in (kept.get("customComponentsPattern") or {}).get("components") or []]
+            c.get("template") or {} for c in (kept.get("customComponentsPattern") or {}).get("components") or []
+        ]
         containers = [c for t in templates for c in (t.get("spec") or {}).get("containers") or []]
         images = ",".join(c.get("image", "?") for c in containers) or "(templateRef)"
         parts.append(f"{role}={images}")
@@ -80,8 +88,10 @@ async def history(kube: Kube, namespace: str, name: str) -> str:
     group = await _group(kube, namespace, name)
     lines = [f"{'REVISION':<10}{'NAME':<40}{'CREATED':<22}ROLES"]
     for revision in await _revisions(kube, namespace, group):
-        lines.append(f"{revision.get('revision', 0):<10}{revision['metadata']['name']:<40}"
-                     f"{revision['metadata'].get('creationTimestamp', ''):<22}{_images(revision)}")
+        lines.append(
+            f"{revision.get('revision', 0):<10}{revision['metadata']['name']:<40}"
+            f"{revision['metadata'].get('creationTimestamp', ''):<22}{_images(revision)}"
+        )
     return "\n".join(lines)
 
 
@@ -104,10 +114,16 @@ async def undo(kube: Kube, namespace: str, name: str, to_revision: int | None) -
             role = _restored(role, saved[role["name"]], fields)
         roles.append(role)
     # A JSON patch guarded by the resourceVersion: an undo never overwrites a change it did not see.
-    await kube.patch(RBG, namespace, name, [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": group["metadata"]["resourceVersion"]},
-        {"op": "replace", "path": "/spec/roles", "value": roles},
-    ], patch_type="json")
+    await kube.patch(
+        RBG,
+        namespace,
+        name,
+        [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": group["metadata"]["resourceVersion"]},
+            {"op": "replace", "path": "/spec/roles", "value": roles},
+        ],
+        patch_type="json",
+    )
     return f"rolebasedgroup.workloads.x-k8s.io/{name} rolled back to revision {target.get('revision')}"
 
 
@@ -123,8 +139,10 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
             continue
     pods = await kube.list(PODS, namespace, selector)
     ready = conditions.find((group.get("status") or {}).get("conditions"), "Ready")
-    lines = [f"RoleBasedGroup {namespace}/{name}: Ready={ready['status'] if ready else 'Unknown'}"
-             + (f" ({ready['reason']}: {ready['message']})" if ready else "")]
+    lines = [
+        f"RoleBasedGroup {namespace}/{name}: Ready={ready['status'] if ready else 'Unknown'}"
+        + (f" ({ready['reason']}: {ready['message']})" if ready else "")
+    ]
     roles = group["spec"]["roles"]
     for i, role in enumerate(roles):
         last = i == len(roles) - 1
@@ -135,17 +153,23 @@ async def status(kube: Kube, namespace: str, name: str) -> str:
             continue
         revision = workload["metadata"]["labels"].get(revision_label(role["name"]), "-")
         st = workload.get("status") or {}
-        lines.append(f"{branch}role {role['name']}: {kind.kind} {workload['metadata']['name']} "
-                     f"ready {st.get('readyReplicas', 0)}/{role.get('replicas', 1)} revision {revision}")
-        members = sorted((p for p in pods if p["metadata"]["labels"].get(naming.LABEL_ROLE) == role["name"]),
-                         key=lambda p: p["metadata"]["name"])
+        lines.append(
+            f"{branch}role {role['name']}: {kind.kind} {workload['metadata']['name']} "
+            f"ready {st.get('readyReplicas', 0)}/{role.get('replicas', 1)} revision {revision}"
+        )
+        members = sorted(
+            (p for p in pods if p["metadata"]["labels"].get(naming.LABEL_ROLE) == role["name"]),
+            key=lambda p: p["metadata"]["name"],
+        )
         for j, pod in enumerate(members):
             pod_branch = "└─ " if j == len(members) - 1 else "├─ "
             restarts = sum(c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses", []))
             phase = (pod.get("status") or {}).get("phase", "Unknown")
-            lines.append(f"{stem}{pod_branch}pod {pod['metadata']['name']}: {phase}, "
-                         f"{'ready' if conditions.is_ready(pod) else 'not ready'}, restarts {restarts}, "
-                         f"node {pod['spec'].get('nodeName') or '-'}")
+            lines.append(
+                f"{stem}{pod_branch}pod {pod['metadata']['name']}: {phase}, "
+                f"{'ready' if conditions.is_ready(pod) else 'not ready'}, restarts {restarts}, "
+                f"node {pod['spec'].get('nodeName') or '-'}"
+            )
     return "\n".join(lines)
 
 

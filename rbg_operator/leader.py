@@ -20,8 +20,8 @@ import socket
 import uuid
 
 from . import kinds, metrics
-from .timestamps import micro_stamp, utc_now
 from .kube import KINDS, ApiError, Kube
+from .timestamps import micro_stamp, utc_now
 
 log = logging.getLogger(__name__)
 LEASE = KINDS[kinds.LEASE]
@@ -31,8 +31,16 @@ RECORD_FIELDS = ("holderIdentity", "leaseDurationSeconds", "acquireTime", "renew
 
 
 class LeaderElector:
-    def __init__(self, kube: Kube, namespace: str, name: str, *, lease_seconds: float = 15.0,
-                 renew_deadline: float = 10.0, retry_seconds: float = 2.0):
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        *,
+        lease_seconds: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_seconds: float = 2.0,
+    ):
         assert lease_seconds > renew_deadline > retry_seconds
         self.kube, self.namespace, self.name = kube, namespace, name
         self.identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
@@ -43,7 +51,7 @@ class LeaderElector:
         metrics.leader_election_master_status.labels(name).set(0)
 
     @classmethod
-    async def connect(cls, namespace: str, name: str, **timing) -> "LeaderElector":
+    async def connect(cls, namespace: str, name: str, **timing) -> LeaderElector:
         """An elector on a small client of its own: one connection, one try per request."""
         return cls(await Kube.connect(pool=1, attempts=1), namespace, name, **timing)
 
@@ -59,12 +67,18 @@ class LeaderElector:
         """One attempt to acquire or renew the Lease; True while we hold it."""
         lease = await self.kube.get(LEASE, self.namespace, self.name)
         now = utc_now()
-        mine = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_seconds),
-                "renewTime": micro_stamp(now)}
+        mine = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.lease_seconds),
+            "renewTime": micro_stamp(now),
+        }
         if lease is None:
-            body = {"apiVersion": LEASE.api_version, "kind": LEASE.kind,
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": {**mine, "acquireTime": micro_stamp(now), "leaseTransitions": 0}}
+            body = {
+                "apiVersion": LEASE.api_version,
+                "kind": LEASE.kind,
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {**mine, "acquireTime": micro_stamp(now), "leaseTransitions": 0},
+            }
             try:
                 self._observe((await self.kube.create(body))["spec"])
                 return True
@@ -116,7 +130,7 @@ class LeaderElector:
                         renewed = self._now()
                         continue
                     reason = "another process holds the Lease"
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     reason = f"no renewal within the renew deadline of {self.renew_deadline:.0f}s"
                 except Exception as error:
                     if self._now() - renewed < self.renew_deadline:

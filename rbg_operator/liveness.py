@@ -45,8 +45,9 @@ class Liveness:
         for reflector in self.reflectors:
             since = reflector.behind_since
             if since is not None and now - since > self.behind_seconds:
-                found.append(f"{reflector} has had no complete list for {now - since:.0f}s "
-                             f"(limit {self.behind_seconds:g}s)")
+                found.append(
+                    f"{reflector} has had no complete list for {now - since:.0f}s (limit {self.behind_seconds:g}s)"
+                )
         return found
 
     async def tick_forever(self) -> None:

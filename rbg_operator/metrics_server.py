@@ -55,15 +55,25 @@ class Decision:
 class Reviewer:
     """TokenReview + SubjectAccessReview against the API server, with a short cache per token."""
 
-    def __init__(self, credentials: kubeconfig.Credentials, *, allowed_ttl: float = ALLOWED_TTL,
-                 denied_ttl: float = DENIED_TTL, cache_size: int = CACHE_SIZE):
+    def __init__(
+        self,
+        credentials: kubeconfig.Credentials,
+        *,
+        allowed_ttl: float = ALLOWED_TTL,
+        denied_ttl: float = DENIED_TTL,
+        cache_size: int = CACHE_SIZE,
+    ):
         self.credentials = credentials
         self.allowed_ttl, self.denied_ttl, self.cache_size = allowed_ttl, denied_ttl, cache_size
         context = credentials.ssl_context()
         handlers: list[urllib.request.BaseHandler] = [
             # Like kopf (trust_env off): HTTP(S)_PROXY is not consulted, only the kubeconfig's proxy-url.
-            urllib.request.ProxyHandler({"http": credentials.info.proxy_url, "https": credentials.info.proxy_url}
-                                        if credentials.info.proxy_url else {})]
+            urllib.request.ProxyHandler(
+                {"http": credentials.info.proxy_url, "https": credentials.info.proxy_url}
+                if credentials.info.proxy_url
+                else {}
+            )
+        ]
         if context:
             handlers.append(urllib.request.HTTPSHandler(context=context))
         self._opener = urllib.request.build_opener(*handlers)
@@ -91,9 +101,10 @@ class Reviewer:
 
     def _review(self, token: str) -> Decision:
         try:
-            review = self._post("/apis/authentication.k8s.io/v1/tokenreviews",
-                                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                                 "spec": {"token": token}})
+            review = self._post(
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+            )
         except _ApiError as error:
             return error.decision("TokenReview")
         status = review.get("status") or {}
@@ -104,9 +115,10 @@ class Reviewer:
         spec["user"] = user.get("username", "")
         spec["nonResourceAttributes"] = {"path": METRICS_PATH, "verb": "get"}
         try:
-            access = self._post("/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                                {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-                                 "spec": spec})
+            access = self._post(
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
+            )
         except _ApiError as error:
             return error.decision("SubjectAccessReview")
         status = access.get("status") or {}
@@ -126,9 +138,12 @@ class Reviewer:
             headers = self._headers()
         except Exception as error:  # a token file gone, an exec plugin failing: not the caller's fault
             raise _ApiError(503, f"no credentials for the API server: {error}") from error
-        request = urllib.request.Request(self.credentials.server + path, data=json.dumps(body).encode(),
-                                         method="POST", headers={**headers, "Content-Type": "application/json",
-                                                                 "Accept": "application/json"})
+        request = urllib.request.Request(
+            self.credentials.server + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={**headers, "Content-Type": "application/json", "Accept": "application/json"},
+        )
         try:
             with self._opener.open(request, timeout=API_TIMEOUT) as response:
                 metrics.rest_client_requests.labels(str(response.status), "POST").inc()
@@ -183,8 +198,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            self._reply(401, "Unauthorized: an 'Authorization: Bearer <token>' header is required\n",
-                        {"WWW-Authenticate": 'Bearer realm="metrics"'})
+            self._reply(
+                401,
+                "Unauthorized: an 'Authorization: Bearer <token>' header is required\n",
+                {"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
             return
         decision = self.reviewer.decide(token)
         if decision.status != 200:
@@ -254,8 +272,9 @@ def tls_context(cert_dir: str, host: str) -> ssl.SSLContext:
     return context
 
 
-def serve(host: str, port: int, cert_dir: str = "",
-          credentials: kubeconfig.Credentials | None = None) -> http.server.ThreadingHTTPServer:
+def serve(
+    host: str, port: int, cert_dir: str = "", credentials: kubeconfig.Credentials | None = None
+) -> http.server.ThreadingHTTPServer:
     """Start the secure /metrics server in a daemon thread and return it (its shutdown() stops it)."""
     context = tls_context(cert_dir, host.strip("[]"))
     try:
@@ -271,6 +290,7 @@ def serve(host: str, port: int, cert_dir: str = "",
     except OSError as error:
         raise ServerConfigError(f"--metrics-bind-address={host}:{port}: cannot listen: {error}")
     threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True).start()
-    log.info("serving %s on https://%s:%d with authentication and authorization", METRICS_PATH,
-             bind_host or "0.0.0.0", port)
+    log.info(
+        "serving %s on https://%s:%d with authentication and authorization", METRICS_PATH, bind_host or "0.0.0.0", port
+    )
     return server

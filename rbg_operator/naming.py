@@ -69,6 +69,7 @@ def role_labels(namespace: str, group: str, role: str) -> dict[str, str]:
     """What marks an object as the role's, in both key families."""
     return {**group_labels(namespace, group), LABEL_ROLE: role, LABEL_V2_ROLE_NAME: role}
 
+
 # Discovery: the topology ConfigMap `{rbg}` is mounted read-only into every container here.
 TOPOLOGY_VOLUME = "rbg-topology"
 TOPOLOGY_MOUNT_PATH = "/etc/rbg"
@@ -93,12 +94,15 @@ def instance_address(group: str, role: str, index: int, workload_kind: str) -> s
     # components or leader-worker instance is named by it (the leader pod is `{ris}-{i}-0`).
     return f"{workload}-{index}.{service_name(group, role)}"
 
+
 # Set to "kubernetes" on a group with podGroupPolicy.kubeScheduling to gang-schedule with the
 # native Workload API of scheduling.k8s.io instead of the scheduler-plugins PodGroup.
 ANNOTATION_GANG_SCHEDULER = "rolebasedgroup.workloads.x-k8s.io/gang-scheduler"
 # With native gang scheduling: the fewest pods of each role the gang starts with, as JSON
 # {"role": count or "N%" of its replicas}; roles not named need all their pods.
-ANNOTATION_GANG_ROLE_MINIMUMS = "rolebasedgroup.workloads.x-k8s.io/gang-role-minimums"  # checked in api/rolebasedgroup.py
+ANNOTATION_GANG_ROLE_MINIMUMS = (
+    "rolebasedgroup.workloads.x-k8s.io/gang-role-minimums"  # checked in api/rolebasedgroup.py
+)
 
 
 # RoleBasedGroupSet members
@@ -117,8 +121,7 @@ def set_member_name(group_set: str, index: int) -> str:
 
 # Rollouts: a per-role revision label on each workload, and what a ControllerRevision keeps.
 LABEL_REVISION_PREFIX = "rolebasedgroup.workloads.x-k8s.io/role-revision-hash-"
-ROLE_TEMPLATE_FIELDS = ("standalonePattern", "leaderWorkerPattern", "customComponentsPattern", "labels",
-                        "annotations")
+ROLE_TEMPLATE_FIELDS = ("standalonePattern", "leaderWorkerPattern", "customComponentsPattern", "labels", "annotations")
 # What ControllerRevisions recorded while groups were stored in v1alpha1 (before 0.3) hold: with
 # `templateFields`, those fields of a v1alpha1 role and its labels and annotations; without, these.
 LEGACY_ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "leaderWorkerSet")

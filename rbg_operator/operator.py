@@ -23,22 +23,33 @@ import kopf
 
 from . import kinds, kubeconfig, metrics, storage_migration, webhook
 from .controller import conditions
+from .controller.instanceset import InstanceSetReconciler
 from .controller.reconciler import Reconciler
 from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
-from .controller.instanceset import InstanceSetReconciler
 from .controller.roleinstance import RoleInstanceReconciler
 from .controller.scaling import AdapterReconciler, GroupSetReconciler
 from .controller.store import FOR_GOOD, Store, resource_version
 from .controller.store import writer as store_writer
 from .controller.together import together
-from .controller.wakes import (ADAPTER, CONTROLLERS_OF_KIND, GROUP, GROUP_SET, INSTANCE_SET, KIND_OF_CONTROLLER,
-                               ROLE_INSTANCE, WATCHED, Key, selector_matches, woken)
-from .desired.options import BuildOptions
+from .controller.wakes import (
+    ADAPTER,
+    CONTROLLERS_OF_KIND,
+    GROUP,
+    GROUP_SET,
+    INSTANCE_SET,
+    KIND_OF_CONTROLLER,
+    ROLE_INSTANCE,
+    WATCHED,
+    Key,
+    selector_matches,
+    woken,
+)
 from .controller.workqueue import WorkQueue
+from .desired.options import BuildOptions
 from .events import EventRecorder
-from .leader import LeaderElector
 from .kube import KINDS, Kind, Kube, namespace_terminating
+from .leader import LeaderElector
 from .liveness import LIVENESS
 
 log = logging.getLogger(__name__)
@@ -151,8 +162,13 @@ class Runtime:
         if event_type == "DELETED":
             # Gone as of the event's version: a label-selector watch says DELETED also when the
             # object only stops matching, and a newer version of it may come back.
-            self.store.remove(*kind, meta.get("namespace", ""), meta["name"], meta.get("uid"),
-                              seen_at=resource_version(obj) or FOR_GOOD)
+            self.store.remove(
+                *kind,
+                meta.get("namespace", ""),
+                meta["name"],
+                meta.get("uid"),
+                seen_at=resource_version(obj) or FOR_GOOD,
+            )
             for controller in CONTROLLERS_OF_KIND.get(kind, ()):  # its failure count goes with it
                 self.queue.forget((controller, meta.get("namespace", ""), meta["name"]))
             wakes, unless = True, None
@@ -177,13 +193,20 @@ class Runtime:
             self.reported.popitem(last=False)
         metrics.unreadable_objects.labels(kind.plural).inc()
         where = "/".join(filter(None, [meta.get("namespace"), meta.get("name")])) or "(unnamed)"
-        message = (f"{kind.kind} {where} is not reconciled: it {reason}. "
-                   "Other objects are not affected; fix or delete this one")
+        message = (
+            f"{kind.kind} {where} is not reconciled: it {reason}. "
+            "Other objects are not affected; fix or delete this one"
+        )
         log.warning("%s", message)
         if self.recorder is not None and kind.namespaced and meta.get("name") and meta.get("namespace"):
-            task = asyncio.get_running_loop().create_task(self.recorder.emit(
-                {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta},
-                "Warning", "ObjectUnreadable", message))
+            task = asyncio.get_running_loop().create_task(
+                self.recorder.emit(
+                    {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta},
+                    "Warning",
+                    "ObjectUnreadable",
+                    message,
+                )
+            )
             self.posting.add(task)
             task.add_done_callback(self.posting.discard)
 
@@ -232,17 +255,29 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels("rbg").observe(waited)
     recorder = EventRecorder(kube)
     restarts = RestartTracker(kube, store, recorder, SETTINGS.restarts)
-    runtime = Runtime(kube, store, queue, {
-        GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts, SETTINGS.progress_deadline),
-        ADAPTER: AdapterReconciler(kube, store, recorder),
-        GROUP_SET: GroupSetReconciler(kube, store, recorder),
-        INSTANCE_SET: InstanceSetReconciler(kube, store, recorder),
-        ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder),
-    }, coalesce_seconds=SETTINGS.coalesce_seconds)
+    runtime = Runtime(
+        kube,
+        store,
+        queue,
+        {
+            GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts, SETTINGS.progress_deadline),
+            ADAPTER: AdapterReconciler(kube, store, recorder),
+            GROUP_SET: GroupSetReconciler(kube, store, recorder),
+            INSTANCE_SET: InstanceSetReconciler(kube, store, recorder),
+            ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder),
+        },
+        coalesce_seconds=SETTINGS.coalesce_seconds,
+    )
     runtime.restarts = restarts
     runtime.recorder = recorder
-    runtime.reflectors = reflectors(kube, store, runtime.deliver, SETTINGS.namespaces,
-                                    idle_timeout=SETTINGS.watch_inactivity_timeout, report=runtime.unreadable)
+    runtime.reflectors = reflectors(
+        kube,
+        store,
+        runtime.deliver,
+        SETTINGS.namespaces,
+        idle_timeout=SETTINGS.watch_inactivity_timeout,
+        report=runtime.unreadable,
+    )
     runtime.tasks = [asyncio.create_task(r.run_supervised(), name=repr(r)) for r in runtime.reflectors]
     LIVENESS.reflectors = runtime.reflectors
     runtime.tasks.append(asyncio.create_task(LIVENESS.tick_forever(), name="liveness-tick"))
@@ -261,11 +296,14 @@ async def _lead(runtime: Runtime, kube: Kube) -> None:
     await asyncio.gather(*(r.synced.wait() for r in runtime.reflectors))
     log.info("caches synced: %d objects", sum(len(runtime.store.keys(*kind)) for kind in dict(WATCHED)))
     if SETTINGS.leader_election:
-        runtime.elector = await LeaderElector.connect(SETTINGS.leader_election_namespace or _pod_namespace(),
-                                                      SETTINGS.leader_election_id)
+        runtime.elector = await LeaderElector.connect(
+            SETTINGS.leader_election_namespace or _pod_namespace(), SETTINGS.leader_election_id
+        )
         await runtime.elector.acquire()
-    tasks = [runtime.queue.run_workers(SETTINGS.workers, runtime.handle),
-             runtime.resync_forever(SETTINGS.resync_seconds)]
+    tasks = [
+        runtime.queue.run_workers(SETTINGS.workers, runtime.handle),
+        runtime.resync_forever(SETTINGS.resync_seconds),
+    ]
     if runtime.elector is not None:
         tasks.append(runtime.elector.keep())
     await together(*tasks)
@@ -292,12 +330,19 @@ def _serve_webhook(settings: kopf.OperatorSettings) -> dict:
     webhook.register()
     # kopf re-reads the files when they change (a renewal) and serves the new certificate.
     settings.admission.server = webhook.WebhookServer(
-        addr=host or "0.0.0.0", port=int(port), host=url_host, certfile=str(certfile), pkeyfile=str(pkeyfile),
-        cafile=str(ca) if ca != certfile else None, file_check_interval=SETTINGS.webhook_cert_check_seconds)
+        addr=host or "0.0.0.0",
+        port=int(port),
+        host=url_host,
+        certfile=str(certfile),
+        pkeyfile=str(pkeyfile),
+        cafile=str(ca) if ca != certfile else None,
+        file_check_interval=SETTINGS.webhook_cert_check_seconds,
+    )
     if SETTINGS.webhook_configuration:
         settings.admission.managed = SETTINGS.webhook_configuration
-    return webhook.conversion_client_config(ca.read_bytes(), SETTINGS.conversion_service,
-                                            f"https://{url_host}:{port}/convert")
+    return webhook.conversion_client_config(
+        ca.read_bytes(), SETTINGS.conversion_service, f"https://{url_host}:{port}/convert"
+    )
 
 
 def _within(selector: str | None, store: Store, deliver):
@@ -305,6 +350,7 @@ def _within(selector: str | None, store: Store, deliver):
     object the store holds as one of its own. A relist would otherwise take every object the
     other reflectors brought for deleted (they are not in its list); an object that moved from
     one selector to the other is decided by the copy stored, not by the event's."""
+
     def scoped(event_type: str, obj: dict) -> None:
         if event_type == "DELETED":
             meta = obj["metadata"]
@@ -312,17 +358,22 @@ def _within(selector: str | None, store: Store, deliver):
             if not selector_matches(selector, stored["metadata"].get("labels") or {}):
                 return
         deliver(event_type, obj)
+
     return scoped
 
 
-def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
-               idle_timeout: float | None = None, report=None) -> list[Reflector]:
+def reflectors(
+    kube: Kube, store: Store, deliver, namespaces: list[str], *, idle_timeout: float | None = None, report=None
+) -> list[Reflector]:
     """One reflector per watched kind and namespace: per namespace when every --namespace is a
     plain name, else cluster-wide with kopf's glob patterns applied to each object."""
     plain = [ns for ns in namespaces if not any(ch in ns for ch in "*?!,")]
     scopes: list[str | None] = plain if plain and len(plain) == len(namespaces) else [None]
-    keep = (lambda ns: _watched(ns, namespaces) and not ignored(ns)) if namespaces and scopes == [None] \
+    keep = (
+        (lambda ns: _watched(ns, namespaces) and not ignored(ns))
+        if namespaces and scopes == [None]
         else (lambda ns: not ignored(ns))
+    )
     reflected = []
     options = {"idle_timeout": idle_timeout, **({"report": report} if report else {})}
     shared = {kind for kind, _ in WATCHED if sum(1 for k, _ in WATCHED if k == kind) > 1}
@@ -331,8 +382,10 @@ def reflectors(kube: Kube, store: Store, deliver, namespaces: list[str], *,
         if not KINDS[kind].namespaced:  # one watch of the whole cluster, whatever the namespaces
             reflected.append(Reflector(kube, store, KINDS[kind], feed, label_selector=selector, **options))
             continue
-        reflected += [Reflector(kube, store, KINDS[kind], feed, namespace=scope, label_selector=selector,
-                                keep=keep, **options) for scope in scopes]
+        reflected += [
+            Reflector(kube, store, KINDS[kind], feed, namespace=scope, label_selector=selector, keep=keep, **options)
+            for scope in scopes
+        ]
     return reflected
 
 
@@ -355,9 +408,7 @@ async def stop(memo: kopf.Memo, **_) -> None:
     if runtime.recorder is not None:
         try:
             await asyncio.wait_for(runtime.recorder.flush(), timeout=5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("stopping with Events not yet posted")
         await runtime.recorder.close()
     await runtime.kube.close()
-
-

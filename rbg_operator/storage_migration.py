@@ -31,9 +31,12 @@ log = logging.getLogger(__name__)
 
 STORAGE_VERSION = kinds.STORED_VERSION  # crdgen marks this version `storage: true` (a unit test keeps them equal)
 # The kinds whose CRDs stored v1alpha1 in charts 0.1 and 0.2. The v1alpha2-only kinds never did.
-MIGRATED = (("RoleBasedGroup", "rolebasedgroups", True), ("RoleBasedGroupSet", "rolebasedgroupsets", True),
-            ("RoleBasedGroupScalingAdapter", "rolebasedgroupscalingadapters", True),
-            ("ClusterEngineRuntimeProfile", "clusterengineruntimeprofiles", False))
+MIGRATED = (
+    ("RoleBasedGroup", "rolebasedgroups", True),
+    ("RoleBasedGroupSet", "rolebasedgroupsets", True),
+    ("RoleBasedGroupScalingAdapter", "rolebasedgroupscalingadapters", True),
+    ("ClusterEngineRuntimeProfile", "clusterengineruntimeprofiles", False),
+)
 CRD = KINDS[kinds.CUSTOM_RESOURCE_DEFINITION]
 UPGRADE_CRDS = "kubectl apply --server-side --force-conflicts -f charts/ack-rbgs/crds/"
 CONFLICT_RETRIES = 10  # fresh reads of one object that keeps changing under the rewrite
@@ -70,8 +73,10 @@ def plan(crd: dict, expected_storage: str = STORAGE_VERSION) -> Plan:
     name = crd["metadata"]["name"]
     storage = storage_version(crd)
     if storage != expected_storage:
-        raise MigrationError(f"CRD {name} stores {storage}, not {expected_storage}: apply this release's CRDs "
-                             f"first ({UPGRADE_CRDS}), then run `rbg-operator migrate-storage` again")
+        raise MigrationError(
+            f"CRD {name} stores {storage}, not {expected_storage}: apply this release's CRDs "
+            f"first ({UPGRADE_CRDS}), then run `rbg-operator migrate-storage` again"
+        )
     index = next(i for i, v in enumerate(crd["spec"]["versions"]) if v["name"] == storage)
     return Plan(name, storage, index, tuple((crd.get("status") or {}).get("storedVersions") or []))
 
@@ -80,9 +85,11 @@ def prune_patch(crd_plan: Plan) -> list[dict]:
     """A JSON patch setting storedVersions to the storage version, only if they are still what the
     plan saw and the storage version did not change meanwhile (else the API server refuses it: a
     version stored since would be dropped)."""
-    return [{"op": "test", "path": "/status/storedVersions", "value": list(crd_plan.stored)},
-            {"op": "test", "path": f"/spec/versions/{crd_plan.storage_index}/storage", "value": True},
-            {"op": "replace", "path": "/status/storedVersions", "value": crd_plan.pruned}]
+    return [
+        {"op": "test", "path": "/status/storedVersions", "value": list(crd_plan.stored)},
+        {"op": "test", "path": f"/spec/versions/{crd_plan.storage_index}/storage", "value": True},
+        {"op": "replace", "path": "/status/storedVersions", "value": crd_plan.pruned},
+    ]
 
 
 def unwritable(obj: dict) -> str | None:
@@ -96,8 +103,11 @@ def unwritable(obj: dict) -> str | None:
 
 def _where(obj: dict) -> str:
     meta = obj.get("metadata") or {}
-    return f"{obj.get('kind')} {meta['namespace']}/{meta['name']}" if meta.get("namespace") else \
-        f"{obj.get('kind')} {meta.get('name')}"
+    return (
+        f"{obj.get('kind')} {meta['namespace']}/{meta['name']}"
+        if meta.get("namespace")
+        else f"{obj.get('kind')} {meta.get('name')}"
+    )
 
 
 async def _rewrite(kube: Kube, kind: Kind, obj: dict) -> str | None:
@@ -164,8 +174,10 @@ def pending_warning(live_crds: list[dict]) -> str | None:
             return str(error).replace("run `rbg-operator migrate-storage` again", "run `rbg-operator migrate-storage`")
     if not problems:
         return None
-    return (f"{', '.join(problems)} may still hold objects stored in v1alpha1 (status.storedVersions): every "
-            "v1alpha2 read of them needs the conversion webhook until `rbg-operator migrate-storage` rewrites them")
+    return (
+        f"{', '.join(problems)} may still hold objects stored in v1alpha1 (status.storedVersions): every "
+        "v1alpha2 read of them needs the conversion webhook until `rbg-operator migrate-storage` rewrites them"
+    )
 
 
 async def warn_if_pending(kube: Kube) -> None:
@@ -195,6 +207,7 @@ async def migrate(kube: Kube, say: Callable[[str], None] = print) -> None:
         kind = Kind(kinds.api_version_of(crd_plan.storage), kind_name, plural, namespaced)
         problems += await migrate_crd(kube, kind, crd_plan, say)
     if problems:
-        raise MigrationError(f"{len(problems)} objects could not be rewritten, so their CRDs keep their old "
-                             "storedVersions; fix them, then run `rbg-operator migrate-storage` again:\n  "
-                             + "\n  ".join(problems))
+        raise MigrationError(
+            f"{len(problems)} objects could not be rewritten, so their CRDs keep their old "
+            "storedVersions; fix them, then run `rbg-operator migrate-storage` again:\n  " + "\n  ".join(problems)
+        )

@@ -6,7 +6,7 @@ import datetime
 
 
 def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def stamp(moment: datetime.datetime) -> str:

@@ -25,22 +25,22 @@ from pathlib import Path
 import aiohttp.web
 import kopf
 import pydantic
-from kopf._core.engines import admission as kopf_admission
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from kopf._core.engines import admission as kopf_admission
 
 from . import bounded_json, kinds
-from .kube import KINDS, Kube
 from .api import conversion
 from .api.common import MAX_PATCH_DEPTH
 from .api.conversion import ConversionError, convert
 from .api.errors import describe, field_path
 from .api.rolebasedgroup import RoleBasedGroup, RoleBasedGroupSpec
-from .api.roleinstance import RoleInstanceSetSpec
 from .api.rolebasedgroupset import RoleBasedGroupSetSpec
+from .api.roleinstance import RoleInstanceSetSpec
 from .api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleBasedGroupSpecV2, RoleBasedGroupV2, fields_not_acted_on
+from .kube import KINDS, Kube
 
 SHAPE = {"structure_only": True}  # a model's shape alone, its rules checked elsewhere
 
@@ -63,8 +63,11 @@ def judged_as_v1alpha1(v1_spec: dict) -> bool:
     """Whether a write is checked by the v1alpha1 rules, on its v1alpha1 form: it was written in
     v1alpha1 (the review's requestKind) and has nothing only v1alpha2 defines, a RoleInstanceSet
     role (which v1alpha1 may name too) or fields kept for v1alpha2."""
-    return REQUESTED_VERSION.get() == kinds.V1ALPHA1 and not conversion.instance_set_roles(v1_spec) and not any(
-        conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in v1_spec.get("roles") or [])
+    return (
+        REQUESTED_VERSION.get() == kinds.V1ALPHA1
+        and not conversion.instance_set_roles(v1_spec)
+        and not any(conversion.V2_FIELDS_KEY in (role.get("annotations") or {}) for role in v1_spec.get("roles") or [])
+    )
 
 
 @functools.cache
@@ -110,8 +113,11 @@ def validate_group(spec: dict, name: str | None, warnings: list[str], annotation
     """The whole object, so the name limits are checked too; accepted fields that this operator
     does not act on come back as warnings (kubectl prints them). A group is checked by the rules of
     the version it was written in, with that version's field names."""
-    obj = {"kind": "RoleBasedGroup", "metadata": {"name": name or "", "annotations": dict(annotations or {})},
-           "spec": dict(spec)}
+    obj = {
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name or "", "annotations": dict(annotations or {})},
+        "spec": dict(spec),
+    }
     refuse(conversion.kept_annotation_problems(obj["metadata"]["annotations"], obj["spec"], group_set=False))
     if REQUESTED_VERSION.get() == kinds.V1ALPHA1:
         v1 = conversion.group_to_v1(obj)
@@ -126,20 +132,30 @@ def validate_group(spec: dict, name: str | None, warnings: list[str], annotation
 
 
 def validate_group_set(spec: dict, name: str | None, warnings: list[str], annotations=None, **_) -> None:
-    obj = {"kind": "RoleBasedGroupSet", "metadata": {"name": name or "", "annotations": dict(annotations or {})},
-           "spec": dict(spec)}
+    obj = {
+        "kind": "RoleBasedGroupSet",
+        "metadata": {"name": name or "", "annotations": dict(annotations or {})},
+        "spec": dict(spec),
+    }
     template = obj["spec"].get("groupTemplate") if isinstance(obj["spec"].get("groupTemplate"), dict) else {}
-    refuse(conversion.kept_annotation_problems(
-        {**obj["metadata"]["annotations"], **(template.get("annotations") or {})}, template.get("spec") or {},
-        group_set=True, roles_at="spec.groupTemplate.spec.roles"))
+    refuse(
+        conversion.kept_annotation_problems(
+            {**obj["metadata"]["annotations"], **(template.get("annotations") or {})},
+            template.get("spec") or {},
+            group_set=True,
+            roles_at="spec.groupTemplate.spec.roles",
+        )
+    )
     if REQUESTED_VERSION.get() == kinds.V1ALPHA1:
         v1 = conversion.set_to_v1(obj)
         if judged_as_v1alpha1(v1["spec"].get("template") or {}):
             refuse([p for p in [too_deep(v1["spec"], "spec", RoleBasedGroupSetSpec)] if p])
             group_set = check(RoleBasedGroupSetSpec, v1["spec"], "spec")
             _check_member(name, group_set.replicas, {"spec": v1["spec"].get("template") or {}}, RoleBasedGroup)
-            member = RoleBasedGroupV2.model_validate({"metadata": {"annotations": template.get("annotations") or {}},
-                                                      "spec": template.get("spec") or {}}, context=SHAPE)
+            member = RoleBasedGroupV2.model_validate(
+                {"metadata": {"annotations": template.get("annotations") or {}}, "spec": template.get("spec") or {}},
+                context=SHAPE,
+            )
             warnings.extend(n.replace("spec.", "spec.template.", 1) for n in fields_not_acted_on(member))
             return
     refuse([p for p in [too_deep(obj["spec"], "spec", RoleBasedGroupSetSpecV2)] if p])
@@ -152,8 +168,12 @@ def _check_member(set_name: str | None, replicas: int, template: dict, model: ty
     """Every member is a group {name}-{index}: the longest index is the one that must fit."""
     member = f"{set_name or ''}-{max(replicas - 1, 0)}"
     try:
-        return model.model_validate({"metadata": {"name": member, "annotations": template.get("annotations") or {}},
-                                     "spec": template.get("spec") or {}})
+        return model.model_validate(
+            {
+                "metadata": {"name": member, "annotations": template.get("annotations") or {}},
+                "spec": template.get("spec") or {},
+            }
+        )
     except pydantic.ValidationError as error:
         raise kopf.AdmissionError(f"member group {member}: " + describe(error, ""), code=422)
 
@@ -165,9 +185,11 @@ def validate_instance_set(spec: dict, **_) -> None:
 
 
 # (version, plural, handler): each kind is reviewed in the version it is stored in.
-VALIDATED = ((kinds.STORED_VERSION, "rolebasedgroups", validate_group),
-             (kinds.STORED_VERSION, "rolebasedgroupsets", validate_group_set),
-             (kinds.STORED_VERSION, "roleinstancesets", validate_instance_set))
+VALIDATED = (
+    (kinds.STORED_VERSION, "rolebasedgroups", validate_group),
+    (kinds.STORED_VERSION, "rolebasedgroupsets", validate_group_set),
+    (kinds.STORED_VERSION, "roleinstancesets", validate_instance_set),
+)
 
 
 def register() -> None:
@@ -175,8 +197,14 @@ def register() -> None:
     # ignore_failures: while the operator is down, applies still pass, and the controller itself
     # refuses an invalid object (a group's Ready=False, reason InvalidSpec) once it is back.
     for version, plural, handler in VALIDATED:
-        kopf.on.validate(kinds.GROUP, version, plural, id=f"validate-{plural.removesuffix('s')}",
-                         operations=["CREATE", "UPDATE"], ignore_failures=True)(handler)
+        kopf.on.validate(
+            kinds.GROUP,
+            version,
+            plural,
+            id=f"validate-{plural.removesuffix('s')}",
+            operations=["CREATE", "UPDATE"],
+            ignore_failures=True,
+        )(handler)
 
 
 def review_conversion(review: dict) -> dict:
@@ -203,7 +231,9 @@ def review_conversion(review: dict) -> dict:
             converted.append(convert(obj, desired))
         except Exception as error:  # noqa: BLE001 - any error is this object's, and is answered
             meta = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
-            where = f"{obj.get('kind') if isinstance(obj, dict) else 'object'} {meta.get('namespace')}/{meta.get('name')}"
+            where = (
+                f"{obj.get('kind') if isinstance(obj, dict) else 'object'} {meta.get('namespace')}/{meta.get('name')}"
+            )
             problem = str(error) if isinstance(error, ConversionError) else f"{type(error).__name__}: {error}"
             if not isinstance(error, ConversionError):
                 log.exception("conversion of %s to %s failed", where, desired)
@@ -242,9 +272,11 @@ async def _read(request: aiohttp.web.Request) -> bytes:
         return await request.clone(client_max_size=MAX_BODY_BYTES).read()
     except aiohttp.web.HTTPRequestEntityTooLarge:
         raise aiohttp.web.HTTPRequestEntityTooLarge(
-            max_size=MAX_BODY_BYTES, actual_size=request.content_length or 0,
+            max_size=MAX_BODY_BYTES,
+            actual_size=request.content_length or 0,
             text=f"review bodies are limited to {MAX_BODY_BYTES} bytes ({MAX_BODY_BYTES // 2**20} MiB); "
-                 "list in smaller pages (kubectl --chunk-size)") from None
+            "list in smaller pages (kubectl --chunk-size)",
+        ) from None
 
 
 async def _off_loop_if_large(size: int, fn: Callable, *args):
@@ -258,10 +290,13 @@ def _denied(data, message: str) -> dict:
     """An AdmissionReview refusing the request, for errors outside the handlers (kopf answers
     those with an HTTP error, which failurePolicy Ignore would turn into an admission)."""
     request = (data.get("request") if isinstance(data, dict) else None) or {}
-    return {"apiVersion": data.get("apiVersion", "admission.k8s.io/v1") if isinstance(data, dict) else
-            "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "response": {"uid": request.get("uid", ""), "allowed": False,
-                         "status": {"message": message, "code": 422}}}
+    return {
+        "apiVersion": data.get("apiVersion", "admission.k8s.io/v1")
+        if isinstance(data, dict)
+        else "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": request.get("uid", ""), "allowed": False, "status": {"message": message, "code": 422}},
+    }
 
 
 class WebhookServer(kopf.WebhookServer):
@@ -292,8 +327,9 @@ class WebhookServer(kopf.WebhookServer):
         REQUESTED_VERSION.set(kind.get("version") if isinstance(kind, dict) else None)
         sslpeer = request.transport.get_extra_info("peercert") if request.transport else None
         try:
-            response = await fn(data, webhook=request.match_info.get("id"), sslpeer=sslpeer,
-                                headers=dict(request.headers))
+            response = await fn(
+                data, webhook=request.match_info.get("id"), sslpeer=sslpeer, headers=dict(request.headers)
+            )
         except kopf_admission.AmbiguousResourceError as error:
             raise aiohttp.web.HTTPConflict(reason=str(error) or None)
         except kopf_admission.UnknownResourceError as error:
@@ -316,8 +352,11 @@ def conversion_client_config(ca_pem: bytes, service: str, url: str) -> dict:
     config: dict = {"caBundle": base64.b64encode(ca_pem).decode()}
     if service:
         namespace, _, name = service.partition("/")
-        return {**config, "url": None, "service": {"namespace": namespace, "name": name, "path": "/convert",
-                                                    "port": 443}}
+        return {
+            **config,
+            "url": None,
+            "service": {"namespace": namespace, "name": name, "path": "/convert", "port": 443},
+        }
     return {**config, "url": url, "service": None}
 
 
@@ -330,7 +369,7 @@ MAX_TRUSTED_CAS = 3
 def merged_ca_bundle(current: bytes, registered_b64: str | None, *, now: datetime.datetime | None = None) -> bytes:
     """The caBundle to register: `current` (PEM), then the certificates of the registered bundle
     that are not expired, newest first, MAX_TRUSTED_CAS in all."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     try:
         ours = x509.load_pem_x509_certificates(current)
     except ValueError:
@@ -339,9 +378,12 @@ def merged_ca_bundle(current: bytes, registered_b64: str | None, *, now: datetim
         others = x509.load_pem_x509_certificates(base64.b64decode(registered_b64 or ""))
     except ValueError:
         others = []
-    others = sorted((c for c in others if c.not_valid_after_utc > now and c not in ours),
-                    key=lambda c: c.not_valid_before_utc, reverse=True)
-    kept = [*ours, *others][:max(MAX_TRUSTED_CAS, len(ours))]
+    others = sorted(
+        (c for c in others if c.not_valid_after_utc > now and c not in ours),
+        key=lambda c: c.not_valid_before_utc,
+        reverse=True,
+    )
+    kept = [*ours, *others][: max(MAX_TRUSTED_CAS, len(ours))]
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in kept)
 
 
@@ -359,18 +401,33 @@ async def register_conversion(kube: Kube, client_config: dict) -> None:
     for name in CONVERTED_CRDS:
         current = await kube.get(crd, None, name)
         registered = ((((current or {}).get("spec") or {}).get("conversion") or {}).get("webhook") or {}).get(
-            "clientConfig")
+            "clientConfig"
+        )
         config = dict(client_config)
         if _target(registered) == _target(client_config):
             bundle = merged_ca_bundle(base64.b64decode(client_config["caBundle"]), registered.get("caBundle"))
             config["caBundle"] = base64.b64encode(bundle).decode()
             if registered.get("caBundle") == config["caBundle"]:
                 continue
-        await kube.patch(crd, None, name, {"spec": {"conversion": {"strategy": "Webhook", "webhook": {
-            "conversionReviewVersions": ["v1"], "clientConfig": config}}}})
-        log.info("conversion of %s goes to %s", name,
-                 client_config.get("url") or "service " + "/".join(client_config["service"][k]
-                                                                    for k in ("namespace", "name")))
+        await kube.patch(
+            crd,
+            None,
+            name,
+            {
+                "spec": {
+                    "conversion": {
+                        "strategy": "Webhook",
+                        "webhook": {"conversionReviewVersions": ["v1"], "clientConfig": config},
+                    }
+                }
+            },
+        )
+        log.info(
+            "conversion of %s goes to %s",
+            name,
+            client_config.get("url")
+            or "service " + "/".join(client_config["service"][k] for k in ("namespace", "name")),
+        )
 
 
 class ConversionRegistrar:
@@ -408,22 +465,29 @@ class ConversionRegistrar:
 def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:
     """A serving certificate for the webhook when no certificate is given (local runs)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     try:
         san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         san = x509.DNSName(host)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "tls.crt", directory / "tls.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_path.chmod(0o600)
     return cert_path, key_path

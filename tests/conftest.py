@@ -28,8 +28,13 @@ LOG_DIR = REPO / ".cluster" / "test-logs"
 CONVERTED_CRD = CONVERTED_CRDS[0]
 TEST_NAMESPACES = "t-*"  # what the `namespace` fixture makes; the session's operator acts there only
 # Restart-policy timing short enough to observe backoff and the budget within a test.
-FAST_RESTARTS = ("--restart-backoff-base=3", "--restart-backoff-cap=12", "--restart-quiet-period=60",
-                 "--restart-budget=3", "--restart-budget-window=600")
+FAST_RESTARTS = (
+    "--restart-backoff-base=3",
+    "--restart-backoff-cap=12",
+    "--restart-quiet-period=60",
+    "--restart-budget=3",
+    "--restart-budget-window=600",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -71,6 +76,7 @@ def _local_cluster():
     if os.environ.get("RBG_TEST_KUBECONFIG"):
         return None
     from localcluster import cluster
+
     return cluster
 
 
@@ -91,8 +97,10 @@ def pytest_runtest_makereport(item, call):
             lines += _namespace_summary(client, ns)
     operator = item.funcargs.get("operator")
     if isinstance(operator, OperatorProcess) and operator.proc and operator.proc.poll() is not None:
-        lines.append(f"the session operator exited with {operator.proc.returncode} and was started again; "
-                     f"its log is {operator.log_path}")
+        lines.append(
+            f"the session operator exited with {operator.proc.returncode} and was started again; "
+            f"its log is {operator.log_path}"
+        )
         operator.start()
     cluster = _local_cluster()
     if cluster and client:
@@ -124,7 +132,9 @@ def _restart(cluster, names: list[str]) -> list[str]:
     """Restart components; what each one's log ended with, for the report."""
     lines = []
     for name in names:
-        lines += [f"component {name} restarted; its log ended:"] + ["  " + l[:300] for l in cluster.log_tail(name, 12)]
+        lines += [f"component {name} restarted; its log ended:"] + [
+            "  " + line[:300] for line in cluster.log_tail(name, 12)
+        ]
     cluster.restart(*names)
     return lines
 
@@ -138,13 +148,17 @@ def _namespace_summary(client: Kubectl, namespace: str) -> list[str]:
     lines = [f"pods in {namespace}:"]
     for pod in pods:
         ready = (condition(pod, "Ready") or {}).get("status", "-")
-        lines.append(f"  {pod['metadata']['name']:<32} {pod['status'].get('phase', '-'):<10} "
-                     f"node={pod['spec'].get('nodeName', '-')} ready={ready}")
+        lines.append(
+            f"  {pod['metadata']['name']:<32} {pod['status'].get('phase', '-'):<10} "
+            f"node={pod['spec'].get('nodeName', '-')} ready={ready}"
+        )
     lines.append(f"last events in {namespace}:")
     events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
     for event in events[-25:]:
-        lines.append(f"  {event['involvedObject'].get('kind')}/{event['involvedObject'].get('name')} "
-                     f"{event.get('reason')}: {(event.get('message') or '')[:200]}")
+        lines.append(
+            f"  {event['involvedObject'].get('kind')}/{event['involvedObject'].get('name')} "
+            f"{event.get('reason')}: {(event.get('message') or '')[:200]}"
+        )
     return lines
 
 
@@ -200,11 +214,19 @@ def _conversion_webhook(client: Kubectl, kubeconfig: str):
     back to whoever had it before (the demo's operator), unless someone registered since."""
     with conversion_given_back(client) as registered:
         before = crds.conversion_client_config(client.run, CONVERTED_CRD)
-        process = OperatorProcess(kubeconfig, LOG_DIR / "conversion-operator.log", "--namespace=rbg-conversion-only",
-                                  f"--webhook-bind-address=127.0.0.1:{free_port()}", "--register-conversion").start()
+        process = OperatorProcess(
+            kubeconfig,
+            LOG_DIR / "conversion-operator.log",
+            "--namespace=rbg-conversion-only",
+            f"--webhook-bind-address=127.0.0.1:{free_port()}",
+            "--register-conversion",
+        ).start()
         try:
-            wait_for("the conversion webhook registered", lambda: crds.conversion_client_config(
-                client.run, CONVERTED_CRD) not in (before, None), 30)
+            wait_for(
+                "the conversion webhook registered",
+                lambda: crds.conversion_client_config(client.run, CONVERTED_CRD) not in (before, None),
+                30,
+            )
             registered()
             yield
         finally:
@@ -218,20 +240,42 @@ def _nobody_else_acts_on_test_namespaces(client: Kubectl) -> None:
     probe = f"t-probe-{secrets.token_hex(3)}"
     client.run("create", "namespace", probe)
     try:
-        client.apply({"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "probe"},
-                      "spec": {"roles": [{"name": "web", "template": {"spec": {"containers": [
-                          {"name": "web", "image": "example.com/probe:v1"}]}}}]}}, probe)
+        client.apply(
+            {
+                "apiVersion": "workloads.x-k8s.io/v1alpha1",
+                "kind": "RoleBasedGroup",
+                "metadata": {"name": "probe"},
+                "spec": {
+                    "roles": [
+                        {
+                            "name": "web",
+                            "template": {"spec": {"containers": [{"name": "web", "image": "example.com/probe:v1"}]}},
+                        }
+                    ]
+                },
+            },
+            probe,
+        )
         deadline = time.monotonic() + 5  # a running controller answers a new group within a second
         while time.monotonic() < deadline:
             group = client.get("rbg", "probe", probe) or {}
             children = client.get("statefulsets", namespace=probe)
             if group.get("status") or children:
-                writers = sorted({f["manager"] for obj in [group, *children]
-                                  for f in obj["metadata"].get("managedFields", []) if not f["manager"].startswith("kubectl")})
-                pytest.exit(f"another RoleBasedGroup controller acts on the test namespaces ({TEST_NAMESPACES}); "
-                            f"its field managers: {writers}. The tests need to be the only ones acting there: stop it "
-                            "(`make cluster-down` stops the demo's), or start it with "
-                            "--ignore-namespace='t-*' --ignore-namespace='iso-*' as `make demo` does.", returncode=3)
+                writers = sorted(
+                    {
+                        f["manager"]
+                        for obj in [group, *children]
+                        for f in obj["metadata"].get("managedFields", [])
+                        if not f["manager"].startswith("kubectl")
+                    }
+                )
+                pytest.exit(
+                    f"another RoleBasedGroup controller acts on the test namespaces ({TEST_NAMESPACES}); "
+                    f"its field managers: {writers}. The tests need to be the only ones acting there: stop it "
+                    "(`make cluster-down` stops the demo's), or start it with "
+                    "--ignore-namespace='t-*' --ignore-namespace='iso-*' as `make demo` does.",
+                    returncode=3,
+                )
             time.sleep(0.5)
     finally:
         client.run("delete", "namespace", probe, "--wait=false")
@@ -242,7 +286,9 @@ def operator(kubectl: Kubectl, kubeconfig: str):
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     # Only the namespaces the `namespace` fixture makes: iso-* belong to operators a test runs
     # itself (fault tests), and everything else to whoever else uses the cluster (the demo).
-    process = OperatorProcess(kubeconfig, LOG_DIR / "operator.log", *FAST_RESTARTS, f"--namespace={TEST_NAMESPACES}").start()
+    process = OperatorProcess(
+        kubeconfig, LOG_DIR / "operator.log", *FAST_RESTARTS, f"--namespace={TEST_NAMESPACES}"
+    ).start()
     yield process
     process.stop()
 
@@ -257,10 +303,14 @@ def admission_webhook(kubectl: Kubectl, kubeconfig: str):
     """
     name = f"rbg-test-{secrets.token_hex(3)}.workloads.x-k8s.io"
     port = free_port()
-    process = OperatorProcess(kubeconfig, LOG_DIR / "webhook-operator.log", "--namespace=rbg-webhook-only",
-                              f"--webhook-bind-address=127.0.0.1:{port}", f"--webhook-configuration={name}").start()
-    wait_for(f"ValidatingWebhookConfiguration {name}",
-             lambda: kubectl.get("validatingwebhookconfiguration", name), 30)
+    process = OperatorProcess(
+        kubeconfig,
+        LOG_DIR / "webhook-operator.log",
+        "--namespace=rbg-webhook-only",
+        f"--webhook-bind-address=127.0.0.1:{port}",
+        f"--webhook-configuration={name}",
+    ).start()
+    wait_for(f"ValidatingWebhookConfiguration {name}", lambda: kubectl.get("validatingwebhookconfiguration", name), 30)
     yield name
     process.stop()
     kubectl.delete("validatingwebhookconfiguration", name)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import math
 import re
-
-import orjson
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
@@ -75,6 +74,7 @@ def _shallow_enough(patch: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"nested {depth} levels deep, at most {MAX_PATCH_DEPTH} are allowed")
     return patch
 
+
 # Embedded Kubernetes objects stay plain dicts in Python: the operator copies them into
 # child objects; the API server validates them against the real schema.
 PodTemplateSpec = Annotated[dict[str, Any], k8s_type("io.k8s.api.core.v1.PodTemplateSpec")]
@@ -120,12 +120,22 @@ MAX_SET_REPLICAS = 1000
 MAX_FANOUT_BYTES = 32 * 1024 * 1024
 
 # A count or a percentage: 3 or "25%", never "1.5%" or "two".
-IntOrString = Annotated[int | str, AfterValidator(_int_or_percent), WithJsonSchema({
-    "x-kubernetes-int-or-string": True,
-    "maxLength": 8,  # bounds the CEL rule's cost estimate ("10000%" is 6)
-    "x-kubernetes-validations": [{
-        "rule": f"type(self) == int ? self >= 0 : self.matches('{INT_OR_PERCENT}')",
-        "message": "must be a whole number or a whole percentage such as '25%'"}]})]
+IntOrString = Annotated[
+    int | str,
+    AfterValidator(_int_or_percent),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "maxLength": 8,  # bounds the CEL rule's cost estimate ("10000%" is 6)
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"type(self) == int ? self >= 0 : self.matches('{INT_OR_PERCENT}')",
+                    "message": "must be a whole number or a whole percentage such as '25%'",
+                }
+            ],
+        }
+    ),
+]
 SURGE_LIMITS = f"a whole number from 0 to {MAX_ROLE_REPLICAS} or a percentage from 0% to 100%"
 
 
@@ -139,12 +149,22 @@ def _surge(value: int | str) -> int | str:
 # maxSurge: extra instances during a rollout. More than the replicas cap, or than 100%, surges
 # nothing more (a rollout needs at most `replicas` new instances) but would make the operator
 # plan that many (a rollout plan is per instance).
-MaxSurge = Annotated[int | str, AfterValidator(_surge), WithJsonSchema({
-    "x-kubernetes-int-or-string": True,
-    "maxLength": 8,  # as IntOrString's: a longer string is refused before the rule runs
-    "x-kubernetes-validations": [{
-        "rule": f"type(self) == int ? self >= 0 && self <= {MAX_ROLE_REPLICAS} : self.matches('{PERCENT}')",
-        "message": f"maxSurge must be {SURGE_LIMITS}"}]})]
+MaxSurge = Annotated[
+    int | str,
+    AfterValidator(_surge),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "maxLength": 8,  # as IntOrString's: a longer string is refused before the rule runs
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"type(self) == int ? self >= 0 && self <= {MAX_ROLE_REPLICAS} : self.matches('{PERCENT}')",
+                    "message": f"maxSurge must be {SURGE_LIMITS}",
+                }
+            ],
+        }
+    ),
+]
 Percent = Annotated[str, Field(pattern=PERCENT)]
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
 RoleName = Annotated[str, Field(max_length=63)]
@@ -157,9 +177,12 @@ class Condition(ApiModel):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason for the condition's last transition.")
     message: str = Field("", description="Human-readable details about the transition.")
-    last_transition_time: str = Field(description="When the status last changed (RFC 3339).",
-                                      json_schema_extra={"format": "date-time"})
-    observed_generation: int | None = Field(None, ge=0, description="The .metadata.generation the condition was set for.")
+    last_transition_time: str = Field(
+        description="When the status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    observed_generation: int | None = Field(
+        None, ge=0, description="The .metadata.generation the condition was set for."
+    )
 
 
 def json_size(value: Any) -> int:
@@ -175,9 +198,11 @@ def fanout_problem(where: str, copies: list[tuple[str, int, int]]) -> str | None
         return None
     largest = sorted(copies, key=lambda c: -c[1] * c[2])[:3]
     detail = ", ".join(f"{what}: {count} x {size} bytes" for what, count, size in largest)
-    return (f"{where}: the copies of templates this object makes ({detail}) come to {total} bytes, at most "
-            f"{MAX_FANOUT_BYTES} bytes ({MAX_FANOUT_BYTES >> 20} MiB) are allowed (lower the replicas or "
-            f"the template's size)")
+    return (
+        f"{where}: the copies of templates this object makes ({detail}) come to {total} bytes, at most "
+        f"{MAX_FANOUT_BYTES} bytes ({MAX_FANOUT_BYTES >> 20} MiB) are allowed (lower the replicas or "
+        f"the template's size)"
+    )
 
 
 def json_object(text: str | None) -> dict:
@@ -201,7 +226,7 @@ def graph_cycle(graph: dict[str, list[str]]) -> list[str]:
         path.append(name)
         for dep in graph.get(name, []):
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep in graph and state.get(dep) is None:
                 found = visit(dep)
                 if found:

@@ -33,13 +33,31 @@ from typing import Any, Literal
 
 import pydantic
 
-from ..kinds import API_VERSION as V2, API_VERSION_V1ALPHA1 as V1, ROLE_INSTANCE_SET
+from ..kinds import API_VERSION as V2
+from ..kinds import API_VERSION_V1ALPHA1 as V1
+from ..kinds import ROLE_INSTANCE_SET
 from .common import ApiModel
-from .kept import (COORDINATION_KEY, GANG_KEYS, GANG_TIMEOUT_KEY, GROUP_SHAPES, POD_GROUP_POLICY_KEY, compact, kept,
-                   pod_group_policy, pod_group_policy_annotations, value_problem, whole_seconds_problem)
+from .kept import (
+    COORDINATION_KEY,
+    GANG_KEYS,
+    GANG_TIMEOUT_KEY,
+    GROUP_SHAPES,
+    POD_GROUP_POLICY_KEY,
+    compact,
+    kept,
+    pod_group_policy,
+    pod_group_policy_annotations,
+    value_problem,
+    whole_seconds_problem,
+)
 from .rolebasedgroup import V2_FIELDS_KEY  # noqa: F401 - defined beside the model that reads it
-from .v1alpha2 import (V1_RESTART_POLICIES, V1_RESTART_POLICY_KEY, WORKLOAD_TYPE_KEY, CustomComponentsPattern,
-                       RestartPolicyConfig)
+from .v1alpha2 import (
+    V1_RESTART_POLICIES,
+    V1_RESTART_POLICY_KEY,
+    WORKLOAD_TYPE_KEY,
+    CustomComponentsPattern,
+    RestartPolicyConfig,
+)
 
 DEFAULT_WORKLOAD = ROLE_INSTANCE_SET
 EXCLUSIVE_V1_KEY = "rolebasedgroup.workloads.x-k8s.io/exclusive-topology"
@@ -54,8 +72,16 @@ SPEC_CARRIER_KEYS = (POD_GROUP_POLICY_KEY, COORDINATION_KEY, *GANG_KEYS)
 V2_ONLY_GROUP_KEYS = (*SPEC_CARRIER_KEYS, EXCLUSIVE_V2_KEY)
 PATTERNS = ("standalonePattern", "leaderWorkerPattern", "customComponentsPattern")
 V2_RESTART_POLICIES = ("None", "RecreateRoleInstanceOnPodRestart")
-COPIED_ROLE_FIELDS = ("name", "labels", "replicas", "dependencies", "servicePorts", "minReadySeconds",
-                      "engineRuntimes", "rolloutStrategy")
+COPIED_ROLE_FIELDS = (
+    "name",
+    "labels",
+    "replicas",
+    "dependencies",
+    "servicePorts",
+    "minReadySeconds",
+    "engineRuntimes",
+    "rolloutStrategy",
+)
 
 
 class ConversionError(ValueError):
@@ -63,6 +89,7 @@ class ConversionError(ValueError):
 
 
 # --- kept annotations: untrusted JSON of a known shape ------------------------------------------
+
 
 class _KeptRestart(ApiModel):
     restart_policy: str | None = None
@@ -109,8 +136,9 @@ def _kept(annotations: dict, key: str) -> Any | None:
     return kept(annotations, key, _SHAPES)
 
 
-def kept_annotation_problems(metadata_annotations: dict | None, spec: dict | None, *, group_set: bool,
-                             roles_at: str = "spec.roles") -> list[str]:
+def kept_annotation_problems(
+    metadata_annotations: dict | None, spec: dict | None, *, group_set: bool, roles_at: str = "spec.roles"
+) -> list[str]:
     """What admission refuses in the conversion annotations of a group (or a set, with its member
     template's roles at `roles_at`), each problem naming the annotation."""
     problems = []
@@ -119,24 +147,33 @@ def kept_annotation_problems(metadata_annotations: dict | None, spec: dict | Non
     for key in keys:
         if key in annotations and (problem := kept_value_problem(key, annotations[key])):
             problems.append(f"metadata.annotations[{key}]: {problem}")
-    if annotations.get(GANG_TIMEOUT_KEY) is not None and (problem := whole_seconds_problem(annotations[GANG_TIMEOUT_KEY])):
+    if annotations.get(GANG_TIMEOUT_KEY) is not None and (
+        problem := whole_seconds_problem(annotations[GANG_TIMEOUT_KEY])
+    ):
         problems.append(f"metadata.annotations[{GANG_TIMEOUT_KEY}]: {problem}")
     if FAILED_KEY in annotations:
-        problems.append(f"metadata.annotations[{FAILED_KEY}]: set only on a v1alpha2 read of an object that could "
-                        "not be converted; remove it")
+        problems.append(
+            f"metadata.annotations[{FAILED_KEY}]: set only on a v1alpha2 read of an object that could "
+            "not be converted; remove it"
+        )
     roles = (spec or {}).get("roles")
     for i, role in enumerate(roles if isinstance(roles, list) else []):
         role_annotations = (role.get("annotations") if isinstance(role, dict) else None) or {}
-        if V2_FIELDS_KEY in role_annotations and (problem := kept_value_problem(V2_FIELDS_KEY, role_annotations[V2_FIELDS_KEY])):
+        if V2_FIELDS_KEY in role_annotations and (
+            problem := kept_value_problem(V2_FIELDS_KEY, role_annotations[V2_FIELDS_KEY])
+        ):
             problems.append(f"{roles_at}[{i}].annotations[{V2_FIELDS_KEY}]: {problem}")
         restart = role_annotations.get(RESTART_POLICY_KEY)
         if restart is not None and restart not in V1_RESTART_POLICIES:
-            problems.append(f"{roles_at}[{i}].annotations[{RESTART_POLICY_KEY}]: {str(restart)[:40]!r} is not one "
-                            f"of {', '.join(V1_RESTART_POLICIES)}")
+            problems.append(
+                f"{roles_at}[{i}].annotations[{RESTART_POLICY_KEY}]: {str(restart)[:40]!r} is not one "
+                f"of {', '.join(V1_RESTART_POLICIES)}"
+            )
     return problems
 
 
 # --- RoleBasedGroup spec, v1alpha1 -> v1alpha2 -------------------------------------------------
+
 
 def _template_source(role: dict) -> dict:
     source = {}
@@ -216,8 +253,12 @@ def _kept_restart_policy(annotations: dict) -> str | None:
 
 def _restart_policy_of(pattern: dict, annotations: dict) -> str | None:
     """The v1alpha1 restartPolicy a leader-worker pattern stands for (our annotation first)."""
-    return (_kept_restart_policy(annotations) or (pattern.get("restartPolicyConfig") or {}).get("type")
-            or pattern.get("restartPolicy") or None)
+    return (
+        _kept_restart_policy(annotations)
+        or (pattern.get("restartPolicyConfig") or {}).get("type")
+        or pattern.get("restartPolicy")
+        or None
+    )
 
 
 def _restart_fields(restart: str | None) -> dict:
@@ -240,6 +281,7 @@ def spec_to_v2(spec: dict) -> tuple[dict, dict[str, str]]:
 
 # --- RoleBasedGroup spec, v1alpha2 -> v1alpha1 -------------------------------------------------
 
+
 def _workload_of(annotation: str | None) -> dict:
     if annotation and "/" in annotation:
         api_version, _, kind = annotation.rpartition("/")
@@ -259,16 +301,20 @@ def _flat_template(source: dict, out: dict) -> None:
 def instance_set_roles(spec: dict) -> list[str]:
     """Roles of a v1alpha1-shaped spec whose workload is v1alpha2's RoleInstanceSet (written in
     v1alpha2 without a workload-type annotation)."""
-    return [role.get("name") for role in spec.get("roles") or []
-            if ((role.get("workload") or {}).get("apiVersion"), (role.get("workload") or {}).get("kind"))
-            == DEFAULT_WORKLOAD]
+    return [
+        role.get("name")
+        for role in spec.get("roles") or []
+        if ((role.get("workload") or {}).get("apiVersion"), (role.get("workload") or {}).get("kind"))
+        == DEFAULT_WORKLOAD
+    ]
 
 
 def role_to_v1(role: dict) -> dict:
     patterns = [p for p in PATTERNS if p in role]
     if len(patterns) > 1:  # v1alpha1 has room for one: refuse rather than drop the others
-        raise ConversionError(f"role {role.get('name')!r}: set only one of {', '.join(PATTERNS)}; it sets "
-                              f"{' and '.join(patterns)}")
+        raise ConversionError(
+            f"role {role.get('name')!r}: set only one of {', '.join(PATTERNS)}; it sets {' and '.join(patterns)}"
+        )
     role = copy.deepcopy(role)
     out = {k: role[k] for k in COPIED_ROLE_FIELDS if k in role}
     annotations = dict(role.get("annotations") or {})
@@ -332,6 +378,7 @@ def spec_to_v1(spec: dict, annotations: dict[str, str]) -> dict:
 
 
 # --- whole objects -----------------------------------------------------------------------------
+
 
 def _converted(obj: dict, api_version: str, annotations: dict[str, str], spec: dict) -> dict:
     """`obj` in `api_version`: its metadata with `annotations`, the converted `spec`, its status as is
@@ -415,8 +462,10 @@ def set_to_v1(obj: dict, api_version: str = V1) -> dict:
 
 
 CONVERTERS = {
-    ("RoleBasedGroup", "v1alpha2"): group_to_v2, ("RoleBasedGroup", "v1alpha1"): group_to_v1,
-    ("RoleBasedGroupSet", "v1alpha2"): set_to_v2, ("RoleBasedGroupSet", "v1alpha1"): set_to_v1,
+    ("RoleBasedGroup", "v1alpha2"): group_to_v2,
+    ("RoleBasedGroup", "v1alpha1"): group_to_v1,
+    ("RoleBasedGroupSet", "v1alpha2"): set_to_v2,
+    ("RoleBasedGroupSet", "v1alpha1"): set_to_v1,
 }
 
 
@@ -431,9 +480,11 @@ def convert(obj: dict, desired_api_version: str) -> dict:
         return {**obj, "apiVersion": desired_api_version}
     failed = ((obj.get("metadata") or {}).get("annotations") or {}).get(FAILED_KEY)
     if failed is not None and version == "v1alpha1":
-        raise ConversionError(f"metadata.annotations[{FAILED_KEY}]: this object was read in v1alpha2 without its "
-                              f"spec, which could not be converted ({failed}); writing it back would lose the spec: "
-                              "edit it in v1alpha1")
+        raise ConversionError(
+            f"metadata.annotations[{FAILED_KEY}]: this object was read in v1alpha2 without its "
+            f"spec, which could not be converted ({failed}); writing it back would lose the spec: "
+            "edit it in v1alpha1"
+        )
     return converter(obj, desired_api_version)
 
 

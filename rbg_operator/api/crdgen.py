@@ -23,17 +23,41 @@ from pydantic import BaseModel
 from ..kinds import GROUP, V1ALPHA1, V1ALPHA2
 
 # Keys of a JSON schema that a CRD's structural schema may carry over unchanged.
-_KEEP = ("type", "format", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-         "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems", "minProperties",
-         "maxProperties", "nullable", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
-         "x-kubernetes-map-type", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
-         "x-kubernetes-embedded-resource", "x-kubernetes-validations", "default", "description")
+_KEEP = (
+    "type",
+    "format",
+    "enum",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "nullable",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-validations",
+    "default",
+    "description",
+)
 _INT_OR_STRING = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
 # Embedded object metadata may only carry these fields in a CRD schema.
 _EMBEDDED_METADATA = {
     "type": "object",
     "properties": {
-        "name": {"type": "string"}, "namespace": {"type": "string"}, "generateName": {"type": "string"},
+        "name": {"type": "string"},
+        "namespace": {"type": "string"},
+        "generateName": {"type": "string"},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
         "finalizers": {"type": "array", "items": {"type": "string"}},
@@ -143,8 +167,17 @@ class SchemaConverter:
         return self._convert(schema, schema.get("$defs", {}))
 
     def _convert(self, node: dict, defs: dict) -> dict:
-        annotations = {k: node[k] for k in ("description", "default", "x-kubernetes-validations",
-                                              "x-kubernetes-list-type", "x-kubernetes-list-map-keys") if k in node}
+        annotations = {
+            k: node[k]
+            for k in (
+                "description",
+                "default",
+                "x-kubernetes-validations",
+                "x-kubernetes-list-type",
+                "x-kubernetes-list-map-keys",
+            )
+            if k in node
+        }
         if annotations.get("default", 0) is None:  # pydantic's "optional"; the CRD just omits the field
             del annotations["default"]
         if "$ref" in node:
@@ -181,8 +214,7 @@ def _version(spec: CrdSpec, version: CrdVersion, converter: SchemaConverter) -> 
         "type": "object",
         "description": spec.description,
         "properties": {
-            "apiVersion": {"type": "string",
-                           "description": f"APIVersion of this object: {GROUP}/{version.name}."},
+            "apiVersion": {"type": "string", "description": f"APIVersion of this object: {GROUP}/{version.name}."},
             "kind": {"type": "string", "description": f"Kind of this object: {spec.kind}."},
             "metadata": {"type": "object"},
             "spec": converter.model(version.spec_model),
@@ -192,7 +224,8 @@ def _version(spec: CrdSpec, version: CrdVersion, converter: SchemaConverter) -> 
     if version.root_rules:
         schema["x-kubernetes-validations"] = [
             {"rule": rule, "message": message, **({"fieldPath": path} if path else {})}
-            for rule, message, path in version.root_rules]
+            for rule, message, path in version.root_rules
+        ]
     subresources: dict[str, Any] = {"status": {}}
     if version.scale:
         subresources["scale"] = version.scale
@@ -200,10 +233,16 @@ def _version(spec: CrdSpec, version: CrdVersion, converter: SchemaConverter) -> 
     newest = spec.versions[-1].name
     if version.name != newest:
         out["deprecated"] = True
-        out["deprecationWarning"] = (f"{GROUP}/{version.name} {spec.kind} is deprecated; "
-                                     f"use {GROUP}/{newest} {spec.kind}")
-    out.update({"subresources": subresources, "additionalPrinterColumns": version.printer_columns,
-                "schema": {"openAPIV3Schema": schema}})
+        out["deprecationWarning"] = (
+            f"{GROUP}/{version.name} {spec.kind} is deprecated; use {GROUP}/{newest} {spec.kind}"
+        )
+    out.update(
+        {
+            "subresources": subresources,
+            "additionalPrinterColumns": version.printer_columns,
+            "schema": {"openAPIV3Schema": schema},
+        }
+    )
     return out
 
 
@@ -211,15 +250,20 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
     body: dict[str, Any] = {
         "group": GROUP,
         "names": {
-            "kind": spec.kind, "listKind": f"{spec.kind}List", "plural": spec.plural,
-            "singular": spec.kind.lower(), "shortNames": spec.short_names,
+            "kind": spec.kind,
+            "listKind": f"{spec.kind}List",
+            "plural": spec.plural,
+            "singular": spec.kind.lower(),
+            "shortNames": spec.short_names,
         },
         "scope": spec.scope,
         "versions": [_version(spec, v, converter) for v in spec.versions],
     }
     if spec.converted:
-        body["conversion"] = {"strategy": "Webhook", "webhook": {
-            "conversionReviewVersions": ["v1"], "clientConfig": copy.deepcopy(CONVERSION_CLIENT_CONFIG)}}
+        body["conversion"] = {
+            "strategy": "Webhook",
+            "webhook": {"conversionReviewVersions": ["v1"], "clientConfig": copy.deepcopy(CONVERSION_CLIENT_CONFIG)},
+        }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -240,22 +284,39 @@ def crd_specs() -> list[CrdSpec]:
     from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
 
     age = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-    group_columns = [{"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-                     age]
-    adapter_columns = [{"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
-                       {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"}]
-    adapter_scale = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
-                     "labelSelectorPath": ".status.selector"}
-    set_columns = [{"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
-                   {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"}, age]
+    group_columns = [
+        {"name": "READY", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        age,
+    ]
+    adapter_columns = [
+        {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"},
+    ]
+    adapter_scale = {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    set_columns = [
+        {"name": "DESIRED", "type": "integer", "jsonPath": ".spec.replicas"},
+        {"name": "READY", "type": "integer", "jsonPath": ".status.readyReplicas"},
+        age,
+    ]
     set_scale = {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
-    instance_set_columns = [{"name": name, "type": "integer", "jsonPath": path} for name, path in (
-        ("DESIRED", ".spec.replicas"), ("UPDATED", ".status.updatedReplicas"),
-        ("UPDATED_READY", ".status.updatedReadyReplicas"), ("READY", ".status.readyReplicas"),
-        ("TOTAL", ".status.replicas"))] + [
-        age, {"name": "SELECTOR", "type": "string", "jsonPath": ".status.labelSelector", "priority": 1}]
-    instance_columns = [{"name": "READY", "type": "string",
-                         "jsonPath": ".status.conditions[?(@.type=='RoleInstanceReady')].status"}, age]
+    instance_set_columns = [
+        {"name": name, "type": "integer", "jsonPath": path}
+        for name, path in (
+            ("DESIRED", ".spec.replicas"),
+            ("UPDATED", ".status.updatedReplicas"),
+            ("UPDATED_READY", ".status.updatedReadyReplicas"),
+            ("READY", ".status.readyReplicas"),
+            ("TOTAL", ".status.replicas"),
+        )
+    ] + [age, {"name": "SELECTOR", "type": "string", "jsonPath": ".status.labelSelector", "priority": 1}]
+    instance_columns = [
+        {"name": "READY", "type": "string", "jsonPath": ".status.conditions[?(@.type=='RoleInstanceReady')].status"},
+        age,
+    ]
     # v1alpha2 is stored, as in the reference: the operator, kubectl (which prefers the newest version),
     # the namespace controller and the garbage collector all read it without conversion, so only
     # v1alpha1 clients need the conversion webhook and only they fail while it is down
@@ -263,64 +324,129 @@ def crd_specs() -> list[CrdSpec]:
     # `rbg-operator migrate-storage` (storage_migration.py).
     specs = [
         CrdSpec(
-            kind="RoleBasedGroup", plural="rolebasedgroups", short_names=["rbg"], converted=True,
+            kind="RoleBasedGroup",
+            plural="rolebasedgroups",
+            short_names=["rbg"],
+            converted=True,
             description="RoleBasedGroup runs a list of named roles (e.g. router, prefill, decode) as one unit.",
             versions=[
-                CrdVersion(V1ALPHA1, RoleBasedGroupSpec, RoleBasedGroupStatus, group_columns,
-                           root_rules=name_rules("size(self.metadata.name)", "self.spec.roles")),
+                CrdVersion(
+                    V1ALPHA1,
+                    RoleBasedGroupSpec,
+                    RoleBasedGroupStatus,
+                    group_columns,
+                    root_rules=name_rules("size(self.metadata.name)", "self.spec.roles"),
+                ),
                 CrdVersion(V1ALPHA2, v1alpha2.RoleBasedGroupSpecV2, RoleBasedGroupStatus, group_columns, storage=True),
             ],
         ),
         CrdSpec(
-            kind="RoleBasedGroupScalingAdapter", plural="rolebasedgroupscalingadapters", short_names=["rbgsa"],
+            kind="RoleBasedGroupScalingAdapter",
+            plural="rolebasedgroupscalingadapters",
+            short_names=["rbgsa"],
             description="RoleBasedGroupScalingAdapter exposes one role of a group through a scale subresource, "
-                        "for kubectl scale and HorizontalPodAutoscalers.",
+            "for kubectl scale and HorizontalPodAutoscalers.",
             versions=[  # the same schema in both versions: the API server changes only apiVersion
-                CrdVersion(V1ALPHA1, RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
-                           [*adapter_columns, age], scale=adapter_scale),
-                CrdVersion(V1ALPHA2, RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus,
-                           [*adapter_columns, {"name": "READY_REPLICAS", "type": "integer",
-                                               "jsonPath": ".status.readyReplicas"}, age], scale=adapter_scale,
-                           storage=True),
+                CrdVersion(
+                    V1ALPHA1,
+                    RoleBasedGroupScalingAdapterSpec,
+                    RoleBasedGroupScalingAdapterStatus,
+                    [*adapter_columns, age],
+                    scale=adapter_scale,
+                ),
+                CrdVersion(
+                    V1ALPHA2,
+                    RoleBasedGroupScalingAdapterSpec,
+                    RoleBasedGroupScalingAdapterStatus,
+                    [
+                        *adapter_columns,
+                        {"name": "READY_REPLICAS", "type": "integer", "jsonPath": ".status.readyReplicas"},
+                        age,
+                    ],
+                    scale=adapter_scale,
+                    storage=True,
+                ),
             ],
         ),
         CrdSpec(
-            kind="RoleBasedGroupSet", plural="rolebasedgroupsets", short_names=["rbgs"], converted=True,
+            kind="RoleBasedGroupSet",
+            plural="rolebasedgroupsets",
+            short_names=["rbgs"],
+            converted=True,
             description="RoleBasedGroupSet runs replicas identical RoleBasedGroups made from one template.",
             versions=[
                 # Its members are {rbgs}-{index}: the longest index counts.
-                CrdVersion(V1ALPHA1, RoleBasedGroupSetSpec, RoleBasedGroupSetStatus, set_columns,
-                           scale=set_scale,
-                           root_rules=name_rules("(size(self.metadata.name) + 1 + size(string(self.spec.replicas)))",
-                                                 "self.spec.template.roles")),
-                CrdVersion(V1ALPHA2, v1alpha2.RoleBasedGroupSetSpecV2, RoleBasedGroupSetStatus, set_columns,
-                           scale=set_scale, storage=True),
+                CrdVersion(
+                    V1ALPHA1,
+                    RoleBasedGroupSetSpec,
+                    RoleBasedGroupSetStatus,
+                    set_columns,
+                    scale=set_scale,
+                    root_rules=name_rules(
+                        "(size(self.metadata.name) + 1 + size(string(self.spec.replicas)))", "self.spec.template.roles"
+                    ),
+                ),
+                CrdVersion(
+                    V1ALPHA2,
+                    v1alpha2.RoleBasedGroupSetSpecV2,
+                    RoleBasedGroupSetStatus,
+                    set_columns,
+                    scale=set_scale,
+                    storage=True,
+                ),
             ],
         ),
         CrdSpec(
-            kind="ClusterEngineRuntimeProfile", plural="clusterengineruntimeprofiles", short_names=[],
+            kind="ClusterEngineRuntimeProfile",
+            plural="clusterengineruntimeprofiles",
+            short_names=[],
             scope="Cluster",
             description="ClusterEngineRuntimeProfile holds sidecars, init containers and volumes for roles that "
-                        "name it in engineRuntimes.",
-            versions=[CrdVersion(name, ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus, [],
-                                 storage=name == V1ALPHA2) for name in (V1ALPHA1, V1ALPHA2)],
+            "name it in engineRuntimes.",
+            versions=[
+                CrdVersion(
+                    name,
+                    ClusterEngineRuntimeProfileSpec,
+                    ClusterEngineRuntimeProfileStatus,
+                    [],
+                    storage=name == V1ALPHA2,
+                )
+                for name in (V1ALPHA1, V1ALPHA2)
+            ],
         ),
         CrdSpec(
-            kind="CoordinatedPolicy", plural="coordinatedpolicies", short_names=["cpolicy"],
+            kind="CoordinatedPolicy",
+            plural="coordinatedpolicies",
+            short_names=["cpolicy"],
             description="CoordinatedPolicy paces rolling updates and scaling across roles of the RoleBasedGroup "
-                        "of the same name.",
-            versions=[CrdVersion(V1ALPHA2, v1alpha2.CoordinatedPolicySpec, v1alpha2.CoordinatedPolicyStatus,
-                                 [age], storage=True)],
+            "of the same name.",
+            versions=[
+                CrdVersion(
+                    V1ALPHA2, v1alpha2.CoordinatedPolicySpec, v1alpha2.CoordinatedPolicyStatus, [age], storage=True
+                )
+            ],
         ),
         CrdSpec(
-            kind="RoleInstanceSet", plural="roleinstancesets", short_names=["ris"],
+            kind="RoleInstanceSet",
+            plural="roleinstancesets",
+            short_names=["ris"],
             description="RoleInstanceSet keeps replicas RoleInstances made from one template and rolls them to a "
-                        "new one; the workload of a RoleBasedGroup role.",
-            versions=[CrdVersion(V1ALPHA2, RoleInstanceSetSpec, RoleInstanceSetStatus, instance_set_columns,
-                                 scale={**set_scale, "labelSelectorPath": ".status.labelSelector"}, storage=True)],
+            "new one; the workload of a RoleBasedGroup role.",
+            versions=[
+                CrdVersion(
+                    V1ALPHA2,
+                    RoleInstanceSetSpec,
+                    RoleInstanceSetStatus,
+                    instance_set_columns,
+                    scale={**set_scale, "labelSelectorPath": ".status.labelSelector"},
+                    storage=True,
+                )
+            ],
         ),
         CrdSpec(
-            kind="RoleInstance", plural="roleinstances", short_names=["rins"],
+            kind="RoleInstance",
+            plural="roleinstances",
+            short_names=["rins"],
             description="RoleInstance is one replica of a role: the pods of one or more named components.",
             versions=[CrdVersion(V1ALPHA2, RoleInstanceSpec, RoleInstanceStatus, instance_columns, storage=True)],
         ),
@@ -341,10 +467,20 @@ def render(kubernetes_openapi: list[dict]) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--k8s-openapi", type=Path, required=True, action="append",
-                        help="the pinned Kubernetes' api/openapi-spec/v3/api__v1_openapi.json")
-    parser.add_argument("--out", type=Path, required=True, action="append",
-                        help="directory to write the CRDs to (repeatable: crds/ and the chart's crds/)")
+    parser.add_argument(
+        "--k8s-openapi",
+        type=Path,
+        required=True,
+        action="append",
+        help="the pinned Kubernetes' api/openapi-spec/v3/api__v1_openapi.json",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        action="append",
+        help="directory to write the CRDs to (repeatable: crds/ and the chart's crds/)",
+    )
     args = parser.parse_args()
     documents = [json.loads(path.read_text()) for path in args.k8s_openapi]
     for out in args.out:

@@ -21,7 +21,8 @@ class ClusterEngineRuntimeProfileSpec(ApiModel):
     containers: list[Container] | None = Field(None, description="Appended to the pods' containers.")
     volumes: list[Volume] | None = Field(None, description="Appended to the pods' volumes.")
     update_strategy: Literal["NoUpdate", "RollingUpdate"] = Field(
-        "NoUpdate", description="Whether pods follow a change of the profile (not read, as in the reference).")
+        "NoUpdate", description="Whether pods follow a change of the profile (not read, as in the reference)."
+    )
 
 
 class ClusterEngineRuntimeProfileStatus(ApiModel):

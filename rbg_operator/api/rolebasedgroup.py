@@ -14,26 +14,26 @@ from pydantic import Field, model_validator
 
 from ..kinds import DEPLOYMENT, LEADER_WORKER_SET, ROLE_INSTANCE_SET, STATEFUL_SET
 from .common import (
-    ApiModel,
-    graph_cycle,
-    json_object,
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
-    MaxSurge,
     MAX_ROLE_REPLICAS,
     MAX_ROLES,
+    ApiModel,
     Condition,
     Container,
-    RoleName,
-    cel,
     DnsLabel,
     FreeForm,
     IntOrString,
-    fanout_problem,
-    json_size,
+    MaxSurge,
     Percent,
     PodTemplateSpec,
+    RoleName,
     ServicePort,
+    cel,
+    fanout_problem,
+    graph_cycle,
+    json_object,
+    json_size,
 )
 
 LABEL_GROUP = "rolebasedgroup.workloads.x-k8s.io/name"
@@ -48,15 +48,21 @@ V2_FIELDS_KEY = "conversion.workloads.x-k8s.io/v1alpha2-role-fields"
 class Workload(ApiModel):
     """The kind of workload a role runs as."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel((
-        "(self.apiVersion == 'apps/v1' && (self.kind == 'StatefulSet' || self.kind == 'Deployment'))"
-        " || (self.apiVersion == 'leaderworkerset.x-k8s.io/v1' && self.kind == 'LeaderWorkerSet')"
-        " || (self.apiVersion == 'workloads.x-k8s.io/v1alpha2' && self.kind == 'RoleInstanceSet')",
-        "workload must be apps/v1 StatefulSet, apps/v1 Deployment, leaderworkerset.x-k8s.io/v1 LeaderWorkerSet "
-        "or workloads.x-k8s.io/v1alpha2 RoleInstanceSet",
-    ))}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "(self.apiVersion == 'apps/v1' && (self.kind == 'StatefulSet' || self.kind == 'Deployment'))"
+                " || (self.apiVersion == 'leaderworkerset.x-k8s.io/v1' && self.kind == 'LeaderWorkerSet')"
+                " || (self.apiVersion == 'workloads.x-k8s.io/v1alpha2' && self.kind == 'RoleInstanceSet')",
+                "workload must be apps/v1 StatefulSet, apps/v1 Deployment, leaderworkerset.x-k8s.io/v1 LeaderWorkerSet "
+                "or workloads.x-k8s.io/v1alpha2 RoleInstanceSet",
+            )
+        )
+    }
 
-    api_version: str = Field("apps/v1", description="API version of the workload: apps/v1 or leaderworkerset.x-k8s.io/v1.")
+    api_version: str = Field(
+        "apps/v1", description="API version of the workload: apps/v1 or leaderworkerset.x-k8s.io/v1."
+    )
     kind: str = Field("StatefulSet", description="Kind of the workload: StatefulSet, Deployment or LeaderWorkerSet.")
 
     @property
@@ -75,16 +81,19 @@ class LeaderWorkerSetSpec(ApiModel):
 
     size: int = Field(1, ge=1, le=MAX_LEADER_WORKER_SIZE, description="Pods per leader-worker group, leader included.")
     patch_leader_template: FreeForm | None = Field(
-        None, description="Strategic merge patch applied to the role template for the leader pod.")
+        None, description="Strategic merge patch applied to the role template for the leader pod."
+    )
     patch_worker_template: FreeForm | None = Field(
-        None, description="Strategic merge patch applied to the role template for worker pods.")
+        None, description="Strategic merge patch applied to the role template for worker pods."
+    )
 
 
 class InPlaceUpdateStrategy(ApiModel):
     """Settings for in-place updates."""
 
     grace_period_seconds: int | None = Field(
-        None, ge=0, description="Seconds the pod is marked not-ready before an in-place update.")
+        None, ge=0, description="Seconds the pod is marked not-ready before an in-place update."
+    )
 
 
 class RollingUpdate(ApiModel):
@@ -92,10 +101,14 @@ class RollingUpdate(ApiModel):
 
     type: str | None = Field(None, description="Update method of the rolling update, e.g. InPlaceIfPossible.")
     partition: IntOrString | None = Field(
-        None, description="Ordinal (or percentage of replicas) below which pods keep the old revision.")
-    max_unavailable: IntOrString = Field(1, description="Pods (or percentage) that may be unavailable during the update.")
-    max_surge: MaxSurge = Field(0, description="Extra pods (or percentage) allowed above replicas during the update "
-                                               "(at most 5000 or 100%).")
+        None, description="Ordinal (or percentage of replicas) below which pods keep the old revision."
+    )
+    max_unavailable: IntOrString = Field(
+        1, description="Pods (or percentage) that may be unavailable during the update."
+    )
+    max_surge: MaxSurge = Field(
+        0, description="Extra pods (or percentage) allowed above replicas during the update (at most 5000 or 100%)."
+    )
     paused: bool = Field(False, description="Holds the role's rollout where it is.")
     in_place_update_strategy: InPlaceUpdateStrategy | None = Field(None, description="In-place update settings.")
 
@@ -124,40 +137,64 @@ class ScalingAdapterSpec(ApiModel):
 class Role(ApiModel):
     """One named role of the group, run as one workload."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel(
-        # A RoleInstanceSet role (written in v1alpha2, stored in v1alpha1) may use the custom
-        # components pattern, kept in an annotation: it has neither template nor templateRef.
-        ("has(self.template) != has(self.templateRef) || (self.workload.kind == 'RoleInstanceSet'"
-         " && has(self.annotations) && 'conversion.workloads.x-k8s.io/v1alpha2-role-fields' in self.annotations)",
-         "set exactly one of template and templateRef"),
-        ("!has(self.templateRef) || self.workload.kind != 'LeaderWorkerSet'",
-         "templateRef is not allowed for LeaderWorkerSet roles", ".templateRef"),
-        ("!has(self.leaderWorkerSet) || self.workload.kind == 'LeaderWorkerSet'"
-         " || self.workload.kind == 'RoleInstanceSet'",
-         "leaderWorkerSet is only allowed for LeaderWorkerSet and RoleInstanceSet roles", ".leaderWorkerSet"),
-        ("!has(self.dependencies) || !(self.name in self.dependencies)", "a role cannot depend on itself",
-         ".dependencies"),
-    )}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            # A RoleInstanceSet role (written in v1alpha2, stored in v1alpha1) may use the custom
+            # components pattern, kept in an annotation: it has neither template nor templateRef.
+            (
+                "has(self.template) != has(self.templateRef) || (self.workload.kind == 'RoleInstanceSet'"
+                " && has(self.annotations) && 'conversion.workloads.x-k8s.io/v1alpha2-role-fields' in self.annotations)",  # noqa: E501 - one rule, one line
+                "set exactly one of template and templateRef",
+            ),
+            (
+                "!has(self.templateRef) || self.workload.kind != 'LeaderWorkerSet'",
+                "templateRef is not allowed for LeaderWorkerSet roles",
+                ".templateRef",
+            ),
+            (
+                "!has(self.leaderWorkerSet) || self.workload.kind == 'LeaderWorkerSet'"
+                " || self.workload.kind == 'RoleInstanceSet'",
+                "leaderWorkerSet is only allowed for LeaderWorkerSet and RoleInstanceSet roles",
+                ".leaderWorkerSet",
+            ),
+            (
+                "!has(self.dependencies) || !(self.name in self.dependencies)",
+                "a role cannot depend on itself",
+                ".dependencies",
+            ),
+        )
+    }
 
     name: DnsLabel = Field(description="Role name, unique in the group; a DNS label.")
-    replicas: int = Field(1, ge=0, le=MAX_ROLE_REPLICAS,
-                          description="Number of role instances (pods, or leader-worker groups).")
+    replicas: int = Field(
+        1, ge=0, le=MAX_ROLE_REPLICAS, description="Number of role instances (pods, or leader-worker groups)."
+    )
     dependencies: list[RoleName] | None = Field(
-        None, max_length=MAX_ROLES, description="Roles that must be Ready before this role is created.")
-    workload: Workload = Field(default_factory=Workload, description="Workload kind of the role.",
-                               json_schema_extra={"default": {"apiVersion": "apps/v1", "kind": "StatefulSet"}})
+        None, max_length=MAX_ROLES, description="Roles that must be Ready before this role is created."
+    )
+    workload: Workload = Field(
+        default_factory=Workload,
+        description="Workload kind of the role.",
+        json_schema_extra={"default": {"apiVersion": "apps/v1", "kind": "StatefulSet"}},
+    )
     template: PodTemplateSpec | None = Field(None, description="Pod template of the role.")
     template_ref: TemplateRef | None = Field(
-        None, description="Use a spec.roleTemplates entry as the pod template (not with LeaderWorkerSet).")
+        None, description="Use a spec.roleTemplates entry as the pod template (not with LeaderWorkerSet)."
+    )
     template_patch: FreeForm | None = Field(
-        None, description="Strategic merge patch applied onto the referenced role template.")
+        None, description="Strategic merge patch applied onto the referenced role template."
+    )
     leader_worker_set: LeaderWorkerSetSpec | None = Field(
-        None, description="LeaderWorkerSet settings; only for LeaderWorkerSet roles.")
+        None, description="LeaderWorkerSet settings; only for LeaderWorkerSet roles."
+    )
     restart_policy: Literal["None", "RecreateRBGOnPodRestart", "RecreateRoleInstanceOnPodRestart"] | None = Field(
-        None, description="What a container restart or pod loss in this role recreates.")
+        None, description="What a container restart or pod loss in this role recreates."
+    )
     rollout_strategy: RolloutStrategy | None = Field(None, description="How template changes roll out.")
     service_ports: list[ServicePort] | None = Field(None, description="Ports published in the discovery config.")
-    engine_runtimes: list[EngineRuntime] | None = Field(None, description="Engine runtime sidecars, from ClusterEngineRuntimeProfiles.")
+    engine_runtimes: list[EngineRuntime] | None = Field(
+        None, description="Engine runtime sidecars, from ClusterEngineRuntimeProfiles."
+    )
     scaling_adapter: ScalingAdapterSpec | None = Field(None, description="Scaling adapter for the role.")
     min_ready_seconds: int = Field(0, ge=0, description="Seconds a pod must be ready before it counts as available.")
     labels: dict[str, str] | None = Field(None, description="Labels copied onto the workload and its pods.")
@@ -218,10 +255,14 @@ class VolcanoScheduling(ApiModel):
 class PodGroupPolicy(ApiModel):
     """Gang scheduling: all pods of the group placed or none. Set one backend."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel((
-        "!(has(self.kubeScheduling) && has(self.volcanoScheduling))",
-        "set at most one gang backend: kubeScheduling or volcanoScheduling",
-    ))}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "!(has(self.kubeScheduling) && has(self.volcanoScheduling))",
+                "set at most one gang backend: kubeScheduling or volcanoScheduling",
+            )
+        )
+    }
 
     kube_scheduling: KubeScheduling | None = Field(None, description="Use the scheduler-plugins coscheduling PodGroup.")
     volcano_scheduling: VolcanoScheduling | None = Field(None, description="Use a Volcano PodGroup.")
@@ -240,7 +281,8 @@ class CoordinationScaling(ApiModel):
 
     max_skew: Percent | None = Field(None, description="Largest allowed difference of the roles' scaled fractions.")
     progression: Literal["OrderScheduled", "OrderReady"] = Field(
-        "OrderScheduled", description="Advance when pods are scheduled (OrderScheduled) or ready (OrderReady).")
+        "OrderScheduled", description="Advance when pods are scheduled (OrderScheduled) or ready (OrderReady)."
+    )
 
 
 class CoordinationStrategy(ApiModel):
@@ -261,34 +303,53 @@ class Coordination(ApiModel):
 class RoleBasedGroupSpec(ApiModel):
     """A list of named roles deployed, ordered, scheduled and updated as one group."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel(
-        ("self.roles.all(r, self.roles.exists_one(x, x.name == r.name))", "role names must be unique", ".roles"),
-        ("self.roles.all(r, !has(r.dependencies) || r.dependencies.all(d, self.roles.exists(x, x.name == d)))",
-         "dependencies must name roles of this group", ".roles"),
-        ("!has(self.coordination) || self.coordination.all(c, c.roles.all(n, self.roles.exists(r, r.name == n)))",
-         "coordination roles must name roles of this group", ".coordination"),
-        ("self.roles.all(r, !has(r.templateRef) || (has(self.roleTemplates)"
-         " && self.roleTemplates.exists(t, t.name == r.templateRef.name)))",
-         "templateRef must name an entry of roleTemplates", ".roles"),
-        ("self.roles.map(r, (has(r.replicas) ? r.replicas : 1)"
-         " * (has(r.leaderWorkerSet) && has(r.leaderWorkerSet.size) ? r.leaderWorkerSet.size : 1)).sum()"
-         f" <= {MAX_GROUP_PODS}",
-         f"the group's pods (replicas times leaderWorkerSet.size, over all roles) must be at most {MAX_GROUP_PODS}",
-         ".roles"),
-    )}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            ("self.roles.all(r, self.roles.exists_one(x, x.name == r.name))", "role names must be unique", ".roles"),
+            (
+                "self.roles.all(r, !has(r.dependencies) || r.dependencies.all(d, self.roles.exists(x, x.name == d)))",
+                "dependencies must name roles of this group",
+                ".roles",
+            ),
+            (
+                "!has(self.coordination) || self.coordination.all(c, c.roles.all(n, self.roles.exists(r, r.name == n)))",  # noqa: E501 - one rule, one line
+                "coordination roles must name roles of this group",
+                ".coordination",
+            ),
+            (
+                "self.roles.all(r, !has(r.templateRef) || (has(self.roleTemplates)"
+                " && self.roleTemplates.exists(t, t.name == r.templateRef.name)))",
+                "templateRef must name an entry of roleTemplates",
+                ".roles",
+            ),
+            (
+                "self.roles.map(r, (has(r.replicas) ? r.replicas : 1)"
+                " * (has(r.leaderWorkerSet) && has(r.leaderWorkerSet.size) ? r.leaderWorkerSet.size : 1)).sum()"
+                f" <= {MAX_GROUP_PODS}",
+                f"the group's pods (replicas times leaderWorkerSet.size, over all roles) must be at most {MAX_GROUP_PODS}",  # noqa: E501 - one rule, one line
+                ".roles",
+            ),
+        )
+    }
 
-    roles: list[Role] = Field(min_length=1, max_length=MAX_ROLES, description="The group's roles.",
-                              json_schema_extra=LIST_MAP_BY_NAME)
+    roles: list[Role] = Field(
+        min_length=1, max_length=MAX_ROLES, description="The group's roles.", json_schema_extra=LIST_MAP_BY_NAME
+    )
     role_templates: list[RoleTemplate] | None = Field(
-        None, max_length=MAX_ROLES, description="Named pod templates that roles can reference.",
-        json_schema_extra=LIST_MAP_BY_NAME)
+        None,
+        max_length=MAX_ROLES,
+        description="Named pod templates that roles can reference.",
+        json_schema_extra=LIST_MAP_BY_NAME,
+    )
     pod_group_policy: PodGroupPolicy | None = Field(
-        None, description="Gang scheduling policy; its presence turns gang scheduling on.")
+        None, description="Gang scheduling policy; its presence turns gang scheduling on."
+    )
     coordination: list[Coordination] | None = Field(
-        None, max_length=MAX_ROLES, description="Roles that roll out and scale together.")
+        None, max_length=MAX_ROLES, description="Roles that roll out and scale together."
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "RoleBasedGroupSpec":
+    def _check(self) -> RoleBasedGroupSpec:
         problems = spec_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
@@ -312,8 +373,10 @@ class RoleBasedGroupStatus(ApiModel):
 
     observed_generation: int | None = Field(None, description="The .metadata.generation this status reflects.")
     conditions: list[Condition] | None = Field(
-        None, description="Ready, Progressing, Reconciling, Stalled, RollingUpdateInProgress, RestartInProgress.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+        None,
+        description="Ready, Progressing, Reconciling, Stalled, RollingUpdateInProgress, RestartInProgress.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     role_statuses: list[RoleStatus] | None = Field(None, description="Per-role counts.")
 
 
@@ -351,8 +414,10 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
                 problems.append(f"coordination[{i}].roles: unknown role {role_name!r}")
     pods = sum(role.replicas * role.pods_per_replica for role in spec.roles)
     if pods > MAX_GROUP_PODS:
-        problems.append(f"roles: the group's pods (replicas times leaderWorkerSet.size or the custom components' "
-                        f"sizes, over all roles) are {pods}, at most {MAX_GROUP_PODS} are allowed")
+        problems.append(
+            f"roles: the group's pods (replicas times leaderWorkerSet.size or the custom components' "
+            f"sizes, over all roles) are {pods}, at most {MAX_GROUP_PODS} are allowed"
+        )
     fanout = fanout_problem("roles", group_fanout(spec))
     if fanout:
         problems.append(fanout)
@@ -370,8 +435,9 @@ def group_fanout(spec: RoleBasedGroupSpec) -> list[tuple[str, int, int]]:
     for i, role in enumerate(spec.roles):
         if role.workload.key != ROLE_INSTANCE_SET:
             continue  # one workload object; its pods are counted by pod quotas and the pod caps
-        size = json_size(role.wire()) + (json_size(templates.get(role.template_ref.name))
-                                         if role.template_ref is not None else 0)
+        size = json_size(role.wire()) + (
+            json_size(templates.get(role.template_ref.name)) if role.template_ref is not None else 0
+        )
         copies.append((f"roles[{i}] ({role.name})", role.replicas, size * (2 if role.pattern == "leaderWorker" else 1)))
     return copies
 
@@ -379,6 +445,7 @@ def group_fanout(spec: RoleBasedGroupSpec) -> list[tuple[str, int, int]]:
 def dependency_cycle(spec: RoleBasedGroupSpec) -> list[str]:
     """A dependency cycle as a list of role names (first repeated at the end), or []."""
     return graph_cycle({role.name: [d for d in role.dependencies or [] if d != role.name] for role in spec.roles})
+
 
 def dependency_layers(spec: RoleBasedGroupSpec) -> list[list[str]]:
     """Roles grouped so that each layer depends only on earlier layers (spec order within a layer)."""
@@ -409,30 +476,43 @@ def name_problems(name: str, spec: RoleBasedGroupSpec) -> list[str]:
     """What the group's name and its roles' names cannot become (the limits above)."""
     problems = []
     if len(name) > MAX_GROUP_NAME:
-        problems.append(f"metadata.name: {len(name)} characters, at most {MAX_GROUP_NAME} are allowed "
-                        f"(it is the value of the {LABEL_GROUP} label)")
+        problems.append(
+            f"metadata.name: {len(name)} characters, at most {MAX_GROUP_NAME} are allowed "
+            f"(it is the value of the {LABEL_GROUP} label)"
+        )
     for i, role in enumerate(spec.roles):
         limit = MAX_WORKLOAD_NAME.get(role.workload.kind)
         workload = f"{name}-{role.name}"
         if limit is not None and len(workload) > limit:
-            problems.append(f"spec.roles[{i}].name: the workload name {workload!r} has {len(workload)} characters, "
-                            f"at most {limit} are allowed for {role.workload.kind} roles (shorten the group or "
-                            f"role name)")
+            problems.append(
+                f"spec.roles[{i}].name: the workload name {workload!r} has {len(workload)} characters, "
+                f"at most {limit} are allowed for {role.workload.kind} roles (shorten the group or "
+                f"role name)"
+            )
     return problems
 
 
 def name_rules(name: str, roles: str) -> list[tuple[str, str, str]]:
     """The same limits as CEL rules on an object's root: `name` is its name expression (which may
     add a suffix, as a set's members do) and `roles` the path of its role list."""
-    limit = ("(r.workload.kind == 'StatefulSet' ? {StatefulSet} : r.workload.kind == 'LeaderWorkerSet'"
-             " ? {LeaderWorkerSet} : {Deployment})").format(**MAX_WORKLOAD_NAME)
+    limit = (
+        "(r.workload.kind == 'StatefulSet' ? {StatefulSet} : r.workload.kind == 'LeaderWorkerSet'"
+        " ? {LeaderWorkerSet} : {Deployment})"
+    ).format(**MAX_WORKLOAD_NAME)
     return [
-        (f"{name} <= {MAX_GROUP_NAME}", f"metadata.name: the group name must be at most {MAX_GROUP_NAME} characters "
-         f"(it is the value of the {LABEL_GROUP} label)", ""),
-        (f"{roles}.all(r, {name} + 1 + size(r.name) <= {limit})",
-         "the workload name {rbg}-{role} must be at most " + ", ".join(
-             f"{n} characters for {k} roles" for k, n in MAX_WORKLOAD_NAME.items()) + "; shorten the group or role name",
-         ".spec"),
+        (
+            f"{name} <= {MAX_GROUP_NAME}",
+            f"metadata.name: the group name must be at most {MAX_GROUP_NAME} characters "
+            f"(it is the value of the {LABEL_GROUP} label)",
+            "",
+        ),
+        (
+            f"{roles}.all(r, {name} + 1 + size(r.name) <= {limit})",
+            "the workload name {rbg}-{role} must be at most "
+            + ", ".join(f"{n} characters for {k} roles" for k, n in MAX_WORKLOAD_NAME.items())
+            + "; shorten the group or role name",
+            ".spec",
+        ),
     ]
 
 
@@ -451,19 +531,26 @@ def gang_minimum_problems(text: str | None, roles: list[str]) -> list[str]:
     except ValueError:
         value = None
     if not isinstance(value, dict) or not value:
-        return [f'{field}: must be a JSON object of role name to minimum pods, such as {{"prefill": 2, "decode": "50%"}}']
+        return [
+            f'{field}: must be a JSON object of role name to minimum pods, such as {{"prefill": 2, "decode": "50%"}}'
+        ]
     problems = []
     for role, minimum in value.items():
         if role not in roles:
             problems.append(f"{field}: {role!r} is not a role of this group (roles: {', '.join(roles)})")
         elif isinstance(minimum, bool) or not (
-                (isinstance(minimum, int) and minimum >= 1)
-                or (isinstance(minimum, str) and re.fullmatch(r"([1-9][0-9]?|100)%", minimum))):
-            problems.append(f"{field}: the minimum of role {role!r} must be a whole number of at least 1 or a "
-                            f"percentage from 1% to 100%, not {minimum!r}")
+            (isinstance(minimum, int) and minimum >= 1)
+            or (isinstance(minimum, str) and re.fullmatch(r"([1-9][0-9]?|100)%", minimum))
+        ):
+            problems.append(
+                f"{field}: the minimum of role {role!r} must be a whole number of at least 1 or a "
+                f"percentage from 1% to 100%, not {minimum!r}"
+            )
     if len(roles) > MAX_GANG_ROLES:
-        problems.append(f"{field}: per-role minimums support at most {MAX_GANG_ROLES} roles (the Workload API's "
-                        f"limit), this group has {len(roles)}")
+        problems.append(
+            f"{field}: per-role minimums support at most {MAX_GANG_ROLES} roles (the Workload API's "
+            f"limit), this group has {len(roles)}"
+        )
     return problems
 
 
@@ -478,10 +565,11 @@ class RoleBasedGroup(ApiModel):
     status: RoleBasedGroupStatus | None = Field(None, description="Observed state of the group.")
 
     @model_validator(mode="after")
-    def _names(self) -> "RoleBasedGroup":
+    def _names(self) -> RoleBasedGroup:
         problems = name_problems(self.metadata.get("name", ""), self.spec)
-        problems += gang_minimum_problems((self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS),
-                                          [role.name for role in self.spec.roles])
+        problems += gang_minimum_problems(
+            (self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS), [role.name for role in self.spec.roles]
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self

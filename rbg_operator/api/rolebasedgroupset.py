@@ -15,9 +15,10 @@ class RoleBasedGroupSetSpec(ApiModel):
     template: RoleBasedGroupSpec = Field(description="Spec of every RoleBasedGroup of the set.")
 
     @model_validator(mode="after")
-    def _bounded_fanout(self) -> "RoleBasedGroupSetSpec":
-        problem = fanout_problem("replicas", set_fanout(self.replicas, json_size(self.template.wire()),
-                                                        group_fanout(self.template)))
+    def _bounded_fanout(self) -> RoleBasedGroupSetSpec:
+        problem = fanout_problem(
+            "replicas", set_fanout(self.replicas, json_size(self.template.wire()), group_fanout(self.template))
+        )
         if problem:
             raise ValueError(problem)
         return self
@@ -26,7 +27,8 @@ class RoleBasedGroupSetSpec(ApiModel):
 def set_fanout(replicas: int, template_bytes: int, group: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     """The template copies a set makes: its group template in each member, and what each member makes."""
     return [("the group template", replicas, template_bytes)] + [
-        (f"template.{what}", replicas * count, size) for what, count, size in group]
+        (f"template.{what}", replicas * count, size) for what, count, size in group
+    ]
 
 
 class RoleBasedGroupSetStatus(ApiModel):
@@ -36,5 +38,7 @@ class RoleBasedGroupSetStatus(ApiModel):
     replicas: int = Field(0, description="Groups that exist.")
     ready_replicas: int = Field(0, description="Groups whose Ready condition is True.")
     conditions: list[Condition] | None = Field(
-        None, description="Standard conditions.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+        None,
+        description="Standard conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )

@@ -42,8 +42,11 @@ Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 def _conditions(description: str) -> Any:
-    return Field(None, description=description,
-                 json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+    return Field(
+        None,
+        description=description,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
 
 
 class RoleInstanceComponent(ApiModel):
@@ -53,10 +56,12 @@ class RoleInstanceComponent(ApiModel):
     # The reference leaves size optional and then fails the reconcile on it (Q14): here unset means 1 pod.
     size: int = Field(1, ge=0, le=MAX_LEADER_WORKER_SIZE, description="Pods of this component in the instance.")
     service_name: str | None = Field(
-        None, description="Headless Service the pods get as subdomain (hostname: the pod name); it must exist.")
+        None, description="Headless Service the pods get as subdomain (hostname: the pod name); it must exist."
+    )
     labels: dict[str, str] | None = Field(None, description="Labels merged into the component's pods; they win.")
     annotations: dict[str, str] | None = Field(
-        None, description="Annotations merged into the component's pods; component directives are read here first.")
+        None, description="Annotations merged into the component's pods; component directives are read here first."
+    )
     # The reference keeps this schemaless. Typed as the real PodTemplateSpec, as RoleBasedGroup
     # templates are here, so that a malformed template is refused when the object is written
     # instead of failing every pod creation later; one embedded pod template keeps the CRD small.
@@ -78,35 +83,51 @@ class RoleInstanceSpec(ApiModel):
 
     # Each pod costs the operator work on every reconcile of the instance; one instance may hold
     # as many pods as a whole group.
-    model_config = ApiModel.model_config | {"json_schema_extra": cel((
-        f"{INSTANCE_PODS} <= {MAX_INSTANCE_PODS}",
-        f"an instance's pods (the sum of its components' sizes) must be at most {MAX_INSTANCE_PODS}",
-        ".components"))}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                f"{INSTANCE_PODS} <= {MAX_INSTANCE_PODS}",
+                f"an instance's pods (the sum of its components' sizes) must be at most {MAX_INSTANCE_PODS}",
+                ".components",
+            )
+        )
+    }
 
     components: list[RoleInstanceComponent] = Field(
-        min_length=1, max_length=MAX_ROLES, description="The instance's components, each unique by name.",
-        json_schema_extra=LIST_MAP_BY_NAME)
+        min_length=1,
+        max_length=MAX_ROLES,
+        description="The instance's components, each unique by name.",
+        json_schema_extra=LIST_MAP_BY_NAME,
+    )
     # An enum here, where the reference takes any string, so that a typo is refused.
     ready_policy: Literal["AllPodReady", "None"] = Field(
-        "AllPodReady", description="AllPodReady: the pods turn Ready together, once all are; None: ready at once.")
+        "AllPodReady", description="AllPodReady: the pods turn Ready together, once all are; None: ready at once."
+    )
     restart_policy: RESTART_POLICIES | None = Field(None, description="Deprecated: use restartPolicyConfig.type.")
     restart_policy_config: RestartPolicyConfig | None = Field(
-        None, description="What a pod failure or container restart recreates, and the backoff; empty: no restart.")
+        None, description="What a pod failure or container restart recreates, and the backoff; empty: no restart."
+    )
     readiness_gates: list[RoleInstanceReadinessGate] | None = Field(
-        None, description="Instance conditions that must be True for the instance to be ready.")
+        None, description="Instance conditions that must be True for the instance to be ready."
+    )
 
     @property
     def pods(self) -> int:
         return sum(c.size for c in self.components)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "RoleInstanceSpec":
+    def _unique_names(self) -> RoleInstanceSpec:
         names = [c.name for c in self.components]
-        problems = [f"components[{i}].name: {name!r} is used more than once"
-                    for i, name in enumerate(names) if name in names[:i]]
+        problems = [
+            f"components[{i}].name: {name!r} is used more than once"
+            for i, name in enumerate(names)
+            if name in names[:i]
+        ]
         if self.pods > MAX_INSTANCE_PODS:
-            problems.append(f"components: an instance's pods (the sum of its components' sizes) are {self.pods}, at "
-                            f"most {MAX_INSTANCE_PODS} are allowed")
+            problems.append(
+                f"components: an instance's pods (the sum of its components' sizes) are {self.pods}, at "
+                f"most {MAX_INSTANCE_PODS} are allowed"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -137,15 +158,18 @@ class RoleInstanceStatus(ApiModel):
     observed_generation: int | None = Field(None, description="The .metadata.generation this status reflects.")
     conditions: list[Condition] | None = _conditions(
         "RoleInstanceReady, RoleInstanceAllPodsReady, Restarting, FailedScale, FailedUpdate and the "
-        "readiness-gate conditions.")
+        "readiness-gate conditions."
+    )
     component_statuses: list[ComponentStatus] | None = Field(
-        None, description="Pod counts per component, in spec order.")
+        None, description="Pod counts per component, in spec order."
+    )
     label_selector: str | None = Field(None, description="Selector of the instance's pods.")
     current_revision: str | None = Field(None, description="ControllerRevision every pod was at last.")
     update_revision: str | None = Field(None, description="ControllerRevision of the current spec.")
     collision_count: int | None = Field(None, description="Hash collisions met when naming revisions.")
     in_place_update_container_baselines: dict[str, dict[str, ContainerBaseline]] | None = Field(
-        None, description="Per pod, per container: its state before the last in-place update.")
+        None, description="Per pod, per container: its state before the last in-place update."
+    )
     restart_count: int | None = Field(None, description="How often the restart policy recreated the instance.")
     last_restart_time: Timestamp | None = Field(None, description="When the instance was last recreated.")
 
@@ -154,22 +178,28 @@ class RoleInstanceSetScaleStrategy(ApiModel):
     """How instances are removed and added."""
 
     role_instance_to_delete: list[str] | None = Field(
-        None, description="Names of instances to delete first when scaling down (Stateless mode only).")
+        None, description="Names of instances to delete first when scaling down (Stateless mode only)."
+    )
     max_unavailable: IntOrString | None = Field(
-        None, description="Instances (or percentage) that may be unavailable while scaling up.")
+        None, description="Instances (or percentage) that may be unavailable while scaling up."
+    )
 
 
 class RoleInstanceSetUpdateStrategy(ApiModel):
     """How instances move to a new roleInstanceTemplate."""
 
     type: UPDATE_STRATEGY_TYPES = Field(
-        "InPlaceIfPossible", description="RecreatePod, InPlaceIfPossible or InPlaceOnly.")
+        "InPlaceIfPossible", description="RecreatePod, InPlaceIfPossible or InPlaceOnly."
+    )
     partition: IntOrString = Field(0, description="Instances (or percentage, rounded down) kept at the old revision.")
     max_unavailable: IntOrString | None = Field(
-        None, description="Instances (or percentage) that may be unavailable during the update (default 10%).")
+        None, description="Instances (or percentage) that may be unavailable during the update (default 10%)."
+    )
     max_surge: MaxSurge | None = Field(
-        None, description="Extra instances (or percentage, rounded up) above replicas during the update (default 0; "
-                          "at most 5000 or 100%).")
+        None,
+        description="Extra instances (or percentage, rounded up) above replicas during the update (default 0; "
+        "at most 5000 or 100%).",
+    )
     paused: bool = Field(False, description="Holds the rollout where it is.")
     in_place_update_strategy: InPlaceUpdateStrategy | None = Field(None, description="In-place update settings.")
 
@@ -178,9 +208,9 @@ class RoleInstanceSetLifecycleHook(ApiModel):
     """A point in an instance's life where the set waits for hooks to finish (Stateless mode only)."""
 
     labels_handler: dict[str, str] | None = Field(
-        None, description="Labels that hold the instance while present; removing them releases it.")
-    finalizers_handler: list[str] | None = Field(
-        None, description="Finalizers that hold the instance while present.")
+        None, description="Labels that hold the instance while present; removing them releases it."
+    )
+    finalizers_handler: list[str] | None = Field(None, description="Finalizers that hold the instance while present.")
     mark_pod_not_ready: bool | None = Field(None, description="Mark the instance's pods not ready during the hook.")
 
 
@@ -189,7 +219,8 @@ class RoleInstanceSetLifecycle(ApiModel):
 
     pre_delete: RoleInstanceSetLifecycleHook | None = Field(None, description="Before an instance is deleted.")
     in_place_update: RoleInstanceSetLifecycleHook | None = Field(
-        None, description="Around an in-place update of an instance.")
+        None, description="Around an in-place update of an instance."
+    )
 
 
 class RoleInstanceSetSpec(ApiModel):
@@ -197,35 +228,47 @@ class RoleInstanceSetSpec(ApiModel):
 
     # A set may run as many pods as a group. Its other bound, the bytes of template its instances
     # copy (instance_set_fanout_problem), CEL cannot measure: the controller refuses to fan out.
-    model_config = ApiModel.model_config | {"json_schema_extra": cel((
-        f"(has(self.replicas) ? self.replicas : 1) * {INSTANCE_PODS.replace('self.', 'self.roleInstanceTemplate.')}"
-        f" <= {MAX_INSTANCE_PODS}",
-        f"the set's pods (replicas times the sum of the instance's component sizes) must be at most "
-        f"{MAX_INSTANCE_PODS}", ".replicas"))}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                f"(has(self.replicas) ? self.replicas : 1) * {INSTANCE_PODS.replace('self.', 'self.roleInstanceTemplate.')}"  # noqa: E501 - one rule, one line
+                f" <= {MAX_INSTANCE_PODS}",
+                f"the set's pods (replicas times the sum of the instance's component sizes) must be at most "
+                f"{MAX_INSTANCE_PODS}",
+                ".replicas",
+            )
+        )
+    }
 
     # The reference only documents the default 1 (Q25): here the API server applies it.
     replicas: int = Field(1, ge=0, le=MAX_ROLE_REPLICAS, description="Number of instances.")
     selector: LabelSelector | None = Field(
-        None, description="Label query over the instances; it should match the roleInstanceTemplate's labels.")
+        None, description="Label query over the instances; it should match the roleInstanceTemplate's labels."
+    )
     role_instance_template: RoleInstanceSpec = Field(description="Spec of every instance of the set.")
     pod_management_policy: Literal["OrderedReady", "Parallel"] = Field(
-        "Parallel", description="OrderedReady creates instances one at a time, each once the previous is Ready.")
+        "Parallel", description="OrderedReady creates instances one at a time, each once the previous is Ready."
+    )
     scale_strategy: RoleInstanceSetScaleStrategy | None = Field(None, description="Scaling settings.")
     # Defaulted to {} so that its documented defaults apply to a set that leaves it out (Q25).
     update_strategy: RoleInstanceSetUpdateStrategy = Field(
-        default_factory=RoleInstanceSetUpdateStrategy, description="Rolling update settings.",
-        json_schema_extra={"default": {}})
+        default_factory=RoleInstanceSetUpdateStrategy,
+        description="Rolling update settings.",
+        json_schema_extra={"default": {}},
+    )
     revision_history_limit: int = Field(10, ge=0, description="Old ControllerRevisions kept.")
     min_ready_seconds: int = Field(0, ge=0, description="Seconds an instance must be ready before it is available.")
     lifecycle: RoleInstanceSetLifecycle | None = Field(None, description="Lifecycle hooks (Stateless mode only).")
 
     @model_validator(mode="after")
-    def _bounded(self) -> "RoleInstanceSetSpec":
+    def _bounded(self) -> RoleInstanceSetSpec:
         problems = []
         pods = self.replicas * self.role_instance_template.pods
         if pods > MAX_INSTANCE_PODS:
-            problems.append(f"replicas: the set's pods (replicas times the sum of the instance's component sizes) "
-                            f"are {pods}, at most {MAX_INSTANCE_PODS} are allowed")
+            problems.append(
+                f"replicas: the set's pods (replicas times the sum of the instance's component sizes) "
+                f"are {pods}, at most {MAX_INSTANCE_PODS} are allowed"
+            )
         fanout = instance_set_fanout_problem(self.wire())
         if fanout:
             problems.append(fanout)
@@ -238,8 +281,16 @@ def instance_set_fanout_problem(spec: dict) -> str | None:
     """Why a RoleInstanceSet (its spec as stored) may not make its instances: each is a copy of
     roleInstanceTemplate, and `replicas` of them would pass MAX_FANOUT_BYTES. None when they fit."""
     replicas = spec.get("replicas", 1)
-    return fanout_problem("replicas", [("roleInstanceTemplate", replicas if isinstance(replicas, int) else 0,
-                                        json_size(spec.get("roleInstanceTemplate")))])
+    return fanout_problem(
+        "replicas",
+        [
+            (
+                "roleInstanceTemplate",
+                replicas if isinstance(replicas, int) else 0,
+                json_size(spec.get("roleInstanceTemplate")),
+            )
+        ],
+    )
 
 
 class RoleInstanceSetStatus(ApiModel):

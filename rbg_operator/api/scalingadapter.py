@@ -20,7 +20,9 @@ class ScaleTargetRef(ApiModel):
 class RoleBasedGroupScalingAdapterSpec(ApiModel):
     """Desired replicas of one role."""
 
-    replicas: int | None = Field(None, ge=0, description="Desired replicas of the role; written by kubectl scale or an HPA.")
+    replicas: int | None = Field(
+        None, ge=0, description="Desired replicas of the role; written by kubectl scale or an HPA."
+    )
     scale_target_ref: ScaleTargetRef = Field(description="The group and role to scale.")
 
 
@@ -30,9 +32,16 @@ class RoleBasedGroupScalingAdapterStatus(ApiModel):
     phase: Literal["NotBound", "Bound"] | None = Field(None, description="Bound once the target role exists.")
     replicas: int | None = Field(None, description="Current replicas of the role.")
     ready_replicas: int | None = Field(None, description="Ready replicas of the role.")
-    selector: str | None = Field(None, description="Label selector of the role's pods (for LeaderWorkerSet roles, the leaders).")
-    last_scale_time: str | None = Field(None, description="When the adapter last changed the role's replicas.",
-                                        json_schema_extra={"format": "date-time"})
+    selector: str | None = Field(
+        None, description="Label selector of the role's pods (for LeaderWorkerSet roles, the leaders)."
+    )
+    last_scale_time: str | None = Field(
+        None,
+        description="When the adapter last changed the role's replicas.",
+        json_schema_extra={"format": "date-time"},
+    )
     conditions: list[Condition] | None = Field(
-        None, description="Standard conditions.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+        None,
+        description="Standard conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
+from .. import kinds
 from .common import (
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
@@ -31,18 +32,29 @@ from .common import (
     json_size,
     resolve,
 )
-from .. import kinds
-from .rolebasedgroup import (LIST_MAP_BY_NAME, Coordination, EngineRuntime,
-                             PodGroupPolicy, RoleBasedGroupStatus, RoleTemplate, RolloutStrategy, Workload,
-                             dependency_cycle, gang_minimum_problems, name_problems, GANG_ROLE_MINIMUMS)
 from .kept import kept_coordination, pod_group_policy
+from .rolebasedgroup import (
+    GANG_ROLE_MINIMUMS,
+    LIST_MAP_BY_NAME,
+    Coordination,
+    EngineRuntime,
+    PodGroupPolicy,
+    RoleBasedGroupStatus,
+    RoleTemplate,
+    RolloutStrategy,
+    Workload,
+    dependency_cycle,
+    gang_minimum_problems,
+    name_problems,
+)
 from .rolebasedgroupset import set_fanout
 
 WORKLOAD_TYPE_KEY = "rbg.workloads.x-k8s.io/role-workload-type"
 # The annotation's values: "apiVersion/kind" of a workload kind.
 ROLE_INSTANCE_SET = "/".join(kinds.ROLE_INSTANCE_SET)
-WORKLOAD_TYPES = tuple("/".join(key) for key in (kinds.ROLE_INSTANCE_SET, kinds.STATEFUL_SET, kinds.DEPLOYMENT,
-                                                   kinds.LEADER_WORKER_SET))
+WORKLOAD_TYPES = tuple(
+    "/".join(key) for key in (kinds.ROLE_INSTANCE_SET, kinds.STATEFUL_SET, kinds.DEPLOYMENT, kinds.LEADER_WORKER_SET)
+)
 RESTART_POLICIES = Literal["None", "RecreateRoleInstanceOnPodRestart"]
 # A role annotation of conversion's (api/conversion.py): the v1alpha1 restartPolicy of a role that
 # v1alpha2 has no place for (a standalone role's, or RecreateRBGOnPodRestart). The operator acts
@@ -61,8 +73,11 @@ class TemplateRefV2(ApiModel):
 class TemplateSource(ApiModel):
     """Where a pattern's pod template comes from: inline, or a roleTemplates entry."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel(
-        ("!(has(self.template) && has(self.templateRef))", "template and templateRef are mutually exclusive"))}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            ("!(has(self.template) && has(self.templateRef))", "template and templateRef are mutually exclusive")
+        )
+    }
 
     template: PodTemplateSpec | None = Field(None, description="An inline pod template.")
     template_ref: TemplateRefV2 | None = Field(None, description="A roleTemplates entry with an optional patch.")
@@ -71,9 +86,14 @@ class TemplateSource(ApiModel):
 class RestartPolicyConfig(ApiModel):
     """What a pod restart recreates, and the backoff between recreations."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel((
-        "!has(self.baseDelaySeconds) || !has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.baseDelaySeconds",
-        "maxDelaySeconds must be greater than or equal to baseDelaySeconds"))}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "!has(self.baseDelaySeconds) || !has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.baseDelaySeconds",  # noqa: E501 - one rule, one line
+                "maxDelaySeconds must be greater than or equal to baseDelaySeconds",
+            )
+        )
+    }
 
     type: RESTART_POLICIES | None = Field(None, description="None or RecreateRoleInstanceOnPodRestart.")
     base_delay_seconds: int | None = Field(None, ge=0, description="First backoff between recreations (default 30).")
@@ -91,7 +111,8 @@ class LeaderWorkerPattern(TemplateSource):
     leader_template_patch: FreeForm | None = Field(None, description="Strategic merge patch for the leader only.")
     worker_template_patch: FreeForm | None = Field(None, description="Strategic merge patch for the workers only.")
     shared_service_selection: Literal["All", "LeaderOnly"] | None = Field(
-        None, description="Which pods the role's headless Service selects.")
+        None, description="Which pods the role's headless Service selects."
+    )
     restart_policy: str | None = Field(None, description="Deprecated: use restartPolicyConfig.type.")
     restart_policy_config: RestartPolicyConfig | None = Field(None, description="Restart policy and backoff.")
 
@@ -111,7 +132,8 @@ class CustomComponentsPattern(ApiModel):
     """Each replica is an instance of several named components."""
 
     components: list[InstanceComponent] | None = Field(
-        None, max_length=MAX_ROLES, description="The components of every instance.")
+        None, max_length=MAX_ROLES, description="The components of every instance."
+    )
     restart_policy: str | None = Field(None, description="Deprecated: use restartPolicyConfig.type.")
     restart_policy_config: RestartPolicyConfig | None = Field(None, description="Restart policy and backoff.")
 
@@ -126,40 +148,53 @@ class ScalingAdapterV2(ApiModel):
 class RoleV2(ApiModel):
     """One named role of the group."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel(
-        {"rule": "[has(self.standalonePattern), has(self.leaderWorkerPattern), has(self.customComponentsPattern)]"
-                 ".filter(set, set).size() <= 1",
-         "messageExpression": "'role ' + self.name + ' sets more than one pattern, but only one of "
-                              "standalonePattern, leaderWorkerPattern and customComponentsPattern may be set'"},
-        ("!has(self.dependencies) || !(self.name in self.dependencies)", "a role cannot depend on itself",
-         ".dependencies"),
-        ("!has(self.leaderWorkerPattern) || !has(self.leaderWorkerPattern.sharedServiceSelection)"
-         " || self.leaderWorkerPattern.sharedServiceSelection != 'LeaderOnly' || !has(self.annotations)"
-         f" || !('{WORKLOAD_TYPE_KEY}' in self.annotations)"
-         f" || self.annotations['{WORKLOAD_TYPE_KEY}'] == '{ROLE_INSTANCE_SET}'",
-         "leaderWorkerPattern.sharedServiceSelection=LeaderOnly is only supported for RoleInstanceSet + "
-         "leaderWorkerPattern"),
-    )}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            {
+                "rule": "[has(self.standalonePattern), has(self.leaderWorkerPattern), has(self.customComponentsPattern)]"  # noqa: E501 - one rule, one line
+                ".filter(set, set).size() <= 1",
+                "messageExpression": "'role ' + self.name + ' sets more than one pattern, but only one of "
+                "standalonePattern, leaderWorkerPattern and customComponentsPattern may be set'",
+            },
+            (
+                "!has(self.dependencies) || !(self.name in self.dependencies)",
+                "a role cannot depend on itself",
+                ".dependencies",
+            ),
+            (
+                "!has(self.leaderWorkerPattern) || !has(self.leaderWorkerPattern.sharedServiceSelection)"
+                " || self.leaderWorkerPattern.sharedServiceSelection != 'LeaderOnly' || !has(self.annotations)"
+                f" || !('{WORKLOAD_TYPE_KEY}' in self.annotations)"
+                f" || self.annotations['{WORKLOAD_TYPE_KEY}'] == '{ROLE_INSTANCE_SET}'",
+                "leaderWorkerPattern.sharedServiceSelection=LeaderOnly is only supported for RoleInstanceSet + "
+                "leaderWorkerPattern",
+            ),
+        )
+    }
 
     name: DnsLabel = Field(description="Role name, unique in the group; a DNS label.")
     labels: dict[str, str] | None = Field(None, description="Labels of the role's workload and pods.")
     annotations: dict[str, str] | None = Field(
-        None, description="Annotations of the role's workload; rbg.workloads.x-k8s.io/role-workload-type picks "
-                          "the workload.")
+        None,
+        description="Annotations of the role's workload; rbg.workloads.x-k8s.io/role-workload-type picks the workload.",
+    )
     replicas: int = Field(1, ge=0, le=MAX_ROLE_REPLICAS, description="Number of role instances.")
     rollout_strategy: RolloutStrategy | None = Field(None, description="How template changes roll out.")
     dependencies: list[RoleName] | None = Field(
-        None, max_length=MAX_ROLES, description="Roles that must be Ready before this role is created.")
+        None, max_length=MAX_ROLES, description="Roles that must be Ready before this role is created."
+    )
     standalone_pattern: StandalonePattern | None = Field(None, description="One pod per instance.")
     leader_worker_pattern: LeaderWorkerPattern | None = Field(None, description="A leader and workers per instance.")
     custom_components_pattern: CustomComponentsPattern | None = Field(
-        None, description="Named components per instance.")
+        None, description="Named components per instance."
+    )
     service_ports: list[ServicePort] | None = Field(None, description="Ports published in the discovery config.")
     engine_runtimes: list[EngineRuntime] | None = Field(None, description="Engine runtime sidecars.")
     scaling_adapter: ScalingAdapterV2 | None = Field(None, description="Scaling adapter for the role.")
     min_ready_seconds: int = Field(0, ge=0, description="Seconds a pod must be ready before it counts as available.")
     pod_management_policy: Literal["OrderedReady", "Parallel"] | None = Field(
-        None, description="OrderedReady creates instances one at a time; Parallel (the default) all at once.")
+        None, description="OrderedReady creates instances one at a time; Parallel (the default) all at once."
+    )
 
     @property
     def pods_per_replica(self) -> int:
@@ -215,26 +250,37 @@ class RoleV2(ApiModel):
 class RoleBasedGroupSpecV2(ApiModel):
     """A list of named roles deployed, ordered, scheduled and updated as one group."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel(
-        ("self.roles.all(r, !has(r.dependencies) || r.dependencies.all(d, self.roles.exists(x, x.name == d)))",
-         "dependencies must name roles of this group", ".roles"),
-        ("self.roles.map(r, (has(r.replicas) ? r.replicas : 1) * (has(r.leaderWorkerPattern)"
-         " ? (has(r.leaderWorkerPattern.size) ? r.leaderWorkerPattern.size : 1)"
-         " : has(r.customComponentsPattern) && has(r.customComponentsPattern.components)"
-         " ? r.customComponentsPattern.components.map(c, has(c.size) ? c.size : 0).sum() : 1)).sum()"
-         f" <= {MAX_GROUP_PODS}",
-         f"the group's pods (replicas times the pods of one instance, over all roles) must be at most {MAX_GROUP_PODS}",
-         ".roles"),
-    )}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            (
+                "self.roles.all(r, !has(r.dependencies) || r.dependencies.all(d, self.roles.exists(x, x.name == d)))",
+                "dependencies must name roles of this group",
+                ".roles",
+            ),
+            (
+                "self.roles.map(r, (has(r.replicas) ? r.replicas : 1) * (has(r.leaderWorkerPattern)"
+                " ? (has(r.leaderWorkerPattern.size) ? r.leaderWorkerPattern.size : 1)"
+                " : has(r.customComponentsPattern) && has(r.customComponentsPattern.components)"
+                " ? r.customComponentsPattern.components.map(c, has(c.size) ? c.size : 0).sum() : 1)).sum()"
+                f" <= {MAX_GROUP_PODS}",
+                f"the group's pods (replicas times the pods of one instance, over all roles) must be at most {MAX_GROUP_PODS}",  # noqa: E501 - one rule, one line
+                ".roles",
+            ),
+        )
+    }
 
-    roles: list[RoleV2] = Field(min_length=1, max_length=MAX_ROLES, description="The group's roles.",
-                                json_schema_extra=LIST_MAP_BY_NAME)
+    roles: list[RoleV2] = Field(
+        min_length=1, max_length=MAX_ROLES, description="The group's roles.", json_schema_extra=LIST_MAP_BY_NAME
+    )
     role_templates: list[RoleTemplate] | None = Field(
-        None, max_length=MAX_ROLES, description="Named pod templates that roles can reference.",
-        json_schema_extra=LIST_MAP_BY_NAME)
+        None,
+        max_length=MAX_ROLES,
+        description="Named pod templates that roles can reference.",
+        json_schema_extra=LIST_MAP_BY_NAME,
+    )
 
     @model_validator(mode="after")
-    def _check(self, info: ValidationInfo) -> "RoleBasedGroupSpecV2":
+    def _check(self, info: ValidationInfo) -> RoleBasedGroupSpecV2:
         context = info.context or {}
         # The shape alone: a converted object, or a stored one (RoleBasedGroupV2.read checks it).
         if context.get("structure_only") or context.get("stored"):
@@ -263,14 +309,14 @@ class RoleBasedGroupV2(ApiModel):
     status: RoleBasedGroupStatus | None = Field(None, description="Observed state of the group.")
 
     @classmethod
-    def read(cls, body: dict) -> "RoleBasedGroupV2":
+    def read(cls, body: dict) -> RoleBasedGroupV2:
         """A stored group, checked for what the operator needs in order to act on it
         (acting_problems), not for every v1alpha2 write rule: a group written in v1alpha1 was
         admitted by the v1alpha1 rules, and must not be refused later."""
         return cls.model_validate(body, context={"stored": True})
 
     @model_validator(mode="after")
-    def _acting(self, info: ValidationInfo) -> "RoleBasedGroupV2":
+    def _acting(self, info: ValidationInfo) -> RoleBasedGroupV2:
         context = info.context or {}
         if context.get("structure_only"):
             return self
@@ -327,17 +373,24 @@ class RoleBasedGroupSetSpecV2(ApiModel):
     group_template: GroupTemplate = Field(description="Every member group's labels, annotations and spec.")
 
     @model_validator(mode="after")
-    def _bounded_fanout(self, info: ValidationInfo) -> "RoleBasedGroupSetSpecV2":
+    def _bounded_fanout(self, info: ValidationInfo) -> RoleBasedGroupSetSpecV2:
         context = info.context or {}
         if context.get("structure_only"):
             return self
         group = self.group_template.spec
         problems = []
         if context.get("stored"):  # what every member would be refused for (written in v1alpha1, too)
-            problems += [f"groupTemplate.spec.{p}" for p in acting_problems(group)] if group is not None else [
-                "groupTemplate.spec: required"]
-        problem = fanout_problem("replicas", set_fanout(self.replicas, json_size(self.group_template.wire()),
-                                                        group_fanout(group) if group is not None else []))
+            problems += (
+                [f"groupTemplate.spec.{p}" for p in acting_problems(group)]
+                if group is not None
+                else ["groupTemplate.spec: required"]
+            )
+        problem = fanout_problem(
+            "replicas",
+            set_fanout(
+                self.replicas, json_size(self.group_template.wire()), group_fanout(group) if group is not None else []
+            ),
+        )
         if problem:
             problems.append(problem)
         if problems:
@@ -358,7 +411,8 @@ class PolicyScaling(ApiModel):
 
     max_skew: IntOrString | None = Field(None, description="Largest allowed difference of the roles' scale-out.")
     progression: Literal["OrderScheduled", "OrderReady"] | None = Field(
-        None, description="Advance when pods are scheduled or ready; empty: no gating.")
+        None, description="Advance when pods are scheduled or ready; empty: no gating."
+    )
 
 
 class PolicyStrategy(ApiModel):
@@ -379,8 +433,9 @@ class Policy(ApiModel):
 class CoordinatedPolicySpec(ApiModel):
     """Coordination rules for the RoleBasedGroup of the same name."""
 
-    policies: list[Policy] = Field(min_length=1, max_length=MAX_ROLES, description="The rules.",
-                                   json_schema_extra=LIST_MAP_BY_NAME)
+    policies: list[Policy] = Field(
+        min_length=1, max_length=MAX_ROLES, description="The rules.", json_schema_extra=LIST_MAP_BY_NAME
+    )
 
 
 class CoordinatedPolicyStatus(ApiModel):
@@ -388,21 +443,27 @@ class CoordinatedPolicyStatus(ApiModel):
 
     observed_generation: int | None = Field(None, description="The .metadata.generation this status reflects.")
     conditions: list[Condition] | None = Field(
-        None, description="Standard conditions.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
-
+        None,
+        description="Standard conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
 
 
 def _workload_problems(where: str, role: RoleV2) -> list[str]:
     """Patterns a workload kind cannot run (v1alpha1 refuses the same in its own terms)."""
     kind, key = role.workload.kind, f"{where}.annotations[{WORKLOAD_TYPE_KEY}]"
-    if (role.leader_worker_pattern is not None
-            and role.workload.key not in (kinds.LEADER_WORKER_SET, kinds.ROLE_INSTANCE_SET)):
+    if role.leader_worker_pattern is not None and role.workload.key not in (
+        kinds.LEADER_WORKER_SET,
+        kinds.ROLE_INSTANCE_SET,
+    ):
         return [f"{key}: a {kind} cannot run leaderWorkerPattern; use LeaderWorkerSet or RoleInstanceSet"]
     if role.custom_components_pattern is not None and role.workload.key != kinds.ROLE_INSTANCE_SET:
         return [f"{key}: a {kind} cannot run customComponentsPattern; use RoleInstanceSet"]
-    if (role.workload.key == kinds.LEADER_WORKER_SET and role.leader_worker_pattern is not None
-            and role.leader_worker_pattern.template_ref is not None):
+    if (
+        role.workload.key == kinds.LEADER_WORKER_SET
+        and role.leader_worker_pattern is not None
+        and role.leader_worker_pattern.template_ref is not None
+    ):
         return [f"{where}.leaderWorkerPattern.templateRef: not allowed for LeaderWorkerSet roles"]
     return []
 
@@ -438,13 +499,16 @@ def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
             surge = resolve(update.max_surge, role.replicas, round_up=True)
             unavailable = resolve(update.max_unavailable, role.replicas)
             if surge == 0 and unavailable == 0:
-                problems.append(f"roles[{i}].rolloutStrategy.rollingUpdate: maxSurge and maxUnavailable cannot both "
-                                "be 0")
+                problems.append(
+                    f"roles[{i}].rolloutStrategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0"
+                )
             if update.partition is not None:
                 partition = resolve(update.partition, role.replicas, round_up=True)
                 if partition >= role.replicas:
-                    problems.append(f"roles[{i}].rolloutStrategy.rollingUpdate.partition: {partition} must be less "
-                                    f"than replicas {role.replicas}")
+                    problems.append(
+                        f"roles[{i}].rolloutStrategy.rollingUpdate.partition: {partition} must be less "
+                        f"than replicas {role.replicas}"
+                    )
     return problems
 
 
@@ -462,15 +526,24 @@ def acting_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
         where = f"roles[{i}]"
         workload = (role.annotations or {}).get(WORKLOAD_TYPE_KEY)
         if workload is not None and workload not in WORKLOAD_TYPES:
-            problems.append(f"{where}.annotations[{WORKLOAD_TYPE_KEY}]: unsupported workload type {workload!r}; "
-                            f"use one of {', '.join(WORKLOAD_TYPES)}")
-        patterns = [name for name, value in (("standalonePattern", role.standalone_pattern),
-                                             ("leaderWorkerPattern", role.leader_worker_pattern),
-                                             ("customComponentsPattern", role.custom_components_pattern))
-                    if value is not None]
+            problems.append(
+                f"{where}.annotations[{WORKLOAD_TYPE_KEY}]: unsupported workload type {workload!r}; "
+                f"use one of {', '.join(WORKLOAD_TYPES)}"
+            )
+        patterns = [
+            name
+            for name, value in (
+                ("standalonePattern", role.standalone_pattern),
+                ("leaderWorkerPattern", role.leader_worker_pattern),
+                ("customComponentsPattern", role.custom_components_pattern),
+            )
+            if value is not None
+        ]
         if len(patterns) > 1:
-            problems.append(f"{where}: role {role.name!r} sets {' and '.join(patterns)}, but only one of "
-                            "standalonePattern, leaderWorkerPattern and customComponentsPattern may be set")
+            problems.append(
+                f"{where}: role {role.name!r} sets {' and '.join(patterns)}, but only one of "
+                "standalonePattern, leaderWorkerPattern and customComponentsPattern may be set"
+            )
         if role.standalone_pattern is not None:
             problems += _source_problems(f"{where}.standalonePattern", role.standalone_pattern, set(templates))
         elif role.leader_worker_pattern is not None:
@@ -482,8 +555,10 @@ def acting_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
             seen = [c.name for c in components]
             for j, component in enumerate(components):
                 if seen.count(component.name) > 1:
-                    problems.append(f"{where}.customComponentsPattern.components[{j}].name: "
-                                    f"{component.name!r} is used more than once")
+                    problems.append(
+                        f"{where}.customComponentsPattern.components[{j}].name: "
+                        f"{component.name!r} is used more than once"
+                    )
                 if component.size is None:
                     problems.append(f"{where}.customComponentsPattern.components[{j}].size: required")
         else:
@@ -499,9 +574,11 @@ def acting_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
     if cycle:
         problems.append(f"roles: dependency cycle {' -> '.join(cycle)}")
     if spec.pods > MAX_GROUP_PODS:
-        problems.append(f"roles: the group's pods (replicas times the pods of one instance: leaderWorkerPattern.size "
-                        f"or the sum of the custom components' sizes, over all roles) are {spec.pods}, at most "
-                        f"{MAX_GROUP_PODS} are allowed")
+        problems.append(
+            f"roles: the group's pods (replicas times the pods of one instance: leaderWorkerPattern.size "
+            f"or the sum of the custom components' sizes, over all roles) are {spec.pods}, at most "
+            f"{MAX_GROUP_PODS} are allowed"
+        )
     fanout = fanout_problem("roles", group_fanout(spec))
     if fanout:
         problems.append(fanout)
@@ -519,8 +596,9 @@ def group_fanout(spec: RoleBasedGroupSpecV2) -> list[tuple[str, int, int]]:
         source = role.standalone_pattern or role.leader_worker_pattern
         ref = source.template_ref if source is not None else None
         size = json_size(role.wire()) + (json_size(templates.get(ref.name)) if ref is not None else 0)
-        copies.append((f"roles[{i}] ({role.name})", role.replicas,
-                       size * (2 if role.leader_worker_pattern is not None else 1)))
+        copies.append(
+            (f"roles[{i}] ({role.name})", role.replicas, size * (2 if role.leader_worker_pattern is not None else 1))
+        )
     return copies
 
 
@@ -534,22 +612,30 @@ def fields_not_acted_on(group: RoleBasedGroupV2) -> list[str]:
         if role.runs_as_instance_set:  # its pods are updated in place where they can be
             continue
         if update is not None and update.type not in (None, "RollingUpdate", "ReCreate"):
-            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "
-                         f"pods are replaced by the workload's rolling update")
+            notes.append(
+                f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "
+                f"pods are replaced by the workload's rolling update"
+            )
         if update is not None and update.in_place_update_strategy is not None:
-            notes.append(f"spec.roles[{i}].rolloutStrategy.rollingUpdate.inPlaceUpdateStrategy: "
-                         f"pods are replaced, not updated in place")
+            notes.append(
+                f"spec.roles[{i}].rolloutStrategy.rollingUpdate.inPlaceUpdateStrategy: "
+                f"pods are replaced, not updated in place"
+            )
     # Written as v1alpha1's spec.coordination, and named so.
     for i, rule in enumerate(group.coordination):
         strategy = rule.strategy
         if strategy is not None and strategy.rolling_update is not None:
             for name in rule.roles:
                 if kind_of_role.get(name, "StatefulSet") != "StatefulSet":
-                    notes.append(f"spec.coordination[{i}].strategy.rollingUpdate: paces StatefulSet roles only; "
-                                 f"role {name} runs as a {kind_of_role[name]}")
+                    notes.append(
+                        f"spec.coordination[{i}].strategy.rollingUpdate: paces StatefulSet roles only; "
+                        f"role {name} runs as a {kind_of_role[name]}"
+                    )
         if strategy is not None and strategy.scaling is not None:
             for name in rule.roles:
                 if kind_of_role.get(name) == "LeaderWorkerSet":
-                    notes.append(f"spec.coordination[{i}].strategy.scaling: paces StatefulSet and Deployment roles "
-                                 f"only; role {name} runs as a LeaderWorkerSet")
+                    notes.append(
+                        f"spec.coordination[{i}].strategy.scaling: paces StatefulSet and Deployment roles "
+                        f"only; role {name} runs as a LeaderWorkerSet"
+                    )
     return notes

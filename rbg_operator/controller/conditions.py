@@ -5,8 +5,13 @@ from __future__ import annotations
 from ..timestamps import now  # noqa: F401 - conditions.now(), as callers read it
 
 
-def merge(previous: list[dict] | None, desired: list[dict], generation: int,
-          restamp: set[str] | frozenset = frozenset(), at: str | None = None) -> list[dict]:
+def merge(
+    previous: list[dict] | None,
+    desired: list[dict],
+    generation: int,
+    restamp: set[str] | frozenset = frozenset(),
+    at: str | None = None,
+) -> list[dict]:
     """Desired conditions (type, status, reason, message) stamped with times and generation.
     Types in `restamp` get a new lastTransitionTime even when their status stays (Progressing
     restarts its clock on progress, as a Deployment's does). `at`: the time to stamp (default now)."""
@@ -14,13 +19,14 @@ def merge(previous: list[dict] | None, desired: list[dict], generation: int,
     merged = []
     for condition in desired:
         before = old.get(condition["type"])
-        changed = (before is None or before.get("status") != condition["status"]
-                   or condition["type"] in restamp)
-        merged.append({
-            **condition,
-            "lastTransitionTime": (at or now()) if changed else before["lastTransitionTime"],
-            "observedGeneration": generation,
-        })
+        changed = before is None or before.get("status") != condition["status"] or condition["type"] in restamp
+        merged.append(
+            {
+                **condition,
+                "lastTransitionTime": (at or now()) if changed else before["lastTransitionTime"],
+                "observedGeneration": generation,
+            }
+        )
     # Condition types this reconcile does not speak about keep their last value.
     spoken = {c["type"] for c in desired}
     merged += [c for t, c in old.items() if t not in spoken]

@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Hashable
 from ..kube import KINDS, Kube
 from .store import Store
 
-
 # An object in an owner's way carries nothing that would wake the owner when it goes: how often
 # an owner that reported a conflict looks again.
 CONFLICT_RECHECK_SECONDS = 30
@@ -47,10 +46,11 @@ def conflict(observed: dict | None, owner: dict, kind: str | None = None) -> str
     meta = observed["metadata"]
     what = f"{kind or observed.get('kind', 'object')} {meta['name']}"
     held = controller_of(observed)
-    held_by = (f"is controlled by {held.get('kind')} {held.get('name')}" if held is not None
-               else "has no controller")
-    return (f"{what} already exists and {held_by}; {owner['kind']} {owner['metadata']['name']} leaves it "
-            f"alone: delete or rename it")
+    held_by = f"is controlled by {held.get('kind')} {held.get('name')}" if held is not None else "has no controller"
+    return (
+        f"{what} already exists and {held_by}; {owner['kind']} {owner['metadata']['name']} leaves it "
+        f"alone: delete or rename it"
+    )
 
 
 class NameLocks:

@@ -18,13 +18,27 @@ from collections.abc import Mapping
 from .. import naming
 from ..api.v1alpha2 import fields_not_acted_on
 from ..desired import creation_layers, engineruntime, group_children, role_children
-from ..desired.gang import (GANG_KINDS, PODGROUP_KINDS, ROLE_MINIMUMS_APPLIED, applied_gang_size, gang_size,
-                            min_member, role_minimums_conditions)
+from ..desired.gang import (
+    GANG_KINDS,
+    PODGROUP_KINDS,
+    ROLE_MINIMUMS_APPLIED,
+    applied_gang_size,
+    gang_size,
+    min_member,
+    role_minimums_conditions,
+)
 from ..desired.gang import backend as gang_backend
 from ..desired.meta import owner_reference, pods_get_v2_keys
 from ..desired.options import DEFAULT, BuildOptions
-from ..desired.rollout import (HISTORY_LIMIT, RolePlan, RoleRollout, controller_revision, coordinated_allowance,
-                               resolve, revision_label)
+from ..desired.rollout import (
+    HISTORY_LIMIT,
+    RolePlan,
+    RoleRollout,
+    controller_revision,
+    coordinated_allowance,
+    resolve,
+    revision_label,
+)
 from ..desired.workload_kinds import group_revision_of, role_revision
 from ..desired.workload_kinds import of as workload_kind
 from ..timestamps import stamp
@@ -89,28 +103,43 @@ def problem_conditions(reason: str, message: str, stalled: bool) -> list[dict]:
     ]
 
 
-def planned_status(body: dict, desired_conditions: list[dict], role_statuses: list[dict] | None,
-                   restamp: set[str] | frozenset = frozenset(), at: str | None = None) -> dict | None:
+def planned_status(
+    body: dict,
+    desired_conditions: list[dict],
+    role_statuses: list[dict] | None,
+    restamp: set[str] | frozenset = frozenset(),
+    at: str | None = None,
+) -> dict | None:
     """The group's status with these conditions; None when the stored status says it already."""
     meta = body["metadata"]
     old = body.get("status") or {}
     status = {
         "observedGeneration": meta.get("generation", 0),
-        "conditions": conditions.merge(old.get("conditions"), desired_conditions, meta.get("generation", 0),
-                                       restamp, at),
+        "conditions": conditions.merge(
+            old.get("conditions"), desired_conditions, meta.get("generation", 0), restamp, at
+        ),
     }
     if role_statuses is not None:
         status["roleStatuses"] = role_statuses
     return None if contains(old, status) else status
 
 
-def problem_plan(body: dict, reason: str, message: str, stalled: bool, at: str | None = None,
-                 notes: tuple[Emit, ...] = (), refused: bool = False) -> GroupPlan:
+def problem_plan(
+    body: dict,
+    reason: str,
+    message: str,
+    stalled: bool,
+    at: str | None = None,
+    notes: tuple[Emit, ...] = (),
+    refused: bool = False,
+) -> GroupPlan:
     """Ready=False with the reason and message, and a Warning Event when that message is new."""
-    status = planned_status(body, problem_conditions(reason, message, stalled),
-                            (body.get("status") or {}).get("roleStatuses"), at=at)
-    return GroupPlan(notes, status=status, events=(Emit("Warning", reason, message),) if status else (),
-                     refused=refused)
+    status = planned_status(
+        body, problem_conditions(reason, message, stalled), (body.get("status") or {}).get("roleStatuses"), at=at
+    )
+    return GroupPlan(
+        notes, status=status, events=(Emit("Warning", reason, message),) if status else (), refused=refused
+    )
 
 
 def plan(snapshot: GroupSnapshot, options: GroupOptions, now: datetime.datetime) -> GroupPlan:
@@ -124,10 +153,18 @@ def plan(snapshot: GroupSnapshot, options: GroupOptions, now: datetime.datetime)
         notes = tuple(Emit("Warning", "FieldNotActedOn", note) for note in fields_not_acted_on(group))
     missing = engineruntime.missing_profiles(group.spec.roles, snapshot.profiles)
     if missing:  # creating the profile wakes the group (see operator.WAKES)
-        return problem_plan(body, "EngineRuntimeProfileNotFound", "; ".join(missing) + (
-            "; create it, or remove the role's engineRuntimes entry"), True, at, notes, refused=True)
-    build = dataclasses.replace(options.build, engine_profiles=dict(snapshot.profiles),
-                                composite_pod_groups=snapshot.composite_pod_groups)
+        return problem_plan(
+            body,
+            "EngineRuntimeProfileNotFound",
+            "; ".join(missing) + ("; create it, or remove the role's engineRuntimes entry"),
+            True,
+            at,
+            notes,
+            refused=True,
+        )
+    build = dataclasses.replace(
+        options.build, engine_profiles=dict(snapshot.profiles), composite_pod_groups=snapshot.composite_pod_groups
+    )
     return _Planner(snapshot, build, options, now, notes).plan()
 
 
@@ -155,8 +192,9 @@ def after_apply(observed: dict | None, desired: dict) -> dict:
     if observed is None:
         return {**desired, "metadata": {**desired["metadata"], "generation": 1}}
     revision = {k: v for k, v in desired["metadata"]["labels"].items() if k.startswith(naming.LABEL_REVISION_PREFIX)}
-    if (contains(observed.get("spec") or {}, desired.get("spec") or {})
-            and contains(observed["metadata"].get("labels") or {}, revision)):
+    if contains(observed.get("spec") or {}, desired.get("spec") or {}) and contains(
+        observed["metadata"].get("labels") or {}, revision
+    ):
         return observed  # labels or annotations only: the generation stays
     meta = {**observed["metadata"], "generation": observed["metadata"].get("generation", 0) + 1}
     return {**observed, "metadata": meta, "spec": {**(observed.get("spec") or {}), **desired["spec"]}}
@@ -167,8 +205,14 @@ class _Conflict(Exception):
 
 
 class _Planner:
-    def __init__(self, snapshot: GroupSnapshot, build: BuildOptions, options: GroupOptions, now: datetime.datetime,
-                 notes: tuple[Emit, ...]):
+    def __init__(
+        self,
+        snapshot: GroupSnapshot,
+        build: BuildOptions,
+        options: GroupOptions,
+        now: datetime.datetime,
+        notes: tuple[Emit, ...],
+    ):
         self.snap, self.group, self.body = snapshot, snapshot.group, snapshot.body
         self.build, self.options, self.now, self.notes = build, options, now, notes
         self.batches: list[list[Lane]] = []
@@ -199,17 +243,29 @@ class _Planner:
         try:
             policy_problems = self._children()
         except _Conflict as problem:
-            return GroupPlan(self.notes, self._frozen_batches(), requeue_after=CONFLICT_RECHECK_SECONDS,
-                             problem=("ChildConflict", str(problem)), role_plans=self.role_plans,
-                             ownership=self.ownership)
+            return GroupPlan(
+                self.notes,
+                self._frozen_batches(),
+                requeue_after=CONFLICT_RECHECK_SECONDS,
+                problem=("ChildConflict", str(problem)),
+                role_plans=self.role_plans,
+                ownership=self.ownership,
+            )
         self._remove_stale_role_children()
         restarts = self._restarts()
         status, events, requeue = self._report(restarts, policy_problems)
-        return GroupPlan(self.notes, self._frozen_batches(), status, tuple(events),
-                         min((t for t in (restarts.requeue_after, requeue, *self.look_again) if t is not None),
-                             default=None),
-                         progress=self.progress, waiting=self.waiting, role_plans=self.role_plans,
-                         ownership=self.ownership, restarts=restarts)
+        return GroupPlan(
+            self.notes,
+            self._frozen_batches(),
+            status,
+            tuple(events),
+            min((t for t in (restarts.requeue_after, requeue, *self.look_again) if t is not None), default=None),
+            progress=self.progress,
+            waiting=self.waiting,
+            role_plans=self.role_plans,
+            ownership=self.ownership,
+            restarts=restarts,
+        )
 
     # -- the children, in their order -------------------------------------------------------
 
@@ -217,9 +273,10 @@ class _Planner:
         group = self.group
         rules, policy_problems = self._policy_rules()
         self.role_plans = self._coordinate(rules)
-        self.ownership = {role.name: replicas_ownership(self.snap.workload(role), role.replicas,
-                                                        {naming.FIELD_MANAGER})
-                          for role in group.spec.roles}
+        self.ownership = {
+            role.name: replicas_ownership(self.snap.workload(role), role.replicas, {naming.FIELD_MANAGER})
+            for role in group.spec.roles
+        }
         applied = self._applied_replicas()
         wanted = group_children(group, self._gang_size(applied), applied, self.build)
         batch = self._batch()
@@ -280,8 +337,7 @@ class _Planner:
                 # Another writer's value stands: leave the field to it, and remember the role's
                 # value now, so a later change of the role takes it back.
                 child["spec"].pop("replicas")
-                child["metadata"].setdefault("annotations", {})[naming.ANNOTATION_YIELDED_REPLICAS] = \
-                    str(role.replicas)
+                child["metadata"].setdefault("annotations", {})[naming.ANNOTATION_YIELDED_REPLICAS] = str(role.replicas)
             step, workload = self._apply(child)
             if step is not None:
                 lane.append(step)
@@ -305,14 +361,27 @@ class _Planner:
         if status.get("updateRevision") == status.get("currentRevision"):
             return []
         rolling = (sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
-        found = stuck_pods(self.snap.role_pods(role_name), status["updateRevision"], rolling.get("partition", 0),
-                           resolve(rolling.get("maxUnavailable"), sts["spec"].get("replicas", 1), default=1) or 1,
-                           self.now)
+        found = stuck_pods(
+            self.snap.role_pods(role_name),
+            status["updateRevision"],
+            rolling.get("partition", 0),
+            resolve(rolling.get("maxUnavailable"), sts["spec"].get("replicas", 1), default=1) or 1,
+            self.now,
+        )
         self.look_again.append(found.requeue_after)
         # On an old revision, so the restart policies do not count it as lost.
-        return [DeletePod(pod, Emit("Normal", "ReplacedStuckPod",
-                                    f"pod {pod['metadata']['name']} never became ready on the old revision; "
-                                    f"replacing it with the new one")) for pod in found.replace]
+        return [
+            DeletePod(
+                pod,
+                Emit(
+                    "Normal",
+                    "ReplacedStuckPod",
+                    f"pod {pod['metadata']['name']} never became ready on the old revision; "
+                    f"replacing it with the new one",
+                ),
+            )
+            for pod in found.replace
+        ]
 
     def _record_revision(self) -> RecordRevision | None:
         """Keep a ControllerRevision of the role templates for every revision, newest numbered highest."""
@@ -327,26 +396,33 @@ class _Planner:
         # A new revision, or an old one coming back (an undo): it becomes the newest. A revision's
         # data is immutable, so an old one is renumbered with a patch of that field alone.
         kept = [r for r in revisions if r["metadata"]["name"] != name]
-        prune = tuple(sorted(kept, key=lambda r: r.get("revision", 0))[:max(0, len(kept) + 1 - HISTORY_LIMIT)])
+        prune = tuple(sorted(kept, key=lambda r: r.get("revision", 0))[: max(0, len(kept) + 1 - HISTORY_LIMIT)])
         if current is None:
-            return RecordRevision(controller_revision(group, owner_reference(group), highest + 1, revision), None, prune)
+            return RecordRevision(
+                controller_revision(group, owner_reference(group), highest + 1, revision), None, prune
+            )
         return RecordRevision(None, (name, highest + 1), prune)
 
     def _remove_stale_group_children(self, wanted: set[tuple[str, str, str]]) -> None:
         """Delete gang objects the group no longer wants (gang scheduling turned off or switched, a
         role's pod group gone with its role or its per-role minimum)."""
-        lane = [Delete(obj, f"gang scheduling no longer uses {kind} {obj['metadata']['name']}")
-                for api_version, kind in GANG_KINDS for obj in self.snap.labelled_children(api_version, kind)
-                if (api_version, kind, obj["metadata"]["name"]) not in wanted and _owned_by(obj, self.snap.uid)]
+        lane = [
+            Delete(obj, f"gang scheduling no longer uses {kind} {obj['metadata']['name']}")
+            for api_version, kind in GANG_KINDS
+            for obj in self.snap.labelled_children(api_version, kind)
+            if (api_version, kind, obj["metadata"]["name"]) not in wanted and _owned_by(obj, self.snap.uid)
+        ]
         if lane:
             self._batch().append(tuple(lane))
 
     def _remove_stale_role_children(self) -> None:
         """Delete children of roles that left the spec, and children of a kind the role no longer has
         (a workload of its old kind, a scaling adapter it no longer enables)."""
-        role_kinds = {r.name: {"Service", r.workload.kind}
-                      | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
-                      for r in self.group.spec.roles}
+        role_kinds = {
+            r.name: {"Service", r.workload.kind}
+            | ({ADAPTER[1]} if r.scaling_adapter and r.scaling_adapter.enable else set())
+            for r in self.group.spec.roles
+        }
         lane = []
         for api_version, kind in ROLE_CHILD_KINDS:
             for obj in self.snap.labelled_children(api_version, kind):
@@ -441,12 +517,17 @@ class _Planner:
             return RoleRollout(role.name, replicas, 0, 0)  # a new revision: nothing is allowed onto it yet
         partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
         status = sts.get("status") or {}
-        revision = (status.get("updateRevision") if status.get("observedGeneration") == sts["metadata"]["generation"]
-                    else None)
+        revision = (
+            status.get("updateRevision") if status.get("observedGeneration") == sts["metadata"]["generation"] else None
+        )
         updated_ready = sum(
-            1 for pod in self.snap.role_pods(role.name)
-            if revision and pod["metadata"]["labels"].get("controller-revision-hash") == revision
-            and _live(pod) and _ready(pod))
+            1
+            for pod in self.snap.role_pods(role.name)
+            if revision
+            and pod["metadata"]["labels"].get("controller-revision-hash") == revision
+            and _live(pod)
+            and _ready(pod)
+        )
         return RoleRollout(role.name, replicas, min(updated_ready, replicas), max(0, replicas - partition))
 
     # -- restarts and status ---------------------------------------------------------------
@@ -461,8 +542,9 @@ class _Planner:
             sts = self.after.get(role.name) if role.name in self.after else self.snap.workload(role)
             if sts is not None:
                 statefulsets[role.name] = sts
-        restarts = plan_restarts(self.body, self.group, list(self.snap.pods), statefulsets, self.options.restarts,
-                                 self.now)
+        restarts = plan_restarts(
+            self.body, self.group, list(self.snap.pods), statefulsets, self.options.restarts, self.now
+        )
         # The restart state, which holds a recreation's intent, goes before every other write of
         # the pass, so no delete of it (a stale child, a stuck pod, a doomed pod) comes first.
         intent = tuple(s for s in restarts.steps if isinstance(s, WriteRestartState))
@@ -473,8 +555,9 @@ class _Planner:
             self._batch().append(rest)
         return restarts
 
-    def _report(self, restarts: RestartPlan, policy_problems: list[str] | None
-                ) -> tuple[dict | None, list[Emit], float | None]:
+    def _report(
+        self, restarts: RestartPlan, policy_problems: list[str] | None
+    ) -> tuple[dict | None, list[Emit], float | None]:
         """The status to write, the Events it brings, and the seconds until the progress deadline
         passes, if it may."""
         group, body = self.group, self.body
@@ -482,13 +565,22 @@ class _Planner:
         previous_conditions = previous_status.get("conditions")
         events: list[Emit] = []
         roles = [self.progress[r.name] for r in group.spec.roles]
-        deadline, complaint = health.progress_deadline(body["metadata"].get("annotations"),
-                                                       self.options.progress_deadline)
+        deadline, complaint = health.progress_deadline(
+            body["metadata"].get("annotations"), self.options.progress_deadline
+        )
         if complaint and _new_generation(body):
             events.append(Emit("Warning", "InvalidAnnotation", complaint))
         blockers = {p.name: health.pod_blockers(self.snap.role_pods(p.name)) for p in roles if not p.is_ready}
-        verdict = health.group_health(previous_status, body["metadata"].get("generation", 0), roles, self.waiting,
-                                      blockers, restarts.budget_exhausted, deadline, self.now)
+        verdict = health.group_health(
+            previous_status,
+            body["metadata"].get("generation", 0),
+            roles,
+            self.waiting,
+            blockers,
+            restarts.budget_exhausted,
+            deadline,
+            self.now,
+        )
         role_statuses = [
             {"name": p.name, "replicas": p.replicas, "readyReplicas": p.ready, "updatedReplicas": p.updated}
             for p in roles
@@ -498,8 +590,13 @@ class _Planner:
         overridden = overridden_conditions(group, self.ownership, previous_conditions)
         applied = policy.applied_conditions(group.name, policy_problems, previous_conditions)
         minimums = role_minimums_conditions(group, self.build, previous_conditions)
-        status = planned_status(body, [*verdict.conditions, *restarts.conditions, *overridden, *applied, *minimums],
-                                role_statuses, verdict.restamp, stamp(self.now))
+        status = planned_status(
+            body,
+            [*verdict.conditions, *restarts.conditions, *overridden, *applied, *minimums],
+            role_statuses,
+            verdict.restamp,
+            stamp(self.now),
+        )
         before_minimums = conditions.find(previous_conditions, ROLE_MINIMUMS_APPLIED) or {}
         if minimums and minimums[0]["status"] == "False" and before_minimums.get("message") != minimums[0]["message"]:
             events.append(Emit("Warning", minimums[0]["reason"], minimums[0]["message"]))
@@ -512,8 +609,11 @@ class _Planner:
         # A new group's first "not ready yet" is no news after its Created Event; every later
         # change of reason, and a first status that says more (waiting, given up), is.
         first_and_expected = previous is None and ready["reason"] == "RolesNotReady"
-        if status is not None and not first_and_expected and (previous is None
-                                                                or previous.get("reason") != ready["reason"]):
+        if (
+            status is not None
+            and not first_and_expected
+            and (previous is None or previous.get("reason") != ready["reason"])
+        ):
             stalled = ready["reason"] in (health.DEADLINE_EXCEEDED, "RestartBudgetExhausted")
             events.append(Emit("Warning" if stalled else "Normal", ready["reason"], ready["message"]))
         return status, events, verdict.requeue_after

@@ -95,8 +95,12 @@ def observe(store: Store, namespace: str, name: str, options: BuildOptions) -> G
         group = RoleBasedGroupV2.read(body)
     except pydantic.ValidationError as error:
         return GroupSnapshot(body, None, f"invalid RoleBasedGroup: {describe(error, prefix='')}")
-    profiles = {r.profile_name: p for role in group.spec.roles for r in role.engine_runtimes or []
-                if (p := store.get(engineruntime.API_VERSION, engineruntime.KIND, "", r.profile_name))}
+    profiles = {
+        r.profile_name: p
+        for role in group.spec.roles
+        for r in role.engine_runtimes or []
+        if (p := store.get(engineruntime.API_VERSION, engineruntime.KIND, "", r.profile_name))
+    }
     composite = store.serves(*NATIVE_COMPOSITE)
     policy = store.get(coordinated_policy.API_VERSION, coordinated_policy.KIND, namespace, name)
     children: dict[ChildKey, dict] = {}
@@ -110,7 +114,14 @@ def observe(store: Store, namespace: str, name: str, options: BuildOptions) -> G
             if found is not None:
                 children[key] = found
     return GroupSnapshot(
-        body, group, None, profiles, composite, policy, children, labelled,
+        body,
+        group,
+        None,
+        profiles,
+        composite,
+        policy,
+        children,
+        labelled,
         tuple(store.owned_by_group(*POD, namespace, name)),
-        tuple(store.owned_by_group(*REVISION, namespace, name)))
-
+        tuple(store.owned_by_group(*REVISION, namespace, name)),
+    )

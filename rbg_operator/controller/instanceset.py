@@ -14,8 +14,17 @@ from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from .control import CREATING, conflict
 from .diff import contains
-from .instanceset_plan import (INSTANCE, INSTANCE_SET, InstanceSetPlan, InstanceSetSnapshot, Outcome, Report,
-                               conclude, plan, view)
+from .instanceset_plan import (
+    INSTANCE,
+    INSTANCE_SET,
+    InstanceSetPlan,
+    InstanceSetSnapshot,
+    Outcome,
+    Report,
+    conclude,
+    plan,
+    view,
+)
 from .status import write_status
 from .store import Store
 
@@ -30,10 +39,18 @@ def owned(store: Store, kind: tuple[str, str], owner: dict) -> list[dict]:
     meta = owner["metadata"]
     labels = meta.get("labels") or {}
     group, role = labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE)
-    candidates = (store.in_role(*kind, meta["namespace"], group, role) if group and role
-                  else store.in_namespace(*kind, meta["namespace"]))
-    return [o for o in candidates if any(r.get("controller") and r.get("uid") == meta.get("uid")
-                                         for r in o["metadata"].get("ownerReferences") or [])]
+    candidates = (
+        store.in_role(*kind, meta["namespace"], group, role)
+        if group and role
+        else store.in_namespace(*kind, meta["namespace"])
+    )
+    return [
+        o
+        for o in candidates
+        if any(
+            r.get("controller") and r.get("uid") == meta.get("uid") for r in o["metadata"].get("ownerReferences") or []
+        )
+    ]
 
 
 def observe(store: Store, namespace: str, name: str) -> InstanceSetSnapshot | None:
@@ -81,7 +98,7 @@ class InstanceSetReconciler:
             return None
         planned = plan(snapshot)
         outcome = await self.act(snapshot.body, planned)
-        report = conclude(snapshot, planned, outcome, datetime.datetime.now(datetime.timezone.utc))
+        report = conclude(snapshot, planned, outcome, datetime.datetime.now(datetime.UTC))
         await self.report(snapshot.body, report)
         return report.requeue
 

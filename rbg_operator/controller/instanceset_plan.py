@@ -41,8 +41,14 @@ def template_revision(template: dict) -> str:
 
 def controller_reference(owner: dict) -> dict:
     meta = owner["metadata"]
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def desired_instance(instance_set: dict, ordinal: int, revision: str) -> dict:
@@ -55,12 +61,23 @@ def desired_instance(instance_set: dict, ordinal: int, revision: str) -> dict:
         pod_meta = component.setdefault("template", {}).setdefault("metadata", {})
         pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **identity}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in COPIED_ANNOTATIONS}
-    labels = {**(meta.get("labels") or {}), **((spec.get("selector") or {}).get("matchLabels") or {}),
-              naming.LABEL_CONTROLLER_REVISION: revision, **identity}
-    instance = {"apiVersion": naming.RIS_API_VERSION, "kind": "RoleInstance",
-                "metadata": {"name": name, "namespace": meta["namespace"], "labels": labels,
-                             "ownerReferences": [controller_reference(instance_set)]},
-                "spec": template}
+    labels = {
+        **(meta.get("labels") or {}),
+        **((spec.get("selector") or {}).get("matchLabels") or {}),
+        naming.LABEL_CONTROLLER_REVISION: revision,
+        **identity,
+    }
+    instance = {
+        "apiVersion": naming.RIS_API_VERSION,
+        "kind": "RoleInstance",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [controller_reference(instance_set)],
+        },
+        "spec": template,
+    }
     if (spec.get("updateStrategy") or {}).get("type") == "InPlaceOnly":
         annotations[ANNOTATION_IN_PLACE_ONLY] = "true"
     if annotations:
@@ -92,16 +109,21 @@ class InstanceView:
 
 def view(instance: dict, set_name: str) -> InstanceView:
     meta = instance["metadata"]
-    suffix = meta["name"][len(set_name) + 1:] if meta["name"].startswith(set_name + "-") else ""
+    suffix = meta["name"][len(set_name) + 1 :] if meta["name"].startswith(set_name + "-") else ""
     status = instance.get("status") or {}
     condition = conditions.find(status.get("conditions"), "RoleInstanceReady") or {}
     ready = condition.get("status") == "True" and status.get("observedGeneration", 0) >= meta.get("generation", 0)
     blocked = conditions.find(status.get("conditions"), "InPlaceUpdateBlocked") or {}
-    return InstanceView(meta["name"], int(suffix) if suffix.isdigit() else None,
-                        (meta.get("labels") or {}).get(naming.LABEL_CONTROLLER_REVISION), ready,
-                        bool(meta.get("deletionTimestamp")), tuple(_shape(instance.get("spec") or {})),
-                        _time(condition.get("lastTransitionTime")) if condition.get("status") == "True" else None,
-                        blocked.get("message") if blocked.get("status") == "True" else None)
+    return InstanceView(
+        meta["name"],
+        int(suffix) if suffix.isdigit() else None,
+        (meta.get("labels") or {}).get(naming.LABEL_CONTROLLER_REVISION),
+        ready,
+        bool(meta.get("deletionTimestamp")),
+        tuple(_shape(instance.get("spec") or {})),
+        _time(condition.get("lastTransitionTime")) if condition.get("status") == "True" else None,
+        blocked.get("message") if blocked.get("status") == "True" else None,
+    )
 
 
 @dataclasses.dataclass
@@ -126,18 +148,23 @@ def plan_instances(spec: dict, revision: str, instances: list[InstanceView]) -> 
     partition = resolve(strategy.get("partition"), replicas)
     # A rollout never needs more than `replicas` new instances: a larger surge (one stored before
     # admission bounded it) would only make the plan, which lists instances, huge.
-    surge = 0 if strategy.get("paused") else min(resolve(strategy.get("maxSurge", 0), replicas, round_up=True),
-                                                 replicas)
+    surge = (
+        0 if strategy.get("paused") else min(resolve(strategy.get("maxSurge", 0), replicas, round_up=True), replicas)
+    )
     behind = [o for o in range(partition, replicas) if o in by_ordinal and by_ordinal[o].revision != revision]
-    settled = all(o in by_ordinal and by_ordinal[o].revision == revision and by_ordinal[o].ready
-                  for o in range(partition, replicas))
+    settled = all(
+        o in by_ordinal and by_ordinal[o].revision == revision and by_ordinal[o].ready
+        for o in range(partition, replicas)
+    )
     surging = any(o >= replicas for o in by_ordinal)
     # Surge instances are made while instances are behind, and stay until the updated ones are Ready.
     keep = replicas + (surge if behind or (surging and not settled) else 0)
     plan = InstancePlan()
     plan.delete += [i.name for i in instances if i.ordinal is None and not i.deleting]
-    extra = sorted((i for i in instances if i.ordinal is not None and i.ordinal >= keep and not i.deleting),
-                   key=lambda i: -i.ordinal)
+    extra = sorted(
+        (i for i in instances if i.ordinal is not None and i.ordinal >= keep and not i.deleting),
+        key=lambda i: -i.ordinal,
+    )
     plan.delete += [i.name for i in (extra[:1] if ordered else extra)]
     for ordinal in range(keep):
         if ordinal in by_ordinal or (ordinal >= replicas and not behind):
@@ -151,10 +178,17 @@ def plan_instances(spec: dict, revision: str, instances: list[InstanceView]) -> 
         return plan
     budget = resolve(strategy.get("maxUnavailable", "10%"), replicas, round_up=not surge)
     budget = budget if surge else max(budget, 1)
-    surged = sum(1 for o in range(replicas, keep) if o in by_ordinal and by_ordinal[o].ready
-                 and by_ordinal[o].revision == revision and not by_ordinal[o].deleting)
-    unavailable = sum(1 for o in range(replicas) if not (by_ordinal.get(o) and by_ordinal[o].ready
-                                                        and not by_ordinal[o].deleting)) - surged
+    surged = sum(
+        1
+        for o in range(replicas, keep)
+        if o in by_ordinal and by_ordinal[o].ready and by_ordinal[o].revision == revision and not by_ordinal[o].deleting
+    )
+    unavailable = (
+        sum(
+            1 for o in range(replicas) if not (by_ordinal.get(o) and by_ordinal[o].ready and not by_ordinal[o].deleting)
+        )
+        - surged
+    )
     shape = tuple(_shape(spec.get("roleInstanceTemplate") or {}))
     for ordinal in sorted(behind, reverse=True):
         instance = by_ordinal[ordinal]
@@ -195,8 +229,9 @@ def _available(instance: InstanceView, min_ready_seconds: int, now: datetime.dat
     return (now - instance.ready_since).total_seconds() >= min_ready_seconds
 
 
-def instance_set_status(instance_set: dict, revision: str, instances: list[InstanceView],
-                        now: datetime.datetime) -> dict:
+def instance_set_status(
+    instance_set: dict, revision: str, instances: list[InstanceView], now: datetime.datetime
+) -> dict:
     """The set's status, counted over its instances (the contract's §2.4 and §4.9)."""
     meta, spec = instance_set["metadata"], instance_set["spec"]
     previous = instance_set.get("status") or {}
@@ -295,14 +330,15 @@ def plan(snapshot: InstanceSetSnapshot) -> InstanceSetPlan:
     # An outdated instance carries another revision label: it never holds the new spec already.
     update = tuple(desired_instance(body, o, revision) for o in decided.update)
     doomed = set(decided.delete)
-    delete = tuple((i["metadata"]["name"], i["metadata"].get("uid")) for i in snapshot.instances
-                   if i["metadata"]["name"] in doomed)
-    return InstanceSetPlan(revision, create, update, delete, tuple(decided.delete),
-                           MappingProxyType(held), too_large)
+    delete = tuple(
+        (i["metadata"]["name"], i["metadata"].get("uid")) for i in snapshot.instances if i["metadata"]["name"] in doomed
+    )
+    return InstanceSetPlan(revision, create, update, delete, tuple(decided.delete), MappingProxyType(held), too_large)
 
 
-def conclude(snapshot: InstanceSetSnapshot, planned: InstanceSetPlan, outcome: Outcome,
-             now: datetime.datetime) -> Report:
+def conclude(
+    snapshot: InstanceSetSnapshot, planned: InstanceSetPlan, outcome: Outcome, now: datetime.datetime
+) -> Report:
     """The status after the pass's writes, its Events and when to look again."""
     body = snapshot.body
     spec, name = body.get("spec") or {}, body["metadata"]["name"]
@@ -311,24 +347,44 @@ def conclude(snapshot: InstanceSetSnapshot, planned: InstanceSetPlan, outcome: O
     created = [o for o, _ in planned.create if o not in held]
     events = []
     if created or planned.deleted:
-        events.append(Event("Normal", "SuccessfulUpdate", ", ".join(
-            [f"created instance {naming.instance_name(name, o)}" for o in created]
-            + [f"deleted instance {n}" for n in planned.deleted])))
+        events.append(
+            Event(
+                "Normal",
+                "SuccessfulUpdate",
+                ", ".join(
+                    [f"created instance {naming.instance_name(name, o)}" for o in created]
+                    + [f"deleted instance {n}" for n in planned.deleted]
+                ),
+            )
+        )
     # The instances as the writes left them: their answers replace what the cache showed.
     views = {v.name: v for v in snapshot.views}
     views.update((w["metadata"]["name"], view(w, name)) for w in outcome.written)
     after = list(views.values())
     blocked = blocked_updates(spec, planned.revision, after)
     status = instance_set_status(body, planned.revision, after, now)
-    failed = ({"type": "FailedUpdate", "status": "True", "reason": "InPlaceUpdateImpossible",
-               "message": f"updateStrategy.type InPlaceOnly cannot update {'; '.join(blocked)}; only "
-                          f"recreating would; set the type to InPlaceIfPossible to allow it"}
-              if blocked else {"type": "FailedUpdate", "status": "False", "reason": "NoFailure", "message": ""})
+    failed = (
+        {
+            "type": "FailedUpdate",
+            "status": "True",
+            "reason": "InPlaceUpdateImpossible",
+            "message": f"updateStrategy.type InPlaceOnly cannot update {'; '.join(blocked)}; only "
+            f"recreating would; set the type to InPlaceIfPossible to allow it",
+        }
+        if blocked
+        else {"type": "FailedUpdate", "status": "False", "reason": "NoFailure", "message": ""}
+    )
     previous = (body.get("status") or {}).get("conditions")
     wanted = [failed, *conflict_conditions(conflicts, previous)]  # a conflict, if any, at [1]
     if planned.too_large:
-        wanted.append({"type": "FailedScale", "status": "True", "reason": "TemplateCopiesTooLarge",
-                       "message": f"spec.{planned.too_large}"})
+        wanted.append(
+            {
+                "type": "FailedScale",
+                "status": "True",
+                "reason": "TemplateCopiesTooLarge",
+                "message": f"spec.{planned.too_large}",
+            }
+        )
         if (conditions.find(previous, "FailedScale") or {}).get("status") != "True":
             events.append(Event("Warning", "TemplateCopiesTooLarge", f"spec.{planned.too_large}"))
     elif conditions.find(previous, "FailedScale") is not None:

@@ -50,9 +50,17 @@ def overridden_conditions(group, ownership: dict[str, ReplicasOwnership], previo
     if held:
         message = "; ".join(
             f"role {role.name}: {decision.running} replicas set by {decision.overridden_by} (the role asks for "
-            f"{role.replicas}; a change of the role's replicas takes them back)" for role, decision in held)
+            f"{role.replicas}; a change of the role's replicas takes them back)"
+            for role, decision in held
+        )
         return [{"type": OVERRIDDEN, "status": "True", "reason": "SetByAnotherWriter", "message": message}]
     if any(c["type"] == OVERRIDDEN for c in previous or []):
-        return [{"type": OVERRIDDEN, "status": "False", "reason": "RoleReplicasApplied",
-                 "message": "every workload runs its role's replicas"}]
+        return [
+            {
+                "type": OVERRIDDEN,
+                "status": "False",
+                "reason": "RoleReplicasApplied",
+                "message": "every workload runs its role's replicas",
+            }
+        ]
     return []

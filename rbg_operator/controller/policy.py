@@ -34,19 +34,29 @@ def policy_rules(policy: dict, roles: list[str]) -> tuple[list[Coordination], li
         where = f"spec.policies[{i}]"
         unknown = [r for r in rule.roles if r not in roles]
         if unknown:
-            problems.append(f"{where}.roles: no role {', '.join(unknown)} in RoleBasedGroup "
-                            f"{policy['metadata']['name']}")
+            problems.append(
+                f"{where}.roles: no role {', '.join(unknown)} in RoleBasedGroup {policy['metadata']['name']}"
+            )
             continue
         strategy: dict = {}
         if rule.strategy.rolling_update is not None:
             update = rule.strategy.rolling_update
-            strategy["rollingUpdate"] = {k: _percent(v) for k, v in (
-                ("maxSkew", update.max_skew), ("partition", update.partition),
-                ("maxUnavailable", update.max_unavailable)) if v is not None}
+            strategy["rollingUpdate"] = {
+                k: _percent(v)
+                for k, v in (
+                    ("maxSkew", update.max_skew),
+                    ("partition", update.partition),
+                    ("maxUnavailable", update.max_unavailable),
+                )
+                if v is not None
+            }
         if rule.strategy.scaling is not None:
             scaling = rule.strategy.scaling
-            strategy["scaling"] = {k: v for k, v in (("maxSkew", _percent(scaling.max_skew)),
-                                                     ("progression", scaling.progression)) if v is not None}
+            strategy["scaling"] = {
+                k: v
+                for k, v in (("maxSkew", _percent(scaling.max_skew)), ("progression", scaling.progression))
+                if v is not None
+            }
         try:
             rules.append(Coordination.model_validate({"name": rule.name, "roles": rule.roles, "strategy": strategy}))
         except pydantic.ValidationError as error:
@@ -62,10 +72,24 @@ def applied_conditions(group: str, problems: list[str] | None, previous: list[di
     it; when the policy is gone, False once (absent on a group that never had one)."""
     if problems is None:
         if any(c["type"] == APPLIED for c in previous or []):
-            return [{"type": APPLIED, "status": "False", "reason": "NoPolicy",
-                     "message": f"no CoordinatedPolicy named {group}"}]
+            return [
+                {
+                    "type": APPLIED,
+                    "status": "False",
+                    "reason": "NoPolicy",
+                    "message": f"no CoordinatedPolicy named {group}",
+                }
+            ]
         return []
     if problems:
-        return [{"type": APPLIED, "status": "False", "reason": "InvalidCoordinatedPolicy",
-                 "message": f"CoordinatedPolicy {group}: " + "; ".join(problems) + " (those rules are not applied)"}]
-    return [{"type": APPLIED, "status": "True", "reason": "Applied", "message": f"CoordinatedPolicy {group} is in force"}]
+        return [
+            {
+                "type": APPLIED,
+                "status": "False",
+                "reason": "InvalidCoordinatedPolicy",
+                "message": f"CoordinatedPolicy {group}: " + "; ".join(problems) + " (those rules are not applied)",
+            }
+        ]
+    return [
+        {"type": APPLIED, "status": "True", "reason": "Applied", "message": f"CoordinatedPolicy {group} is in force"}
+    ]

@@ -23,8 +23,13 @@ class RoleProgress:
 
     @property
     def is_ready(self) -> bool:
-        return (self.exists and self.current and self.old_pods_gone
-                and self.ready >= self.desired and self.updated >= self.desired)
+        return (
+            self.exists
+            and self.current
+            and self.old_pods_gone
+            and self.ready >= self.desired
+            and self.updated >= self.desired
+        )
 
 
 def workload_progress(name: str, desired: int, workload: dict | None) -> RoleProgress:

@@ -7,11 +7,12 @@ import datetime
 import logging
 
 from .. import metrics, naming
+from ..desired.gang import NATIVE_COMPOSITE, NATIVE_POD_GROUP, NATIVE_WORKLOAD
 from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
 from ..kube import KINDS, ApiError, Kube, namespace_terminating
-from ..desired.gang import NATIVE_COMPOSITE, NATIVE_POD_GROUP, NATIVE_WORKLOAD
-from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict, observe as look_up
+from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict
+from .control import observe as look_up
 from .diff import contains
 from .group_plan import DEFAULT_PROGRESS_DEADLINE, GroupOptions, GroupPlan, plan, problem_plan
 from .group_snapshot import REVISION, GroupSnapshot, observe
@@ -46,8 +47,15 @@ class Reconciler:
     A pass whose plan holds no write and no new status writes nothing.
     """
 
-    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, options: BuildOptions = DEFAULT,
-                 restarts: RestartTracker | None = None, progress_deadline: float = DEFAULT_PROGRESS_DEADLINE):
+    def __init__(
+        self,
+        kube: Kube,
+        store: Store,
+        recorder: EventRecorder,
+        options: BuildOptions = DEFAULT,
+        restarts: RestartTracker | None = None,
+        progress_deadline: float = DEFAULT_PROGRESS_DEADLINE,
+    ):
         self.kube, self.store, self.recorder = kube, store, recorder
         self.restarts = restarts or RestartTracker(kube, store, recorder, RestartSettings())
         self.options = GroupOptions(options, progress_deadline, self.restarts.settings)
@@ -138,8 +146,12 @@ class Reconciler:
         try:
             result = await self.kube.apply(desired)
         except ApiError as error:
-            if not (observed is not None and error.status == 422 and "immutable" in str(error)
-                    and (desired["apiVersion"], desired["kind"]) in RECREATE_WHEN_IMMUTABLE):
+            if not (
+                observed is not None
+                and error.status == 422
+                and "immutable" in str(error)
+                and (desired["apiVersion"], desired["kind"]) in RECREATE_WHEN_IMMUTABLE
+            ):
                 raise
             await self._delete(snapshot.body, observed, "its spec cannot change in place; creating it anew")
             result = await self.kube.apply(desired)
@@ -170,14 +182,16 @@ class Reconciler:
             result = await self.kube.patch(KINDS[REVISION], meta["namespace"], name, {"revision": number})
         self.store.upsert(result)
         for old in step.prune:
-            await self.kube.delete(KINDS[REVISION], meta["namespace"], old["metadata"]["name"],
-                                   uid=old["metadata"]["uid"])
+            await self.kube.delete(
+                KINDS[REVISION], meta["namespace"], old["metadata"]["name"], uid=old["metadata"]["uid"]
+            )
             self.store.remove(*REVISION, meta["namespace"], old["metadata"]["name"], old["metadata"]["uid"])
 
     async def _delete(self, body: dict, obj: dict, why: str) -> None:
         meta = obj["metadata"]
-        existed = await self.kube.delete(KINDS[(obj["apiVersion"], obj["kind"])], meta["namespace"], meta["name"],
-                                         uid=meta["uid"])
+        existed = await self.kube.delete(
+            KINDS[(obj["apiVersion"], obj["kind"])], meta["namespace"], meta["name"], uid=meta["uid"]
+        )
         self.store.remove(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], meta["uid"])
         if not existed:
             return  # someone else deleted it: nothing of ours to report
@@ -185,11 +199,18 @@ class Reconciler:
 
     async def _write_restart_state(self, body: dict, text: str) -> None:
         meta = body["metadata"]
-        result = await self.kube.apply({
-            "apiVersion": naming.API_VERSION, "kind": "RoleBasedGroup",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                         "annotations": {naming.ANNOTATION_RESTART_STATE: text}},
-        }, manager=naming.FIELD_MANAGER_RESTARTS)
+        result = await self.kube.apply(
+            {
+                "apiVersion": naming.API_VERSION,
+                "kind": "RoleBasedGroup",
+                "metadata": {
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "annotations": {naming.ANNOTATION_RESTART_STATE: text},
+                },
+            },
+            manager=naming.FIELD_MANAGER_RESTARTS,
+        )
         self.store.upsert(result, read_generation=meta.get("generation"))
 
     # -- 4. report -------------------------------------------------------------------------------
@@ -208,9 +229,14 @@ class Reconciler:
         try:
             await self._report(body, problem_plan(body, reason, message, stalled=reason == "ChildConflict"))
         except ApiError as error:
-            log.warning("could not report %s on %s/%s: %s", reason, body["metadata"]["namespace"],
-                        body["metadata"]["name"], error)
+            log.warning(
+                "could not report %s on %s/%s: %s",
+                reason,
+                body["metadata"]["namespace"],
+                body["metadata"]["name"],
+                error,
+            )
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)

@@ -41,9 +41,20 @@ def _ignore(kind: Kind, metadata: dict, reason: str) -> None:
 
 
 class Reflector:
-    def __init__(self, kube: Kube, store: Store, kind: Kind, deliver: Deliver, *, namespace: str | None = None,
-                 label_selector: str | None = None, keep: Callable[[str], bool] = lambda namespace: True,
-                 idle_timeout: float | None = None, watch_seconds: int = 300, report: Report = _ignore):
+    def __init__(
+        self,
+        kube: Kube,
+        store: Store,
+        kind: Kind,
+        deliver: Deliver,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        keep: Callable[[str], bool] = lambda namespace: True,
+        idle_timeout: float | None = None,
+        watch_seconds: int = 300,
+        report: Report = _ignore,
+    ):
         self.kube, self.store, self.kind, self.deliver = kube, store, kind, deliver
         self.namespace, self.label_selector, self.keep = namespace, label_selector, keep
         self.idle_timeout, self.watch_seconds = idle_timeout, watch_seconds
@@ -92,21 +103,24 @@ class Reflector:
                 failures += 1
                 if error.status != 410:
                     log.warning("%s: %s; listing again", self, error)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError) as error:
+            except (TimeoutError, aiohttp.ClientError, ConnectionError, ValueError) as error:
                 failures += 1
                 log.info("%s: watch broke (%s); listing again", self, type(error).__name__)
             self.behind_since = self.behind_since or time.monotonic()
             # Back off on repeated failures (an API server that is down), with jitter so the
             # reflectors of every kind do not list again in lockstep.
-            await asyncio.sleep(min(30.0, 0.2 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0) if failures > 1 else 0)
+            await asyncio.sleep(
+                min(30.0, 0.2 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0) if failures > 1 else 0
+            )
 
     async def _relist(self) -> str:
         """List everything in scope and make the store say exactly that."""
         api_version, kind = self.kind.api_version, self.kind.kind
         listed: set[tuple[str, str]] = set()
         version = ""
-        async for page, version in self.kube.list_pages(self.kind, self.namespace, self.label_selector,
-                                                        item_by_item=True):
+        async for page, version in self.kube.list_pages(
+            self.kind, self.namespace, self.label_selector, item_by_item=True
+        ):
             for item in page:
                 meta = item.metadata if isinstance(item, Unreadable) else item.get("metadata") or {}
                 if not self.keep(meta.get("namespace", "")):
@@ -153,8 +167,14 @@ class Reflector:
     async def _watch(self, version: str) -> str:
         """Deliver events until the server ends the watch; returns the last version seen."""
         seconds = int(self.watch_seconds * random.uniform(1.0, 2.0))  # spread reconnects, as client-go does
-        async for event in self.kube.watch(self.kind, self.namespace, version, seconds=seconds,
-                                           label_selector=self.label_selector, idle_timeout=self.idle_timeout):
+        async for event in self.kube.watch(
+            self.kind,
+            self.namespace,
+            version,
+            seconds=seconds,
+            label_selector=self.label_selector,
+            idle_timeout=self.idle_timeout,
+        ):
             obj = event.get("object") or {}
             unreadable = isinstance(obj, Unreadable)
             meta = obj.metadata if unreadable else obj.get("metadata") or {}

@@ -49,8 +49,13 @@ ACTING = (GROUP_WIDE, PER_INSTANCE)
 def acted_on_policies(roles: list) -> dict[str, str | None]:
     """Each role's restart policy as this tracker acts on it: a group-wide one always, a
     per-instance one where the workload does not recreate its own instances."""
-    return {role.name: policy if policy == GROUP_WIDE or not workload_kind(role).recreates_instances else None
-            for role in roles for policy in [role.restart_policy]}
+    return {
+        role.name: policy if policy == GROUP_WIDE or not workload_kind(role).recreates_instances else None
+        for role in roles
+        for policy in [role.restart_policy]
+    }
+
+
 POD = ("v1", "Pod")
 
 
@@ -81,6 +86,7 @@ class Incident:
 @dataclasses.dataclass(frozen=True)
 class Baseline:
     """What a pod looked like when the operator last accepted it as normal."""
+
     uid: str  # uid_key of the pod
     restarts: int
     revision: str  # its controller-revision-hash: a pod replaced by a rolling update was not lost
@@ -90,7 +96,7 @@ class Baseline:
         return [self.uid, self.restarts, self.revision, self.role]
 
     @classmethod
-    def decode(cls, raw) -> "Baseline | None":
+    def decode(cls, raw) -> Baseline | None:
         try:
             uid, restarts, revision, role = raw
             return cls(str(uid), int(restarts), str(revision), str(role))
@@ -100,14 +106,17 @@ class Baseline:
 
 def restart_count(pod: dict) -> int:
     status = pod.get("status") or {}
-    return sum(c.get("restartCount", 0)
-               for c in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []))
+    return sum(
+        c.get("restartCount", 0)
+        for c in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+    )
 
 
 def baseline_of(pod: dict, role: str) -> Baseline:
     labels = pod["metadata"].get("labels") or {}
-    return Baseline(uid_key(pod["metadata"]["uid"]), restart_count(pod), labels.get("controller-revision-hash", ""),
-                    role)
+    return Baseline(
+        uid_key(pod["metadata"]["uid"]), restart_count(pod), labels.get("controller-revision-hash", ""), role
+    )
 
 
 # The restart-state annotation: "z1:" and the base64 of the zlib-compressed JSON state, whose
@@ -135,15 +144,18 @@ def decode_state(text: str | None) -> dict:
     if not text or not text.startswith(STATE_PREFIX):
         state = json_object(text)  # earlier releases: {"pods": {name: [uid, restarts, revision, role]}, ...}
         pods = state.get("pods") if isinstance(state.get("pods"), dict) else {}
-        state["pods"] = {name: [uid_key(str(raw[0])), *raw[1:]] for name, raw in pods.items()
-                         if isinstance(raw, list) and len(raw) == 4}
+        state["pods"] = {
+            name: [uid_key(str(raw[0])), *raw[1:]]
+            for name, raw in pods.items()
+            if isinstance(raw, list) and len(raw) == 4
+        }
         recreating = state.get("recreating")
         if isinstance(recreating, dict) and isinstance(recreating.get("uids"), list):
             recreating["uids"] = [uid_key(str(uid)) for uid in recreating["uids"]]
         return state
     try:
         inflater = zlib.decompressobj()
-        raw = inflater.decompress(base64.b64decode(text[len(STATE_PREFIX):], validate=True), MAX_STATE_BYTES)
+        raw = inflater.decompress(base64.b64decode(text[len(STATE_PREFIX) :], validate=True), MAX_STATE_BYTES)
         if inflater.unconsumed_tail:
             raise ValueError(f"more than {MAX_STATE_BYTES} bytes uncompressed")
     except (ValueError, binascii.Error, zlib.error) as error:
@@ -180,12 +192,16 @@ def was_lost(entry: Baseline, name: str, statefulset: dict | None) -> bool:
     if statefulset is None or statefulset["metadata"].get("deletionTimestamp"):
         return False
     ordinal = name.rsplit("-", 1)[-1]
-    return (ordinal.isdigit() and int(ordinal) < statefulset["spec"].get("replicas", 0)
-            and entry.revision == (statefulset.get("status") or {}).get("updateRevision"))
+    return (
+        ordinal.isdigit()
+        and int(ordinal) < statefulset["spec"].get("replicas", 0)
+        and entry.revision == (statefulset.get("status") or {}).get("updateRevision")
+    )
 
 
-def detect(baseline: dict[str, Baseline], pods: list[dict], policies: dict[str, str],
-           statefulsets: dict[str, dict]) -> tuple[list[Incident], dict[str, Baseline]]:
+def detect(
+    baseline: dict[str, Baseline], pods: list[dict], policies: dict[str, str], statefulsets: dict[str, dict]
+) -> tuple[list[Incident], dict[str, Baseline]]:
     """Incidents (pure): each difference between the observed pods and the baseline that a
     role's policy acts on. Returns them with the baseline as it would be if they were accepted:
     pods of acting roles that are bound to a node, with their current restart counts.
@@ -230,7 +246,7 @@ def _stamp(moment: datetime.datetime) -> str:
 
 
 def _parse(stamp: str) -> datetime.datetime:
-    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,8 +273,13 @@ def _save(body: dict, state: dict) -> tuple[Step, ...]:
     annotations = body["metadata"].get("annotations") or {}
     if annotations.get(naming.ANNOTATION_RESTART_STATE) == text:
         return ()
-    if not state["recreations"] and not state.get("recreating") and not state.get("exhausted") \
-            and not state.get("pods") and naming.ANNOTATION_RESTART_STATE not in annotations:
+    if (
+        not state["recreations"]
+        and not state.get("recreating")
+        and not state.get("exhausted")
+        and not state.get("pods")
+        and naming.ANNOTATION_RESTART_STATE not in annotations
+    ):
         return ()  # nothing worth recording yet: no write
     return (WriteRestartState(text),)
 
@@ -278,7 +299,7 @@ def backoff(settings: RestartSettings, recreations: list[str], now: datetime.dat
         return 0.0
     streak = 1
     stamps = [_parse(s) for s in recreations]
-    for earlier, later in zip(reversed(stamps[:-1]), reversed(stamps[1:])):
+    for earlier, later in zip(reversed(stamps[:-1]), reversed(stamps[1:]), strict=True):
         if (later - earlier).total_seconds() >= settings.quiet_period:
             break
         streak += 1
@@ -286,8 +307,14 @@ def backoff(settings: RestartSettings, recreations: list[str], now: datetime.dat
     return max(0.0, wait - since)
 
 
-def plan_restarts(body: dict, group: RoleBasedGroupV2, pods: list[dict], statefulsets: dict[str, dict],
-                  settings: RestartSettings, now: datetime.datetime) -> RestartPlan:
+def plan_restarts(
+    body: dict,
+    group: RoleBasedGroupV2,
+    pods: list[dict],
+    statefulsets: dict[str, dict],
+    settings: RestartSettings,
+    now: datetime.datetime,
+) -> RestartPlan:
     """Pure: the group as stored (its restart-state annotation), its pods, and its own
     StatefulSets by role in; the restart policies' decisions out."""
     policies = acted_on_policies(group.spec.roles)
@@ -302,10 +329,16 @@ def plan_restarts(body: dict, group: RoleBasedGroupV2, pods: list[dict], statefu
     if state.get("generation") != generation or state.get("reset", "") != reset_token:
         # A spec change or the reset annotation starts the budget afresh; a recreation under
         # way and the baseline carry over, so neither is dropped nor replayed.
-        state = {"generation": generation, "reset": reset_token, "recreations": [],
-                 "recreating": state.get("recreating"), "pods": state.get("pods", {})}
-    baseline = {name: entry for name, raw in (state.get("pods") or {}).items()
-                if (entry := Baseline.decode(raw)) is not None}
+        state = {
+            "generation": generation,
+            "reset": reset_token,
+            "recreations": [],
+            "recreating": state.get("recreating"),
+            "pods": state.get("pods", {}),
+        }
+    baseline = {
+        name: entry for name, raw in (state.get("pods") or {}).items() if (entry := Baseline.decode(raw)) is not None
+    }
     incidents, accepted = detect(baseline, pods, policies, statefulsets)
 
     recreating = state.get("recreating")
@@ -315,12 +348,20 @@ def plan_restarts(body: dict, group: RoleBasedGroupV2, pods: list[dict], statefu
         if recreation_done(recreating, pods, wanted):
             state["recreating"] = None
             state["pods"] = {name: e.encode() for name, e in accepted.items()}
-            condition = {"type": "RestartInProgress", "status": "False", "reason": "RecreateComplete",
-                         "message": f"group recreated after pod {recreating['pod']} {recreating['what']}"}
+            condition = {
+                "type": "RestartInProgress",
+                "status": "False",
+                "reason": "RecreateComplete",
+                "message": f"group recreated after pod {recreating['pod']} {recreating['what']}",
+            }
         else:
             # Pods the recreation deletes or restarts start nothing new.
-            condition = {"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
-                         "message": f"recreating every pod after pod {recreating['pod']} {recreating['what']}"}
+            condition = {
+                "type": "RestartInProgress",
+                "status": "True",
+                "reason": "RecreatingGroup",
+                "message": f"recreating every pod after pod {recreating['pod']} {recreating['what']}",
+            }
         return RestartPlan((*_save(body, state), *doomed), (condition,))
 
     per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE]
@@ -334,7 +375,8 @@ def plan_restarts(body: dict, group: RoleBasedGroupV2, pods: list[dict], statefu
         exhausted = (
             f"{len(recent)} group recreations within {int(settings.budget_window)}s; not recreating again "
             f"and keeping the failed pods. Change the spec or set the annotation "
-            f"{naming.ANNOTATION_RESTART_RESET} to a new value to re-arm.")
+            f"{naming.ANNOTATION_RESTART_RESET} to a new value to re-arm."
+        )
         if group_wide and not state.get("exhausted_reported"):
             state["exhausted_reported"] = True
             told = (Emit("Warning", "RestartBudgetExhausted", exhausted),)
@@ -348,17 +390,33 @@ def plan_restarts(body: dict, group: RoleBasedGroupV2, pods: list[dict], statefu
         first = group_wide[0]
         live = [p for p in pods if _live(p)]
         state["recreations"] = recent + [_stamp(now)]
-        state["recreating"] = {"since": _stamp(now), "pod": first.pod, "what": first.what,
-                               "uids": sorted(uid_key(p["metadata"]["uid"]) for p in live)}
+        state["recreating"] = {
+            "since": _stamp(now),
+            "pod": first.pod,
+            "what": first.what,
+            "uids": sorted(uid_key(p["metadata"]["uid"]) for p in live),
+        }
         state["pods"] = {}
         return RestartPlan(
-            (*_save(body, state),  # the intent first: a crash after it finishes the job
-             CountRecreation(),
-             Emit("Warning", "RecreatingGroup", f"pod {first.pod} {first.what}; recreating all {len(live)} pods "
-                                                f"of the group"),
-             *_delete_uids(pods, set(state["recreating"]["uids"]))),
-            ({"type": "RestartInProgress", "status": "True", "reason": "RecreatingGroup",
-              "message": f"recreating every pod after pod {first.pod} {first.what}"},))
+            (
+                *_save(body, state),  # the intent first: a crash after it finishes the job
+                CountRecreation(),
+                Emit(
+                    "Warning",
+                    "RecreatingGroup",
+                    f"pod {first.pod} {first.what}; recreating all {len(live)} pods of the group",
+                ),
+                *_delete_uids(pods, set(state["recreating"]["uids"])),
+            ),
+            (
+                {
+                    "type": "RestartInProgress",
+                    "status": "True",
+                    "reason": "RecreatingGroup",
+                    "message": f"recreating every pod after pod {first.pod} {first.what}",
+                },
+            ),
+        )
 
     # Per-instance incidents: the baseline forgets the pod before it is deleted, so its
     # replacement is simply a new pod to the next pass, whatever happens in between.
@@ -367,8 +425,10 @@ def plan_restarts(body: dict, group: RoleBasedGroupV2, pods: list[dict], statefu
     state["pods"] = {name: e.encode() for name, e in accepted.items()}
     steps = [*told, *_save(body, state)]
     for incident in per_instance:
-        steps += [*_delete_uids(pods, {incident.uid}),
-                  Emit("Normal", "RecreatingInstance", f"pod {incident.pod} {incident.what}; recreating that instance")]
+        steps += [
+            *_delete_uids(pods, {incident.uid}),
+            Emit("Normal", "RecreatingInstance", f"pod {incident.pod} {incident.what}; recreating that instance"),
+        ]
     return RestartPlan(tuple(steps), budget_exhausted=exhausted)
 
 

@@ -16,8 +16,20 @@ from ..kube import KINDS, Kube
 from .control import CREATING, conflict
 from .instanceset import owned
 from .instanceset_plan import INSTANCE
-from .roleinstance_plan import (POD, Create, Delete, MarkGraceStart, Outcome, Report, RoleInstancePlan,
-                                RoleInstanceSnapshot, UpdateInPlace, conclude, plan, pod_names)
+from .roleinstance_plan import (
+    POD,
+    Create,
+    Delete,
+    MarkGraceStart,
+    Outcome,
+    Report,
+    RoleInstancePlan,
+    RoleInstanceSnapshot,
+    UpdateInPlace,
+    conclude,
+    plan,
+    pod_names,
+)
 from .status import write_status
 from .store import Store
 
@@ -68,7 +80,7 @@ class RoleInstanceReconciler:
         snapshot = observe(self.store, namespace, name)
         if snapshot is None:
             return None
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         planned = plan(snapshot, now)
         outcome = await self.act(snapshot.body, planned)
         report = conclude(snapshot, planned, outcome, now)
@@ -91,12 +103,20 @@ class RoleInstanceReconciler:
                 else:
                     written[action.slot.name] = result
             elif isinstance(action, MarkGraceStart):
-                written[action.name] = await self._store(self.kube.patch(KINDS[POD], namespace, action.name, {
-                    "metadata": {"labels": {naming.LABEL_IN_PLACE_SINCE: action.since}}}, manager=FIELD_MANAGER))
+                written[action.name] = await self._store(
+                    self.kube.patch(
+                        KINDS[POD],
+                        namespace,
+                        action.name,
+                        {"metadata": {"labels": {naming.LABEL_IN_PLACE_SINCE: action.since}}},
+                        manager=FIELD_MANAGER,
+                    )
+                )
             elif isinstance(action, UpdateInPlace):
                 await write_status(self.kube, self.store, body, action.status_first, FIELD_MANAGER)
-                written[action.slot.name] = await self._store(self.kube.apply(action.slot.pod(body),
-                                                                              manager=FIELD_MANAGER))
+                written[action.slot.name] = await self._store(
+                    self.kube.apply(action.slot.pod(body), manager=FIELD_MANAGER)
+                )
         return Outcome(MappingProxyType(written), MappingProxyType(held))
 
     async def report(self, body: dict, report: Report) -> None:

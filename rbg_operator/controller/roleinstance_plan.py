@@ -66,10 +66,14 @@ class ComponentPlan:
     spec_hash: str  # of its pod spec without images: a pod with the same one is updated in place
 
     @classmethod
-    def of(cls, instance: dict, component: dict) -> "ComponentPlan":
+    def of(cls, instance: dict, component: dict) -> ComponentPlan:
         template = component.get("template") or {}
-        return cls(component, (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
-                   _hash(template), _hash(spec_without_images(template.get("spec") or {})))
+        return cls(
+            component,
+            (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
+            _hash(template),
+            _hash(spec_without_images(template.get("spec") or {})),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,17 +101,26 @@ def desired_pod(instance: dict, component: dict, index: int, plan: ComponentPlan
     template = component.get("template") or {}
     template_meta, spec = template.get("metadata") or {}, dict(template.get("spec") or {})
     name = pod_name(meta["name"], plan.role_type, component["name"], index)
-    labels = {**(template_meta.get("labels") or {}), **(component.get("labels") or {}),
-              naming.LABEL_V2_INSTANCE_NAME: meta["name"], naming.LABEL_V2_COMPONENT_NAME: component["name"],
-              naming.LABEL_V2_COMPONENT_ID: str(index),
-              naming.LABEL_CONTROLLER_REVISION: plan.revision, naming.LABEL_POD_SPEC_HASH: plan.spec_hash}
+    labels = {
+        **(template_meta.get("labels") or {}),
+        **(component.get("labels") or {}),
+        naming.LABEL_V2_INSTANCE_NAME: meta["name"],
+        naming.LABEL_V2_COMPONENT_NAME: component["name"],
+        naming.LABEL_V2_COMPONENT_ID: str(index),
+        naming.LABEL_CONTROLLER_REVISION: plan.revision,
+        naming.LABEL_POD_SPEC_HASH: plan.spec_hash,
+    }
     if plan.role_type == "LeaderWorkerSet":
         labels[naming.LABEL_V2_COMPONENT_INDEX] = str(0 if component["name"] == "leader" else index + 1)
     annotations = {**(template_meta.get("annotations") or {}), **(component.get("annotations") or {})}
     if component.get("serviceName"):
         spec["hostname"], spec["subdomain"] = name, component["serviceName"]
-    pod_meta = {"name": name, "namespace": meta["namespace"], "labels": labels,
-                "ownerReferences": [controller_reference(instance)]}
+    pod_meta = {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": labels,
+        "ownerReferences": [controller_reference(instance)],
+    }
     if annotations:
         pod_meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
@@ -128,8 +141,11 @@ def pod_slots(instance: dict) -> dict[str, PodSlot]:
 def pod_names(instance: dict) -> list[str]:
     """The names of pod_slots, in the same order, without hashing a template."""
     role_type = (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE)
-    return [pod_name(instance["metadata"]["name"], role_type, c["name"], index)
-            for c in (instance.get("spec") or {}).get("components") or [] for index in range(c.get("size", 1))]
+    return [
+        pod_name(instance["metadata"]["name"], role_type, c["name"], index)
+        for c in (instance.get("spec") or {}).get("components") or []
+        for index in range(c.get("size", 1))
+    ]
 
 
 def desired_pods(instance: dict) -> dict[str, dict]:
@@ -137,7 +153,7 @@ def desired_pods(instance: dict) -> dict[str, dict]:
 
 
 def update_kind(pod: dict, desired: dict | PodSlot) -> str:
-    """"current", "in-place" (images and metadata only) or "recreate"."""
+    """ "current", "in-place" (images and metadata only) or "recreate"."""
     if isinstance(desired, PodSlot):
         revision, spec_hash = desired.plan.revision, desired.plan.spec_hash
     else:
@@ -161,8 +177,10 @@ def component_order(components: list[dict]) -> tuple[dict[str, list[str]], dict[
     start: dict[str, list[str]] = {}
     delete: dict[str, list[str]] = {c["name"]: [] for c in components}
     for component in components:
-        directive = json_object((component.get("annotations") or {}).get(DEPENDS_ON) or (
-            ((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(DEPENDS_ON))
+        directive = json_object(
+            (component.get("annotations") or {}).get(DEPENDS_ON)
+            or (((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(DEPENDS_ON)
+        )
         start[component["name"]] = [d for d in directive.get("startAfter") or [] if d in delete]
         delete[component["name"]] += [d for d in directive.get("deleteAfter") or [] if d in delete]
     for name, waits_for in start.items():
@@ -237,12 +255,18 @@ def component_statuses(instance: dict, pods: dict[str, dict], slots: dict[str, P
         have = [(pods[w.name], w) for w in wanted if w.name in pods]
         updated = [(p, w) for p, w in have if update_kind(p, w) == "current"]
         ready = sum(1 for p, _ in have if _ready(p))
-        statuses.append({"name": component["name"], "size": len(wanted), "readyReplicas": ready,
-                         "availableReplicas": ready, "updatedReplicas": len(updated),
-                         "updatedReadyReplicas": sum(1 for p, _ in updated if _ready(p)),
-                         "scheduledReplicas": sum(1 for p, _ in have if (p.get("spec") or {}).get("nodeName"))})
+        statuses.append(
+            {
+                "name": component["name"],
+                "size": len(wanted),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "updatedReplicas": len(updated),
+                "updatedReadyReplicas": sum(1 for p, _ in updated if _ready(p)),
+                "scheduledReplicas": sum(1 for p, _ in have if (p.get("spec") or {}).get("nodeName")),
+            }
+        )
     return statuses
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,22 +349,45 @@ def plan(snapshot: RoleInstanceSnapshot, now: datetime.datetime) -> RoleInstance
     slots = pod_slots(body)
     status = copy.deepcopy(body.get("status") or {})
     current = all(n in pods and update_kind(pods[n], s) == "current" for n, s in slots.items())
-    decision = restart_decision(body, list(pods.values()), current and status.get(
-        "observedGeneration") == body["metadata"].get("generation"), now)
+    decision = restart_decision(
+        body,
+        list(pods.values()),
+        current and status.get("observedGeneration") == body["metadata"].get("generation"),
+        now,
+    )
     if decision.recreate:
-        status.update(restartCount=status.get("restartCount", 0) + 1, lastRestartTime=_stamp(now),
-                      inPlaceUpdateContainerBaselines={})
-        event = Event("Normal", "ReCreateInstance", f"{decision.reason}: recreating the instance "
-                      f"(restart {status['restartCount']})")
-        return RoleInstancePlan(slots, decision, tuple(Delete(n, p["metadata"].get("uid")) for n, p in pods.items()),
-                                status, (), {}, (), (event,))
+        status.update(
+            restartCount=status.get("restartCount", 0) + 1,
+            lastRestartTime=_stamp(now),
+            inPlaceUpdateContainerBaselines={},
+        )
+        event = Event(
+            "Normal",
+            "ReCreateInstance",
+            f"{decision.reason}: recreating the instance (restart {status['restartCount']})",
+        )
+        return RoleInstancePlan(
+            slots,
+            decision,
+            tuple(Delete(n, p["metadata"].get("uid")) for n, p in pods.items()),
+            status,
+            (),
+            {},
+            (),
+            (event,),
+        )
     if decision.wait is not None:  # crashed pods stay meanwhile, so their logs survive
         return RoleInstancePlan(slots, decision, (), status, (), {}, (decision.wait,), ())
     return _converge(snapshot, slots, decision, status, now)
 
 
-def _converge(snapshot: RoleInstanceSnapshot, slots: Mapping[str, PodSlot], decision: RestartDecision,
-              status: dict, now: datetime.datetime) -> RoleInstancePlan:
+def _converge(
+    snapshot: RoleInstanceSnapshot,
+    slots: Mapping[str, PodSlot],
+    decision: RestartDecision,
+    status: dict,
+    now: datetime.datetime,
+) -> RoleInstancePlan:
     body = snapshot.body
     annotations = body["metadata"].get("annotations") or {}
     in_place_only = annotations.get(ANNOTATION_IN_PLACE_ONLY) == "true"
@@ -394,15 +441,21 @@ def _converge(snapshot: RoleInstanceSnapshot, slots: Mapping[str, PodSlot], deci
                     look_again.append(left)
                     continue
             baselines = status.setdefault("inPlaceUpdateContainerBaselines", {})
-            baselines[name] = {c["name"]: {"restartCount": c.get("restartCount", 0)}
-                               for c in (pod.get("status") or {}).get("containerStatuses") or []}
-            actions.append(UpdateInPlace(slot, {**(body.get("status") or {}),
-                                                "inPlaceUpdateContainerBaselines": copy.deepcopy(baselines)}))
+            baselines[name] = {
+                c["name"]: {"restartCount": c.get("restartCount", 0)}
+                for c in (pod.get("status") or {}).get("containerStatuses") or []
+            }
+            actions.append(
+                UpdateInPlace(
+                    slot, {**(body.get("status") or {}), "inPlaceUpdateContainerBaselines": copy.deepcopy(baselines)}
+                )
+            )
     return RoleInstancePlan(slots, decision, tuple(actions), status, tuple(blocked), held, tuple(look_again), ())
 
 
-def conclude(snapshot: RoleInstanceSnapshot, planned: RoleInstancePlan, outcome: Outcome,
-             now: datetime.datetime) -> Report:
+def conclude(
+    snapshot: RoleInstanceSnapshot, planned: RoleInstancePlan, outcome: Outcome, now: datetime.datetime
+) -> Report:
     """The status after the pass's writes (the watch echoes of its own writes will not wake this
     instance again, so the status must already count them), its Events and when to look again."""
     body, slots, decision = snapshot.body, planned.slots, planned.decision
@@ -415,11 +468,17 @@ def conclude(snapshot: RoleInstanceSnapshot, planned: RoleInstancePlan, outcome:
     look_again = list(planned.look_again)
     events = list(planned.events)
     status = copy.deepcopy(planned.status)
-    ready = bool(slots) and all(n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current"
-                                for n, s in slots.items())
-    wanted = [{"type": "RoleInstanceReady", "status": "True" if ready else "False",
-               "reason": "AllPodsReady" if ready else "PodsNotReady",
-               "message": "" if ready else "not every pod of the instance is ready and updated"}]
+    ready = bool(slots) and all(
+        n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current" for n, s in slots.items()
+    )
+    wanted = [
+        {
+            "type": "RoleInstanceReady",
+            "status": "True" if ready else "False",
+            "reason": "AllPodsReady" if ready else "PodsNotReady",
+            "message": "" if ready else "not every pod of the instance is ready and updated",
+        }
+    ]
     if conflicts:
         wanted[0].update(status="False", reason="ChildConflict", message="; ".join(conflicts))
         look_again.append(CONFLICT_RECHECK_SECONDS)  # nothing of the pod in the way wakes the instance
@@ -427,29 +486,46 @@ def conclude(snapshot: RoleInstanceSnapshot, planned: RoleInstancePlan, outcome:
         if before.get("message") != wanted[0]["message"]:
             events.append(Event("Warning", "ChildConflict", wanted[0]["message"]))
     if decision.recreate:
-        wanted.append({"type": "Restarting", "status": "True", "reason": "RestartPolicyTriggered",
-                       "message": f"{decision.reason}; recreating every pod of the instance"})
+        wanted.append(
+            {
+                "type": "Restarting",
+                "status": "True",
+                "reason": "RestartPolicyTriggered",
+                "message": f"{decision.reason}; recreating every pod of the instance",
+            }
+        )
     elif ready:
         wanted.append({"type": "Restarting", "status": "False", "reason": "InstanceReady", "message": ""})
     if not decision.recreate and decision.wait is None:
         wanted.append(
-            {"type": "InPlaceUpdateBlocked", "status": "True", "reason": "NotImageOnly",
-             "message": f"pod {', '.join(planned.blocked)} changes more than images, which InPlaceOnly cannot do"}
-            if planned.blocked else {"type": "InPlaceUpdateBlocked", "status": "False", "reason": "NotBlocked",
-                                     "message": ""})
+            {
+                "type": "InPlaceUpdateBlocked",
+                "status": "True",
+                "reason": "NotImageOnly",
+                "message": f"pod {', '.join(planned.blocked)} changes more than images, which InPlaceOnly cannot do",
+            }
+            if planned.blocked
+            else {"type": "InPlaceUpdateBlocked", "status": "False", "reason": "NotBlocked", "message": ""}
+        )
     last = _time(status.get("lastRestartTime"))
     max_delay = ((body.get("spec") or {}).get("restartPolicyConfig") or {}).get("maxDelaySeconds", 600)
-    if ready and last is not None and status.get("restartCount") and \
-            (now - last).total_seconds() >= max(2 * max_delay, STABLE_AFTER_SECONDS):
+    if (
+        ready
+        and last is not None
+        and status.get("restartCount")
+        and (now - last).total_seconds() >= max(2 * max_delay, STABLE_AFTER_SECONDS)
+    ):
         status["restartCount"] = 0  # stable long enough: the next incident starts the backoff afresh
     generation = body["metadata"].get("generation", 0)
-    status.update({
-        "observedGeneration": generation,
-        "componentStatuses": component_statuses(body, pods, dict(slots)),
-        "labelSelector": f"{naming.LABEL_V2_INSTANCE_NAME}={name}",
-        "updateRevision": (body["metadata"].get("labels") or {}).get(naming.LABEL_CONTROLLER_REVISION, ""),
-        "conditions": conditions.merge(status.get("conditions"), wanted, generation),
-    })
+    status.update(
+        {
+            "observedGeneration": generation,
+            "componentStatuses": component_statuses(body, pods, dict(slots)),
+            "labelSelector": f"{naming.LABEL_V2_INSTANCE_NAME}={name}",
+            "updateRevision": (body["metadata"].get("labels") or {}).get(naming.LABEL_CONTROLLER_REVISION, ""),
+            "conditions": conditions.merge(status.get("conditions"), wanted, generation),
+        }
+    )
     if ready:
         status["currentRevision"] = status["updateRevision"]
     return Report(status, tuple(events), min(look_again) if look_again else None)

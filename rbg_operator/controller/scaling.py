@@ -16,13 +16,23 @@ import pydantic
 
 from .. import naming
 from ..api.errors import describe
-from ..api.v1alpha2 import RoleBasedGroupSetSpecV2
 from ..api.scalingadapter import RoleBasedGroupScalingAdapterSpec
+from ..api.v1alpha2 import RoleBasedGroupSetSpecV2
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from .control import CREATING, conflict, controlled_by
-from .scaling_plan import (ADAPTER, GROUP_SET, RBG, AdapterSnapshot, GroupSetSnapshot, conclude_group_set,
-                           plan_adapter, plan_group_set, plan_rollout, role_replicas_path)
+from .scaling_plan import (
+    ADAPTER,
+    GROUP_SET,
+    RBG,
+    AdapterSnapshot,
+    GroupSetSnapshot,
+    conclude_group_set,
+    plan_adapter,
+    plan_group_set,
+    plan_rollout,
+    role_replicas_path,
+)
 from .status import write_status
 from .store import Store, other_owner
 
@@ -62,14 +72,25 @@ class AdapterReconciler:
         snapshot = observe_adapter(self.store, namespace, name)
         if snapshot is None:
             return
-        planned = plan_adapter(snapshot, datetime.datetime.now(datetime.timezone.utc))
+        planned = plan_adapter(snapshot, datetime.datetime.now(datetime.UTC))
         if planned.seed is not None:
-            self.store.upsert(await self.kube.patch(KINDS[ADAPTER], namespace, name,
-                                                    {"spec": {"replicas": planned.seed}}, manager=ADAPTER_MANAGER))
+            self.store.upsert(
+                await self.kube.patch(
+                    KINDS[ADAPTER], namespace, name, {"spec": {"replicas": planned.seed}}, manager=ADAPTER_MANAGER
+                )
+            )
             return
         if planned.scale is not None:
-            self.store.upsert(await self.kube.patch(KINDS[RBG], namespace, planned.scale.group, planned.scale.patch(),
-                                                    patch_type="json", manager=ADAPTER_MANAGER))
+            self.store.upsert(
+                await self.kube.patch(
+                    KINDS[RBG],
+                    namespace,
+                    planned.scale.group,
+                    planned.scale.patch(),
+                    patch_type="json",
+                    manager=ADAPTER_MANAGER,
+                )
+            )
         for event in planned.events:
             await self.recorder.emit(snapshot.body, event.type, event.reason, event.message)
         await write_status(self.kube, self.store, snapshot.body, planned.status, ADAPTER_MANAGER)
@@ -86,17 +107,24 @@ def observe_group_set(store: Store, namespace: str, name: str) -> GroupSetSnapsh
     except pydantic.ValidationError as error:
         return GroupSetSnapshot(body, None, describe(error), {})
     meta = body["metadata"]
-    members = {int(g["metadata"]["labels"][naming.LABEL_SET_INDEX]): g
-               for g in store.owned_by_label(*RBG, namespace, naming.LABEL_SET_NAME, name)
-               if controlled_by(g, meta["uid"])}
+    members = {
+        int(g["metadata"]["labels"][naming.LABEL_SET_INDEX]): g
+        for g in store.owned_by_label(*RBG, namespace, naming.LABEL_SET_NAME, name)
+        if controlled_by(g, meta["uid"])
+    }
     held = {}
     for index in range(spec.replicas):
         if index not in members and (found := store.get(*RBG, namespace, naming.set_member_name(name, index))):
             if (problem := conflict(found, body)) is not None:
                 held[index] = problem
-    elsewhere = {index: frozenset(role["name"] for role in (group.get("spec") or {}).get("roles") or []
-                                  if other_owner(group, role_replicas_path(role["name"]), OUR_GROUP_WRITERS))
-                 for index, group in members.items()}
+    elsewhere = {
+        index: frozenset(
+            role["name"]
+            for role in (group.get("spec") or {}).get("roles") or []
+            if other_owner(group, role_replicas_path(role["name"]), OUR_GROUP_WRITERS)
+        )
+        for index, group in members.items()
+    }
     return GroupSetSnapshot(body, spec, "", members, held, elsewhere)
 
 
@@ -138,11 +166,17 @@ class GroupSetReconciler:
                 held[index] = result
                 continue
             members[index] = result
-            await self.recorder.emit(snapshot.body, "Normal", "Created", f"created RoleBasedGroup {want['metadata']['name']}")
+            await self.recorder.emit(
+                snapshot.body, "Normal", "Created", f"created RoleBasedGroup {want['metadata']['name']}"
+            )
         for index, want in plan_rollout(snapshot, members):
             members[index] = await self._apply(want)
-            await self.recorder.emit(snapshot.body, "Normal", "Updating",
-                                     f"updating RoleBasedGroup {want['metadata']['name']} to the new template")
+            await self.recorder.emit(
+                snapshot.body,
+                "Normal",
+                "Updating",
+                f"updating RoleBasedGroup {want['metadata']['name']} to the new template",
+            )
         report = conclude_group_set(snapshot, members, held)
         await self.report(snapshot.body, report.status, report.events)
         return report.requeue
@@ -173,4 +207,3 @@ class GroupSetReconciler:
 # Managers that have applied a member group's spec: the set now, the group reconcile's shared
 # manager in releases before writers had managers of their own.
 OUR_GROUP_WRITERS = (SET_MANAGER, naming.FIELD_MANAGER)
-

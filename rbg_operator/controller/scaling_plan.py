@@ -33,6 +33,7 @@ def _stamp(now: datetime.datetime) -> str:
 
 # --- RoleBasedGroupScalingAdapter ---------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class AdapterSnapshot:
     body: dict  # the adapter
@@ -50,8 +51,10 @@ class RoleScale:
     replicas: int
 
     def patch(self) -> list[dict]:
-        return [{"op": "test", "path": f"/spec/roles/{self.index}/name", "value": self.role},
-                {"op": "replace", "path": f"/spec/roles/{self.index}/replicas", "value": self.replicas}]
+        return [
+            {"op": "test", "path": f"/spec/roles/{self.index}/name", "value": self.role},
+            {"op": "replace", "path": f"/spec/roles/{self.index}/replicas", "value": self.replicas},
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,20 +82,30 @@ def plan_adapter(snapshot: AdapterSnapshot, now: datetime.datetime) -> AdapterPl
     if spec.replicas != role.get("replicas", 1):
         scale = RoleScale(target.name, list(roles).index(target.role), target.role, spec.replicas)
         status["lastScaleTime"] = _stamp(now)
-        events = (Event("Normal", "Scaled",
-                        f"role {target.role} of {target.name}: replicas {role.get('replicas', 1)} -> {spec.replicas}"),)
+        events = (
+            Event(
+                "Normal",
+                "Scaled",
+                f"role {target.role} of {target.name}: replicas {role.get('replicas', 1)} -> {spec.replicas}",
+            ),
+        )
     elif "lastScaleTime" in old_status:
         status["lastScaleTime"] = old_status["lastScaleTime"]
-    observed = next((r for r in ((group.get("status") or {}).get("roleStatuses") or []) if r["name"] == target.role), {})
-    status.update({
-        "replicas": observed.get("replicas", 0),
-        "readyReplicas": observed.get("readyReplicas", 0),
-        "selector": role_pod_selector(target.name, RoleV2.model_validate(role)),
-    })
+    observed = next(
+        (r for r in ((group.get("status") or {}).get("roleStatuses") or []) if r["name"] == target.role), {}
+    )
+    status.update(
+        {
+            "replicas": observed.get("replicas", 0),
+            "readyReplicas": observed.get("readyReplicas", 0),
+            "selector": role_pod_selector(target.name, RoleV2.model_validate(role)),
+        }
+    )
     return AdapterPlan(scale=scale, events=events, status=status)
 
 
 # --- RoleBasedGroupSet --------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class GroupSetSnapshot:
@@ -125,8 +138,11 @@ class GroupSetReport:
 def group_ready(group: dict) -> bool:
     status = group.get("status") or {}
     ready = conditions.find(status.get("conditions"), "Ready")
-    return (ready is not None and ready["status"] == "True"
-            and status.get("observedGeneration") == group["metadata"].get("generation"))
+    return (
+        ready is not None
+        and ready["status"] == "True"
+        and status.get("observedGeneration") == group["metadata"].get("generation")
+    )
 
 
 def plan_group_set(snapshot: GroupSetSnapshot) -> GroupSetPlan:
@@ -136,16 +152,24 @@ def plan_group_set(snapshot: GroupSetSnapshot) -> GroupSetPlan:
     body = snapshot.body
     if snapshot.spec is None:
         message = f"invalid RoleBasedGroupSet: {snapshot.invalid}"
-        status = {"conditions": conditions.merge(
-            (body.get("status") or {}).get("conditions"),
-            [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message}],
-            body["metadata"].get("generation", 0))}
+        status = {
+            "conditions": conditions.merge(
+                (body.get("status") or {}).get("conditions"),
+                [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message}],
+                body["metadata"].get("generation", 0),
+            )
+        }
         changed = not contains(body.get("status") or {}, status)
-        return GroupSetPlan(invalid_status=status,
-                            events=(Event("Warning", "InvalidSpec", message, after_status=True),) if changed else ())
+        return GroupSetPlan(
+            invalid_status=status,
+            events=(Event("Warning", "InvalidSpec", message, after_status=True),) if changed else (),
+        )
     replicas = snapshot.spec.replicas
-    delete = tuple((i, g["metadata"]["name"], g["metadata"]["uid"])
-                   for i, g in sorted(snapshot.members.items(), reverse=True) if i >= replicas)
+    delete = tuple(
+        (i, g["metadata"]["name"], g["metadata"]["uid"])
+        for i, g in sorted(snapshot.members.items(), reverse=True)
+        if i >= replicas
+    )
     missing = [i for i in range(replicas) if i not in snapshot.members]
     held = {i: snapshot.held[i] for i in missing if i in snapshot.held}
     create = tuple((i, set_member(body, i)) for i in missing if i not in held)
@@ -159,8 +183,11 @@ def plan_rollout(snapshot: GroupSetSnapshot, members: Mapping[int, dict]) -> tup
     A role's replicas that another writer owns stay out of the rewrite (a forced apply would take
     them back and reset the size)."""
     wanted = member_template_hash(snapshot.body)
-    outdated = sorted(i for i, g in members.items()
-                      if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted)
+    outdated = sorted(
+        i
+        for i, g in members.items()
+        if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted
+    )
     broken = [i for i in outdated if not group_ready(members[i])]
     chosen = broken or (outdated[:1] if outdated and all(group_ready(g) for g in members.values()) else [])
     rewrites = []
@@ -174,26 +201,36 @@ def plan_rollout(snapshot: GroupSetSnapshot, members: Mapping[int, dict]) -> tup
     return tuple(rewrites)
 
 
-def conclude_group_set(snapshot: GroupSetSnapshot, members: Mapping[int, dict], held: Mapping[int, str]) -> GroupSetReport:
+def conclude_group_set(
+    snapshot: GroupSetSnapshot, members: Mapping[int, dict], held: Mapping[int, str]
+) -> GroupSetReport:
     """The set's status over the members as the pass left them, and when to look again."""
     body, replicas = snapshot.body, snapshot.spec.replicas
     wanted = member_template_hash(body)
-    outdated = [i for i, g in members.items()
-                if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted]
+    outdated = [
+        i
+        for i, g in members.items()
+        if (g["metadata"].get("annotations") or {}).get(naming.ANNOTATION_SET_TEMPLATE) != wanted
+    ]
     conflicts = [held[i] for i in sorted(held)]
     ready = sum(1 for g in members.values() if group_ready(g))
     generation = body["metadata"].get("generation", 0)
     done = ready == replicas and not outdated
-    ready_condition = {"type": "Ready", "status": "True" if done else "False",
-                       "reason": "AllGroupsReady" if done else "GroupsNotReady",
-                       "message": f"{ready}/{replicas} groups ready" + (
-                           f", {len(outdated)} to update" if outdated else "")}
+    ready_condition = {
+        "type": "Ready",
+        "status": "True" if done else "False",
+        "reason": "AllGroupsReady" if done else "GroupsNotReady",
+        "message": f"{ready}/{replicas} groups ready" + (f", {len(outdated)} to update" if outdated else ""),
+    }
     if conflicts:
         ready_condition.update(reason="ChildConflict", message="; ".join(conflicts))
     before = conditions.find((body.get("status") or {}).get("conditions"), "Ready") or {}
-    status = {"observedGeneration": generation, "replicas": len(members), "readyReplicas": ready,
-              "conditions": conditions.merge((body.get("status") or {}).get("conditions"), [ready_condition],
-                                             generation)}
+    status = {
+        "observedGeneration": generation,
+        "replicas": len(members),
+        "readyReplicas": ready,
+        "conditions": conditions.merge((body.get("status") or {}).get("conditions"), [ready_condition], generation),
+    }
     events = ()
     if conflicts and before.get("message") != ready_condition["message"]:
         events = (Event("Warning", "ChildConflict", ready_condition["message"], after_status=True),)

@@ -13,9 +13,16 @@ async def write_status(kube: Kube, store: Store, body: dict, status: dict, manag
     if contains(body.get("status") or {}, status):
         return False
     meta = body["metadata"]
-    result = await kube.apply({"apiVersion": body["apiVersion"], "kind": body["kind"],
-                               "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                               "status": status}, subresource="status", manager=manager)
+    result = await kube.apply(
+        {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "status": status,
+        },
+        subresource="status",
+        manager=manager,
+    )
     # A spec change that landed after the reconcile read the object comes back in the answer:
     # then the echo of this write must wake that reconcile again.
     store.upsert(result, read_generation=meta.get("generation"))

@@ -11,6 +11,7 @@ import dataclasses
 class Apply:
     """Server-side apply `desired`. `observed` is the object as the snapshot had it; None means
     a creation, and act looks for the name again under its creation lock first."""
+
     desired: dict
     observed: dict | None
 
@@ -19,6 +20,7 @@ class Apply:
 class RecordRevision:
     """Make `create` the group's newest ControllerRevision, or renumber the existing `renumber`
     (name, number) to be it; then delete the revisions beyond the history limit."""
+
     create: dict | None
     renumber: tuple[str, int] | None
     prune: tuple[dict, ...] = ()
@@ -27,6 +29,7 @@ class RecordRevision:
 @dataclasses.dataclass(frozen=True)
 class Delete:
     """Delete a child the group no longer wants, saying why in a Deleted Event."""
+
     obj: dict
     why: str
 
@@ -41,6 +44,7 @@ class Emit:
 @dataclasses.dataclass(frozen=True)
 class DeletePod:
     """Delete this very pod (by UID); `announce` only if it was still there."""
+
     pod: dict
     announce: Emit | None = None
 
@@ -48,6 +52,7 @@ class DeletePod:
 @dataclasses.dataclass(frozen=True)
 class WriteRestartState:
     """The restart tracker's state annotation (restarts.py), written before any pod it dooms."""
+
     text: str
 
 

@@ -52,6 +52,7 @@ class _Entry(NamedTuple):
     cache is most of the operator's memory; reads decode their group's few objects (tens of
     microseconds each) and get a private copy, so no caller can change the cache by accident.
     """
+
     uid: str | None
     rv: int
     group: str | None
@@ -121,8 +122,9 @@ class Store:
         written_by = writer.get()
         if written_by is not None and read_generation is not None and meta.get("generation") != read_generation:
             written_by = UNREAD
-        entry = _Entry(uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE),
-                       _compact(slim), written_by)
+        entry = _Entry(
+            uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE), _compact(slim), written_by
+        )
         if current is not None:
             self._unindex(kind, key, current)
             self.json_bytes -= len(current.json)
@@ -132,8 +134,9 @@ class Store:
             self._by_group[kind][(key[0], entry.group)][key[1]] = entry
         return Seen(True)
 
-    def remove(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None,
-               seen_at: float = FOR_GOOD) -> None:
+    def remove(
+        self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None, seen_at: float = FOR_GOOD
+    ) -> None:
         """Forget an object seen deleted (by a watch, a relist, or a 404): a later write answer
         or stale event with its UID is ignored, unless it is newer than `seen_at`, the
         resourceVersion at which it was seen gone (a watch event's own, a relist's)."""
@@ -143,7 +146,7 @@ class Store:
         if current is not None and current.uid:
             self._bury(current.uid, seen_at)
 
-    def forget(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> "_Entry | None":
+    def forget(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> _Entry | None:
         """Drop the cached copy without a tombstone (an object that cannot be cached as it is now)."""
         objects = self._objects[(api_version, kind)]
         current = objects.get((namespace, name))
@@ -205,22 +208,36 @@ class Store:
     def owned_by_label(self, api_version: str, kind: str, namespace: str, label: str, value: str) -> list[dict]:
         if label == naming.LABEL_GROUP_NAME:
             return self.owned_by_group(api_version, kind, namespace, value)
-        return [obj for obj in self.in_namespace(api_version, kind, namespace)
-                if (obj["metadata"].get("labels") or {}).get(label) == value]
+        return [
+            obj
+            for obj in self.in_namespace(api_version, kind, namespace)
+            if (obj["metadata"].get("labels") or {}).get(label) == value
+        ]
 
     def owned_by_group(self, api_version: str, kind: str, namespace: str, group: str) -> list[dict]:
         return [e.decode() for e in self._by_group[(api_version, kind)].get((namespace, group), {}).values()]
 
     def in_role(self, api_version: str, kind: str, namespace: str, group: str, role: str) -> list[dict]:
-        return [e.decode() for e in self._by_group[(api_version, kind)].get((namespace, group), {}).values()
-                if e.role == role]
+        return [
+            e.decode()
+            for e in self._by_group[(api_version, kind)].get((namespace, group), {}).values()
+            if e.role == role
+        ]
 
     def in_namespace(self, api_version: str, kind: str, namespace: str) -> list[dict]:
         return [e.decode() for (ns, _), e in self._objects[(api_version, kind)].items() if ns == namespace]
 
 
-POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences", "creationTimestamp",
-                "deletionTimestamp")
+POD_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "labels",
+    "ownerReferences",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
 
 
 def _slim_pod(pod: dict) -> dict:
@@ -230,12 +247,17 @@ def _slim_pod(pod: dict) -> dict:
     slim_status = {key: status[key] for key in ("phase", "conditions", "startTime") if key in status}
     for key in ("containerStatuses", "initContainerStatuses"):
         if key in status:
-            slim_status[key] = [{"name": c.get("name"), "restartCount": c.get("restartCount", 0),
-                                 "ready": c.get("ready", False)} for c in status[key]]
-    return {"apiVersion": pod["apiVersion"], "kind": pod["kind"],
-            "metadata": {key: meta[key] for key in POD_METADATA if key in meta},
-            "spec": {"nodeName": spec["nodeName"]} if spec.get("nodeName") else {},
-            "status": slim_status}
+            slim_status[key] = [
+                {"name": c.get("name"), "restartCount": c.get("restartCount", 0), "ready": c.get("ready", False)}
+                for c in status[key]
+            ]
+    return {
+        "apiVersion": pod["apiVersion"],
+        "kind": pod["kind"],
+        "metadata": {key: meta[key] for key in POD_METADATA if key in meta},
+        "spec": {"nodeName": spec["nodeName"]} if spec.get("nodeName") else {},
+        "status": slim_status,
+    }
 
 
 # The spec fields whose other owners a reconcile must know (it yields them): everything else of
@@ -271,13 +293,17 @@ def _slim_managed_fields(obj: dict) -> dict:
         owned: dict = {field: {} for field in OWNERSHIP_KEPT if field in spec}
         # A group's roles are a map by name: who owns each role's replicas (a set re-applying
         # its member yields them to the scaling adapter or a user).
-        roles = {key: {"f:replicas": {}} for key, fields in (spec.get("f:roles") or {}).items()
-                 if key.startswith("k:") and "f:replicas" in fields}
+        roles = {
+            key: {"f:replicas": {}}
+            for key, fields in (spec.get("f:roles") or {}).items()
+            if key.startswith("k:") and "f:replicas" in fields
+        }
         if roles:
             owned["f:roles"] = roles
         if owned:
-            kept.append({"manager": entry.get("manager"), "operation": entry.get("operation"),
-                         "fieldsV1": {"f:spec": owned}})
+            kept.append(
+                {"manager": entry.get("manager"), "operation": entry.get("operation"), "fieldsV1": {"f:spec": owned}}
+            )
     return {**obj, "metadata": {**obj["metadata"], "managedFields": kept}}
 
 
@@ -287,9 +313,16 @@ def _slim_revision(revision: dict) -> dict | None:
     meta = revision["metadata"]
     if not any(o.get("controller") and o.get("kind") == "RoleBasedGroup" for o in meta.get("ownerReferences") or []):
         return None
-    return {"apiVersion": revision["apiVersion"], "kind": revision["kind"], "revision": revision.get("revision", 0),
-            "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "labels",
-                                                    "ownerReferences") if key in meta}}
+    return {
+        "apiVersion": revision["apiVersion"],
+        "kind": revision["kind"],
+        "revision": revision.get("revision", 0),
+        "metadata": {
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
+            if key in meta
+        },
+    }
 
 
 # The kinds that make objects of the child kinds: a child controlled by none of them is not ours.
@@ -304,21 +337,40 @@ def _slim_child(obj: dict) -> dict:
     whose it is: a forged label costs a few hundred bytes, never the object's size."""
     meta = obj["metadata"]
     controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
-    ours = (controller is not None and controller.get("kind") in OWNER_KINDS
-            and str(controller.get("apiVersion", "")).startswith(kinds.GROUP + "/")
-            and (obj["kind"] != "ConfigMap" or controller.get("name") == meta.get("name")))
+    ours = (
+        controller is not None
+        and controller.get("kind") in OWNER_KINDS
+        and str(controller.get("apiVersion", "")).startswith(kinds.GROUP + "/")
+        and (obj["kind"] != "ConfigMap" or controller.get("name") == meta.get("name"))
+    )
     if ours:
         return _slim_managed_fields(obj)
     labels = meta.get("labels") or {}
-    kept = {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "generation",
-                                        "creationTimestamp", "deletionTimestamp") if key in meta}
+    kept = {
+        key: meta[key]
+        for key in (
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+        )
+        if key in meta
+    }
     kept["labels"] = {key: labels[key] for key in FOREIGN_LABELS if key in labels}
-    kept["ownerReferences"] = [{key: controller.get(key) for key in ("apiVersion", "kind", "name", "uid", "controller")}
-                               ] if controller is not None else []
+    kept["ownerReferences"] = (
+        [{key: controller.get(key) for key in ("apiVersion", "kind", "name", "uid", "controller")}]
+        if controller is not None
+        else []
+    )
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept}
 
 
 CHILD_KINDS = kinds.GROUP_CHILDREN
-SLIMMERS = {kinds.POD: _slim_pod, kinds.CONTROLLER_REVISION: _slim_revision,
-            **{kind: _slim_child for kind in CHILD_KINDS}}
-
+SLIMMERS = {
+    kinds.POD: _slim_pod,
+    kinds.CONTROLLER_REVISION: _slim_revision,
+    **{kind: _slim_child for kind in CHILD_KINDS},
+}

@@ -47,8 +47,14 @@ class Unstick:
     requeue_after: float | None  # when a pod not stuck yet would become so
 
 
-def stuck_pods(pods: list[dict], update_revision: str, partition: int, budget: int,
-               now: datetime.datetime, stuck_after: float = STUCK_AFTER_SECONDS) -> Unstick:
+def stuck_pods(
+    pods: list[dict],
+    update_revision: str,
+    partition: int,
+    budget: int,
+    now: datetime.datetime,
+    stuck_after: float = STUCK_AFTER_SECONDS,
+) -> Unstick:
     """Pods to replace: at or above the partition, on an older revision than `update_revision`,
     never Ready, and either unschedulable or a minute old; no more than `budget` (the rollout's
     maxUnavailable) less the pods already on their way out."""
@@ -57,8 +63,12 @@ def stuck_pods(pods: list[dict], update_revision: str, partition: int, budget: i
     for pod in pods:
         meta = pod["metadata"]
         labels = meta.get("labels") or {}
-        if (meta.get("deletionTimestamp") or int(labels.get(naming.STATEFULSET_POD_INDEX, -1)) < partition
-                or labels.get("controller-revision-hash") == update_revision or not never_ready(pod)):
+        if (
+            meta.get("deletionTimestamp")
+            or int(labels.get(naming.STATEFULSET_POD_INDEX, -1)) < partition
+            or labels.get("controller-revision-hash") == update_revision
+            or not never_ready(pod)
+        ):
             continue
         age = (now - parse(meta["creationTimestamp"])).total_seconds()
         if unschedulable(pod) or age > stuck_after:
@@ -68,4 +78,4 @@ def stuck_pods(pods: list[dict], update_revision: str, partition: int, budget: i
     # Highest ordinals first, as the StatefulSet itself updates.
     candidates.sort(key=lambda p: -int(p["metadata"]["labels"].get(naming.STATEFULSET_POD_INDEX, -1)))
     # Pods held back by the budget are looked at again when a leaving pod is gone (its event).
-    return Unstick(candidates[:max(0, budget - leaving)], min(wake, default=None))
+    return Unstick(candidates[: max(0, budget - leaving)], min(wake, default=None))

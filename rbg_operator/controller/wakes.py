@@ -21,9 +21,13 @@ from .store import Store
 GROUP, ADAPTER, GROUP_SET = "rolebasedgroup", "rolebasedgroupscalingadapter", "rolebasedgroupset"
 INSTANCE_SET, ROLE_INSTANCE = "roleinstanceset", "roleinstance"
 Key = tuple[str, str, str]
-KIND_OF_CONTROLLER: dict[str, kinds.Key] = {GROUP: kinds.ROLE_BASED_GROUP, ADAPTER: kinds.SCALING_ADAPTER,
-                                            GROUP_SET: kinds.GROUP_SET, INSTANCE_SET: kinds.ROLE_INSTANCE_SET,
-                                            ROLE_INSTANCE: kinds.ROLE_INSTANCE}
+KIND_OF_CONTROLLER: dict[str, kinds.Key] = {
+    GROUP: kinds.ROLE_BASED_GROUP,
+    ADAPTER: kinds.SCALING_ADAPTER,
+    GROUP_SET: kinds.GROUP_SET,
+    INSTANCE_SET: kinds.ROLE_INSTANCE_SET,
+    ROLE_INSTANCE: kinds.ROLE_INSTANCE,
+}
 CONTROLLERS_OF_KIND: dict[kinds.Key, list[str]] = {}
 for _controller, _kind in KIND_OF_CONTROLLER.items():
     CONTROLLERS_OF_KIND.setdefault(_kind, []).append(_controller)
@@ -42,8 +46,11 @@ EVERYTHING = None  # no selector
 
 def selector_matches(selector: str | None, labels: dict) -> bool:
     """Whether labels match a selector of the forms the table uses: `key` and `!key`, joined by commas."""
-    return all((term[1:] not in labels) if term.startswith("!") else (term in labels)
-               for term in (selector or "").split(",") if term)
+    return all(
+        (term[1:] not in labels) if term.startswith("!") else (term in labels)
+        for term in (selector or "").split(",")
+        if term
+    )
 
 
 class Reads(Protocol):
@@ -80,13 +87,17 @@ class Watch:
 
 # -- The mappers ----------------------------------------------------------------------------
 
+
 def owning_group(obj: dict) -> tuple[str, str] | None:
     """(namespace, name) of the group that controls the object, or whose label it carries."""
     meta = obj["metadata"]
     for owner in meta.get("ownerReferences", []) or []:
         # Any version of ours: children made while groups were stored in v1alpha1 name that version.
-        if (owner.get("controller") and owner.get("kind") == "RoleBasedGroup"
-                and str(owner.get("apiVersion", "")).partition("/")[0] == kinds.GROUP):
+        if (
+            owner.get("controller")
+            and owner.get("kind") == "RoleBasedGroup"
+            and str(owner.get("apiVersion", "")).partition("/")[0] == kinds.GROUP
+        ):
             return (meta["namespace"], owner["name"])
     group = (meta.get("labels") or {}).get(naming.LABEL_GROUP_NAME)
     return (meta["namespace"], group) if group else None
@@ -95,6 +106,7 @@ def owning_group(obj: dict) -> tuple[str, str] | None:
 def itself(controller: str) -> Mapper:
     def targets(reads: Reads, obj: dict) -> Iterable[Key]:
         return [(controller, obj["metadata"]["namespace"], obj["metadata"]["name"])]
+
     return targets
 
 
@@ -106,9 +118,11 @@ def controlling_group(reads: Reads, obj: dict) -> Iterable[Key]:
 def adapters_of_group(reads: Reads, group: dict) -> Iterable[Key]:
     """Adapters read their group's roles and role statuses."""
     namespace, name = group["metadata"]["namespace"], group["metadata"]["name"]
-    return [(ADAPTER, namespace, a["metadata"]["name"])
-            for a in reads.store.in_namespace(*kinds.SCALING_ADAPTER, namespace)
-            if ((a.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name]
+    return [
+        (ADAPTER, namespace, a["metadata"]["name"])
+        for a in reads.store.in_namespace(*kinds.SCALING_ADAPTER, namespace)
+        if ((a.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name
+    ]
 
 
 def set_of_group(reads: Reads, group: dict) -> Iterable[Key]:
@@ -122,18 +136,23 @@ def groups_naming_profile(reads: Reads, profile: dict) -> Iterable[Key]:
     name = profile["metadata"]["name"]
     for namespace, group in reads.store.keys(*kinds.ROLE_BASED_GROUP):
         body = reads.store.get(*kinds.ROLE_BASED_GROUP, namespace, group) or {}
-        if any(r.get("profileName") == name for role in (body.get("spec") or {}).get("roles") or []
-               for r in role.get("engineRuntimes") or []):
+        if any(
+            r.get("profileName") == name
+            for role in (body.get("spec") or {}).get("roles") or []
+            for r in role.get("engineRuntimes") or []
+        ):
             yield GROUP, namespace, group
 
 
 def controller_of(kind: kinds.Key, controller: str) -> Mapper:
     """The reconcile of the object of `kind` that controls the object (its owner reference)."""
+
     def targets(reads: Reads, obj: dict) -> Iterable[Key]:
         for owner in obj["metadata"].get("ownerReferences") or []:
             if owner.get("controller") and (owner.get("apiVersion"), owner.get("kind")) == kind:
                 return [(controller, obj["metadata"]["namespace"], owner["name"])]
         return []
+
     return targets
 
 
@@ -148,21 +167,31 @@ def group_reading_pods(reads: Reads, pod: dict) -> Iterable[Key]:
 
 NOW, COALESCED = Delay.NOW, Delay.COALESCED
 WATCHES: tuple[Watch, ...] = (
-    Watch(kinds.ROLE_BASED_GROUP, (EVERYTHING,), (Wake(itself(GROUP), NOW), Wake(adapters_of_group, NOW),
-                                                  Wake(set_of_group, NOW))),
+    Watch(
+        kinds.ROLE_BASED_GROUP,
+        (EVERYTHING,),
+        (Wake(itself(GROUP), NOW), Wake(adapters_of_group, NOW), Wake(set_of_group, NOW)),
+    ),
     Watch(kinds.SCALING_ADAPTER, (EVERYTHING,), (Wake(itself(ADAPTER), NOW), Wake(controlling_group, COALESCED))),
     Watch(kinds.GROUP_SET, (EVERYTHING,), (Wake(itself(GROUP_SET), NOW),)),
     # A policy binds to the group of its own name.
     Watch(kinds.COORDINATED_POLICY, (EVERYTHING,), (Wake(itself(GROUP), NOW),)),
     Watch(kinds.ENGINE_RUNTIME_PROFILE, (EVERYTHING,), (Wake(groups_naming_profile, COALESCED),)),  # cluster-scoped
     # Only this operator makes these (a set made by hand has no group label): watched unfiltered.
-    Watch(kinds.ROLE_INSTANCE_SET, (EVERYTHING,), (Wake(itself(INSTANCE_SET), NOW),
-                                                   Wake(controlling_group, COALESCED))),
-    Watch(kinds.ROLE_INSTANCE, (EVERYTHING,), (Wake(itself(ROLE_INSTANCE), NOW),
-                                               Wake(controller_of(kinds.ROLE_INSTANCE_SET, INSTANCE_SET), COALESCED))),
+    Watch(
+        kinds.ROLE_INSTANCE_SET, (EVERYTHING,), (Wake(itself(INSTANCE_SET), NOW), Wake(controlling_group, COALESCED))
+    ),
+    Watch(
+        kinds.ROLE_INSTANCE,
+        (EVERYTHING,),
+        (Wake(itself(ROLE_INSTANCE), NOW), Wake(controller_of(kinds.ROLE_INSTANCE_SET, INSTANCE_SET), COALESCED)),
+    ),
     *(Watch(kind, (CHILD_SELECTOR,), (Wake(controlling_group, COALESCED),)) for kind in kinds.GROUP_CHILDREN),
-    Watch(kinds.POD, (CHILD_SELECTOR, INSTANCE_POD_SELECTOR),
-          (Wake(controller_of(kinds.ROLE_INSTANCE, ROLE_INSTANCE), COALESCED), Wake(group_reading_pods, COALESCED))),
+    Watch(
+        kinds.POD,
+        (CHILD_SELECTOR, INSTANCE_POD_SELECTOR),
+        (Wake(controller_of(kinds.ROLE_INSTANCE, ROLE_INSTANCE), COALESCED), Wake(group_reading_pods, COALESCED)),
+    ),
     Watch(kinds.CONTROLLER_REVISION, (CHILD_SELECTOR,), (Wake(controlling_group, COALESCED),)),
 )
 # (kind, selector) of each watch, in the table's order.
@@ -172,6 +201,8 @@ WAKES_BY_KIND: dict[kinds.Key, tuple[Wake, ...]] = {w.kind: w.wakes for w in WAT
 
 def woken(reads: Reads, obj: dict, coalesce_seconds: float) -> list[tuple[Key, float]]:
     """The reconciles an event of `obj` wakes, each with its delay in seconds."""
-    return [(key, wake.delay.seconds(coalesce_seconds))
-            for wake in WAKES_BY_KIND.get((obj["apiVersion"], obj["kind"]), ())
-            for key in wake.targets(reads, obj)]
+    return [
+        (key, wake.delay.seconds(coalesce_seconds))
+        for wake in WAKES_BY_KIND.get((obj["apiVersion"], obj["kind"]), ())
+        for key in wake.targets(reads, obj)
+    ]

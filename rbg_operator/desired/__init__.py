@@ -15,8 +15,12 @@ from .scaling import scaling_adapter
 from .workload_kinds import role_workload
 
 
-def group_children(group: RoleBasedGroupV2, gang_size: int | None = None,
-                   applied: dict[str, int] | None = None, options: BuildOptions = DEFAULT) -> list[dict]:
+def group_children(
+    group: RoleBasedGroupV2,
+    gang_size: int | None = None,
+    applied: dict[str, int] | None = None,
+    options: BuildOptions = DEFAULT,
+) -> list[dict]:
     """Objects the group needs before any role: the topology ConfigMap its pods mount and,
     with gang scheduling, the pod groups the scheduler holds the pods to (a whole-group gang of
     `gang_size` pods, default every pod of the spec). `applied`: replicas the workloads run with
@@ -24,8 +28,13 @@ def group_children(group: RoleBasedGroupV2, gang_size: int | None = None,
     return [topology_configmap(group, applied), *pod_groups(group, gang_size, options, applied)]
 
 
-def role_children(group: RoleBasedGroupV2, role_name: str, options: BuildOptions = DEFAULT,
-                  plan: RolePlan = RolePlan(), v2_pod_keys: bool = True) -> list[dict]:
+def role_children(
+    group: RoleBasedGroupV2,
+    role_name: str,
+    options: BuildOptions = DEFAULT,
+    plan: RolePlan = RolePlan(),
+    v2_pod_keys: bool = True,
+) -> list[dict]:
     """The objects one role needs: its headless Service, its scaling adapter if enabled, and
     last its workload (`v2_pod_keys`: see meta.pods_get_v2_keys)."""
     role = group.spec.role(role_name)

@@ -34,9 +34,14 @@ def headless_service(group: RoleBasedGroupV2, role: RoleV2) -> dict:
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
-            "selector": {**naming.role_selector(group.name, role.name), **(
-                {naming.LABEL_V2_COMPONENT_NAME: "leader"} if role.workload.kind == "RoleInstanceSet"
-                and shared_service_selection(role) == "LeaderOnly" else {})},
+            "selector": {
+                **naming.role_selector(group.name, role.name),
+                **(
+                    {naming.LABEL_V2_COMPONENT_NAME: "leader"}
+                    if role.workload.kind == "RoleInstanceSet" and shared_service_selection(role) == "LeaderOnly"
+                    else {}
+                ),
+            },
         },
     }
 
@@ -60,8 +65,7 @@ def topology(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> 
         if kind == "RoleInstanceSet":
             entry["pattern"] = role.pattern
         if kind in ("StatefulSet", "LeaderWorkerSet", "RoleInstanceSet"):  # Deployment pods have no stable names
-            entry["instances"] = [naming.instance_address(group.name, role.name, i, kind)
-                                  for i in range(replicas)]
+            entry["instances"] = [naming.instance_address(group.name, role.name, i, kind) for i in range(replicas)]
             if kind == "RoleInstanceSet" and role.pattern == "leaderWorker":  # the leader pod, `{instance}-0`
                 entry["instances"] = [address.replace(".", "-0.", 1) for address in entry["instances"]]
         if role.service_ports:
@@ -102,8 +106,10 @@ def discovery_env(group: RoleBasedGroupV2, role: RoleV2) -> list[dict]:
         return env + _instance_env(group, role)
     index_label = {"StatefulSet": naming.STATEFULSET_POD_INDEX, "LeaderWorkerSet": naming.LWS_GROUP_INDEX}.get(kind)
     if index_label:
-        env += [{"name": "RBG_ROLE_INDEX", **_label_ref(index_label)},
-                {"name": "ROLE_INDEX", **_label_ref(index_label)}]
+        env += [
+            {"name": "RBG_ROLE_INDEX", **_label_ref(index_label)},
+            {"name": "ROLE_INDEX", **_label_ref(index_label)},
+        ]
     if kind == "LeaderWorkerSet":
         workload = naming.workload_name(group.name, role.name)
         env += [
@@ -118,10 +124,12 @@ def discovery_env(group: RoleBasedGroupV2, role: RoleV2) -> list[dict]:
 def _instance_env(group: RoleBasedGroupV2, role: RoleV2) -> list[dict]:
     """The variables of a RoleInstanceSet role's pods, read from the labels the RoleInstance
     controller gives each pod (the contract's §4.7)."""
-    env = [{"name": "RBG_ROLE_INDEX", **_label_ref(naming.LABEL_V2_INSTANCE_INDEX)},
-           {"name": "RBG_ROLE_INSTANCE_NAME", **_label_ref(naming.LABEL_V2_INSTANCE_NAME)},
-           {"name": "RBG_COMPONENT_NAME", **_label_ref(naming.LABEL_V2_COMPONENT_NAME)},
-           {"name": "RBG_COMPONENT_INDEX", **_label_ref(naming.LABEL_V2_COMPONENT_ID)}]
+    env = [
+        {"name": "RBG_ROLE_INDEX", **_label_ref(naming.LABEL_V2_INSTANCE_INDEX)},
+        {"name": "RBG_ROLE_INSTANCE_NAME", **_label_ref(naming.LABEL_V2_INSTANCE_NAME)},
+        {"name": "RBG_COMPONENT_NAME", **_label_ref(naming.LABEL_V2_COMPONENT_NAME)},
+        {"name": "RBG_COMPONENT_INDEX", **_label_ref(naming.LABEL_V2_COMPONENT_ID)},
+    ]
     if role.pattern == "leaderWorker":
         service = naming.service_name(group.name, role.name)
         env += [  # $(RBG_ROLE_INSTANCE_NAME) expands because it is defined above

@@ -19,10 +19,13 @@ APPENDED = ("initContainers", "containers", "volumes")
 
 def missing_profiles(roles: list[RoleV2], profiles: Mapping[str, dict]) -> list[str]:
     """The profiles roles name that do not exist, each naming the field."""
-    return [f"spec.roles[{i}].engineRuntimes[{j}].profileName: ClusterEngineRuntimeProfile "
-            f"{runtime.profile_name!r} not found"
-            for i, role in enumerate(roles) for j, runtime in enumerate(role.engine_runtimes or [])
-            if runtime.profile_name not in profiles]
+    return [
+        f"spec.roles[{i}].engineRuntimes[{j}].profileName: ClusterEngineRuntimeProfile "
+        f"{runtime.profile_name!r} not found"
+        for i, role in enumerate(roles)
+        for j, runtime in enumerate(role.engine_runtimes or [])
+        if runtime.profile_name not in profiles
+    ]
 
 
 def inject_engine_runtimes(template: dict, role: RoleV2, profiles: Mapping[str, dict]) -> dict:

@@ -30,8 +30,11 @@ COSCHEDULING = "coscheduling"
 VOLCANO = "volcano"
 KUBERNETES = "kubernetes"
 
-NATIVE_WORKLOAD, NATIVE_POD_GROUP, NATIVE_COMPOSITE = (kinds.NATIVE_WORKLOAD, kinds.NATIVE_POD_GROUP,
-                                                      kinds.NATIVE_COMPOSITE_POD_GROUP)
+NATIVE_WORKLOAD, NATIVE_POD_GROUP, NATIVE_COMPOSITE = (
+    kinds.NATIVE_WORKLOAD,
+    kinds.NATIVE_POD_GROUP,
+    kinds.NATIVE_COMPOSITE_POD_GROUP,
+)
 # The object named {rbg} whose size holds the pods, per backend.
 PODGROUP_KINDS = {
     COSCHEDULING: kinds.COSCHEDULING_POD_GROUP,
@@ -39,8 +42,13 @@ PODGROUP_KINDS = {
     KUBERNETES: NATIVE_POD_GROUP,
 }
 # Everything a gang may own, for removal when the policy goes or changes shape.
-GANG_KINDS = (PODGROUP_KINDS[COSCHEDULING], PODGROUP_KINDS[VOLCANO], NATIVE_WORKLOAD, NATIVE_POD_GROUP,
-              NATIVE_COMPOSITE)
+GANG_KINDS = (
+    PODGROUP_KINDS[COSCHEDULING],
+    PODGROUP_KINDS[VOLCANO],
+    NATIVE_WORKLOAD,
+    NATIVE_POD_GROUP,
+    NATIVE_COMPOSITE,
+)
 COSCHEDULING_LABEL = "scheduling.x-k8s.io/pod-group"
 VOLCANO_ANNOTATION = "scheduling.k8s.io/group-name"
 WHOLE_GROUP = "all"  # the Workload template of the whole RoleBasedGroup
@@ -78,9 +86,12 @@ def native_shape(group: RoleBasedGroupV2, options: BuildOptions) -> NativeShape:
     if backend(group) != KUBERNETES or not role_minimums(group):
         return NativeShape(False)
     if not options.composite_pod_groups:
-        return NativeShape(False, "the API server does not serve scheduling.k8s.io/v1alpha3 CompositePodGroup "
-                                  "(enable the CompositePodGroup feature gate, Kubernetes 1.37+); the gang needs "
-                                  "every pod of the group instead")
+        return NativeShape(
+            False,
+            "the API server does not serve scheduling.k8s.io/v1alpha3 CompositePodGroup "
+            "(enable the CompositePodGroup feature gate, Kubernetes 1.37+); the gang needs "
+            "every pod of the group instead",
+        )
     return NativeShape(True)
 
 
@@ -132,8 +143,12 @@ def _gang(min_count: int) -> dict:
     return {"gang": {"minCount": min_count}}
 
 
-def pod_groups(group: RoleBasedGroupV2, size: int | None = None, options: BuildOptions | None = None,
-               applied: dict[str, int] | None = None) -> list[dict]:
+def pod_groups(
+    group: RoleBasedGroupV2,
+    size: int | None = None,
+    options: BuildOptions | None = None,
+    applied: dict[str, int] | None = None,
+) -> list[dict]:
     """The objects the group's gang needs, in creation order (templates before what they shape).
     `size`: the whole-group gang's pods (default every pod of the spec)."""
     kind = backend(group)
@@ -144,15 +159,26 @@ def pod_groups(group: RoleBasedGroupV2, size: int | None = None, options: BuildO
     assert policy is not None
 
     def make(api_kind: tuple[str, str], name: str, spec: dict) -> dict:
-        return {"apiVersion": api_kind[0], "kind": api_kind[1],
-                "metadata": {"name": name, "namespace": group.namespace,
-                             "labels": naming.group_labels(group.namespace, group.name),
-                             "ownerReferences": [owner_reference(group)]},
-                "spec": spec}
+        return {
+            "apiVersion": api_kind[0],
+            "kind": api_kind[1],
+            "metadata": {
+                "name": name,
+                "namespace": group.namespace,
+                "labels": naming.group_labels(group.namespace, group.name),
+                "ownerReferences": [owner_reference(group)],
+            },
+            "spec": spec,
+        }
 
     if kind == COSCHEDULING:
-        return [make(PODGROUP_KINDS[kind], group.name, {
-            "minMember": size, "scheduleTimeoutSeconds": policy.kube_scheduling.schedule_timeout_seconds})]
+        return [
+            make(
+                PODGROUP_KINDS[kind],
+                group.name,
+                {"minMember": size, "scheduleTimeoutSeconds": policy.kube_scheduling.schedule_timeout_seconds},
+            )
+        ]
     if kind == VOLCANO:
         spec = {"minMember": size}
         if policy.volcano_scheduling.queue:
@@ -164,25 +190,62 @@ def pod_groups(group: RoleBasedGroupV2, size: int | None = None, options: BuildO
     controller_ref = {"apiGroup": kinds.GROUP, "kind": "RoleBasedGroup", "name": group.name}
     if not native_shape(group, options or BuildOptions()).per_role:
         return [
-            make(NATIVE_WORKLOAD, group.name, {"controllerRef": controller_ref, "podGroupTemplates": [
-                {"name": WHOLE_GROUP, "schedulingPolicy": _gang(size)}]}),
-            make(NATIVE_POD_GROUP, group.name, {
-                "workloadRef": {"workloadName": group.name, "templateName": WHOLE_GROUP},
-                "schedulingPolicy": _gang(size)}),
+            make(
+                NATIVE_WORKLOAD,
+                group.name,
+                {
+                    "controllerRef": controller_ref,
+                    "podGroupTemplates": [{"name": WHOLE_GROUP, "schedulingPolicy": _gang(size)}],
+                },
+            ),
+            make(
+                NATIVE_POD_GROUP,
+                group.name,
+                {
+                    "workloadRef": {"workloadName": group.name, "templateName": WHOLE_GROUP},
+                    "schedulingPolicy": _gang(size),
+                },
+            ),
         ]
     sizes = role_gang_sizes(group, applied)
     composite_policy = {"gang": {"minGroupCount": max(1, len(sizes))}}
     return [
-        make(NATIVE_WORKLOAD, group.name, {"controllerRef": controller_ref, "compositePodGroupTemplates": [
-            {"name": WHOLE_GROUP, "schedulingPolicy": composite_policy,
-             "podGroupTemplates": [{"name": role, "schedulingPolicy": _gang(n)} for role, n in sizes.items()]}]}),
-        make(NATIVE_COMPOSITE, group.name, {
-            "workloadRef": {"workloadName": group.name, "templateName": WHOLE_GROUP},
-            "schedulingPolicy": composite_policy}),
-        *(make(NATIVE_POD_GROUP, role_pod_group_name(group.name, role), {
-            "parentCompositePodGroupName": group.name,
-            "workloadRef": {"workloadName": group.name, "templateName": role},
-            "schedulingPolicy": _gang(n)}) for role, n in sizes.items()),
+        make(
+            NATIVE_WORKLOAD,
+            group.name,
+            {
+                "controllerRef": controller_ref,
+                "compositePodGroupTemplates": [
+                    {
+                        "name": WHOLE_GROUP,
+                        "schedulingPolicy": composite_policy,
+                        "podGroupTemplates": [
+                            {"name": role, "schedulingPolicy": _gang(n)} for role, n in sizes.items()
+                        ],
+                    }
+                ],
+            },
+        ),
+        make(
+            NATIVE_COMPOSITE,
+            group.name,
+            {
+                "workloadRef": {"workloadName": group.name, "templateName": WHOLE_GROUP},
+                "schedulingPolicy": composite_policy,
+            },
+        ),
+        *(
+            make(
+                NATIVE_POD_GROUP,
+                role_pod_group_name(group.name, role),
+                {
+                    "parentCompositePodGroupName": group.name,
+                    "workloadRef": {"workloadName": group.name, "templateName": role},
+                    "schedulingPolicy": _gang(n),
+                },
+            )
+            for role, n in sizes.items()
+        ),
     ]
 
 
@@ -204,8 +267,9 @@ def join_gang(template: dict, group: RoleBasedGroupV2, role_name: str, options: 
         spec.setdefault("schedulerName", options.volcano_scheduler)
     else:
         per_role = native_shape(group, options).per_role
-        spec["schedulingGroup"] = {"podGroupName": role_pod_group_name(group.name, role_name) if per_role
-                                   else group.name}
+        spec["schedulingGroup"] = {
+            "podGroupName": role_pod_group_name(group.name, role_name) if per_role else group.name
+        }
     return template
 
 
@@ -219,16 +283,34 @@ def role_minimums_conditions(group: RoleBasedGroupV2, options: BuildOptions, pre
     condition = {"type": ROLE_MINIMUMS_APPLIED}
     if not role_minimums(group):
         if any(c["type"] == ROLE_MINIMUMS_APPLIED for c in previous or []):
-            return [{**condition, "status": "False", "reason": "NotRequested",
-                     "message": f"no {naming.ANNOTATION_GANG_ROLE_MINIMUMS} annotation"}]
+            return [
+                {
+                    **condition,
+                    "status": "False",
+                    "reason": "NotRequested",
+                    "message": f"no {naming.ANNOTATION_GANG_ROLE_MINIMUMS} annotation",
+                }
+            ]
         return []
     if backend(group) != KUBERNETES:
-        return [{**condition, "status": "False", "reason": "NativeGangOnly",
-                 "message": f"metadata.annotations[{naming.ANNOTATION_GANG_ROLE_MINIMUMS}] needs native gang "
-                            f"scheduling (podGroupPolicy.kubeScheduling and {naming.ANNOTATION_GANG_SCHEDULER}: "
-                            f"kubernetes); it is ignored"}]
+        return [
+            {
+                **condition,
+                "status": "False",
+                "reason": "NativeGangOnly",
+                "message": f"metadata.annotations[{naming.ANNOTATION_GANG_ROLE_MINIMUMS}] needs native gang "
+                f"scheduling (podGroupPolicy.kubeScheduling and {naming.ANNOTATION_GANG_SCHEDULER}: "
+                f"kubernetes); it is ignored",
+            }
+        ]
     problem = native_shape(group, options).problem
     if problem:
         return [{**condition, "status": "False", "reason": "CompositePodGroupNotServed", "message": problem}]
-    return [{**condition, "status": "True", "reason": "Applied",
-             "message": f"CompositePodGroup {group.name} holds each role's PodGroup to its minimum"}]
+    return [
+        {
+            **condition,
+            "status": "True",
+            "reason": "Applied",
+            "message": f"CompositePodGroup {group.name} holds each role's PodGroup to its minimum",
+        }
+    ]

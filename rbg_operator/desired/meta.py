@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..api.v1alpha2 import WORKLOAD_TYPE_KEY, RoleBasedGroupV2, RoleV2
 from .. import kinds, naming
+from ..api.v1alpha2 import WORKLOAD_TYPE_KEY, RoleBasedGroupV2, RoleV2
 
 
 def owner_reference(group: RoleBasedGroupV2) -> dict:
@@ -58,8 +58,11 @@ def role_annotations(role: RoleV2) -> dict[str, str]:
     """The role's annotations that its workload and pods carry: not the one that picks the
     workload, nor conversion's bookkeeping (neither says anything about the pods, and neither
     reached them while groups were stored in v1alpha1, so an upgrade restarts nothing)."""
-    return {k: v for k, v in (role.annotations or {}).items()
-            if k != WORKLOAD_TYPE_KEY and not k.startswith(naming.CONVERSION_PREFIX)}
+    return {
+        k: v
+        for k, v in (role.annotations or {}).items()
+        if k != WORKLOAD_TYPE_KEY and not k.startswith(naming.CONVERSION_PREFIX)
+    }
 
 
 def child_metadata(group: RoleBasedGroupV2, role: RoleV2, name: str) -> dict:

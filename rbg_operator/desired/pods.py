@@ -12,8 +12,14 @@ from .options import BuildOptions
 from .templates import resolved_template
 
 
-def pod_template(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions, base: dict | None = None,
-                 v2_keys: bool = True, engine_runtimes: bool = True) -> dict:
+def pod_template(
+    group: RoleBasedGroupV2,
+    role: RoleV2,
+    options: BuildOptions,
+    base: dict | None = None,
+    v2_keys: bool = True,
+    engine_runtimes: bool = True,
+) -> dict:
     """A pod template with the role's labels and annotations, engine runtimes, discovery and gang
     membership."""
     template = resolved_template(group, role) if base is None else base

@@ -11,9 +11,9 @@ import hashlib
 import math
 
 from .. import naming
-from ..hashing import json_digest
 from ..api.common import resolve  # noqa: F401 - where the rollout code has always found it
 from ..api.v1alpha2 import RoleBasedGroupV2
+from ..hashing import json_digest
 
 HISTORY_LIMIT = 10  # ControllerRevisions kept per group
 
@@ -62,8 +62,12 @@ def controller_revision(group: RoleBasedGroupV2, owner: dict, number: int, revis
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
-        "metadata": {"name": f"{group.name}-{revision}", "namespace": group.namespace,
-                     "labels": naming.group_labels(group.namespace, group.name), "ownerReferences": [owner]},
+        "metadata": {
+            "name": f"{group.name}-{revision}",
+            "namespace": group.namespace,
+            "labels": naming.group_labels(group.namespace, group.name),
+            "ownerReferences": [owner],
+        },
         "data": {"roles": roles, "templateFields": list(naming.ROLE_TEMPLATE_FIELDS)},
         "revision": number,
     }
@@ -88,7 +92,9 @@ class RoleRollout:
     allowed: int  # pods currently allowed onto the desired revision (replicas - partition)
 
 
-def coordinated_allowance(roles: list[RoleRollout], max_skew: str | None, floor_partition: str | None) -> dict[str, int]:
+def coordinated_allowance(
+    roles: list[RoleRollout], max_skew: str | None, floor_partition: str | None
+) -> dict[str, int]:
     """How many pods of each role may be on the new revision, so that the roles'
     updated-and-ready fractions stay within max_skew of each other.
 

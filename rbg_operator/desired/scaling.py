@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 
 from .. import kinds, naming
-from ..hashing import json_digest
 from ..api.conversion import FAILED_KEY
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
+from ..hashing import json_digest
 from .meta import owner_reference
 
 
@@ -56,14 +56,24 @@ def set_member(group_set: dict, index: int) -> dict:
         "metadata": {
             "name": naming.set_member_name(meta["name"], index),
             "namespace": meta["namespace"],
-            "labels": {**(template.get("labels") or {}),
-                       naming.LABEL_SET_NAME: meta["name"], naming.LABEL_SET_INDEX: str(index),
-                       naming.LABEL_V2_SET_NAME: meta["name"], naming.LABEL_V2_SET_INDEX: str(index)},
+            "labels": {
+                **(template.get("labels") or {}),
+                naming.LABEL_SET_NAME: meta["name"],
+                naming.LABEL_SET_INDEX: str(index),
+                naming.LABEL_V2_SET_NAME: meta["name"],
+                naming.LABEL_V2_SET_INDEX: str(index),
+            },
             "annotations": {**annotations, naming.ANNOTATION_SET_TEMPLATE: member_template_hash(group_set)},
-            "ownerReferences": [{
-                "apiVersion": kinds.API_VERSION, "kind": "RoleBasedGroupSet", "name": meta["name"],
-                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [
+                {
+                    "apiVersion": kinds.API_VERSION,
+                    "kind": "RoleBasedGroupSet",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": copy.deepcopy(template.get("spec") or {}),
     }

@@ -68,7 +68,9 @@ def _merge_keyed(original: list, patch: list, key: str) -> list:
         if not isinstance(item, dict) or key not in item:
             result.append(copy.deepcopy(item))
             continue
-        index = next((i for i, have in enumerate(result) if isinstance(have, dict) and have.get(key) == item[key]), None)
+        index = next(
+            (i for i, have in enumerate(result) if isinstance(have, dict) and have.get(key) == item[key]), None
+        )
         if _is(item, "delete"):
             if index is not None:
                 del result[index]

@@ -16,10 +16,10 @@ from .instanceset import instance_components, instance_set_metadata, instance_se
 from .instanceset import update_strategy as instance_update_strategy
 from .meta import child_metadata
 from .options import DEFAULT, BuildOptions
+from .pods import pod_template
 from .rollout import RolePlan, group_revision, revision_hash, revision_label
 from .strategicmerge import merge
 from .templates import resolved_template
-from .pods import pod_template
 from .workloads import deployment_spec, leaderworkerset_spec, statefulset_spec
 
 
@@ -27,6 +27,7 @@ from .workloads import deployment_spec, leaderworkerset_spec, statefulset_spec
 class Readiness:
     """How far a workload has come, by the rule its own tooling uses (`kubectl rollout status`
     for Deployments and StatefulSets, LeaderWorkerSet's conditions)."""
+
     ready: int
     old_pods_gone: bool  # no pod of an older revision still counts (a Deployment's surge)
     rolling: bool  # replacing pods of an older revision (not a creation or a scale-up)
@@ -73,8 +74,9 @@ def _leader_worker(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions,
     templates = {
         "size": role.leader_worker_size,
         # Engine runtimes go to the leader alone, as in the reference's leader-worker pattern.
-        "workerTemplate": pod_template(group, role, options, merge(base, worker_patch or {}), v2_keys,
-                                       engine_runtimes=False),
+        "workerTemplate": pod_template(
+            group, role, options, merge(base, worker_patch or {}), v2_keys, engine_runtimes=False
+        ),
     }
     if leader_patch or role.engine_runtimes:
         templates["leaderTemplate"] = pod_template(group, role, options, merge(base, leader_patch or {}), v2_keys)
@@ -107,20 +109,33 @@ def _knobs(role: RoleV2, plan: RolePlan, surging: bool) -> tuple:
 def _statefulset_rollout(role: RoleV2, plan: RolePlan) -> dict:
     unavailable, _, partition, _ = _knobs(role, plan, surging=False)
     # A StatefulSet needs at least one: 0 (or a percentage that rounds to 0) means one at a time.
-    return {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {
-        "partition": partition, "maxUnavailable": resolve(unavailable, role.replicas, default=1) or 1}}}
+    return {
+        "updateStrategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "partition": partition,
+                "maxUnavailable": resolve(unavailable, role.replicas, default=1) or 1,
+            },
+        }
+    }
 
 
 def _deployment_rollout(role: RoleV2, plan: RolePlan) -> dict:
     unavailable, surge, _, paused = _knobs(role, plan, surging=True)
-    return {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": surge}},
-            "paused": paused}
+    return {
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": unavailable, "maxSurge": surge}},
+        "paused": paused,
+    }
 
 
 def _leaderworkerset_rollout(role: RoleV2, plan: RolePlan) -> dict:
     unavailable, surge, partition, _ = _knobs(role, plan, surging=True)
-    return {"rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
-        "partition": partition, "maxUnavailable": unavailable, "maxSurge": surge}}}
+    return {
+        "rolloutStrategy": {
+            "type": "RollingUpdate",
+            "rollingUpdateConfiguration": {"partition": partition, "maxUnavailable": unavailable, "maxSurge": surge},
+        }
+    }
 
 
 def _instanceset_rollout(role: RoleV2, plan: RolePlan) -> dict:
@@ -156,19 +171,35 @@ def _leaderworkerset_readiness(status: dict, current: bool, desired: int) -> Rea
 
 def _instanceset_readiness(status: dict, current: bool, desired: int) -> Readiness:
     # Instances, each ready when all its pods are.
-    return Readiness(status.get("readyReplicas", 0), status.get("replicas", 0) <= desired,
-                     current and _revisions_differ(status))
+    return Readiness(
+        status.get("readyReplicas", 0), status.get("replicas", 0) <= desired, current and _revisions_differ(status)
+    )
 
 
-STATEFUL_SET = WorkloadKind("apps/v1", "StatefulSet", _pod, statefulset_spec, _statefulset_rollout,
-                            _statefulset_readiness, ordinal_pods=True)
+STATEFUL_SET = WorkloadKind(
+    "apps/v1", "StatefulSet", _pod, statefulset_spec, _statefulset_rollout, _statefulset_readiness, ordinal_pods=True
+)
 DEPLOYMENT = WorkloadKind("apps/v1", "Deployment", _pod, deployment_spec, _deployment_rollout, _deployment_readiness)
-LEADER_WORKER_SET = WorkloadKind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", _leader_worker,
-                                 leaderworkerset_spec, _leaderworkerset_rollout, _leaderworkerset_readiness,
-                                 paced_growth=False, recreates_instances=True)
-ROLE_INSTANCE_SET = WorkloadKind(naming.RIS_API_VERSION, "RoleInstanceSet", _instances, _instanceset_spec,
-                                 _instanceset_rollout, _instanceset_readiness, recreates_instances=True,
-                                 metadata=instance_set_metadata)
+LEADER_WORKER_SET = WorkloadKind(
+    "leaderworkerset.x-k8s.io/v1",
+    "LeaderWorkerSet",
+    _leader_worker,
+    leaderworkerset_spec,
+    _leaderworkerset_rollout,
+    _leaderworkerset_readiness,
+    paced_growth=False,
+    recreates_instances=True,
+)
+ROLE_INSTANCE_SET = WorkloadKind(
+    naming.RIS_API_VERSION,
+    "RoleInstanceSet",
+    _instances,
+    _instanceset_spec,
+    _instanceset_rollout,
+    _instanceset_readiness,
+    recreates_instances=True,
+    metadata=instance_set_metadata,
+)
 WORKLOAD_KINDS = {k.kind: k for k in (STATEFUL_SET, DEPLOYMENT, LEADER_WORKER_SET, ROLE_INSTANCE_SET)}
 
 
@@ -176,8 +207,9 @@ def of(role: RoleV2) -> WorkloadKind:
     return WORKLOAD_KINDS[role.workload.kind]
 
 
-def role_pod_templates(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT,
-                       v2_keys: bool = True) -> dict:
+def role_pod_templates(
+    group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT, v2_keys: bool = True
+) -> dict:
     """What the role's workload makes its pods from (`v2_keys`: see meta.pods_get_v2_keys)."""
     return of(role).pod_templates(group, role, options, v2_keys)
 
@@ -194,8 +226,13 @@ def group_revision_of(group: RoleBasedGroupV2, options: BuildOptions = DEFAULT) 
     return group_revision(role_revisions(group, options))
 
 
-def role_workload(group: RoleBasedGroupV2, role: RoleV2, options: BuildOptions = DEFAULT,
-                  plan: RolePlan = RolePlan(), v2_pod_keys: bool = True) -> dict:
+def role_workload(
+    group: RoleBasedGroupV2,
+    role: RoleV2,
+    options: BuildOptions = DEFAULT,
+    plan: RolePlan = RolePlan(),
+    v2_pod_keys: bool = True,
+) -> dict:
     """The role's workload; `plan` overrides the role's own settings while coordination paces it."""
     strategy = of(role)
     templates = strategy.pod_templates(group, role, options, v2_pod_keys)

@@ -32,8 +32,10 @@ def leaderworkerset_spec(group: RoleBasedGroupV2, role: RoleV2, templates: dict)
     template = dict(templates)
     # The LeaderWorkerSet's own group recreation is the role-instance policy; a group-wide
     # policy is the operator's job, so LeaderWorkerSet must not recreate on its own as well.
-    lws_restart = {"RecreateRoleInstanceOnPodRestart": "RecreateGroupOnPodRestart",
-                   "RecreateRBGOnPodRestart": "None"}.get(role.restart_policy or "")
+    lws_restart = {
+        "RecreateRoleInstanceOnPodRestart": "RecreateGroupOnPodRestart",
+        "RecreateRBGOnPodRestart": "None",
+    }.get(role.restart_policy or "")
     if lws_restart:
         template["restartPolicy"] = lws_restart
     return {"replicas": role.replicas, "leaderWorkerTemplate": template}

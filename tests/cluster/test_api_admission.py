@@ -23,12 +23,16 @@ def test_valid_manifest_is_accepted(kubectl: Kubectl, admission_webhook, namespa
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c["name"])
-def test_invalid_manifest_is_rejected_naming_the_field(kubectl: Kubectl, admission_webhook, namespace: str,
-                                                        case: dict):
-    manifest = {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": case.get("kind", "RoleBasedGroup"),
-                "metadata": {"name": case["name"].lower()}, "spec": case["spec"]}
-    result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-",
-                         stdin=yaml.safe_dump(manifest), check=False)
+def test_invalid_manifest_is_rejected_naming_the_field(kubectl: Kubectl, admission_webhook, namespace: str, case: dict):
+    manifest = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha1",
+        "kind": case.get("kind", "RoleBasedGroup"),
+        "metadata": {"name": case["name"].lower()},
+        "spec": case["spec"],
+    }
+    result = kubectl.run(
+        "apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-", stdin=yaml.safe_dump(manifest), check=False
+    )
     assert result.returncode != 0, f"{case['name']} was accepted"
     assert case["expect"] in result.stderr
 
@@ -37,19 +41,27 @@ def test_invalid_corpus_is_large_enough():
     assert len(INVALID) >= 20
 
 
-@pytest.mark.parametrize("version, field, text", [
-    ("v1alpha1", "rbg.spec.roles.dependencies", "Roles that must be Ready before this role is created"),
-    ("v1alpha1", "rbg.spec.podGroupPolicy", "Gang scheduling policy"),
-    ("v1alpha1", "rbgsa.spec.scaleTargetRef", "The group and role to scale"),
-    ("v1alpha1", "rbgs.spec.template", "Spec of every RoleBasedGroup of the set"),
-    ("v1alpha2", "rbg.spec.roles.leaderWorkerPattern.size", "Pods per instance, the leader included"),
-    ("v1alpha2", "rbgs.spec.groupTemplate", "Every member group's labels, annotations and spec"),
-    ("v1alpha2", "cpolicy.spec.policies", "The rules"),
-])
+@pytest.mark.parametrize(
+    "version, field, text",
+    [
+        ("v1alpha1", "rbg.spec.roles.dependencies", "Roles that must be Ready before this role is created"),
+        ("v1alpha1", "rbg.spec.podGroupPolicy", "Gang scheduling policy"),
+        ("v1alpha1", "rbgsa.spec.scaleTargetRef", "The group and role to scale"),
+        ("v1alpha1", "rbgs.spec.template", "Spec of every RoleBasedGroup of the set"),
+        ("v1alpha2", "rbg.spec.roles.leaderWorkerPattern.size", "Pods per instance, the leader included"),
+        ("v1alpha2", "rbgs.spec.groupTemplate", "Every member group's labels, annotations and spec"),
+        ("v1alpha2", "cpolicy.spec.policies", "The rules"),
+    ],
+)
 def test_kubectl_explain_describes_fields(kubectl: Kubectl, version: str, field: str, text: str):
     # The API server publishes a new CRD's OpenAPI a few seconds after it is established.
-    wait_for(f"kubectl explain {field}", lambda: text in kubectl.run(
-        "explain", field, f"--api-version=workloads.x-k8s.io/{version}", check=False).stdout, 60)
+    wait_for(
+        f"kubectl explain {field}",
+        lambda: (
+            text in kubectl.run("explain", field, f"--api-version=workloads.x-k8s.io/{version}", check=False).stdout
+        ),
+        60,
+    )
 
 
 def test_printer_columns_and_short_names(kubectl: Kubectl, namespace: str):

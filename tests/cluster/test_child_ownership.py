@@ -22,13 +22,22 @@ def template(image: str = "example.com/app:v1") -> dict:
 
 
 def group(name: str, role: str, replicas: int = 1) -> dict:
-    return {"apiVersion": V1, "kind": "RoleBasedGroup", "metadata": {"name": name},
-            "spec": {"roles": [{"name": role, "replicas": replicas, "template": template()}]}}
+    return {
+        "apiVersion": V1,
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name},
+        "spec": {"roles": [{"name": role, "replicas": replicas, "template": template()}]},
+    }
 
 
 def ready(kubectl: Kubectl, kind: str, name: str, namespace: str, timeout: float = 90) -> dict:
-    return wait_for(f"{kind} {name} Ready", lambda: (o := kubectl.get(kind, name, namespace))
-                    and (condition(o, "Ready") or {}).get("status") == "True" and o, timeout)
+    return wait_for(
+        f"{kind} {name} Ready",
+        lambda: (
+            (o := kubectl.get(kind, name, namespace)) and (condition(o, "Ready") or {}).get("status") == "True" and o
+        ),
+        timeout,
+    )
 
 
 def controllers(obj: dict) -> list[str]:
@@ -36,8 +45,11 @@ def controllers(obj: dict) -> list[str]:
 
 
 def warnings(kubectl: Kubectl, namespace: str, name: str, reason: str) -> list[str]:
-    return [e["message"] for e in kubectl.get("events", namespace=namespace)
-            if e["involvedObject"]["name"] == name and e["reason"] == reason]
+    return [
+        e["message"]
+        for e in kubectl.get("events", namespace=namespace)
+        if e["involvedObject"]["name"] == name and e["reason"] == reason
+    ]
 
 
 def test_a_child_name_two_groups_want_stays_with_the_first(kubectl: Kubectl, operator, namespace: str):
@@ -50,8 +62,15 @@ def test_a_child_name_two_groups_want_stays_with_the_first(kubectl: Kubectl, ope
     service = kubectl.get("service", "s-a-b-c", namespace)
     assert controllers(service) == ["RoleBasedGroup/a"], "group a-b took the Service of group a"
     assert service["spec"]["selector"][GROUP_LABEL] == "a"
-    second = wait_for("a-b reports the conflict", lambda: (g := kubectl.get("rbg", "a-b", namespace))
-                      and (condition(g, "Ready") or {}).get("reason") == "ChildConflict" and g, 60)
+    second = wait_for(
+        "a-b reports the conflict",
+        lambda: (
+            (g := kubectl.get("rbg", "a-b", namespace))
+            and (condition(g, "Ready") or {}).get("reason") == "ChildConflict"
+            and g
+        ),
+        60,
+    )
     message = condition(second, "Ready")["message"]
     assert "s-a-b-c" in message and "RoleBasedGroup a" in message, message
     assert condition(second, "Stalled")["status"] == "True"
@@ -78,14 +97,27 @@ def test_a_child_name_two_groups_want_stays_with_the_first(kubectl: Kubectl, ope
 
 def test_a_set_never_adopts_a_group_of_its_members_name(kubectl: Kubectl, operator, namespace: str):
     kubectl.apply(group("web-0", "keep", replicas=0), namespace)
-    kubectl.apply({"apiVersion": V1, "kind": "RoleBasedGroupSet", "metadata": {"name": "web"},
-                   "spec": {"replicas": 2, "template": {"roles": [{"name": "srv", "replicas": 0,
-                                                                   "template": template()}]}}}, namespace)
+    kubectl.apply(
+        {
+            "apiVersion": V1,
+            "kind": "RoleBasedGroupSet",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "template": {"roles": [{"name": "srv", "replicas": 0, "template": template()}]}},
+        },
+        namespace,
+    )
     wait_for("the set reconciled", lambda: condition(kubectl.get("rbgs", "web", namespace), "Ready"), 60)
     wait_for("the member it may make", lambda: kubectl.get("rbg", "web-1", namespace), 30)
     assert controllers(kubectl.get("rbg", "web-0", namespace)) == [], "the set adopted web-0"
-    found = wait_for("the set reports the conflict", lambda: (s := kubectl.get("rbgs", "web", namespace))
-                     and (condition(s, "Ready") or {}).get("reason") == "ChildConflict" and s, 60)
+    found = wait_for(
+        "the set reports the conflict",
+        lambda: (
+            (s := kubectl.get("rbgs", "web", namespace))
+            and (condition(s, "Ready") or {}).get("reason") == "ChildConflict"
+            and s
+        ),
+        60,
+    )
     assert "RoleBasedGroup web-0 already exists" in condition(found, "Ready")["message"]
     wait_for("a ChildConflict Event on the set", lambda: warnings(kubectl, namespace, "web", "ChildConflict"), 30)
     wait_for("the member it may make", lambda: kubectl.get("rbg", "web-1", namespace), 30)
@@ -99,22 +131,44 @@ def test_a_set_never_adopts_a_group_of_its_members_name(kubectl: Kubectl, operat
 
 
 def test_a_role_instance_never_writes_over_a_bare_pod(kubectl: Kubectl, operator, namespace: str):
-    kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ri-main-0", "labels": {"app": "victim"}},
-                   "spec": {"containers": [{"name": "main", "image": "example.com/victim:v1"}]}}, namespace)
-    kubectl.apply({"apiVersion": V2, "kind": "RoleInstance", "metadata": {"name": "ri"},
-                   "spec": {"components": [{"name": "main", "size": 1,
-                                            "template": template("example.com/attacker:v1")}]}}, namespace)
-    wait_for("the instance reconciled",
-             lambda: condition(kubectl.get("roleinstances", "ri", namespace), "RoleInstanceReady"), 60)
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "ri-main-0", "labels": {"app": "victim"}},
+            "spec": {"containers": [{"name": "main", "image": "example.com/victim:v1"}]},
+        },
+        namespace,
+    )
+    kubectl.apply(
+        {
+            "apiVersion": V2,
+            "kind": "RoleInstance",
+            "metadata": {"name": "ri"},
+            "spec": {"components": [{"name": "main", "size": 1, "template": template("example.com/attacker:v1")}]},
+        },
+        namespace,
+    )
+    wait_for(
+        "the instance reconciled",
+        lambda: condition(kubectl.get("roleinstances", "ri", namespace), "RoleInstanceReady"),
+        60,
+    )
     time.sleep(2)
     pod = kubectl.get("pod", "ri-main-0", namespace)
     assert pod["spec"]["containers"][0]["image"] == "example.com/victim:v1", "the instance wrote over the bare pod"
     assert controllers(pod) == []
-    instance = wait_for("the instance reports the conflict", lambda: (i := kubectl.get("roleinstances", "ri", namespace))
-                        and (condition(i, "RoleInstanceReady") or {}).get("reason") == "ChildConflict" and i, 60)
+    instance = wait_for(
+        "the instance reports the conflict",
+        lambda: (
+            (i := kubectl.get("roleinstances", "ri", namespace))
+            and (condition(i, "RoleInstanceReady") or {}).get("reason") == "ChildConflict"
+            and i
+        ),
+        60,
+    )
     assert "Pod ri-main-0 already exists and has no controller" in condition(instance, "RoleInstanceReady")["message"]
-    wait_for("a ChildConflict Event on the instance",
-             lambda: warnings(kubectl, namespace, "ri", "ChildConflict"), 30)
+    wait_for("a ChildConflict Event on the instance", lambda: warnings(kubectl, namespace, "ri", "ChildConflict"), 30)
     time.sleep(3)  # a later pass changes nothing either
     pod = kubectl.get("pod", "ri-main-0", namespace)
     assert pod["spec"]["containers"][0]["image"] == "example.com/victim:v1"
@@ -123,25 +177,59 @@ def test_a_role_instance_never_writes_over_a_bare_pod(kubectl: Kubectl, operator
 
 
 def test_a_directly_created_instance_set_sees_its_pods(kubectl: Kubectl, operator, namespace: str):
-    kubectl.apply({"apiVersion": V2, "kind": "RoleInstanceSet", "metadata": {"name": "p"},
-                   "spec": {"replicas": 1, "roleInstanceTemplate": {"components": [
-                       {"name": "main", "size": 1, "template": template()}]}}}, namespace)
-    first = wait_for("pod p-0-main-0 Ready", lambda: (p := kubectl.get("pod", "p-0-main-0", namespace))
-                     and (condition(p, "Ready") or {}).get("status") == "True" and p, 60)
-    wait_for("the set counts it ready", lambda: (s := kubectl.get("roleinstancesets", "p", namespace))
-             and (s.get("status") or {}).get("readyReplicas") == 1, 30)
+    kubectl.apply(
+        {
+            "apiVersion": V2,
+            "kind": "RoleInstanceSet",
+            "metadata": {"name": "p"},
+            "spec": {
+                "replicas": 1,
+                "roleInstanceTemplate": {"components": [{"name": "main", "size": 1, "template": template()}]},
+            },
+        },
+        namespace,
+    )
+    first = wait_for(
+        "pod p-0-main-0 Ready",
+        lambda: (
+            (p := kubectl.get("pod", "p-0-main-0", namespace))
+            and (condition(p, "Ready") or {}).get("status") == "True"
+            and p
+        ),
+        60,
+    )
+    wait_for(
+        "the set counts it ready",
+        lambda: (
+            (s := kubectl.get("roleinstancesets", "p", namespace)) and (s.get("status") or {}).get("readyReplicas") == 1
+        ),
+        30,
+    )
     instance = kubectl.get("roleinstances", "p-0", namespace)
     assert (condition(instance, "RoleInstanceReady") or {}).get("status") == "True"
 
     kubectl.run("delete", "pod", "p-0-main-0", f"--namespace={namespace}", "--wait=false")
-    wait_for("the pod made again within seconds", lambda: (p := kubectl.get("pod", "p-0-main-0", namespace))
-             and p["metadata"]["uid"] != first["metadata"]["uid"] and not p["metadata"].get("deletionTimestamp"), 30)
-    wait_for("the set ready again", lambda: (s := kubectl.get("roleinstancesets", "p", namespace))
-             and (s.get("status") or {}).get("readyReplicas") == 1, 30)
+    wait_for(
+        "the pod made again within seconds",
+        lambda: (
+            (p := kubectl.get("pod", "p-0-main-0", namespace))
+            and p["metadata"]["uid"] != first["metadata"]["uid"]
+            and not p["metadata"].get("deletionTimestamp")
+        ),
+        30,
+    )
+    wait_for(
+        "the set ready again",
+        lambda: (
+            (s := kubectl.get("roleinstancesets", "p", namespace)) and (s.get("status") or {}).get("readyReplicas") == 1
+        ),
+        30,
+    )
 
 
-def test_forged_group_labels_cost_the_cache_nothing(kubectl: Kubectl, kubeconfig: str, isolated_namespace: str,
-                                                    tmp_path: Path):
+def test_forged_group_labels_cost_the_cache_nothing(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     """A tenant's ConfigMaps labelled with a group's name are not cached whole, and the group beside
     them, whose reconciles they wake, still reads its own topology ConfigMap and writes nothing."""
     ns = isolated_namespace
@@ -152,9 +240,20 @@ def test_forged_group_labels_cost_the_cache_nothing(kubectl: Kubectl, kubeconfig
         time.sleep(3)  # the last status echoes settle
         before = process.metrics()["rbg_operator_cache_bytes"]
         for i in range(20):
-            kubectl.run("create", f"--namespace={ns}", "-f", "-", stdin=json.dumps({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": f"cm-{i}", "labels": {GROUP_LABEL: "g"}}, "data": {"b": "y" * 900_000}}))
+            kubectl.run(
+                "create",
+                f"--namespace={ns}",
+                "-f",
+                "-",
+                stdin=json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": f"cm-{i}", "labels": {GROUP_LABEL: "g"}},
+                        "data": {"b": "y" * 900_000},
+                    }
+                ),
+            )
         # The operator has them once it has the next object: a group made after them is reconciled.
         kubectl.apply(group("after", "r"), ns)
         ready(kubectl, "rbg", "after", ns)
@@ -177,17 +276,35 @@ def test_forged_group_labels_cost_the_cache_nothing(kubectl: Kubectl, kubeconfig
 
 def test_an_instance_set_never_takes_an_instance_it_does_not_control(kubectl: Kubectl, operator, namespace: str):
     component = {"name": "main", "size": 1, "template": template("example.com/mine:v1")}
-    kubectl.apply({"apiVersion": V2, "kind": "RoleInstance", "metadata": {"name": "q-0"},
-                   "spec": {"components": [component]}}, namespace)
-    kubectl.apply({"apiVersion": V2, "kind": "RoleInstanceSet", "metadata": {"name": "q"},
-                   "spec": {"replicas": 2, "roleInstanceTemplate": {"components": [
-                       {**component, "template": template("example.com/set:v1")}]}}}, namespace)
+    kubectl.apply(
+        {"apiVersion": V2, "kind": "RoleInstance", "metadata": {"name": "q-0"}, "spec": {"components": [component]}},
+        namespace,
+    )
+    kubectl.apply(
+        {
+            "apiVersion": V2,
+            "kind": "RoleInstanceSet",
+            "metadata": {"name": "q"},
+            "spec": {
+                "replicas": 2,
+                "roleInstanceTemplate": {"components": [{**component, "template": template("example.com/set:v1")}]},
+            },
+        },
+        namespace,
+    )
     wait_for("the instance it may make", lambda: kubectl.get("roleinstances", "q-1", namespace), 60)
     time.sleep(2)
     mine = kubectl.get("roleinstances", "q-0", namespace)
     assert controllers(mine) == [], "the set took q-0"
     assert mine["spec"]["components"][0]["template"]["spec"]["containers"][0]["image"] == "example.com/mine:v1"
-    found = wait_for("the set reports the conflict", lambda: (s := kubectl.get("roleinstancesets", "q", namespace))
-                     and (condition(s, "FailedCreate") or {}).get("reason") == "ChildConflict" and s, 60)
+    found = wait_for(
+        "the set reports the conflict",
+        lambda: (
+            (s := kubectl.get("roleinstancesets", "q", namespace))
+            and (condition(s, "FailedCreate") or {}).get("reason") == "ChildConflict"
+            and s
+        ),
+        60,
+    )
     assert "RoleInstance q-0 already exists and has no controller" in condition(found, "FailedCreate")["message"]
     wait_for("a ChildConflict Event on the set", lambda: warnings(kubectl, namespace, "q", "ChildConflict"), 30)

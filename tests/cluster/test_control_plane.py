@@ -35,9 +35,14 @@ def test_garbage_collection_cascades_through_owner_references(kubectl: Kubectl, 
     kubectl.run("create", "deployment", "gc", "--image=example.com/gc:1", f"-n={namespace}")
     wait_for("replicaset of gc", lambda: kubectl.get("replicasets", namespace=namespace, selector="app=gc"), 30)
     kubectl.delete("deployment", "gc", namespace)
-    wait_for("replicaset and pods of gc to be collected",
-             lambda: not kubectl.get("replicasets", namespace=namespace, selector="app=gc")
-             and not kubectl.get("pods", namespace=namespace, selector="app=gc"), 60)
+    wait_for(
+        "replicaset and pods of gc to be collected",
+        lambda: (
+            not kubectl.get("replicasets", namespace=namespace, selector="app=gc")
+            and not kubectl.get("pods", namespace=namespace, selector="app=gc")
+        ),
+        60,
+    )
 
 
 def test_third_party_crds_are_served(kubectl: Kubectl):
@@ -46,16 +51,41 @@ def test_third_party_crds_are_served(kubectl: Kubectl):
 
 
 def test_leaderworkerset_controller_runs_with_its_webhooks(kubectl: Kubectl, namespace: str):
-    kubectl.apply({
-        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": "lws"},
-        "spec": {"replicas": 2, "leaderWorkerTemplate": {"size": 3, "workerTemplate": {"spec": {
-            "containers": [{"name": "w", "image": "example.com/w:1"}]}}}},
-    }, namespace)
-    pods = wait_for("6 ready LeaderWorkerSet pods", lambda: (
-        p := kubectl.get("pods", namespace=namespace, selector="leaderworkerset.sigs.k8s.io/name=lws"))
-        and len(p) == 6 and all((c := [x for x in q["status"].get("conditions", []) if x["type"] == "Ready"])
-                                and c[0]["status"] == "True" for q in p) and p, 60)
+    kubectl.apply(
+        {
+            "apiVersion": "leaderworkerset.x-k8s.io/v1",
+            "kind": "LeaderWorkerSet",
+            "metadata": {"name": "lws"},
+            "spec": {
+                "replicas": 2,
+                "leaderWorkerTemplate": {
+                    "size": 3,
+                    "workerTemplate": {"spec": {"containers": [{"name": "w", "image": "example.com/w:1"}]}},
+                },
+            },
+        },
+        namespace,
+    )
+    pods = wait_for(
+        "6 ready LeaderWorkerSet pods",
+        lambda: (
+            (p := kubectl.get("pods", namespace=namespace, selector="leaderworkerset.sigs.k8s.io/name=lws"))
+            and len(p) == 6
+            and all(
+                (c := [x for x in q["status"].get("conditions", []) if x["type"] == "Ready"])
+                and c[0]["status"] == "True"
+                for q in p
+            )
+            and p
+        ),
+        60,
+    )
     # The pod webhook ran: it labels each pod with its group and worker index.
-    indexes = sorted((q["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/group-index"],
-                      q["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/worker-index"]) for q in pods)
+    indexes = sorted(
+        (
+            q["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/group-index"],
+            q["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/worker-index"],
+        )
+        for q in pods
+    )
     assert indexes == [(g, w) for g in "01" for w in "012"]

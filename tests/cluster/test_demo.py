@@ -17,12 +17,15 @@ GROUP, NAMESPACE = "sglang-pd", "default"
 SELECTOR = f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}"
 DEMO_PODS = pytest.StashKey[dict]()  # the demo's pods when it was Ready, for the check at the end
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("RBG_TEST_KUBECONFIG")),
-                                reason="the demo runs on the local cluster only")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("RBG_TEST_KUBECONFIG")), reason="the demo runs on the local cluster only"
+)
 
 
 def _pods(kubectl: Kubectl) -> dict[str, str]:
-    return {p["metadata"]["name"]: p["metadata"]["uid"] for p in kubectl.get("pods", namespace=NAMESPACE, selector=SELECTOR)}
+    return {
+        p["metadata"]["name"]: p["metadata"]["uid"] for p in kubectl.get("pods", namespace=NAMESPACE, selector=SELECTOR)
+    }
 
 
 @pytest.mark.demo_first

@@ -30,8 +30,9 @@ def test_a_storm_beyond_the_backlog_is_dropped_and_the_rest_posted(kubeconfig: s
     dropped = asyncio.run(storm())
     posted = [e for e in kubectl.get("events", namespace=namespace) if e["reason"] == "Decided"]
     assert dropped == 60
-    assert sorted(int(e["message"].split()[1]) for e in posted) == list(range(40)), \
+    assert sorted(int(e["message"].split()[1]) for e in posted) == list(range(40)), (
         "the first 40 are posted, each once; the 60 beyond the backlog are not"
+    )
     assert all(e["involvedObject"]["uid"] == subject["metadata"]["uid"] for e in posted)
 
 

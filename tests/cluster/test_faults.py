@@ -20,13 +20,23 @@ TRIALS = 20
 def group(name: str, image: str) -> dict:
     def container() -> list[dict]:
         return [{"name": "main", "image": image}]
-    return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": name},
-            "spec": {"roles": [
+
+    return {
+        "apiVersion": "workloads.x-k8s.io/v1alpha1",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name},
+        "spec": {
+            "roles": [
                 {"name": "a", "replicas": 2, "template": {"spec": {"containers": container()}}},
                 {"name": "b", "dependencies": ["a"], "template": {"spec": {"containers": container()}}},
-                {"name": "c", "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
-                 "template": {"spec": {"containers": container()}}},
-            ]}}
+                {
+                    "name": "c",
+                    "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
+                    "template": {"spec": {"containers": container()}},
+                },
+            ]
+        },
+    }
 
 
 def converged(kubectl: Kubectl, namespace: str, name: str, image: str) -> bool:
@@ -43,8 +53,12 @@ def converged(kubectl: Kubectl, namespace: str, name: str, image: str) -> bool:
 def assert_exact_children(kubectl: Kubectl, namespace: str, name: str) -> None:
     """Every child exactly once, owned by the group; nothing orphaned, nothing duplicated."""
     uid = kubectl.get("rbg", name, namespace)["metadata"]["uid"]
-    expected = {"statefulsets": {f"{name}-a", f"{name}-b"}, "deployments": {f"{name}-c"},
-                "services": {f"s-{name}-a", f"s-{name}-b", f"s-{name}-c"}, "configmaps": {name}}
+    expected = {
+        "statefulsets": {f"{name}-a", f"{name}-b"},
+        "deployments": {f"{name}-c"},
+        "services": {f"s-{name}-a", f"s-{name}-b", f"s-{name}-c"},
+        "configmaps": {name},
+    }
     for kind, names in expected.items():
         found = kubectl.get(kind, namespace=namespace, selector=f"{GROUP_LABEL}={name}")
         assert sorted(o["metadata"]["name"] for o in found) == sorted(names), (kind, found)
@@ -55,7 +69,8 @@ def assert_exact_children(kubectl: Kubectl, namespace: str, name: str) -> None:
 
 
 def test_kill_9_at_random_moments_converges_without_orphans_or_duplicates(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     ns = isolated_namespace
     rng = random.Random(20261125)
     images: dict[str, str] = {}
@@ -81,8 +96,9 @@ def test_kill_9_at_random_moments_converges_without_orphans_or_duplicates(
         final.stop()
 
 
-def test_operator_recovers_from_api_server_and_etcd_restarts(kubectl: Kubectl, kubeconfig: str,
-                                                             isolated_namespace: str, tmp_path: Path):
+def test_operator_recovers_from_api_server_and_etcd_restarts(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     ns = isolated_namespace
     operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", f"--namespace={ns}").start()
     try:
@@ -98,17 +114,22 @@ def test_operator_recovers_from_api_server_and_etcd_restarts(kubectl: Kubectl, k
         operator.stop()
 
 
-def test_conflicts_and_throttling_are_retried_with_backoff(kubectl: Kubectl, kubeconfig: str,
-                                                           isolated_namespace: str, tmp_path: Path):
+def test_conflicts_and_throttling_are_retried_with_backoff(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
-    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
-                               f"--namespace={isolated_namespace}").start()
+    operator = OperatorProcess(
+        proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log", f"--namespace={isolated_namespace}"
+    ).start()
     try:
         proxy.faults = [429, 409] * 4
         started = time.monotonic()
         kubectl.apply(group("stormy", "example.com/app:v1"), isolated_namespace)
-        wait_for("converged through injected 409s and 429s",
-                 lambda: converged(kubectl, isolated_namespace, "stormy", "example.com/app:v1"), 120)
+        wait_for(
+            "converged through injected 409s and 429s",
+            lambda: converged(kubectl, isolated_namespace, "stormy", "example.com/app:v1"),
+            120,
+        )
         assert sorted(proxy.injected) == [409] * 4 + [429] * 4
         metrics = operator.metrics()
         assert metrics.get('rest_client_requests_total{code="429",method="PATCH"}') == 4
@@ -120,18 +141,26 @@ def test_conflicts_and_throttling_are_retried_with_backoff(kubectl: Kubectl, kub
         proxy.stop()
 
 
-def test_a_silent_watch_is_detected_and_re_established(kubectl: Kubectl, kubeconfig: str,
-                                                       isolated_namespace: str, tmp_path: Path):
+def test_a_silent_watch_is_detected_and_re_established(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
-    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
-                               f"--namespace={isolated_namespace}", "--watch-inactivity-timeout=3").start()
+    operator = OperatorProcess(
+        proxy.kubeconfig(tmp_path / "kubeconfig"),
+        tmp_path / "operator.log",
+        f"--namespace={isolated_namespace}",
+        "--watch-inactivity-timeout=3",
+    ).start()
     try:
         time.sleep(2)  # let the watches start
         stalled = proxy.silence_current_watches()
         assert stalled > 0
         kubectl.apply(group("quiet", "example.com/app:v1"), isolated_namespace)
-        wait_for("converged although every watch went silent",
-                 lambda: converged(kubectl, isolated_namespace, "quiet", "example.com/app:v1"), 30)
+        wait_for(
+            "converged although every watch went silent",
+            lambda: converged(kubectl, isolated_namespace, "quiet", "example.com/app:v1"),
+            30,
+        )
         assert proxy.watches_started > stalled, "the silent watches were re-established"
     finally:
         operator.stop()

@@ -10,42 +10,63 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.patches import nested_patch
 from tests.support.kubectl import Kubectl, condition, wait_for
+from tests.support.patches import nested_patch
 
 C = [{"name": "main", "image": "example.com/app:v1"}]
 
 
 def group(name: str, roles: list[dict], **spec) -> dict:
-    return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": name},
-            "spec": {"roles": roles, **spec}}
+    return {
+        "apiVersion": "workloads.x-k8s.io/v1alpha1",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name},
+        "spec": {"roles": roles, **spec},
+    }
 
 
 def role(name: str = "a", **fields) -> dict:
     return {"name": name, "template": {"spec": {"containers": C}}, **fields}
 
 
-
-
 REJECTED = {
-    "replicas over the per-role cap": (
-        group("huge", [role(replicas=50_000_000)]), ["spec.roles[0].replicas", "5000"]),
+    "replicas over the per-role cap": (group("huge", [role(replicas=50_000_000)]), ["spec.roles[0].replicas", "5000"]),
     "pods over the group cap": (
-        group("wide", [role("a", replicas=3000), role("b", replicas=3000)]), ["spec.roles", "at most 5000"]),
+        group("wide", [role("a", replicas=3000), role("b", replicas=3000)]),
+        ["spec.roles", "at most 5000"],
+    ),
     "leader-worker size over its cap": (
-        group("tall", [{"name": "a", "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
-                        "leaderWorkerSet": {"size": 1000}, "template": {"spec": {"containers": C}}}]),
-        ["leaderWorkerSet.size", "256"]),
-    "a group name longer than a label value": (
-        group("g" * 69, [role()]), ["metadata.name", "63"]),
+        group(
+            "tall",
+            [
+                {
+                    "name": "a",
+                    "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
+                    "leaderWorkerSet": {"size": 1000},
+                    "template": {"spec": {"containers": C}},
+                }
+            ],
+        ),
+        ["leaderWorkerSet.size", "256"],
+    ),
+    "a group name longer than a label value": (group("g" * 69, [role()]), ["metadata.name", "63"]),
     "a StatefulSet workload name its pods cannot carry": (
-        group("g" * 30, [role("r" * 30)]), ["{rbg}-{role}", "52 characters for StatefulSet"]),
+        group("g" * 30, [role("r" * 30)]),
+        ["{rbg}-{role}", "52 characters for StatefulSet"],
+    ),
     "a percentage that is not whole": (
         group("pct", [role(rolloutStrategy={"rollingUpdate": {"maxUnavailable": "1.5%"}})]),
-        ["maxUnavailable", "whole percentage"]),
+        ["maxUnavailable", "whole percentage"],
+    ),
     "a set with too many members": (
-        {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroupSet", "metadata": {"name": "many"},
-         "spec": {"replicas": 5000, "template": {"roles": [role()]}}}, ["spec.replicas", "1000"]),
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha1",
+            "kind": "RoleBasedGroupSet",
+            "metadata": {"name": "many"},
+            "spec": {"replicas": 5000, "template": {"roles": [role()]}},
+        },
+        ["spec.replicas", "1000"],
+    ),
 }
 
 
@@ -57,22 +78,30 @@ def test_admission_refuses_naming_the_field_and_the_limit(kubectl: Kubectl, name
 
 
 def test_the_webhook_refuses_deep_patches_and_warns_about_fields_not_acted_on(
-        kubectl: Kubectl, admission_webhook, namespace: str):
-    lws = {"name": "a", "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
-           "template": {"spec": {"containers": C}}}
+    kubectl: Kubectl, admission_webhook, namespace: str
+):
+    lws = {
+        "name": "a",
+        "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
+        "template": {"spec": {"containers": C}},
+    }
     too_deep = group("deep", [{**lws, "leaderWorkerSet": {"size": 2, "patchWorkerTemplate": nested_patch(40)}}])
-    result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-",
-                         stdin=json.dumps(too_deep), check=False)
+    result = kubectl.run(
+        "apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(too_deep), check=False
+    )
     assert result.returncode != 0
     assert "spec.roles[0].leaderWorkerSet.patchWorkerTemplate: nested 40 levels deep, at most 24" in result.stderr
 
-    unused = group("unused", [role("a", rolloutStrategy={"rollingUpdate": {"type": "InPlaceIfPossible"}}),
-                              {**lws, "name": "b"}],
-                   coordination=[{"name": "c", "roles": ["a", "b"],
-                                  "strategy": {"rollingUpdate": {"maxSkew": "10%"}}}])
+    unused = group(
+        "unused",
+        [role("a", rolloutStrategy={"rollingUpdate": {"type": "InPlaceIfPossible"}}), {**lws, "name": "b"}],
+        coordination=[{"name": "c", "roles": ["a", "b"], "strategy": {"rollingUpdate": {"maxSkew": "10%"}}}],
+    )
     result = kubectl.run("apply", "--dry-run=server", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(unused))
-    for field in ("spec.roles[0].rolloutStrategy.rollingUpdate.type",
-                  "spec.coordination[0].strategy.rollingUpdate: paces StatefulSet roles only; role b"):
+    for field in (
+        "spec.roles[0].rolloutStrategy.rollingUpdate.type",
+        "spec.coordination[0].strategy.rollingUpdate: paces StatefulSet roles only; role b",
+    ):
         assert f"Warning: {field}" in result.stderr, (field, result.stderr)
 
 
@@ -86,15 +115,27 @@ def rss_mb(pid: int) -> float:
 
 
 def test_what_admission_cannot_see_reaches_status_and_events_and_spares_the_rest(
-        kubectl: Kubectl, operator, namespace: str):
+    kubectl: Kubectl, operator, namespace: str
+):
     before = rss_mb(operator.proc.pid)
     # A ConfigMap of the name the group's topology needs, made by someone else.
-    kubectl.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "clash"}, "data": {"mine": "yes"}},
-                  namespace)
+    kubectl.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "clash"}, "data": {"mine": "yes"}}, namespace
+    )
     kubectl.apply(group("clash", [role()]), namespace)
     # A container name the API server refuses only when the StatefulSet is written.
-    kubectl.apply(group("refused", [{"name": "a", "template": {"spec": {"containers": [
-        {"name": "Not_A_DNS_Label", "image": "example.com/app:v1"}]}}}]), namespace)
+    kubectl.apply(
+        group(
+            "refused",
+            [
+                {
+                    "name": "a",
+                    "template": {"spec": {"containers": [{"name": "Not_A_DNS_Label", "image": "example.com/app:v1"}]}},
+                }
+            ],
+        ),
+        namespace,
+    )
     # A field accepted but not acted on, and a profile that does not exist.
     kubectl.apply(group("unused", [role(rolloutStrategy={"rollingUpdate": {"type": "InPlaceIfPossible"}})]), namespace)
     kubectl.apply(group("noprofile", [role(engineRuntimes=[{"profileName": "no-such-profile"}])]), namespace)
@@ -104,27 +145,46 @@ def test_what_admission_cannot_see_reaches_status_and_events_and_spares_the_rest
         return condition(kubectl.get("rbg", name, namespace), "Ready") or {}
 
     wait_for("the healthy group Ready beside the bad ones", lambda: ready("fine").get("status") == "True", 60)
-    clash = wait_for("the conflict reported", lambda: ready("clash").get("reason") == "ChildConflict"
-                     and ready("clash"), 30)
+    clash = wait_for(
+        "the conflict reported", lambda: ready("clash").get("reason") == "ChildConflict" and ready("clash"), 30
+    )
     assert "ConfigMap clash already exists" in clash["message"] and clash["status"] == "False"
-    wait_for("a Warning Event naming the ConfigMap",
-             lambda: any("ConfigMap clash" in m for m in events(kubectl, namespace, "ChildConflict")), 30)
+    wait_for(
+        "a Warning Event naming the ConfigMap",
+        lambda: any("ConfigMap clash" in m for m in events(kubectl, namespace, "ChildConflict")),
+        30,
+    )
     untouched = kubectl.get("configmap", "clash", namespace)
-    assert untouched["data"] == {"mine": "yes"} and not untouched["metadata"].get("ownerReferences"), \
+    assert untouched["data"] == {"mine": "yes"} and not untouched["metadata"].get("ownerReferences"), (
         "the ConfigMap was adopted or overwritten"
+    )
 
-    refused = wait_for("the API server's refusal reported", lambda: ready("refused").get("reason") == "ReconcileError"
-                       and ready("refused"), 60)
+    refused = wait_for(
+        "the API server's refusal reported",
+        lambda: ready("refused").get("reason") == "ReconcileError" and ready("refused"),
+        60,
+    )
     assert "Not_A_DNS_Label" in refused["message"] and "422" in refused["message"], refused
-    wait_for("a Warning Event with the API server's message",
-             lambda: any("Not_A_DNS_Label" in m for m in events(kubectl, namespace, "ReconcileError")), 30)
+    wait_for(
+        "a Warning Event with the API server's message",
+        lambda: any("Not_A_DNS_Label" in m for m in events(kubectl, namespace, "ReconcileError")),
+        30,
+    )
 
-    wait_for("an Event for the field not acted on", lambda: any(
-        "spec.roles[0].rolloutStrategy.rollingUpdate.type" in m for m in events(kubectl, namespace, "FieldNotActedOn")),
-        30)
+    wait_for(
+        "an Event for the field not acted on",
+        lambda: any(
+            "spec.roles[0].rolloutStrategy.rollingUpdate.type" in m
+            for m in events(kubectl, namespace, "FieldNotActedOn")
+        ),
+        30,
+    )
     assert ready("unused").get("status") == "True"
-    missing = wait_for("the missing profile reported", lambda: ready("noprofile").get(
-        "reason") == "EngineRuntimeProfileNotFound" and ready("noprofile"), 30)
+    missing = wait_for(
+        "the missing profile reported",
+        lambda: ready("noprofile").get("reason") == "EngineRuntimeProfileNotFound" and ready("noprofile"),
+        30,
+    )
     assert "spec.roles[0].engineRuntimes[0].profileName" in missing["message"]
 
     # Removing the obstacle lets the group through.

@@ -24,9 +24,20 @@ V1 = "workloads.x-k8s.io/v1alpha1"
 
 
 def group(name: str, replicas: int = 1, **extra) -> dict:
-    return {"apiVersion": V1, "kind": "RoleBasedGroup", "metadata": {"name": name, **extra},
-            "spec": {"roles": [{"name": "a", "replicas": replicas,
-                                "template": {"spec": {"containers": [{"name": "main", "image": IMAGE}]}}}]}}
+    return {
+        "apiVersion": V1,
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name, **extra},
+        "spec": {
+            "roles": [
+                {
+                    "name": "a",
+                    "replicas": replicas,
+                    "template": {"spec": {"containers": [{"name": "main", "image": IMAGE}]}},
+                }
+            ]
+        },
+    }
 
 
 def healthz(operator: OperatorProcess) -> tuple[int, str]:
@@ -41,8 +52,11 @@ def healthz(operator: OperatorProcess) -> tuple[int, str]:
 
 
 def reconciles(operator: OperatorProcess) -> float:
-    return sum(v for k, v in operator.metrics().items()
-               if k.startswith('controller_runtime_reconcile_total{controller="rolebasedgroup"'))
+    return sum(
+        v
+        for k, v in operator.metrics().items()
+        if k.startswith('controller_runtime_reconcile_total{controller="rolebasedgroup"')
+    )
 
 
 def settled(proxy: FaultProxy, quiet: float = 2.0) -> None:
@@ -57,20 +71,30 @@ def settled(proxy: FaultProxy, quiet: float = 2.0) -> None:
 
 
 def test_an_object_deleted_under_its_status_write_does_not_freeze_the_operator(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     """The status write's answer carries the generation the deletion bumped; the next pass finds
     the object being deleted and writes nothing. That must not requeue it for ever."""
     ns = isolated_namespace
     proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
-    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
-                               f"--namespace={ns}").start()
+    operator = OperatorProcess(
+        proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log", f"--namespace={ns}"
+    ).start()
     try:
         kubectl.apply(group("g", finalizers=["example.com/hold"]), ns)
         wait_for("g Ready", lambda: (condition(kubectl.get("rbg", "g", ns), "Ready") or {}).get("status") == "True", 60)
         settled(proxy)  # so that the status write held below is the one of generation 2
         proxy.hold_status_writes = True
-        kubectl.run("patch", "rbg", "g", "-n", ns, "--type=json",
-                    "-p", json.dumps([{"op": "replace", "path": "/spec/roles/0/replicas", "value": 2}]))
+        kubectl.run(
+            "patch",
+            "rbg",
+            "g",
+            "-n",
+            ns,
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "replace", "path": "/spec/roles/0/replicas", "value": 2}]),
+        )
         wait_for("the status write of generation 2 held", lambda: proxy.held_status_writes >= 1, 30)
         # A foreground delete: the finalizers keep the group, deletionTimestamp bumps its generation.
         kubectl.run("delete", "rbg", "g", "-n", ns, "--cascade=foreground", "--wait=false")
@@ -90,8 +114,17 @@ def test_an_object_deleted_under_its_status_write_does_not_freeze_the_operator(
         wait_for("the next group's StatefulSet", lambda: kubectl.get("statefulset", "after-a", ns), 30)
         assert healthz(operator)[0] == 200
     finally:
-        kubectl.run("patch", "rbg", "g", "-n", ns, "--type=json",
-                    "-p", json.dumps([{"op": "remove", "path": "/metadata/finalizers"}]), check=False)
+        kubectl.run(
+            "patch",
+            "rbg",
+            "g",
+            "-n",
+            ns,
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "remove", "path": "/metadata/finalizers"}]),
+            check=False,
+        )
         operator.stop()
         proxy.stop()
 
@@ -112,12 +145,16 @@ def deep_group(name: str, levels: int) -> str:
 
 
 def warnings_about(kubectl: Kubectl, namespace: str, name: str, reason: str) -> list[str]:
-    return [e.get("message", "") for e in kubectl.get("events", namespace=namespace)
-            if e.get("reason") == reason and e["involvedObject"].get("name") == name]
+    return [
+        e.get("message", "")
+        for e in kubectl.get("events", namespace=namespace)
+        if e.get("reason") == reason and e["involvedObject"].get("name") == name
+    ]
 
 
 def test_a_group_nested_too_deep_leaves_every_other_tenants_group_reconciling_with_a_live_healthz(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     hostile, tenant = isolated_namespace, f"{isolated_namespace}-b"
     kubectl.run("create", "namespace", tenant)
     operator = None
@@ -129,62 +166,88 @@ def test_a_group_nested_too_deep_leaves_every_other_tenants_group_reconciling_wi
         kubectl.apply(group("innocent"), tenant)
         # One cluster-wide watch per kind (a glob), as an operator of the whole cluster has.
         operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", f"--namespace={hostile}*").start()
-        wait_for("the other tenant's group reconciled at start-up",
-                 lambda: kubectl.get("statefulset", "innocent-a", tenant), 60)
+        wait_for(
+            "the other tenant's group reconciled at start-up",
+            lambda: kubectl.get("statefulset", "innocent-a", tenant),
+            60,
+        )
         status, body = healthz(operator)
         assert status == 200, f"/healthz: {status} {body}"
         for name in ("deep", "deep300"):
-            message = wait_for(f"a Warning Event on {name}", lambda: warnings_about(
-                kubectl, hostile, name, "ObjectUnreadable"), 30)[0]
+            message = wait_for(
+                f"a Warning Event on {name}", lambda: warnings_about(kubectl, hostile, name, "ObjectUnreadable"), 30
+            )[0]
             assert f"RoleBasedGroup {hostile}/{name} is not reconciled" in message, message
 
         # While running: a new hostile group arrives by the watch, and the watch goes on.
         create_raw(kubectl, hostile, deep_group("deep-late", 1100), "deep-late", tmp_path)
-        wait_for("a Warning Event on deep-late", lambda: warnings_about(
-            kubectl, hostile, "deep-late", "ObjectUnreadable"), 30)
+        wait_for(
+            "a Warning Event on deep-late",
+            lambda: warnings_about(kubectl, hostile, "deep-late", "ObjectUnreadable"),
+            30,
+        )
         kubectl.apply(group("innocent-late"), tenant)
-        wait_for("a group created afterwards reconciled",
-                 lambda: kubectl.get("statefulset", "innocent-late-a", tenant), 30)
+        wait_for(
+            "a group created afterwards reconciled", lambda: kubectl.get("statefulset", "innocent-late-a", tenant), 30
+        )
         kubectl.apply(group("innocent", replicas=2), tenant)
-        wait_for("a change of the first group reconciled",
-                 lambda: kubectl.get("statefulset", "innocent-a", tenant)["spec"]["replicas"] == 2, 30)
+        wait_for(
+            "a change of the first group reconciled",
+            lambda: kubectl.get("statefulset", "innocent-a", tenant)["spec"]["replicas"] == 2,
+            30,
+        )
         metrics = operator.metrics()
-        assert metrics.get('rbg_operator_unreadable_objects_total{resource="rolebasedgroups"}', 0) >= 3, \
-            {k: v for k, v in metrics.items() if "unreadable" in k}
+        assert metrics.get('rbg_operator_unreadable_objects_total{resource="rolebasedgroups"}', 0) >= 3, {
+            k: v for k, v in metrics.items() if "unreadable" in k
+        }
         status, body = healthz(operator)
         assert status == 200, f"/healthz: {status} {body}"
     finally:
         if operator is not None:
             operator.stop()
         for name in ("deep", "deep300", "deep-late"):  # before anything else lists them at v1alpha2
-            kubectl.run("delete", "rolebasedgroups.v1alpha1.workloads.x-k8s.io", name, "-n", hostile,
-                        "--ignore-not-found", "--wait=false", check=False)
+            kubectl.run(
+                "delete",
+                "rolebasedgroups.v1alpha1.workloads.x-k8s.io",
+                name,
+                "-n",
+                hostile,
+                "--ignore-not-found",
+                "--wait=false",
+                check=False,
+            )
         kubectl.run("delete", "namespace", tenant, "--wait=false", check=False)
 
 
 def test_a_child_that_leaves_the_label_selector_and_comes_back_is_watched_again(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     ns = isolated_namespace
     operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", f"--namespace={ns}").start()
     try:
         kubectl.apply(group("g"), ns)
         wait_for("g Ready", lambda: (condition(kubectl.get("rbg", "g", ns), "Ready") or {}).get("status") == "True", 60)
         kubectl.run("label", "statefulset", "g-a", "-n", ns, f"{GROUP_LABEL}-")
-        wait_for("the label restored by the operator",
-                 lambda: (kubectl.get("statefulset", "g-a", ns)["metadata"].get("labels") or {}).get(GROUP_LABEL) == "g",
-                 30)
+        wait_for(
+            "the label restored by the operator",
+            lambda: (kubectl.get("statefulset", "g-a", ns)["metadata"].get("labels") or {}).get(GROUP_LABEL) == "g",
+            30,
+        )
         time.sleep(2)
         kubectl.run("scale", "statefulset/g-a", "--replicas=2", f"-n={ns}")
-        wait_for("the scale seen at once (the StatefulSet's events wake the group again)",
-                 lambda: (condition(kubectl.get("rbg", "g", ns), "ReplicasOverridden") or {}).get("status") == "True",
-                 15)
+        wait_for(
+            "the scale seen at once (the StatefulSet's events wake the group again)",
+            lambda: (condition(kubectl.get("rbg", "g", ns), "ReplicasOverridden") or {}).get("status") == "True",
+            15,
+        )
 
         def gets() -> float:
             return operator.metrics().get('rbg_operator_api_requests_total{resource="statefulsets",verb="get"}', 0)
 
         def reconciles() -> float:
-            return operator.metrics().get('controller_runtime_reconcile_total{controller="rolebasedgroup",'
-                                          'result="success"}', 0)
+            return operator.metrics().get(
+                'controller_runtime_reconcile_total{controller="rolebasedgroup",result="success"}', 0
+            )
 
         before, passes = gets(), reconciles()
         for i in range(3):
@@ -197,28 +260,41 @@ def test_a_child_that_leaves_the_label_selector_and_comes_back_is_watched_again(
 
 
 def test_a_progress_deadline_that_is_not_a_plain_number_is_reported_and_the_group_still_reconciles(
-        kubectl: Kubectl, operator, namespace: str):
+    kubectl: Kubectl, operator, namespace: str
+):
     # "²" passes str.isdigit but not int(); 5,000 digits pass neither int() nor any sane deadline.
     for name, value in (("superscript", "\u00b2"), ("huge", "9" * 5000)):
-        kubectl.apply(group(name, annotations={"rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds": value}),
-                      namespace)
+        kubectl.apply(
+            group(name, annotations={"rolebasedgroup.workloads.x-k8s.io/progress-deadline-seconds": value}), namespace
+        )
     for name in ("superscript", "huge"):
-        wait_for(f"{name} Ready", lambda: (condition(kubectl.get("rbg", name, namespace), "Ready") or {})
-                 .get("status") == "True", 60)
-        message = wait_for(f"an InvalidAnnotation Event on {name}",
-                           lambda: warnings_about(kubectl, namespace, name, "InvalidAnnotation"), 30)[0]
+        wait_for(
+            f"{name} Ready",
+            lambda: (condition(kubectl.get("rbg", name, namespace), "Ready") or {}).get("status") == "True",
+            60,
+        )
+        message = wait_for(
+            f"an InvalidAnnotation Event on {name}",
+            lambda: warnings_about(kubectl, namespace, name, "InvalidAnnotation"),
+            30,
+        )[0]
         assert "progress-deadline-seconds" in message and "whole number of seconds" in message, message
 
 
 def test_healthz_turns_red_naming_the_watches_that_have_had_no_list_for_too_long(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     """The API server stops answering this operator (the connection hangs): its watches go silent
     and its lists never come back, so its cache says less and less. /healthz must say so."""
     ns = isolated_namespace
     proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
-    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
-                               f"--namespace={ns}", "--watch-inactivity-timeout=2",
-                               "--healthz-reflector-seconds=5").start()
+    operator = OperatorProcess(
+        proxy.kubeconfig(tmp_path / "kubeconfig"),
+        tmp_path / "operator.log",
+        f"--namespace={ns}",
+        "--watch-inactivity-timeout=2",
+        "--healthz-reflector-seconds=5",
+    ).start()
     try:
         kubectl.apply(group("g"), ns)
         wait_for("g's StatefulSet", lambda: kubectl.get("statefulset", "g-a", ns), 30)

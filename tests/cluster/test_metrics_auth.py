@@ -23,8 +23,9 @@ from tests.support.kubectl import Kubectl, wait_for
 from tests.support.operator import OperatorProcess, free_port
 
 
-def get(port: str | int, token: str | None = None, context: ssl.SSLContext | None = None,
-        path: str = "/metrics") -> tuple[int, dict[str, str], str]:
+def get(
+    port: str | int, token: str | None = None, context: ssl.SSLContext | None = None, path: str = "/metrics"
+) -> tuple[int, dict[str, str], str]:
     """GET over HTTPS; status, headers and body, whatever the status."""
     if context is None:
         context = ssl.create_default_context()
@@ -53,30 +54,52 @@ def scrapers(kubectl: Kubectl, isolated_namespace: str):
     kubectl.run("create", "serviceaccount", "scraper", f"--namespace={ns}")
     kubectl.run("create", "serviceaccount", "stranger", f"--namespace={ns}")
     try:
-        kubectl.apply([
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": role},
-             "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": role},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-             "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": ns}]},
-        ])
+        kubectl.apply(
+            [
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": role},
+                    "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}],
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": role},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                    "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": ns}],
+                },
+            ]
+        )
         # The API server's RBAC cache must hold the binding before the first scrape, or the
         # operator would (rightly) cache a denial for a few seconds.
-        wait_for("the binding to take effect", lambda: kubectl.run(
-            "auth", "can-i", "get", "/metrics", f"--as=system:serviceaccount:{ns}:scraper", check=False
-        ).stdout.strip() == "yes", 30, 0.2)
-        tokens = {sa: kubectl.run("create", "token", sa, f"--namespace={ns}", "--duration=10m").stdout.strip()
-                  for sa in ("scraper", "stranger")}
+        wait_for(
+            "the binding to take effect",
+            lambda: (
+                kubectl.run(
+                    "auth", "can-i", "get", "/metrics", f"--as=system:serviceaccount:{ns}:scraper", check=False
+                ).stdout.strip()
+                == "yes"
+            ),
+            30,
+            0.2,
+        )
+        tokens = {
+            sa: kubectl.run("create", "token", sa, f"--namespace={ns}", "--duration=10m").stdout.strip()
+            for sa in ("scraper", "stranger")
+        }
         yield tokens
     finally:
         kubectl.delete("clusterrolebinding", role)
         kubectl.delete("clusterrole", role)
 
 
-def test_secure_metrics_need_a_token_that_rbac_allows(kubeconfig: str, isolated_namespace: str,
-                                                      scrapers: dict[str, str], tmp_path: Path):
-    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", f"--namespace={isolated_namespace}",
-                               "--metrics-secure").start()
+def test_secure_metrics_need_a_token_that_rbac_allows(
+    kubeconfig: str, isolated_namespace: str, scrapers: dict[str, str], tmp_path: Path
+):
+    operator = OperatorProcess(
+        kubeconfig, tmp_path / "operator.log", f"--namespace={isolated_namespace}", "--metrics-secure"
+    ).start()
     try:
         port = operator.metrics_port
         status, headers, body = get(port)
@@ -124,8 +147,13 @@ def test_secure_metrics_need_a_token_that_rbac_allows(kubeconfig: str, isolated_
 def test_metrics_cert_dir_is_served(kubeconfig: str, isolated_namespace: str, tmp_path: Path):
     cert_dir = tmp_path / "certs"
     cert, _ = webhook.self_signed_certificate(cert_dir, "127.0.0.1")
-    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", f"--namespace={isolated_namespace}",
-                               "--metrics-secure", f"--metrics-cert-dir={cert_dir}").start()
+    operator = OperatorProcess(
+        kubeconfig,
+        tmp_path / "operator.log",
+        f"--namespace={isolated_namespace}",
+        "--metrics-secure",
+        f"--metrics-cert-dir={cert_dir}",
+    ).start()
     try:
         # Verified against exactly that certificate (as CA, with the host name checked).
         context = ssl.create_default_context(cafile=str(cert))
@@ -142,22 +170,42 @@ def test_unreadable_cert_dir_stops_the_operator_naming_the_flag(kubeconfig: str,
     empty = tmp_path / "empty"
     empty.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "rbg_operator", "run", "--namespace=iso-none", "--metrics-secure",
-         f"--metrics-cert-dir={empty}", f"--metrics-bind-address=127.0.0.1:{free_port()}",
-         f"--health-probe-bind-address=127.0.0.1:{free_port()}"],
-        env={**os.environ, "KUBECONFIG": kubeconfig}, capture_output=True, text=True, timeout=30)
+        [
+            sys.executable,
+            "-m",
+            "rbg_operator",
+            "run",
+            "--namespace=iso-none",
+            "--metrics-secure",
+            f"--metrics-cert-dir={empty}",
+            f"--metrics-bind-address=127.0.0.1:{free_port()}",
+            f"--health-probe-bind-address=127.0.0.1:{free_port()}",
+        ],
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode != 0
     assert f"--metrics-cert-dir={empty}" in result.stderr, result.stderr
 
 
-def test_review_failures_are_server_errors_not_denials(kubectl: Kubectl, kubeconfig: str,
-                                                      isolated_namespace: str, scrapers: dict[str, str]):
+def test_review_failures_are_server_errors_not_denials(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, scrapers: dict[str, str]
+):
     """The reviews as an identity without RBAC for them (500), and with the API server unreachable
     (503); neither answer is cached, so the next scrape tries again."""
     admin = kubeconfig_module.load(kubeconfig=kubeconfig).info
-    weak = kubeconfig_module.Credentials(dataclasses.replace(
-        admin, certificate_path=None, certificate_data=None, private_key_path=None, private_key_data=None,
-        token=scrapers["stranger"]))
+    weak = kubeconfig_module.Credentials(
+        dataclasses.replace(
+            admin,
+            certificate_path=None,
+            certificate_data=None,
+            private_key_path=None,
+            private_key_data=None,
+            token=scrapers["stranger"],
+        )
+    )
     reviewer = metrics_server.Reviewer(weak)
     decision = reviewer.decide(scrapers["scraper"])
     assert decision.status == 500, decision
@@ -172,5 +220,6 @@ def test_review_failures_are_server_errors_not_denials(kubectl: Kubectl, kubecon
     assert "unreachable" in decision.message
 
     # And with the operator's real identity the same token is allowed (the reviewer itself works).
-    assert metrics_server.Reviewer(kubeconfig_module.load(kubeconfig=kubeconfig)).decide(
-        scrapers["scraper"]).status == 200
+    assert (
+        metrics_server.Reviewer(kubeconfig_module.load(kubeconfig=kubeconfig)).decide(scrapers["scraper"]).status == 200
+    )

@@ -24,34 +24,69 @@ def v2_group(name: str, roles: list[dict]) -> dict:
 
 
 def ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
-    return wait_for(f"group {name} Ready", lambda: (g := kubectl.get("rbg", name, namespace))
-                    and g.get("status", {}).get("observedGeneration") == g["metadata"]["generation"]
-                    and (condition(g, "Ready") or {}).get("status") == "True" and g, timeout)
+    return wait_for(
+        f"group {name} Ready",
+        lambda: (
+            (g := kubectl.get("rbg", name, namespace))
+            and g.get("status", {}).get("observedGeneration") == g["metadata"]["generation"]
+            and (condition(g, "Ready") or {}).get("status") == "True"
+            and g
+        ),
+        timeout,
+    )
 
 
 def pods(kubectl: Kubectl, namespace: str, selector: str) -> dict[str, dict]:
-    return {p["metadata"]["name"]: p for p in kubectl.get("pods", namespace=namespace, selector=selector)
-            if not p["metadata"].get("deletionTimestamp")}
+    return {
+        p["metadata"]["name"]: p
+        for p in kubectl.get("pods", namespace=namespace, selector=selector)
+        if not p["metadata"].get("deletionTimestamp")
+    }
 
 
 def uids(found: dict[str, dict]) -> dict[str, str]:
     return {name: p["metadata"]["uid"] for name, p in found.items()}
 
 
-def test_every_pattern_becomes_ready_with_the_contracts_names_and_labels(kubectl: Kubectl, operator,
-                                                                         namespace: str):
-    kubectl.apply(v2_group("ris", [
-        {"name": "web", "replicas": 2, "standalonePattern": {"template": template()}},
-        {"name": "pd", "leaderWorkerPattern": {"size": 3, "template": template(),
-                                               "workerTemplatePatch": {"metadata": {"labels": {"tier": "worker"}}}}},
-        {"name": "mix", "customComponentsPattern": {"components": [
-            {"name": "router", "size": 1, "labels": {"part": "router"}, "template": template()},
-            {"name": "engine", "size": 2, "template": template()}]}},
-    ]), namespace)
+def test_every_pattern_becomes_ready_with_the_contracts_names_and_labels(kubectl: Kubectl, operator, namespace: str):
+    kubectl.apply(
+        v2_group(
+            "ris",
+            [
+                {"name": "web", "replicas": 2, "standalonePattern": {"template": template()}},
+                {
+                    "name": "pd",
+                    "leaderWorkerPattern": {
+                        "size": 3,
+                        "template": template(),
+                        "workerTemplatePatch": {"metadata": {"labels": {"tier": "worker"}}},
+                    },
+                },
+                {
+                    "name": "mix",
+                    "customComponentsPattern": {
+                        "components": [
+                            {"name": "router", "size": 1, "labels": {"part": "router"}, "template": template()},
+                            {"name": "engine", "size": 2, "template": template()},
+                        ]
+                    },
+                },
+            ],
+        ),
+        namespace,
+    )
     ready(kubectl, "ris", namespace)
     found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=ris")
-    assert sorted(found) == ["ris-mix-0-engine-0", "ris-mix-0-engine-1", "ris-mix-0-router-0",
-                             "ris-pd-0-0", "ris-pd-0-1", "ris-pd-0-2", "ris-web-0", "ris-web-1"]
+    assert sorted(found) == [
+        "ris-mix-0-engine-0",
+        "ris-mix-0-engine-1",
+        "ris-mix-0-router-0",
+        "ris-pd-0-0",
+        "ris-pd-0-1",
+        "ris-pd-0-2",
+        "ris-web-0",
+        "ris-web-1",
+    ]
     assert all((condition(p, "Ready") or {}).get("status") == "True" for p in found.values())
 
     web = found["ris-web-1"]
@@ -61,17 +96,22 @@ def test_every_pattern_becomes_ready_with_the_contracts_names_and_labels(kubectl
     assert labels["rbg.workloads.x-k8s.io/role-instance-index"] == "1"
     assert labels["rbg.workloads.x-k8s.io/role-name"] == "web"
     env = {e["name"]: e for e in web["spec"]["containers"][0]["env"]}
-    assert env["RBG_ROLE_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-        "metadata.labels['rbg.workloads.x-k8s.io/role-instance-index']"
+    assert (
+        env["RBG_ROLE_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.labels['rbg.workloads.x-k8s.io/role-instance-index']"
+    )
 
     leader, worker = found["ris-pd-0-0"], found["ris-pd-0-2"]
     assert leader["metadata"]["labels"]["rbg.workloads.x-k8s.io/component-name"] == "leader"
     assert worker["metadata"]["labels"]["rbg.workloads.x-k8s.io/component-index"] == "2"
     assert worker["metadata"]["labels"]["tier"] == "worker"
     assert {e["name"]: e.get("value") for e in worker["spec"]["containers"][0]["env"]}[
-        "RBG_LWP_LEADER_ADDRESS"] == f"$(RBG_ROLE_INSTANCE_NAME)-0.s-ris-pd.{namespace}"
-    assert kubectl.get("service", "s-ris-pd", namespace)["spec"]["selector"][
-        "rbg.workloads.x-k8s.io/component-name"] == "leader"
+        "RBG_LWP_LEADER_ADDRESS"
+    ] == f"$(RBG_ROLE_INSTANCE_NAME)-0.s-ris-pd.{namespace}"
+    assert (
+        kubectl.get("service", "s-ris-pd", namespace)["spec"]["selector"]["rbg.workloads.x-k8s.io/component-name"]
+        == "leader"
+    )
     assert found["ris-mix-0-router-0"]["metadata"]["labels"]["part"] == "router"
 
     ris = kubectl.get("roleinstancesets", "ris-web", namespace)
@@ -86,11 +126,14 @@ def test_every_pattern_becomes_ready_with_the_contracts_names_and_labels(kubectl
     assert {r["name"]: r["readyReplicas"] for r in group["status"]["roleStatuses"]} == {"web": 2, "pd": 1, "mix": 1}
 
 
-def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: Kubectl, operator,
-                                                                        namespace: str):
+def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: Kubectl, operator, namespace: str):
     def apply(**container) -> None:
-        kubectl.apply(v2_group("inplace", [{"name": "web", "replicas": 2, "standalonePattern": {
-            "template": template(**container)}}]), namespace)
+        kubectl.apply(
+            v2_group(
+                "inplace", [{"name": "web", "replicas": 2, "standalonePattern": {"template": template(**container)}}]
+            ),
+            namespace,
+        )
 
     apply(image="example.com/app:v1")
     ready(kubectl, "inplace", namespace)
@@ -98,10 +141,16 @@ def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: 
 
     apply(image="example.com/app:v2")
     ready(kubectl, "inplace", namespace)
-    after = wait_for("both pods on v2", lambda: (found := pods(kubectl, namespace,
-                                                               "rbg.workloads.x-k8s.io/group-name=inplace"))
-                     and all(p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in found.values())
-                     and len(found) == 2 and found, 60)
+    after = wait_for(
+        "both pods on v2",
+        lambda: (
+            (found := pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=inplace"))
+            and all(p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in found.values())
+            and len(found) == 2
+            and found
+        ),
+        60,
+    )
     assert uids(after) == before, "an image-only change keeps every pod"
     # What the restart policy must not count as a crash: the restart the new image causes.
     baselines = kubectl.get("roleinstances", "inplace-web-1", namespace)["status"]["inPlaceUpdateContainerBaselines"]
@@ -109,28 +158,60 @@ def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: 
 
     apply(image="example.com/app:v2", args=["--port=9"])
     ready(kubectl, "inplace", namespace)
-    replaced = wait_for("both pods with the new args", lambda: (found := pods(
-        kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=inplace")) and len(found) == 2
-        and all(p["spec"]["containers"][0].get("args") == ["--port=9"] for p in found.values()) and found, 60)
+    replaced = wait_for(
+        "both pods with the new args",
+        lambda: (
+            (found := pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=inplace"))
+            and len(found) == 2
+            and all(p["spec"]["containers"][0].get("args") == ["--port=9"] for p in found.values())
+            and found
+        ),
+        60,
+    )
     assert not set(uids(replaced).values()) & set(before.values()), "any other change recreates"
 
 
 def test_partition_holds_the_lowest_instances_on_the_old_revision(kubectl: Kubectl, operator, namespace: str):
     def apply(image: str) -> None:
-        kubectl.apply(v2_group("part", [{"name": "web", "replicas": 3, "standalonePattern": {
-            "template": template(image)}, "rolloutStrategy": {"rollingUpdate": {"partition": 1}}}]), namespace)
+        kubectl.apply(
+            v2_group(
+                "part",
+                [
+                    {
+                        "name": "web",
+                        "replicas": 3,
+                        "standalonePattern": {"template": template(image)},
+                        "rolloutStrategy": {"rollingUpdate": {"partition": 1}},
+                    }
+                ],
+            ),
+            namespace,
+        )
 
     apply("example.com/app:v1")
     ready(kubectl, "part", namespace)
     apply("example.com/app:v2")
-    found = wait_for("instances 1 and 2 on v2", lambda: (found := pods(
-        kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=part"))
-        and {n: p["spec"]["containers"][0]["image"] for n, p in found.items()} == {
-            "part-web-0": "example.com/app:v1", "part-web-1": "example.com/app:v2",
-            "part-web-2": "example.com/app:v2"} and found, 90)
+    found = wait_for(
+        "instances 1 and 2 on v2",
+        lambda: (
+            (found := pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=part"))
+            and {n: p["spec"]["containers"][0]["image"] for n, p in found.items()}
+            == {
+                "part-web-0": "example.com/app:v1",
+                "part-web-1": "example.com/app:v2",
+                "part-web-2": "example.com/app:v2",
+            }
+            and found
+        ),
+        90,
+    )
     time.sleep(3)  # and it stays so
-    assert pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=part")["part-web-0"]["spec"][
-        "containers"][0]["image"] == "example.com/app:v1"
+    assert (
+        pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=part")["part-web-0"]["spec"]["containers"][0][
+            "image"
+        ]
+        == "example.com/app:v1"
+    )
     status = kubectl.get("roleinstancesets", "part-web", namespace)["status"]
     assert (status["updatedReplicas"], status["expectedUpdatedReplicas"]) == (2, 2)
     assert status["currentRevision"] != status["updateRevision"]
@@ -145,10 +226,27 @@ def restart_container(kubectl: Kubectl, namespace: str, pod: str) -> None:
 
 
 def test_a_container_restart_recreates_only_its_instance_with_backoff(kubectl: Kubectl, operator, namespace: str):
-    kubectl.apply(v2_group("crash", [{"name": "pd", "replicas": 2, "leaderWorkerPattern": {
-        "size": 2, "template": template(),
-        "restartPolicyConfig": {"type": "RecreateRoleInstanceOnPodRestart", "baseDelaySeconds": 4,
-                                "maxDelaySeconds": 8}}}]), namespace)
+    kubectl.apply(
+        v2_group(
+            "crash",
+            [
+                {
+                    "name": "pd",
+                    "replicas": 2,
+                    "leaderWorkerPattern": {
+                        "size": 2,
+                        "template": template(),
+                        "restartPolicyConfig": {
+                            "type": "RecreateRoleInstanceOnPodRestart",
+                            "baseDelaySeconds": 4,
+                            "maxDelaySeconds": 8,
+                        },
+                    },
+                }
+            ],
+        ),
+        namespace,
+    )
     ready(kubectl, "crash", namespace)
     before = uids(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=crash"))
 
@@ -156,21 +254,39 @@ def test_a_container_restart_recreates_only_its_instance_with_backoff(kubectl: K
         return {n for n, uid in after.items() if before.get(n) != uid}
 
     restart_container(kubectl, namespace, "crash-pd-1-1")  # a worker of instance 1
-    after = wait_for("instance 1 recreated", lambda: (found := uids(pods(
-        kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=crash"))) and len(found) == 4
-        and recreated(found) == {"crash-pd-1-0", "crash-pd-1-1"} and found, 60)
+    after = wait_for(
+        "instance 1 recreated",
+        lambda: (
+            (found := uids(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=crash")))
+            and len(found) == 4
+            and recreated(found) == {"crash-pd-1-0", "crash-pd-1-1"}
+            and found
+        ),
+        60,
+    )
     instance = kubectl.get("roleinstances", "crash-pd-1", namespace)
     assert instance["status"]["restartCount"] == 1
     assert kubectl.get("roleinstances", "crash-pd-0", namespace)["status"].get("restartCount", 0) == 0
     first = instance["status"]["lastRestartTime"]
 
     # The second recreation waits baseDelaySeconds after the first.
-    wait_for("instance 1 Ready again", lambda: (condition(kubectl.get("roleinstances", "crash-pd-1", namespace),
-                                                          "RoleInstanceReady") or {}).get("status") == "True", 60)
+    wait_for(
+        "instance 1 Ready again",
+        lambda: (
+            (condition(kubectl.get("roleinstances", "crash-pd-1", namespace), "RoleInstanceReady") or {}).get("status")
+            == "True"
+        ),
+        60,
+    )
     before = after
     restart_container(kubectl, namespace, "crash-pd-1-0")
-    instance = wait_for("the second recreation", lambda: (i := kubectl.get("roleinstances", "crash-pd-1", namespace))
-                        and i["status"].get("restartCount") == 2 and i, 60)
+    instance = wait_for(
+        "the second recreation",
+        lambda: (
+            (i := kubectl.get("roleinstances", "crash-pd-1", namespace)) and i["status"].get("restartCount") == 2 and i
+        ),
+        60,
+    )
     assert (parse(instance["status"]["lastRestartTime"]) - parse(first)).total_seconds() >= 4
 
 
@@ -178,13 +294,23 @@ def parse(stamp: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def test_in_place_only_waits_its_grace_period_and_refuses_what_it_cannot_do(kubectl: Kubectl, operator,
-                                                                          namespace: str):
+def test_in_place_only_waits_its_grace_period_and_refuses_what_it_cannot_do(kubectl: Kubectl, operator, namespace: str):
     def apply(**container) -> None:
-        kubectl.apply(v2_group("only", [{"name": "web", "standalonePattern": {"template": template(**container)},
-                                         "rolloutStrategy": {"rollingUpdate": {
-                                             "type": "InPlaceOnly", "inPlaceUpdateStrategy": {"gracePeriodSeconds": 4}}}}]),
-                      namespace)
+        kubectl.apply(
+            v2_group(
+                "only",
+                [
+                    {
+                        "name": "web",
+                        "standalonePattern": {"template": template(**container)},
+                        "rolloutStrategy": {
+                            "rollingUpdate": {"type": "InPlaceOnly", "inPlaceUpdateStrategy": {"gracePeriodSeconds": 4}}
+                        },
+                    }
+                ],
+            ),
+            namespace,
+        )
 
     def pod() -> dict:
         return kubectl.get("pod", "only-web-0", namespace)
@@ -193,23 +319,40 @@ def test_in_place_only_waits_its_grace_period_and_refuses_what_it_cannot_do(kube
     ready(kubectl, "only", namespace)
     uid = pod()["metadata"]["uid"]
     apply(image="example.com/app:v2")
-    marked = wait_for("the grace period started", lambda: "rolebasedgroup.workloads.x-k8s.io/in-place-update-since"
-                      in pod()["metadata"]["labels"] and time.monotonic(), 30)
-    updated = wait_for("the new image, in place", lambda: pod()["spec"]["containers"][0]["image"]
-                       == "example.com/app:v2" and time.monotonic(), 30)
+    marked = wait_for(
+        "the grace period started",
+        lambda: (
+            "rolebasedgroup.workloads.x-k8s.io/in-place-update-since" in pod()["metadata"]["labels"]
+            and time.monotonic()
+        ),
+        30,
+    )
+    updated = wait_for(
+        "the new image, in place",
+        lambda: pod()["spec"]["containers"][0]["image"] == "example.com/app:v2" and time.monotonic(),
+        30,
+    )
     assert updated - marked >= 3, "the image changed before the grace period was over"
     assert pod()["metadata"]["uid"] == uid
 
     apply(image="example.com/app:v2", args=["--port=9"])  # not image-only: InPlaceOnly cannot
-    failed = wait_for("the refusal reported", lambda: (c := condition(kubectl.get(
-        "roleinstancesets", "only-web", namespace), "FailedUpdate")) and c["status"] == "True" and c, 30)
+    failed = wait_for(
+        "the refusal reported",
+        lambda: (
+            (c := condition(kubectl.get("roleinstancesets", "only-web", namespace), "FailedUpdate"))
+            and c["status"] == "True"
+            and c
+        ),
+        30,
+    )
     assert "only-web-0" in failed["message"] and "InPlaceIfPossible" in failed["message"]
     time.sleep(2)
     assert pod()["metadata"]["uid"] == uid and "args" not in pod()["spec"]["containers"][0]
 
 
-def test_kill_9_during_role_instance_rollouts_converges_without_duplicates(kubectl: Kubectl, kubeconfig: str,
-                                                                          isolated_namespace: str, tmp_path: Path):
+def test_kill_9_during_role_instance_rollouts_converges_without_duplicates(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     """The operator killed at random moments while groups on RoleInstanceSets are created and
     rolled: the last operator converges on the newest image with every instance and pod exactly
     once, and the image-only rollouts never recreated a pod."""
@@ -217,9 +360,16 @@ def test_kill_9_during_role_instance_rollouts_converges_without_duplicates(kubec
 
     def roll(name: str, image: str) -> None:
         images[name] = image
-        kubectl.apply(v2_group(name, [
-            {"name": "web", "replicas": 2, "standalonePattern": {"template": template(image)}},
-            {"name": "pd", "leaderWorkerPattern": {"size": 2, "template": template(image)}}]), ns)
+        kubectl.apply(
+            v2_group(
+                name,
+                [
+                    {"name": "web", "replicas": 2, "standalonePattern": {"template": template(image)}},
+                    {"name": "pd", "leaderWorkerPattern": {"size": 2, "template": template(image)}},
+                ],
+            ),
+            ns,
+        )
 
     first_uids: dict[str, str] = {}
     for trial in range(8):
@@ -237,14 +387,24 @@ def test_kill_9_during_role_instance_rollouts_converges_without_duplicates(kubec
     try:
         for name, image in images.items():
             wanted = {f"{name}-web-0", f"{name}-web-1", f"{name}-pd-0-0", f"{name}-pd-0-1"}
-            wait_for(f"{name} converged on {image}", lambda: (g := kubectl.get("rbg", name, ns))
-                     and (condition(g, "Ready") or {}).get("status") == "True"
-                     and g["status"].get("observedGeneration") == g["metadata"]["generation"]
-                     and (found := pods(kubectl, ns, f"rbg.workloads.x-k8s.io/group-name={name}"))
-                     and set(found) == wanted
-                     and all(p["spec"]["containers"][0]["image"] == image for p in found.values()), 120)
+            wait_for(
+                f"{name} converged on {image}",
+                lambda: (
+                    (g := kubectl.get("rbg", name, ns))
+                    and (condition(g, "Ready") or {}).get("status") == "True"
+                    and g["status"].get("observedGeneration") == g["metadata"]["generation"]
+                    and (found := pods(kubectl, ns, f"rbg.workloads.x-k8s.io/group-name={name}"))
+                    and set(found) == wanted
+                    and all(p["spec"]["containers"][0]["image"] == image for p in found.values())
+                ),
+                120,
+            )
             instances = kubectl.get("roleinstances", namespace=ns, selector=f"rbg.workloads.x-k8s.io/group-name={name}")
-            assert sorted(i["metadata"]["name"] for i in instances) == [f"{name}-pd-0", f"{name}-web-0", f"{name}-web-1"]
+            assert sorted(i["metadata"]["name"] for i in instances) == [
+                f"{name}-pd-0",
+                f"{name}-web-0",
+                f"{name}-web-1",
+            ]
         survivors = pods(kubectl, ns, "rbg.workloads.x-k8s.io/role-name")
         recreated = {n for n, uid in first_uids.items() if n in survivors and survivors[n]["metadata"]["uid"] != uid}
         assert not recreated, f"image-only rollouts recreated {sorted(recreated)}"
@@ -258,34 +418,68 @@ def test_a_component_starts_after_the_components_it_names_are_ready(kubectl: Kub
     def apply(engine_spec: dict) -> None:
         engine = template()
         engine["spec"].update(engine_spec)
-        kubectl.apply(v2_group("order", [{"name": "mix", "customComponentsPattern": {"components": [
-            {"name": "router", "size": 1, "annotations": depends, "template": template()},
-            {"name": "engine", "size": 2, "template": engine}]}}]), namespace)
+        kubectl.apply(
+            v2_group(
+                "order",
+                [
+                    {
+                        "name": "mix",
+                        "customComponentsPattern": {
+                            "components": [
+                                {"name": "router", "size": 1, "annotations": depends, "template": template()},
+                                {"name": "engine", "size": 2, "template": engine},
+                            ]
+                        },
+                    }
+                ],
+            ),
+            namespace,
+        )
 
     # Engines that cannot be scheduled never get Ready: the router must not start.
     apply({"nodeSelector": {"example.com/no-such-node": "true"}})
-    wait_for("two pending engines", lambda: len(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/component-name=engine"))
-             == 2, 30)
+    wait_for(
+        "two pending engines",
+        lambda: len(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/component-name=engine")) == 2,
+        30,
+    )
     time.sleep(4)
     assert "order-mix-0-router-0" not in pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=order")
     # Schedulable engines (recreated: more than an image changed): once both are Ready, the router starts.
     apply({})
     ready(kubectl, "order", namespace)
     found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=order")
-    engines_ready = max(parse(condition(found[f"order-mix-0-engine-{i}"], "Ready")["lastTransitionTime"])
-                        for i in range(2))
+    engines_ready = max(
+        parse(condition(found[f"order-mix-0-engine-{i}"], "Ready")["lastTransitionTime"]) for i in range(2)
+    )
     assert parse(found["order-mix-0-router-0"]["metadata"]["creationTimestamp"]) >= engines_ready
 
-def test_max_surge_adds_an_instance_before_any_goes_and_removes_it_after(kubectl: Kubectl, operator,
-                                                                         namespace: str):
+
+def test_max_surge_adds_an_instance_before_any_goes_and_removes_it_after(kubectl: Kubectl, operator, namespace: str):
     def apply(image: str) -> None:
-        kubectl.apply(v2_group("surge", [{"name": "web", "replicas": 2, "standalonePattern": {
-            "template": template(image)}, "rolloutStrategy": {"rollingUpdate": {
-                "type": "RecreatePod", "maxSurge": 1, "maxUnavailable": 0}}}]), namespace)
+        kubectl.apply(
+            v2_group(
+                "surge",
+                [
+                    {
+                        "name": "web",
+                        "replicas": 2,
+                        "standalonePattern": {"template": template(image)},
+                        "rolloutStrategy": {
+                            "rollingUpdate": {"type": "RecreatePod", "maxSurge": 1, "maxUnavailable": 0}
+                        },
+                    }
+                ],
+            ),
+            namespace,
+        )
 
     def instances() -> dict[str, dict]:
-        return {i["metadata"]["name"]: i for i in kubectl.get("roleinstances", namespace=namespace)
-                if not i["metadata"].get("deletionTimestamp")}
+        return {
+            i["metadata"]["name"]: i
+            for i in kubectl.get("roleinstances", namespace=namespace)
+            if not i["metadata"].get("deletionTimestamp")
+        }
 
     apply("example.com/app:v1")
     ready(kubectl, "surge", namespace)
@@ -295,13 +489,18 @@ def test_max_surge_adds_an_instance_before_any_goes_and_removes_it_after(kubectl
     while time.monotonic() < deadline:
         current = instances()
         seen.append(set(current))
-        ready_ones = [n for n, i in current.items() if (condition(i, "RoleInstanceReady") or {}).get("status") == "True"]
+        ready_ones = [
+            n for n, i in current.items() if (condition(i, "RoleInstanceReady") or {}).get("status") == "True"
+        ]
         # maxUnavailable 0: never fewer than two Ready instances; the surge one stands in.
         assert len(ready_ones) >= 2, {n: condition(i, "RoleInstanceReady") for n, i in current.items()}
         found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=surge")
-        if set(current) == {"surge-web-0", "surge-web-1"} and len(found) == 2 and all(
-                p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in found.values()) \
-                and any("surge-web-2" in s for s in seen):
+        if (
+            set(current) == {"surge-web-0", "surge-web-1"}
+            and len(found) == 2
+            and all(p["spec"]["containers"][0]["image"] == "example.com/app:v2" for p in found.values())
+            and any("surge-web-2" in s for s in seen)
+        ):
             break
         time.sleep(0.3)
     assert any("surge-web-2" in s for s in seen), "no surge instance was made"

@@ -17,14 +17,24 @@ ROLE_LABEL = "rolebasedgroup.workloads.x-k8s.io/role"
 
 def pd_group(name: str, image: str, replicas: int, max_skew: str | None = "25%", **role_fields) -> dict:
     def role(role_name: str) -> dict:
-        return {"name": role_name, "replicas": replicas, **role_fields,
-                "template": {"spec": {"containers": [{"name": "main", "image": image}]}}}
+        return {
+            "name": role_name,
+            "replicas": replicas,
+            **role_fields,
+            "template": {"spec": {"containers": [{"name": "main", "image": image}]}},
+        }
+
     spec: dict = {"roles": [role("prefill"), role("decode")]}
     if max_skew:
-        spec["coordination"] = [{"name": "pd", "roles": ["prefill", "decode"],
-                                 "strategy": {"rollingUpdate": {"maxSkew": max_skew}}}]
-    return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": name},
-            "spec": spec}
+        spec["coordination"] = [
+            {"name": "pd", "roles": ["prefill", "decode"], "strategy": {"rollingUpdate": {"maxSkew": max_skew}}}
+        ]
+    return {
+        "apiVersion": "workloads.x-k8s.io/v1alpha1",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def fractions(pods: list[dict], image: str, replicas: int, label: tuple[str, str] | None = None) -> dict[str, float]:
@@ -32,26 +42,46 @@ def fractions(pods: list[dict], image: str, replicas: int, label: tuple[str, str
     done: dict[str, int] = {"prefill": 0, "decode": 0}
     for pod in pods:
         labelled = label is None or pod["metadata"]["labels"].get(label[0]) == label[1]
-        if (pod["spec"]["containers"][0]["image"] == image and labelled and not pod["metadata"].get("deletionTimestamp")
-                and (condition(pod, "Ready") or {}).get("status") == "True"):
+        if (
+            pod["spec"]["containers"][0]["image"] == image
+            and labelled
+            and not pod["metadata"].get("deletionTimestamp")
+            and (condition(pod, "Ready") or {}).get("status") == "True"
+        ):
             done[pod["metadata"]["labels"][ROLE_LABEL]] += 1
     return {role: count / replicas for role, count in done.items()}
 
 
 def ready(kubectl: Kubectl, name: str, namespace: str) -> dict:
-    return wait_for(f"group {name} Ready", lambda: (g := kubectl.get("rbg", name, namespace))
-                    and (condition(g, "Ready") or {}).get("status") == "True"
-                    and g["status"]["observedGeneration"] == g["metadata"]["generation"] and g, 120)
+    return wait_for(
+        f"group {name} Ready",
+        lambda: (
+            (g := kubectl.get("rbg", name, namespace))
+            and (condition(g, "Ready") or {}).get("status") == "True"
+            and g["status"]["observedGeneration"] == g["metadata"]["generation"]
+            and g
+        ),
+        120,
+    )
 
 
-def run_rollout(kubectl: Kubectl, namespace: str, name: str, image: str, replicas: int, max_skew: float | None,
-                timeout: float = 120, label: tuple[str, str] | None = None) -> list[dict[str, float]]:
+def run_rollout(
+    kubectl: Kubectl,
+    namespace: str,
+    name: str,
+    image: str,
+    replicas: int,
+    max_skew: float | None,
+    timeout: float = 120,
+    label: tuple[str, str] | None = None,
+) -> list[dict[str, float]]:
     """Sample both roles until every pod runs `image` and is ready; assert the skew at every sample."""
     samples = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        share = fractions(kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}={name}"), image, replicas,
-                          label)
+        share = fractions(
+            kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}={name}"), image, replicas, label
+        )
         samples.append(share)
         if max_skew is not None:
             assert abs(share["prefill"] - share["decode"]) <= max_skew + 1e-9, samples
@@ -91,9 +121,14 @@ def test_change_during_a_rollout_converges_to_the_newest(kubectl: Kubectl, opera
     kubectl.apply(pd_group("twice", "example.com/app:v1", 4), namespace)
     ready(kubectl, "twice", namespace)
     kubectl.apply(pd_group("twice", "example.com/app:v2", 4), namespace)
-    wait_for("rollout to v2 under way", lambda: any(
-        p["spec"]["containers"][0]["image"].endswith("v2")
-        for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=twice")), 30)
+    wait_for(
+        "rollout to v2 under way",
+        lambda: any(
+            p["spec"]["containers"][0]["image"].endswith("v2")
+            for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=twice")
+        ),
+        30,
+    )
     kubectl.apply(pd_group("twice", "example.com/app:v3", 4), namespace)
     run_rollout(kubectl, namespace, "twice", "example.com/app:v3", 4, 0.25)
     ready(kubectl, "twice", namespace)
@@ -102,36 +137,67 @@ def test_change_during_a_rollout_converges_to_the_newest(kubectl: Kubectl, opera
 def test_replicas_only_change_keeps_every_pod(kubectl: Kubectl, operator, namespace: str):
     kubectl.apply(pd_group("steady", "example.com/app:v1", 2), namespace)
     ready(kubectl, "steady", namespace)
-    before = {p["metadata"]["name"]: p["metadata"]["uid"]
-              for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")}
+    before = {
+        p["metadata"]["name"]: p["metadata"]["uid"]
+        for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")
+    }
     kubectl.apply(pd_group("steady", "example.com/app:v1", 3), namespace)
     ready(kubectl, "steady", namespace)
-    after = {p["metadata"]["name"]: p["metadata"]["uid"]
-             for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")}
+    after = {
+        p["metadata"]["name"]: p["metadata"]["uid"]
+        for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")
+    }
     assert len(after) == 6
     assert {name: after[name] for name in before} == before
     kubectl.run("annotate", "rbg", "steady", f"-n={namespace}", "example.com/note=x")
     kubectl.run("label", "rbg", "steady", f"-n={namespace}", "example.com/team=a")
     time.sleep(2)
-    assert {p["metadata"]["name"]: p["metadata"]["uid"]
-            for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")} == after
+    assert {
+        p["metadata"]["name"]: p["metadata"]["uid"]
+        for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")
+    } == after
 
 
 def test_role_strategies_map_onto_each_workload(kubectl: Kubectl, operator, namespace: str):
     rolling = {"rollingUpdate": {"partition": "50%", "maxUnavailable": "50%", "maxSurge": 1}}
-    kubectl.apply({"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "strat"},
-                   "spec": {"roles": [
-                       {"name": "sts", "replicas": 4, "rolloutStrategy": rolling,
-                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
-                       {"name": "dep", "replicas": 4, "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
-                        "rolloutStrategy": rolling, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
-                       {"name": "held", "replicas": 2,
+    kubectl.apply(
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha1",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "strat"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "sts",
+                        "replicas": 4,
+                        "rolloutStrategy": rolling,
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}},
+                    },
+                    {
+                        "name": "dep",
+                        "replicas": 4,
+                        "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
+                        "rolloutStrategy": rolling,
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}},
+                    },
+                    {
+                        "name": "held",
+                        "replicas": 2,
                         "rolloutStrategy": {"rollingUpdate": {"paused": True}},
-                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
-                       {"name": "surge", "replicas": 2, "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}},
+                    },
+                    {
+                        "name": "surge",
+                        "replicas": 2,
+                        "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
                         "rolloutStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
-                   ]}}, namespace)
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}},
+                    },
+                ]
+            },
+        },
+        namespace,
+    )
     sts = wait_for("StatefulSet", lambda: kubectl.get("statefulset", "strat-sts", namespace), 30)
     assert sts["spec"]["updateStrategy"]["rollingUpdate"] == {"partition": 2, "maxUnavailable": 2}
     dep = wait_for("Deployment", lambda: kubectl.get("deployment", "strat-dep", namespace), 30)
@@ -145,8 +211,13 @@ def test_role_strategies_map_onto_each_workload(kubectl: Kubectl, operator, name
 
 
 def kubectl_rbg(kubeconfig: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rbg_operator.kubectl_plugin", *args], capture_output=True, text=True,
-                          env={**os.environ, "KUBECONFIG": kubeconfig}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "rbg_operator.kubectl_plugin", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+        timeout=60,
+    )
 
 
 def test_history_and_undo_restore_the_previous_image(kubectl: Kubectl, operator, namespace: str, kubeconfig: str):
@@ -169,15 +240,25 @@ def test_history_and_undo_restore_the_previous_image(kubectl: Kubectl, operator,
     run_rollout(kubectl, namespace, "undo", "example.com/app:v1", 2, None)
     group = kubectl.get("rbg", "undo", namespace)
     assert [r["replicas"] for r in group["spec"]["roles"]] == [2, 2]
-    wait_for("revision 1 renumbered 3", lambda: [r.split()[0] for r in kubectl_rbg(
-        kubeconfig, "-n", namespace, "rollout", "history", "undo").stdout.splitlines()[1:]] == ["2", "3"], 30)
+    wait_for(
+        "revision 1 renumbered 3",
+        lambda: (
+            [
+                r.split()[0]
+                for r in kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "history", "undo").stdout.splitlines()[1:]
+            ]
+            == ["2", "3"]
+        ),
+        30,
+    )
 
     missing = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "undo", "undo", "--to-revision", "9")
     assert missing.returncode == 1 and "has no revision 9" in missing.stderr
 
 
-def test_a_role_label_change_is_a_coordinated_undoable_revision(kubectl: Kubectl, operator, namespace: str,
-                                                                kubeconfig: str):
+def test_a_role_label_change_is_a_coordinated_undoable_revision(
+    kubectl: Kubectl, operator, namespace: str, kubeconfig: str
+):
     # Role labels reach the pod template, so changing them restarts every pod: that must be a
     # revision like an image change, paced by maxSkew, recorded, and undone by `rollout undo`.
     kubectl.apply(pd_group("relabel", "example.com/app:v1", 4, labels={"example.com/tier": "a"}), namespace)
@@ -185,8 +266,19 @@ def test_a_role_label_change_is_a_coordinated_undoable_revision(kubectl: Kubectl
     kubectl.apply(pd_group("relabel", "example.com/app:v1", 4, labels={"example.com/tier": "b"}), namespace)
     samples = run_rollout(kubectl, namespace, "relabel", "example.com/app:v1", 4, 0.25, label=("example.com/tier", "b"))
     assert any(0 < s["prefill"] < 1 or 0 < s["decode"] < 1 for s in samples), "the change was not paced"
-    wait_for("two revisions", lambda: [r.split()[0] for r in kubectl_rbg(
-        kubeconfig, "-n", namespace, "rollout", "history", "relabel").stdout.splitlines()[1:]] == ["1", "2"], 30)
+    wait_for(
+        "two revisions",
+        lambda: (
+            [
+                r.split()[0]
+                for r in kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "history", "relabel").stdout.splitlines()[
+                    1:
+                ]
+            ]
+            == ["1", "2"]
+        ),
+        30,
+    )
 
     result = kubectl_rbg(kubeconfig, "-n", namespace, "rollout", "undo", "relabel")
     assert result.returncode == 0, result.stderr
@@ -197,8 +289,16 @@ def test_a_role_label_change_is_a_coordinated_undoable_revision(kubectl: Kubectl
 def paced_group(name: str, replicas: int, **spec) -> dict:
     """prefill and decode growing together under coordinated scaling (maxSkew 25%, OrderReady)."""
     group = pd_group(name, "example.com/app:v1", replicas, None)
-    group["spec"].update(spec, coordination=[{"name": "pd", "roles": ["prefill", "decode"], "strategy": {
-        "scaling": {"maxSkew": "25%", "progression": "OrderReady"}}}])
+    group["spec"].update(
+        spec,
+        coordination=[
+            {
+                "name": "pd",
+                "roles": ["prefill", "decode"],
+                "strategy": {"scaling": {"maxSkew": "25%", "progression": "OrderReady"}},
+            }
+        ],
+    )
     return group
 
 
@@ -230,15 +330,29 @@ def test_a_gang_grows_with_the_replicas_coordination_applies(kubectl: Kubectl, o
     assert kubectl.get("podgroups.scheduling.x-k8s.io", "ganged", namespace)["spec"]["minMember"] == 8
 
 
-def test_a_rollout_is_not_held_by_a_never_ready_pod_and_the_operator_spares_a_once_ready_one(kubectl: Kubectl, operator, namespace: str):
+def test_a_rollout_is_not_held_by_a_never_ready_pod_and_the_operator_spares_a_once_ready_one(
+    kubectl: Kubectl, operator, namespace: str
+):
     # Two groups whose pod 0 is not Ready on the old revision: in "dud" it never was (its Ready
     # condition has not moved since the pod started); in "blip" it was, and a probe fails now. A
     # rollout waits on both. Only dud's may be replaced, once a minute has passed: that moment
     # brings no event, so only a timed look notices it.
     def group(name: str, image: str) -> dict:
-        return {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": name},
-                "spec": {"roles": [{"name": "web", "replicas": 2,
-                                    "template": {"spec": {"containers": [{"name": "m", "image": image}]}}}]}}
+        return {
+            "apiVersion": "workloads.x-k8s.io/v1alpha1",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": name},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "web",
+                        "replicas": 2,
+                        "template": {"spec": {"containers": [{"name": "m", "image": image}]}},
+                    }
+                ]
+            },
+        }
+
     for name in ("dud", "blip"):
         kubectl.apply(group(name, "example.com/app:v1"), namespace)
     for name in ("dud", "blip"):
@@ -249,18 +363,32 @@ def test_a_rollout_is_not_held_by_a_never_ready_pod_and_the_operator_spares_a_on
         pod = kubectl.get("pod", f"{name}-web-0", namespace)
         uids[name] = pod["metadata"]["uid"]
         changed = pod["status"]["startTime"] if name == "dud" else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        kubectl.run("patch", "pod", f"{name}-web-0", f"-n={namespace}", "--subresource=status", "--type=strategic",
-                    "-p", json.dumps({"status": {"conditions": [
-                        {"type": "Ready", "status": "False", "lastTransitionTime": changed}]}}))
+        kubectl.run(
+            "patch",
+            "pod",
+            f"{name}-web-0",
+            f"-n={namespace}",
+            "--subresource=status",
+            "--type=strategic",
+            "-p",
+            json.dumps(
+                {"status": {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": changed}]}}
+            ),
+        )
         kubectl.apply(group(name, "example.com/app:v2"), namespace)
 
     def uid(name: str) -> str | None:
         return (kubectl.get("pod", f"{name}-web-0", namespace) or {}).get("metadata", {}).get("uid")
+
     wait_for("dud's never-ready pod replaced", lambda: uid("dud") not in (None, uids["dud"]), 120, interval=1)
 
     def replaced_by_us(name: str) -> bool:
-        return any(e["reason"] == "ReplacedStuckPod" for e in kubectl.get("events", namespace=namespace)
-                   if e["involvedObject"]["name"] == name)
+        return any(
+            e["reason"] == "ReplacedStuckPod"
+            for e in kubectl.get("events", namespace=namespace)
+            if e["involvedObject"]["name"] == name
+        )
+
     if server_minor(kubectl) >= 37:
         # The StatefulSet controller replaces every unavailable old-revision pod of a Parallel set
         # first, blip's too: neither rollout is held, and the operator never touches blip's pod.
@@ -289,22 +417,37 @@ def test_a_coordinated_policy_of_the_groups_name_holds_its_max_skew(kubectl: Kub
         prefill, decode = manifest["spec"]["roles"]
         decode["template"]["spec"].update(decode_spec)
         return manifest
+
     kubectl.apply(group({}), namespace)
     ready(kubectl, "policed", namespace)
-    policy = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "CoordinatedPolicy", "metadata": {"name": "policed"},
-              "spec": {"policies": [{"name": "pd", "roles": ["prefill", "decode"],
-                                     "strategy": {"rollingUpdate": {"maxSkew": "25%"}}}]}}
+    policy = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "CoordinatedPolicy",
+        "metadata": {"name": "policed"},
+        "spec": {
+            "policies": [
+                {"name": "pd", "roles": ["prefill", "decode"], "strategy": {"rollingUpdate": {"maxSkew": "25%"}}}
+            ]
+        },
+    }
     kubectl.apply(policy, namespace)
-    wait_for("the policy in force", lambda: (condition(kubectl.get("rbg", "policed", namespace),
-                                                       "CoordinatedPolicyApplied") or {}).get("status") == "True", 30)
+    wait_for(
+        "the policy in force",
+        lambda: (
+            (condition(kubectl.get("rbg", "policed", namespace), "CoordinatedPolicyApplied") or {}).get("status")
+            == "True"
+        ),
+        30,
+    )
     stuck = group({"nodeSelector": {"example.com/no-such-node": "true"}})
     stuck["spec"]["roles"][0]["template"]["spec"]["containers"][0]["image"] = "example.com/app:v2"
     kubectl.apply(stuck, namespace)
     most = 0.0
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline:
-        share = fractions(kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=policed"),
-                          "example.com/app:v2", 4)
+        share = fractions(
+            kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=policed"), "example.com/app:v2", 4
+        )
         most = max(most, share["prefill"])
         time.sleep(0.3)
     assert most == 0.25, f"prefill reached {most:.0%} of the new image while decode stayed at 0%"
@@ -312,7 +455,13 @@ def test_a_coordinated_policy_of_the_groups_name_holds_its_max_skew(kubectl: Kub
     # A rule the operator cannot use is named on the group.
     policy["spec"]["policies"][0]["roles"] = ["prefil", "decode"]
     kubectl.apply(policy, namespace)
-    refused = wait_for("the policy refused", lambda: (c := condition(kubectl.get("rbg", "policed", namespace),
-                                                                     "CoordinatedPolicyApplied"))
-                       and c["status"] == "False" and c, 30)
+    refused = wait_for(
+        "the policy refused",
+        lambda: (
+            (c := condition(kubectl.get("rbg", "policed", namespace), "CoordinatedPolicyApplied"))
+            and c["status"] == "False"
+            and c
+        ),
+        30,
+    )
     assert "spec.policies[0].roles: no role prefil" in refused["message"]

@@ -40,33 +40,60 @@ TEMPLATE = {"spec": {"containers": C}}
 
 
 def v1_group(name: str, replicas: int = 1) -> dict:
-    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": name},
-            "spec": {"roles": [{"name": "web", "replicas": replicas, "template": TEMPLATE}]}}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name},
+        "spec": {"roles": [{"name": "web", "replicas": replicas, "template": TEMPLATE}]},
+    }
 
 
 def v2_group(name: str, replicas: int = 1) -> dict:
-    return {"apiVersion": f"{GROUP}/v1alpha2", "kind": "RoleBasedGroup", "metadata": {"name": name},
-            "spec": {"roles": [{"name": "web", "replicas": replicas, "annotations": {WORKLOAD_TYPE: "apps/v1/StatefulSet"},
-                                "standalonePattern": {"template": TEMPLATE}}]}}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha2",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name},
+        "spec": {
+            "roles": [
+                {
+                    "name": "web",
+                    "replicas": replicas,
+                    "annotations": {WORKLOAD_TYPE: "apps/v1/StatefulSet"},
+                    "standalonePattern": {"template": TEMPLATE},
+                }
+            ]
+        },
+    }
 
 
 def as_typed(kubectl: Kubectl, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """kubectl as a user types it: a bare `rbg` is v1alpha2, the version kubectl prefers (the
     suite's Kubectl pins it to v1alpha1)."""
-    result = subprocess.run([kubectl.binary, f"--kubeconfig={kubectl.kubeconfig}", *args], capture_output=True,
-                            text=True, timeout=180)  # beyond a `kubectl wait --timeout=120s`
+    result = subprocess.run(
+        [kubectl.binary, f"--kubeconfig={kubectl.kubeconfig}", *args], capture_output=True, text=True, timeout=180
+    )  # beyond a `kubectl wait --timeout=120s`
     assert not check or result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
     return result
 
 
 def ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
-    return wait_for(f"group {name} Ready", lambda: (g := kubectl.get(RBG_V2, name, namespace))
-                    and (condition(g, "Ready") or {}).get("status") == "True" and g, timeout)
+    return wait_for(
+        f"group {name} Ready",
+        lambda: (
+            (g := kubectl.get(RBG_V2, name, namespace)) and (condition(g, "Ready") or {}).get("status") == "True" and g
+        ),
+        timeout,
+    )
 
 
 def migrate(kubeconfig: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rbg_operator", "migrate-storage"], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "KUBECONFIG": kubeconfig})
+    return subprocess.run(
+        [sys.executable, "-m", "rbg_operator", "migrate-storage"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+    )
 
 
 def stored_versions(kubectl: Kubectl, crd: str) -> list[str]:
@@ -95,8 +122,24 @@ def conversion_unreachable(kubectl: Kubectl):
         dead = f"https://127.0.0.1:{free_port()}/convert"
         for name in CONVERTED_CRDS:
             config = crds.conversion_client_config(kubectl.run, name) or {}
-            kubectl.run("patch", "crd", name, "--type=merge", "-p", json.dumps({"spec": {"conversion": {"webhook": {
-                "clientConfig": {"service": None, "url": dead, "caBundle": config.get("caBundle")}}}}}))
+            kubectl.run(
+                "patch",
+                "crd",
+                name,
+                "--type=merge",
+                "-p",
+                json.dumps(
+                    {
+                        "spec": {
+                            "conversion": {
+                                "webhook": {
+                                    "clientConfig": {"service": None, "url": dead, "caBundle": config.get("caBundle")}
+                                }
+                            }
+                        }
+                    }
+                ),
+            )
         registered()
 
         def calls_it(resource: str, namespace: str) -> bool:
@@ -123,44 +166,94 @@ def all_migrated(kubectl: Kubectl, kubeconfig: str, session_crds_put_back):
 
 
 def test_the_migration_stores_every_object_in_v1alpha2_and_restarts_no_pod(
-        kubectl: Kubectl, kubeconfig: str, operator, namespace: str, tmp_path: Path, session_crds_put_back):
+    kubectl: Kubectl, kubeconfig: str, operator, namespace: str, tmp_path: Path, session_crds_put_back
+):
     # Chart 0.2.0's CRDs, as a cluster that installed that chart has them: v1alpha1 stored.
-    listed = subprocess.run(["git", "ls-tree", "--name-only", f"{CHART_0_2}:charts/ack-rbgs/crds"], cwd=REPO,
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{CHART_0_2}:charts/ack-rbgs/crds"], cwd=REPO, capture_output=True, text=True
+    )
     if listed.returncode != 0:
-        pytest.fail(f"chart 0.2.0's CRDs are not in this clone ({listed.stderr.strip()}); "
-                    "a shallow clone lacks them: run `git fetch --unshallow`")
-    old = {name: subprocess.run(["git", "show", f"{CHART_0_2}:charts/ack-rbgs/crds/{name}"], cwd=REPO, check=True,
-                                capture_output=True, text=True).stdout for name in listed.stdout.split()}
-    kubectl.run("apply", "--server-side", "--force-conflicts", "-f",
-                str(files_with_live_conversion(kubectl, old, tmp_path / "crds-0.2.0")))
+        pytest.fail(
+            f"chart 0.2.0's CRDs are not in this clone ({listed.stderr.strip()}); "
+            "a shallow clone lacks them: run `git fetch --unshallow`"
+        )
+    old = {
+        name: subprocess.run(
+            ["git", "show", f"{CHART_0_2}:charts/ack-rbgs/crds/{name}"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for name in listed.stdout.split()
+    }
+    kubectl.run(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(files_with_live_conversion(kubectl, old, tmp_path / "crds-0.2.0")),
+    )
     for crd in MIGRATED_CRDS:
-        wait_for(f"{crd} storing v1alpha1", lambda: storage_migration.storage_version(
-            json.loads(kubectl.run("get", "crd", crd, "-o", "json").stdout)) == "v1alpha1", 30)
+        wait_for(
+            f"{crd} storing v1alpha1",
+            lambda: (
+                storage_migration.storage_version(json.loads(kubectl.run("get", "crd", crd, "-o", "json").stdout))
+                == "v1alpha1"
+            ),
+            30,
+        )
 
     kubectl.apply(v1_group("written-v1"), namespace)
     kubectl.apply(v2_group("written-v2", replicas=2), namespace)
-    kubectl.apply({"apiVersion": f"{GROUP}/v1alpha1", "kind": "RoleBasedGroupSet", "metadata": {"name": "fleet"},
-                   "spec": {"replicas": 2, "template": {"roles": [{"name": "web", "template": TEMPLATE}]}}}, namespace)
-    kubectl.apply({"apiVersion": f"{GROUP}/v1alpha1", "kind": "RoleBasedGroupScalingAdapter",
-                   "metadata": {"name": "written-v1-web"},
-                   "spec": {"replicas": 2, "scaleTargetRef": {"name": "written-v1", "role": "web"}}}, namespace)
+    kubectl.apply(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "RoleBasedGroupSet",
+            "metadata": {"name": "fleet"},
+            "spec": {"replicas": 2, "template": {"roles": [{"name": "web", "template": TEMPLATE}]}},
+        },
+        namespace,
+    )
+    kubectl.apply(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "RoleBasedGroupScalingAdapter",
+            "metadata": {"name": "written-v1-web"},
+            "spec": {"replicas": 2, "scaleTargetRef": {"name": "written-v1", "role": "web"}},
+        },
+        namespace,
+    )
     names = ["written-v1", "written-v2", "fleet-0", "fleet-1"]
     for name in names:
         ready(kubectl, name, namespace)
-    wait_for("the adapter's 2 pods ready", lambda: (kubectl.get("statefulset", "written-v1-web", namespace) or {})
-             .get("status", {}).get("readyReplicas") == 2, 60)
+    wait_for(
+        "the adapter's 2 pods ready",
+        lambda: (
+            (kubectl.get("statefulset", "written-v1-web", namespace) or {}).get("status", {}).get("readyReplicas") == 2
+        ),
+        60,
+    )
     for name in names:
         ready(kubectl, name, namespace)
     for crd in MIGRATED_CRDS[:3]:
         assert "v1alpha1" in stored_versions(kubectl, crd), crd
 
-    kinds = [RBG_V1, RBG_V2, f"rolebasedgroupsets.v1alpha1.{GROUP}", f"rolebasedgroupsets.v1alpha2.{GROUP}",
-             f"rolebasedgroupscalingadapters.v1alpha1.{GROUP}", f"rolebasedgroupscalingadapters.v1alpha2.{GROUP}"]
+    kinds = [
+        RBG_V1,
+        RBG_V2,
+        f"rolebasedgroupsets.v1alpha1.{GROUP}",
+        f"rolebasedgroupsets.v1alpha2.{GROUP}",
+        f"rolebasedgroupscalingadapters.v1alpha1.{GROUP}",
+        f"rolebasedgroupscalingadapters.v1alpha2.{GROUP}",
+    ]
 
     def specs() -> dict:
-        return {(kind, o["metadata"]["name"]): (o["spec"], o["metadata"]["generation"])
-                for kind in kinds for o in kubectl.get(kind, namespace=namespace)}
+        return {
+            (kind, o["metadata"]["name"]): (o["spec"], o["metadata"]["generation"])
+            for kind in kinds
+            for o in kubectl.get(kind, namespace=namespace)
+        }
 
     def pod_uids() -> dict:
         return {p["metadata"]["name"]: p["metadata"]["uid"] for p in kubectl.get("pods", namespace=namespace)}
@@ -169,19 +262,33 @@ def test_the_migration_stores_every_object_in_v1alpha2_and_restarts_no_pod(
     assert len(pods_before) == 2 + 2 + 1 + 1
 
     # The upgrade, with the command the README gives.
-    current = {name: (REPO / "charts" / "ack-rbgs" / "crds" / name).read_text()
-               for name in sorted(p.name for p in (REPO / "charts" / "ack-rbgs" / "crds").glob("*.yaml"))}
+    current = {
+        name: (REPO / "charts" / "ack-rbgs" / "crds" / name).read_text()
+        for name in sorted(p.name for p in (REPO / "charts" / "ack-rbgs" / "crds").glob("*.yaml"))
+    }
     kubectl.run(*crd_upgrade_argv(files_with_live_conversion(kubectl, current, tmp_path / "crds-new")))
     for crd in MIGRATED_CRDS:
-        wait_for(f"{crd} storing v1alpha2", lambda: storage_migration.storage_version(
-            json.loads(kubectl.run("get", "crd", crd, "-o", "json").stdout)) == "v1alpha2", 30)
+        wait_for(
+            f"{crd} storing v1alpha2",
+            lambda: (
+                storage_migration.storage_version(json.loads(kubectl.run("get", "crd", crd, "-o", "json").stdout))
+                == "v1alpha2"
+            ),
+            30,
+        )
 
     # An operator started now says what is pending.
     log = tmp_path / "operator.log"
     starting = OperatorProcess(kubeconfig, log, "--namespace=rbg-storage-check-only").start()
     try:
-        wait_for("the start-up warning", lambda: "may still hold objects stored in v1alpha1" in log.read_text()
-                 and "rbg-operator migrate-storage" in log.read_text(), 30)
+        wait_for(
+            "the start-up warning",
+            lambda: (
+                "may still hold objects stored in v1alpha1" in log.read_text()
+                and "rbg-operator migrate-storage" in log.read_text()
+            ),
+            30,
+        )
     finally:
         starting.stop()
 
@@ -197,8 +304,9 @@ def test_the_migration_stores_every_object_in_v1alpha2_and_restarts_no_pod(
     with conversion_unreachable(kubectl) as calls_it:
         wait_for("a v1alpha1 read calling the dead webhook", lambda: calls_it(RBG_V1, namespace), 30)
         for kind in v2_kinds:
-            assert {o["metadata"]["name"]: o["spec"] for o in kubectl.get(kind, namespace=namespace)} == \
-                {name: spec for (k, name), (spec, _) in before.items() if k == kind}, kind
+            assert {o["metadata"]["name"]: o["spec"] for o in kubectl.get(kind, namespace=namespace)} == {
+                name: spec for (k, name), (spec, _) in before.items() if k == kind
+            }, kind
         assert stored_versions(kubectl, crd) == ["v1alpha2"], crd
     assert specs() == before  # every spec as it was, in both versions, and no generation bumped
     time.sleep(5)  # a rollout the rewrite set off would have replaced a pod by now
@@ -210,8 +318,9 @@ def test_the_migration_stores_every_object_in_v1alpha2_and_restarts_no_pod(
     assert again.returncode == 0 and again.stdout.count("nothing to do") == len(MIGRATED_CRDS), again.stdout
 
 
-def test_the_migration_refuses_before_the_crds_are_upgraded_and_says_how(kubectl: Kubectl, kubeconfig: str,
-                                                                         tmp_path: Path, session_crds_put_back):
+def test_the_migration_refuses_before_the_crds_are_upgraded_and_says_how(
+    kubectl: Kubectl, kubeconfig: str, tmp_path: Path, session_crds_put_back
+):
     crd = yaml.safe_load((REPO / "crds" / f"{GROUP}_rolebasedgroups.yaml").read_text())
     for version in crd["spec"]["versions"]:
         version["storage"] = version["name"] == "v1alpha1"
@@ -220,20 +329,31 @@ def test_the_migration_refuses_before_the_crds_are_upgraded_and_says_how(kubectl
     result = migrate(kubeconfig)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert (f"error: CRD rolebasedgroups.{GROUP} stores v1alpha1, not v1alpha2: apply this release's CRDs first "
-            "(kubectl apply --server-side --force-conflicts -f charts/ack-rbgs/crds/)") in result.stderr
+    assert (
+        f"error: CRD rolebasedgroups.{GROUP} stores v1alpha1, not v1alpha2: apply this release's CRDs first "
+        "(kubectl apply --server-side --force-conflicts -f charts/ack-rbgs/crds/)"
+    ) in result.stderr
 
 
-def test_crds_apply_again_after_a_local_run_registered_its_url(kubectl: Kubectl, kubeconfig: str, namespace: str,
-                                                               session_crds_put_back):
+def test_crds_apply_again_after_a_local_run_registered_its_url(
+    kubectl: Kubectl, kubeconfig: str, namespace: str, session_crds_put_back
+):
     with conversion_given_back(kubectl) as registered:
         port = free_port()
-        process = OperatorProcess(kubeconfig, LOG_DIR / "conversion-url.log", "--namespace=rbg-conversion-only",
-                                  f"--webhook-bind-address=127.0.0.1:{port}", "--register-conversion").start()
+        process = OperatorProcess(
+            kubeconfig,
+            LOG_DIR / "conversion-url.log",
+            "--namespace=rbg-conversion-only",
+            f"--webhook-bind-address=127.0.0.1:{port}",
+            "--register-conversion",
+        ).start()
         try:
             url = f"https://127.0.0.1:{port}/convert"
-            wait_for("the local run's URL registered", lambda: (crds.conversion_client_config(
-                kubectl.run, CONVERTED_CRDS[0]) or {}).get("url") == url, 30)
+            wait_for(
+                "the local run's URL registered",
+                lambda: (crds.conversion_client_config(kubectl.run, CONVERTED_CRDS[0]) or {}).get("url") == url,
+                30,
+            )
             registered()
             applied = kubectl.run(*crd_upgrade_argv(REPO / "crds"), check=False)
             assert applied.returncode == 0, applied.stderr
@@ -248,15 +368,17 @@ def test_crds_apply_again_after_a_local_run_registered_its_url(kubectl: Kubectl,
             process.stop()
 
 
-def test_without_any_conversion_webhook_v1alpha2_groups_run(kubectl: Kubectl, kubeconfig: str, isolated_namespace: str,
-                                                            all_migrated):
+def test_without_any_conversion_webhook_v1alpha2_groups_run(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, all_migrated
+):
     with conversion_given_back(kubectl) as given_back:
         # The files as they are: conversion through Service rbgs-system/ack-rbgs-webhook, which is not there.
         kubectl.run(*crd_upgrade_argv(REPO / "crds"))
         given_back()
         assert as_typed(kubectl, "get", "service", "ack-rbgs-webhook", "-n", "rbgs-system", check=False).returncode != 0
-        process = OperatorProcess(kubeconfig, LOG_DIR / "no-webhook-operator.log",
-                                  f"--namespace={isolated_namespace}").start()
+        process = OperatorProcess(
+            kubeconfig, LOG_DIR / "no-webhook-operator.log", f"--namespace={isolated_namespace}"
+        ).start()
         try:
             kubectl.apply(v2_group("plain", replicas=2), isolated_namespace)
             # Waits for the operator to watch v1alpha2 (the lead's part of issue 33).
@@ -268,16 +390,28 @@ def test_without_any_conversion_webhook_v1alpha2_groups_run(kubectl: Kubectl, ku
             process.stop()
 
 
-def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kubeconfig: str, isolated_namespace: str,
-                                                          all_migrated):
+def test_with_the_webhook_down_only_v1alpha1_clients_fail(
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, all_migrated
+):
     process = OperatorProcess(kubeconfig, LOG_DIR / "outage-operator.log", f"--namespace={isolated_namespace}")
     with conversion_given_back(kubectl) as registered:
         port = free_port()
-        webhook = OperatorProcess(kubeconfig, LOG_DIR / "outage-webhook.log", "--namespace=rbg-conversion-only",
-                                  f"--webhook-bind-address=127.0.0.1:{port}", "--register-conversion").start()
+        webhook = OperatorProcess(
+            kubeconfig,
+            LOG_DIR / "outage-webhook.log",
+            "--namespace=rbg-conversion-only",
+            f"--webhook-bind-address=127.0.0.1:{port}",
+            "--register-conversion",
+        ).start()
         try:
-            wait_for("the webhook registered", lambda: (crds.conversion_client_config(
-                kubectl.run, CONVERTED_CRDS[0]) or {}).get("url") == f"https://127.0.0.1:{port}/convert", 30)
+            wait_for(
+                "the webhook registered",
+                lambda: (
+                    (crds.conversion_client_config(kubectl.run, CONVERTED_CRDS[0]) or {}).get("url")
+                    == f"https://127.0.0.1:{port}/convert"
+                ),
+                30,
+            )
             registered()
             process.start()
             kubectl.apply(v2_group("kept", replicas=2), isolated_namespace)
@@ -288,10 +422,14 @@ def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kube
         finally:
             webhook.stop()  # the outage: the registration stays, nothing answers there
         try:
+
             def refused_in_v1alpha1(*what: str) -> bool:
                 failed = as_typed(kubectl, "get", RBG_V1, *what, "-n", isolated_namespace, check=False)
-                return failed.returncode != 0 and "conversion webhook" in failed.stderr \
+                return (
+                    failed.returncode != 0
+                    and "conversion webhook" in failed.stderr
                     and f"127.0.0.1:{port}" in failed.stderr
+                )
 
             # A v1alpha1 client gets the API server's error naming the webhook. (Its watch cache of
             # v1alpha1 was converted while the webhook was up: a LIST fails once an object changes.)
@@ -301,8 +439,11 @@ def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kube
 
             # The garbage collector removes a deleted group's children.
             as_typed(kubectl, "delete", "rbg", "doomed", "-n", isolated_namespace, "--wait=false")
-            wait_for("the deleted group's StatefulSet collected",
-                     lambda: kubectl.get("statefulset", "doomed-web", isolated_namespace) is None, 60)
+            wait_for(
+                "the deleted group's StatefulSet collected",
+                lambda: kubectl.get("statefulset", "doomed-web", isolated_namespace) is None,
+                60,
+            )
 
             # Deleting a namespace holding a group completes.
             doomed_ns = f"iso-{secrets.token_hex(4)}"
@@ -317,11 +458,25 @@ def test_with_the_webhook_down_only_v1alpha1_clients_fail(kubectl: Kubectl, kube
             kubectl.apply(v2_group("new"), isolated_namespace)
             ready(kubectl, "new", isolated_namespace)
             kubectl.apply(v2_group("kept", replicas=3), isolated_namespace, "--server-side", "--force-conflicts")
-            wait_for("the role scaled to 3", lambda: (kubectl.get("statefulset", "kept-web", isolated_namespace)
-                                                      or {}).get("status", {}).get("readyReplicas") == 3, 120)
-            wait_for("status of the new generation", lambda: (g := kubectl.get(RBG_V2, "kept", isolated_namespace))
-                     and g["status"].get("observedGeneration") == g["metadata"]["generation"]
-                     and (condition(g, "Ready") or {}).get("status") == "True", 60)
+            wait_for(
+                "the role scaled to 3",
+                lambda: (
+                    (kubectl.get("statefulset", "kept-web", isolated_namespace) or {})
+                    .get("status", {})
+                    .get("readyReplicas")
+                    == 3
+                ),
+                120,
+            )
+            wait_for(
+                "status of the new generation",
+                lambda: (
+                    (g := kubectl.get(RBG_V2, "kept", isolated_namespace))
+                    and g["status"].get("observedGeneration") == g["metadata"]["generation"]
+                    and (condition(g, "Ready") or {}).get("status") == "True"
+                ),
+                60,
+            )
             wait_for("a v1alpha1 list refused naming the webhook", lambda: refused_in_v1alpha1(), 30)
         finally:
             process.stop()

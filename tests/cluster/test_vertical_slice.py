@@ -8,14 +8,25 @@ GROUP = {
     "apiVersion": "workloads.x-k8s.io/v1alpha1",
     "kind": "RoleBasedGroup",
     "metadata": {"name": "slice"},
-    "spec": {"roles": [{
-        "name": "server",
-        "replicas": 2,
-        "template": {"spec": {"containers": [{
-            "name": "server", "image": "example.com/server:v1",
-            "resources": {"limits": {"nvidia.com/gpu": "1"}},
-        }]}},
-    }]},
+    "spec": {
+        "roles": [
+            {
+                "name": "server",
+                "replicas": 2,
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": "example.com/server:v1",
+                                "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                            }
+                        ]
+                    }
+                },
+            }
+        ]
+    },
 }
 
 
@@ -28,12 +39,19 @@ def test_statefulset_role_reaches_ready_pods(kubectl: Kubectl, operator, namespa
     owner = sts["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("RoleBasedGroup", "slice", True)
 
-    group = wait_for("group slice Ready=True",
-                     lambda: (g := kubectl.get("rbg", "slice", namespace))
-                     and (condition(g, "Ready") or {}).get("status") == "True" and g, 90)
+    group = wait_for(
+        "group slice Ready=True",
+        lambda: (
+            (g := kubectl.get("rbg", "slice", namespace))
+            and (condition(g, "Ready") or {}).get("status") == "True"
+            and g
+        ),
+        90,
+    )
     assert group["status"]["observedGeneration"] == group["metadata"]["generation"]
-    assert group["status"]["roleStatuses"] == [{"name": "server", "replicas": 2, "readyReplicas": 2,
-                                                "updatedReplicas": 2}]
+    assert group["status"]["roleStatuses"] == [
+        {"name": "server", "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}
+    ]
 
     pods = kubectl.get("pods", namespace=namespace, selector="rolebasedgroup.workloads.x-k8s.io/role=server")
     assert sorted(p["metadata"]["name"] for p in pods) == ["slice-server-0", "slice-server-1"]

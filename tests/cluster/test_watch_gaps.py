@@ -47,11 +47,13 @@ def ready_written_while_missing(writes, since: float) -> list[str]:
         if at < since:
             continue
         if method == "PATCH" and not path.endswith("/status"):
-            reapplied.update(f"{resource}/{name}" for resource, name in WORKLOADS
-                             if path.endswith(f"/{resource}/{name}"))
+            reapplied.update(
+                f"{resource}/{name}" for resource, name in WORKLOADS if path.endswith(f"/{resource}/{name}")
+            )
         if method == "PATCH" and path.endswith("/rolebasedgroups/gap/status"):
-            ready = next((c for c in ((body or {}).get("status") or {}).get("conditions", [])
-                          if c["type"] == "Ready"), {})
+            ready = next(
+                (c for c in ((body or {}).get("status") or {}).get("conditions", []) if c["type"] == "Ready"), {}
+            )
             missing = [f"{r}/{n}" for r, n in WORKLOADS if f"{r}/{n}" not in reapplied]
             if ready.get("status") == "True" and missing:
                 lies.append(f"Ready=True written while {missing} did not exist")
@@ -65,8 +67,9 @@ def recreated(kubectl: Kubectl, namespace: str, before: dict) -> bool:
 
 def run_gap(kubectl: Kubectl, kubeconfig: str, namespace: str, tmp_path: Path, during_gap) -> None:
     proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
-    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
-                               f"--namespace={namespace}").start()
+    operator = OperatorProcess(
+        proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log", f"--namespace={namespace}"
+    ).start()
     try:
         kubectl.apply(group("gap", IMAGE), namespace)
         wait_for("gap converged", lambda: converged(kubectl, namespace, "gap", IMAGE), 120)
@@ -77,12 +80,16 @@ def run_gap(kubectl: Kubectl, kubeconfig: str, namespace: str, tmp_path: Path, d
         delete_children(kubectl, namespace)
         wait_for("the deletions done", lambda: all(uid is None for uid in uids(kubectl, namespace).values()), 30)
         time.sleep(2)
-        assert all(uid is None for uid in uids(kubectl, namespace).values()), \
+        assert all(uid is None for uid in uids(kubectl, namespace).values()), (
             "the operator re-created children while its watches were frozen: the gap was not a gap"
+        )
         during_gap(proxy)
         back = time.monotonic()
-        wait_for("every deleted child re-created within 10 s of the watches coming back",
-                 lambda: recreated(kubectl, namespace, before), 10)
+        wait_for(
+            "every deleted child re-created within 10 s of the watches coming back",
+            lambda: recreated(kubectl, namespace, before),
+            10,
+        )
         print(f"re-created {time.monotonic() - back:.1f} s after the watches came back")
         wait_for("gap converged again", lambda: converged(kubectl, namespace, "gap", IMAGE), 120)
         assert_exact_children(kubectl, namespace, "gap")
@@ -93,40 +100,63 @@ def run_gap(kubectl: Kubectl, kubeconfig: str, namespace: str, tmp_path: Path, d
 
 
 def test_children_deleted_while_the_watches_are_frozen_are_re_created_when_they_come_back(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     # The watches come back with 410 Gone, as after a long gap: only a new list shows the deletions.
     run_gap(kubectl, kubeconfig, isolated_namespace, tmp_path, lambda proxy: proxy.thaw_watches(expire=True))
 
 
 def test_children_deleted_while_the_api_server_restarts_are_re_created(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     def restart_api_server(proxy: FaultProxy) -> None:
         cluster.restart("kube-apiserver")
         proxy.thaw_watches(expire=False)  # the held watches reach the restarted API server
+
     run_gap(kubectl, kubeconfig, isolated_namespace, tmp_path, restart_api_server)
 
 
 def test_a_spec_change_that_lands_during_the_status_write_is_reconciled_at_once(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     """The user's change reaches the API server between the reconcile's read and its status
     write; the write's answer (with the new generation) reaches the operator before the
     change's own watch event. The change must not wait for the next resync."""
     ns = isolated_namespace
     proxy = FaultProxy(kubeconfig, cluster.state_dir() / "pki").start()
-    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log",
-                               f"--namespace={ns}").start()
-    body = {"apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup", "metadata": {"name": "race"},
-            "spec": {"roles": [{"name": "a", "replicas": 1,
-                                "template": {"spec": {"containers": [{"name": "main", "image": IMAGE}]}}}]}}
+    operator = OperatorProcess(
+        proxy.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "operator.log", f"--namespace={ns}"
+    ).start()
+    body = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha1",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": "race"},
+        "spec": {
+            "roles": [
+                {"name": "a", "replicas": 1, "template": {"spec": {"containers": [{"name": "main", "image": IMAGE}]}}}
+            ]
+        },
+    }
 
     def replicas(n: int) -> None:
-        kubectl.run("patch", "rbg", "race", "-n", ns, "--type=json",
-                    "-p", json.dumps([{"op": "replace", "path": "/spec/roles/0/replicas", "value": n}]))
+        kubectl.run(
+            "patch",
+            "rbg",
+            "race",
+            "-n",
+            ns,
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "replace", "path": "/spec/roles/0/replicas", "value": n}]),
+        )
 
     try:
         kubectl.apply(body, ns)
-        wait_for("race Ready", lambda: (kubectl.get("rbg", "race", ns) or {}).get("status", {})
-                 .get("observedGeneration") == 1, 60)
+        wait_for(
+            "race Ready",
+            lambda: (kubectl.get("rbg", "race", ns) or {}).get("status", {}).get("observedGeneration") == 1,
+            60,
+        )
         # Group events arrive late: after the answers to the operator's own writes.
         proxy.watch_delay, proxy.watch_delay_on = 3.0, "/rolebasedgroups"
         proxy.hold_status_writes = True
@@ -135,9 +165,14 @@ def test_a_spec_change_that_lands_during_the_status_write_is_reconciled_at_once(
         replicas(3)
         generation = kubectl.get("rbg", "race", ns)["metadata"]["generation"]
         proxy.release_status_writes()
-        wait_for(f"generation {generation} reconciled within 2 s",
-                 lambda: kubectl.get("rbg", "race", ns)["status"].get("observedGeneration") == generation
-                 and kubectl.get("statefulset", "race-a", ns)["spec"]["replicas"] == 3, 2)
+        wait_for(
+            f"generation {generation} reconciled within 2 s",
+            lambda: (
+                kubectl.get("rbg", "race", ns)["status"].get("observedGeneration") == generation
+                and kubectl.get("statefulset", "race-a", ns)["spec"]["replicas"] == 3
+            ),
+            2,
+        )
     finally:
         operator.stop()
         proxy.stop()
@@ -148,16 +183,26 @@ def unrelated_objects(count: int) -> dict:
     env = [{"name": f"VAR_{i}", "value": "x" * 40} for i in range(20)]
     items = []
     for i in range(count):
-        items.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"noise-{i}"},
-                      "data": {"blob": "y" * 8192}})
-        items.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"noise-{i}", "labels": {"app": "noise"}},
-                      "spec": {"schedulingGates": [{"name": "example.com/never"}],
-                               "containers": [{"name": "main", "image": "example.com/noise:v1", "env": env}]}})
+        items.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"noise-{i}"}, "data": {"blob": "y" * 8192}}
+        )
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"noise-{i}", "labels": {"app": "noise"}},
+                "spec": {
+                    "schedulingGates": [{"name": "example.com/never"}],
+                    "containers": [{"name": "main", "image": "example.com/noise:v1", "env": env}],
+                },
+            }
+        )
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
 def test_an_operator_on_a_busy_namespace_lists_and_watches_none_of_the_unrelated_objects(
-        kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path):
+    kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
+):
     ns = isolated_namespace
     noise = tmp_path / "noise.json"
     noise.write_text(json.dumps(unrelated_objects(200)))

@@ -30,11 +30,23 @@ DOCKERFILE = REPO / "Dockerfile"
 VALUES = REPO / "charts" / "ack-rbgs" / "values.yaml"
 BUILD_TOOLS = ("pip", "setuptools", "wheel")
 # Docker passes these to RUN steps without an ARG for them; a build machine behind a proxy needs them.
-DOCKER_PREDEFINED_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY",
-                          "http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
+DOCKER_PREDEFINED_ARGS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "all_proxy",
+)
 # Package managers a runtime stage must not run (it takes a finished virtualenv instead).
-INSTALLERS = re.compile(r"(?<![\w.-])(apt-get|apt|aptitude|dpkg|apk|yum|dnf|microdnf|pip[0-9.]*|uv|poetry|"
-                        r"conda|mamba|ensurepip|easy_install)(?![\w.-])")
+INSTALLERS = re.compile(
+    r"(?<![\w.-])(apt-get|apt|aptitude|dpkg|apk|yum|dnf|microdnf|pip[0-9.]*|uv|poetry|"
+    r"conda|mamba|ensurepip|easy_install)(?![\w.-])"
+)
 PINNED = re.compile(r"^(?P<repo>[^@\s:]+(?::\d+)?(?:/[^@\s:]+)*):(?P<tag>[^@\s:/]+)@sha256:[0-9a-f]{64}$")
 
 
@@ -67,8 +79,7 @@ def stages(build_args: dict[str, str] | None = None, parent_env: dict[str, str] 
             name = words[-1] if len(words) >= 3 and words[-2].upper() == "AS" else None
             result.append(Stage(base=next(bases), name=name))
         elif result:
-            result[-1].steps.append(Step(instr["instruction"], instr["value"], dict(context.args),
-                                         dict(context.envs)))
+            result[-1].steps.append(Step(instr["instruction"], instr["value"], dict(context.args), dict(context.envs)))
     return result
 
 
@@ -97,8 +108,11 @@ def copy_from_build(final: Stage, build: Stage) -> tuple[str, str]:
 
 def chart_ports() -> dict[str, int]:
     values = yaml.safe_load(VALUES.read_text())
-    return {"metrics.port": values["metrics"]["port"], "healthPort": values["healthPort"],
-            "webhook.port": values["webhook"]["port"]}
+    return {
+        "metrics.port": values["metrics"]["port"],
+        "healthPort": values["healthPort"],
+        "webhook.port": values["webhook"]["port"],
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -169,8 +183,12 @@ def _python_bin(scratch: Path) -> Path:
     base = Path(getattr(sys, "_base_executable", sys.executable))
     for name in ("python", "python3"):
         (bindir / name).symlink_to(base)
-    probe = subprocess.run([str(bindir / "python"), "-c", "import pip, sys; print(sys.version_info >= (3, 11))"],
-                           capture_output=True, text=True, env={"PATH": str(bindir), "HOME": str(scratch)})
+    probe = subprocess.run(
+        [str(bindir / "python"), "-c", "import pip, sys; print(sys.version_info >= (3, 11))"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bindir), "HOME": str(scratch)},
+    )
     if probe.returncode == 0 and probe.stdout.strip() == "True":
         return bindir
     # No pip next to the base interpreter: fall back to the tests' own interpreter directory.
@@ -209,8 +227,9 @@ def built(tmp_path_factory) -> Built:
     venv_args = [name for name, value in build.steps[-1].args.items() if value == source]
     assert venv_args, f"the venv path {source} is not an ARG of the build stage, so it cannot be pointed elsewhere"
     # Parse again as `docker build --build-arg VENV=<scratch>` would see it.
-    reparsed = stages(build_args={name: str(venv) for name in venv_args},
-                      parent_env={"PATH": base_path, "HOME": str(home)})
+    reparsed = stages(
+        build_args={name: str(venv) for name in venv_args}, parent_env={"PATH": base_path, "HOME": str(home)}
+    )
     build = next(stage for stage in reparsed if stage.name == build.name)
     passthrough = {k: os.environ[k] for k in DOCKER_PREDEFINED_ARGS if k in os.environ}
 
@@ -245,10 +264,14 @@ def _run(built: Built, *argv: str) -> subprocess.CompletedProcess:
 
 
 def test_the_venv_holds_no_build_tools(built: Built):
-    listed = _run(built, str(built.venv / "bin" / "python"), "-c",
-                  "import importlib.metadata as m, importlib.util as u, json; print(json.dumps("
-                  "[sorted(d.metadata['Name'].lower() for d in m.distributions()), "
-                  f"[n for n in {BUILD_TOOLS!r} if u.find_spec(n)]]))")
+    listed = _run(
+        built,
+        str(built.venv / "bin" / "python"),
+        "-c",
+        "import importlib.metadata as m, importlib.util as u, json; print(json.dumps("
+        "[sorted(d.metadata['Name'].lower() for d in m.distributions()), "
+        f"[n for n in {BUILD_TOOLS!r} if u.find_spec(n)]]))",
+    )
     assert listed.returncode == 0, listed.stderr
     distributions, importable = json.loads(listed.stdout)
     assert distributions.count("rbg-operator") == 1, distributions

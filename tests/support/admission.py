@@ -21,8 +21,10 @@ def written_in(version: str):
 
 def v1alpha1_write(kind: str, spec: dict, annotations: dict | None = None) -> dict:
     """The object the webhook is handed for a v1alpha1 write: converted to v1alpha2."""
-    return conversion.convert({"apiVersion": conversion.V1, "kind": kind,
-                               "metadata": {"annotations": annotations or {}}, "spec": spec}, conversion.V2)
+    return conversion.convert(
+        {"apiVersion": conversion.V1, "kind": kind, "metadata": {"annotations": annotations or {}}, "spec": spec},
+        conversion.V2,
+    )
 
 
 def validate_v1alpha1_group(spec: dict, name: str, warnings: list[str], annotations: dict | None = None) -> None:

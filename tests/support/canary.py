@@ -24,10 +24,22 @@ def stalled_component(kubectl: Kubectl, timeout: float = 45) -> str | None:
         kubectl.run("create", "namespace", NAMESPACE, check=False)
     name = f"canary-{secrets.token_hex(3)}"
     labels = {"app": name}
-    kubectl.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": {
-        "replicas": 1, "selector": {"matchLabels": labels},
-        "template": {"metadata": {"labels": labels},
-                     "spec": {"containers": [{"name": "c", "image": "example.com/canary"}]}}}}, NAMESPACE)
+    kubectl.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "c", "image": "example.com/canary"}]},
+                },
+            },
+        },
+        NAMESPACE,
+    )
     reached = 0
     deadline = time.monotonic() + timeout
     try:

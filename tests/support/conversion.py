@@ -30,8 +30,24 @@ def conversion_given_back(client: Kubectl):
         current = crds.conversion_client_config(client.run, CONVERTED_CRDS[0])
         if before is not None and current != before and (not changed or current == changed[-1]):
             for name in CONVERTED_CRDS:
-                client.run("patch", "crd", name, "--type=merge", "-p", json.dumps({"spec": {"conversion": {
-                    "webhook": {"clientConfig": {"url": None, "service": None, "caBundle": None, **before}}}}}))
+                client.run(
+                    "patch",
+                    "crd",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    json.dumps(
+                        {
+                            "spec": {
+                                "conversion": {
+                                    "webhook": {
+                                        "clientConfig": {"url": None, "service": None, "caBundle": None, **before}
+                                    }
+                                }
+                            }
+                        }
+                    ),
+                )
             _until_v1alpha1_reads(client)
 
 
@@ -41,6 +57,9 @@ def _until_v1alpha1_reads(client: Kubectl, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     for name in CONVERTED_CRDS:
         plural, _, group = name.partition(".")
-        while client.run("get", f"{plural}.v1alpha1.{group}", "--all-namespaces", "-o", "name",
-                         check=False).returncode != 0 and time.monotonic() < deadline:
+        while (
+            client.run("get", f"{plural}.v1alpha1.{group}", "--all-namespaces", "-o", "name", check=False).returncode
+            != 0
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.5)

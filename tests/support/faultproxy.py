@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 import yaml
+from aiohttp import web
 
 HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "accept-encoding"}
 
@@ -46,18 +46,24 @@ class FaultProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread.start()
         self._ready.wait(10)
         return self
 
     def kubeconfig(self, path: Path) -> str:
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "proxy", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
-            "users": [{"name": "proxy", "user": {}}],
-            "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}],
-            "current-context": "proxy"}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "proxy", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
+                    "users": [{"name": "proxy", "user": {}}],
+                    "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}],
+                    "current-context": "proxy",
+                }
+            )
+        )
         return str(path)
 
     def silence_current_watches(self) -> int:
@@ -151,9 +157,17 @@ class FaultProxy:
             self.injected.append(code)
             reason = {409: "Conflict", 429: "TooManyRequests"}[code]
             return web.json_response(
-                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code,
-                 "message": f"injected {code} by the fault proxy"},
-                status=code, headers={"Retry-After": "1"} if code == 429 else None)
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "reason": reason,
+                    "code": code,
+                    "message": f"injected {code} by the fault proxy",
+                },
+                status=code,
+                headers={"Retry-After": "1"} if code == 429 else None,
+            )
         watch = request.query.get("watch") in ("true", "1")
         stream = 0
         if watch:
@@ -164,9 +178,19 @@ class FaultProxy:
                 await self._thawed.wait()
             since = request.query.get("resourceVersion", "")
             if since.isdigit() and 0 < int(since) <= self.expired_up_to:
-                return web.json_response({"type": "ERROR", "object": {
-                        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410,
-                        "message": "too old resource version (injected by the fault proxy)"}})
+                return web.json_response(
+                    {
+                        "type": "ERROR",
+                        "object": {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "status": "Failure",
+                            "reason": "Expired",
+                            "code": 410,
+                            "message": "too old resource version (injected by the fault proxy)",
+                        },
+                    }
+                )
         status_write = request.method == "PATCH" and request.path.endswith("/status")
         if status_write and self.hold_status_writes:
             self.held_status_writes += 1
@@ -174,16 +198,19 @@ class FaultProxy:
             await self._released.wait()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         body = await request.read()
-        async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
-                                         data=body or None, ssl=self.ssl) as upstream:
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=body or None, ssl=self.ssl
+        ) as upstream:
             if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                 try:
                     sent = json.loads(body) if body else None
                 except ValueError:
                     sent = None
                 self.writes.append((time.monotonic(), request.method, request.path, sent, upstream.status))
-            response = web.StreamResponse(status=upstream.status, headers={
-                k: v for k, v in upstream.headers.items() if k.lower() in ("content-type", "retry-after")})
+            response = web.StreamResponse(
+                status=upstream.status,
+                headers={k: v for k, v in upstream.headers.items() if k.lower() in ("content-type", "retry-after")},
+            )
             await response.prepare(request)
             if watch:
                 self._streams[stream] = upstream

@@ -17,8 +17,11 @@ class KubectlError(AssertionError):
 
 # The tests speak v1alpha1 (their manifests are v1alpha1); kubectl prefers the newest served
 # version, v1alpha2, for a bare `rbg`. So names of these resources are pinned to v1alpha1.
-PINNED = {name: f"{plural}.v1alpha1.workloads.x-k8s.io" for plural in ("rolebasedgroups", "rolebasedgroupsets")
-          for name in (plural, plural[:-1], {"rolebasedgroups": "rbg", "rolebasedgroupsets": "rbgs"}[plural])}
+PINNED = {
+    name: f"{plural}.v1alpha1.workloads.x-k8s.io"
+    for plural in ("rolebasedgroups", "rolebasedgroupsets")
+    for name in (plural, plural[:-1], {"rolebasedgroups": "rbg", "rolebasedgroupsets": "rbgs"}[plural])
+}
 
 
 def pin_version(arg: str) -> str:
@@ -33,30 +36,46 @@ class Kubectl:
 
     def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         args = tuple(pin_version(a) for a in args)
-        result = subprocess.run([self.binary, f"--kubeconfig={self.kubeconfig}", *args],
-                                input=stdin, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and result.returncode != 0:
             raise KubectlError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
 
-    def apply(self, manifest: dict | list[dict] | str, namespace: str | None = None,
-              *extra: str) -> subprocess.CompletedProcess:
-        text = manifest if isinstance(manifest, str) else yaml.safe_dump_all(
-            manifest if isinstance(manifest, list) else [manifest])
+    def apply(
+        self, manifest: dict | list[dict] | str, namespace: str | None = None, *extra: str
+    ) -> subprocess.CompletedProcess:
+        text = (
+            manifest
+            if isinstance(manifest, str)
+            else yaml.safe_dump_all(manifest if isinstance(manifest, list) else [manifest])
+        )
         ns = [f"--namespace={namespace}"] if namespace else []
         return self.run("apply", *ns, *extra, "-f", "-", stdin=text)
 
     def refuses(self, manifest: dict, namespace: str, words: list[str], what: str, verb: str = "create") -> None:
         """A server-side dry run of `manifest` is refused (by schema, CEL or a webhook), and the
         message has every one of `words` (the field and the limit it names)."""
-        result = self.run(verb, "--dry-run=server", f"--namespace={namespace}", "-f", "-",
-                          stdin=json.dumps(manifest), check=False)
+        result = self.run(
+            verb, "--dry-run=server", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(manifest), check=False
+        )
         assert result.returncode != 0, f"{what} was accepted"
         for word in words:
             assert word in result.stderr, (word, result.stderr)
 
-    def get(self, kind: str, name: str | None = None, namespace: str | None = None,
-            selector: str | None = None, all_namespaces: bool = False) -> Any:
+    def get(
+        self,
+        kind: str,
+        name: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+        all_namespaces: bool = False,
+    ) -> Any:
         """The object (or a list's items); None when a named object does not exist."""
         args = ["get", kind, "-o", "json"]
         if name:

@@ -21,15 +21,25 @@ class OperatorProcess:
         self.metrics_secure = "--metrics-secure" in extra_args
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "OperatorProcess":
+    def start(self) -> OperatorProcess:
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rbg_operator", "run",
-             f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
-             f"--health-probe-bind-address=127.0.0.1:{self.health_port}", *self.extra_args],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "rbg_operator",
+                "run",
+                f"--metrics-bind-address=127.0.0.1:{self.metrics_port}",
+                f"--health-probe-bind-address=127.0.0.1:{self.health_port}",
+                *self.extra_args,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -74,6 +84,9 @@ class OperatorProcess:
 
     def write_requests(self) -> float:
         """Write requests (POST, PUT, PATCH, DELETE) this operator has sent so far."""
-        return sum(v for k, v in self.metrics().items()
-                   if k.startswith("rest_client_requests_total{")
-                   and any(f'method="{m}"' in k for m in ("POST", "PUT", "PATCH", "DELETE")))
+        return sum(
+            v
+            for k, v in self.metrics().items()
+            if k.startswith("rest_client_requests_total{")
+            and any(f'method="{m}"' in k for m in ("POST", "PUT", "PATCH", "DELETE"))
+        )

@@ -10,9 +10,19 @@ def owner(kind: str, name: str, uid: str) -> dict:
 
 
 def child(name: str, *refs: dict, kind: str = "Service", labels: dict | None = None, **rest) -> dict:
-    return {"apiVersion": "v1", "kind": kind,
-            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "5",
-                         "labels": labels or {}, "ownerReferences": list(refs)}, **rest}
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "resourceVersion": "5",
+            "labels": labels or {},
+            "ownerReferences": list(refs),
+        },
+        **rest,
+    }
 
 
 def ref(kind: str, name: str, uid: str, controller: bool = True) -> dict:

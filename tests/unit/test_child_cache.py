@@ -13,8 +13,12 @@ from tests.support.owned import child, ref
 def test_a_forged_configmap_is_kept_as_a_few_hundred_bytes():
     store = Store()
     big = "y" * 900_000
-    forged = child("cm-1", kind="ConfigMap", labels={naming.LABEL_GROUP_NAME: "x", **{f"k{i}": "v" for i in range(100)}},
-                   data={"b": big})
+    forged = child(
+        "cm-1",
+        kind="ConfigMap",
+        labels={naming.LABEL_GROUP_NAME: "x", **{f"k{i}": "v" for i in range(100)}},
+        data={"b": big},
+    )
     forged["metadata"]["annotations"] = {"a": big}
     store.upsert(forged)
     kept = store.get("v1", "ConfigMap", "ns", "cm-1")
@@ -37,8 +41,11 @@ def test_a_configmap_is_kept_whole_only_as_its_groups_topology():
 
 def test_children_of_our_kinds_are_kept_whole_and_others_as_metadata():
     ours = child("s-g-r", ref("RoleBasedGroup", "g", "uid-g"), spec={"clusterIP": "None", "selector": {"a": "b"}})
-    foreign = child("s-g-x", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u",
-                              "controller": True}, spec={"clusterIP": "None"})
+    foreign = child(
+        "s-g-x",
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d", "uid": "u", "controller": True},
+        spec={"clusterIP": "None"},
+    )
     slim = store_module.SLIMMERS[("v1", "Service")]
     assert slim(ours)["spec"] == ours["spec"]
     kept = slim(foreign)
@@ -48,7 +55,6 @@ def test_children_of_our_kinds_are_kept_whole_and_others_as_metadata():
 def test_the_store_slims_every_child_kind_the_operator_watches_by_the_group_label():
     by_group_label = {kind for kind, selector in wakes.WATCHED if selector == wakes.CHILD_SELECTOR}
     assert set(store_module.CHILD_KINDS) == by_group_label - {kinds.POD, kinds.CONTROLLER_REVISION}
-
 
 
 def test_the_two_pod_watches_are_disjoint():

@@ -7,7 +7,6 @@ from rbg_operator import naming
 from rbg_operator.controller.control import NameLocks, conflict, controlled_by, controller_of
 from tests.support.owned import child, owner, ref
 
-
 GROUP_A = owner("RoleBasedGroup", "a", "uid-a")
 GROUP_AB = owner("RoleBasedGroup", "a-b", "uid-ab")
 
@@ -26,8 +25,10 @@ def test_a_name_taken_by_another_owner_or_by_nobody_is_a_conflict():
     assert conflict(None, GROUP_AB) is None  # absent: free to create
     assert conflict(service, GROUP_A) is None  # the first owner keeps it
     held = conflict(service, GROUP_AB)  # the second reports it and writes nothing
-    assert held == ("Service s-a-b-c already exists and is controlled by RoleBasedGroup a; "
-                    "RoleBasedGroup a-b leaves it alone: delete or rename it")
+    assert held == (
+        "Service s-a-b-c already exists and is controlled by RoleBasedGroup a; "
+        "RoleBasedGroup a-b leaves it alone: delete or rename it"
+    )
     bare = conflict(child("p-0-main-0", kind="Pod"), owner("RoleInstance", "p-0", "uid-p"))
     assert "Pod p-0-main-0 already exists and has no controller" in bare
     # Labels claiming the group change nothing.
@@ -45,8 +46,11 @@ def test_one_owner_at_a_time_looks_for_a_name_and_creates_it():
             order.append(f"{who} creates")
 
     async def main() -> None:
-        await asyncio.gather(create("a", ("Service", "s-a-b-c")), create("a-b", ("Service", "s-a-b-c")),
-                             create("other", ("Service", "s-x")))
+        await asyncio.gather(
+            create("a", ("Service", "s-a-b-c")),
+            create("a-b", ("Service", "s-a-b-c")),
+            create("other", ("Service", "s-x")),
+        )
 
     asyncio.run(main())
     a, ab = order.index("a looks"), order.index("a-b looks")
@@ -54,8 +58,6 @@ def test_one_owner_at_a_time_looks_for_a_name_and_creates_it():
     assert order.index(f"{first} creates") < order.index(f"{second} looks")
     assert order.index("other looks") < order.index(f"{second} looks")  # other names do not wait
     assert len(locks) == 0  # nothing is kept once the creations are done
-
-
 
 
 def test_an_instance_set_says_failed_create_only_while_a_name_is_held():

@@ -43,8 +43,15 @@ def rolling_updates(draw):
 
 @st.composite
 def v1_roles(draw, name: str, templates: list[str]):
-    role = {"name": name, "replicas": draw(st.integers(0, 4)), "workload": draw(st.sampled_from(
-        [{"apiVersion": "apps/v1", "kind": "StatefulSet"}, {"apiVersion": "apps/v1", "kind": "Deployment"}, LWS]))}
+    role = {
+        "name": name,
+        "replicas": draw(st.integers(0, 4)),
+        "workload": draw(
+            st.sampled_from(
+                [{"apiVersion": "apps/v1", "kind": "StatefulSet"}, {"apiVersion": "apps/v1", "kind": "Deployment"}, LWS]
+            )
+        ),
+    }
     if templates and role["workload"] != LWS and draw(st.booleans()):
         role["templateRef"] = {"name": draw(st.sampled_from(templates))}
         optional(draw, "templatePatch", patch, role)
@@ -54,8 +61,12 @@ def v1_roles(draw, name: str, templates: list[str]):
         role["leaderWorkerSet"] = {"size": draw(st.integers(1, 4))}
         optional(draw, "patchLeaderTemplate", patch, role["leaderWorkerSet"])
         optional(draw, "patchWorkerTemplate", patch, role["leaderWorkerSet"])
-    optional(draw, "restartPolicy", st.sampled_from(["None", "RecreateRBGOnPodRestart",
-                                                     "RecreateRoleInstanceOnPodRestart"]), role)
+    optional(
+        draw,
+        "restartPolicy",
+        st.sampled_from(["None", "RecreateRBGOnPodRestart", "RecreateRoleInstanceOnPodRestart"]),
+        role,
+    )
     optional(draw, "labels", small_map, role)
     optional(draw, "annotations", small_map, role)
     optional(draw, "rolloutStrategy", rolling_updates(), role)
@@ -74,12 +85,29 @@ def v1_specs(draw):
         spec["roleTemplates"] = [{"name": t, "template": draw(template)} for t in templates]
     if len(names) > 1 and draw(st.booleans()):
         spec["roles"][-1]["dependencies"] = [names[0]]
-    optional(draw, "podGroupPolicy", st.sampled_from([
-        {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}, {"kubeScheduling": {"scheduleTimeoutSeconds": 5}},
-        {"volcanoScheduling": {}}, {"volcanoScheduling": {"queue": "q", "priorityClassName": "high"}}]), spec)
+    optional(
+        draw,
+        "podGroupPolicy",
+        st.sampled_from(
+            [
+                {"kubeScheduling": {"scheduleTimeoutSeconds": 60}},
+                {"kubeScheduling": {"scheduleTimeoutSeconds": 5}},
+                {"volcanoScheduling": {}},
+                {"volcanoScheduling": {"queue": "q", "priorityClassName": "high"}},
+            ]
+        ),
+        spec,
+    )
     if draw(st.booleans()):
-        strategy = draw(st.sampled_from([{}, {"rollingUpdate": {"maxSkew": "25%"}},
-                                         {"scaling": {"maxSkew": "50%", "progression": "OrderReady"}}]))
+        strategy = draw(
+            st.sampled_from(
+                [
+                    {},
+                    {"rollingUpdate": {"maxSkew": "25%"}},
+                    {"scaling": {"maxSkew": "50%", "progression": "OrderReady"}},
+                ]
+            )
+        )
         spec["coordination"] = [{"name": "pd", "roles": names, "strategy": strategy}]
     # As the API server stores it: what the model (and the CRD's defaults) make of it.
     return RoleBasedGroupSpec.model_validate(spec).wire()
@@ -89,9 +117,16 @@ def v1_group(spec: dict, annotations: dict | None = None) -> dict:
     metadata = {"name": "g", "namespace": "ns", "uid": "u", "generation": 3}
     if annotations:
         metadata["annotations"] = annotations
-    return {"apiVersion": V1, "kind": "RoleBasedGroup", "metadata": metadata, "spec": spec,
-            "status": {"observedGeneration": 3, "roleStatuses": [{"name": "x", "replicas": 1, "readyReplicas": 1,
-                                                                  "updatedReplicas": 1}]}}
+    return {
+        "apiVersion": V1,
+        "kind": "RoleBasedGroup",
+        "metadata": metadata,
+        "spec": spec,
+        "status": {
+            "observedGeneration": 3,
+            "roleStatuses": [{"name": "x", "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}],
+        },
+    }
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -124,17 +159,31 @@ def v2_roles(draw, name: str):
             pattern["restartPolicyConfig"] = config
         role["leaderWorkerPattern"] = pattern
     elif shape == "components":
-        role["customComponentsPattern"] = {"components": [
-            {"name": "prefill", "size": 1, "template": draw(template), "labels": {"tier": "p"}},
-            {"name": "decode", "size": 2, "template": draw(template)}]}
+        role["customComponentsPattern"] = {
+            "components": [
+                {"name": "prefill", "size": 1, "template": draw(template), "labels": {"tier": "p"}},
+                {"name": "decode", "size": 2, "template": draw(template)},
+            ]
+        }
     if draw(st.booleans()):
-        kind = draw(st.sampled_from(["apps/v1/StatefulSet", "apps/v1/Deployment",
-                                     "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet"]))
+        kind = draw(
+            st.sampled_from(
+                ["apps/v1/StatefulSet", "apps/v1/Deployment", "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet"]
+            )
+        )
         role["annotations"] = {conversion.WORKLOAD_TYPE_KEY: kind}
     optional(draw, "labels", small_map, role)
     optional(draw, "podManagementPolicy", st.sampled_from(["OrderedReady", "Parallel"]), role)
-    optional(draw, "scalingAdapter", st.builds(lambda e, labels: {"enable": e, **({"labels": labels} if labels else {})},
-                                               st.booleans(), st.none() | small_map), role)
+    optional(
+        draw,
+        "scalingAdapter",
+        st.builds(
+            lambda e, labels: {"enable": e, **({"labels": labels} if labels else {})},
+            st.booleans(),
+            st.none() | small_map,
+        ),
+        role,
+    )
     optional(draw, "rolloutStrategy", rolling_updates(), role)
     return role
 
@@ -153,17 +202,31 @@ def test_v1alpha2_to_v1alpha1_and_back_is_the_identity(spec, annotations):
 
 
 def test_the_v1alpha2_shape_follows_the_reference_mapping():
-    spec = RoleBasedGroupSpec.model_validate({
-        "roles": [{"name": "decode", "workload": LWS, "leaderWorkerSet": {"size": 2, "patchLeaderTemplate": {}},
-                   "template": {"spec": {}}, "restartPolicy": "RecreateRoleInstanceOnPodRestart"},
-                  {"name": "router", "templateRef": {"name": "base"}, "templatePatch": {"spec": {}}}],
-        "roleTemplates": [{"name": "base", "template": {"spec": {}}}],
-        "podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 30}}}).wire()
+    spec = RoleBasedGroupSpec.model_validate(
+        {
+            "roles": [
+                {
+                    "name": "decode",
+                    "workload": LWS,
+                    "leaderWorkerSet": {"size": 2, "patchLeaderTemplate": {}},
+                    "template": {"spec": {}},
+                    "restartPolicy": "RecreateRoleInstanceOnPodRestart",
+                },
+                {"name": "router", "templateRef": {"name": "base"}, "templatePatch": {"spec": {}}},
+            ],
+            "roleTemplates": [{"name": "base", "template": {"spec": {}}}],
+            "podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 30}},
+        }
+    ).wire()
     there = convert(v1_group(spec), V2)
     decode, router = there["spec"]["roles"]
     assert decode["annotations"] == {conversion.WORKLOAD_TYPE_KEY: "leaderworkerset.x-k8s.io/v1/LeaderWorkerSet"}
-    assert decode["leaderWorkerPattern"] == {"template": {"spec": {}}, "size": 2, "leaderTemplatePatch": {},
-                                             "restartPolicyConfig": {"type": "RecreateRoleInstanceOnPodRestart"}}
+    assert decode["leaderWorkerPattern"] == {
+        "template": {"spec": {}},
+        "size": 2,
+        "leaderTemplatePatch": {},
+        "restartPolicyConfig": {"type": "RecreateRoleInstanceOnPodRestart"},
+    }
     assert router["standalonePattern"] == {"templateRef": {"name": "base", "patch": {"spec": {}}}}
     annotations = there["metadata"]["annotations"]
     assert annotations[kept.GANG_KEY] == "true" and annotations[kept.GANG_TIMEOUT_KEY] == "30"
@@ -171,16 +234,32 @@ def test_the_v1alpha2_shape_follows_the_reference_mapping():
 
 
 def test_native_v1alpha2_gang_annotations_become_a_pod_group_policy():
-    group = {**v1_group({"roles": [{"name": "r", "standalonePattern": {"template": {"spec": {}}}}]},
-                        {kept.GANG_KEY: "true", kept.GANG_TIMEOUT_KEY: "90"}), "apiVersion": V2}
+    group = {
+        **v1_group(
+            {"roles": [{"name": "r", "standalonePattern": {"template": {"spec": {}}}}]},
+            {kept.GANG_KEY: "true", kept.GANG_TIMEOUT_KEY: "90"},
+        ),
+        "apiVersion": V2,
+    }
     back = convert(group, V1)
     assert back["spec"]["podGroupPolicy"] == {"kubeScheduling": {"scheduleTimeoutSeconds": 90}}
     assert "annotations" not in back["metadata"]
 
 
 def test_a_v1alpha1_edit_wins_over_fields_kept_for_v1alpha2():
-    group = {**v1_group({"roles": [{"name": "r", "customComponentsPattern": {"components": [
-        {"name": "a", "size": 1, "template": {"spec": {}}}]}}]}), "apiVersion": V2}
+    group = {
+        **v1_group(
+            {
+                "roles": [
+                    {
+                        "name": "r",
+                        "customComponentsPattern": {"components": [{"name": "a", "size": 1, "template": {"spec": {}}}]},
+                    }
+                ]
+            }
+        ),
+        "apiVersion": V2,
+    }
     old = convert(group, V1)
     old["spec"]["roles"][0]["template"] = {"spec": {"containers": [{"name": "c", "image": "i"}]}}
     role = convert(old, V2)["spec"]["roles"][0]
@@ -191,24 +270,36 @@ def test_a_v1alpha1_edit_wins_over_fields_kept_for_v1alpha2():
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(v1_specs(), st.integers(0, 5))
 def test_sets_round_trip_and_members_keep_gang_and_coordination(spec, replicas):
-    group_set = {"apiVersion": V1, "kind": "RoleBasedGroupSet", "metadata": {"name": "s", "namespace": "ns"},
-                 "spec": RoleBasedGroupSetSpec.model_validate({"replicas": replicas, "template": spec}).wire()}
+    group_set = {
+        "apiVersion": V1,
+        "kind": "RoleBasedGroupSet",
+        "metadata": {"name": "s", "namespace": "ns"},
+        "spec": RoleBasedGroupSetSpec.model_validate({"replicas": replicas, "template": spec}).wire(),
+    }
     there = convert(group_set, V2)
     RoleBasedGroupSetSpecV2.model_validate(there["spec"], context=SHAPE)
     assert convert(there, V1) == group_set
     member = there["spec"]["groupTemplate"].get("annotations") or {}
     assert (kept.GANG_KEY in member) == ("podGroupPolicy" in spec)
     assert (kept.COORDINATION_KEY in member) == bool(spec.get("coordination"))
-    native = {**there, "spec": {**there["spec"], "groupTemplate": {
-        **there["spec"]["groupTemplate"], "labels": {"team": "a"}}}}
+    native = {
+        **there,
+        "spec": {**there["spec"], "groupTemplate": {**there["spec"]["groupTemplate"], "labels": {"team": "a"}}},
+    }
     assert convert(convert(native, V1), V2) == native
 
 
 def test_a_conversion_review_converts_every_object_or_names_the_one_that_fails():
     from rbg_operator.webhook import review_conversion
+
     group = v1_group(RoleBasedGroupSpec.model_validate({"roles": [{"name": "r", "template": {}}]}).wire())
-    answer = review_conversion({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
-                                "request": {"uid": "1", "desiredAPIVersion": V2, "objects": [group]}})
+    answer = review_conversion(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "ConversionReview",
+            "request": {"uid": "1", "desiredAPIVersion": V2, "objects": [group]},
+        }
+    )
     assert answer["response"]["uid"] == "1" and answer["response"]["result"] == {"status": "Success"}
     assert answer["response"]["convertedObjects"] == [convert(group, V2)]
     # Towards v1alpha1: what v1alpha1 has no room for fails the review, naming object and field.
@@ -216,16 +307,22 @@ def test_a_conversion_review_converts_every_object_or_names_the_one_that_fails()
     role = stored["spec"]["roles"][0]
     broken = {**stored, "spec": {"roles": [{**role, "leaderWorkerPattern": role["standalonePattern"]}]}}
     failed = review_conversion({"request": {"uid": "2", "desiredAPIVersion": V1, "objects": [broken]}})["response"]
-    assert failed["result"]["status"] == "Failure" and "RoleBasedGroup ns/g: role 'r'" in \
-        failed["result"]["message"] and "convertedObjects" not in failed
+    assert (
+        failed["result"]["status"] == "Failure"
+        and "RoleBasedGroup ns/g: role 'r'" in failed["result"]["message"]
+        and "convertedObjects" not in failed
+    )
     # A gang timeout that is not a number (stored without admission) reads as the default.
-    odd = {**stored, "metadata": {**stored["metadata"], "annotations": {kept.GANG_KEY: "true",
-                                                                       kept.GANG_TIMEOUT_KEY: "soon"}}}
+    odd = {
+        **stored,
+        "metadata": {**stored["metadata"], "annotations": {kept.GANG_KEY: "true", kept.GANG_TIMEOUT_KEY: "soon"}},
+    }
     assert convert(odd, V1)["spec"]["podGroupPolicy"] == {"kubeScheduling": {}}
 
 
 def test_an_object_that_cannot_be_read_in_v1alpha2_spares_the_rest_of_the_page_and_cannot_be_written_back():
     from rbg_operator.webhook import review_conversion
+
     good = v1_group(RoleBasedGroupSpec.model_validate({"roles": [{"name": "r", "template": {}}]}).wire())
     bad = {**good, "metadata": {**good["metadata"], "name": "bad"}, "spec": {"roles": ["not a role"]}}
     answer = review_conversion({"request": {"uid": "3", "desiredAPIVersion": V2, "objects": [good, bad]}})["response"]
@@ -240,13 +337,36 @@ def test_an_object_that_cannot_be_read_in_v1alpha2_spares_the_rest_of_the_page_a
 
 # --- hostile kept annotations (N-5) and v1alpha2 edits (N-9) -------------------------------------
 
-HOSTILE = st.sampled_from(["[]", "null", "1", '"x"', "{", "{}", "true", '{"labels": 1}', '{"labels": {"a": 1}}',
-                           '{"customComponentsPattern": "x"}', '{"leaderWorkerPattern": []}',
-                           '{"kubeScheduling": []}', '[{"name": 1}]', "[" * 2000 + "]" * 2000,
-                           '{"a":' * 60 + "1" + "}" * 60, r'"\ud800"', "1e999"]) | st.text(max_size=20)
-GROUP_KEYS = [kept.POD_GROUP_POLICY_KEY, kept.COORDINATION_KEY, conversion.GROUP_TEMPLATE_KEY,
-              kept.GANG_KEY, kept.GANG_TIMEOUT_KEY, conversion.EXCLUSIVE_V1_KEY,
-              conversion.EXCLUSIVE_V2_KEY]
+HOSTILE = st.sampled_from(
+    [
+        "[]",
+        "null",
+        "1",
+        '"x"',
+        "{",
+        "{}",
+        "true",
+        '{"labels": 1}',
+        '{"labels": {"a": 1}}',
+        '{"customComponentsPattern": "x"}',
+        '{"leaderWorkerPattern": []}',
+        '{"kubeScheduling": []}',
+        '[{"name": 1}]',
+        "[" * 2000 + "]" * 2000,
+        '{"a":' * 60 + "1" + "}" * 60,
+        r'"\ud800"',
+        "1e999",
+    ]
+) | st.text(max_size=20)
+GROUP_KEYS = [
+    kept.POD_GROUP_POLICY_KEY,
+    kept.COORDINATION_KEY,
+    conversion.GROUP_TEMPLATE_KEY,
+    kept.GANG_KEY,
+    kept.GANG_TIMEOUT_KEY,
+    conversion.EXCLUSIVE_V1_KEY,
+    conversion.EXCLUSIVE_V2_KEY,
+]
 ROLE_KEYS = [conversion.V2_FIELDS_KEY, conversion.RESTART_POLICY_KEY, conversion.WORKLOAD_TYPE_KEY]
 
 
@@ -255,9 +375,15 @@ def hostile_objects(draw, spec: dict, kind: str) -> dict:
     spec = json.loads(json.dumps(spec))
     roles = spec["template"]["roles"] if kind == "RoleBasedGroupSet" else spec["roles"]
     for role in roles:
-        role.setdefault("annotations", {}).update(draw(st.dictionaries(st.sampled_from(ROLE_KEYS), HOSTILE, max_size=2)))
-    return {"apiVersion": V1, "kind": kind, "metadata": {"name": "h", "namespace": "ns", "annotations": annotations},
-            "spec": spec}
+        role.setdefault("annotations", {}).update(
+            draw(st.dictionaries(st.sampled_from(ROLE_KEYS), HOSTILE, max_size=2))
+        )
+    return {
+        "apiVersion": V1,
+        "kind": kind,
+        "metadata": {"name": "h", "namespace": "ns", "annotations": annotations},
+        "spec": spec,
+    }
 
 
 @st.composite
@@ -273,6 +399,7 @@ def hostile_stored_objects(draw):
 def test_hostile_kept_annotations_never_fail_a_read_and_are_refused_at_admission(obj):
     from rbg_operator import bounded_json
     from rbg_operator.webhook import review_conversion
+
     answer = review_conversion({"request": {"uid": "h", "desiredAPIVersion": V2, "objects": [obj]}})["response"]
     assert answer["result"] == {"status": "Success"}
     (there,) = answer["convertedObjects"]
@@ -288,20 +415,26 @@ def test_hostile_kept_annotations_never_fail_a_read_and_are_refused_at_admission
     spec = obj["spec"]["template"] if group_set else obj["spec"]
     problems = conversion.kept_annotation_problems(obj["metadata"]["annotations"], spec, group_set=group_set)
     for key in (kept.POD_GROUP_POLICY_KEY, kept.COORDINATION_KEY) + (
-            (conversion.GROUP_TEMPLATE_KEY,) if group_set else ()):
+        (conversion.GROUP_TEMPLATE_KEY,) if group_set else ()
+    ):
         if key in obj["metadata"]["annotations"] and conversion._kept(obj["metadata"]["annotations"], key) is None:
             assert any(p.startswith(f"metadata.annotations[{key}]: ") for p in problems), (key, problems)
     for i, role in enumerate(spec["roles"]):
-        if conversion.V2_FIELDS_KEY in role["annotations"] and conversion._kept(role["annotations"],
-                                                                                conversion.V2_FIELDS_KEY) is None:
+        if (
+            conversion.V2_FIELDS_KEY in role["annotations"]
+            and conversion._kept(role["annotations"], conversion.V2_FIELDS_KEY) is None
+        ):
             assert any(p.startswith(f"spec.roles[{i}].annotations[{conversion.V2_FIELDS_KEY}]") for p in problems)
 
 
 @pytest.mark.parametrize("value", ["[]", "null", "1", '"x"', "{"])
 def test_a_set_whose_group_template_annotation_is_not_an_object_still_converts(value):
-    group_set = {"apiVersion": V1, "kind": "RoleBasedGroupSet",
-                 "metadata": {"name": "s", "namespace": "ns", "annotations": {conversion.GROUP_TEMPLATE_KEY: value}},
-                 "spec": {"replicas": 1, "template": {"roles": [{"name": "a", "template": {}}]}}}
+    group_set = {
+        "apiVersion": V1,
+        "kind": "RoleBasedGroupSet",
+        "metadata": {"name": "s", "namespace": "ns", "annotations": {conversion.GROUP_TEMPLATE_KEY: value}},
+        "spec": {"replicas": 1, "template": {"roles": [{"name": "a", "template": {}}]}},
+    }
     there = convert(group_set, V2)
     # Kept as written, for admission to refuse naming it (a v1alpha1 write reaches it converted).
     assert set(there["spec"]["groupTemplate"]) == {"spec"}
@@ -320,8 +453,9 @@ def test_a_role_fields_annotation_that_is_not_an_object_is_kept_for_admission_to
     assert conversion.V2_FIELDS_KEY not in convert(stored, V1)["spec"]["roles"][0].get("annotations", {})
 
 
-GANG_EDITS = st.dictionaries(st.sampled_from(list(kept.GANG_KEYS)), st.sampled_from(["true", "false", "30", "120", "q"]),
-                             max_size=4)
+GANG_EDITS = st.dictionaries(
+    st.sampled_from(list(kept.GANG_KEYS)), st.sampled_from(["true", "false", "30", "120", "q"]), max_size=4
+)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -337,14 +471,18 @@ def test_a_gang_edit_made_in_v1alpha2_wins_over_the_kept_policy(spec, edit):
         return
     said = kept.gang_policy_from_annotations(edit)
     policy = spec.get("podGroupPolicy")
-    untouched = policy is not None and {k: v for k, v in kept.pod_group_policy_annotations(policy).items()
-                                        if k != kept.POD_GROUP_POLICY_KEY} == edit
+    untouched = (
+        policy is not None
+        and {k: v for k, v in kept.pod_group_policy_annotations(policy).items() if k != kept.POD_GROUP_POLICY_KEY}
+        == edit
+    )
     assert back["spec"].get("podGroupPolicy") == (policy if untouched else said)
 
 
 def test_turning_gang_off_or_changing_its_timeout_in_v1alpha2_sticks():
-    spec = RoleBasedGroupSpec.model_validate({"roles": [{"name": "a", "template": {}}],
-                                             "podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}}).wire()
+    spec = RoleBasedGroupSpec.model_validate(
+        {"roles": [{"name": "a", "template": {}}], "podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}}
+    ).wire()
     there = convert(v1_group(spec), V2)
     off = json.loads(json.dumps(there))
     del off["metadata"]["annotations"][kept.GANG_KEY]
@@ -356,8 +494,13 @@ def test_turning_gang_off_or_changing_its_timeout_in_v1alpha2_sticks():
 
 
 def test_exclusive_topology_survives_both_round_trips_and_a_v1alpha2_edit():
-    v2 = {**v1_group({"roles": [{"name": "r", "standalonePattern": {"template": {}}}]},
-                     {conversion.EXCLUSIVE_V2_KEY: "kubernetes.io/hostname"}), "apiVersion": V2}
+    v2 = {
+        **v1_group(
+            {"roles": [{"name": "r", "standalonePattern": {"template": {}}}]},
+            {conversion.EXCLUSIVE_V2_KEY: "kubernetes.io/hostname"},
+        ),
+        "apiVersion": V2,
+    }
     stored = convert(v2, V1)
     assert stored["metadata"]["annotations"] == {conversion.EXCLUSIVE_V1_KEY: "kubernetes.io/hostname"}
     assert convert(stored, V2) == v2
@@ -369,8 +512,20 @@ def test_exclusive_topology_survives_both_round_trips_and_a_v1alpha2_edit():
 
 
 def test_two_patterns_on_one_role_are_refused_naming_the_role():
-    group = {**v1_group({"roles": [{"name": "web", "standalonePattern": {"template": {}},
-                                    "customComponentsPattern": {"components": []}}]}), "apiVersion": V2}
+    group = {
+        **v1_group(
+            {
+                "roles": [
+                    {
+                        "name": "web",
+                        "standalonePattern": {"template": {}},
+                        "customComponentsPattern": {"components": []},
+                    }
+                ]
+            }
+        ),
+        "apiVersion": V2,
+    }
     with pytest.raises(ConversionError, match="role 'web': set only one of"):
         convert(group, V1)
 
@@ -379,15 +534,20 @@ def test_two_patterns_on_one_role_are_refused_naming_the_role():
 def test_a_deep_stored_object_converts_both_ways_without_decoding_its_deep_part(levels):
     from rbg_operator import bounded_json
     from rbg_operator.webhook import review_conversion
+
     deep = '{"a":' * levels + "{}" + "}" * levels
-    text = ('{"request":{"uid":"d","desiredAPIVersion":"%s","objects":[{"apiVersion":"%s","kind":"RoleBasedGroup",'
-            '"metadata":{"name":"deep","namespace":"ns"},"spec":{"roleTemplates":[{"name":"t","template":{}}],'
-            '"roles":[{"name":"r","templateRef":{"name":"t"},"templatePatch":%s}]}}]}}') % (V2, V1, deep)
+    text = (
+        '{"request":{"uid":"d","desiredAPIVersion":"%s","objects":[{"apiVersion":"%s","kind":"RoleBasedGroup",'
+        '"metadata":{"name":"deep","namespace":"ns"},"spec":{"roleTemplates":[{"name":"t","template":{}}],'
+        '"roles":[{"name":"r","templateRef":{"name":"t"},"templatePatch":%s}]}}]}}'
+    ) % (V2, V1, deep)
     answer = bounded_json.loads(bounded_json.dumps(review_conversion(bounded_json.loads(text))))
     (there,) = answer["response"]["convertedObjects"]
     patch = there["spec"]["roles"][0]["standalonePattern"]["templateRef"]["patch"]
-    (path, raw), = bounded_json.raw_subtrees(patch)
+    ((path, raw),) = bounded_json.raw_subtrees(patch)
     assert len(path) + raw.depth == levels + 1 and raw.raw.count(b"{") == levels + 1 - len(path)
     back = review_conversion({"request": {"uid": "e", "desiredAPIVersion": V1, "objects": [there]}})
-    assert bounded_json.dumps(back["response"]["convertedObjects"][0]["spec"]["roles"][0]["templatePatch"]) == \
-        deep.encode()
+    assert (
+        bounded_json.dumps(back["response"]["convertedObjects"][0]["spec"]["roles"][0]["templatePatch"])
+        == deep.encode()
+    )

@@ -1,13 +1,12 @@
 """crds/ must be exactly what the generator makes from the models (run `make crds`)."""
 
+import json
 from pathlib import Path
+
+import pytest
 
 from localcluster.components import kubernetes_openapi
 from rbg_operator.api import crdgen
-
-import json
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 

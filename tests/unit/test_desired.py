@@ -1,39 +1,65 @@
 import hashlib
 
-from tests.support.groups import hub
 from rbg_operator.desired import role_children
 from rbg_operator.desired.meta import pods_get_v2_keys
 from rbg_operator.desired.rollout import revision_label
+from tests.support.groups import hub
 
 
 def group(**role_fields):
-    return hub({
-        "metadata": {"name": "g", "namespace": "ns", "uid": "u-1"},
-        "spec": {"roles": [{"name": "r", "replicas": 3, "template": {
-            "metadata": {"labels": {"app": "x"}},
-            "spec": {"containers": [{"name": "c", "image": "i"}]}}, **role_fields}]},
-    })
+    return hub(
+        {
+            "metadata": {"name": "g", "namespace": "ns", "uid": "u-1"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "r",
+                        "replicas": 3,
+                        "template": {
+                            "metadata": {"labels": {"app": "x"}},
+                            "spec": {"containers": [{"name": "c", "image": "i"}]},
+                        },
+                        **role_fields,
+                    }
+                ]
+            },
+        }
+    )
 
 
 def test_statefulset_role_gets_headless_service_and_statefulset():
     service, sts = role_children(group(labels={"team": "a"}), "r")
     assert service["metadata"]["name"] == "s-g-r"
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
-    assert service["spec"]["selector"] == {"rolebasedgroup.workloads.x-k8s.io/name": "g",
-                                           "rolebasedgroup.workloads.x-k8s.io/role": "r"}
+    assert service["spec"]["selector"] == {
+        "rolebasedgroup.workloads.x-k8s.io/name": "g",
+        "rolebasedgroup.workloads.x-k8s.io/role": "r",
+    }
     assert sts["kind"] == "StatefulSet" and sts["metadata"]["name"] == "g-r"
     assert sts["spec"]["serviceName"] == "s-g-r"
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
     assert sts["spec"]["replicas"] == 3
     labels = sts["spec"]["template"]["metadata"]["labels"]
-    assert labels == {"app": "x", "team": "a", "rolebasedgroup.workloads.x-k8s.io/name": "g",
-                      "rolebasedgroup.workloads.x-k8s.io/role": "r", "rbg.workloads.x-k8s.io/group-name": "g",
-                      "rbg.workloads.x-k8s.io/role-name": "r",
-                      "rbg.workloads.x-k8s.io/group-uid": hashlib.sha1(b"ns/g").hexdigest()}
+    assert labels == {
+        "app": "x",
+        "team": "a",
+        "rolebasedgroup.workloads.x-k8s.io/name": "g",
+        "rolebasedgroup.workloads.x-k8s.io/role": "r",
+        "rbg.workloads.x-k8s.io/group-name": "g",
+        "rbg.workloads.x-k8s.io/role-name": "r",
+        "rbg.workloads.x-k8s.io/group-uid": hashlib.sha1(b"ns/g").hexdigest(),
+    }
     assert service["metadata"]["labels"]["rbg.workloads.x-k8s.io/role-name"] == "r"
-    assert sts["metadata"]["ownerReferences"] == [{
-        "apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup", "name": "g", "uid": "u-1",
-        "controller": True, "blockOwnerDeletion": True}]
+    assert sts["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha2",
+            "kind": "RoleBasedGroup",
+            "name": "g",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
 def test_building_does_not_modify_the_group():
@@ -62,8 +88,10 @@ def test_pods_of_an_existing_workload_get_the_v2_keys_only_with_their_next_revis
 
 
 def test_leaderworkerset_pods_follow_the_same_rule():
-    g = group(workload={"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
-              leaderWorkerSet={"size": 2, "patchLeaderTemplate": {"metadata": {"labels": {"leader": "y"}}}})
+    g = group(
+        workload={"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
+        leaderWorkerSet={"size": 2, "patchLeaderTemplate": {"metadata": {"labels": {"leader": "y"}}}},
+    )
     new, old = role_children(g, "r")[-1], role_children(g, "r", v2_pod_keys=False)[-1]
     key = revision_label("r")
     assert new["metadata"]["labels"][key] == old["metadata"]["labels"][key]
@@ -71,5 +99,7 @@ def test_leaderworkerset_pods_follow_the_same_rule():
     assert "rbg.workloads.x-k8s.io/role-name" not in template["workerTemplate"]["metadata"]["labels"]
     assert "rbg.workloads.x-k8s.io/role-name" not in template["leaderTemplate"]["metadata"]["labels"]
     assert not pods_get_v2_keys(old, key, new["metadata"]["labels"][key])
-    assert new["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["metadata"]["labels"][
-        "rbg.workloads.x-k8s.io/role-name"] == "r"
+    assert (
+        new["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["metadata"]["labels"]["rbg.workloads.x-k8s.io/role-name"]
+        == "r"
+    )

@@ -3,8 +3,18 @@ from rbg_operator.controller.diff import contains
 
 def test_server_defaults_do_not_count_as_a_difference():
     want = {"spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}
-    have = {"spec": {"replicas": 2, "revisionHistoryLimit": 10, "template": {"spec": {
-        "containers": [{"name": "a", "image": "x", "imagePullPolicy": "IfNotPresent"}], "dnsPolicy": "ClusterFirst"}}}}
+    have = {
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 10,
+            "template": {
+                "spec": {
+                    "containers": [{"name": "a", "image": "x", "imagePullPolicy": "IfNotPresent"}],
+                    "dnsPolicy": "ClusterFirst",
+                }
+            },
+        }
+    }
     assert contains(have, want)
 
 

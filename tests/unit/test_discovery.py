@@ -1,17 +1,25 @@
 import yaml
 
-from tests.support.groups import hub
 from rbg_operator.desired import group_children, role_children
+from tests.support.groups import hub
 
 
 def group(*roles):
-    return hub({"metadata": {"name": "g", "namespace": "ns", "uid": "u"},
-                                          "spec": {"roles": list(roles)}})
+    return hub({"metadata": {"name": "g", "namespace": "ns", "uid": "u"}, "spec": {"roles": list(roles)}})
 
 
-C = {"spec": {"initContainers": [{"name": "init", "image": "i"}],
-              "containers": [{"name": "c", "image": "i", "env": [{"name": "ROLE_NAME", "value": "custom"},
-                                                                 {"name": "X", "value": "$(RBG_ROLE_INDEX)"}]}]}}
+C = {
+    "spec": {
+        "initContainers": [{"name": "init", "image": "i"}],
+        "containers": [
+            {
+                "name": "c",
+                "image": "i",
+                "env": [{"name": "ROLE_NAME", "value": "custom"}, {"name": "X", "value": "$(RBG_ROLE_INDEX)"}],
+            }
+        ],
+    }
+}
 
 
 def test_env_is_injected_into_every_container_and_user_variables_win():
@@ -29,9 +37,15 @@ def test_env_is_injected_into_every_container_and_user_variables_win():
 
 
 def test_deployment_roles_get_no_index_and_lws_roles_get_leader_variables():
-    g = group({"name": "d", "workload": {"apiVersion": "apps/v1", "kind": "Deployment"}, "template": C},
-              {"name": "l", "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
-               "leaderWorkerSet": {"size": 4}, "template": C})
+    g = group(
+        {"name": "d", "workload": {"apiVersion": "apps/v1", "kind": "Deployment"}, "template": C},
+        {
+            "name": "l",
+            "workload": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"},
+            "leaderWorkerSet": {"size": 4},
+            "template": C,
+        },
+    )
     _, deploy = role_children(g, "d")
     assert "RBG_ROLE_INDEX" not in [e["name"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]]
     _, lws = role_children(g, "l")
@@ -42,16 +56,26 @@ def test_deployment_roles_get_no_index_and_lws_roles_get_leader_variables():
 
 
 def test_topology_configmap_lists_roles_and_instances():
-    g = group({"name": "prefill", "replicas": 2, "template": C,
-               "servicePorts": [{"name": "http", "port": 8000}]},
-              {"name": "router", "dependencies": ["prefill"], "template": C,
-               "workload": {"apiVersion": "apps/v1", "kind": "Deployment"}})
+    g = group(
+        {"name": "prefill", "replicas": 2, "template": C, "servicePorts": [{"name": "http", "port": 8000}]},
+        {
+            "name": "router",
+            "dependencies": ["prefill"],
+            "template": C,
+            "workload": {"apiVersion": "apps/v1", "kind": "Deployment"},
+        },
+    )
     (configmap,) = group_children(g)
     assert configmap["metadata"]["name"] == "g"
     data = yaml.safe_load(configmap["data"]["topology.yaml"])
-    assert data["roles"][0] == {"name": "prefill", "workload": "StatefulSet", "replicas": 2, "service": "s-g-prefill",
-                                "instances": ["g-prefill-0.s-g-prefill", "g-prefill-1.s-g-prefill"],
-                                "servicePorts": [{"name": "http", "port": 8000}]}
+    assert data["roles"][0] == {
+        "name": "prefill",
+        "workload": "StatefulSet",
+        "replicas": 2,
+        "service": "s-g-prefill",
+        "instances": ["g-prefill-0.s-g-prefill", "g-prefill-1.s-g-prefill"],
+        "servicePorts": [{"name": "http", "port": 8000}],
+    }
     assert "instances" not in data["roles"][1]
 
 

@@ -51,8 +51,9 @@ def anchors(path: Path) -> set[str]:
 
 
 def relative_links(path: Path) -> list[str]:
-    return [target for line in prose(path) for target in LINK.findall(line)
-            if not re.match(r"^[a-z][a-z0-9+.-]*:", target)]
+    return [
+        target for line in prose(path) for target in LINK.findall(line) if not re.match(r"^[a-z][a-z0-9+.-]*:", target)
+    ]
 
 
 def broken(path: Path) -> list[str]:
@@ -81,17 +82,28 @@ def test_the_readme_links_to_every_doc():
 def test_a_broken_link_is_found(tmp_path: Path):
     (tmp_path / "other.md").write_text("# Other\n\n## A section\n")
     page = tmp_path / "page.md"
-    page.write_text("[ok](other.md#a-section) [gone](missing.md) [bad](other.md#nowhere) [web](https://x.io/y)\n"
-                    "```\n[in code](ignored.md)\n```\n")
+    page.write_text(
+        "[ok](other.md#a-section) [gone](missing.md) [bad](other.md#nowhere) [web](https://x.io/y)\n"
+        "```\n[in code](ignored.md)\n```\n"
+    )
     assert broken(page) == ["missing.md: no such file", "other.md#nowhere: no heading #nowhere in other.md"]
 
 
 def test_anchors_follow_github():
-    assert anchor("Security: what one tenant cannot do to the others") == "security-what-one-tenant-cannot-do-to-the-others"
+    assert (
+        anchor("Security: what one tenant cannot do to the others")
+        == "security-what-one-tenant-cannot-do-to-the-others"
+    )
     assert anchor("`kubectl rbg` and revisions") == "kubectl-rbg-and-revisions"
 
 
 def test_the_readme_upgrading_section_gives_the_crd_command():
     # Cluster tests run this command as users would; a README edit that loses it fails here first.
-    assert crd_upgrade_command() == ["kubectl", "apply", "--server-side", "--force-conflicts", "-f",
-                                     "charts/ack-rbgs/crds/"]
+    assert crd_upgrade_command() == [
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "charts/ack-rbgs/crds/",
+    ]

@@ -12,11 +12,18 @@ from rbg_operator.controller import conditions
 from rbg_operator.controller.group_plan import GroupOptions, GroupPlan, plan
 from rbg_operator.controller.group_snapshot import GroupSnapshot, observe
 from rbg_operator.controller.restarts import encode_state, uid_key
-from rbg_operator.controller.steps import (Apply, CountRecreation, Delete, DeletePod, Emit, RecordRevision,
-                                           WriteRestartState)
+from rbg_operator.controller.steps import (
+    Apply,
+    CountRecreation,
+    Delete,
+    DeletePod,
+    Emit,
+    RecordRevision,
+    WriteRestartState,
+)
 from rbg_operator.controller.store import Store
 
-NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
 OPTIONS = GroupOptions()
 C = [{"name": "main", "image": "i:1"}]
 STS = {"apiVersion": "apps/v1", "kind": "StatefulSet"}
@@ -24,16 +31,34 @@ DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment"}
 
 
 def role(name: str, replicas: int = 2, workload: dict = STS, image: str = "i:1", **fields) -> dict:
-    return {"name": name, "replicas": replicas, "workload": workload,
-            "template": {"spec": {"containers": [{"name": "main", "image": image}]}}, **fields}
+    return {
+        "name": name,
+        "replicas": replicas,
+        "workload": workload,
+        "template": {"spec": {"containers": [{"name": "main", "image": image}]}},
+        **fields,
+    }
 
 
-def group_body(*roles: dict, generation: int = 1, status: dict | None = None, annotations: dict | None = None,
-               **spec) -> dict:
-    body = convert({"apiVersion": V1, "kind": "RoleBasedGroup",
-                    "metadata": {"name": "g", "namespace": "ns", "uid": "u-g", "generation": generation,
-                                 "resourceVersion": "1", "annotations": annotations or {}},
-                    "spec": {"roles": list(roles), **spec}}, V2)
+def group_body(
+    *roles: dict, generation: int = 1, status: dict | None = None, annotations: dict | None = None, **spec
+) -> dict:
+    body = convert(
+        {
+            "apiVersion": V1,
+            "kind": "RoleBasedGroup",
+            "metadata": {
+                "name": "g",
+                "namespace": "ns",
+                "uid": "u-g",
+                "generation": generation,
+                "resourceVersion": "1",
+                "annotations": annotations or {},
+            },
+            "spec": {"roles": list(roles), **spec},
+        },
+        V2,
+    )
     if status is not None:
         body["status"] = status
     return body
@@ -46,34 +71,73 @@ def observed(body: dict, *objects: dict) -> GroupSnapshot:
     return observe(store, "ns", "g", OPTIONS.build)
 
 
-def pod(name: str, role_name: str, *, ready: bool = True, node: str | None = "n1", restarts: int = 0,
-        revision: str = "r1", age: float = 3600, uid: str | None = None, unschedulable: bool = False) -> dict:
+def pod(
+    name: str,
+    role_name: str,
+    *,
+    ready: bool = True,
+    node: str | None = "n1",
+    restarts: int = 0,
+    revision: str = "r1",
+    age: float = 3600,
+    uid: str | None = None,
+    unschedulable: bool = False,
+) -> dict:
     created = NOW - datetime.timedelta(seconds=age)
-    status: dict = {"conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                                    "lastTransitionTime": timestamps.stamp(created)}],
-                    "startTime": timestamps.stamp(created),
-                    "containerStatuses": [{"name": "main", "restartCount": restarts, "ready": ready}]}
+    status: dict = {
+        "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": timestamps.stamp(created)}
+        ],
+        "startTime": timestamps.stamp(created),
+        "containerStatuses": [{"name": "main", "restartCount": restarts, "ready": ready}],
+    }
     if unschedulable:
         status = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "ns", "uid": uid or f"uid-{name}", "resourceVersion": "1",
-                         "creationTimestamp": timestamps.stamp(created),
-                         "labels": {naming.LABEL_GROUP_NAME: "g", naming.LABEL_ROLE: role_name,
-                                    "controller-revision-hash": revision,
-                                    naming.STATEFULSET_POD_INDEX: name.rsplit("-", 1)[-1]}},
-            "spec": {"nodeName": node} if node else {}, "status": status}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": uid or f"uid-{name}",
+            "resourceVersion": "1",
+            "creationTimestamp": timestamps.stamp(created),
+            "labels": {
+                naming.LABEL_GROUP_NAME: "g",
+                naming.LABEL_ROLE: role_name,
+                "controller-revision-hash": revision,
+                naming.STATEFULSET_POD_INDEX: name.rsplit("-", 1)[-1],
+            },
+        },
+        "spec": {"nodeName": node} if node else {},
+        "status": status,
+    }
 
 
 def running(obj: dict, ready: bool = True, **status) -> dict:
     """An applied object as its controller reports it at its first generation."""
-    obj = {**obj, "metadata": {**obj["metadata"], "uid": f"uid-{obj['metadata']['name']}", "generation": 1,
-                               "resourceVersion": "1"}}
+    obj = {
+        **obj,
+        "metadata": {
+            **obj["metadata"],
+            "uid": f"uid-{obj['metadata']['name']}",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+    }
     replicas = obj.get("spec", {}).get("replicas", 0)
     done = replicas if ready else 0
     if obj["kind"] in ("StatefulSet", "Deployment", "LeaderWorkerSet", "RoleInstanceSet"):
-        obj["status"] = {"observedGeneration": 1, "replicas": replicas, "readyReplicas": done,
-                         "availableReplicas": done, "updatedReplicas": replicas, "currentRevision": "r1",
-                         "updateRevision": "r1", **status}
+        obj["status"] = {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "readyReplicas": done,
+            "availableReplicas": done,
+            "updatedReplicas": replicas,
+            "currentRevision": "r1",
+            "updateRevision": "r1",
+            **status,
+        }
     return obj
 
 
@@ -82,8 +146,9 @@ def settled(body: dict, first: GroupPlan, ready: bool = True, **status) -> list[
     objects = [running(d, ready, **status) for d in first.applied()]
     for step in first.steps:
         if isinstance(step, RecordRevision) and step.create is not None:
-            objects.append({**step.create, "metadata": {**step.create["metadata"], "uid": "uid-rev",
-                                                         "resourceVersion": "1"}})
+            objects.append(
+                {**step.create, "metadata": {**step.create["metadata"], "uid": "uid-rev", "resourceVersion": "1"}}
+            )
     return objects
 
 
@@ -96,11 +161,15 @@ def condition(decided: GroupPlan, type_: str) -> dict:
 
 
 def workloads(decided: GroupPlan) -> dict[str, dict]:
-    return {d["metadata"]["labels"][naming.LABEL_ROLE]: d for d in decided.applied()
-            if d["kind"] in ("StatefulSet", "Deployment", "LeaderWorkerSet", "RoleInstanceSet")}
+    return {
+        d["metadata"]["labels"][naming.LABEL_ROLE]: d
+        for d in decided.applied()
+        if d["kind"] in ("StatefulSet", "Deployment", "LeaderWorkerSet", "RoleInstanceSet")
+    }
 
 
 # -- start order ---------------------------------------------------------------------------------
+
 
 def test_a_role_waits_for_its_dependency_to_be_ready_before_its_workload_is_created():
     body = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]), role("backend", 2))
@@ -109,8 +178,12 @@ def test_a_role_waits_for_its_dependency_to_be_ready_before_its_workload_is_crea
     assert first.waiting == {"router": "backend"}
     assert condition(first, "Ready")["reason"] == "WaitingForDependencies"
     # The backend's Service comes before its workload, in one lane.
-    lane = next(lane for batch in first.batches for lane in batch
-                if any(isinstance(s, Apply) and s.desired["kind"] == "StatefulSet" for s in lane))
+    lane = next(
+        lane
+        for batch in first.batches
+        for lane in batch
+        if any(isinstance(s, Apply) and s.desired["kind"] == "StatefulSet" for s in lane)
+    )
     assert [s.desired["kind"] for s in lane] == ["Service", "StatefulSet"]
 
     started = settled(body, first, ready=False)
@@ -124,8 +197,9 @@ def test_a_role_waits_for_its_dependency_to_be_ready_before_its_workload_is_crea
 def test_a_dependency_whose_spec_changes_this_pass_does_not_count_as_ready():
     body = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]), role("backend", 2))
     ready = settled(body, plan(observed(body), OPTIONS, NOW))
-    changed = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]), role("backend", 2, image="i:2"),
-                         generation=2)
+    changed = group_body(
+        role("router", 1, DEPLOYMENT, dependencies=["backend"]), role("backend", 2, image="i:2"), generation=2
+    )
     decided = plan(observed(changed, *ready), OPTIONS, NOW)
     assert set(workloads(decided)) == {"backend"}
     assert decided.waiting == {"router": "backend"}
@@ -133,8 +207,9 @@ def test_a_dependency_whose_spec_changes_this_pass_does_not_count_as_ready():
 
 def test_a_dependency_whose_pod_template_loses_a_field_does_not_count_as_ready():
     labelled = {"spec": {"containers": C}, "metadata": {"labels": {"tier": "a"}}}
-    body = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]),
-                      {**role("backend", 2), "template": labelled})
+    body = group_body(
+        role("router", 1, DEPLOYMENT, dependencies=["backend"]), {**role("backend", 2), "template": labelled}
+    )
     ready = settled(body, plan(observed(body), OPTIONS, NOW))
     changed = group_body(role("router", 1, DEPLOYMENT, dependencies=["backend"]), role("backend", 2), generation=2)
     decided = plan(observed(changed, *ready), OPTIONS, NOW)
@@ -166,11 +241,18 @@ def test_a_role_that_left_the_spec_has_its_children_deleted():
 
 def test_a_child_name_held_by_another_owner_stops_the_pass_with_a_conflict():
     body = group_body(role("a"))
-    foreign = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": "s-g-a", "namespace": "ns", "uid": "other", "resourceVersion": "1",
-                            "labels": {naming.LABEL_GROUP_NAME: "g", naming.LABEL_ROLE: "a"},
-                            "ownerReferences": [{"apiVersion": "v1", "kind": "Thing", "name": "x", "uid": "x",
-                                                 "controller": True}]}}
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "s-g-a",
+            "namespace": "ns",
+            "uid": "other",
+            "resourceVersion": "1",
+            "labels": {naming.LABEL_GROUP_NAME: "g", naming.LABEL_ROLE: "a"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Thing", "name": "x", "uid": "x", "controller": True}],
+        },
+    }
     decided = plan(observed(body, foreign), OPTIONS, NOW)
     assert decided.problem[0] == "ChildConflict" and "s-g-a" in decided.problem[1]
     assert not [d for d in decided.applied() if d["metadata"]["name"] == "s-g-a"]
@@ -179,12 +261,14 @@ def test_a_child_name_held_by_another_owner_stops_the_pass_with_a_conflict():
 
 # -- rollouts ------------------------------------------------------------------------------------
 
+
 def test_role_rollout_knobs_reach_the_workloads():
     body = group_body(
         role("sts", 4, rolloutStrategy={"rollingUpdate": {"maxUnavailable": 2, "partition": 1}}),
         role("surge", 3, DEPLOYMENT, rolloutStrategy={"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}),
         role("held", 3, rolloutStrategy={"rollingUpdate": {"paused": True}}),
-        role("held-deploy", 2, DEPLOYMENT, rolloutStrategy={"rollingUpdate": {"paused": True}}))
+        role("held-deploy", 2, DEPLOYMENT, rolloutStrategy={"rollingUpdate": {"paused": True}}),
+    )
     found = workloads(plan(observed(body), OPTIONS, NOW))
     assert found["sts"]["spec"]["updateStrategy"]["rollingUpdate"] == {"partition": 1, "maxUnavailable": 2}
     assert found["surge"]["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
@@ -204,9 +288,14 @@ def test_a_paused_rollout_is_held_neither_progressing_nor_stalled():
 
 
 def coordinated(image: str, generation: int = 1, max_skew: str = "25%") -> dict:
-    return group_body(role("prefill", 4, image=image), role("decode", 4, image=image), generation=generation,
-                      coordination=[{"name": "pd", "roles": ["prefill", "decode"],
-                                     "strategy": {"rollingUpdate": {"maxSkew": max_skew}}}])
+    return group_body(
+        role("prefill", 4, image=image),
+        role("decode", 4, image=image),
+        generation=generation,
+        coordination=[
+            {"name": "pd", "roles": ["prefill", "decode"], "strategy": {"rollingUpdate": {"maxSkew": max_skew}}}
+        ],
+    )
 
 
 def test_a_coordinated_rollout_lets_each_role_move_only_max_skew_ahead():
@@ -240,9 +329,11 @@ def test_a_coordinated_rollout_follows_the_slowest_role():
 
 
 def test_coordinated_scaling_raises_replicas_in_paced_steps():
-    body = group_body(role("prefill", 4), role("decode", 4),
-                      coordination=[{"name": "grow", "roles": ["prefill", "decode"],
-                                     "strategy": {"scaling": {"maxSkew": "25%"}}}])
+    body = group_body(
+        role("prefill", 4),
+        role("decode", 4),
+        coordination=[{"name": "grow", "roles": ["prefill", "decode"], "strategy": {"scaling": {"maxSkew": "25%"}}}],
+    )
     decided = plan(observed(body), OPTIONS, NOW)
     found = workloads(decided)
     assert found["prefill"]["spec"]["replicas"] == 1 and found["decode"]["spec"]["replicas"] == 1
@@ -251,16 +342,22 @@ def test_coordinated_scaling_raises_replicas_in_paced_steps():
 
 # -- restarts ------------------------------------------------------------------------------------
 
+
 def restart_group(state: dict | None = None, generation: int = 1) -> dict:
     annotations = {naming.ANNOTATION_RESTART_STATE: encode_state(state)} if state else {}
-    return group_body(role("prefill", 2, restartPolicy="RecreateRBGOnPodRestart"), annotations=annotations,
-                      generation=generation)
+    return group_body(
+        role("prefill", 2, restartPolicy="RecreateRBGOnPodRestart"), annotations=annotations, generation=generation
+    )
 
 
 def baseline(*pods: dict, generation: int = 1, **state) -> dict:
-    return {"generation": generation, "reset": "", "recreations": [],
-            "pods": {p["metadata"]["name"]: [uid_key(p["metadata"]["uid"]), 0, "r1", "prefill"] for p in pods},
-            **state}
+    return {
+        "generation": generation,
+        "reset": "",
+        "recreations": [],
+        "pods": {p["metadata"]["name"]: [uid_key(p["metadata"]["uid"]), 0, "r1", "prefill"] for p in pods},
+        **state,
+    }
 
 
 def test_a_container_restart_recreates_the_group_with_the_intent_written_first():
@@ -309,13 +406,17 @@ def test_a_second_recreation_in_a_row_waits_for_its_backoff():
 
 # -- stuck pods ----------------------------------------------------------------------------------
 
+
 def test_pods_stuck_on_the_old_revision_are_replaced_within_max_unavailable():
     body = group_body(role("s", 3))
     first = plan(observed(body), OPTIONS, NOW)
     sts = [running(d, ready=False, updateRevision="r2", currentRevision="r1") for d in first.applied("StatefulSet")]
     others = [running(d) for d in first.applied() if d["kind"] != "StatefulSet"]
-    pods = [pod("g-s-0", "s", ready=False, age=120), pod("g-s-1", "s", ready=False, age=120),
-            pod("g-s-2", "s", ready=False, age=20)]
+    pods = [
+        pod("g-s-0", "s", ready=False, age=120),
+        pod("g-s-1", "s", ready=False, age=120),
+        pod("g-s-2", "s", ready=False, age=20),
+    ]
     decided = plan(observed(body, *sts, *others, *pods), OPTIONS, NOW)
     replaced = [s for s in decided.steps if isinstance(s, DeletePod)]
     # maxUnavailable 1: the highest stuck ordinal first; the young one is looked at when it would be stuck.
@@ -326,20 +427,21 @@ def test_pods_stuck_on_the_old_revision_are_replaced_within_max_unavailable():
 
 # -- replicas ownership --------------------------------------------------------------------------
 
+
 def test_replicas_another_writer_set_stand_until_the_role_changes():
     body = group_body(role("s", 2))
     sts = running(plan(observed(body), OPTIONS, NOW).applied("StatefulSet")[0])
     sts["spec"]["replicas"] = 5
-    sts["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Update",
-                                         "fieldsV1": {"f:spec": {"f:replicas": {}}}}]
+    sts["metadata"]["managedFields"] = [
+        {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    ]
     decided = plan(observed(body, sts), OPTIONS, NOW)
     assert "replicas" not in workloads(decided)["s"]["spec"]
     assert workloads(decided)["s"]["metadata"]["annotations"][naming.ANNOTATION_YIELDED_REPLICAS] == "2"
     assert condition(decided, "ReplicasOverridden")["status"] == "True"
     assert Emit("Normal", "ReplicasOverridden", condition(decided, "ReplicasOverridden")["message"]) in decided.events
 
-    sts["metadata"]["annotations"] = {**sts["metadata"].get("annotations", {}),
-                                      naming.ANNOTATION_YIELDED_REPLICAS: "2"}
+    sts["metadata"]["annotations"] = {**sts["metadata"].get("annotations", {}), naming.ANNOTATION_YIELDED_REPLICAS: "2"}
     changed = plan(observed(group_body(role("s", 3), generation=2), sts), OPTIONS, NOW)
     assert workloads(changed)["s"]["spec"]["replicas"] == 3
 
@@ -357,6 +459,7 @@ def test_a_scaling_adapter_owns_the_replicas_it_is_given_not_the_group():
 
 # -- progress deadline and invalid specs -----------------------------------------------------------
 
+
 def test_no_progress_past_the_deadline_stalls_the_group():
     body = group_body(role("s", 2))
     first = plan(observed(body), OPTIONS, NOW)
@@ -370,8 +473,11 @@ def test_no_progress_past_the_deadline_stalls_the_group():
     assert condition(decided, "Stalled")["status"] == "True"
     assert any(e.type == "Warning" and e.reason == "ProgressDeadlineExceeded" for e in decided.events)
     # Before it passes, the plan says when to look again.
-    early = plan(observed(status_after(status_after(body, first), waiting), *stuck), OPTIONS,
-                 NOW + datetime.timedelta(seconds=100))
+    early = plan(
+        observed(status_after(status_after(body, first), waiting), *stuck),
+        OPTIONS,
+        NOW + datetime.timedelta(seconds=100),
+    )
     assert early.status is None and early.requeue_after == OPTIONS.progress_deadline - 100
 
 
@@ -398,6 +504,7 @@ def test_a_missing_engine_runtime_profile_stalls_the_group():
 
 # -- revisions, gangs, policies, notes -------------------------------------------------------------
 
+
 def revision_steps(decided: GroupPlan) -> list[RecordRevision]:
     return [s for s in decided.steps if isinstance(s, RecordRevision)]
 
@@ -423,9 +530,14 @@ def test_revisions_beyond_the_history_limit_are_pruned_oldest_first():
     body = group_body(role("s", 2))
     first = plan(observed(body), OPTIONS, NOW)
     [record] = revision_steps(first)
-    old = [{**record.create, "revision": n,
-            "metadata": {**record.create["metadata"], "name": f"g-old{n}", "uid": f"uid-{n}", "resourceVersion": "1"}}
-           for n in range(1, 11)]
+    old = [
+        {
+            **record.create,
+            "revision": n,
+            "metadata": {**record.create["metadata"], "name": f"g-old{n}", "uid": f"uid-{n}", "resourceVersion": "1"},
+        }
+        for n in range(1, 11)
+    ]
     [record] = revision_steps(plan(observed(body, *old), OPTIONS, NOW))
     assert record.create["revision"] == 11
     assert [r["metadata"]["name"] for r in record.prune] == ["g-old1"]
@@ -437,7 +549,9 @@ def test_gang_objects_follow_the_policy_and_go_with_it():
     [pod_group] = first.applied("PodGroup")
     assert pod_group["spec"]["minMember"] == 2
     off = plan(observed(group_body(role("s", 2), generation=2), *settled(gang, first)), OPTIONS, NOW)
-    assert [(s.obj["kind"], s.obj["metadata"]["name"]) for s in off.steps if isinstance(s, Delete)] == [("PodGroup", "g")]
+    assert [(s.obj["kind"], s.obj["metadata"]["name"]) for s in off.steps if isinstance(s, Delete)] == [
+        ("PodGroup", "g")
+    ]
 
 
 def test_a_coordinated_policy_named_like_the_group_paces_its_roles_and_says_so():
@@ -445,10 +559,16 @@ def test_a_coordinated_policy_named_like_the_group_paces_its_roles_and_says_so()
     body["spec"].pop("coordination", None)
     old = settled(body, plan(observed(body), OPTIONS, NOW))
     changed = group_body(role("prefill", 4, image="i:2"), role("decode", 4, image="i:2"), generation=2)
-    policy = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "CoordinatedPolicy",
-              "metadata": {"name": "g", "namespace": "ns", "uid": "uid-p", "resourceVersion": "1"},
-              "spec": {"policies": [{"name": "pd", "roles": ["prefill", "decode"],
-                                     "strategy": {"rollingUpdate": {"maxSkew": "25%"}}}]}}
+    policy = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "CoordinatedPolicy",
+        "metadata": {"name": "g", "namespace": "ns", "uid": "uid-p", "resourceVersion": "1"},
+        "spec": {
+            "policies": [
+                {"name": "pd", "roles": ["prefill", "decode"], "strategy": {"rollingUpdate": {"maxSkew": "25%"}}}
+            ]
+        },
+    }
     decided = plan(observed(changed, policy, *old), OPTIONS, NOW)
     assert decided.role_plans["prefill"].partition == 3
     assert condition(decided, "CoordinatedPolicyApplied")["status"] == "True"

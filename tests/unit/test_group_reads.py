@@ -10,9 +10,11 @@ from rbg_operator.controller import group_plan, group_snapshot, reconciler, rest
 from rbg_operator.controller.store import Store
 
 # Every Store method that answers from the cache.
-STORE_READS = {name for name, member in inspect.getmembers(Store, inspect.isfunction)
-               if not name.startswith("_") and name not in {"upsert", "remove", "forget", "mark_served",
-                                                              "mark_read"}}
+STORE_READS = {
+    name
+    for name, member in inspect.getmembers(Store, inspect.isfunction)
+    if not name.startswith("_") and name not in {"upsert", "remove", "forget", "mark_served", "mark_read"}
+}
 GROUP_MODULES = (reconciler, group_plan, group_snapshot, steps)
 
 
@@ -42,8 +44,11 @@ def test_the_store_reads_methods_are_known():
 
 
 def test_only_observe_reads_the_store():
-    reads = {f"{module.__name__}.{function}": names for module in GROUP_MODULES
-             for function, names in functions_calling(module, STORE_READS).items()}
+    reads = {
+        f"{module.__name__}.{function}": names
+        for module in GROUP_MODULES
+        for function, names in functions_calling(module, STORE_READS).items()
+    }
     assert set(reads) == {"rbg_operator.controller.group_snapshot.observe"}
     assert reads["rbg_operator.controller.group_snapshot.observe"] >= {"get", "owned_by_group", "serves"}
 
@@ -55,11 +60,16 @@ def test_act_looks_a_name_up_again_only_to_create_it():
     assert set(callers) == {"_apply", "_record_revision"}
     for function in ast.walk(tree(reconciler)):
         if isinstance(function, ast.AsyncFunctionDef) and function.name in callers:
-            held = [w for w in ast.walk(function) if isinstance(w, ast.AsyncWith)
-                    and "CREATING.hold" in ast.unparse(w.items[0].context_expr)]
-            assert held and all(any(c is call for w in held for c in ast.walk(w))
-                                for call in ast.walk(function)
-                                if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "look_up")
+            held = [
+                w
+                for w in ast.walk(function)
+                if isinstance(w, ast.AsyncWith) and "CREATING.hold" in ast.unparse(w.items[0].context_expr)
+            ]
+            assert held and all(
+                any(c is call for w in held for c in ast.walk(w))
+                for call in ast.walk(function)
+                if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "look_up"
+            )
 
 
 def imported_modules(module) -> set[str]:
@@ -85,9 +95,15 @@ def test_the_plan_has_no_awaits():
         source = tree(module)
         assert not [n for n in ast.walk(source) if isinstance(n, (ast.Await, ast.AsyncFunctionDef, ast.AsyncWith))]
     # Time comes in as `now`: a plan read from the clock could not be replayed.
-    clock = [n for n in ast.walk(tree(group_plan)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-             and n.func.attr in ("now", "utcnow", "time", "monotonic")]
+    clock = [
+        n
+        for n in ast.walk(tree(group_plan))
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("now", "utcnow", "time", "monotonic")
+    ]
     assert not clock, [ast.unparse(n) for n in clock]
-    plan_restarts = next(n for n in ast.walk(tree(restarts))
-                         if isinstance(n, ast.FunctionDef) and n.name == "plan_restarts")
+    plan_restarts = next(
+        n for n in ast.walk(tree(restarts)) if isinstance(n, ast.FunctionDef) and n.name == "plan_restarts"
+    )
     assert not {n.id for n in ast.walk(plan_restarts) if isinstance(n, ast.Name)} & {"kube", "store"}

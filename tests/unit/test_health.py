@@ -7,7 +7,7 @@ from rbg_operator import naming
 from rbg_operator.controller.health import DEADLINE_EXCEEDED, group_health, pod_blockers, progress_deadline
 from rbg_operator.controller.progress import RoleProgress, workload_progress
 
-NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
 
 def workload(kind: str, wanted: int, generation: int = 2, **status) -> dict:
@@ -16,8 +16,9 @@ def workload(kind: str, wanted: int, generation: int = 2, **status) -> dict:
 
 def test_a_deployment_surging_is_not_ready_on_old_pods():
     # maxSurge: 3 pods ready, but one is of the old ReplicaSet.
-    surging = workload("Deployment", 3, observedGeneration=2, replicas=4, updatedReplicas=3, readyReplicas=4,
-                       availableReplicas=3)
+    surging = workload(
+        "Deployment", 3, observedGeneration=2, replicas=4, updatedReplicas=3, readyReplicas=4, availableReplicas=3
+    )
     progress = workload_progress("web", 3, surging)
     assert not progress.is_ready and progress.rolling
     done = workload("Deployment", 3, observedGeneration=2, replicas=3, updatedReplicas=3, availableReplicas=3)
@@ -25,24 +26,48 @@ def test_a_deployment_surging_is_not_ready_on_old_pods():
 
 
 def test_a_leaderworkerset_not_yet_seen_by_its_controller_is_not_current():
-    stale = workload("LeaderWorkerSet", 2, generation=3, observedGeneration=2, replicas=2, readyReplicas=2,
-                     updatedReplicas=2)
+    stale = workload(
+        "LeaderWorkerSet", 2, generation=3, observedGeneration=2, replicas=2, readyReplicas=2, updatedReplicas=2
+    )
     assert not workload_progress("lws", 2, stale).is_ready
     unreported = workload("LeaderWorkerSet", 2, replicas=2, readyReplicas=2, updatedReplicas=2)
     assert not workload_progress("lws", 2, unreported).is_ready
-    seen = workload("LeaderWorkerSet", 2, observedGeneration=2, replicas=2, readyReplicas=2, updatedReplicas=2,
-                    conditions=[{"type": "UpdateInProgress", "status": "False"}])
+    seen = workload(
+        "LeaderWorkerSet",
+        2,
+        observedGeneration=2,
+        replicas=2,
+        readyReplicas=2,
+        updatedReplicas=2,
+        conditions=[{"type": "UpdateInProgress", "status": "False"}],
+    )
     assert workload_progress("lws", 2, seen).is_ready
     updating = {**seen, "status": {**seen["status"], "conditions": [{"type": "UpdateInProgress", "status": "True"}]}}
     assert workload_progress("lws", 2, updating).rolling
 
 
 def test_rolling_means_a_revision_change_not_a_creation_or_scale_up():
-    creating = workload("StatefulSet", 3, observedGeneration=2, replicas=1, updatedReplicas=1, readyReplicas=0,
-                        currentRevision="r1", updateRevision="r1")
+    creating = workload(
+        "StatefulSet",
+        3,
+        observedGeneration=2,
+        replicas=1,
+        updatedReplicas=1,
+        readyReplicas=0,
+        currentRevision="r1",
+        updateRevision="r1",
+    )
     assert not workload_progress("s", 3, creating).rolling
-    updating = workload("StatefulSet", 3, observedGeneration=2, replicas=3, updatedReplicas=1, readyReplicas=3,
-                        currentRevision="r1", updateRevision="r2")
+    updating = workload(
+        "StatefulSet",
+        3,
+        observedGeneration=2,
+        replicas=3,
+        updatedReplicas=1,
+        readyReplicas=3,
+        currentRevision="r1",
+        updateRevision="r2",
+    )
     assert workload_progress("s", 3, updating).rolling
     scaling_up = workload("Deployment", 5, observedGeneration=2, replicas=3, updatedReplicas=3, availableReplicas=3)
     assert not workload_progress("d", 5, scaling_up).rolling
@@ -57,15 +82,31 @@ def stuck_role() -> RoleProgress:
 
 
 def status(progressing: dict, ready: int = 1, generation: int = 4) -> dict:
-    return {"observedGeneration": generation,
-            "conditions": [{"observedGeneration": generation, "lastTransitionTime": "2026-12-01T11:50:00Z",
-                            "type": "Progressing", **progressing}],
-            "roleStatuses": [{"name": "decode", "replicas": 2, "readyReplicas": ready, "updatedReplicas": 2}]}
+    return {
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "observedGeneration": generation,
+                "lastTransitionTime": "2026-12-01T11:50:00Z",
+                "type": "Progressing",
+                **progressing,
+            }
+        ],
+        "roleStatuses": [{"name": "decode", "replicas": 2, "readyReplicas": ready, "updatedReplicas": 2}],
+    }
 
 
 def health(previous: dict, roles=None, deadline: float = 300, **kwargs):
-    return group_health(previous, 4, roles or [stuck_role()], kwargs.get("waiting", {}),
-                        {"decode": "pod d-1 Unschedulable: 0/6 nodes are available"}, None, deadline, NOW)
+    return group_health(
+        previous,
+        4,
+        roles or [stuck_role()],
+        kwargs.get("waiting", {}),
+        {"decode": "pod d-1 Unschedulable: 0/6 nodes are available"},
+        None,
+        deadline,
+        NOW,
+    )
 
 
 def test_progress_restarts_the_clock_and_none_reaches_the_deadline():
@@ -90,8 +131,9 @@ def test_a_stall_holds_until_progress_and_a_new_spec_or_a_ready_pod_lifts_it():
     stalled = status({"status": "False", "reason": DEADLINE_EXCEEDED, "message": "the words of the stall"})
     again = conditions_of(health(stalled))
     assert again["Stalled"]["status"] == "True" and again["Stalled"]["message"] == "the words of the stall"
-    more_ready = health(stalled, roles=[RoleProgress("decode", 3, replicas=3, ready=2, updated=3, exists=True,
-                                                     current=True)])
+    more_ready = health(
+        stalled, roles=[RoleProgress("decode", 3, replicas=3, ready=2, updated=3, exists=True, current=True)]
+    )
     assert conditions_of(more_ready)["Progressing"]["status"] == "True" and "Progressing" in more_ready.restamp
     new_spec = health(status({"status": "False", "reason": DEADLINE_EXCEEDED, "message": "x"}, generation=3))
     assert conditions_of(new_spec)["Stalled"]["status"] == "False"
@@ -126,10 +168,21 @@ def test_a_deadline_that_str_isdigit_accepts_but_int_refuses_is_named_not_raised
 
 def test_blockers_name_unschedulable_and_waiting_pods():
     pods = [
-        {"metadata": {"name": "p-0"}, "status": {"conditions": [
-            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/6 nodes"}]}},
-        {"metadata": {"name": "p-1"}, "status": {"conditions": [{"type": "PodScheduled", "status": "True"}],
-                                                "containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff"}}}]}},
+        {
+            "metadata": {"name": "p-0"},
+            "status": {
+                "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/6 nodes"}
+                ]
+            },
+        },
+        {
+            "metadata": {"name": "p-1"},
+            "status": {
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff"}}}],
+            },
+        },
         {"metadata": {"name": "p-2"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
     ]
     assert pod_blockers(pods) == "pod p-0 Unschedulable: 0/6 nodes; pod p-1 ImagePullBackOff"

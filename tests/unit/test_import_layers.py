@@ -33,15 +33,36 @@ ROOT = "rbg_operator"
 
 # Lowest first. An entry names a module, or a package with everything under it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("rbg_operator", "rbg_operator.kinds", "rbg_operator.naming", "rbg_operator.timestamps",
-              "rbg_operator.hashing", "rbg_operator.bounded_json", "rbg_operator.metrics", "rbg_operator.liveness",
-              "rbg_operator.kubeconfig")),
+    (
+        "base",
+        (
+            "rbg_operator",
+            "rbg_operator.kinds",
+            "rbg_operator.naming",
+            "rbg_operator.timestamps",
+            "rbg_operator.hashing",
+            "rbg_operator.bounded_json",
+            "rbg_operator.metrics",
+            "rbg_operator.liveness",
+            "rbg_operator.kubeconfig",
+        ),
+    ),
     ("api", ("rbg_operator.api",)),
     ("desired", ("rbg_operator.desired",)),
     ("client", ("rbg_operator.kube", "rbg_operator.events", "rbg_operator.leader")),
     ("controller", ("rbg_operator.controller",)),
-    ("app", ("rbg_operator.operator", "rbg_operator.webhook", "rbg_operator.cli", "rbg_operator.kubectl_plugin",
-             "rbg_operator.storage_migration", "rbg_operator.metrics_server", "rbg_operator.__main__")),
+    (
+        "app",
+        (
+            "rbg_operator.operator",
+            "rbg_operator.webhook",
+            "rbg_operator.cli",
+            "rbg_operator.kubectl_plugin",
+            "rbg_operator.storage_migration",
+            "rbg_operator.metrics_server",
+            "rbg_operator.__main__",
+        ),
+    ),
 ]
 
 
@@ -64,7 +85,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
@@ -100,7 +121,7 @@ def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(module)
         for imported in sorted(graph[module]):
             if state.get(imported) == "open":
-                return path[path.index(imported):] + [imported]
+                return path[path.index(imported) :] + [imported]
             if imported not in state and (found := visit(imported)):
                 return found
         path.pop()
@@ -134,7 +155,10 @@ def test_no_module_imports_itself_back_through_others():
 
 
 def test_every_module_imports_only_its_own_layer_or_lower():
-    upward = [f"{module} ({LAYERS[layer_of(module)][0]}) imports {imported} ({LAYERS[layer_of(imported)][0]})"
-              for module, imported_modules in sorted(import_graph().items())
-              for imported in sorted(imported_modules) if layer_of(imported) > layer_of(module)]
+    upward = [
+        f"{module} ({LAYERS[layer_of(module)][0]}) imports {imported} ({LAYERS[layer_of(imported)][0]})"
+        for module, imported_modules in sorted(import_graph().items())
+        for imported in sorted(imported_modules)
+        if layer_of(imported) > layer_of(module)
+    ]
     assert not upward, "imports running up the layers:\n" + "\n".join(upward)

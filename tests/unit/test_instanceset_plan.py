@@ -8,28 +8,49 @@ import datetime
 from rbg_operator import naming
 from rbg_operator.controller import conditions
 from rbg_operator.controller.diff import contains
-from rbg_operator.controller.instanceset_plan import (InstanceSetSnapshot, Outcome, conclude, desired_instance, plan,
-                                                      template_revision, view)
+from rbg_operator.controller.instanceset_plan import (
+    InstanceSetSnapshot,
+    Outcome,
+    conclude,
+    desired_instance,
+    plan,
+    template_revision,
+    view,
+)
 
-NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.UTC)
 LONG_AGO = "2026-12-05T07:00:00Z"
 
 
 def instance_set(replicas: int = 3, image: str = "app:v1", strategy: dict | None = None, **spec) -> dict:
-    return {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleInstanceSet",
-            "metadata": {"name": "s", "namespace": "ns", "uid": "set-uid", "generation": 1},
-            "spec": {"replicas": replicas, "updateStrategy": strategy or {}, **spec,
-                     "roleInstanceTemplate": {"components": [
-                         {"name": "web", "size": 1, "template": {"spec": {"containers": [
-                             {"name": "main", "image": image}]}}}]}}}
+    return {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "RoleInstanceSet",
+        "metadata": {"name": "s", "namespace": "ns", "uid": "set-uid", "generation": 1},
+        "spec": {
+            "replicas": replicas,
+            "updateStrategy": strategy or {},
+            **spec,
+            "roleInstanceTemplate": {
+                "components": [
+                    {"name": "web", "size": 1, "template": {"spec": {"containers": [{"name": "main", "image": image}]}}}
+                ]
+            },
+        },
+    }
 
 
 def instance(owner: dict, ordinal: int, ready: bool = True, since: str = LONG_AGO, **status) -> dict:
     """Instance `ordinal` as the cache shows it: made from `owner`'s template, ready or not."""
     made = desired_instance(owner, ordinal, template_revision(owner["spec"]["roleInstanceTemplate"]))
     made["metadata"].update(uid=f"i-{ordinal}", generation=1)
-    made["status"] = {"observedGeneration": 1, "conditions": [
-        {"type": "RoleInstanceReady", "status": "True" if ready else "False", "lastTransitionTime": since}], **status}
+    made["status"] = {
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": "RoleInstanceReady", "status": "True" if ready else "False", "lastTransitionTime": since}
+        ],
+        **status,
+    }
     return made
 
 
@@ -39,8 +60,12 @@ def snapshot(body: dict, instances: list[dict], held: dict[str, str] | None = No
 
 def as_written(planned) -> Outcome:
     """Every write went through: the answers are what was applied, the instances not yet ready."""
-    return Outcome(tuple({**want, "metadata": {**want["metadata"], "uid": "new"}}
-                         for want in [w for _, w in planned.create] + list(planned.update)))
+    return Outcome(
+        tuple(
+            {**want, "metadata": {**want["metadata"], "uid": "new"}}
+            for want in [w for _, w in planned.create] + list(planned.update)
+        )
+    )
 
 
 def pass_over(body: dict, instances: list[dict], held: dict[str, str] | None = None, found: dict | None = None):
@@ -54,8 +79,11 @@ def pass_over(body: dict, instances: list[dict], held: dict[str, str] | None = N
 
 
 def names(planned) -> tuple[list[str], list[str], list[str]]:
-    return ([w["metadata"]["name"] for _, w in planned.create], [w["metadata"]["name"] for w in planned.update],
-            [n for n, _ in planned.delete])
+    return (
+        [w["metadata"]["name"] for _, w in planned.create],
+        [w["metadata"]["name"] for w in planned.update],
+        [n for n, _ in planned.delete],
+    )
 
 
 def condition(report, kind: str) -> dict:
@@ -81,7 +109,8 @@ def test_scale_up_creates_the_missing_ordinals_and_counts_them_in_the_status():
     assert created["metadata"]["labels"]["rbg.workloads.x-k8s.io/role-instance-index"] == "1"
     assert created["metadata"]["ownerReferences"][0]["uid"] == "set-uid"
     assert [(e.reason, e.message) for e in report.events] == [
-        ("SuccessfulUpdate", "created instance s-1, created instance s-3")]
+        ("SuccessfulUpdate", "created instance s-1, created instance s-3")
+    ]
     assert (report.status["replicas"], report.status["readyReplicas"], report.status["updatedReplicas"]) == (4, 2, 4)
 
 
@@ -107,8 +136,9 @@ def test_an_image_change_rolls_highest_first_above_the_partition_within_max_unav
     new["status"] = {"currentRevision": template_revision(old["spec"]["roleInstanceTemplate"])}
     planned, report = pass_over(new, instances)
     assert names(planned) == ([], ["s-2"], [])
-    assert planned.update[0]["metadata"]["labels"][naming.LABEL_CONTROLLER_REVISION] == \
-        template_revision(new["spec"]["roleInstanceTemplate"])
+    assert planned.update[0]["metadata"]["labels"][naming.LABEL_CONTROLLER_REVISION] == template_revision(
+        new["spec"]["roleInstanceTemplate"]
+    )
     assert report.status["expectedUpdatedReplicas"] == 2 and report.status["updatedReplicas"] == 1
     # s-2 is on the new revision but not Ready: nothing else moves, and ordinal 0 never does.
     instances[2] = instance(new, 2, ready=False)
@@ -138,8 +168,7 @@ def test_recreate_pod_deletes_the_outdated_instance_instead_of_rewriting_it():
 
 def test_max_surge_makes_a_new_instance_before_any_old_one_goes():
     old = instance_set(replicas=2)
-    new = instance_set(replicas=2, image="app:v2", strategy={"type": "RecreatePod", "maxSurge": 1,
-                                                              "maxUnavailable": 0})
+    new = instance_set(replicas=2, image="app:v2", strategy={"type": "RecreatePod", "maxSurge": 1, "maxUnavailable": 0})
     assert names(plan(snapshot(new, [instance(old, 0), instance(old, 1)]))) == (["s-2"], [], [])
     assert names(plan(snapshot(new, [instance(new, 0), instance(new, 1), instance(new, 2)]))) == ([], [], ["s-2"])
 
@@ -158,8 +187,9 @@ def test_in_place_only_refuses_a_change_of_component_sizes_and_says_why():
 def test_an_instance_that_cannot_change_its_pods_in_place_fails_the_update_of_an_in_place_only_set():
     body = instance_set(replicas=1, strategy={"type": "InPlaceOnly"})
     blocked = instance(body, 0)
-    blocked["status"]["conditions"].append({"type": "InPlaceUpdateBlocked", "status": "True",
-                                            "message": "pod s-0 changes more than images"})
+    blocked["status"]["conditions"].append(
+        {"type": "InPlaceUpdateBlocked", "status": "True", "message": "pod s-0 changes more than images"}
+    )
     _, report = pass_over(body, [blocked])
     assert "s-0: pod s-0 changes more than images" in condition(report, "FailedUpdate")["message"]
     _, report = pass_over(body, [instance(body, 0)])
@@ -196,7 +226,8 @@ def test_a_name_found_held_only_at_write_time_counts_as_a_conflict_too():
 def test_a_set_whose_copies_pass_the_bound_creates_and_rewrites_nothing_but_still_scales_in():
     body = instance_set(replicas=1000)
     body["spec"]["roleInstanceTemplate"]["components"][0]["template"]["spec"]["containers"][0]["env"] = [
-        {"name": "BIG", "value": "x" * 100_000}]
+        {"name": "BIG", "value": "x" * 100_000}
+    ]
     stray = instance(instance_set(), 0)
     stray["metadata"].update(name="s-x", uid="stray")
     planned, report = pass_over(body, [stray])

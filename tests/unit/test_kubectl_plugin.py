@@ -4,8 +4,11 @@ in either version into the group's v1alpha2 roles."""
 from rbg_operator import kubectl_plugin, naming
 
 TEMPLATE = {"spec": {"containers": [{"name": "main", "image": "example.com/app:v1"}]}}
-ROLE = {"name": "web", "replicas": 3, "standalonePattern": {"template": {
-    "spec": {"containers": [{"name": "main", "image": "example.com/app:v2"}]}}}}
+ROLE = {
+    "name": "web",
+    "replicas": 3,
+    "standalonePattern": {"template": {"spec": {"containers": [{"name": "main", "image": "example.com/app:v2"}]}}},
+}
 
 
 def test_the_plugin_reads_the_stored_version():
@@ -18,13 +21,16 @@ def test_a_revision_recorded_in_v1alpha1_restores_into_the_v1alpha2_role():
 
 
 def test_a_revision_recorded_in_v1alpha2_restores_its_fields_and_keeps_replicas():
-    restored = kubectl_plugin._restored(ROLE, {"standalonePattern": {"template": TEMPLATE}},
-                                        naming.ROLE_TEMPLATE_FIELDS)
+    restored = kubectl_plugin._restored(
+        ROLE, {"standalonePattern": {"template": TEMPLATE}}, naming.ROLE_TEMPLATE_FIELDS
+    )
     assert restored == {"name": "web", "replicas": 3, "standalonePattern": {"template": TEMPLATE}}
 
 
 def test_history_names_the_images_of_either_version():
-    for roles, fields in (({"web": {"template": TEMPLATE}}, None),
-                          ({"web": {"standalonePattern": {"template": TEMPLATE}}}, list(naming.ROLE_TEMPLATE_FIELDS))):
+    for roles, fields in (
+        ({"web": {"template": TEMPLATE}}, None),
+        ({"web": {"standalonePattern": {"template": TEMPLATE}}}, list(naming.ROLE_TEMPLATE_FIELDS)),
+    ):
         revision = {"data": {"roles": roles, **({"templateFields": fields} if fields else {})}}
         assert kubectl_plugin._images(revision) == "web=example.com/app:v1"

@@ -15,15 +15,20 @@ class Watch:
 
 
 def test_healthy_while_the_loop_ticks_and_every_watch_has_a_recent_list():
-    liveness = Liveness(stall_seconds=20, behind_seconds=300, last_tick=1000, started=True, reflectors=[Watch(None), Watch(900)])
+    liveness = Liveness(
+        stall_seconds=20, behind_seconds=300, last_tick=1000, started=True, reflectors=[Watch(None), Watch(900)]
+    )
     assert liveness.problems(1010) == []
 
 
 def test_a_stalled_loop_or_a_watch_long_without_a_list_is_named():
-    liveness = Liveness(stall_seconds=20, behind_seconds=300, last_tick=1000, started=True, reflectors=[Watch(None), Watch(600)])
+    liveness = Liveness(
+        stall_seconds=20, behind_seconds=300, last_tick=1000, started=True, reflectors=[Watch(None), Watch(600)]
+    )
     assert liveness.problems(1025) == [
         "the event loop has not run for 25s (limit 20s)",
-        "reflector of RoleBasedGroup has had no complete list for 425s (limit 300s)"]
+        "reflector of RoleBasedGroup has had no complete list for 425s (limit 300s)",
+    ]
 
 
 def test_the_endpoint_answers_from_its_own_thread_even_when_the_loop_is_stuck():

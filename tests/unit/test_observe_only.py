@@ -20,7 +20,8 @@ TAKES_THE_CACHE = ("observe", "write_status")
 
 def is_store(node: ast.AST) -> bool:
     return (isinstance(node, ast.Name) and node.id == "store") or (
-        isinstance(node, ast.Attribute) and node.attr == "store")
+        isinstance(node, ast.Attribute) and node.attr == "store"
+    )
 
 
 def cache_reads_outside_observe(source: str) -> list[str]:
@@ -31,8 +32,8 @@ def cache_reads_outside_observe(source: str) -> list[str]:
             function = node.name
         reader = function in READERS or (function or "").startswith("observe")
         if is_store(node) and not reader and function != "__init__":
-            used_for = (parent.attr if isinstance(parent, ast.Attribute) and parent.value is node else None)
-            called = (parent.func if isinstance(parent, ast.Call) and node in parent.args else None)
+            used_for = parent.attr if isinstance(parent, ast.Attribute) and parent.value is node else None
+            called = parent.func if isinstance(parent, ast.Call) and node in parent.args else None
             callee = getattr(called, "id", getattr(called, "attr", None))
             if used_for not in ALLOWED_USES and not (callee or "").startswith(TAKES_THE_CACHE):
                 found.append(f"{function}:{node.lineno}")
@@ -66,5 +67,12 @@ def test_the_plans_import_neither_the_api_client_nor_the_cache(module: str):
             imported.update("." * node.level + alias.name for alias in node.names if not node.module)
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
-    assert not imported & {"..kube", ".store", "rbg_operator.kube", "rbg_operator.controller.store",
-                           "..events", ".reflector", ".workqueue"}, imported
+    assert not imported & {
+        "..kube",
+        ".store",
+        "rbg_operator.kube",
+        "rbg_operator.controller.store",
+        "..events",
+        ".reflector",
+        ".workqueue",
+    }, imported

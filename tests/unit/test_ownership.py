@@ -1,15 +1,19 @@
 from rbg_operator import naming
-from tests.support.groups import hub
 from rbg_operator.controller.ownership import overridden_conditions, replicas_ownership
+from tests.support.groups import hub
 
 OURS = {"rbg-operator"}
 
 
 def workload(replicas: int, *managers: str, yielded_at: int | None = None) -> dict:
     annotations = {naming.ANNOTATION_YIELDED_REPLICAS: str(yielded_at)} if yielded_at is not None else {}
-    return {"metadata": {"annotations": annotations, "managedFields": [
-                {"manager": m, "fieldsV1": {"f:spec": {"f:replicas": {}}}} for m in managers]},
-            "spec": {"replicas": replicas}}
+    return {
+        "metadata": {
+            "annotations": annotations,
+            "managedFields": [{"manager": m, "fieldsV1": {"f:spec": {"f:replicas": {}}}} for m in managers],
+        },
+        "spec": {"replicas": replicas},
+    }
 
 
 def test_the_role_sets_replicas_it_owns_or_shares():
@@ -30,8 +34,16 @@ def test_another_writers_value_stands_only_while_it_differs_and_the_role_is_unch
 
 
 def test_the_condition_names_the_role_and_the_writer_and_clears():
-    group = hub({"metadata": {"name": "g", "namespace": "ns", "uid": "u"}, "spec": {
-        "roles": [{"name": "web", "replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}]}})
+    group = hub(
+        {
+            "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "roles": [
+                    {"name": "web", "replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}
+                ]
+            },
+        }
+    )
     held = {"web": replicas_ownership(workload(5, "kubectl"), 3, OURS)}
     [condition] = overridden_conditions(group, held, None)
     assert condition["status"] == "True" and "role web: 5 replicas set by kubectl" in condition["message"]

@@ -9,6 +9,7 @@ from rbg_operator.kube import KINDS
 
 class DiesOnce(Reflector):
     """A reflector whose first run ends in an error nobody foresaw (as a TypeError from the store did)."""
+
     runs = 0
 
     async def run(self) -> None:

@@ -1,8 +1,15 @@
 """Restart incidents are differences between observed pods and a persisted baseline."""
 
 from rbg_operator import naming
-from rbg_operator.controller.restarts import (GROUP_WIDE, PER_INSTANCE, Baseline, Incident, detect,
-                                              recreation_done, uid_key)
+from rbg_operator.controller.restarts import (
+    GROUP_WIDE,
+    PER_INSTANCE,
+    Baseline,
+    Incident,
+    detect,
+    recreation_done,
+    uid_key,
+)
 
 
 def entry(uid: str, restarts: int, revision: str, role: str) -> Baseline:
@@ -10,14 +17,28 @@ def entry(uid: str, restarts: int, revision: str, role: str) -> Baseline:
     return Baseline(uid_key(uid), restarts, revision, role)
 
 
-def pod(name: str, uid: str, role: str, restarts: int = 0, revision: str = "r1", node: str | None = "n1",
-        deleting: bool = False) -> dict:
-    meta = {"name": name, "namespace": "ns", "uid": uid,
-            "labels": {naming.LABEL_ROLE: role, "controller-revision-hash": revision}}
+def pod(
+    name: str,
+    uid: str,
+    role: str,
+    restarts: int = 0,
+    revision: str = "r1",
+    node: str | None = "n1",
+    deleting: bool = False,
+) -> dict:
+    meta = {
+        "name": name,
+        "namespace": "ns",
+        "uid": uid,
+        "labels": {naming.LABEL_ROLE: role, "controller-revision-hash": revision},
+    }
     if deleting:
         meta["deletionTimestamp"] = "2026-12-01T00:00:00Z"
-    return {"metadata": meta, "spec": {"nodeName": node} if node else {},
-            "status": {"containerStatuses": [{"name": "main", "restartCount": restarts}]}}
+    return {
+        "metadata": meta,
+        "spec": {"nodeName": node} if node else {},
+        "status": {"containerStatuses": [{"name": "main", "restartCount": restarts}]},
+    }
 
 
 def sts(replicas: int, update_revision: str = "r1") -> dict:

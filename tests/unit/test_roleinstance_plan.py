@@ -10,11 +10,20 @@ import json
 from rbg_operator import naming
 from rbg_operator.controller import conditions
 from rbg_operator.controller.diff import contains
-from rbg_operator.controller.roleinstance_plan import (Create, MarkGraceStart, Outcome, RoleInstanceSnapshot,
-                                                       UpdateInPlace, conclude, desired_pods, plan, pod_names,
-                                                       pod_slots)
+from rbg_operator.controller.roleinstance_plan import (
+    Create,
+    MarkGraceStart,
+    Outcome,
+    RoleInstanceSnapshot,
+    UpdateInPlace,
+    conclude,
+    desired_pods,
+    plan,
+    pod_names,
+    pod_slots,
+)
 
-NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.UTC)
 DEPENDS_ON = "rolebasedgroup.workloads.x-k8s.io/component-depends-on"
 
 
@@ -22,13 +31,27 @@ def template(image: str = "app:v1", **container) -> dict:
     return {"spec": {"containers": [{"name": "main", "image": image, **container}]}}
 
 
-def instance(components: list[dict] | None = None, role_type: str = "Components", annotations: dict | None = None,
-             restart: dict | None = None, **status) -> dict:
-    body = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleInstance",
-            "metadata": {"name": "i", "namespace": "ns", "uid": "inst-uid", "generation": 1,
-                         "labels": {naming.LABEL_V2_ROLE_TYPE: role_type}, "annotations": annotations or {}},
-            "spec": {"components": components or [{"name": "web", "size": 1, "template": template()}]},
-            "status": {"observedGeneration": 1, **status}}
+def instance(
+    components: list[dict] | None = None,
+    role_type: str = "Components",
+    annotations: dict | None = None,
+    restart: dict | None = None,
+    **status,
+) -> dict:
+    body = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "RoleInstance",
+        "metadata": {
+            "name": "i",
+            "namespace": "ns",
+            "uid": "inst-uid",
+            "generation": 1,
+            "labels": {naming.LABEL_V2_ROLE_TYPE: role_type},
+            "annotations": annotations or {},
+        },
+        "spec": {"components": components or [{"name": "web", "size": 1, "template": template()}]},
+        "status": {"observedGeneration": 1, **status},
+    }
     if restart:
         body["spec"]["restartPolicyConfig"] = restart
     return body
@@ -41,8 +64,11 @@ def running(body: dict, ready: bool = True, restarts: int = 0, only: set[str] | 
         if only is not None and name not in only:
             continue
         pod["metadata"]["uid"] = f"uid-{name}"
-        pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                         "containerStatuses": [{"name": "main", "restartCount": restarts}]}
+        pod["status"] = {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"name": "main", "restartCount": restarts}],
+        }
         pods[name] = pod
     return pods
 
@@ -59,13 +85,15 @@ def as_written(body: dict, planned) -> Outcome:
         if isinstance(action, Create):
             written[action.slot.name] = action.slot.pod(body)
         elif isinstance(action, UpdateInPlace):
-            written[action.slot.name] = action.slot.pod(body) | {"status": {"conditions": [
-                {"type": "Ready", "status": "True"}]}}
+            written[action.slot.name] = action.slot.pod(body) | {
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            }
     return Outcome(written)
 
 
-def pass_over(body: dict, pods: dict[str, dict], held: dict[str, str] | None = None, now=NOW,
-              found: dict[str, str] | None = None):
+def pass_over(
+    body: dict, pods: dict[str, dict], held: dict[str, str] | None = None, now=NOW, found: dict[str, str] | None = None
+):
     seen = RoleInstanceSnapshot(body, pods, held or {})
     planned = plan(seen, now)
     outcome = as_written(body, planned)
@@ -85,17 +113,23 @@ def condition(report, kind: str) -> dict:
 def test_each_pattern_gets_its_pods_named_as_the_contract_says():
     standalone = instance([{"name": "web", "size": 1, "template": template()}], role_type="PodTemplate")
     assert steps(plan(RoleInstanceSnapshot(standalone, {}), NOW)) == [("Create", "i")]
-    leader_worker = instance([{"name": "leader", "size": 1, "template": template()},
-                              {"name": "worker", "size": 2, "template": template()}], role_type="LeaderWorkerSet")
+    leader_worker = instance(
+        [{"name": "leader", "size": 1, "template": template()}, {"name": "worker", "size": 2, "template": template()}],
+        role_type="LeaderWorkerSet",
+    )
     planned = plan(RoleInstanceSnapshot(leader_worker, {}), NOW)
     assert steps(planned) == [("Create", "i-0"), ("Create", "i-1"), ("Create", "i-2")]
     worker = planned.actions[2].slot.pod(leader_worker)
     assert worker["metadata"]["labels"][naming.LABEL_V2_COMPONENT_INDEX] == "2"
     assert worker["metadata"]["ownerReferences"][0]["uid"] == "inst-uid"
-    components = instance([{"name": "router", "size": 1, "template": template()},
-                           {"name": "engine", "size": 2, "template": template()}])
+    components = instance(
+        [{"name": "router", "size": 1, "template": template()}, {"name": "engine", "size": 2, "template": template()}]
+    )
     assert steps(plan(RoleInstanceSnapshot(components, {}), NOW)) == [
-        ("Create", "i-router-0"), ("Create", "i-engine-0"), ("Create", "i-engine-1")]
+        ("Create", "i-router-0"),
+        ("Create", "i-engine-0"),
+        ("Create", "i-engine-1"),
+    ]
     assert pod_names(components) == list(pod_slots(components))
 
 
@@ -103,9 +137,17 @@ def test_new_pods_are_counted_but_not_ready_and_a_steady_instance_writes_nothing
     body = instance()
     planned, report = pass_over(body, {})
     assert condition(report, "RoleInstanceReady")["status"] == "False"
-    assert report.status["componentStatuses"] == [{"name": "web", "size": 1, "readyReplicas": 0,
-                                                   "availableReplicas": 0, "updatedReplicas": 1,
-                                                   "updatedReadyReplicas": 0, "scheduledReplicas": 0}]
+    assert report.status["componentStatuses"] == [
+        {
+            "name": "web",
+            "size": 1,
+            "readyReplicas": 0,
+            "availableReplicas": 0,
+            "updatedReplicas": 1,
+            "updatedReadyReplicas": 0,
+            "scheduledReplicas": 0,
+        }
+    ]
     pods = running(body)
     planned, report = pass_over(body, pods)
     assert planned.actions == () and report.requeue is None
@@ -122,7 +164,9 @@ def test_an_image_change_updates_in_place_recording_the_restart_counts_first():
     new = instance([{"name": "web", "size": 1, "template": template("app:v2")}])
     planned, report = pass_over(new, pods)
     assert steps(planned) == [("UpdateInPlace", "i-web-0")]
-    assert planned.actions[0].status_first["inPlaceUpdateContainerBaselines"] == {"i-web-0": {"main": {"restartCount": 3}}}
+    assert planned.actions[0].status_first["inPlaceUpdateContainerBaselines"] == {
+        "i-web-0": {"main": {"restartCount": 3}}
+    }
     assert report.status["inPlaceUpdateContainerBaselines"] == {"i-web-0": {"main": {"restartCount": 3}}}
     assert planned.actions[0].slot.pod(new)["spec"]["containers"][0]["image"] == "app:v2"
     assert condition(report, "RoleInstanceReady")["status"] == "True", "the updated pod counts at once"
@@ -138,8 +182,10 @@ def test_any_other_change_recreates_the_pod_and_looks_again_soon():
 
 def test_in_place_only_leaves_a_pod_it_cannot_update_and_says_why():
     pods = running(instance())
-    only = instance([{"name": "web", "size": 1, "template": template("app:v1", args=["--x"])}],
-                    annotations={"rolebasedgroup.workloads.x-k8s.io/in-place-only": "true"})
+    only = instance(
+        [{"name": "web", "size": 1, "template": template("app:v1", args=["--x"])}],
+        annotations={"rolebasedgroup.workloads.x-k8s.io/in-place-only": "true"},
+    )
     planned, report = pass_over(only, pods)
     assert planned.actions == ()
     blocked = condition(report, "InPlaceUpdateBlocked")
@@ -166,9 +212,16 @@ def test_the_grace_period_is_marked_on_the_pod_then_waited_out_then_the_image_ch
 
 def test_a_container_restart_recreates_every_pod_of_the_instance_then_backs_off():
     policy = {"type": "RecreateRoleInstanceOnPodRestart", "baseDelaySeconds": 4, "maxDelaySeconds": 8}
-    body = was_ready(instance([{"name": "leader", "size": 1, "template": template()},
-                               {"name": "worker", "size": 1, "template": template()}],
-                              role_type="LeaderWorkerSet", restart=policy))
+    body = was_ready(
+        instance(
+            [
+                {"name": "leader", "size": 1, "template": template()},
+                {"name": "worker", "size": 1, "template": template()},
+            ],
+            role_type="LeaderWorkerSet",
+            restart=policy,
+        )
+    )
     pods = running(body)
     pods["i-1"]["status"]["containerStatuses"][0]["restartCount"] = 1
     planned, report = pass_over(body, pods)
@@ -189,8 +242,14 @@ def test_a_container_restart_recreates_every_pod_of_the_instance_then_backs_off(
 
 def test_a_restart_the_new_image_causes_is_no_crash_and_a_stable_instance_forgets_its_restarts():
     policy = {"type": "RecreateRoleInstanceOnPodRestart", "baseDelaySeconds": 4, "maxDelaySeconds": 8}
-    body = was_ready(instance(restart=policy, restartCount=2, lastRestartTime="2026-12-05T07:00:00Z",
-                              inPlaceUpdateContainerBaselines={"i-web-0": {"main": {"restartCount": 0}}}))
+    body = was_ready(
+        instance(
+            restart=policy,
+            restartCount=2,
+            lastRestartTime="2026-12-05T07:00:00Z",
+            inPlaceUpdateContainerBaselines={"i-web-0": {"main": {"restartCount": 0}}},
+        )
+    )
     planned, report = pass_over(body, running(body, restarts=1))
     assert planned.actions == ()
     assert report.status["restartCount"] == 0, "an hour without a restart starts the backoff afresh"
@@ -207,11 +266,19 @@ def test_a_failed_pod_is_deleted_and_made_again_in_the_same_pass():
 
 def test_extra_pods_go_after_the_components_they_are_deleted_after():
     order = {DEPENDS_ON: json.dumps({"startAfter": ["engine"]})}
-    before = instance([{"name": "router", "size": 2, "annotations": order, "template": template()},
-                       {"name": "engine", "size": 2, "template": template()}])
+    before = instance(
+        [
+            {"name": "router", "size": 2, "annotations": order, "template": template()},
+            {"name": "engine", "size": 2, "template": template()},
+        ]
+    )
     pods = running(before)
-    after = instance([{"name": "router", "size": 1, "annotations": order, "template": template()},
-                      {"name": "engine", "size": 1, "template": template()}])
+    after = instance(
+        [
+            {"name": "router", "size": 1, "annotations": order, "template": template()},
+            {"name": "engine", "size": 1, "template": template()},
+        ]
+    )
     assert steps(plan(RoleInstanceSnapshot(after, pods), NOW)) == [("Delete", "i-router-1")]
     del pods["i-router-1"]
     assert steps(plan(RoleInstanceSnapshot(after, pods), NOW)) == [("Delete", "i-engine-1")]
@@ -219,8 +286,12 @@ def test_extra_pods_go_after_the_components_they_are_deleted_after():
 
 def test_a_component_starts_only_once_every_pod_it_starts_after_is_ready():
     order = {DEPENDS_ON: json.dumps({"startAfter": ["engine"]})}
-    body = instance([{"name": "router", "size": 1, "annotations": order, "template": template()},
-                     {"name": "engine", "size": 2, "template": template()}])
+    body = instance(
+        [
+            {"name": "router", "size": 1, "annotations": order, "template": template()},
+            {"name": "engine", "size": 2, "template": template()},
+        ]
+    )
     assert steps(plan(RoleInstanceSnapshot(body, {}), NOW)) == [("Create", "i-engine-0"), ("Create", "i-engine-1")]
     pods = running(body, only={"i-engine-0", "i-engine-1"})
     pods["i-engine-1"]["status"]["conditions"][0]["status"] = "False"
@@ -253,8 +324,17 @@ def test_a_pod_name_found_held_only_at_write_time_is_a_conflict_too():
 
 def test_the_pass_at_the_pod_cap_plans_in_well_under_a_second():
     import time
-    body = instance([{"name": f"c{i}", "size": 78, "template": template(env=[
-        {"name": f"E{j}", "value": "v" * 20} for j in range(120)])} for i in range(64)])
+
+    body = instance(
+        [
+            {
+                "name": f"c{i}",
+                "size": 78,
+                "template": template(env=[{"name": f"E{j}", "value": "v" * 20} for j in range(120)]),
+            }
+            for i in range(64)
+        ]
+    )
     started = time.perf_counter()
     seen = RoleInstanceSnapshot(body, {})
     planned = plan(seen, NOW)

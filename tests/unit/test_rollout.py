@@ -1,9 +1,9 @@
 from rbg_operator.api.rolebasedgroup import Role
 from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
-from tests.support.groups import hub
 from rbg_operator.desired.gang import applied_gang_size, gang_size, min_member, pod_groups
 from rbg_operator.desired.rollout import RolePlan, RoleRollout, coordinated_allowance, resolve
 from rbg_operator.desired.workload_kinds import WORKLOAD_KINDS
+from tests.support.groups import hub
 
 
 def update_strategy(role, kind: str, plan: RolePlan) -> dict:
@@ -53,11 +53,23 @@ def test_partition_floor_is_honoured():
 
 
 def role(**rolling) -> Role:
-    return hub({
-        "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
-        "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
-        "spec": {"roles": [{"name": "r", "replicas": 4, "rolloutStrategy": {"rollingUpdate": rolling},
-                            "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}}]}}).spec.roles[0]
+    return hub(
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha1",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "r",
+                        "replicas": 4,
+                        "rolloutStrategy": {"rollingUpdate": rolling},
+                        "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}},
+                    }
+                ]
+            },
+        }
+    ).spec.roles[0]
 
 
 def test_no_unavailable_pod_is_honoured_where_the_workload_can_surge():
@@ -66,11 +78,19 @@ def test_no_unavailable_pod_is_honoured_where_the_workload_can_surge():
     lws = update_strategy(role(maxUnavailable=0, maxSurge="25%"), "LeaderWorkerSet", RolePlan())
     assert lws["rolloutStrategy"]["rollingUpdateConfiguration"]["maxUnavailable"] == 0
     # Both zero would be refused by the API server: one at a time instead.
-    assert update_strategy(role(maxUnavailable=0, maxSurge=0), "Deployment", RolePlan()) \
-        ["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    assert (
+        update_strategy(role(maxUnavailable=0, maxSurge=0), "Deployment", RolePlan())["strategy"]["rollingUpdate"][
+            "maxUnavailable"
+        ]
+        == 1
+    )
     # A StatefulSet needs at least one.
-    assert update_strategy(role(maxUnavailable=0), "StatefulSet", RolePlan()) \
-        ["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    assert (
+        update_strategy(role(maxUnavailable=0), "StatefulSet", RolePlan())["updateStrategy"]["rollingUpdate"][
+            "maxUnavailable"
+        ]
+        == 1
+    )
 
 
 def test_percentages_a_workload_resolves_itself_pass_through():
@@ -79,12 +99,20 @@ def test_percentages_a_workload_resolves_itself_pass_through():
 
 
 def test_gang_size_follows_the_replicas_applied():
-    group = hub({
-        "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
-        "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
-        "spec": {"podGroupPolicy": {"kubeScheduling": {}}, "roles": [
-            {"name": "a", "replicas": 4, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
-            {"name": "b", "replicas": 2, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}}]}})
+    group = hub(
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha1",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "podGroupPolicy": {"kubeScheduling": {}},
+                "roles": [
+                    {"name": "a", "replicas": 4, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
+                    {"name": "b", "replicas": 2, "template": {"spec": {"containers": [{"name": "m", "image": "i"}]}}},
+                ],
+            },
+        }
+    )
     assert pod_groups(group)[0]["spec"]["minMember"] == min_member(group) == 6
     assert min_member(group, {"a": 1}) == 3
     assert pod_groups(group, 3)[0]["spec"]["minMember"] == 3
@@ -101,12 +129,25 @@ def test_a_gang_grows_only_as_far_as_its_pods_exist():
 
 def revision_of(role_fields: dict, **spec) -> str:
     from rbg_operator.desired.workload_kinds import role_revision
-    group = hub({
-        "apiVersion": "workloads.x-k8s.io/v1alpha1", "kind": "RoleBasedGroup",
-        "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
-        "spec": {"roles": [{"name": "web", "replicas": 2,
-                            "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}, **role_fields}],
-                 **spec}})
+
+    group = hub(
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha1",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "g", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "web",
+                        "replicas": 2,
+                        "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+                        **role_fields,
+                    }
+                ],
+                **spec,
+            },
+        }
+    )
     return role_revision(group, group.spec.roles[0])
 
 
@@ -122,11 +163,30 @@ def test_revision_follows_everything_that_restarts_pods_and_nothing_else():
 
 def test_gang_size_counts_every_pod_of_a_custom_components_role():
     container = {"spec": {"containers": [{"name": "m", "image": "i"}]}}
-    v2 = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup",
-          "metadata": {"name": "g", "namespace": "ns", "uid": "u",
-                       "annotations": {"rbg.workloads.x-k8s.io/group-gang-scheduling": "true"}},
-          "spec": {"roles": [{"name": "cc", "replicas": 2, "customComponentsPattern": {"components": [
-              {"name": "x", "size": 3, "template": container}, {"name": "y", "size": 1, "template": container}]}},
-              {"name": "web", "replicas": 1, "standalonePattern": {"template": container}}]}}
+    v2 = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "RoleBasedGroup",
+        "metadata": {
+            "name": "g",
+            "namespace": "ns",
+            "uid": "u",
+            "annotations": {"rbg.workloads.x-k8s.io/group-gang-scheduling": "true"},
+        },
+        "spec": {
+            "roles": [
+                {
+                    "name": "cc",
+                    "replicas": 2,
+                    "customComponentsPattern": {
+                        "components": [
+                            {"name": "x", "size": 3, "template": container},
+                            {"name": "y", "size": 1, "template": container},
+                        ]
+                    },
+                },
+                {"name": "web", "replicas": 1, "standalonePattern": {"template": container}},
+            ]
+        },
+    }
     group = RoleBasedGroupV2.read(v2)
     assert min_member(group) == 2 * (3 + 1) + 1

@@ -22,9 +22,19 @@ class ReturnsEarly:
 
 
 def group(rv: str, generation: int, **meta) -> dict:
-    return {"apiVersion": kinds.API_VERSION, "kind": "RoleBasedGroup", "spec": {},
-            "metadata": {"name": "g", "namespace": "ns", "uid": "u", "resourceVersion": rv,
-                         "generation": generation, **meta}}
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": "RoleBasedGroup",
+        "spec": {},
+        "metadata": {
+            "name": "g",
+            "namespace": "ns",
+            "uid": "u",
+            "resourceVersion": rv,
+            "generation": generation,
+            **meta,
+        },
+    }
 
 
 async def test_a_group_being_deleted_under_its_status_write_is_reconciled_once_and_the_loop_runs():

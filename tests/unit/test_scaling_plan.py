@@ -10,22 +10,35 @@ from rbg_operator.api.scalingadapter import RoleBasedGroupScalingAdapterSpec
 from rbg_operator.api.v1alpha2 import RoleBasedGroupSetSpecV2
 from rbg_operator.controller import conditions
 from rbg_operator.controller.diff import contains
-from rbg_operator.controller.scaling_plan import (AdapterSnapshot, GroupSetSnapshot, conclude_group_set, plan_adapter,
-                                                  plan_group_set, plan_rollout, role_replicas_path)
+from rbg_operator.controller.scaling_plan import (
+    AdapterSnapshot,
+    GroupSetSnapshot,
+    conclude_group_set,
+    plan_adapter,
+    plan_group_set,
+    plan_rollout,
+    role_replicas_path,
+)
 from rbg_operator.controller.store import other_owner
 from rbg_operator.desired.scaling import set_member
 
-NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.UTC)
 C = [{"name": "main", "image": "app:v1"}]
 
 
 def adapter(replicas: int | None, role: str = "web", **status) -> AdapterSnapshot:
     spec = {"scaleTargetRef": {"name": "g", "role": role}, **({"replicas": replicas} if replicas is not None else {})}
     body = {"metadata": {"name": "g-web", "namespace": "ns"}, "spec": spec, "status": status}
-    group = {"metadata": {"name": "g"}, "spec": {"roles": [
-        {"name": "db", "replicas": 1, "standalonePattern": {"template": {"spec": {"containers": C}}}},
-        {"name": "web", "replicas": 2, "standalonePattern": {"template": {"spec": {"containers": C}}}}]},
-        "status": {"roleStatuses": [{"name": "web", "replicas": 2, "readyReplicas": 1}]}}
+    group = {
+        "metadata": {"name": "g"},
+        "spec": {
+            "roles": [
+                {"name": "db", "replicas": 1, "standalonePattern": {"template": {"spec": {"containers": C}}}},
+                {"name": "web", "replicas": 2, "standalonePattern": {"template": {"spec": {"containers": C}}}},
+            ]
+        },
+        "status": {"roleStatuses": [{"name": "web", "replicas": 2, "readyReplicas": 1}]},
+    }
     return AdapterSnapshot(body, RoleBasedGroupScalingAdapterSpec.model_validate(spec), group)
 
 
@@ -41,8 +54,10 @@ def test_an_adapter_without_replicas_is_seeded_once_from_its_role():
 
 def test_an_adapter_writes_its_replicas_into_the_role_at_its_index_guarded_by_the_name():
     planned = plan_adapter(adapter(5), NOW)
-    assert planned.scale.patch() == [{"op": "test", "path": "/spec/roles/1/name", "value": "web"},
-                                     {"op": "replace", "path": "/spec/roles/1/replicas", "value": 5}]
+    assert planned.scale.patch() == [
+        {"op": "test", "path": "/spec/roles/1/name", "value": "web"},
+        {"op": "replace", "path": "/spec/roles/1/replicas", "value": 5},
+    ]
     assert [(e.reason, e.message) for e in planned.events] == [("Scaled", "role web of g: replicas 2 -> 5")]
     assert planned.status["lastScaleTime"] == "2026-12-05T08:00:00Z"
     assert (planned.status["phase"], planned.status["replicas"], planned.status["readyReplicas"]) == ("Bound", 2, 1)
@@ -56,23 +71,46 @@ def test_an_adapter_that_holds_its_role_at_its_replicas_writes_nothing_new():
 
 
 def group_set(replicas: int = 2, image: str = "app:v1", **status) -> dict:
-    return {"apiVersion": naming.API_VERSION, "kind": "RoleBasedGroupSet",
-            "metadata": {"name": "fleet", "namespace": "ns", "uid": "set-uid", "generation": 1},
-            "spec": {"replicas": replicas, "groupTemplate": {"spec": {"roles": [
-                {"name": "web", "replicas": 1, "standalonePattern": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}]}}},
-            "status": status}
+    return {
+        "apiVersion": naming.API_VERSION,
+        "kind": "RoleBasedGroupSet",
+        "metadata": {"name": "fleet", "namespace": "ns", "uid": "set-uid", "generation": 1},
+        "spec": {
+            "replicas": replicas,
+            "groupTemplate": {
+                "spec": {
+                    "roles": [
+                        {
+                            "name": "web",
+                            "replicas": 1,
+                            "standalonePattern": {
+                                "template": {"spec": {"containers": [{"name": "main", "image": image}]}}
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+        "status": status,
+    }
 
 
 def member(body: dict, index: int, ready: bool = True) -> dict:
     made = set_member(body, index)
     made["metadata"].update(uid=f"g-{index}", generation=1)
-    made["status"] = {"observedGeneration": 1,
-                      "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    made["status"] = {
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
     return made
 
 
-def snapshot(body: dict, members: dict[int, dict], held: dict[int, str] | None = None,
-             elsewhere: dict[int, frozenset] | None = None) -> GroupSetSnapshot:
+def snapshot(
+    body: dict,
+    members: dict[int, dict],
+    held: dict[int, str] | None = None,
+    elsewhere: dict[int, frozenset] | None = None,
+) -> GroupSetSnapshot:
     spec = RoleBasedGroupSetSpecV2.model_validate(body["spec"], context={"stored": True})
     return GroupSetSnapshot(body, spec, "", members, held or {}, elsewhere or {})
 
@@ -146,8 +184,16 @@ def test_a_rewrite_leaves_out_the_role_replicas_another_writer_owns():
 
 
 def test_the_replicas_path_is_where_managed_fields_name_the_adapter():
-    group = {"metadata": {"managedFields": [{"manager": naming.FIELD_MANAGER_SCALING_ADAPTER, "fieldsV1": {
-        "f:spec": {"f:roles": {'k:{"name":"web"}': {"f:replicas": {}}}}}}]}}
+    group = {
+        "metadata": {
+            "managedFields": [
+                {
+                    "manager": naming.FIELD_MANAGER_SCALING_ADAPTER,
+                    "fieldsV1": {"f:spec": {"f:roles": {'k:{"name":"web"}': {"f:replicas": {}}}}},
+                }
+            ]
+        }
+    }
     assert other_owner(group, role_replicas_path("web"), ()) == naming.FIELD_MANAGER_SCALING_ADAPTER
     assert other_owner(group, role_replicas_path("db"), ()) is None
 
@@ -176,4 +222,3 @@ def test_an_invalid_set_says_why_once():
     assert [e.reason for e in planned.events] == ["InvalidSpec"]
     body["status"] = planned.invalid_status
     assert plan_group_set(seen).events == ()
-

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from sglang_router.launch_router import parse_router_args
 
-from tests.support.groups import hub
 from rbg_operator.desired.discovery import topology
+from tests.support.groups import hub
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = REPO.parent / "shared" / "reference" / "sglang" / "sglang-0.5.9-server.json"
@@ -85,5 +85,7 @@ def test_a_clusterip_service_fronts_the_router_on_8000():
     service = next(d for d in DOCS if d["kind"] == "Service")
     assert service["metadata"]["name"] == "sglang-pd" and service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["ports"][0]["port"] == 8000
-    assert service["spec"]["selector"] == {"rolebasedgroup.workloads.x-k8s.io/name": "sglang-pd",
-                                           "rolebasedgroup.workloads.x-k8s.io/role": "router"}
+    assert service["spec"]["selector"] == {
+        "rolebasedgroup.workloads.x-k8s.io/name": "sglang-pd",
+        "rolebasedgroup.workloads.x-k8s.io/role": "router",
+    }

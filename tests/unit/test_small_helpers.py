@@ -20,7 +20,7 @@ def test_a_condition_counts_only_when_its_status_is_the_string_true():
 
 
 def test_timestamps_read_back_what_they_write_and_what_the_api_server_writes():
-    moment = datetime.datetime(2026, 12, 5, 7, 30, 1, 250000, tzinfo=datetime.timezone.utc)
+    moment = datetime.datetime(2026, 12, 5, 7, 30, 1, 250000, tzinfo=datetime.UTC)
     assert timestamps.stamp(moment) == "2026-12-05T07:30:01Z"
     assert timestamps.parse(timestamps.stamp(moment)) == moment.replace(microsecond=0)
     assert timestamps.micro_stamp(moment) == "2026-12-05T07:30:01.250000Z"

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.unit
 
 def test_pyflakes_finds_nothing(tmp_path):
     warnings, errors = (tmp_path / "warnings").open("w+"), (tmp_path / "errors").open("w+")
-    count = checkRecursive([str(REPO / d) for d in ("rbg_operator", "localcluster", "benchmarks", "tests")],
-                           Reporter(warnings, errors))
+    count = checkRecursive(
+        [str(REPO / d) for d in ("rbg_operator", "localcluster", "benchmarks", "tests")], Reporter(warnings, errors)
+    )
     warnings.seek(0)
     errors.seek(0)
     assert count == 0, warnings.read() + errors.read()

@@ -19,10 +19,20 @@ GROUP = [{"apiVersion": kinds.API_VERSION, "kind": "RoleBasedGroup", "name": "g"
 
 
 def revision(name: str, owner_kind: str, number: int) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "ControllerRevision", "revision": number, "data": {"big": "x" * 1000},
-            "metadata": {"name": name, "namespace": "ns", "uid": name, "resourceVersion": "1",
-                         "labels": {naming.LABEL_GROUP_NAME: "g"},
-                         "ownerReferences": [{"kind": owner_kind, "name": "g", "controller": True}]}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "revision": number,
+        "data": {"big": "x" * 1000},
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": name,
+            "resourceVersion": "1",
+            "labels": {naming.LABEL_GROUP_NAME: "g"},
+            "ownerReferences": [{"kind": owner_kind, "name": "g", "controller": True}],
+        },
+    }
 
 
 def test_keeps_the_groups_revisions_without_their_data_and_skips_the_statefulsets():
@@ -36,9 +46,12 @@ def test_keeps_the_groups_revisions_without_their_data_and_skips_the_statefulset
 
 def test_an_older_watch_event_does_not_overwrite_a_fresher_write():
     store = Store()
-    fresh = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns", "uid": "u",
-                                                                 "resourceVersion": "20", "ownerReferences": GROUP},
-             "spec": {"a": 2}}
+    fresh = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "20", "ownerReferences": GROUP},
+        "spec": {"a": 2},
+    }
     store.upsert(fresh)
     store.upsert({**fresh, "metadata": {**fresh["metadata"], "resourceVersion": "10"}, "spec": {"a": 1}})
     assert store.get("v1", "Service", "ns", "s")["spec"] == {"a": 2}
@@ -47,8 +60,12 @@ def test_an_older_watch_event_does_not_overwrite_a_fresher_write():
 def test_only_a_newer_version_is_news_and_an_echo_names_its_writer():
     """The watch echo of a reconcile's own write must not wake that reconcile, but may wake others."""
     store = Store()
-    written = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns", "uid": "u",
-                                                                   "resourceVersion": "20"}, "spec": {"a": 2}}
+    written = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "20"},
+        "spec": {"a": 2},
+    }
     with written_by(("rolebasedgroup", "ns", "g")):
         assert store.upsert(written) == Seen(True)
     assert store.upsert(written) == Seen(False, ("rolebasedgroup", "ns", "g"))
@@ -62,9 +79,19 @@ def test_only_a_newer_version_is_news_and_an_echo_names_its_writer():
 
 
 def service(uid: str, rv: str, generation: int = 1) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "spec": {},
-            "metadata": {"name": "s", "namespace": "ns", "uid": uid, "resourceVersion": rv, "generation": generation,
-                         "ownerReferences": GROUP}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "spec": {},
+        "metadata": {
+            "name": "s",
+            "namespace": "ns",
+            "uid": uid,
+            "resourceVersion": rv,
+            "generation": generation,
+            "ownerReferences": GROUP,
+        },
+    }
 
 
 def test_a_write_answer_that_arrives_after_the_delete_event_does_not_bring_the_object_back():
@@ -114,10 +141,17 @@ def test_keys_of_one_namespace():
 
 
 def test_other_owner_names_a_manager_outside_ours_that_owns_the_field():
-    managed = {"metadata": {"managedFields": [
-        {"manager": "rbg-operator", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
-        {"manager": "rbg-operator-scalingadapter",
-         "fieldsV1": {"f:spec": {"f:roles": {'k:{"name":"a"}': {"f:replicas": {}}}}}}]}}
+    managed = {
+        "metadata": {
+            "managedFields": [
+                {"manager": "rbg-operator", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                {
+                    "manager": "rbg-operator-scalingadapter",
+                    "fieldsV1": {"f:spec": {"f:roles": {'k:{"name":"a"}': {"f:replicas": {}}}}},
+                },
+            ]
+        }
+    }
     assert other_owner(managed, ("f:spec", "f:replicas"), {"rbg-operator"}) is None
     assert other_owner(managed, ("f:spec", "f:replicas"), set()) == "rbg-operator"
     role_a = ("f:spec", "f:roles", 'k:{"name":"a"}', "f:replicas")
@@ -147,10 +181,19 @@ def test_the_cache_costs_about_its_json_not_the_encoders_buffers():
     import tracemalloc
 
     def pod(i: int) -> dict:
-        return {"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "kwok-node-0"},
-                "metadata": {"name": f"g-prefill-{i}", "namespace": "ns", "uid": f"uid-{i}", "resourceVersion": "7",
-                             "labels": {naming.LABEL_GROUP_NAME: "g", naming.LABEL_ROLE: "prefill"}},
-                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "spec": {"nodeName": "kwok-node-0"},
+            "metadata": {
+                "name": f"g-prefill-{i}",
+                "namespace": "ns",
+                "uid": f"uid-{i}",
+                "resourceVersion": "7",
+                "labels": {naming.LABEL_GROUP_NAME: "g", naming.LABEL_ROLE: "prefill"},
+            },
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        }
 
     store = Store()
     tracemalloc.start()
@@ -204,8 +247,10 @@ def test_a_reconcile_that_reads_its_object_clears_the_unread_mark_of_its_last_wr
 def test_mark_read_keeps_the_group_index_in_step():
     key = ("rolebasedgroup", "ns", "g")
     store = Store()
-    child = {**service("u", "10"), "metadata": {**service("u", "10")["metadata"],
-                                                 "labels": {naming.LABEL_GROUP_NAME: "g"}}}
+    child = {
+        **service("u", "10"),
+        "metadata": {**service("u", "10")["metadata"], "labels": {naming.LABEL_GROUP_NAME: "g"}},
+    }
     with written_by(key):
         store.upsert(child, read_generation=0)
         store.mark_read("v1", "Service", "ns", "s")

@@ -7,8 +7,15 @@ from rbg_operator.desired.strategicmerge import MERGE_KEYS, merge
 def test_containers_merge_by_name_and_scalars_override():
     base = {"spec": {"containers": [{"name": "a", "image": "x:1", "args": ["--a"]}, {"name": "b", "image": "y"}]}}
     patch = {"spec": {"containers": [{"name": "a", "image": "x:2"}, {"name": "c", "image": "z"}]}}
-    assert merge(base, patch) == {"spec": {"containers": [
-        {"name": "a", "image": "x:2", "args": ["--a"]}, {"name": "b", "image": "y"}, {"name": "c", "image": "z"}]}}
+    assert merge(base, patch) == {
+        "spec": {
+            "containers": [
+                {"name": "a", "image": "x:2", "args": ["--a"]},
+                {"name": "b", "image": "y"},
+                {"name": "c", "image": "z"},
+            ]
+        }
+    }
 
 
 def test_lists_without_merge_key_are_replaced_and_null_deletes():
@@ -18,11 +25,26 @@ def test_lists_without_merge_key_are_replaced_and_null_deletes():
 
 
 def test_nested_keyed_lists_env_ports_and_mounts():
-    base = {"containers": [{"name": "a", "env": [{"name": "X", "value": "1"}], "ports": [{"containerPort": 80}],
-                            "volumeMounts": [{"name": "m", "mountPath": "/m"}]}]}
-    patch = {"containers": [{"name": "a", "env": [{"name": "X", "value": "2"}, {"name": "Y", "value": "3"}],
-                             "ports": [{"containerPort": 80, "name": "http"}],
-                             "volumeMounts": [{"name": "n", "mountPath": "/n"}]}]}
+    base = {
+        "containers": [
+            {
+                "name": "a",
+                "env": [{"name": "X", "value": "1"}],
+                "ports": [{"containerPort": 80}],
+                "volumeMounts": [{"name": "m", "mountPath": "/m"}],
+            }
+        ]
+    }
+    patch = {
+        "containers": [
+            {
+                "name": "a",
+                "env": [{"name": "X", "value": "2"}, {"name": "Y", "value": "3"}],
+                "ports": [{"containerPort": 80, "name": "http"}],
+                "volumeMounts": [{"name": "n", "mountPath": "/n"}],
+            }
+        ]
+    }
     merged = merge(base, patch)["containers"][0]
     assert merged["env"] == [{"name": "X", "value": "2"}, {"name": "Y", "value": "3"}]
     assert merged["ports"] == [{"containerPort": 80, "name": "http"}]
@@ -48,7 +70,10 @@ def test_merge_keys_are_the_ones_kubernetes_declares():
     declared = {}
     for name in ("io.k8s.api.core.v1.PodSpec", "io.k8s.api.core.v1.Container", "io.k8s.api.core.v1.EphemeralContainer"):
         for field, prop in schemas[name]["properties"].items():
-            if prop.get("x-kubernetes-patch-strategy", "").startswith("merge") and "x-kubernetes-patch-merge-key" in prop:
+            if (
+                prop.get("x-kubernetes-patch-strategy", "").startswith("merge")
+                and "x-kubernetes-patch-merge-key" in prop
+            ):
                 declared[field] = prop["x-kubernetes-patch-merge-key"]
     assert declared, "the OpenAPI document carries patch metadata"
     assert MERGE_KEYS == declared

@@ -2,20 +2,39 @@ import datetime
 
 from rbg_operator.controller.stuck import never_ready, stuck_pods
 
-NOW = datetime.datetime(2026, 12, 2, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 2, 12, 0, 0, tzinfo=datetime.UTC)
 
 
 def at(seconds_ago: float) -> str:
     return (NOW - datetime.timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pod(index: int, revision: str = "old", created: float = 120, ready: str = "False",
-        ready_changed: float | None = None, started: float | None = None, unschedulable: bool = False,
-        leaving: bool = False) -> dict:
-    conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}] if unschedulable else [
-        {"type": "Ready", "status": ready, "lastTransitionTime": at(created if ready_changed is None else ready_changed)}]
-    meta = {"name": f"p-{index}", "creationTimestamp": at(created),
-            "labels": {"apps.kubernetes.io/pod-index": str(index), "controller-revision-hash": revision}}
+def pod(
+    index: int,
+    revision: str = "old",
+    created: float = 120,
+    ready: str = "False",
+    ready_changed: float | None = None,
+    started: float | None = None,
+    unschedulable: bool = False,
+    leaving: bool = False,
+) -> dict:
+    conditions = (
+        [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
+        if unschedulable
+        else [
+            {
+                "type": "Ready",
+                "status": ready,
+                "lastTransitionTime": at(created if ready_changed is None else ready_changed),
+            }
+        ]
+    )
+    meta = {
+        "name": f"p-{index}",
+        "creationTimestamp": at(created),
+        "labels": {"apps.kubernetes.io/pod-index": str(index), "controller-revision-hash": revision},
+    }
     if leaving:
         meta["deletionTimestamp"] = at(0)
     status = {"conditions": conditions}

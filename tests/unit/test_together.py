@@ -9,6 +9,7 @@ async def test_results_in_order():
     async def value(v, delay):
         await asyncio.sleep(delay)
         return v
+
     assert await together(value(1, 0.02), value(2, 0)) == [1, 2]
 
 

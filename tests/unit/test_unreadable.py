@@ -14,12 +14,21 @@ def deep(levels: int) -> bytes:
 
 def item(name: str, patch: bytes = b"{}") -> bytes:
     # Strings with brackets, quotes and escapes must not confuse the scan.
-    return (b'{"metadata":{"name":"' + name.encode() + b'","namespace":"ns","uid":"u-' + name.encode()
-            + b'","resourceVersion":"7","annotations":{"x":"}]\\"{[\\\\"}},"spec":{"templatePatch":' + patch + b"}}")
+    return (
+        b'{"metadata":{"name":"'
+        + name.encode()
+        + b'","namespace":"ns","uid":"u-'
+        + name.encode()
+        + b'","resourceVersion":"7","annotations":{"x":"}]\\"{[\\\\"}},"spec":{"templatePatch":'
+        + patch
+        + b"}}"
+    )
 
 
 def page(*items: bytes) -> bytes:
-    return b'{"kind":"List","metadata":{"resourceVersion":"42","continue":"c"},\n "items": [' + b" ,\n".join(items) + b"]}"
+    return (
+        b'{"kind":"List","metadata":{"resourceVersion":"42","continue":"c"},\n "items": [' + b" ,\n".join(items) + b"]}"
+    )
 
 
 def test_a_page_with_one_item_too_deep_to_decode_keeps_every_other_item():
@@ -60,13 +69,24 @@ def test_an_item_deeper_than_the_store_keeps_is_unreadable_at_any_depth():
     raw = page(item("a"), item("store-deep", deep(300)), item("very-deep", deep(50_000)))
     a, store_deep, very_deep = decode_list_page(raw)["items"]
     assert a["metadata"]["name"] == "a"
-    assert [bad.metadata["name"] for bad in (store_deep, very_deep) if isinstance(bad, Unreadable)] == \
-        ["store-deep", "very-deep"]
+    assert [bad.metadata["name"] for bad in (store_deep, very_deep) if isinstance(bad, Unreadable)] == [
+        "store-deep",
+        "very-deep",
+    ]
 
 
 def test_an_object_whose_metadata_is_too_deep_too_is_still_named():
     """The API server's managedFields follow the shape of the deep field they record."""
-    raw = (b'{"metadata":{"name":"deep","namespace":"ns","uid":"u","managedFields":[{"fieldsV1":'
-           + deep(1100) + b'}],"labels":{"k":"v"}},"spec":' + deep(1100) + b"}")
-    assert decode_list_page(page(raw))["items"][0].metadata == \
-        {"name": "deep", "namespace": "ns", "uid": "u", "labels": {"k": "v"}}
+    raw = (
+        b'{"metadata":{"name":"deep","namespace":"ns","uid":"u","managedFields":[{"fieldsV1":'
+        + deep(1100)
+        + b'}],"labels":{"k":"v"}},"spec":'
+        + deep(1100)
+        + b"}"
+    )
+    assert decode_list_page(page(raw))["items"][0].metadata == {
+        "name": "deep",
+        "namespace": "ns",
+        "uid": "u",
+        "labels": {"k": "v"},
+    }

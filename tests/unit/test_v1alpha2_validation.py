@@ -14,35 +14,67 @@ def problems(*roles, **spec) -> str:
 
 
 def test_a_valid_group_in_every_pattern_passes():
-    RoleBasedGroupSpecV2.model_validate({"roleTemplates": [{"name": "base", "template": T}], "roles": [
-        {"name": "a", "standalonePattern": {"templateRef": {"name": "base"}}},
-        {"name": "b", "leaderWorkerPattern": {"template": T, "size": 2}, "dependencies": ["a"]},
-        {"name": "c", "customComponentsPattern": {"components": [{"name": "x", "size": 1, "template": T}]}}]})
+    RoleBasedGroupSpecV2.model_validate(
+        {
+            "roleTemplates": [{"name": "base", "template": T}],
+            "roles": [
+                {"name": "a", "standalonePattern": {"templateRef": {"name": "base"}}},
+                {"name": "b", "leaderWorkerPattern": {"template": T, "size": 2}, "dependencies": ["a"]},
+                {"name": "c", "customComponentsPattern": {"components": [{"name": "x", "size": 1, "template": T}]}},
+            ],
+        }
+    )
 
 
 def test_each_rule_names_its_field():
     assert "roles[0]: set one of standalonePattern, leaderWorkerPattern, customComponentsPattern" in problems(
-        {"name": "a"})
+        {"name": "a"}
+    )
     assert "roles[0]: role 'a' sets standalonePattern and customComponentsPattern, but only one of" in problems(
-        {"name": "a", "standalonePattern": {"template": T},
-         "customComponentsPattern": {"components": [{"name": "x", "size": 1, "template": T}]}})
+        {
+            "name": "a",
+            "standalonePattern": {"template": T},
+            "customComponentsPattern": {"components": [{"name": "x", "size": 1, "template": T}]},
+        }
+    )
     assert "roles[0].standalonePattern.templateRef.name: no roleTemplates entry named 'gone'" in problems(
-        {"name": "a", "standalonePattern": {"templateRef": {"name": "gone"}}})
+        {"name": "a", "standalonePattern": {"templateRef": {"name": "gone"}}}
+    )
     assert "roles[0].rolloutStrategy.rollingUpdate.partition: 2 must be less than replicas 2" in problems(
-        {"name": "a", "replicas": 2, "standalonePattern": {"template": T},
-         "rolloutStrategy": {"rollingUpdate": {"partition": 2}}})
+        {
+            "name": "a",
+            "replicas": 2,
+            "standalonePattern": {"template": T},
+            "rolloutStrategy": {"rollingUpdate": {"partition": 2}},
+        }
+    )
     assert "maxSurge and maxUnavailable cannot both be 0" in problems(
-        {"name": "a", "standalonePattern": {"template": T},
-         "rolloutStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}})
+        {
+            "name": "a",
+            "standalonePattern": {"template": T},
+            "rolloutStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}},
+        }
+    )
     assert "roles[0].customComponentsPattern.components[1].name: 'x' is used more than once" in problems(
-        {"name": "a", "customComponentsPattern": {"components": [{"name": "x", "size": 1, "template": T},
-                                                                 {"name": "x", "size": 1, "template": T}]}})
+        {
+            "name": "a",
+            "customComponentsPattern": {
+                "components": [{"name": "x", "size": 1, "template": T}, {"name": "x", "size": 1, "template": T}]
+            },
+        }
+    )
     assert "roles: dependency cycle a -> b -> a" in problems(
         {"name": "a", "standalonePattern": {"template": T}, "dependencies": ["b"]},
-        {"name": "b", "standalonePattern": {"template": T}, "dependencies": ["a"]})
+        {"name": "b", "standalonePattern": {"template": T}, "dependencies": ["a"]},
+    )
     assert "unsupported workload type 'workloads.x-k8s.io/v1alpha1/InstanceSet'" in problems(
-        {"name": "a", "standalonePattern": {"template": T},
-         "annotations": {"rbg.workloads.x-k8s.io/role-workload-type": "workloads.x-k8s.io/v1alpha1/InstanceSet"}})
+        {
+            "name": "a",
+            "standalonePattern": {"template": T},
+            "annotations": {"rbg.workloads.x-k8s.io/role-workload-type": "workloads.x-k8s.io/v1alpha1/InstanceSet"},
+        }
+    )
     assert "roleTemplates[0].template.spec.containers: must have at least one container" in problems(
         {"name": "a", "standalonePattern": {"templateRef": {"name": "t"}}},
-        roleTemplates=[{"name": "t", "template": {"spec": {}}}])
+        roleTemplates=[{"name": "t", "template": {"spec": {}}}],
+    )

@@ -18,6 +18,7 @@ COALESCE = 0.5
 @dataclasses.dataclass
 class Cache:
     """The mappers' reads: a real store, and which groups have a restart policy."""
+
     store: Store = dataclasses.field(default_factory=Store)
     groups_reading_pods: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
@@ -25,10 +26,22 @@ class Cache:
         return (namespace, group) in self.groups_reading_pods
 
 
-def obj(key: kinds.Key, name: str, *, labels: dict | None = None, owners: list[dict] | None = None,
-        spec: dict | None = None, namespace: str | None = "ns") -> dict:
-    meta = {"name": name, "uid": f"uid-{name}", "resourceVersion": "1", "labels": labels or {},
-            "ownerReferences": owners or []}
+def obj(
+    key: kinds.Key,
+    name: str,
+    *,
+    labels: dict | None = None,
+    owners: list[dict] | None = None,
+    spec: dict | None = None,
+    namespace: str | None = "ns",
+) -> dict:
+    meta = {
+        "name": name,
+        "uid": f"uid-{name}",
+        "resourceVersion": "1",
+        "labels": labels or {},
+        "ownerReferences": owners or [],
+    }
     if namespace is not None:
         meta["namespace"] = namespace
     return {"apiVersion": key[0], "kind": key[1], "metadata": meta, "spec": spec or {}}
@@ -43,8 +56,11 @@ def test_a_group_wakes_itself_its_adapters_and_its_set_at_once():
     cache.store.upsert(obj(kinds.SCALING_ADAPTER, "g-prefill", spec={"scaleTargetRef": {"name": "g", "role": "p"}}))
     cache.store.upsert(obj(kinds.SCALING_ADAPTER, "other", spec={"scaleTargetRef": {"name": "h", "role": "p"}}))
     group = obj(kinds.ROLE_BASED_GROUP, "g", labels={naming.LABEL_SET_NAME: "s"})
-    assert woken(cache, group, COALESCE) == [((GROUP, "ns", "g"), 0.0), ((ADAPTER, "ns", "g-prefill"), 0.0),
-                                             ((GROUP_SET, "ns", "s"), 0.0)]
+    assert woken(cache, group, COALESCE) == [
+        ((GROUP, "ns", "g"), 0.0),
+        ((ADAPTER, "ns", "g-prefill"), 0.0),
+        ((GROUP_SET, "ns", "s"), 0.0),
+    ]
     assert woken(cache, obj(kinds.ROLE_BASED_GROUP, "lone"), COALESCE) == [((GROUP, "ns", "lone"), 0.0)]
 
 
@@ -60,23 +76,34 @@ def test_a_child_wakes_the_group_that_controls_it_after_the_coalescing_delay():
 
 
 def test_a_child_another_kind_controls_or_nobody_claims_wakes_nothing():
-    foreign = obj(kinds.STATEFUL_SET, "x", owners=[{"apiVersion": "example.com/v1", "kind": "RoleBasedGroup",
-                                                     "name": "g", "controller": True}])
+    foreign = obj(
+        kinds.STATEFUL_SET,
+        "x",
+        owners=[{"apiVersion": "example.com/v1", "kind": "RoleBasedGroup", "name": "g", "controller": True}],
+    )
     assert woken(Cache(), foreign, COALESCE) == []
-    not_controller = obj(kinds.CONFIG_MAP, "x", owners=[{**controlled_by(kinds.ROLE_BASED_GROUP, "g"),
-                                                         "controller": False}])
+    not_controller = obj(
+        kinds.CONFIG_MAP, "x", owners=[{**controlled_by(kinds.ROLE_BASED_GROUP, "g"), "controller": False}]
+    )
     assert woken(Cache(), not_controller, COALESCE) == []
 
 
 def test_a_pod_wakes_its_role_instance_and_only_a_group_that_reads_pods():
-    instance_pod = obj(kinds.POD, "g-r-0-0", labels={naming.LABEL_GROUP_NAME: "g"},
-                       owners=[controlled_by(kinds.ROLE_INSTANCE, "g-r-0")])
+    instance_pod = obj(
+        kinds.POD,
+        "g-r-0-0",
+        labels={naming.LABEL_GROUP_NAME: "g"},
+        owners=[controlled_by(kinds.ROLE_INSTANCE, "g-r-0")],
+    )
     assert woken(Cache(), instance_pod, COALESCE) == [((ROLE_INSTANCE, "ns", "g-r-0"), COALESCE)]
     restarting = Cache(groups_reading_pods={("ns", "g")})
-    assert woken(restarting, instance_pod, COALESCE) == [((ROLE_INSTANCE, "ns", "g-r-0"), COALESCE),
-                                                         ((GROUP, "ns", "g"), COALESCE)]
-    sts_pod = obj(kinds.POD, "g-r-0", labels={naming.LABEL_GROUP_NAME: "g"},
-                  owners=[controlled_by(kinds.STATEFUL_SET, "g-r")])
+    assert woken(restarting, instance_pod, COALESCE) == [
+        ((ROLE_INSTANCE, "ns", "g-r-0"), COALESCE),
+        ((GROUP, "ns", "g"), COALESCE),
+    ]
+    sts_pod = obj(
+        kinds.POD, "g-r-0", labels={naming.LABEL_GROUP_NAME: "g"}, owners=[controlled_by(kinds.STATEFUL_SET, "g-r")]
+    )
     assert woken(Cache(), sts_pod, COALESCE) == []
     assert woken(restarting, sts_pod, COALESCE) == [((GROUP, "ns", "g"), COALESCE)]
 
@@ -87,8 +114,10 @@ def test_role_instance_sets_and_instances_wake_themselves_at_once_and_their_owne
     made_directly = obj(kinds.ROLE_INSTANCE_SET, "mine")
     assert woken(Cache(), made_directly, COALESCE) == [((INSTANCE_SET, "ns", "mine"), 0.0)]
     instance = obj(kinds.ROLE_INSTANCE, "g-r-0", owners=[controlled_by(kinds.ROLE_INSTANCE_SET, "g-r")])
-    assert woken(Cache(), instance, COALESCE) == [((ROLE_INSTANCE, "ns", "g-r-0"), 0.0),
-                                                  ((INSTANCE_SET, "ns", "g-r"), COALESCE)]
+    assert woken(Cache(), instance, COALESCE) == [
+        ((ROLE_INSTANCE, "ns", "g-r-0"), 0.0),
+        ((INSTANCE_SET, "ns", "g-r"), COALESCE),
+    ]
 
 
 def test_an_adapter_wakes_itself_and_the_group_it_belongs_to():
@@ -104,8 +133,10 @@ def test_a_policy_wakes_the_group_of_its_name_and_a_profile_the_groups_naming_it
     cache.store.upsert(obj(kinds.ROLE_BASED_GROUP, "uses", spec=naming_it, namespace="other"))
     cache.store.upsert(obj(kinds.ROLE_BASED_GROUP, "not", spec={"roles": [{"name": "r"}]}))
     profile = obj(kinds.ENGINE_RUNTIME_PROFILE, "sglang", namespace=None)
-    assert sorted(woken(cache, profile, COALESCE)) == [((GROUP, "ns", "uses"), COALESCE),
-                                                      ((GROUP, "other", "uses"), COALESCE)]
+    assert sorted(woken(cache, profile, COALESCE)) == [
+        ((GROUP, "ns", "uses"), COALESCE),
+        ((GROUP, "other", "uses"), COALESCE),
+    ]
 
 
 def test_every_kind_is_watched_once_and_a_kind_watched_twice_has_disjoint_selectors():
@@ -114,7 +145,10 @@ def test_every_kind_is_watched_once_and_a_kind_watched_twice_has_disjoint_select
     assert set(wakes.KIND_OF_CONTROLLER.values()) <= set(watched)  # every reconciled kind wakes itself
     for watch in wakes.WATCHES:
         if len(watch.selectors) > 1:
-            samples = [{naming.LABEL_GROUP_NAME: "g"}, {naming.LABEL_V2_INSTANCE_NAME: "i"},
-                       {naming.LABEL_GROUP_NAME: "g", naming.LABEL_V2_INSTANCE_NAME: "i"}]
+            samples = [
+                {naming.LABEL_GROUP_NAME: "g"},
+                {naming.LABEL_V2_INSTANCE_NAME: "i"},
+                {naming.LABEL_GROUP_NAME: "g", naming.LABEL_V2_INSTANCE_NAME: "i"},
+            ]
             for labels in samples:
                 assert sum(wakes.selector_matches(s, labels) for s in watch.selectors) <= 1, (watch.kind, labels)
