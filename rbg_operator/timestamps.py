@@ -23,6 +23,10 @@ def now() -> str:
     return stamp(utc_now())
 
 
+def parse_or_none(value: str | None) -> datetime.datetime | None:
+    return parse(value) if value else None
+
+
 def parse(value: str) -> datetime.datetime:
     """Either stamp above (or any RFC 3339 time with an offset), as an aware datetime."""
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))

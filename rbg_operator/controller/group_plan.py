@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 from collections.abc import Mapping
 
-from .. import naming
+from .. import naming, timestamps
 from ..api.v1alpha2 import fields_not_acted_on
 from ..desired import creation_layers, engineruntime, group_children, role_children
 from ..desired.gang import (
@@ -41,7 +41,6 @@ from ..desired.rollout import (
 )
 from ..desired.workload_kinds import group_revision_of, role_revision
 from ..desired.workload_kinds import of as workload_kind
-from ..timestamps import stamp
 from . import conditions, health, policy
 from .control import CONFLICT_RECHECK_SECONDS, conflict
 from .diff import applied_digest, contains
@@ -145,7 +144,7 @@ def problem_plan(
 def plan(snapshot: GroupSnapshot, options: GroupOptions, now: datetime.datetime) -> GroupPlan:
     """Everything one pass of the group does, decided from the snapshot alone."""
     body, group = snapshot.body, snapshot.group
-    at = stamp(now)
+    at = timestamps.stamp(now)
     if group is None:
         return problem_plan(body, "InvalidSpec", snapshot.invalid or "invalid RoleBasedGroup", True, at, refused=True)
     notes: tuple[Emit, ...] = ()
@@ -174,10 +173,6 @@ def _new_generation(body: dict) -> bool:
 
 def _owned_by(obj: dict, uid: str) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences", []) or [])
-
-
-def _ready(pod: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions", []))
 
 
 def _live(obj: dict) -> bool:
@@ -505,7 +500,7 @@ class _Planner:
             return None
         pods = [p for p in self.snap.role_pods(role.name) if _live(p)]
         if progression == "OrderReady":
-            done = sum(1 for p in pods if _ready(p))
+            done = sum(1 for p in pods if conditions.is_ready(p))
         else:
             done = sum(1 for p in pods if p["spec"].get("nodeName"))
         return RoleRollout(role.name, role.replicas, min(done, role.replicas), current)
@@ -526,7 +521,7 @@ class _Planner:
             if revision
             and pod["metadata"]["labels"].get("controller-revision-hash") == revision
             and _live(pod)
-            and _ready(pod)
+            and conditions.is_ready(pod)
         )
         return RoleRollout(role.name, replicas, min(updated_ready, replicas), max(0, replicas - partition))
 
@@ -595,7 +590,7 @@ class _Planner:
             [*verdict.conditions, *restarts.conditions, *overridden, *applied, *minimums],
             role_statuses,
             verdict.restamp,
-            stamp(self.now),
+            timestamps.stamp(self.now),
         )
         before_minimums = conditions.find(previous_conditions, ROLE_MINIMUMS_APPLIED) or {}
         if minimums and minimums[0]["status"] == "False" and before_minimums.get("message") != minimums[0]["message"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from .. import naming
+from .. import naming, timestamps
 from . import conditions
 from .progress import RoleProgress
 
@@ -44,10 +44,6 @@ def progress_deadline(annotations: dict | None, default: float) -> tuple[float, 
 
 def _condition(type_: str, status: bool, reason: str, message: str) -> dict:
     return {"type": type_, "status": "True" if status else "False", "reason": reason, "message": message}
-
-
-def _parse_time(value: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _progressed(previous: dict, roles: list[RoleProgress], generation: int, reason: str) -> bool:
@@ -164,7 +160,7 @@ def group_health(
             restamp={"Progressing"},
             requeue_after=deadline,
         )
-    since = _parse_time(stored["lastTransitionTime"])
+    since = timestamps.parse(stored["lastTransitionTime"])
     waited = (now - since).total_seconds()
     if stored["reason"] == DEADLINE_EXCEEDED or waited >= deadline:
         stuck = "; ".join(

@@ -12,14 +12,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import hashlib
-import json
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .. import naming
+from .. import naming, timestamps
 from ..api.common import resolve
 from ..api.roleinstance import instance_set_fanout_problem
+from ..hashing import json_digest
 from . import conditions
 from .control import CONFLICT_RECHECK_SECONDS
 
@@ -36,7 +35,7 @@ FAILED_CREATE = "FailedCreate"
 
 
 def template_revision(template: dict) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+    return json_digest(template)
 
 
 def controller_reference(owner: dict) -> dict:
@@ -89,10 +88,6 @@ def _shape(spec: dict) -> list[tuple[str, int]]:
     return [(c.get("name"), c.get("size", 1)) for c in spec.get("components") or []]
 
 
-def _time(stamp: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
-
-
 @dataclasses.dataclass(frozen=True)
 class InstanceView:
     """What a pass needs of one observed instance, decoded once."""
@@ -121,7 +116,7 @@ def view(instance: dict, set_name: str) -> InstanceView:
         ready,
         bool(meta.get("deletionTimestamp")),
         tuple(_shape(instance.get("spec") or {})),
-        _time(condition.get("lastTransitionTime")) if condition.get("status") == "True" else None,
+        timestamps.parse_or_none(condition.get("lastTransitionTime")) if condition.get("status") == "True" else None,
         blocked.get("message") if blocked.get("status") == "True" else None,
     )
 

@@ -30,7 +30,7 @@ import zlib
 
 import pydantic
 
-from .. import naming
+from .. import naming, timestamps
 from ..api.common import json_object
 from ..api.v1alpha2 import RoleBasedGroupV2
 from ..desired.workload_kinds import of as workload_kind
@@ -241,14 +241,6 @@ def recreation_done(recreating: dict, pods: list[dict], wanted_pods: int) -> boo
     return live >= min(len(deleted), wanted_pods)
 
 
-def _stamp(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(stamp: str) -> datetime.datetime:
-    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-
-
 @dataclasses.dataclass(frozen=True)
 class RestartPlan:
     """What the restart policies decide in one pass: the writes in their order (the state
@@ -293,12 +285,12 @@ def backoff(settings: RestartSettings, recreations: list[str], now: datetime.dat
     """Exponential wait since the last recreation, reset after a quiet period."""
     if not recreations:
         return 0.0
-    last = _parse(recreations[-1])
+    last = timestamps.parse(recreations[-1])
     since = (now - last).total_seconds()
     if since >= settings.quiet_period:
         return 0.0
     streak = 1
-    stamps = [_parse(s) for s in recreations]
+    stamps = [timestamps.parse(s) for s in recreations]
     for earlier, later in zip(reversed(stamps[:-1]), reversed(stamps[1:]), strict=True):
         if (later - earlier).total_seconds() >= settings.quiet_period:
             break
@@ -366,7 +358,7 @@ def plan_restarts(
 
     per_instance = [i for i in incidents if policies.get(i.role) == PER_INSTANCE]
     group_wide = [i for i in incidents if policies.get(i.role) == GROUP_WIDE]
-    recent = [s for s in state["recreations"] if (now - _parse(s)).total_seconds() < settings.budget_window]
+    recent = [s for s in state["recreations"] if (now - timestamps.parse(s)).total_seconds() < settings.budget_window]
 
     told: tuple[Step, ...] = ()
     exhausted = None
@@ -389,9 +381,9 @@ def plan_restarts(
     if group_wide:
         first = group_wide[0]
         live = [p for p in pods if _live(p)]
-        state["recreations"] = recent + [_stamp(now)]
+        state["recreations"] = recent + [timestamps.stamp(now)]
         state["recreating"] = {
-            "since": _stamp(now),
+            "since": timestamps.stamp(now),
             "pod": first.pod,
             "what": first.what,
             "uids": sorted(uid_key(p["metadata"]["uid"]) for p in live),

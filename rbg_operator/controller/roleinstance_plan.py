@@ -20,12 +20,11 @@ import collections
 import copy
 import dataclasses
 import datetime
-import hashlib
-import json
 from collections.abc import Mapping
 
-from .. import naming
+from .. import naming, timestamps
 from ..api.common import graph_cycle, json_object
+from ..hashing import json_digest
 from . import conditions
 from .control import CONFLICT_RECHECK_SECONDS
 from .instanceset_plan import ANNOTATION_IN_PLACE_ONLY, Event, controller_reference
@@ -33,10 +32,6 @@ from .instanceset_plan import ANNOTATION_IN_PLACE_ONLY, Event, controller_refere
 POD = ("v1", "Pod")
 RESTART_POLICY = "RecreateRoleInstanceOnPodRestart"
 STABLE_AFTER_SECONDS = 600  # a restart count returns to 0 after max(2 x maxDelay, this) without one
-
-
-def _hash(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def spec_without_images(spec: dict) -> dict:
@@ -71,8 +66,8 @@ class ComponentPlan:
         return cls(
             component,
             (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
-            _hash(template),
-            _hash(spec_without_images(template.get("spec") or {})),
+            json_digest(template),
+            json_digest(spec_without_images(template.get("spec") or {})),
         )
 
 
@@ -193,10 +188,6 @@ def _ready(pod: dict) -> bool:
     return (conditions.find((pod.get("status") or {}).get("conditions"), "Ready") or {}).get("status") == "True"
 
 
-def _time(stamp: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
-
-
 @dataclasses.dataclass(frozen=True)
 class RestartDecision:
     recreate: bool = False
@@ -235,7 +226,7 @@ def restart_decision(instance: dict, pods: list[dict], current: bool, now: datet
             break
     if not reason:
         return RestartDecision()
-    count, last = status.get("restartCount", 0), _time(status.get("lastRestartTime"))
+    count, last = status.get("restartCount", 0), timestamps.parse_or_none(status.get("lastRestartTime"))
     if count and last is not None:
         delay = min(config.get("baseDelaySeconds", 30) * 2 ** (count - 1), config.get("maxDelaySeconds", 600))
         left = (last - now).total_seconds() + delay
@@ -337,10 +328,6 @@ class Report:
     requeue: float | None
 
 
-def _stamp(now: datetime.datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def plan(snapshot: RoleInstanceSnapshot, now: datetime.datetime) -> RoleInstancePlan:
     """The writes of the pass, in order: a recreation of every pod (restart policy), or the pods
     to delete (failed, extra, and changed beyond what in-place can do), create (once the
@@ -358,7 +345,7 @@ def plan(snapshot: RoleInstanceSnapshot, now: datetime.datetime) -> RoleInstance
     if decision.recreate:
         status.update(
             restartCount=status.get("restartCount", 0) + 1,
-            lastRestartTime=_stamp(now),
+            lastRestartTime=timestamps.stamp(now),
             inPlaceUpdateContainerBaselines={},
         )
         event = Event(
@@ -507,7 +494,7 @@ def conclude(
             if planned.blocked
             else {"type": "InPlaceUpdateBlocked", "status": "False", "reason": "NotBlocked", "message": ""}
         )
-    last = _time(status.get("lastRestartTime"))
+    last = timestamps.parse_or_none(status.get("lastRestartTime"))
     max_delay = ((body.get("spec") or {}).get("restartPolicyConfig") or {}).get("maxDelaySeconds", 600)
     if (
         ready

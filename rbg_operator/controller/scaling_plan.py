@@ -13,7 +13,7 @@ import datetime
 import json
 from collections.abc import Mapping
 
-from .. import naming
+from .. import naming, timestamps
 from ..api.scalingadapter import RoleBasedGroupScalingAdapterSpec
 from ..api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleV2
 from ..desired.scaling import member_template_hash, role_pod_selector, set_member
@@ -25,10 +25,6 @@ from .instanceset_plan import Event
 RBG = (naming.API_VERSION, "RoleBasedGroup")
 ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
 GROUP_SET = (naming.API_VERSION, "RoleBasedGroupSet")
-
-
-def _stamp(now: datetime.datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- RoleBasedGroupScalingAdapter ---------------------------------------------------------------
@@ -81,7 +77,7 @@ def plan_adapter(snapshot: AdapterSnapshot, now: datetime.datetime) -> AdapterPl
     scale, events = None, ()
     if spec.replicas != role.get("replicas", 1):
         scale = RoleScale(target.name, list(roles).index(target.role), target.role, spec.replicas)
-        status["lastScaleTime"] = _stamp(now)
+        status["lastScaleTime"] = timestamps.stamp(now)
         events = (
             Event(
                 "Normal",

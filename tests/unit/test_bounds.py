@@ -183,8 +183,8 @@ def big_instance(components: int = 64, size: int = 78) -> dict:
 def test_a_reconciles_pod_plan_hashes_each_component_once_not_each_pod(monkeypatch):
     instance = big_instance()
     hashed = []
-    real = roleinstance._hash
-    monkeypatch.setattr(roleinstance, "_hash", lambda value: hashed.append(1) or real(value))
+    real = roleinstance.json_digest
+    monkeypatch.setattr(roleinstance, "json_digest", lambda value: hashed.append(1) or real(value))
     started = time.perf_counter()
     slots = roleinstance.pod_slots(instance)
     pods = {}  # none exist yet: every slot is checked, and counted in the status
