@@ -2,10 +2,6 @@
 
 import hashlib
 
-from . import kinds
-
-# Aliases of kinds.py's names for the modules that still read them here (new code imports kinds).
-GROUP, API_VERSION = kinds.GROUP, kinds.API_VERSION
 # One server-side-apply field manager per logical writer: an apply states everything its manager
 # wants, so two writers sharing a manager would remove each other's fields.
 FIELD_MANAGER = "rbg-operator"  # the group reconcile: children, the group's status, revisions
@@ -129,7 +125,6 @@ LEGACY_ROLE_TEMPLATE_FIELDS = ("template", "templateRef", "templatePatch", "lead
 
 # RoleInstanceSet roles (v1alpha2's default workload): the keys the contract puts on the
 # RoleInstanceSet, its RoleInstances and their pods.
-RIS_API_VERSION = kinds.API_VERSION  # alias, as above
 LABEL_V2_ROLE_TYPE = "rbg.workloads.x-k8s.io/role-type"  # PodTemplate, LeaderWorkerSet or Components
 LABEL_V2_INSTANCE_NAME = "rbg.workloads.x-k8s.io/role-instance-name"
 LABEL_V2_INSTANCE_INDEX = "rbg.workloads.x-k8s.io/role-instance-index"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import pydantic
 
-from .. import naming
+from .. import kinds, naming
 from ..api.errors import describe
 from ..api.v1alpha2 import RoleBasedGroupV2
 from ..desired import engineruntime
@@ -24,8 +24,8 @@ from . import policy as coordinated_policy
 from .control import controlled_by
 from .store import Store
 
-RBG = (naming.API_VERSION, "RoleBasedGroup")
-ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
+RBG = (kinds.API_VERSION, "RoleBasedGroup")
+ADAPTER = (kinds.API_VERSION, "RoleBasedGroupScalingAdapter")
 CONFIG_MAP = ("v1", "ConfigMap")
 POD = ("v1", "Pod")
 REVISION = ("apps/v1", "ControllerRevision")

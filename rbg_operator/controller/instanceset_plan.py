@@ -15,15 +15,15 @@ import datetime
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .. import naming, timestamps
+from .. import kinds, naming, timestamps
 from ..api.common import resolve
 from ..api.roleinstance import instance_set_fanout_problem
 from ..hashing import json_digest
 from . import conditions
 from .control import CONFLICT_RECHECK_SECONDS
 
-INSTANCE_SET = (naming.RIS_API_VERSION, "RoleInstanceSet")
-INSTANCE = (naming.RIS_API_VERSION, "RoleInstance")
+INSTANCE_SET = (kinds.API_VERSION, "RoleInstanceSet")
+INSTANCE = (kinds.API_VERSION, "RoleInstance")
 # RoleInstanceSet annotations every instance gets (the contract's §4.5).
 COPIED_ANNOTATIONS = (naming.ANNOTATION_V2_GRACE_PERIOD,)
 # Update types that replace instances instead of updating them in place.
@@ -67,7 +67,7 @@ def desired_instance(instance_set: dict, ordinal: int, revision: str) -> dict:
         **identity,
     }
     instance = {
-        "apiVersion": naming.RIS_API_VERSION,
+        "apiVersion": kinds.API_VERSION,
         "kind": "RoleInstance",
         "metadata": {
             "name": name,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import logging
 
-from .. import metrics, naming
+from .. import kinds, metrics, naming
 from ..desired.gang import NATIVE_COMPOSITE, NATIVE_POD_GROUP, NATIVE_WORKLOAD
 from ..desired.options import DEFAULT, BuildOptions
 from ..events import EventRecorder
@@ -201,7 +201,7 @@ class Reconciler:
         meta = body["metadata"]
         result = await self.kube.apply(
             {
-                "apiVersion": naming.API_VERSION,
+                "apiVersion": kinds.API_VERSION,
                 "kind": "RoleBasedGroup",
                 "metadata": {
                     "name": meta["name"],

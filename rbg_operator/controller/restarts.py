@@ -30,7 +30,7 @@ import zlib
 
 import pydantic
 
-from .. import naming, timestamps
+from .. import kinds, naming, timestamps
 from ..api.common import json_object
 from ..api.v1alpha2 import RoleBasedGroupV2
 from ..desired.workload_kinds import of as workload_kind
@@ -437,14 +437,14 @@ class RestartTracker:
     def reads_pods(self, namespace: str, group_name: str) -> bool:
         """Whether the group's reconcile acts on its pods' changes (a role with a restart policy)."""
         key = (namespace, group_name)
-        version = self.store.version_of(naming.API_VERSION, "RoleBasedGroup", namespace, group_name)
+        version = self.store.version_of(kinds.API_VERSION, "RoleBasedGroup", namespace, group_name)
         if version is None:
             self._policy_by_version.pop(key, None)
             return False
         cached = self._policy_by_version.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
-        group = self.store.get(naming.API_VERSION, "RoleBasedGroup", namespace, group_name) or {}
+        group = self.store.get(kinds.API_VERSION, "RoleBasedGroup", namespace, group_name) or {}
         try:
             roles = RoleBasedGroupV2.model_validate(group, context={"structure_only": True}).spec.roles
         except pydantic.ValidationError:

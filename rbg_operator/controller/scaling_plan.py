@@ -13,7 +13,7 @@ import datetime
 import json
 from collections.abc import Mapping
 
-from .. import naming, timestamps
+from .. import kinds, naming, timestamps
 from ..api.scalingadapter import RoleBasedGroupScalingAdapterSpec
 from ..api.v1alpha2 import RoleBasedGroupSetSpecV2, RoleV2
 from ..desired.scaling import member_template_hash, role_pod_selector, set_member
@@ -22,9 +22,9 @@ from .control import CONFLICT_RECHECK_SECONDS
 from .diff import contains
 from .instanceset_plan import Event
 
-RBG = (naming.API_VERSION, "RoleBasedGroup")
-ADAPTER = (naming.API_VERSION, "RoleBasedGroupScalingAdapter")
-GROUP_SET = (naming.API_VERSION, "RoleBasedGroupSet")
+RBG = (kinds.API_VERSION, "RoleBasedGroup")
+ADAPTER = (kinds.API_VERSION, "RoleBasedGroupScalingAdapter")
+GROUP_SET = (kinds.API_VERSION, "RoleBasedGroupSet")
 
 
 # --- RoleBasedGroupScalingAdapter ---------------------------------------------------------------

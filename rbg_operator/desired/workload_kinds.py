@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from .. import naming
+from .. import kinds, naming
 from ..api.common import resolve
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .instanceset import instance_components, instance_set_metadata, instance_set_spec
@@ -191,7 +191,7 @@ LEADER_WORKER_SET = WorkloadKind(
     recreates_instances=True,
 )
 ROLE_INSTANCE_SET = WorkloadKind(
-    naming.RIS_API_VERSION,
+    kinds.API_VERSION,
     "RoleInstanceSet",
     _instances,
     _instanceset_spec,

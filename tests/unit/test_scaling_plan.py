@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 
-from rbg_operator import naming
+from rbg_operator import kinds, naming
 from rbg_operator.api.scalingadapter import RoleBasedGroupScalingAdapterSpec
 from rbg_operator.api.v1alpha2 import RoleBasedGroupSetSpecV2
 from rbg_operator.controller import conditions
@@ -72,7 +72,7 @@ def test_an_adapter_that_holds_its_role_at_its_replicas_writes_nothing_new():
 
 def group_set(replicas: int = 2, image: str = "app:v1", **status) -> dict:
     return {
-        "apiVersion": naming.API_VERSION,
+        "apiVersion": kinds.API_VERSION,
         "kind": "RoleBasedGroupSet",
         "metadata": {"name": "fleet", "namespace": "ns", "uid": "set-uid", "generation": 1},
         "spec": {
