@@ -384,7 +384,9 @@ def conclude(
             events.append(Event("Warning", "TemplateCopiesTooLarge", f"spec.{planned.too_large}"))
     elif conditions.find(previous, "FailedScale") is not None:
         wanted.append({"type": "FailedScale", "status": "False", "reason": "NoFailure", "message": ""})
-    status["conditions"] = conditions.merge(previous, wanted, body["metadata"].get("generation", 0))
+    status["conditions"] = conditions.merge(
+        previous, wanted, body["metadata"].get("generation", 0), at=timestamps.stamp(now)
+    )
     if conflicts and (conditions.find(previous, FAILED_CREATE) or {}).get("message") != wanted[1]["message"]:
         events.append(Event("Warning", "ChildConflict", wanted[1]["message"], after_status=True))
     # An instance that is Ready but not yet available for minReadySeconds: look again then.

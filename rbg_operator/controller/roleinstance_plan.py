@@ -510,7 +510,7 @@ def conclude(
             "componentStatuses": component_statuses(body, pods, dict(slots)),
             "labelSelector": f"{naming.LABEL_V2_INSTANCE_NAME}={name}",
             "updateRevision": (body["metadata"].get("labels") or {}).get(naming.LABEL_CONTROLLER_REVISION, ""),
-            "conditions": conditions.merge(status.get("conditions"), wanted, generation),
+            "conditions": conditions.merge(status.get("conditions"), wanted, generation, at=timestamps.stamp(now)),
         }
     )
     if ready:

@@ -149,7 +149,8 @@ class GroupSetReconciler:
         snapshot = observe_group_set(self.store, namespace, name)
         if snapshot is None:
             return None
-        planned = plan_group_set(snapshot)
+        now = datetime.datetime.now(datetime.UTC)
+        planned = plan_group_set(snapshot, now)
         if planned.invalid_status is not None:
             await self.report(snapshot.body, planned.invalid_status, planned.events)
             return None
@@ -177,7 +178,7 @@ class GroupSetReconciler:
                 "Updating",
                 f"updating RoleBasedGroup {want['metadata']['name']} to the new template",
             )
-        report = conclude_group_set(snapshot, members, held)
+        report = conclude_group_set(snapshot, members, held, now)
         await self.report(snapshot.body, report.status, report.events)
         return report.requeue
 

@@ -141,7 +141,7 @@ def group_ready(group: dict) -> bool:
     )
 
 
-def plan_group_set(snapshot: GroupSetSnapshot) -> GroupSetPlan:
+def plan_group_set(snapshot: GroupSetSnapshot, now: datetime.datetime) -> GroupSetPlan:
     """An invalid set says why once; otherwise the members from replicas up go, highest first,
     and the missing ones below are made from the current template, unless a group the set does
     not control holds the name (never adopted)."""
@@ -153,6 +153,7 @@ def plan_group_set(snapshot: GroupSetSnapshot) -> GroupSetPlan:
                 (body.get("status") or {}).get("conditions"),
                 [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": message}],
                 body["metadata"].get("generation", 0),
+                at=timestamps.stamp(now),
             )
         }
         changed = not contains(body.get("status") or {}, status)
@@ -198,7 +199,7 @@ def plan_rollout(snapshot: GroupSetSnapshot, members: Mapping[int, dict]) -> tup
 
 
 def conclude_group_set(
-    snapshot: GroupSetSnapshot, members: Mapping[int, dict], held: Mapping[int, str]
+    snapshot: GroupSetSnapshot, members: Mapping[int, dict], held: Mapping[int, str], now: datetime.datetime
 ) -> GroupSetReport:
     """The set's status over the members as the pass left them, and when to look again."""
     body, replicas = snapshot.body, snapshot.spec.replicas
@@ -225,7 +226,9 @@ def conclude_group_set(
         "observedGeneration": generation,
         "replicas": len(members),
         "readyReplicas": ready,
-        "conditions": conditions.merge((body.get("status") or {}).get("conditions"), [ready_condition], generation),
+        "conditions": conditions.merge(
+            (body.get("status") or {}).get("conditions"), [ready_condition], generation, at=timestamps.stamp(now)
+        ),
     }
     events = ()
     if conflicts and before.get("message") != ready_condition["message"]:

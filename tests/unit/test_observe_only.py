@@ -76,3 +76,29 @@ def test_the_plans_import_neither_the_api_client_nor_the_cache(module: str):
         ".reflector",
         ".workqueue",
     }, imported
+
+
+def clock_reads(source: str) -> list[str]:
+    """Calls that read the wall clock: `.now()`, `time()`, and conditions.merge without `at=`
+    (it stamps with the clock then)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        if node.func.attr in ("now", "utcnow", "utc_now", "time", "monotonic"):
+            found.append(ast.unparse(node))
+        elif node.func.attr == "merge" and not any(k.arg == "at" for k in node.keywords):
+            found.append(ast.unparse(node))
+    return found
+
+
+@pytest.mark.parametrize("module", PLANS)
+def test_the_plans_take_the_time_as_now(module: str):
+    # A plan that read the clock could not be replayed from its snapshot and `now`.
+    assert clock_reads((CONTROLLER / module).read_text()) == []
+
+
+def test_the_clock_check_sees_a_stamp_from_the_clock():
+    assert clock_reads("conditions.merge(old, new, 1)\n") == ["conditions.merge(old, new, 1)"]
+    assert clock_reads("conditions.merge(old, new, 1, at=stamp)\n") == []
+    assert clock_reads("datetime.datetime.now(datetime.UTC)\n") == ["datetime.datetime.now(datetime.UTC)"]

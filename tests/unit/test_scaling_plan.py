@@ -117,13 +117,13 @@ def snapshot(
 
 def run(seen: GroupSetSnapshot, found: dict[int, str] | None = None):
     """Scale, roll and conclude as if every write went through (but the names in `found`)."""
-    planned = plan_group_set(seen)
+    planned = plan_group_set(seen, NOW)
     members = {i: g for i, g in seen.members.items() if i not in {d[0] for d in planned.delete}}
     held = {**planned.held, **(found or {})}
     members.update({i: {**g, "status": {}} for i, g in planned.create if i not in held})
     rewrites = plan_rollout(seen, members)
     members.update({i: {**g, "status": members[i]["status"]} for i, g in rewrites})
-    return planned, rewrites, conclude_group_set(seen, members, held)
+    return planned, rewrites, conclude_group_set(seen, members, held, NOW)
 
 
 def test_a_set_scales_out_with_the_missing_indices_and_in_from_the_highest():
@@ -216,9 +216,9 @@ def test_a_member_name_held_by_another_group_is_never_adopted_and_the_set_says_s
 def test_an_invalid_set_says_why_once():
     body = group_set()
     seen = GroupSetSnapshot(body, None, "spec.replicas: too many", {})
-    planned = plan_group_set(seen)
+    planned = plan_group_set(seen, NOW)
     ready = conditions.find(planned.invalid_status["conditions"], "Ready")
     assert (ready["reason"], ready["message"]) == ("InvalidSpec", "invalid RoleBasedGroupSet: spec.replicas: too many")
     assert [e.reason for e in planned.events] == ["InvalidSpec"]
     body["status"] = planned.invalid_status
-    assert plan_group_set(seen).events == ()
+    assert plan_group_set(seen, NOW).events == ()
