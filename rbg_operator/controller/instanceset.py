@@ -12,6 +12,7 @@ from types import MappingProxyType
 from .. import naming
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
+from . import status
 from .control import CREATING, conflict
 from .diff import contains
 from .instanceset_plan import (
@@ -25,7 +26,6 @@ from .instanceset_plan import (
     plan,
     view,
 )
-from .status import write_status
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,7 @@ class InstanceSetReconciler:
         return Outcome(tuple(written), MappingProxyType(held))
 
     async def report(self, body: dict, report: Report) -> None:
-        for event in report.events:
-            if not event.after_status:
-                await self.recorder.emit(body, event.type, event.reason, event.message)
-        await write_status(self.kube, self.store, body, report.status, FIELD_MANAGER)
-        for event in report.events:
-            if event.after_status:
-                await self.recorder.emit(body, event.type, event.reason, event.message)
+        await status.report(self.kube, self.store, self.recorder, body, report.status, report.events, FIELD_MANAGER)
 
     async def _create(self, owner: dict, want: dict) -> dict | str | None:
         """Create an instance the cache does not show, unless the API server shows its name held

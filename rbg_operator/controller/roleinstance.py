@@ -13,6 +13,7 @@ from types import MappingProxyType
 from .. import naming
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
+from . import status
 from .control import CREATING, conflict
 from .instanceset import owned
 from .instanceset_plan import INSTANCE
@@ -120,13 +121,7 @@ class RoleInstanceReconciler:
         return Outcome(MappingProxyType(written), MappingProxyType(held))
 
     async def report(self, body: dict, report: Report) -> None:
-        for event in report.events:
-            if not event.after_status:
-                await self.recorder.emit(body, event.type, event.reason, event.message)
-        await write_status(self.kube, self.store, body, report.status, FIELD_MANAGER)
-        for event in report.events:
-            if event.after_status:
-                await self.recorder.emit(body, event.type, event.reason, event.message)
+        await status.report(self.kube, self.store, self.recorder, body, report.status, report.events, FIELD_MANAGER)
 
     async def _create(self, owner: dict, want: dict) -> dict | str:
         """Create a missing pod, unless the API server shows its name held by a pod the instance

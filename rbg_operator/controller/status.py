@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ..events import EventRecorder
 from ..kube import Kube
 from .diff import contains
 from .store import Store
@@ -27,3 +30,18 @@ async def write_status(kube: Kube, store: Store, body: dict, status: dict, manag
     # then the echo of this write must wake that reconcile again.
     store.upsert(result, read_generation=meta.get("generation"))
     return True
+
+
+async def report(
+    kube: Kube, store: Store, recorder: EventRecorder, body: dict, status: dict, events: Iterable, manager: str
+) -> None:
+    """A pass's report: its Events, then its status, then the Events that say what the status
+    records (`after_status`), so a reader of either never sees an Event ahead of its cause."""
+    events = tuple(events)
+    for event in events:
+        if not event.after_status:
+            await recorder.emit(body, event.type, event.reason, event.message)
+    await write_status(kube, store, body, status, manager)
+    for event in events:
+        if event.after_status:
+            await recorder.emit(body, event.type, event.reason, event.message)

@@ -15,7 +15,7 @@ READERS = {"owned"}  # with every observe*: the functions that may read the cach
 # What a pass may do with the cache outside them: keep its own writes' answers, hand the cache
 # to the reader or to the status writer (which only stores its answer).
 ALLOWED_USES = {"upsert", "remove"}
-TAKES_THE_CACHE = ("observe", "write_status")
+TAKES_THE_CACHE = ("observe", "write_status", "report")  # report: write_status and the Events
 
 
 def is_store(node: ast.AST) -> bool:
