@@ -16,12 +16,20 @@ STANDIN_FLAGS = STANDIN / "sglang" / "server_flags.json"
 
 def standin_flags(reference: dict) -> dict:
     """The stand-in's copy of a server option table (../shared/reference/sglang/sglang-*-server.json):
-    names, nargs (0 for a flag), a value's type and choices, all it needs to parse like the real one."""
+    names, dest, nargs (0 for a flag), a value's type and choices, all it needs to parse like the real one."""
     options = []
     for entry in reference["options"]:
         nargs = 0 if not entry["takes_value"] or entry["nargs"] == 0 else entry["nargs"]
         value_type = entry["type"] if entry["type"] in ("int", "float") else "str"
-        options.append({"options": entry["options"], "nargs": nargs, "type": value_type, "choices": entry["choices"]})
+        options.append(
+            {
+                "options": entry["options"],
+                "dest": entry["dest"],
+                "nargs": nargs,
+                "type": value_type,
+                "choices": entry["choices"],
+            }
+        )
     return {"version": reference["version"], "options": options}
 
 

@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     usage = f"python3 -m sglang.launch_server [options of the SGLang {table['version']} server, see --help]"
     parser = argparse.ArgumentParser(prog="launch_server.py", usage=usage, allow_abbrev=False)
     for entry in table["options"]:
-        kwargs: dict = {}
+        kwargs: dict = {"dest": entry["dest"]}
         if entry["nargs"] == 0:
             kwargs["action"] = "store_true"
         else:
@@ -193,6 +193,9 @@ class Handler(BaseHTTPRequestHandler):
             payload = self._model_info()
         elif path in ("/get_server_info", "/server_info"):
             payload = {**vars(state.args), "version": sglang.__version__, "internal_states": [self._load()]}
+            # The real answer is ServerArgs, whose names for these differ from the parser's dests.
+            payload["tp_size"] = state.args.tensor_parallel_size or 1
+            payload["dp_size"] = state.args.data_parallel_size or 1
         elif path in ("/get_load", "/v1/loads"):
             payload = [self._load()]
         elif path == "/v1/models":
