@@ -12,6 +12,9 @@ def main() -> None:
     if command == "build":
         for name, path in components.build_all().items():
             print(f"{name}: {path}")
+        if cluster.real_node_wanted():
+            for path in images.build_all():
+                print(f"image: {path}")
     elif command == "images":  # the node's container images, as archives for `ctr images import`
         for path in images.build_all():
             print(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from . import components, pki
+from . import components, node, pki
 
 REPO = Path(__file__).resolve().parent.parent
 NODES_FILE = Path(__file__).resolve().parent / "nodes.yaml"
@@ -42,6 +42,7 @@ CONTROL_PLANE = (
     "kwok",
     "pod-reaper",
     "lws-controller",
+    *node.PROCESSES,
 )
 SUPERVISOR = Path(__file__).with_name("supervise.py")  # restarts a crashed component, as a kubelet would
 # Raised client limits so the controller-manager and schedulers are never the bottleneck of a benchmark.
@@ -480,7 +481,10 @@ def up() -> None:
             "--endpoint-reconciler-type=none",  # loopback cannot be an Endpoints address
             # As hardened clusters (OpenShift among them) do: setting blockOwnerDeletion on an owner
             # reference needs `update` on the owner's finalizers, so a missing RBAC rule shows up here.
-            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+            # PodNodeSelector and PodTolerationRestriction send a labelled namespace's pods to the real node.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement,PodNodeSelector,PodTolerationRestriction",
+            # The real node's name does not resolve; its address does (logs, exec, port-forward).
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
         ],
         state,
     )
@@ -552,6 +556,8 @@ def up() -> None:
     _start_lws_controller(binaries, state)
     _save_state(state)
     _wait("fake nodes Ready", _nodes_ready, 60, state, "kwok")
+    if real_node_wanted():
+        _start_real_node(binaries, state)
     _wait(
         "default ServiceAccount created",
         lambda: kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
@@ -563,6 +569,22 @@ def up() -> None:
         if not _alive(state["pids"][name]):
             raise SystemExit(f"localcluster: {name} exited; see {root / 'logs' / (name + '.log')}")
     status()
+
+
+def real_node_wanted() -> bool:
+    """The real node starts with the cluster unless RBG_REAL_NODE=0 (a quicker start without it)."""
+    return os.environ.get("RBG_REAL_NODE", "1") != "0"
+
+
+def _start_real_node(binaries: dict[str, Path], state: dict) -> None:
+    kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(node.resource_policy()))
+    defaults = node.namespace_defaults()
+    kubectl("label", "--overwrite", "namespace", "default", *[f"{k}={v}" for k, v in defaults["labels"].items()])
+    kubectl(
+        "annotate", "--overwrite", "namespace", "default", *[f"{k}={v}" for k, v in defaults["annotations"].items()]
+    )
+    node.start(binaries, state, _start, _wait, kubectl, _say)
+    _save_state(state)
 
 
 def _http_ok(url: str) -> bool:
@@ -577,6 +599,8 @@ def _nodes_ready() -> bool:
     out = kubectl(
         "get",
         "nodes",
+        "-l",
+        "type=kwok",
         "-o",
         "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
         check=False,
@@ -611,6 +635,7 @@ def down() -> None:
     ports = state.get("ports", {})
     for port in ports.values():
         _wait_port_closed(port)
+    node.stop(_say)
     if pids:
         _say("local cluster stopped")
     state["pids"] = {}

@@ -33,6 +33,9 @@ class GoModule:
     ldflags: str = "-s -w"
     cold_minutes: int = 5  # measured on 2 cores, shown so a long build is expected
     toolchain: str = GO_TOOLCHAIN  # the Go that builds it (GOTOOLCHAIN), part of the cache key
+    tags: str = ""  # go build -tags
+    cgo: bool | None = None  # CGO_ENABLED; None leaves the go command's default
+    debian_packages: tuple[str, ...] = ()  # C libraries and tools the build needs (installed if missing)
 
     @property
     def directory(self) -> Path:
@@ -42,8 +45,13 @@ class GoModule:
         digest = hashlib.sha256()
         for part in (self.toolchain, self.ldflags, repr(sorted(self.packages.items()))):
             digest.update(part.encode())
+        if self.tags or self.cgo is not None:
+            digest.update(f"{self.tags}|{self.cgo}".encode())
         for file in ("go.mod", "go.sum"):
             digest.update((self.directory / file).read_bytes())
+        for source in sorted(self.directory.rglob("*.go")):  # a local program's own source (the device plugin)
+            if source.name != "tools.go":
+                digest.update(source.read_bytes())
         return digest.hexdigest()[:12]
 
 
@@ -88,6 +96,51 @@ MODULES = [
     GoModule("etcd", {"etcd": "go.etcd.io/etcd/server/v3"}, cold_minutes=3),
     GoModule("volcano", {"controller-gen": "sigs.k8s.io/controller-tools/cmd/controller-gen"}, cold_minutes=1),
     GoModule("helm", {"helm": "helm.sh/helm/v3/cmd/helm"}, cold_minutes=2),
+    # The real node (node.py). The kubelet shares most packages with the control plane's compile.
+    GoModule(
+        "node",
+        {"kubelet": "k8s.io/kubernetes/cmd/kubelet", "rbg-device-plugin": "rbg-operator.local/node/deviceplugin"},
+        ldflags=_kube_ldflags(KUBERNETES_VERSION),
+        cold_minutes=4,
+        toolchain=KUBERNETES_TOOLCHAIN,
+    ),
+    # Static binaries: the shim and ctr run beside containers, where no shared library is promised.
+    GoModule(
+        "containerd",
+        {
+            "containerd": "github.com/containerd/containerd/v2/cmd/containerd",
+            "containerd-shim-runc-v2": "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            "ctr": "github.com/containerd/containerd/v2/cmd/ctr",
+        },
+        tags="no_btrfs no_devmapper no_zfs",  # storage drivers the node does not use (and their C headers)
+        cgo=False,
+        cold_minutes=4,
+    ),
+    # runc's namespace setup (nsenter) is C, and so is its seccomp support, which containerd uses
+    # for every pod sandbox.
+    GoModule(
+        "runc",
+        {"runc": "github.com/opencontainers/runc"},
+        tags="seccomp",
+        cgo=True,
+        debian_packages=("libseccomp-dev", "pkg-config"),
+        cold_minutes=1,
+    ),
+    GoModule(
+        "cni",
+        {
+            name: f"github.com/containernetworking/plugins/plugins/{path}"
+            for name, path in {
+                "bridge": "main/bridge",
+                "host-local": "ipam/host-local",
+                "loopback": "main/loopback",
+                "portmap": "meta/portmap",
+            }.items()
+        },
+        cgo=False,
+        cold_minutes=1,
+    ),
+    GoModule("coredns", {"coredns": "rbg-operator.local/node/coredns/dns"}, cgo=False, cold_minutes=3),
 ]
 
 
@@ -135,11 +188,14 @@ def _say(message: str) -> None:
 
 
 def _compile(module: GoModule, package: str, output: Path, started: float) -> None:
-    command = ["go", "build", "-v", "-trimpath", f"-ldflags={module.ldflags}", "-o", str(output), package]
+    command = ["go", "build", "-v", "-trimpath", f"-ldflags={module.ldflags}", f"-tags={module.tags}"]
+    env = go_env(module.name)
+    if module.cgo is not None:
+        env["CGO_ENABLED"] = "1" if module.cgo else "0"
     proc = subprocess.Popen(
-        command,
+        [*command, "-o", str(output), package],
         cwd=module.directory,
-        env=go_env(module.name),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -167,6 +223,10 @@ def build(module: GoModule) -> Path:
         return target
     if shutil.which("go") is None:
         raise SystemExit("localcluster: `go` is not on PATH; install Go >= 1.24 and rerun")
+    if module.debian_packages:
+        from . import hostpackages
+
+        hostpackages.ensure(*module.debian_packages)
     partial = target.with_name(target.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     _say(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from . import cluster, crds
@@ -13,6 +15,7 @@ from . import cluster, crds
 REPO = Path(__file__).resolve().parent.parent
 GROUP = "sglang-pd"
 GROUP_API = "workloads.x-k8s.io"
+ROUTER_SELECTOR = f"rolebasedgroup.workloads.x-k8s.io/name={GROUP},rolebasedgroup.workloads.x-k8s.io/role=router"
 TEST_NAMESPACES = ("t-*", "iso-*")  # the globs of the namespaces the test suite makes (tests/conftest.py)
 
 
@@ -46,6 +49,57 @@ def _wait_for_conversion(example: Path, log: Path) -> None:
                 f"{dry_run.stderr.strip()}\nLook at the operator log ({log})."
             )
         time.sleep(0.5)
+
+
+CHAT = {"model": "/models/Qwen3-32B", "messages": [{"role": "user", "content": "Hello"}]}
+
+
+def _chat_through_the_router() -> None:
+    """The example's own last step: port-forward svc/sglang-pd and send one chat completion, which the
+    router splits between a prefill and a decode server."""
+    port = cluster.free_port()
+    _say(f"kubectl port-forward svc/{GROUP} {port}:8000, then POST /v1/chat/completions")
+    forward = subprocess.Popen(
+        [
+            str(cluster.state_dir() / "bin" / "kubectl"),
+            f"--kubeconfig={cluster.kubeconfig_path()}",
+            "port-forward",
+            f"svc/{GROUP}",
+            f"{port}:8000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        answer = _post_chat(port, deadline=time.monotonic() + 60)
+    finally:
+        forward.terminate()
+        forward.wait(10)
+    print()
+    print(f"$ curl http://localhost:{port}/v1/chat/completions -d '{json.dumps(CHAT)}'")
+    print(json.dumps(answer, indent=2))
+    print(f"answer: {answer['choices'][0]['message']['content']}")
+    print()
+
+
+def _post_chat(port: int, deadline: float) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=json.dumps(CHAT).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except (OSError, ValueError) as error:  # the forward is not listening yet, or the router is warming
+            if time.monotonic() > deadline:
+                _fail(
+                    f"no chat completion through svc/{GROUP} within 60s: {error}. Look at "
+                    f"`kubectl logs -l {ROUTER_SELECTOR}` and the prefill and decode logs."
+                )
+            time.sleep(1)
 
 
 def main() -> None:
@@ -110,6 +164,8 @@ def main() -> None:
         cluster.kubectl("get", "statefulsets,services", "-l", f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}").stdout
     )
     print(cluster.kubectl("get", "pods", "-o", "wide", "-l", f"rolebasedgroup.workloads.x-k8s.io/name={GROUP}").stdout)
+    if cluster.real_node_wanted():
+        _chat_through_the_router()
     print(f"Try it yourself:  export KUBECONFIG={cluster.kubeconfig_path()} PATH={cluster.state_dir() / 'bin'}:$PATH")
     print("                   kubectl get rbg; kubectl describe rbg sglang-pd")
     print("Stop everything:   make cluster-down")

@@ -248,7 +248,8 @@ def _smoke_test(rootfs: Path) -> None:
 
 SGLANG = Image(
     name="sglang-v0.5.9",
-    tags=(SGLANG_TAG,),
+    # The tests' own names for the same image: an in-place update from v1 to v2 changes only the tag.
+    tags=(SGLANG_TAG, "docker.io/rbg-local/standin:v1", "docker.io/rbg-local/standin:v2"),
     config={
         "Env": [
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -54,10 +54,17 @@ def pytest_collection_modifyitems(items):
     unit = [i for i in items if i.get_closest_marker("unit")]
     first = [i for i in items if i.get_closest_marker("demo_first")]
     last = [i for i in items if i.get_closest_marker("demo_last")]
-    items[:] = unit + first + [i for i in items if i not in unit + first + last] + last
+    final = [i for i in items if i.get_closest_marker("cluster_last")]  # stops the cluster: after everything
+    middle = [i for i in items if i not in unit + first + last + final]
+    items[:] = unit + first + middle + last + final
 
 
 _LOG_SIZES: dict[str, int] = {}  # component log lengths when the session's cluster was ready
+_STARTED: list[bool] = []  # whether this session started the local cluster (and so may stop it)
+
+
+def session_started_the_cluster() -> bool:
+    return bool(_STARTED and _STARTED[0]) and not os.environ.get("RBG_KEEP_CLUSTER")
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -91,7 +98,7 @@ def pytest_runtest_makereport(item, call):
         return
     client = item.funcargs.get("kubectl")
     lines = []
-    for key in ("namespace", "isolated_namespace"):
+    for key in ("namespace", "isolated_namespace", "real_namespace"):
         ns = item.funcargs.get(key)
         if client and isinstance(ns, str):
             lines += _namespace_summary(client, ns)
@@ -183,6 +190,7 @@ def kubeconfig() -> str:
     from localcluster import cluster
 
     started = not cluster.is_up()
+    _STARTED.append(started)
     if started:
         cluster.up()
     _LOG_SIZES.update(cluster.log_sizes())
@@ -332,6 +340,22 @@ def namespace(kubectl: Kubectl, request) -> str:
     name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{secrets.token_hex(3)}"
     name = "".join(c for c in name if c.isalnum() or c == "-")
     kubectl.run("create", "namespace", name)
+    wait_for(f"default ServiceAccount in {name}", lambda: kubectl.get("serviceaccount", "default", name), 30)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def real_namespace(kubectl: Kubectl, request) -> str:
+    """A test namespace whose pods run on the local cluster's real node (localcluster/node.py):
+    real containers from the locally built images, real probes, DNS and restarts."""
+    from localcluster import cluster, node
+
+    if os.environ.get("RBG_TEST_KUBECONFIG") or not cluster.real_node_wanted():
+        pytest.skip("the real node runs in the local cluster only (and RBG_REAL_NODE=0 leaves it out)")
+    name = f"t-real-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{secrets.token_hex(3)}"
+    name = "".join(c for c in name if c.isalnum() or c == "-")
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, **node.namespace_defaults()}})
     wait_for(f"default ServiceAccount in {name}", lambda: kubectl.get("serviceaccount", "default", name), 30)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false")

@@ -1,0 +1,252 @@
+"""On the real node (localcluster/node.py): real containers from the locally built images, so what
+kwok only pretends is checked for real: the discovery a process reads, cluster DNS, a restart the
+kubelet counts, an in-place image update, and readiness from a probe. The SGLang example serving a
+chat completion through the router is checked by `make demo` (test_demo.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from tests.support.kubectl import Kubectl, condition, wait_for
+
+IMAGE, IMAGE_V2 = "rbg-local/standin:v1", "rbg-local/standin:v2"  # one image, two tags (localcluster/images.py)
+SERVE = ["python3", "-m", "http.server", "8080"]
+READY_ON_HTTP = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+GROUP_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
+
+
+def container(**extra) -> dict:
+    return {"name": "main", "image": IMAGE, "command": SERVE, "readinessProbe": READY_ON_HTTP, **extra}
+
+
+def v1_group(name: str, roles: list[dict]) -> dict:
+    return {
+        "apiVersion": "workloads.x-k8s.io/v1alpha1",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": name},
+        "spec": {"roles": roles},
+    }
+
+
+def role(name: str, replicas: int, **extra) -> dict:
+    return {"name": name, "replicas": replicas, "template": {"spec": {"containers": [container()]}}, **extra}
+
+
+def group_ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
+    return wait_for(
+        f"group {name} Ready on the real node",
+        lambda: (
+            (g := kubectl.get("rbg", name, namespace))
+            and g.get("status", {}).get("observedGeneration") == g["metadata"]["generation"]
+            and (condition(g, "Ready") or {}).get("status") == "True"
+            and g
+        ),
+        timeout,
+    )
+
+
+def live_pods(kubectl: Kubectl, namespace: str, group: str) -> dict[str, dict]:
+    return {
+        p["metadata"]["name"]: p
+        for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}={group}")
+        if not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def exec_in(kubectl: Kubectl, namespace: str, pod: str, *command: str) -> str:
+    return kubectl.run("exec", pod, f"--namespace={namespace}", "--", *command).stdout
+
+
+def test_pods_read_the_contracts_environment_and_topology_and_every_peer_answers(
+    kubectl: Kubectl, operator, real_namespace: str
+):
+    ns = real_namespace
+    kubectl.apply(v1_group("disc", [role("server", 2), role("client", 1)]), ns)
+    group_ready(kubectl, "disc", ns)
+    pods = live_pods(kubectl, ns, "disc")
+    from localcluster import node
+
+    assert {p["spec"]["nodeName"] for p in pods.values()} == {node.NODE_NAME}
+
+    env = dict(line.split("=", 1) for line in exec_in(kubectl, ns, "disc-server-1", "env").splitlines() if "=" in line)
+    assert (env["RBG_GROUP_NAME"], env["RBG_ROLE_NAME"], env["RBG_ROLE_INDEX"]) == ("disc", "server", "1")
+    assert (env["GROUP_NAME"], env["ROLE_NAME"], env["ROLE_INDEX"]) == ("disc", "server", "1")
+
+    topology = yaml.safe_load(exec_in(kubectl, ns, "disc-client-0", "cat", "/etc/rbg/topology.yaml"))
+    assert (topology["group"], topology["namespace"]) == ("disc", ns)
+    roles = {r["name"]: r for r in topology["roles"]}
+    assert roles["server"]["instances"] == ["disc-server-0.s-disc-server", "disc-server-1.s-disc-server"]
+    assert roles["client"]["instances"] == ["disc-client-0.s-disc-client"]
+    assert (roles["server"]["replicas"], roles["server"]["service"]) == (2, "s-disc-server")
+
+    # From inside a pod, as a process would: every address resolves (cluster DNS, the pod's search
+    # path) to that pod's own IP, and answers.
+    probe = (
+        "import json, socket, sys, urllib.request\n"
+        "out = {}\n"
+        "for address in sys.argv[1:]:\n"
+        "    ip = socket.getaddrinfo(address, 8080, type=socket.SOCK_STREAM)[0][4][0]\n"
+        "    status = urllib.request.urlopen(f'http://{address}:8080/', timeout=5).status\n"
+        "    out[address] = [ip, status]\n"
+        "print(json.dumps(out))\n"
+    )
+    addresses = [a for r in topology["roles"] for a in r["instances"]]
+    answers = json.loads(exec_in(kubectl, ns, "disc-client-0", "python3", "-c", probe, *addresses))
+    for address in addresses:
+        pod = pods[address.split(".")[0]]
+        assert answers[address] == [pod["status"]["podIP"], 200], (address, answers)
+
+
+def _ctr(*args: str) -> subprocess.CompletedProcess:
+    from localcluster import cluster, node
+
+    ctr = cluster.state_dir() / "bin" / "ctr"
+    return subprocess.run(
+        [str(ctr), f"--address={node.socket_path()}", "--namespace=k8s.io", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_a_container_the_runtime_kills_recreates_the_whole_group_once(kubectl: Kubectl, operator, real_namespace: str):
+    ns = real_namespace
+    kubectl.apply(
+        v1_group("crash", [role("prefill", 2, restartPolicy="RecreateRBGOnPodRestart"), role("router", 1)]), ns
+    )
+    group_ready(kubectl, "crash", ns)
+    before = {name: p["metadata"]["uid"] for name, p in live_pods(kubectl, ns, "crash").items()}
+    assert len(before) == 3
+
+    # Killed from outside, as the OOM killer would: the kubelet sees the exit and restarts it.
+    container_id = kubectl.get("pod", "crash-prefill-1", ns)["status"]["containerStatuses"][0]["containerID"]
+    _ctr("tasks", "kill", "--signal", "SIGKILL", container_id.split("://", 1)[1])
+
+    def recreated():
+        found = live_pods(kubectl, ns, "crash")
+        return (
+            len(found) == 3
+            and not {p["metadata"]["uid"] for p in found.values()} & set(before.values())
+            and all((condition(p, "Ready") or {}).get("status") == "True" for p in found.values())
+            and found
+        )
+
+    after = wait_for("every pod of the group recreated and Ready", recreated, 120)
+    group_ready(kubectl, "crash", ns)
+    time.sleep(10)  # a second recreation would have started by now
+    assert {n: p["metadata"]["uid"] for n, p in live_pods(kubectl, ns, "crash").items()} == {
+        n: p["metadata"]["uid"] for n, p in after.items()
+    }
+    assert all(p["status"]["containerStatuses"][0].get("restartCount", 0) == 0 for p in after.values())
+    events = kubectl.get("events", namespace=ns)
+    recreations = [
+        e for e in events if e["involvedObject"].get("name") == "crash" and "recreat" in e["message"].lower()
+    ]
+    assert recreations, [e["message"] for e in events if e["involvedObject"].get("name") == "crash"]
+
+
+def test_an_image_update_in_place_keeps_the_pod_and_restarts_only_the_container(
+    kubectl: Kubectl, operator, real_namespace: str
+):
+    ns = real_namespace
+
+    def apply(image: str) -> None:
+        kubectl.apply(
+            {
+                "apiVersion": "workloads.x-k8s.io/v1alpha2",
+                "kind": "RoleBasedGroup",
+                "metadata": {"name": "inplace"},
+                "spec": {
+                    "roles": [
+                        {
+                            "name": "web",
+                            "replicas": 1,
+                            "standalonePattern": {"template": {"spec": {"containers": [container(image=image)]}}},
+                        }
+                    ]
+                },
+            },
+            ns,
+        )
+
+    apply(IMAGE)
+    group_ready(kubectl, "inplace", ns)
+    (pod,) = live_pods(kubectl, ns, "inplace").values()
+    first = pod["status"]["containerStatuses"][0]
+
+    apply(IMAGE_V2)
+
+    def updated():
+        found = kubectl.get("pod", pod["metadata"]["name"], ns)
+        status = (found or {}).get("status", {}).get("containerStatuses", [{}])[0]
+        return status.get("image", "").endswith(IMAGE_V2) and status.get("ready") and found
+
+    now = wait_for("the container running the new image", updated, 90)
+    status = now["status"]["containerStatuses"][0]
+    assert now["metadata"]["uid"] == pod["metadata"]["uid"], "the pod is kept"
+    assert status["restartCount"] == first.get("restartCount", 0) + 1, "only the container restarted"
+    assert status["containerID"] != first["containerID"]
+    group_ready(kubectl, "inplace", ns)
+
+
+def test_readiness_follows_a_real_probe(kubectl: Kubectl, operator, real_namespace: str):
+    ns = real_namespace
+    probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
+    kubectl.apply(
+        v1_group(
+            "probed",
+            [{"name": "web", "replicas": 1, "template": {"spec": {"containers": [container(readinessProbe=probe)]}}}],
+        ),
+        ns,
+    )
+    pod = wait_for("the pod running", lambda: kubectl.get("pod", "probed-web-0", ns), 60)
+    wait_for(
+        "the container started",
+        lambda: (
+            (p := kubectl.get("pod", "probed-web-0", ns))
+            and p["status"].get("containerStatuses", [{}])[0].get("started")
+        ),
+        60,
+    )
+    time.sleep(3)
+    group = kubectl.get("rbg", "probed", ns)
+    assert (condition(group, "Ready") or {}).get("status") != "True", "not Ready while the probe fails"
+    assert (condition(kubectl.get("pod", "probed-web-0", ns), "Ready") or {}).get("status") == "False"
+
+    exec_in(kubectl, ns, "probed-web-0", "touch", "/tmp/ready")
+    group_ready(kubectl, "probed", ns, timeout=60)
+
+    exec_in(kubectl, ns, "probed-web-0", "rm", "/tmp/ready")
+    wait_for(
+        "the group not Ready once the probe fails again",
+        lambda: (condition(kubectl.get("rbg", "probed", ns), "Ready") or {}).get("status") == "False",
+        60,
+    )
+    assert kubectl.get("pod", "probed-web-0", ns)["metadata"]["uid"] == pod["metadata"]["uid"]
+
+
+@pytest.mark.cluster_last
+def test_cluster_down_leaves_nothing_behind(kubeconfig: str):
+    from localcluster import cluster, node
+    from tests.conftest import session_started_the_cluster
+
+    if not session_started_the_cluster():
+        pytest.skip("the cluster was up before the suite (make demo): stopping it is its owner's call")
+    binaries = [str(p) for p in cluster._load_state().get("binaries", {}).values()]
+    cluster.down()
+    assert node.leftovers() == []
+    still = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if exe in binaries:
+            still.append((pid, exe))
+    assert still == []
