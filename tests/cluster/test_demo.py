@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from localcluster import node
 from tests.support.kubectl import Kubectl, condition
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +37,23 @@ def test_make_demo_leaves_a_ready_group_running(kubectl: Kubectl, request):
     assert (condition(kubectl.get("rbg", GROUP, NAMESPACE), "Ready") or {}).get("status") == "True"
     pods = _pods(kubectl)
     assert len(pods) == 4, pods  # 2 prefill, 1 decode, 1 router
+    if os.environ.get("RBG_REAL_NODE", "1") != "0":
+        _check_the_chat_completion(kubectl, result.stdout)
     request.config.stash[DEMO_PODS] = pods
+
+
+def _check_the_chat_completion(kubectl: Kubectl, output: str) -> None:
+    """The demo's last step went through the real router to a prefill and a decode server, each a
+    real container on the real node, and both logged their part of it."""
+    answer = next((line for line in output.splitlines() if line.startswith("answer: ")), None)
+    assert answer and "Hello from the RBG stand-in (prefill sglang-pd-prefill-" in answer, output[-3000:]
+    prefill = answer.split("prefill ", 1)[1].split(",", 1)[0]
+    decode = answer.split("decode ", 1)[1].rstrip(")")
+    for pod, role in ((prefill, "prefill"), (decode, "decode")):
+        assert kubectl.get("pod", pod, NAMESPACE)["spec"]["nodeName"] == node.NODE_NAME
+        logs = kubectl.run("logs", pod, f"--namespace={NAMESPACE}").stdout
+        served = [line for line in logs.splitlines() if f"role={role}" in line and "/v1/chat/completions" in line]
+        assert served, logs[-2000:]
 
 
 @pytest.mark.demo_last
