@@ -38,6 +38,8 @@ PROCESSES = ("containerd", "rbg-device-plugin", "kubelet", "coredns")
 NETNS_DIR = Path("/run/netns")  # where containerd's CRI pins pod network namespaces (fixed)
 RUNTIME_RUN_DIR = Path("/run/containerd")  # the shims' sockets and runc's state (fixed in containerd 2.x)
 DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")  # fixed by the device-plugin API
+# The CNI bridge plugin turns on IPv4 forwarding for its gateway; stop() puts back what start() found.
+SYSCTLS = (Path("/proc/sys/net/ipv4/ip_forward"),)
 # Requests scaled for a 2-core machine: a pod asking for 16 CPUs and 128 GiB still starts, with
 # its limits, GPUs and devices as written.
 SCALED_REQUESTS = {"cpu": "10m", "memory": "32Mi"}
@@ -233,6 +235,25 @@ def namespace_defaults() -> dict:
     }
 
 
+def _saved_sysctls() -> Path:
+    return node_dir() / "sysctls-before.json"
+
+
+def _save_sysctls() -> None:
+    if not _saved_sysctls().exists():  # a crashed run's file holds the machine's own values: keep it
+        _saved_sysctls().write_text(json.dumps({str(p): p.read_text().strip() for p in SYSCTLS if p.exists()}))
+
+
+def _restore_sysctls() -> None:
+    try:
+        saved = json.loads(_saved_sysctls().read_text())
+    except (OSError, ValueError):
+        return
+    for path, value in saved.items():
+        Path(path).write_text(value)
+    _saved_sysctls().unlink()
+
+
 def _bridge_up() -> None:
     if _run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
         _run("ip", "link", "add", BRIDGE, "type", "bridge")
@@ -262,9 +283,11 @@ def start(binaries: dict[str, Path], state: dict, start_process, wait, kubectl, 
 
     root = node_dir()
     stop(say)  # whatever a crashed run left behind
+    root.mkdir(parents=True, exist_ok=True)
     for sub in ("cni", "pod-logs", "kubelet", "cni-ipam"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     runtime_root().mkdir(parents=True, exist_ok=True)
+    _save_sysctls()
     for hierarchy in _cgroup_hierarchies():
         (hierarchy / CGROUP_ROOT).mkdir(exist_ok=True)
     _bridge_up()
@@ -386,6 +409,8 @@ def leftovers() -> list[str]:
         found += [f"socket {p}" for p in DEVICE_PLUGIN_DIR.iterdir()]
     if RUNTIME_RUN_DIR.exists():
         found.append(f"directory {RUNTIME_RUN_DIR}")
+    if _saved_sysctls().exists():
+        found.append(f"sysctls not restored: {_saved_sysctls().read_text()}")
     return found
 
 
@@ -431,3 +456,4 @@ def stop(say) -> None:
     shutil.rmtree(RUNTIME_RUN_DIR, ignore_errors=True)
     for sub in ("kubelet", "containerd-state", "cni-ipam"):
         shutil.rmtree(node_dir() / sub, ignore_errors=True)
+    _restore_sysctls()
