@@ -99,7 +99,11 @@ MODULES = [
     # The real node (node.py). The kubelet shares most packages with the control plane's compile.
     GoModule(
         "node",
-        {"kubelet": "k8s.io/kubernetes/cmd/kubelet", "rbg-device-plugin": "rbg-operator.local/node/deviceplugin"},
+        {
+            "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+            "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+            "rbg-device-plugin": "rbg-operator.local/node/deviceplugin",
+        },
         ldflags=_kube_ldflags(KUBERNETES_VERSION),
         cold_minutes=4,
         toolchain=KUBERNETES_TOOLCHAIN,

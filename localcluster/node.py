@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from . import components, images
+from . import components, hostpackages, images
 
 NODE_NAME = "real-0"
 LABEL = "rbg-operator.local/real-node"  # on the node, and on namespaces whose pods run there
@@ -34,7 +34,8 @@ NODE_IP = "10.89.0.1"  # the bridge's address: the node's InternalIP, the pods' 
 POD_SUBNET = "10.89.0.0/24"
 CGROUP_ROOT = "rbg-node"  # under every cgroup v1 hierarchy; the kubelet's pods and QoS classes go below
 DEVICES = {"nvidia.com/gpu": 16, "aliyun/erdma": 16}
-PROCESSES = ("containerd", "rbg-device-plugin", "kubelet", "coredns")
+PROCESSES = ("containerd", "rbg-device-plugin", "kubelet", "coredns", "kube-proxy")
+KUBE_PROXY_TABLES = ("ip kube-proxy", "ip6 kube-proxy")  # all kube-proxy's nftables mode writes
 NETNS_DIR = Path("/run/netns")  # where containerd's CRI pins pod network namespaces (fixed)
 RUNTIME_RUN_DIR = Path("/run/containerd")  # the shims' sockets and runc's state (fixed in containerd 2.x)
 DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")  # fixed by the device-plugin API
@@ -158,6 +159,32 @@ def _kubelet_config(port: int, health_port: int) -> dict:
         "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "syncFrequency": "10s",
         "nodeStatusReportFrequency": "1m",
+    }
+
+
+def _kube_proxy_config(kubeconfig: Path, health_port: int, metrics_port: int) -> dict:
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "nftables",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": NODE_NAME,
+        "healthzBindAddress": f"127.0.0.1:{health_port}",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+        "clusterCIDR": POD_SUBNET,
+        "nodePortAddresses": [f"{NODE_IP}/32"],
+        # A pod reaching a Service backed by a pod on the same bridge: without masquerading, the reply
+        # would skip the translation back.
+        "nftables": {"masqueradeAll": True},
+        # Zeros leave the machine's conntrack settings alone.
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+            "udpTimeout": "0s",
+            "udpStreamTimeout": "0s",
+        },
     }
 
 
@@ -321,6 +348,12 @@ def start(binaries: dict[str, Path], state: dict, start_process, wait, kubectl, 
         state,
         env,
     )
+    hostpackages.ensure("nftables")  # kube-proxy programs Services through the nft command
+    proxy_health, proxy_metrics = free_port(), free_port()
+    (root / "kube-proxy.yaml").write_text(
+        yaml.safe_dump(_kube_proxy_config(kubeconfig_path(), proxy_health, proxy_metrics))
+    )
+    start_process("kube-proxy", [str(binaries["kube-proxy"]), f"--config={root / 'kube-proxy.yaml'}"], state)
     start_process(
         "rbg-device-plugin",
         [str(binaries["rbg-device-plugin"]), *[f"--resource={name}={n}" for name, n in DEVICES.items()]],
@@ -409,9 +442,17 @@ def leftovers() -> list[str]:
         found += [f"socket {p}" for p in DEVICE_PLUGIN_DIR.iterdir()]
     if RUNTIME_RUN_DIR.exists():
         found.append(f"directory {RUNTIME_RUN_DIR}")
+    found += [f"nftables table {table}" for table in _kube_proxy_tables()]
     if _saved_sysctls().exists():
         found.append(f"sysctls not restored: {_saved_sysctls().read_text()}")
     return found
+
+
+def _kube_proxy_tables() -> list[str]:
+    if shutil.which("nft") is None:
+        return []
+    listed = _run("nft", "list", "tables", check=False).stdout.splitlines()
+    return [table for table in KUBE_PROXY_TABLES if f"table {table}" in listed]
 
 
 def _kill_all(pids_of, what: str, say) -> None:
@@ -442,6 +483,8 @@ def stop(say) -> None:
                 netns.unlink(missing_ok=True)
     for name in _interfaces():
         _run("ip", "link", "delete", name, check=False)
+    for table in _kube_proxy_tables():
+        _run("nft", "delete", "table", *table.split(), check=False)
     for hierarchy in _cgroup_hierarchies():
         top = hierarchy / CGROUP_ROOT
         if top.is_dir():

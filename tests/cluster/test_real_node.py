@@ -107,6 +107,29 @@ def test_pods_read_the_contracts_environment_and_topology_and_every_peer_answers
         pod = pods[address.split(".")[0]]
         assert answers[address] == [pod["status"]["podIP"], 200], (address, answers)
 
+    # A ClusterIP Service in front of the servers: its virtual address is routed (kube-proxy).
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "disc-web"},
+            "spec": {
+                "selector": {GROUP_LABEL: "disc", "rolebasedgroup.workloads.x-k8s.io/role": "server"},
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
+        },
+        ns,
+    )
+    through_service = (
+        "import time, urllib.request\n"
+        "for _ in range(60):\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen('http://disc-web/', timeout=2).status); break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.5)\n"
+    )
+    assert python_in(kubectl, ns, "disc-client-0", through_service).strip() == "200"
+
 
 def _ctr(*args: str) -> subprocess.CompletedProcess:
     from localcluster import cluster, node
