@@ -278,7 +278,7 @@ def crd_specs() -> list[CrdSpec]:
     v1alpha2-only CoordinatedPolicy, RoleInstanceSet and RoleInstance (docs/api-versions.md)."""
     from . import v1alpha2
     from .engineruntime import ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus
-    from .rolebasedgroup import RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
+    from .rolebasedgroup import DOT_RULE, RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
     from .rolebasedgroupset import RoleBasedGroupSetSpec, RoleBasedGroupSetStatus
     from .roleinstance import RoleInstanceSetSpec, RoleInstanceSetStatus, RoleInstanceSpec, RoleInstanceStatus
     from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
@@ -337,7 +337,14 @@ def crd_specs() -> list[CrdSpec]:
                     group_columns,
                     root_rules=name_rules("size(self.metadata.name)", "self.spec.roles"),
                 ),
-                CrdVersion(V1ALPHA2, v1alpha2.RoleBasedGroupSpecV2, RoleBasedGroupStatus, group_columns, storage=True),
+                CrdVersion(
+                    V1ALPHA2,
+                    v1alpha2.RoleBasedGroupSpecV2,
+                    RoleBasedGroupStatus,
+                    group_columns,
+                    root_rules=[DOT_RULE],
+                    storage=True,
+                ),
             ],
         ),
         CrdSpec(
@@ -392,6 +399,7 @@ def crd_specs() -> list[CrdSpec]:
                     RoleBasedGroupSetStatus,
                     set_columns,
                     scale=set_scale,
+                    root_rules=[DOT_RULE],
                     storage=True,
                 ),
             ],

@@ -472,9 +472,28 @@ MAX_WORKLOAD_NAME = {"StatefulSet": 52, "LeaderWorkerSet": 47, "Deployment": 61}
 MAX_GROUP_NAME = 63  # the value of the rolebasedgroup.workloads.x-k8s.io/name label
 
 
+def dot_problems(name: str, what: str = "group") -> list[str]:
+    """A dot is a valid object name but not a DNS label: the role Services `s-{name}-{role}` could
+    never be created, and the group would never become Ready."""
+    if "." not in name:
+        return []
+    return [
+        f"metadata.name: {name!r} contains '.', but the {what} name is part of the Service name "
+        f"s-{name}-{{role}}, which must be a DNS label (lowercase letters, digits and '-')"
+    ]
+
+
+DOT_RULE = (
+    "!self.metadata.name.contains('.')",
+    "metadata.name: must not contain '.': it is part of the role Services' names s-{name}-{role}, "
+    "which must be DNS labels (lowercase letters, digits and '-')",
+    "",
+)
+
+
 def name_problems(name: str, spec: RoleBasedGroupSpec) -> list[str]:
     """What the group's name and its roles' names cannot become (the limits above)."""
-    problems = []
+    problems = dot_problems(name)
     if len(name) > MAX_GROUP_NAME:
         problems.append(
             f"metadata.name: {len(name)} characters, at most {MAX_GROUP_NAME} are allowed "
@@ -500,6 +519,7 @@ def name_rules(name: str, roles: str) -> list[tuple[str, str, str]]:
         " ? {LeaderWorkerSet} : {Deployment})"
     ).format(**MAX_WORKLOAD_NAME)
     return [
+        DOT_RULE,
         (
             f"{name} <= {MAX_GROUP_NAME}",
             f"metadata.name: the group name must be at most {MAX_GROUP_NAME} characters "

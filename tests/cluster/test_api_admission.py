@@ -79,3 +79,22 @@ def test_printer_columns_and_short_names(kubectl: Kubectl, namespace: str):
     assert kubectl.get("rbgs", "fleet", namespace)["spec"]["replicas"] == 5
     kubectl.run("scale", "rbgsa/sglang-pd-decode", "--replicas=4", f"-n={namespace}")
     assert kubectl.get("rbgsa", "sglang-pd-decode", namespace)["spec"]["replicas"] == 4
+
+
+@pytest.mark.parametrize("version", ["v1alpha1", "v1alpha2"])
+@pytest.mark.parametrize("kind", ["RoleBasedGroup", "RoleBasedGroupSet"])
+def test_a_name_with_a_dot_is_refused_naming_the_service_it_would_break(
+    kubectl: Kubectl, namespace: str, version: str, kind: str
+):
+    # `a.b` is a valid object name, but `s-a.b-web` can never be a Service: refused at once, not a
+    # group that never becomes Ready. Refused by the schema itself, with no webhook in the way.
+    roles = (
+        [{"name": "web", "template": {"spec": {"containers": [{"name": "main", "image": "example.com/app:v1"}]}}}]
+        if version == "v1alpha1"
+        else [{"name": "web", "standalonePattern": {"template": {"spec": {"containers": [{"name": "main"}]}}}}]
+    )
+    spec = {"roles": roles} if kind == "RoleBasedGroup" else {"replicas": 1, "template": {"roles": roles}}
+    if kind == "RoleBasedGroupSet" and version == "v1alpha2":
+        spec = {"replicas": 1, "groupTemplate": {"spec": {"roles": roles}}}
+    manifest = {"apiVersion": f"workloads.x-k8s.io/{version}", "kind": kind, "metadata": {"name": "a.b"}, "spec": spec}
+    kubectl.refuses(manifest, namespace, ["metadata.name", "must not contain '.'", "s-{name}-{role}"], "a.b")

@@ -78,3 +78,11 @@ def test_each_rule_names_its_field():
         {"name": "a", "standalonePattern": {"templateRef": {"name": "t"}}},
         roleTemplates=[{"name": "t", "template": {"spec": {}}}],
     )
+
+
+def test_a_group_name_with_a_dot_names_the_service_it_would_break():
+    from rbg_operator.api.rolebasedgroup import dot_problems
+
+    assert dot_problems("ab") == []
+    (problem,) = dot_problems("a.b")
+    assert problem.startswith("metadata.name: 'a.b' contains '.'") and "s-a.b-{role}" in problem
