@@ -117,6 +117,7 @@ class KeptGroupTemplate(ApiModel):
 
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+    metadata: dict | None = None  # as the reference's examples write them (groupTemplate.metadata)
 
 
 _SHAPES: dict[str, pydantic.TypeAdapter] = {
@@ -452,7 +453,15 @@ def set_to_v1(obj: dict, api_version: str = V1) -> dict:
     for key in SPEC_CARRIER_KEYS:
         annotations.pop(key, None)
         member_annotations.pop(key, None)
-    kept = {k: v for k, v in (("labels", template.get("labels")), ("annotations", member_annotations)) if v}
+    kept = {
+        k: v
+        for k, v in (
+            ("labels", template.get("labels")),
+            ("annotations", member_annotations),
+            ("metadata", template.get("metadata")),
+        )
+        if v
+    }
     if kept:
         annotations[GROUP_TEMPLATE_KEY] = compact(kept)
     out_spec = {"template": group_spec}

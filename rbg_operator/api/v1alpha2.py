@@ -358,11 +358,24 @@ class RoleBasedGroupV2(ApiModel):
         return [Coordination.model_validate(rule) for rule in kept_coordination(self.annotations)]
 
 
+class GroupTemplateMetadata(ApiModel):
+    """Labels and annotations of the member groups, written as object metadata."""
+
+    labels: dict[str, str] | None = Field(None, description="Labels of the member groups.")
+    annotations: dict[str, str] | None = Field(None, description="Annotations of the member groups.")
+
+
 class GroupTemplate(ApiModel):
     """What every member group of a set looks like."""
 
     labels: dict[str, str] | None = Field(None, description="Labels of the member groups.")
     annotations: dict[str, str] | None = Field(None, description="Annotations of the member groups.")
+    # The contract puts labels and annotations directly under groupTemplate, but the reference's own
+    # examples (rbgs-base, rbgs-exclusive-topology) write them under metadata: both are accepted,
+    # and the direct fields win where both name a key (docs/api-versions.md).
+    metadata: GroupTemplateMetadata | None = Field(
+        None, description="Labels and annotations of the member groups, as the reference's examples write them."
+    )
     spec: RoleBasedGroupSpecV2 | None = Field(None, description="Spec of the member groups.")
 
 

@@ -49,7 +49,12 @@ def set_member(group_set: dict, index: int) -> dict:
     its labels and annotations under the set's own."""
     meta = group_set["metadata"]
     template = group_set["spec"]["groupTemplate"]
-    annotations = {k: v for k, v in (template.get("annotations") or {}).items() if k != FAILED_KEY}
+    written_as_metadata = template.get("metadata") or {}
+    annotations = {
+        k: v
+        for k, v in {**(written_as_metadata.get("annotations") or {}), **(template.get("annotations") or {})}.items()
+        if k != FAILED_KEY
+    }
     return {
         "apiVersion": kinds.API_VERSION,
         "kind": "RoleBasedGroup",
@@ -57,6 +62,7 @@ def set_member(group_set: dict, index: int) -> dict:
             "name": naming.set_member_name(meta["name"], index),
             "namespace": meta["namespace"],
             "labels": {
+                **(written_as_metadata.get("labels") or {}),
                 **(template.get("labels") or {}),
                 naming.LABEL_SET_NAME: meta["name"],
                 naming.LABEL_SET_INDEX: str(index),

@@ -551,3 +551,27 @@ def test_a_deep_stored_object_converts_both_ways_without_decoding_its_deep_part(
         bounded_json.dumps(back["response"]["convertedObjects"][0]["spec"]["roles"][0]["templatePatch"])
         == deep.encode()
     )
+
+
+def test_group_template_metadata_as_the_references_examples_write_it_survives_v1alpha1_and_reaches_members():
+    from rbg_operator.desired.scaling import set_member
+
+    roles = [{"name": "web", "standalonePattern": {"template": {"spec": {"containers": [{"name": "main"}]}}}}]
+    group_set = {
+        "apiVersion": V2,
+        "kind": "RoleBasedGroupSet",
+        "metadata": {"name": "s", "namespace": "ns", "uid": "u1"},
+        "spec": {
+            "replicas": 2,
+            "groupTemplate": {
+                "metadata": {"labels": {"app": "sglang", "team": "x"}, "annotations": {"note": "kept"}},
+                "labels": {"team": "direct"},
+                "spec": {"roles": roles},
+            },
+        },
+    }
+    RoleBasedGroupSetSpecV2.model_validate(group_set["spec"], context=SHAPE)
+    assert convert(convert(group_set, V1), V2) == group_set
+    member = set_member(group_set, 1)["metadata"]
+    assert member["labels"]["app"] == "sglang" and member["labels"]["team"] == "direct"  # the direct field wins
+    assert member["annotations"]["note"] == "kept"
