@@ -354,3 +354,29 @@ def test_an_upgrade_adds_the_v2_keys_to_pods_only_when_they_are_replaced(kubectl
         ),
         120,
     )
+
+
+def test_a_sets_group_template_metadata_reaches_every_member(kubectl: Kubectl, operator, namespace: str):
+    # As the reference's rbgs-base example writes it; the contract's direct fields still win.
+    kubectl.apply(
+        {
+            "apiVersion": V2,
+            "kind": "RoleBasedGroupSet",
+            "metadata": {"name": "meta"},
+            "spec": {
+                "replicas": 2,
+                "groupTemplate": {
+                    "metadata": {"labels": {"app": "sglang", "team": "x"}, "annotations": {"owner": "serving"}},
+                    "labels": {"team": "direct"},
+                    "spec": {"roles": [{"name": "web", "replicas": 1, "standalonePattern": {"template": TEMPLATE}}]},
+                },
+            },
+        },
+        namespace,
+    )
+    for name in ("meta-0", "meta-1"):
+        member = wait_for(f"member {name}", lambda n=name: kubectl.get("rbg", n, namespace), 60)
+        assert (member["metadata"]["labels"]["app"], member["metadata"]["labels"]["team"]) == ("sglang", "direct")
+        assert member["metadata"]["annotations"]["owner"] == "serving"
+    kept = kubectl.get("rolebasedgroupsets.v1alpha2.workloads.x-k8s.io", "meta", namespace)
+    assert kept["spec"]["groupTemplate"]["metadata"]["labels"] == {"app": "sglang", "team": "x"}
