@@ -244,6 +244,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.posting.enabled = False  # our EventRecorder posts the Events users should see
     conversion = _serve_webhook(settings) if SETTINGS.webhook_address else None
     kube = await Kube.connect(qps=SETTINGS.api_qps, burst=SETTINGS.api_burst)
+    adapters = KINDS[kinds.SCALING_ADAPTER]
+    webhook.ADAPTER_READER = lambda namespace, name: kube.get(adapters, namespace, name)
     if conversion is not None and SETTINGS.register_conversion:
         registrar = webhook.ConversionRegistrar(kube, conversion)
         await registrar.register()

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kopf._core.engines import admission as kopf_admission
 
-from . import bounded_json, kinds
+from . import bounded_json, kinds, naming
 from .api import conversion
 from .api.common import MAX_PATCH_DEPTH
 from .api.conversion import ConversionError, convert
@@ -185,6 +185,45 @@ def validate_instance_set(spec: dict, **_) -> None:
 
 
 # (version, plural, handler): each kind is reviewed in the version it is stored in.
+# Reads a scaling adapter from the API server (namespace, name) -> object or None; set at start-up.
+ADAPTER_READER: Callable[[str, str], Awaitable[dict | None]] | None = None
+
+
+def replicas_changed_under_adapter(old_spec: dict, new_spec: dict) -> list[tuple[int, str, int]]:
+    """(index, role, new replicas) of each role with scalingAdapter.enable that existed before and
+    whose replicas changed: the adapter owns that number."""
+    before = {r.get("name"): r for r in old_spec.get("roles") or [] if isinstance(r, dict)}
+    changed = []
+    for i, role in enumerate(new_spec.get("roles") or []):
+        if not isinstance(role, dict) or not (role.get("scalingAdapter") or {}).get("enable"):
+            continue
+        old = before.get(role.get("name"))
+        if old is not None and old.get("replicas", 1) != role.get("replicas", 1):
+            changed.append((i, role["name"], role.get("replicas", 1)))
+    return changed
+
+
+async def validate_adapter_replica_lock(spec: dict, old: dict | None, name: str, namespace: str, **_) -> None:
+    """A role's replicas that its enabled scaling adapter owns change through the adapter alone:
+    a write that sets them to anything but the adapter's value is refused. The operator's own write,
+    which copies the adapter's value into the role, passes."""
+    if not old or ADAPTER_READER is None:
+        return
+    problems = []
+    for index, role, replicas in replicas_changed_under_adapter(old.get("spec") or {}, spec):
+        adapter_name = naming.adapter_name(name, role)
+        adapter = await ADAPTER_READER(namespace, adapter_name)
+        wanted = ((adapter or {}).get("spec") or {}).get("replicas")
+        if wanted is not None and wanted != replicas:
+            problems.append(
+                f'spec.roles[{index}].replicas (role "{role}"): cannot be changed to {replicas} while '
+                f'scalingAdapter.enable is true and RoleBasedGroupScalingAdapter "{adapter_name}" has '
+                f"spec.replicas {wanted}; scale the adapter instead "
+                f"(kubectl scale rbgsa {adapter_name} --replicas={replicas})"
+            )
+    refuse(problems)
+
+
 VALIDATED = (
     (kinds.STORED_VERSION, "rolebasedgroups", validate_group),
     (kinds.STORED_VERSION, "rolebasedgroupsets", validate_group_set),
@@ -205,6 +244,14 @@ def register() -> None:
             operations=["CREATE", "UPDATE"],
             ignore_failures=True,
         )(handler)
+    kopf.on.validate(
+        kinds.GROUP,
+        kinds.STORED_VERSION,
+        "rolebasedgroups",
+        id="validate-adapter-replicas",
+        operations=["UPDATE"],
+        ignore_failures=True,
+    )(validate_adapter_replica_lock)
 
 
 def review_conversion(review: dict) -> dict:

@@ -98,3 +98,44 @@ def test_a_name_with_a_dot_is_refused_naming_the_service_it_would_break(
         spec = {"replicas": 1, "groupTemplate": {"spec": {"roles": roles}}}
     manifest = {"apiVersion": f"workloads.x-k8s.io/{version}", "kind": kind, "metadata": {"name": "a.b"}, "spec": spec}
     kubectl.refuses(manifest, namespace, ["metadata.name", "must not contain '.'", "s-{name}-{role}"], "a.b")
+
+
+def test_a_replicas_change_under_an_enabled_scaling_adapter_is_refused_and_other_edits_pass(
+    kubectl: Kubectl, operator, admission_webhook, namespace: str
+):
+    container = {"name": "main", "image": "example.com/app:v1"}
+    role = {
+        "name": "web",
+        "replicas": 1,
+        "scalingAdapter": {"enable": True},
+        "standalonePattern": {"template": {"spec": {"containers": [container]}}},
+    }
+    group = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleBasedGroup", "metadata": {"name": "locked"}}
+    kubectl.apply({**group, "spec": {"roles": [role]}}, namespace)
+    adapters = "rolebasedgroupscalingadapters.v1alpha2.workloads.x-k8s.io"
+    wait_for(
+        "the adapter seeded with the role's replicas",
+        lambda: ((kubectl.get(adapters, "locked-web", namespace) or {}).get("spec") or {}).get("replicas") == 1,
+        60,
+    )
+    refused = kubectl.run(
+        "patch", "rolebasedgroups.v1alpha2.workloads.x-k8s.io", "locked", f"--namespace={namespace}",
+        "--type=json", "-p", '[{"op": "replace", "path": "/spec/roles/0/replicas", "value": 3}]', check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    for words in ("spec.roles[0].replicas", "locked-web", "kubectl scale rbgsa"):
+        assert words in refused.stderr, refused.stderr
+    env = [{"name": "MODE", "value": "b"}]
+    edited = {**role, "standalonePattern": {"template": {"spec": {"containers": [{**container, "env": env}]}}}}
+    kubectl.apply({**group, "spec": {"roles": [edited]}}, namespace)  # any other edit passes
+    kubectl.run("scale", adapters, "locked-web", "--replicas=2", f"--namespace={namespace}")
+    wait_for(
+        "the operator's own write of the adapter's replicas passes the lock",
+        lambda: (
+            kubectl.get("rolebasedgroups.v1alpha2.workloads.x-k8s.io", "locked", namespace)["spec"]["roles"][0][
+                "replicas"
+            ]
+            == 2
+        ),
+        60,
+    )

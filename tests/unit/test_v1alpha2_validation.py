@@ -86,3 +86,16 @@ def test_a_group_name_with_a_dot_names_the_service_it_would_break():
     assert dot_problems("ab") == []
     (problem,) = dot_problems("a.b")
     assert problem.startswith("metadata.name: 'a.b' contains '.'") and "s-a.b-{role}" in problem
+
+
+def test_only_a_replicas_change_of_a_role_with_an_enabled_adapter_is_a_candidate_for_the_lock():
+    from rbg_operator.webhook import replicas_changed_under_adapter
+
+    def spec(replicas: int, enable: bool = True, env: str = "a") -> dict:
+        role = {"name": "web", "replicas": replicas, "scalingAdapter": {"enable": enable}, "env": env}
+        return {"roles": [{"name": "db"}, role]}
+
+    assert replicas_changed_under_adapter(spec(1), spec(3)) == [(1, "web", 3)]
+    assert replicas_changed_under_adapter(spec(1), spec(1, env="b")) == []  # any other edit passes
+    assert replicas_changed_under_adapter(spec(1, enable=False), spec(3, enable=False)) == []
+    assert replicas_changed_under_adapter({"roles": []}, spec(3)) == []  # a new role: nothing to own yet
