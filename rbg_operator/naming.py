@@ -107,6 +107,11 @@ LABEL_SET_INDEX = "rolebasedgroupset.workloads.x-k8s.io/rbg-index"
 ANNOTATION_SET_TEMPLATE = "rolebasedgroupset.workloads.x-k8s.io/template-hash"
 
 
+# On a pod (or its template): `Ignore` keeps the pod's failures and restarts from triggering the
+# instance restart policy; `Inherit` (the default) does not.
+ANNOTATION_RESTART_TRIGGER = "rbg.workloads.x-k8s.io/restart-trigger-policy"
+
+
 def adapter_name(group: str, role: str) -> str:
     return f"{group}-{role}"
 

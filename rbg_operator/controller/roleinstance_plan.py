@@ -212,6 +212,8 @@ def restart_decision(instance: dict, pods: list[dict], current: bool, now: datet
     reason = ""
     for pod in pods:
         name = pod["metadata"]["name"]
+        if (pod["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_TRIGGER) == "Ignore":
+            continue  # a pod whose failures the restart policy is told to ignore (a sidecar, a probe job)
         if (pod.get("status") or {}).get("phase") == "Failed":
             reason = f"pod {name} failed"
             break

@@ -92,3 +92,14 @@ def test_a_recreation_is_done_when_the_deleted_uids_are_gone_and_replacements_ex
     assert recreation_done(recreating, [pod("g-a-0", "x0", "a"), pod("g-a-1", "x1", "a")], 2)
     # The spec shrank to one pod meanwhile: one replacement is all there will be.
     assert recreation_done(recreating, [pod("g-a-0", "x0", "a")], 1)
+
+
+def test_a_pod_annotated_to_be_ignored_never_enters_the_baseline_so_it_never_triggers_a_restart():
+    ignored = pod("g-a-0", "u0", "a")
+    ignored["metadata"]["annotations"] = {naming.ANNOTATION_RESTART_TRIGGER: "Ignore"}
+    assert detect({}, [ignored], POLICIES, {"a": sts(1)})[1] == {}
+    ignored["status"]["containerStatuses"][0]["restartCount"] = 4
+    assert detect({}, [ignored], POLICIES, {"a": sts(1)}) == ([], {})
+    inherit = pod("g-a-0", "u0", "a")
+    inherit["metadata"]["annotations"] = {naming.ANNOTATION_RESTART_TRIGGER: "Inherit"}
+    assert list(detect({}, [inherit], POLICIES, {"a": sts(1)})[1]) == ["g-a-0"]

@@ -225,6 +225,12 @@ def test_a_container_restart_recreates_the_instance_with_backoff_between_recreat
     explained["status"]["inPlaceUpdateContainerBaselines"] = {"p": {"main": {"restartCount": 0}}}
     assert not restart_decision(explained, crashed(1), True, NOW).recreate
     assert restart_decision(explained, crashed(2), True, NOW).recreate
+    # A pod annotated to be ignored by restart policies never triggers one.
+    ignored = crashed(3)
+    ignored[0]["metadata"]["annotations"] = {"rbg.workloads.x-k8s.io/restart-trigger-policy": "Ignore"}
+    assert not restart_decision(restarting_instance(), ignored, True, NOW).recreate
+    ignored[0]["metadata"]["annotations"] = {"rbg.workloads.x-k8s.io/restart-trigger-policy": "Inherit"}
+    assert restart_decision(restarting_instance(), ignored, True, NOW).recreate
 
 
 def test_the_custom_components_pattern_survives_a_v1alpha1_client():
