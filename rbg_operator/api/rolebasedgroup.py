@@ -491,6 +491,21 @@ DOT_RULE = (
 )
 
 
+def longest_instance_pod(workload: str, role) -> str:
+    """The longest pod name a RoleInstanceSet role can make, at the caps of replicas and sizes: pods
+    are `{ris}-{i}` (standalone), `{ris}-{i}-{j}` (leader-worker) or `{ris}-{i}-{component}-{j}`, and a
+    pod's name is its hostname, a DNS label of at most 63."""
+    instance = f"{workload}-{MAX_ROLE_REPLICAS - 1}"
+    pattern = getattr(role, "pattern", "standalone")
+    if pattern == "leaderWorker":
+        return f"{instance}-{MAX_LEADER_WORKER_SIZE - 1}"
+    if pattern == "customComponents":
+        components = role.custom_components_pattern.components or []
+        longest = max((c.name for c in components), key=len, default="")
+        return f"{instance}-{longest}-{MAX_LEADER_WORKER_SIZE - 1}"
+    return instance
+
+
 def name_problems(name: str, spec: RoleBasedGroupSpec) -> list[str]:
     """What the group's name and its roles' names cannot become (the limits above)."""
     problems = dot_problems(name)
@@ -508,6 +523,14 @@ def name_problems(name: str, spec: RoleBasedGroupSpec) -> list[str]:
                 f"at most {limit} are allowed for {role.workload.kind} roles (shorten the group or "
                 f"role name)"
             )
+        elif role.workload.kind == "RoleInstanceSet":
+            pod = longest_instance_pod(workload, role)
+            if len(pod) > 63 or len(workload) > 61:  # 61: the role's Service s-{rbg}-{role} is a DNS label too
+                problems.append(
+                    f"spec.roles[{i}].name: the role's pods would be named up to {pod!r} ({len(pod)} "
+                    f"characters) and its Service s-{workload}, but a pod name and a Service name are DNS "
+                    f"labels of at most 63 characters (shorten the group, role or component name)"
+                )
     return problems
 
 

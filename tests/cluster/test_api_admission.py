@@ -139,3 +139,16 @@ def test_a_replicas_change_under_an_enabled_scaling_adapter_is_refused_and_other
         ),
         60,
     )
+
+
+def test_a_role_instance_set_role_whose_pod_names_would_be_too_long_is_refused_naming_the_pod(
+    kubectl: Kubectl, admission_webhook, namespace: str
+):
+    role = {"name": "r" * 60, "standalonePattern": {"template": {"spec": {"containers": [{"name": "main"}]}}}}
+    manifest = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": "g"},
+        "spec": {"roles": [role]},
+    }
+    kubectl.refuses(manifest, namespace, ["spec.roles[0].name", f"g-{'r' * 60}-4999", "at most 63"], "a long role")

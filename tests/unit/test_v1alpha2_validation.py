@@ -99,3 +99,26 @@ def test_only_a_replicas_change_of_a_role_with_an_enabled_adapter_is_a_candidate
     assert replicas_changed_under_adapter(spec(1), spec(1, env="b")) == []  # any other edit passes
     assert replicas_changed_under_adapter(spec(1, enable=False), spec(3, enable=False)) == []
     assert replicas_changed_under_adapter({"roles": []}, spec(3)) == []  # a new role: nothing to own yet
+
+
+def test_a_role_instance_set_role_whose_pods_would_outgrow_a_dns_label_names_the_pod():
+    from rbg_operator.api.rolebasedgroup import name_problems
+
+    def spec(role: str, components: list[str] | None = None) -> RoleBasedGroupSpecV2:
+        template = {"spec": {"containers": [{"name": "main"}]}}
+        pattern = (
+            {
+                "customComponentsPattern": {
+                    "components": [{"name": c, "size": 1, "template": template} for c in components]
+                }
+            }
+            if components
+            else {"standalonePattern": {"template": template}}
+        )
+        return RoleBasedGroupSpecV2.model_validate({"roles": [{"name": role, **pattern}]})
+
+    assert name_problems("g", spec("r" * 50)) == []  # g-rrr...-4999: 57 characters
+    (problem,) = name_problems("g", spec("r" * 60))
+    assert problem.startswith("spec.roles[0].name:") and "-4999'" in problem and "63" in problem
+    (problem,) = name_problems("g", spec("web", ["component-name-long-enough-to-push-the-pod-past-63"]))
+    assert "component-name-long-enough-to-push-the-pod-past-63-255" in problem
