@@ -45,6 +45,7 @@ from .rolebasedgroup import (
     Workload,
     dependency_cycle,
     gang_minimum_problems,
+    instance_set_name_problems,
     name_problems,
 )
 from .rolebasedgroupset import set_fanout
@@ -327,6 +328,8 @@ class RoleBasedGroupV2(ApiModel):
         for i, rule in enumerate(self.coordination):
             problems += [f"spec.coordination[{i}].roles: unknown role {n!r}" for n in rule.roles if n not in roles]
         problems += name_problems(self.metadata.get("name", ""), self.spec)
+        if not context.get("stored"):
+            problems += instance_set_name_problems(self.metadata.get("name", ""), self.spec)
         problems += gang_minimum_problems((self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS), roles)
         if problems:
             raise ValueError("; ".join(problems))

@@ -102,7 +102,7 @@ def test_only_a_replicas_change_of_a_role_with_an_enabled_adapter_is_a_candidate
 
 
 def test_a_role_instance_set_role_whose_pods_would_outgrow_a_dns_label_names_the_pod():
-    from rbg_operator.api.rolebasedgroup import name_problems
+    from rbg_operator.api.rolebasedgroup import instance_set_name_problems as name_problems
 
     def spec(role: str, components: list[str] | None = None) -> RoleBasedGroupSpecV2:
         template = {"spec": {"containers": [{"name": "main"}]}}
