@@ -476,11 +476,11 @@ class _Planner:
                 observed: list[RoleRollout] = []
                 for role_name in rule.roles:
                     role = group.spec.role(role_name)
-                    # Paced by partitions: only workloads that update pods above one.
-                    sts = self.snap.workload(role) if workload_kind(role).ordinal_pods else None
-                    if sts is None:
+                    # Paced by partitions: only workloads that update by ordinal above one.
+                    workload = self.snap.workload(role) if workload_kind(role).coordinated_rollout else None
+                    if workload is None:
                         continue  # a role being created starts on the newest revision anyway
-                    observed.append(self._rollout_of(role, sts))
+                    observed.append(self._rollout_of(role, workload))
                     if update.max_unavailable:
                         plans.setdefault(role_name, {})["max_unavailable"] = update.max_unavailable
                 for name, allowed in coordinated_allowance(observed, update.max_skew, update.partition).items():
@@ -510,8 +510,13 @@ class _Planner:
         labels = sts["metadata"].get("labels") or {}
         if labels.get(revision_label(role.name)) != role_revision(self.group, role, self.build):
             return RoleRollout(role.name, replicas, 0, 0)  # a new revision: nothing is allowed onto it yet
-        partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
         status = sts.get("status") or {}
+        if sts["kind"] == "RoleInstanceSet":  # instances, each updated and ready as a whole
+            partition = (sts["spec"].get("updateStrategy") or {}).get("partition", 0)
+            seen = status.get("observedGeneration") == sts["metadata"]["generation"]
+            updated_ready = status.get("updatedReadyReplicas", 0) if seen else 0
+            return RoleRollout(role.name, replicas, min(updated_ready, replicas), max(0, replicas - partition))
+        partition = ((sts["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}).get("partition", 0)
         revision = (
             status.get("updateRevision") if status.get("observedGeneration") == sts["metadata"]["generation"] else None
         )

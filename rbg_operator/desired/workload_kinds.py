@@ -48,6 +48,9 @@ class WorkloadKind:
     # Pods by ordinal, updated above a partition: coordinated rollouts pace it by partitions, a
     # pod stuck on the old revision is replaced, and a pod gone below replicas was lost.
     ordinal_pods: bool = False
+    # Updated by ordinal above a partition (StatefulSet pods, RoleInstanceSet instances): a
+    # CoordinatedPolicy's partition, maxUnavailable and maxSkew pace its rollout.
+    coordinated_rollout: bool = False
     # Its replicas are pods (not groups of pods): coordinated scaling paces their growth.
     paced_growth: bool = True
     # It recreates an instance itself: the per-instance restart policy is its own.
@@ -177,7 +180,14 @@ def _instanceset_readiness(status: dict, current: bool, desired: int) -> Readine
 
 
 STATEFUL_SET = WorkloadKind(
-    "apps/v1", "StatefulSet", _pod, statefulset_spec, _statefulset_rollout, _statefulset_readiness, ordinal_pods=True
+    "apps/v1",
+    "StatefulSet",
+    _pod,
+    statefulset_spec,
+    _statefulset_rollout,
+    _statefulset_readiness,
+    ordinal_pods=True,
+    coordinated_rollout=True,
 )
 DEPLOYMENT = WorkloadKind("apps/v1", "Deployment", _pod, deployment_spec, _deployment_rollout, _deployment_readiness)
 LEADER_WORKER_SET = WorkloadKind(
@@ -197,6 +207,7 @@ ROLE_INSTANCE_SET = WorkloadKind(
     _instanceset_spec,
     _instanceset_rollout,
     _instanceset_readiness,
+    coordinated_rollout=True,
     recreates_instances=True,
     metadata=instance_set_metadata,
 )

@@ -151,4 +151,6 @@ def test_a_role_instance_set_role_whose_pod_names_would_be_too_long_is_refused_n
         "metadata": {"name": "g"},
         "spec": {"roles": [role]},
     }
-    kubectl.refuses(manifest, namespace, ["spec.roles[0].name", f"g-{'r' * 60}-4999", "at most 63 characters"], "a long role")
+    kubectl.refuses(
+        manifest, namespace, ["spec.roles[0].name", f"g-{'r' * 60}-4999", "at most 63 characters"], "a long role"
+    )

@@ -465,3 +465,61 @@ def test_a_coordinated_policy_of_the_groups_name_holds_its_max_skew(kubectl: Kub
         30,
     )
     assert "spec.policies[0].roles: no role prefil" in refused["message"]
+
+
+def test_a_coordinated_policy_partition_holds_role_instance_set_ordinals_through_a_rollout(
+    kubectl: Kubectl, operator, namespace: str
+):
+    # v1alpha2's default workload, two roles under one policy: a partition of 2 keeps instances 0 and 1 of
+    # both on the old image while 2 and 3 take the new one (a policy speaks in shares: 50% of 4).
+    def group(image: str) -> dict:
+        template = {"spec": {"containers": [{"name": "main", "image": image}]}}
+        return {
+            "apiVersion": "workloads.x-k8s.io/v1alpha2",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "held"},
+            "spec": {
+                "roles": [
+                    {"name": name, "replicas": 4, "standalonePattern": {"template": template}}
+                    for name in ("prefill", "decode")
+                ]
+            },
+        }
+
+    kubectl.apply(group("example.com/app:v1"), namespace)
+    ready(kubectl, "held", namespace)
+    policy = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "CoordinatedPolicy",
+        "metadata": {"name": "held"},
+        "spec": {
+            "policies": [
+                {
+                    "name": "pd",
+                    "roles": ["prefill", "decode"],
+                    "strategy": {"rollingUpdate": {"partition": "50%", "maxUnavailable": "50%"}},
+                }
+            ]
+        },
+    }
+    kubectl.apply(policy, namespace)
+    wait_for(
+        "the policy in force",
+        lambda: (
+            (condition(kubectl.get("rbg", "held", namespace), "CoordinatedPolicyApplied") or {}).get("status") == "True"
+        ),
+        30,
+    )
+    kubectl.apply(group("example.com/app:v2"), namespace)
+
+    def images() -> dict[str, str]:
+        return {
+            p["metadata"]["name"]: p["spec"]["containers"][0]["image"]
+            for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=held")
+            if not p["metadata"].get("deletionTimestamp")
+        }
+
+    want = {f"held-{r}-{i}": f"example.com/app:v{1 if i < 2 else 2}" for r in ("prefill", "decode") for i in range(4)}
+    wait_for("ordinals 2 and 3 on the new image, 0 and 1 held", lambda: images() == want, 90)
+    time.sleep(5)
+    assert images() == want, "the partition holds"

@@ -585,3 +585,51 @@ def test_notes_and_complaints_are_said_once_per_generation():
     assert [e.reason for e in first.events if e.reason == "InvalidAnnotation"] == ["InvalidAnnotation"]
     again = plan(observed(status_after(body, first)), OPTIONS, NOW)
     assert not [e for e in again.events if e.reason == "InvalidAnnotation"]
+
+
+RIS = {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleInstanceSet"}
+
+
+def ris_coordinated(image: str, generation: int = 1) -> dict:
+    return group_body(
+        role("prefill", 4, workload=RIS, image=image),
+        role("decode", 4, workload=RIS, image=image),
+        generation=generation,
+        coordination=[
+            {
+                "name": "pd",
+                "roles": ["prefill", "decode"],
+                "strategy": {"rollingUpdate": {"maxSkew": "25%", "partition": "50%", "maxUnavailable": "50%"}},
+            }
+        ],
+    )
+
+
+def test_role_instance_set_roles_follow_a_coordinated_partition_max_unavailable_and_skew():
+    body = ris_coordinated("i:2", 2)
+    first = plan(observed(ris_coordinated("i:1")), OPTIONS, NOW)
+    new_revision = plan(observed(body, *settled(body, first)), OPTIONS, NOW)
+    assert {d["kind"] for d in new_revision.applied()} >= {"RoleInstanceSet"}
+
+    def instance_sets(updated_ready: dict[str, int]) -> list[dict]:
+        role_of = "rolebasedgroup.workloads.x-k8s.io/role"
+        return [
+            running(
+                d,
+                updateRevision="r2",
+                currentRevision="r1",
+                updatedReadyReplicas=updated_ready[d["metadata"]["labels"][role_of]],
+            )
+            for d in new_revision.applied("RoleInstanceSet")
+        ]
+
+    # Nothing updated yet: each role may move 25% of 4 instances, so ordinals 0-2 hold.
+    decided = plan(observed(body, *instance_sets({"prefill": 0, "decode": 0})), OPTIONS, NOW)
+    assert decided.role_plans["prefill"].partition == 3 and decided.role_plans["decode"].partition == 3
+    for ris in workloads(decided).values():
+        assert (
+            ris["spec"]["updateStrategy"]["partition"] == 3 and ris["spec"]["updateStrategy"]["maxUnavailable"] == "50%"
+        )
+    # Both caught up as far as the policy's partition allows: ordinals 0 and 1 stay on the old revision.
+    decided = plan(observed(body, *instance_sets({"prefill": 2, "decode": 2})), OPTIONS, NOW)
+    assert decided.role_plans["prefill"].partition == 2 and decided.role_plans["decode"].partition == 2
