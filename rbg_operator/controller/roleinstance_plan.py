@@ -460,14 +460,28 @@ def conclude(
     ready = bool(slots) and all(
         n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current" for n, s in slots.items()
     )
+    unready = [
+        n for n, s in slots.items() if not (n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current")
+    ]
+    # readyPolicy None: the instance counts as ready at once, pods or not (the contract's §4.19).
+    ready_at_once = (body.get("spec") or {}).get("readyPolicy") == "None"
     wanted = [
         {
             "type": "RoleInstanceReady",
-            "status": "True" if ready else "False",
-            "reason": "AllPodsReady" if ready else "PodsNotReady",
-            "message": "" if ready else "not every pod of the instance is ready and updated",
+            "status": "True" if ready or ready_at_once else "False",
+            "reason": "Ready" if ready or ready_at_once else "PodsNotReady",
+            "message": "" if ready or ready_at_once else "not every pod of the instance is ready and updated",
         }
     ]
+    if not ready_at_once:
+        wanted.append(
+            {
+                "type": "RoleInstanceAllPodsReady",
+                "status": "True" if ready else "False",
+                "reason": "PodsReady" if ready else "AtLeastOnePodNotReady",
+                "message": "Ready" if ready else f"not ready or not updated: {', '.join(unready) or 'no pods yet'}",
+            }
+        )
     if conflicts:
         wanted[0].update(status="False", reason="ChildConflict", message="; ".join(conflicts))
         look_again.append(CONFLICT_RECHECK_SECONDS)  # nothing of the pod in the way wakes the instance

@@ -506,3 +506,37 @@ def test_max_surge_adds_an_instance_before_any_goes_and_removes_it_after(kubectl
     assert any("surge-web-2" in s for s in seen), "no surge instance was made"
     assert set(instances()) == {"surge-web-0", "surge-web-1"}, "the surge instance stayed"
     ready(kubectl, "surge", namespace)
+
+
+def test_an_instance_with_a_pod_not_ready_names_it_in_its_all_pods_ready_condition(
+    kubectl: Kubectl, operator, namespace: str
+):
+    nowhere = template()
+    nowhere["spec"]["nodeSelector"] = {"example.com/no-such-node": "true"}  # never scheduled, never ready
+    kubectl.apply(
+        v2_group(
+            "partly",
+            [
+                {
+                    "name": "mix",
+                    "customComponentsPattern": {
+                        "components": [
+                            {"name": "router", "size": 1, "template": template()},
+                            {"name": "engine", "size": 1, "template": nowhere},
+                        ]
+                    },
+                }
+            ],
+        ),
+        namespace,
+    )
+
+    def waiting():
+        instance = kubectl.get("roleinstances", "partly-mix-0", namespace)
+        found = condition(instance, "RoleInstanceAllPodsReady") or {}
+        return found.get("reason") == "AtLeastOnePodNotReady" and (instance, found)
+
+    instance, found = wait_for("the instance waiting on its engine pod", waiting, 60)
+    assert found["status"] == "False" and "partly-mix-0-engine-0" in found["message"]
+    assert "router" not in found["message"]
+    assert (condition(instance, "RoleInstanceReady") or {}).get("reason") == "PodsNotReady"

@@ -341,3 +341,26 @@ def test_the_pass_at_the_pod_cap_plans_in_well_under_a_second():
     conclude(seen, planned, Outcome(), NOW)
     assert len(planned.actions) == 64 * 78
     assert time.perf_counter() - started < 0.5
+
+
+def test_all_pod_ready_says_which_pods_hold_the_instance_back_and_none_is_ready_at_once():
+    body = instance([{"name": "web", "size": 2, "template": template()}])
+    pods = running(body, only={"i-web-0"})
+    _, report = pass_over(body, pods)
+    assert condition(report, "RoleInstanceReady")["status"] == "False"
+    waiting = condition(report, "RoleInstanceAllPodsReady")
+    assert (waiting["status"], waiting["reason"]) == ("False", "AtLeastOnePodNotReady")
+    assert "i-web-1" in waiting["message"] and "i-web-0" not in waiting["message"]
+    _, report = pass_over(body, running(body))
+    assert (
+        condition(report, "RoleInstanceAllPodsReady")["reason"],
+        condition(report, "RoleInstanceReady")["reason"],
+    ) == (
+        "PodsReady",
+        "Ready",
+    )
+    at_once = instance([{"name": "web", "size": 2, "template": template()}])
+    at_once["spec"]["readyPolicy"] = "None"
+    _, report = pass_over(at_once, {})
+    assert condition(report, "RoleInstanceReady")["status"] == "True"  # no pods yet, and ready
+    assert condition(report, "RoleInstanceAllPodsReady") == {}
