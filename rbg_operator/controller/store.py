@@ -240,6 +240,9 @@ POD_METADATA = (
 )
 
 
+POD_ANNOTATIONS_READ = frozenset({naming.ANNOTATION_RESTART_TRIGGER})
+
+
 def _slim_pod(pod: dict) -> dict:
     """The parts of a pod that reconciles read (placement, readiness, restarts, ownership): pods
     are most of what the store holds, and their specs and managed fields are most of a pod."""
@@ -251,10 +254,15 @@ def _slim_pod(pod: dict) -> dict:
                 {"name": c.get("name"), "restartCount": c.get("restartCount", 0), "ready": c.get("ready", False)}
                 for c in status[key]
             ]
+    slim_meta = {key: meta[key] for key in POD_METADATA if key in meta}
+    # Of the annotations, only those a reconcile reads (the whole map can be large).
+    read = {k: v for k, v in (meta.get("annotations") or {}).items() if k in POD_ANNOTATIONS_READ}
+    if read:
+        slim_meta["annotations"] = read
     return {
         "apiVersion": pod["apiVersion"],
         "kind": pod["kind"],
-        "metadata": {key: meta[key] for key in POD_METADATA if key in meta},
+        "metadata": slim_meta,
         "spec": {"nodeName": spec["nodeName"]} if spec.get("nodeName") else {},
         "status": slim_status,
     }

@@ -280,3 +280,67 @@ def test_cluster_down_leaves_nothing_behind(kubeconfig: str):
         if exe in binaries:
             still.append((pid, exe))
     assert still == []
+
+
+def test_a_component_pod_annotated_ignore_fails_without_recreating_its_instance(
+    kubectl: Kubectl, operator, real_namespace: str
+):
+    ns = real_namespace
+    pod_template = {"spec": {"containers": [container()]}}
+    kubectl.apply(
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha2",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "mix"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "engine",
+                        "replicas": 1,
+                        "customComponentsPattern": {
+                            "restartPolicyConfig": {"type": "RecreateRoleInstanceOnPodRestart"},
+                            "components": [
+                                {"name": "server", "size": 1, "template": pod_template},
+                                {
+                                    "name": "sidecar",
+                                    "size": 1,
+                                    "annotations": {"rbg.workloads.x-k8s.io/restart-trigger-policy": "Ignore"},
+                                    "template": pod_template,
+                                },
+                            ],
+                        },
+                    }
+                ]
+            },
+        },
+        ns,
+    )
+    group_ready(kubectl, "mix", ns)
+    before = {n: p["metadata"]["uid"] for n, p in live_pods(kubectl, ns, "mix").items()}
+    sidecar = next(n for n in before if "sidecar" in n)
+    server = next(n for n in before if "server" in n)
+
+    def kill(pod: str) -> int:
+        status = kubectl.get("pod", pod, ns)["status"]["containerStatuses"][0]
+        _ctr("tasks", "kill", "--signal", "SIGKILL", status["containerID"].split("://", 1)[1])
+        return status.get("restartCount", 0)
+
+    restarts = kill(sidecar)
+    wait_for(
+        "the kubelet restarting the ignored pod's container",
+        lambda: kubectl.get("pod", sidecar, ns)["status"]["containerStatuses"][0].get("restartCount", 0) > restarts,
+        60,
+    )
+    group_ready(kubectl, "mix", ns)
+    time.sleep(5)  # a recreation would have deleted the pods by now
+    assert {n: p["metadata"]["uid"] for n, p in live_pods(kubectl, ns, "mix").items()} == before
+
+    kill(server)  # the same failure of a pod that is not ignored recreates the instance
+    wait_for(
+        "the instance recreated",
+        lambda: (
+            (found := live_pods(kubectl, ns, "mix"))
+            and not {p["metadata"]["uid"] for p in found.values()} & set(before.values())
+        ),
+        120,
+    )

@@ -257,3 +257,16 @@ def test_mark_read_keeps_the_group_index_in_step():
     assert [o["metadata"]["name"] for o in store.owned_by_group("v1", "Service", "ns", "g")] == ["s"]
     store.remove("v1", "Service", "ns", "s")
     assert store.owned_by_group("v1", "Service", "ns", "g") == []
+
+
+def test_a_slim_pod_keeps_the_annotations_a_reconcile_reads_and_only_those():
+    store = Store()
+    annotations = {naming.ANNOTATION_RESTART_TRIGGER: "Ignore", "big": "x" * 1000}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "1", "annotations": annotations},
+    }
+    store.upsert(pod)
+    kept = store.get("v1", "Pod", "ns", "p")
+    assert kept["metadata"]["annotations"] == {naming.ANNOTATION_RESTART_TRIGGER: "Ignore"}
