@@ -112,6 +112,11 @@ ANNOTATION_SET_TEMPLATE = "rolebasedgroupset.workloads.x-k8s.io/template-hash"
 ANNOTATION_RESTART_TRIGGER = "rbg.workloads.x-k8s.io/restart-trigger-policy"
 
 
+def restart_ignored(pod: dict) -> bool:
+    """Whether restart policies are told to ignore this pod's failures and restarts."""
+    return (pod["metadata"].get("annotations") or {}).get(ANNOTATION_RESTART_TRIGGER) == "Ignore"
+
+
 def adapter_name(group: str, role: str) -> str:
     return f"{group}-{role}"
 

@@ -472,13 +472,13 @@ MAX_WORKLOAD_NAME = {"StatefulSet": 52, "LeaderWorkerSet": 47, "Deployment": 61}
 MAX_GROUP_NAME = 63  # the value of the rolebasedgroup.workloads.x-k8s.io/name label
 
 
-def dot_problems(name: str, what: str = "group") -> list[str]:
+def dot_problems(name: str) -> list[str]:
     """A dot is a valid object name but not a DNS label: the role Services `s-{name}-{role}` could
     never be created, and the group would never become Ready."""
     if "." not in name:
         return []
     return [
-        f"metadata.name: {name!r} contains '.', but the {what} name is part of the Service name "
+        f"metadata.name: {name!r} contains '.', but the group name is part of the Service name "
         f"s-{name}-{{role}}, which must be a DNS label (lowercase letters, digits and '-')"
     ]
 
@@ -541,7 +541,6 @@ def name_problems(name: str, spec: RoleBasedGroupSpec) -> list[str]:
                 f"at most {limit} are allowed for {role.workload.kind} roles (shorten the group or "
                 f"role name)"
             )
-
     return problems
 
 

@@ -225,8 +225,8 @@ def detect(
         role = (pod["metadata"].get("labels") or {}).get(naming.LABEL_ROLE)
         # A pod that never reached a node ran nothing: losing it (a gang replaced, a stuck pod
         # cleared) is no incident, so only bound pods enter the baseline.
-        ignored = (pod["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_TRIGGER) == "Ignore"
-        if policies.get(role) in ACTING and _live(pod) and (pod.get("spec") or {}).get("nodeName") and not ignored:
+        bound = (pod.get("spec") or {}).get("nodeName")
+        if policies.get(role) in ACTING and _live(pod) and bound and not naming.restart_ignored(pod):
             accepted[pod["metadata"]["name"]] = baseline_of(pod, role)
     return incidents, accepted
 

@@ -212,7 +212,7 @@ def restart_decision(instance: dict, pods: list[dict], current: bool, now: datet
     reason = ""
     for pod in pods:
         name = pod["metadata"]["name"]
-        if (pod["metadata"].get("annotations") or {}).get(naming.ANNOTATION_RESTART_TRIGGER) == "Ignore":
+        if naming.restart_ignored(pod):
             continue  # a pod whose failures the restart policy is told to ignore (a sidecar, a probe job)
         if (pod.get("status") or {}).get("phase") == "Failed":
             reason = f"pod {name} failed"
@@ -457,12 +457,10 @@ def conclude(
     look_again = list(planned.look_again)
     events = list(planned.events)
     status = copy.deepcopy(planned.status)
-    ready = bool(slots) and all(
-        n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current" for n, s in slots.items()
-    )
     unready = [
         n for n, s in slots.items() if not (n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current")
     ]
+    ready = bool(slots) and not unready
     # readyPolicy None: the instance counts as ready at once, pods or not (the contract's §4.19).
     ready_at_once = (body.get("spec") or {}).get("readyPolicy") == "None"
     wanted = [
