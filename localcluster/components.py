@@ -138,7 +138,6 @@ MODULES = [
                 "bridge": "main/bridge",
                 "host-local": "ipam/host-local",
                 "loopback": "main/loopback",
-                "portmap": "meta/portmap",
             }.items()
         },
         cgo=False,

@@ -350,6 +350,7 @@ def start(binaries: dict[str, Path], state: dict, start_process, wait, kubectl, 
     )
     hostpackages.ensure("nftables")  # kube-proxy programs Services through the nft command
     proxy_health, proxy_metrics = free_port(), free_port()
+    state["ports"].update({"kube-proxy-healthz": proxy_health, "kube-proxy-metrics": proxy_metrics})
     (root / "kube-proxy.yaml").write_text(
         yaml.safe_dump(_kube_proxy_config(kubeconfig_path(), proxy_health, proxy_metrics))
     )
