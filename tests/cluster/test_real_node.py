@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from tests.support.kubectl import Kubectl, condition, wait_for
+from tests.support.kubectl import Kubectl, condition, group_ready, wait_for
 
 IMAGE, IMAGE_V2 = "rbg-local/standin:v1", "rbg-local/standin:v2"  # one image, two tags (localcluster/images.py)
 SERVE = ["python3", "-m", "http.server", "8080"]
@@ -36,19 +36,6 @@ def v1_group(name: str, roles: list[dict]) -> dict:
 
 def role(name: str, replicas: int, **extra) -> dict:
     return {"name": name, "replicas": replicas, "template": {"spec": {"containers": [container()]}}, **extra}
-
-
-def group_ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
-    return wait_for(
-        f"group {name} Ready on the real node",
-        lambda: (
-            (g := kubectl.get("rbg", name, namespace))
-            and g.get("status", {}).get("observedGeneration") == g["metadata"]["generation"]
-            and (condition(g, "Ready") or {}).get("status") == "True"
-            and g
-        ),
-        timeout,
-    )
 
 
 def live_pods(kubectl: Kubectl, namespace: str, group: str) -> dict[str, dict]:

@@ -9,7 +9,7 @@ import random
 import time
 from pathlib import Path
 
-from tests.support.kubectl import Kubectl, condition, wait_for
+from tests.support.kubectl import Kubectl, condition, group_ready, wait_for
 from tests.support.operator import OperatorProcess
 
 V2 = "workloads.x-k8s.io/v1alpha2"
@@ -21,19 +21,6 @@ def template(image: str = "example.com/app:v1", **container) -> dict:
 
 def v2_group(name: str, roles: list[dict]) -> dict:
     return {"apiVersion": V2, "kind": "RoleBasedGroup", "metadata": {"name": name}, "spec": {"roles": roles}}
-
-
-def ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
-    return wait_for(
-        f"group {name} Ready",
-        lambda: (
-            (g := kubectl.get("rbg", name, namespace))
-            and g.get("status", {}).get("observedGeneration") == g["metadata"]["generation"]
-            and (condition(g, "Ready") or {}).get("status") == "True"
-            and g
-        ),
-        timeout,
-    )
 
 
 def pods(kubectl: Kubectl, namespace: str, selector: str) -> dict[str, dict]:
@@ -75,7 +62,7 @@ def test_every_pattern_becomes_ready_with_the_contracts_names_and_labels(kubectl
         ),
         namespace,
     )
-    ready(kubectl, "ris", namespace)
+    group_ready(kubectl, "ris", namespace)
     found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=ris")
     assert sorted(found) == [
         "ris-mix-0-engine-0",
@@ -136,11 +123,11 @@ def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: 
         )
 
     apply(image="example.com/app:v1")
-    ready(kubectl, "inplace", namespace)
+    group_ready(kubectl, "inplace", namespace)
     before = uids(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=inplace"))
 
     apply(image="example.com/app:v2")
-    ready(kubectl, "inplace", namespace)
+    group_ready(kubectl, "inplace", namespace)
     after = wait_for(
         "both pods on v2",
         lambda: (
@@ -157,7 +144,7 @@ def test_an_image_change_rolls_in_place_and_any_other_change_recreates(kubectl: 
     assert baselines == {"inplace-web-1": {"main": {"restartCount": 0}}}
 
     apply(image="example.com/app:v2", args=["--port=9"])
-    ready(kubectl, "inplace", namespace)
+    group_ready(kubectl, "inplace", namespace)
     replaced = wait_for(
         "both pods with the new args",
         lambda: (
@@ -189,7 +176,7 @@ def test_partition_holds_the_lowest_instances_on_the_old_revision(kubectl: Kubec
         )
 
     apply("example.com/app:v1")
-    ready(kubectl, "part", namespace)
+    group_ready(kubectl, "part", namespace)
     apply("example.com/app:v2")
     found = wait_for(
         "instances 1 and 2 on v2",
@@ -247,7 +234,7 @@ def test_a_container_restart_recreates_only_its_instance_with_backoff(kubectl: K
         ),
         namespace,
     )
-    ready(kubectl, "crash", namespace)
+    group_ready(kubectl, "crash", namespace)
     before = uids(pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=crash"))
 
     def recreated(after: dict[str, str]) -> set[str]:
@@ -316,7 +303,7 @@ def test_in_place_only_waits_its_grace_period_and_refuses_what_it_cannot_do(kube
         return kubectl.get("pod", "only-web-0", namespace)
 
     apply(image="example.com/app:v1")
-    ready(kubectl, "only", namespace)
+    group_ready(kubectl, "only", namespace)
     uid = pod()["metadata"]["uid"]
     apply(image="example.com/app:v2")
     marked = wait_for(
@@ -447,7 +434,7 @@ def test_a_component_starts_after_the_components_it_names_are_ready(kubectl: Kub
     assert "order-mix-0-router-0" not in pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=order")
     # Schedulable engines (recreated: more than an image changed): once both are Ready, the router starts.
     apply({})
-    ready(kubectl, "order", namespace)
+    group_ready(kubectl, "order", namespace)
     found = pods(kubectl, namespace, "rbg.workloads.x-k8s.io/group-name=order")
     engines_ready = max(
         parse(condition(found[f"order-mix-0-engine-{i}"], "Ready")["lastTransitionTime"]) for i in range(2)
@@ -482,7 +469,7 @@ def test_max_surge_adds_an_instance_before_any_goes_and_removes_it_after(kubectl
         }
 
     apply("example.com/app:v1")
-    ready(kubectl, "surge", namespace)
+    group_ready(kubectl, "surge", namespace)
     apply("example.com/app:v2")
     seen: list[set[str]] = []
     deadline = time.monotonic() + 90
@@ -505,7 +492,7 @@ def test_max_surge_adds_an_instance_before_any_goes_and_removes_it_after(kubectl
         time.sleep(0.3)
     assert any("surge-web-2" in s for s in seen), "no surge instance was made"
     assert set(instances()) == {"surge-web-0", "surge-web-1"}, "the surge instance stayed"
-    ready(kubectl, "surge", namespace)
+    group_ready(kubectl, "surge", namespace)
 
 
 def test_an_instance_with_a_pod_not_ready_names_it_in_its_all_pods_ready_condition(

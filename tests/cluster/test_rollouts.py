@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.support.kubectl import Kubectl, condition, wait_for
+from tests.support.kubectl import Kubectl, condition, group_ready, wait_for
 
 GROUP_LABEL = "rolebasedgroup.workloads.x-k8s.io/name"
 ROLE_LABEL = "rolebasedgroup.workloads.x-k8s.io/role"
@@ -52,19 +52,6 @@ def fractions(pods: list[dict], image: str, replicas: int, label: tuple[str, str
     return {role: count / replicas for role, count in done.items()}
 
 
-def ready(kubectl: Kubectl, name: str, namespace: str) -> dict:
-    return wait_for(
-        f"group {name} Ready",
-        lambda: (
-            (g := kubectl.get("rbg", name, namespace))
-            and (condition(g, "Ready") or {}).get("status") == "True"
-            and g["status"]["observedGeneration"] == g["metadata"]["generation"]
-            and g
-        ),
-        120,
-    )
-
-
 def run_rollout(
     kubectl: Kubectl,
     namespace: str,
@@ -93,12 +80,12 @@ def run_rollout(
 
 def test_coordinated_rollout_keeps_prefill_and_decode_within_max_skew(kubectl: Kubectl, operator, namespace: str):
     kubectl.apply(pd_group("pd", "example.com/sglang:v1", 4), namespace)
-    ready(kubectl, "pd", namespace)
+    group_ready(kubectl, "pd", namespace)
     kubectl.apply(pd_group("pd", "example.com/sglang:v2", 4), namespace)
     samples = run_rollout(kubectl, namespace, "pd", "example.com/sglang:v2", 4, 0.25)
     assert len(samples) >= 3, "the rollout was sampled while it ran"
     assert any(0 < s["prefill"] < 1 for s in samples), "prefill moved in steps"
-    group = ready(kubectl, "pd", namespace)
+    group = group_ready(kubectl, "pd", namespace)
     assert condition(group, "RollingUpdateInProgress")["status"] == "False"
     assert {r["name"]: r["updatedReplicas"] for r in group["status"]["roleStatuses"]} == {"prefill": 4, "decode": 4}
 
@@ -107,19 +94,19 @@ def test_small_rollouts_finish(kubectl: Kubectl, operator, namespace: str):
     for replicas in (1, 2):
         name = f"small{replicas}"
         kubectl.apply(pd_group(name, "example.com/app:v1", replicas), namespace)
-        ready(kubectl, name, namespace)
+        group_ready(kubectl, name, namespace)
         kubectl.apply(pd_group(name, "example.com/app:v2", replicas), namespace)
         run_rollout(kubectl, namespace, name, "example.com/app:v2", replicas, None)
     # and without coordination, with the role's own strategy
     kubectl.apply(pd_group("solo", "example.com/app:v1", 1, None), namespace)
-    ready(kubectl, "solo", namespace)
+    group_ready(kubectl, "solo", namespace)
     kubectl.apply(pd_group("solo", "example.com/app:v2", 1, None), namespace)
     run_rollout(kubectl, namespace, "solo", "example.com/app:v2", 1, None)
 
 
 def test_change_during_a_rollout_converges_to_the_newest(kubectl: Kubectl, operator, namespace: str):
     kubectl.apply(pd_group("twice", "example.com/app:v1", 4), namespace)
-    ready(kubectl, "twice", namespace)
+    group_ready(kubectl, "twice", namespace)
     kubectl.apply(pd_group("twice", "example.com/app:v2", 4), namespace)
     wait_for(
         "rollout to v2 under way",
@@ -131,18 +118,18 @@ def test_change_during_a_rollout_converges_to_the_newest(kubectl: Kubectl, opera
     )
     kubectl.apply(pd_group("twice", "example.com/app:v3", 4), namespace)
     run_rollout(kubectl, namespace, "twice", "example.com/app:v3", 4, 0.25)
-    ready(kubectl, "twice", namespace)
+    group_ready(kubectl, "twice", namespace)
 
 
 def test_replicas_only_change_keeps_every_pod(kubectl: Kubectl, operator, namespace: str):
     kubectl.apply(pd_group("steady", "example.com/app:v1", 2), namespace)
-    ready(kubectl, "steady", namespace)
+    group_ready(kubectl, "steady", namespace)
     before = {
         p["metadata"]["name"]: p["metadata"]["uid"]
         for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")
     }
     kubectl.apply(pd_group("steady", "example.com/app:v1", 3), namespace)
-    ready(kubectl, "steady", namespace)
+    group_ready(kubectl, "steady", namespace)
     after = {
         p["metadata"]["name"]: p["metadata"]["uid"]
         for p in kubectl.get("pods", namespace=namespace, selector=f"{GROUP_LABEL}=steady")
@@ -222,7 +209,7 @@ def kubectl_rbg(kubeconfig: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_history_and_undo_restore_the_previous_image(kubectl: Kubectl, operator, namespace: str, kubeconfig: str):
     kubectl.apply(pd_group("undo", "example.com/app:v1", 2, None), namespace)
-    ready(kubectl, "undo", namespace)
+    group_ready(kubectl, "undo", namespace)
     kubectl.apply(pd_group("undo", "example.com/app:v2", 2, None), namespace)
     run_rollout(kubectl, namespace, "undo", "example.com/app:v2", 2, None)
     kubectl.run("scale", "statefulset/undo-decode", "--replicas=2", f"-n={namespace}")  # unchanged: still 2
@@ -262,7 +249,7 @@ def test_a_role_label_change_is_a_coordinated_undoable_revision(
     # Role labels reach the pod template, so changing them restarts every pod: that must be a
     # revision like an image change, paced by maxSkew, recorded, and undone by `rollout undo`.
     kubectl.apply(pd_group("relabel", "example.com/app:v1", 4, labels={"example.com/tier": "a"}), namespace)
-    ready(kubectl, "relabel", namespace)
+    group_ready(kubectl, "relabel", namespace)
     kubectl.apply(pd_group("relabel", "example.com/app:v1", 4, labels={"example.com/tier": "b"}), namespace)
     samples = run_rollout(kubectl, namespace, "relabel", "example.com/app:v1", 4, 0.25, label=("example.com/tier", "b"))
     assert any(0 < s["prefill"] < 1 or 0 < s["decode"] < 1 for s in samples), "the change was not paced"
@@ -304,17 +291,17 @@ def paced_group(name: str, replicas: int, **spec) -> dict:
 
 def test_coordinated_scaling_paces_replica_increases(kubectl: Kubectl, operator, namespace: str):
     kubectl.apply(paced_group("grow", 1), namespace)
-    ready(kubectl, "grow", namespace)
+    group_ready(kubectl, "grow", namespace)
     kubectl.apply(paced_group("grow", 4), namespace)
     samples = run_rollout(kubectl, namespace, "grow", "example.com/app:v1", 4, 0.25)
     assert any(0 < s["prefill"] < 1 for s in samples)
-    ready(kubectl, "grow", namespace)
+    group_ready(kubectl, "grow", namespace)
 
 
 def test_a_gang_grows_with_the_replicas_coordination_applies(kubectl: Kubectl, operator, namespace: str):
     gang = {"podGroupPolicy": {"kubeScheduling": {"scheduleTimeoutSeconds": 60}}}
     kubectl.apply(paced_group("ganged", 1, **gang), namespace)
-    ready(kubectl, "ganged", namespace)
+    group_ready(kubectl, "ganged", namespace)
     kubectl.apply(paced_group("ganged", 4, **gang), namespace)
     sizes = set()
 
@@ -356,7 +343,7 @@ def test_a_rollout_is_not_held_by_a_never_ready_pod_and_the_operator_spares_a_on
     for name in ("dud", "blip"):
         kubectl.apply(group(name, "example.com/app:v1"), namespace)
     for name in ("dud", "blip"):
-        ready(kubectl, name, namespace)
+        group_ready(kubectl, name, namespace)
     uids = {}
     time.sleep(4)  # so that blip's failure is clearly later than its start
     for name in ("dud", "blip"):
@@ -394,7 +381,7 @@ def test_a_rollout_is_not_held_by_a_never_ready_pod_and_the_operator_spares_a_on
         # first, blip's too: neither rollout is held, and the operator never touches blip's pod.
         wait_for("blip's pod replaced by its StatefulSet", lambda: uid("blip") not in (None, uids["blip"]), 60)
         for name in ("dud", "blip"):
-            ready(kubectl, name, namespace)
+            group_ready(kubectl, name, namespace)
         assert not replaced_by_us("blip")
         return
     blip = kubectl.get("pod", "blip-web-0", namespace)
@@ -419,7 +406,7 @@ def test_a_coordinated_policy_of_the_groups_name_holds_its_max_skew(kubectl: Kub
         return manifest
 
     kubectl.apply(group({}), namespace)
-    ready(kubectl, "policed", namespace)
+    group_ready(kubectl, "policed", namespace)
     policy = {
         "apiVersion": "workloads.x-k8s.io/v1alpha2",
         "kind": "CoordinatedPolicy",
@@ -487,7 +474,7 @@ def test_a_coordinated_policy_partition_holds_role_instance_set_ordinals_through
         }
 
     kubectl.apply(group("example.com/app:v1"), namespace)
-    ready(kubectl, "held", namespace)
+    group_ready(kubectl, "held", namespace)
     policy = {
         "apiVersion": "workloads.x-k8s.io/v1alpha2",
         "kind": "CoordinatedPolicy",

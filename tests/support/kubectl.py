@@ -120,3 +120,17 @@ def condition(obj: dict | None, type_: str) -> dict | None:
     if not obj:
         return None
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+def group_ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 120) -> dict:
+    """Wait until the group's status is of its latest generation and Ready; return the group."""
+    return wait_for(
+        f"group {name} Ready",
+        lambda: (
+            (g := kubectl.get("rbg", name, namespace))
+            and g.get("status", {}).get("observedGeneration") == g["metadata"]["generation"]
+            and (condition(g, "Ready") or {}).get("status") == "True"
+            and g
+        ),
+        timeout,
+    )
