@@ -58,21 +58,23 @@ def _chat_through_the_router() -> None:
     """The example's own last step: port-forward svc/sglang-pd and send one chat completion, which the
     router splits between a prefill and a decode server."""
     port = cluster.free_port()
+    forward_log = cluster.state_dir() / "logs" / "port-forward.log"
     _say(f"kubectl port-forward svc/{GROUP} {port}:8000, then POST /v1/chat/completions")
-    forward = subprocess.Popen(
-        [
-            str(cluster.state_dir() / "bin" / "kubectl"),
-            f"--kubeconfig={cluster.kubeconfig_path()}",
-            "port-forward",
-            f"svc/{GROUP}",
-            f"{port}:8000",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with forward_log.open("w") as log:
+        forward = subprocess.Popen(
+            [
+                str(cluster.state_dir() / "bin" / "kubectl"),
+                f"--kubeconfig={cluster.kubeconfig_path()}",
+                "port-forward",
+                f"svc/{GROUP}",
+                f"{port}:8000",
+            ],
+            # Its output goes to a log nobody has to drain (a pipe left unread could fill and stall it).
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        answer = _post_chat(port, deadline=time.monotonic() + 60)
+        answer = _post_chat(port, time.monotonic() + 60, forward_log)
     finally:
         forward.terminate()
         forward.wait(10)
@@ -83,7 +85,7 @@ def _chat_through_the_router() -> None:
     print()
 
 
-def _post_chat(port: int, deadline: float) -> dict:
+def _post_chat(port: int, deadline: float, forward_log: Path) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/chat/completions",
         data=json.dumps(CHAT).encode(),
@@ -97,7 +99,7 @@ def _post_chat(port: int, deadline: float) -> dict:
             if time.monotonic() > deadline:
                 _fail(
                     f"no chat completion through svc/{GROUP} within 60s: {error}. Look at "
-                    f"`kubectl logs -l {ROUTER_SELECTOR}` and the prefill and decode logs."
+                    f"`kubectl logs -l {ROUTER_SELECTOR}`, the prefill and decode logs, and {forward_log}."
                 )
             time.sleep(1)
 
