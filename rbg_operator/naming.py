@@ -150,6 +150,12 @@ ANNOTATION_V2_GRACE_PERIOD = "rbg.workloads.x-k8s.io/inplace-update-grace-period
 # On a RoleInstance's pods (ours): the hash of the pod spec without its images, which tells an
 # image-only change (updated in place) from any other (the pod is recreated); and since when an
 # in-place update waits out its grace period. Labels, so the operator's slim pod cache has them.
+# In-place scheduling (role annotations, copied onto the RoleInstances): back to the node a pod ran on.
+ANNOTATION_INPLACE_SCHEDULING = "rbg.workloads.x-k8s.io/role-inplace-scheduling"  # Preferred | Required
+ANNOTATION_INPLACE_GRANULARITY = "rbg.workloads.x-k8s.io/role-inplace-scheduling-granularity"  # Pod | Component
+ANNOTATION_INPLACE_AVOID = "rbg.workloads.x-k8s.io/role-inplace-scheduling-avoid"  # node label keys
+INPLACE_SCHEDULING_MODES = ("Preferred", "Required")
+INPLACE_GRANULARITIES = ("Pod", "Component")
 LABEL_POD_SPEC_HASH = "rolebasedgroup.workloads.x-k8s.io/spec-hash"
 LABEL_IN_PLACE_SINCE = "rolebasedgroup.workloads.x-k8s.io/in-place-update-since"
 

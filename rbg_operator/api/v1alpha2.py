@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from .. import kinds
+from .. import kinds, naming
 from .common import (
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
@@ -510,6 +510,7 @@ def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
         if not ((template.template.get("spec") or {}).get("containers")):
             problems.append(f"roleTemplates[{i}].template.spec.containers: must have at least one container")
     for i, role in enumerate(spec.roles):
+        problems += _inplace_scheduling_problems(f"roles[{i}].annotations", role.annotations or {})
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
         if update is not None and role.replicas > 0:
             surge = resolve(update.max_surge, role.replicas, round_up=True)
@@ -526,6 +527,18 @@ def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
                         f"than replicas {role.replicas}"
                     )
     return problems
+
+
+def _inplace_scheduling_problems(where: str, annotations: dict[str, str]) -> list[str]:
+    found = []
+    for key, allowed in (
+        (naming.ANNOTATION_INPLACE_SCHEDULING, naming.INPLACE_SCHEDULING_MODES),
+        (naming.ANNOTATION_INPLACE_GRANULARITY, naming.INPLACE_GRANULARITIES),
+    ):
+        value = annotations.get(key)
+        if value not in (None, "", *allowed):
+            found.append(f"{where}[{key}]: {value!r} is not one of {', '.join(allowed)}")
+    return found
 
 
 def acting_problems(spec: RoleBasedGroupSpecV2) -> list[str]:

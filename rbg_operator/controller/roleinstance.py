@@ -11,6 +11,7 @@ import logging
 from types import MappingProxyType
 
 from .. import naming
+from ..desired import inplace_scheduling
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import status
@@ -23,9 +24,11 @@ from .roleinstance_plan import (
     Delete,
     MarkGraceStart,
     Outcome,
+    RecordPlacement,
     Report,
     RoleInstancePlan,
     RoleInstanceSnapshot,
+    SetPodConditions,
     UpdateInPlace,
     conclude,
     plan,
@@ -37,6 +40,9 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "rbg-operator-roleinstance"
+# Writers of their own: the nodes an instance's pods ran on, and its pods' readiness-gate conditions.
+PLACEMENT_MANAGER = "rbg-operator-inplace-scheduling"
+READINESS_MANAGER = "rbg-operator-pod-readiness"
 # A reconcile of a large instance gives the event loop back this often in its per-pod loops, so
 # that lease renewal, webhooks and other reconciles are never held up by one instance.
 YIELD_EVERY = 64
@@ -95,7 +101,30 @@ class RoleInstanceReconciler:
         for i, action in enumerate(planned.actions):
             if i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            if isinstance(action, Delete):
+            if isinstance(action, RecordPlacement):
+                self.store.upsert(
+                    await self.kube.patch(
+                        KINDS[INSTANCE],
+                        namespace,
+                        body["metadata"]["name"],
+                        {"metadata": {"annotations": {inplace_scheduling.ANNOTATION_NODES: action.nodes}}},
+                        manager=PLACEMENT_MANAGER,
+                    )
+                )
+            elif isinstance(action, SetPodConditions):
+                written[action.name] = await self._store(
+                    self.kube.apply(
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Pod",
+                            "metadata": {"name": action.name, "namespace": namespace},
+                            "status": {"conditions": [dict(c) for c in action.conditions]},
+                        },
+                        subresource="status",
+                        manager=READINESS_MANAGER,
+                    )
+                )
+            elif isinstance(action, Delete):
                 await self.kube.delete(KINDS[POD], namespace, action.name, uid=action.uid)
             elif isinstance(action, Create):
                 result = await self._create(body, action.slot.pod(body))
@@ -116,7 +145,7 @@ class RoleInstanceReconciler:
             elif isinstance(action, UpdateInPlace):
                 await write_status(self.kube, self.store, body, action.status_first, FIELD_MANAGER)
                 written[action.slot.name] = await self._store(
-                    self.kube.apply(action.slot.pod(body), manager=FIELD_MANAGER)
+                    self.kube.apply(action.slot.pod(body, like=action.like), manager=FIELD_MANAGER)
                 )
         return Outcome(MappingProxyType(written), MappingProxyType(held))
 

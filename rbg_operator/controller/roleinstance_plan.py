@@ -24,8 +24,9 @@ from collections.abc import Mapping
 
 from .. import naming, timestamps
 from ..api.common import graph_cycle, json_object
+from ..desired import inplace_scheduling
 from ..hashing import json_digest
-from . import conditions
+from . import conditions, pod_readiness
 from .control import CONFLICT_RECHECK_SECONDS
 from .instanceset_plan import ANNOTATION_IN_PLACE_ONLY, Event, controller_reference
 
@@ -83,14 +84,18 @@ class PodSlot:
     def component(self) -> str:
         return self.plan.component["name"]
 
-    def pod(self, instance: dict) -> dict:
-        return desired_pod(instance, self.plan.component, self.index, self.plan)
+    def pod(self, instance: dict, like: dict | None = None) -> dict:
+        return desired_pod(instance, self.plan.component, self.index, self.plan, like)
 
 
-def desired_pod(instance: dict, component: dict, index: int, plan: ComponentPlan | None = None) -> dict:
+def desired_pod(
+    instance: dict, component: dict, index: int, plan: ComponentPlan | None = None, like: dict | None = None
+) -> dict:
     """Pod `index` of a component, from its template, with its identity labels, the revision of
-    its template and the hash that tells an image-only change (the contract's §4.5). The pod
-    shares the template's nested parts (it is only serialized, never changed)."""
+    its template and the hash that tells an image-only change (the contract's §4.5), its readiness
+    gates and its in-place scheduling affinity. `like`: the live pod an in-place update changes,
+    whose gates and affinity (which a pod cannot change) are kept. The pod shares the template's
+    nested parts (it is only serialized, never changed)."""
     plan = plan or ComponentPlan.of(instance, component)
     meta = instance["metadata"]
     template = component.get("template") or {}
@@ -110,6 +115,17 @@ def desired_pod(instance: dict, component: dict, index: int, plan: ComponentPlan
     annotations = {**(template_meta.get("annotations") or {}), **(component.get("annotations") or {})}
     if component.get("serviceName"):
         spec["hostname"], spec["subdomain"] = name, component["serviceName"]
+    if like is None:
+        gates = creation_gates(instance)
+        where = inplace_scheduling.placement(instance, name, component, component_pod_names(instance, component))
+    else:
+        gates = (like.get("spec") or {}).get("readinessGates") or []
+        where = inplace_scheduling.Placement.from_pod(like)
+    if gates:
+        spec["readinessGates"] = [*(spec.get("readinessGates") or []), *gates]
+    if where is not None:
+        spec = inplace_scheduling.with_affinity(spec, where)
+        annotations[inplace_scheduling.ANNOTATION_INJECTED] = where.annotation()
     pod_meta = {
         "name": name,
         "namespace": meta["namespace"],
@@ -119,6 +135,26 @@ def desired_pod(instance: dict, component: dict, index: int, plan: ComponentPlan
     if annotations:
         pod_meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+
+
+def creation_gates(instance: dict) -> list[dict]:
+    """The readiness gates a new pod of the instance gets (pod_readiness says when each has work)."""
+    spec = instance.get("spec") or {}
+    total = sum(c.get("size", 1) for c in spec.get("components") or [])
+    return pod_readiness.gates_for(total, grace_seconds(instance), spec.get("readyPolicy"))
+
+
+def grace_seconds(instance: dict) -> int:
+    """The in-place update grace period the instance's set gives it (0: none, or not a number)."""
+    raw = (instance["metadata"].get("annotations") or {}).get(naming.ANNOTATION_V2_GRACE_PERIOD) or "0"
+    return int(raw) if raw.isdigit() else 0
+
+
+def component_pod_names(instance: dict, component: dict) -> list[str]:
+    role_type = (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE)
+    return [
+        pod_name(instance["metadata"]["name"], role_type, component["name"], i) for i in range(component.get("size", 1))
+    ]
 
 
 def pod_slots(instance: dict) -> dict[str, PodSlot]:
@@ -214,6 +250,8 @@ def restart_decision(instance: dict, pods: list[dict], current: bool, now: datet
         name = pod["metadata"]["name"]
         if naming.restart_ignored(pod):
             continue  # a pod whose failures the restart policy is told to ignore (a sidecar, a probe job)
+        if pod_readiness.condition(pod, pod_readiness.IN_PLACE_UPDATE_READY) == "False":
+            continue  # its containers restart on purpose: an in-place update is under way
         if (pod.get("status") or {}).get("phase") == "Failed":
             reason = f"pod {name} failed"
             break
@@ -293,13 +331,25 @@ class MarkGraceStart:
 @dataclasses.dataclass(frozen=True)
 class UpdateInPlace:
     slot: PodSlot
+    like: dict  # the live pod: its readiness gates and affinity, which cannot change, are kept
     # Written first: the instance's status with the pod's container restart counts from before
     # the new images restart them, so an operator killed in between does not take that restart
     # for a crash.
     status_first: dict
 
 
-Action = Delete | Create | MarkGraceStart | UpdateInPlace
+@dataclasses.dataclass(frozen=True)
+class RecordPlacement:
+    nodes: str  # the instance's annotation of the nodes its pods are on, written before any delete
+
+
+@dataclasses.dataclass(frozen=True)
+class SetPodConditions:
+    name: str
+    conditions: tuple[dict, ...]  # readiness-gate conditions: type and status
+
+
+Action = RecordPlacement | Delete | Create | MarkGraceStart | SetPodConditions | UpdateInPlace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,6 +394,9 @@ def plan(snapshot: RoleInstanceSnapshot, now: datetime.datetime) -> RoleInstance
         current and status.get("observedGeneration") == body["metadata"].get("generation"),
         now,
     )
+    record = inplace_scheduling.recorded(body, dict(pods), list(slots))
+    # Where the pods are is written down before any of them goes, for their successors to return to.
+    first: tuple[Action, ...] = () if record is None else (RecordPlacement(record),)
     if decision.recreate:
         status.update(
             restartCount=status.get("restartCount", 0) + 1,
@@ -358,7 +411,7 @@ def plan(snapshot: RoleInstanceSnapshot, now: datetime.datetime) -> RoleInstance
         return RoleInstancePlan(
             slots,
             decision,
-            tuple(Delete(n, p["metadata"].get("uid")) for n, p in pods.items()),
+            first + tuple(Delete(n, p["metadata"].get("uid")) for n, p in pods.items()),
             status,
             (),
             {},
@@ -366,8 +419,8 @@ def plan(snapshot: RoleInstanceSnapshot, now: datetime.datetime) -> RoleInstance
             (event,),
         )
     if decision.wait is not None:  # crashed pods stay meanwhile, so their logs survive
-        return RoleInstancePlan(slots, decision, (), status, (), {}, (decision.wait,), ())
-    return _converge(snapshot, slots, decision, status, now)
+        return RoleInstancePlan(slots, decision, first, status, (), {}, (decision.wait,), ())
+    return _converge(snapshot, slots, decision, status, now, first)
 
 
 def _converge(
@@ -376,18 +429,19 @@ def _converge(
     decision: RestartDecision,
     status: dict,
     now: datetime.datetime,
+    first: tuple[Action, ...] = (),
 ) -> RoleInstancePlan:
     body = snapshot.body
     annotations = body["metadata"].get("annotations") or {}
     in_place_only = annotations.get(ANNOTATION_IN_PLACE_ONLY) == "true"
-    grace = int(annotations.get(naming.ANNOTATION_V2_GRACE_PERIOD) or 0)
+    grace = grace_seconds(body)
     components = (body.get("spec") or {}).get("components") or []
     start_after, delete_after = component_order(components)
 
     def component_of(pod: dict) -> str | None:
         return (pod["metadata"].get("labels") or {}).get(naming.LABEL_V2_COMPONENT_NAME)
 
-    actions: list[Action] = []
+    actions: list[Action] = list(first)
     look_again: list[float] = []
     blocked: list[str] = []
     held: dict[str, str] = {}
@@ -401,7 +455,10 @@ def _converge(
         else:
             pods[name] = pod
     sizes = {c["name"]: c.get("size", 1) for c in components}
-    ready = collections.Counter(component_of(p) for p in pods.values() if _ready(p))
+    # Runtime readiness, not the pods' Ready: with InstancePodReady, a started component's pods
+    # are Ready only once the components starting after them run too.
+    ready = collections.Counter(component_of(p) for p in pods.values() if pod_readiness.runtime_ready(p))
+    updates: list[Action] = []
     for name, slot in slots.items():
         pod = pods.get(name)
         if pod is None:
@@ -434,12 +491,40 @@ def _converge(
                 c["name"]: {"restartCount": c.get("restartCount", 0)}
                 for c in (pod.get("status") or {}).get("containerStatuses") or []
             }
-            actions.append(
+            updates.append(
                 UpdateInPlace(
-                    slot, {**(body.get("status") or {}), "inPlaceUpdateContainerBaselines": copy.deepcopy(baselines)}
+                    slot,
+                    like=pod,
+                    status_first={
+                        **(body.get("status") or {}),
+                        "inPlaceUpdateContainerBaselines": copy.deepcopy(baselines),
+                    },
                 )
             )
+    # The gates' conditions go before the images change: the pod leaves its endpoints first.
+    going = {a.name for a in actions if isinstance(a, Delete)}
+    actions += gate_conditions(body, {n: p for n, p in pods.items() if n not in going}, slots, status)
+    actions += updates
     return RoleInstancePlan(slots, decision, tuple(actions), status, tuple(blocked), held, tuple(look_again), ())
+
+
+def gate_conditions(body: dict, pods: dict[str, dict], slots: Mapping[str, PodSlot], status: dict) -> list[Action]:
+    """The readiness-gate conditions to write on the instance's pods (pod_readiness)."""
+    updating = {n for n, s in slots.items() if n in pods and update_kind(pods[n], s) == "in-place"}
+    instance_ready = all(n in pods and n not in updating and pod_readiness.runtime_ready(pods[n]) for n in slots)
+    baselines = status.get("inPlaceUpdateContainerBaselines") or {}
+    policy = (body.get("spec") or {}).get("readyPolicy")
+    actions: list[Action] = []
+    for name, pod in pods.items():
+        changes = pod_readiness.wanted_conditions(
+            pod,
+            in_place_ready_now=pod_readiness.in_place_ready(pod, name in updating, baselines.get(name)),
+            instance_ready=instance_ready,
+            ready_policy=policy,
+        )
+        if changes:
+            actions.append(SetPodConditions(name, tuple(changes)))
+    return actions
 
 
 def conclude(
@@ -457,8 +542,20 @@ def conclude(
     look_again = list(planned.look_again)
     events = list(planned.events)
     status = copy.deepcopy(planned.status)
+    in_place = sorted(
+        n
+        for n, s in slots.items()
+        if n in pods
+        and (
+            update_kind(pods[n], s) == "in-place"
+            or pod_readiness.condition(pods[n], pod_readiness.IN_PLACE_UPDATE_READY) == "False"
+        )
+    )
+    # A pod counts when it is Ready, at the instance's revision and not held by an in-place update.
     unready = [
-        n for n, s in slots.items() if not (n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current")
+        n
+        for n, s in slots.items()
+        if not (n in pods and _ready(pods[n]) and update_kind(pods[n], s) == "current") or n in in_place
     ]
     ready = bool(slots) and not unready
     # readyPolicy None: the instance counts as ready at once, pods or not (the contract's §4.19).
@@ -467,9 +564,19 @@ def conclude(
         {
             "type": "RoleInstanceReady",
             "status": "True" if ready or ready_at_once else "False",
-            "reason": "Ready" if ready or ready_at_once else "PodsNotReady",
-            "message": "" if ready or ready_at_once else "not every pod of the instance is ready and updated",
-        }
+            "reason": "Ready" if ready or ready_at_once else "InplaceUpdateNotReady" if in_place else "PodsNotReady",
+            "message": ""
+            if ready or ready_at_once
+            else f"updating in place: {', '.join(in_place)}"
+            if in_place
+            else "not every pod of the instance is ready and updated",
+        },
+        {
+            "type": "RoleInstanceInPlaceUpdateReady",
+            "status": "False" if in_place else "True",
+            "reason": "InPlaceUpdating" if in_place else "InPlaceUpdateReady",
+            "message": f"updating in place: {', '.join(in_place)}" if in_place else "",
+        },
     ]
     if not ready_at_once:
         wanted.append(

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import orjson
 
 from .. import kinds, naming
+from ..desired import inplace_scheduling
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 KindKey = tuple[str, str]  # (apiVersion, kind)
@@ -240,7 +241,7 @@ POD_METADATA = (
 )
 
 
-POD_ANNOTATIONS_READ = frozenset({naming.ANNOTATION_RESTART_TRIGGER})
+POD_ANNOTATIONS_READ = frozenset({naming.ANNOTATION_RESTART_TRIGGER, inplace_scheduling.ANNOTATION_INJECTED})
 
 
 def _slim_pod(pod: dict) -> dict:
@@ -263,7 +264,8 @@ def _slim_pod(pod: dict) -> dict:
         "apiVersion": pod["apiVersion"],
         "kind": pod["kind"],
         "metadata": slim_meta,
-        "spec": {"nodeName": spec["nodeName"]} if spec.get("nodeName") else {},
+        # Placement, and the readiness gates (fixed at creation: an in-place update must keep them).
+        "spec": {key: spec[key] for key in ("nodeName", "readinessGates") if spec.get(key)},
         "status": slim_status,
     }
 

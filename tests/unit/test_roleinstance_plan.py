@@ -66,7 +66,13 @@ def running(body: dict, ready: bool = True, restarts: int = 0, only: set[str] | 
         pod["metadata"]["uid"] = f"uid-{name}"
         pod["status"] = {
             "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]
+            # the readiness gates of a whole ready instance were made True by an earlier pass
+            + [
+                {"type": g["conditionType"], "status": "True"}
+                for g in pod["spec"].get("readinessGates", [])
+                if ready and only is None
+            ],
             "containerStatuses": [{"name": "main", "restartCount": restarts}],
         }
         pods[name] = pod
@@ -85,9 +91,8 @@ def as_written(body: dict, planned) -> Outcome:
         if isinstance(action, Create):
             written[action.slot.name] = action.slot.pod(body)
         elif isinstance(action, UpdateInPlace):
-            written[action.slot.name] = action.slot.pod(body) | {
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
-            }
+            # the answer of the write: the new spec, the status the pod had
+            written[action.slot.name] = action.slot.pod(body, like=action.like) | {"status": action.like["status"]}
     return Outcome(written)
 
 
@@ -364,3 +369,132 @@ def test_all_pod_ready_says_which_pods_hold_the_instance_back_and_none_is_ready_
     _, report = pass_over(at_once, {})
     assert condition(report, "RoleInstanceReady")["status"] == "True"  # no pods yet, and ready
     assert condition(report, "RoleInstanceAllPodsReady") == {}
+
+
+GRACE = {naming.ANNOTATION_V2_GRACE_PERIOD: "30"}
+
+
+def gates(pod: dict) -> list[str]:
+    return [g["conditionType"] for g in pod["spec"].get("readinessGates", [])]
+
+
+def gate_writes(planned) -> dict[str, dict[str, str]]:
+    return {
+        a.name: {c["type"]: c["status"] for c in a.conditions}
+        for a in planned.actions
+        if type(a).__name__ == "SetPodConditions"
+    }
+
+
+def test_pods_carry_the_readiness_gates_that_have_work_to_do():
+    two = [{"name": "leader", "size": 1, "template": template()}, {"name": "worker", "size": 1, "template": template()}]
+    assert gates(desired_pods(instance(two))["i-leader-0"]) == ["InstancePodReady"]
+    assert gates(desired_pods(instance(two, annotations=GRACE))["i-worker-0"]) == [
+        "InPlaceUpdateReady",
+        "InstancePodReady",
+    ]
+    single = instance()
+    assert gates(desired_pods(single)["i-web-0"]) == []  # its own readiness is the instance's
+    none_policy = instance(two)
+    none_policy["spec"]["readyPolicy"] = "None"
+    assert gates(desired_pods(none_policy)["i-leader-0"]) == []
+
+
+def test_instance_pod_ready_turns_true_on_every_pod_only_once_all_of_them_run():
+    two = instance(
+        [{"name": "leader", "size": 1, "template": template()}, {"name": "worker", "size": 1, "template": template()}]
+    )
+    pods = running(two, only={"i-leader-0", "i-worker-0"})  # containers ready, gates not yet written
+    pods["i-worker-0"]["status"]["conditions"] = [{"type": "ContainersReady", "status": "False"}]
+    assert gate_writes(plan(RoleInstanceSnapshot(two, pods), NOW)) == {}  # absent already counts as False
+    pods["i-worker-0"]["status"]["conditions"] = [{"type": "ContainersReady", "status": "True"}]
+    assert gate_writes(plan(RoleInstanceSnapshot(two, pods), NOW)) == {
+        "i-leader-0": {"InstancePodReady": "True"},
+        "i-worker-0": {"InstancePodReady": "True"},
+    }
+    # one pod's containers stop being ready: every pod of the instance leaves its endpoints
+    whole = running(two)
+    whole["i-worker-0"]["status"]["conditions"].append({"type": "ContainersReady", "status": "False"})
+    assert gate_writes(plan(RoleInstanceSnapshot(two, whole), NOW)) == {
+        "i-leader-0": {"InstancePodReady": "False"},
+        "i-worker-0": {"InstancePodReady": "False"},
+    }
+
+
+def test_a_component_started_after_another_waits_for_its_containers_not_its_gated_ready():
+    order = {DEPENDS_ON: json.dumps({"startAfter": ["engine"]})}
+    body = instance(
+        [
+            {"name": "engine", "size": 1, "template": template()},
+            {"name": "router", "size": 1, "annotations": order, "template": template()},
+        ]
+    )
+    pods = running(body, only={"i-engine-0"})
+    # Ready stays False until InstancePodReady, which waits for the router: only the containers count
+    pods["i-engine-0"]["status"]["conditions"] = [
+        {"type": "ContainersReady", "status": "True"},
+        {"type": "Ready", "status": "False"},
+    ]
+    assert steps(plan(RoleInstanceSnapshot(body, pods), NOW)) == [("Create", "i-router-0")]
+
+
+def test_in_place_update_ready_is_false_through_the_grace_period_and_true_once_the_new_image_runs():
+    body = instance(annotations=GRACE)
+    pods = running(body)
+    assert gates(pods["i-web-0"]) == ["InPlaceUpdateReady"]
+    changed = instance([{"name": "web", "size": 1, "template": template("app:v2")}], annotations=GRACE)
+    planned = plan(RoleInstanceSnapshot(changed, pods), NOW)
+    assert steps(planned) == [("MarkGraceStart", "i-web-0"), ("SetPodConditions", "i-web-0")]
+    assert gate_writes(planned) == {"i-web-0": {"InPlaceUpdateReady": "False"}}
+    # the grace period is over: the images change, and the gate stays False meanwhile
+    pods["i-web-0"]["metadata"]["labels"][naming.LABEL_IN_PLACE_SINCE] = planned.actions[0].since
+    pods["i-web-0"]["status"]["conditions"][1]["status"] = "False"
+    later = NOW + datetime.timedelta(seconds=31)
+    planned = plan(RoleInstanceSnapshot(changed, pods), later)
+    assert steps(planned) == [("UpdateInPlace", "i-web-0")]
+    _, report = pass_over(changed, pods, now=later)
+    assert condition(report, "RoleInstanceInPlaceUpdateReady")["status"] == "False"
+    assert condition(report, "RoleInstanceReady")["reason"] == "InplaceUpdateNotReady"
+    # the pod is at the new revision; the gate waits for a container to restart on the new image
+    updated = running(changed)
+    updated["i-web-0"]["status"]["conditions"][1]["status"] = "False"
+    changed["status"]["inPlaceUpdateContainerBaselines"] = {"i-web-0": {"main": {"restartCount": 0}}}
+    assert gate_writes(plan(RoleInstanceSnapshot(changed, updated), later)) == {}
+    updated["i-web-0"]["status"]["containerStatuses"][0]["restartCount"] = 1
+    assert gate_writes(plan(RoleInstanceSnapshot(changed, updated), later)) == {
+        "i-web-0": {"InPlaceUpdateReady": "True"}
+    }
+
+
+def test_a_pod_held_by_its_in_place_update_never_triggers_the_restart_policy():
+    policy = {"type": "RecreateRoleInstanceOnPodRestart"}
+    body = was_ready(instance(annotations=GRACE, restart=policy))
+    pods = running(body, restarts=3)
+    pods["i-web-0"]["status"]["conditions"][1]["status"] = "False"  # InPlaceUpdateReady
+    assert not plan(RoleInstanceSnapshot(body, pods), NOW).decision.recreate
+    pods["i-web-0"]["status"]["conditions"][1]["status"] = "True"
+    assert plan(RoleInstanceSnapshot(body, pods), NOW).decision.recreate
+
+
+def test_an_in_place_update_keeps_the_gates_and_affinity_the_pod_was_made_with():
+    body = instance(annotations=GRACE)
+    live = running(body)["i-web-0"]
+    changed = instance([{"name": "web", "size": 1, "template": template("app:v2")}])  # grace gone since
+    slot = pod_slots(changed)["i-web-0"]
+    assert gates(slot.pod(changed)) == []
+    assert gates(slot.pod(changed, like=live)) == ["InPlaceUpdateReady"]
+
+
+def test_a_pod_in_its_in_place_update_holds_instance_pod_ready_on_every_pod():
+    two = instance(
+        [{"name": "leader", "size": 1, "template": template()}, {"name": "worker", "size": 1, "template": template()}],
+        annotations=GRACE,
+    )
+    pods = running(two)  # gates True, containers ready
+    pods["i-worker-0"]["status"]["conditions"] = [
+        {"type": "ContainersReady", "status": "True"},
+        {"type": "InPlaceUpdateReady", "status": "False"},
+        {"type": "InstancePodReady", "status": "True"},
+    ]
+    writes = gate_writes(plan(RoleInstanceSnapshot(two, pods), NOW))
+    assert writes["i-leader-0"] == {"InstancePodReady": "False"}
