@@ -640,6 +640,11 @@ def fields_not_acted_on(group: RoleBasedGroupV2) -> list[str]:
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
         if role.runs_as_instance_set:  # its pods are updated in place where they can be
             continue
+        if (role.annotations or {}).get(naming.ANNOTATION_INPLACE_SCHEDULING):
+            notes.append(
+                f"spec.roles[{i}].annotations[{naming.ANNOTATION_INPLACE_SCHEDULING}]: acts on RoleInstanceSet "
+                f"roles only; role {role.name} runs as a {role.workload.kind}"
+            )
         if update is not None and update.type not in (None, "RollingUpdate", "ReCreate"):
             notes.append(
                 f"spec.roles[{i}].rolloutStrategy.rollingUpdate.type: {update.type} is not done in place; "

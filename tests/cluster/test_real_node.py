@@ -248,6 +248,72 @@ def test_readiness_follows_a_real_probe(kubectl: Kubectl, operator, real_namespa
     assert kubectl.get("pod", "probed-web-0", ns)["metadata"]["uid"] == pod["metadata"]["uid"]
 
 
+def test_an_all_pod_ready_instance_shows_each_condition_while_its_pods_are_partly_ready(
+    kubectl: Kubectl, operator, real_namespace: str
+):
+    """A leader and a worker whose probe fails: the leader's containers are ready, but its
+    InstancePodReady gate keeps it out of its endpoints until the worker is ready too; then both
+    become Ready together. The grace period puts InPlaceUpdateReady on both, which the operator
+    makes True."""
+    ns = real_namespace
+    probe = {"exec": {"command": ["python3", "-c", "open('/tmp/ready')"]}, "periodSeconds": 1, "failureThreshold": 1}
+    kubectl.apply(
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha2",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "gated"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "pd",
+                        "replicas": 1,
+                        "rolloutStrategy": {"rollingUpdate": {"inPlaceUpdateStrategy": {"gracePeriodSeconds": 2}}},
+                        "leaderWorkerPattern": {
+                            "size": 2,
+                            "template": {"spec": {"containers": [container()]}},
+                            "workerTemplatePatch": {
+                                "spec": {"containers": [{"name": "main", "readinessProbe": probe}]}
+                            },
+                        },
+                    }
+                ]
+            },
+        },
+        ns,
+    )
+    leader, worker = "gated-pd-0-0", "gated-pd-0-1"
+
+    def status(pod: str, type_: str) -> str | None:
+        return (condition(kubectl.get("pod", pod, ns), type_) or {}).get("status")
+
+    wait_for("the leader's containers ready", lambda: status(leader, "ContainersReady") == "True", 90)
+    wait_for("the in-place gates made True", lambda: status(leader, "InPlaceUpdateReady") == "True", 30)
+    gates = [g["conditionType"] for g in kubectl.get("pod", leader, ns)["spec"]["readinessGates"]]
+    assert gates == ["InPlaceUpdateReady", "InstancePodReady"]
+    time.sleep(3)
+    assert status(leader, "Ready") == "False", "the leader waits for its worker"
+    assert status(leader, "InstancePodReady") != "True"
+    instance = kubectl.get("roleinstances", "gated-pd-0", ns)
+    all_ready = condition(instance, "RoleInstanceAllPodsReady")
+    assert (all_ready["status"], all_ready["reason"]) == ("False", "AtLeastOnePodNotReady")
+    assert worker in all_ready["message"]
+    ready = condition(instance, "RoleInstanceReady")
+    assert (ready["status"], ready["reason"]) == ("False", "PodsNotReady")
+    assert condition(instance, "RoleInstanceInPlaceUpdateReady")["status"] == "True"
+
+    python_in(kubectl, ns, worker, "open('/tmp/ready', 'w')")
+    wait_for("both pods Ready", lambda: status(leader, "Ready") == "True" and status(worker, "Ready") == "True", 60)
+    assert status(leader, "InstancePodReady") == status(worker, "InstancePodReady") == "True"
+    group_ready(kubectl, "gated", ns, timeout=60)
+    instance = kubectl.get("roleinstances", "gated-pd-0", ns)
+    assert condition(instance, "RoleInstanceAllPodsReady")["reason"] == "PodsReady"
+    assert condition(instance, "RoleInstanceReady")["reason"] == "Ready"
+
+    python_in(kubectl, ns, worker, "import os; os.remove('/tmp/ready')")
+    wait_for("the leader leaves its endpoints with its worker", lambda: status(leader, "Ready") == "False", 60)
+    assert status(leader, "ContainersReady") == "True"
+
+
 @pytest.mark.cluster_last
 def test_cluster_down_leaves_nothing_behind(kubeconfig: str):
     from localcluster import cluster, node

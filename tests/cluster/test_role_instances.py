@@ -528,3 +528,74 @@ def test_an_instance_with_a_pod_not_ready_names_it_in_its_all_pods_ready_conditi
     assert found["status"] == "False" and "partly-mix-0-engine-0" in found["message"]
     assert "router" not in found["message"]
     assert (condition(instance, "RoleInstanceReady") or {}).get("reason") == "PodsNotReady"
+
+
+def test_in_place_scheduling_sends_a_recreated_pod_back_and_holds_it_off_a_node_to_avoid(
+    kubectl: Kubectl, operator, namespace: str
+):
+    avoid = "rbg-operator.test/avoid"
+    kubectl.apply(
+        v2_group(
+            "cache",
+            [
+                {
+                    "name": "decode",
+                    "replicas": 1,
+                    "annotations": {
+                        "rbg.workloads.x-k8s.io/role-inplace-scheduling": "Required",
+                        "rbg.workloads.x-k8s.io/role-inplace-scheduling-avoid": avoid,
+                    },
+                    "standalonePattern": {"template": template()},
+                }
+            ],
+        ),
+        namespace,
+    )
+    group_ready(kubectl, "cache", namespace)
+    name = "cache-decode-0"
+    first = kubectl.get("pod", name, namespace)
+    node = first["spec"]["nodeName"]
+    wait_for(
+        "the node recorded on the instance",
+        lambda: (
+            node
+            in (kubectl.get("roleinstances", name, namespace)["metadata"].get("annotations") or {}).get(
+                "rolebasedgroup.workloads.x-k8s.io/inplace-scheduling-nodes", ""
+            )
+        ),
+        30,
+    )
+
+    def recreated(after_uid: str):
+        def probe():
+            pod = kubectl.get("pod", name, namespace)
+            return pod and pod["metadata"]["uid"] != after_uid and not pod["metadata"].get("deletionTimestamp") and pod
+
+        return probe
+
+    kubectl.delete("pod", name, namespace)
+    again = wait_for("the pod made again", recreated(first["metadata"]["uid"]), 60)
+    terms = again["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchFields"] == [
+        {"key": "metadata.name", "operator": "In", "values": [node]}
+    ]
+    wait_for("it is back on its node", lambda: kubectl.get("pod", name, namespace)["spec"].get("nodeName") == node, 60)
+
+    kubectl.run("label", "node", node, f"{avoid}=true")
+    try:
+        kubectl.delete("pod", name, namespace)
+        held = wait_for("the pod made again", recreated(again["metadata"]["uid"]), 60)
+
+        def unschedulable():
+            pod = kubectl.get("pod", name, namespace)
+            scheduled = condition(pod, "PodScheduled") or {}
+            return scheduled.get("reason") == "Unschedulable" and pod
+
+        pod = wait_for("the pod held Pending: its node is to be avoided", unschedulable, 60)
+        assert pod["metadata"]["uid"] == held["metadata"]["uid"] and not pod["spec"].get("nodeName")
+    finally:
+        kubectl.run("label", "node", node, f"{avoid}-")
+    wait_for(
+        "back on its node once it may", lambda: kubectl.get("pod", name, namespace)["spec"].get("nodeName") == node, 90
+    )
+    group_ready(kubectl, "cache", namespace)

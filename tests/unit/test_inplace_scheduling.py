@@ -10,7 +10,7 @@ import json
 import pytest
 
 from rbg_operator import naming
-from rbg_operator.api.v1alpha2 import RoleBasedGroupV2, spec_problems
+from rbg_operator.api.v1alpha2 import RoleBasedGroupV2, fields_not_acted_on, spec_problems
 from rbg_operator.controller.roleinstance_plan import RoleInstanceSnapshot, desired_pods, plan, pod_slots
 from rbg_operator.desired import inplace_scheduling as ips
 
@@ -167,3 +167,28 @@ def test_bad_annotations_are_named_at_admission():
     ]
     group["spec"]["roles"][0]["annotations"][ips.ANNOTATION_MODE] = "Required"
     assert spec_problems(RoleBasedGroupV2.read(group).spec) == []
+
+
+def test_a_role_of_another_workload_kind_is_warned_that_the_annotation_does_nothing():
+    group = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": "g", "namespace": "ns"},
+        "spec": {
+            "roles": [
+                {
+                    "name": "decode",
+                    "replicas": 1,
+                    "annotations": {
+                        ips.ANNOTATION_MODE: "Required",
+                        "rbg.workloads.x-k8s.io/role-workload-type": "apps/v1/StatefulSet",
+                    },
+                    "standalonePattern": {"template": {"spec": {"containers": [{"name": "m", "image": "a"}]}}},
+                }
+            ]
+        },
+    }
+    assert fields_not_acted_on(RoleBasedGroupV2.read(group)) == [
+        f"spec.roles[0].annotations[{ips.ANNOTATION_MODE}]: acts on RoleInstanceSet roles only; "
+        "role decode runs as a StatefulSet"
+    ]
