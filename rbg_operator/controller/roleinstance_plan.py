@@ -64,11 +64,14 @@ class ComponentPlan:
     @classmethod
     def of(cls, instance: dict, component: dict) -> ComponentPlan:
         template = component.get("template") or {}
+        # The serviceName gives the pods their hostname and subdomain, which a pod cannot change:
+        # a pod made under another one is recreated (sharedServiceSelection switched, say).
+        service = component.get("serviceName")
         return cls(
             component,
             (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
-            json_digest(template),
-            json_digest(spec_without_images(template.get("spec") or {})),
+            json_digest([template, service]),
+            json_digest([spec_without_images(template.get("spec") or {}), service]),
         )
 
 

@@ -599,3 +599,55 @@ def test_in_place_scheduling_sends_a_recreated_pod_back_and_holds_it_off_a_node_
         "back on its node once it may", lambda: kubectl.get("pod", name, namespace)["spec"].get("nodeName") == node, 90
     )
     group_ready(kubectl, "cache", namespace)
+
+
+def test_switching_shared_service_selection_moves_the_selector_and_replaces_only_the_workers(
+    kubectl: Kubectl, operator, namespace: str
+):
+    def apply(selection: str) -> None:
+        kubectl.apply(
+            v2_group(
+                "shared",
+                [
+                    {
+                        "name": "pd",
+                        "replicas": 1,
+                        "leaderWorkerPattern": {"size": 2, "template": template(), "sharedServiceSelection": selection},
+                    }
+                ],
+            ),
+            namespace,
+        )
+
+    def worker_named(subdomain: str | None, after_uid: str):
+        def probe():
+            pod = kubectl.get("pod", "shared-pd-0-1", namespace)
+            fresh = pod and pod["metadata"]["uid"] != after_uid and not pod["metadata"].get("deletionTimestamp")
+            return fresh and pod["spec"].get("subdomain") == subdomain and pod
+
+        return probe
+
+    apply("LeaderOnly")
+    group_ready(kubectl, "shared", namespace)
+    service = kubectl.get("service", "s-shared-pd", namespace)
+    assert service["spec"]["selector"]["rbg.workloads.x-k8s.io/component-name"] == "leader"
+    leader, worker = (kubectl.get("pod", f"shared-pd-0-{i}", namespace) for i in (0, 1))
+    assert leader["spec"]["subdomain"] == "s-shared-pd" and "subdomain" not in worker["spec"]
+
+    apply("All")
+    worker = wait_for(
+        "the worker made again with the Service's name", worker_named("s-shared-pd", worker["metadata"]["uid"]), 90
+    )
+    now = kubectl.get("service", "s-shared-pd", namespace)
+    assert now["metadata"]["uid"] == service["metadata"]["uid"], "the Service is changed in place"
+    assert "rbg.workloads.x-k8s.io/component-name" not in now["spec"]["selector"]
+    assert kubectl.get("pod", "shared-pd-0-0", namespace)["metadata"]["uid"] == leader["metadata"]["uid"]
+    group_ready(kubectl, "shared", namespace)
+
+    apply("LeaderOnly")
+    wait_for("the worker made again without it", worker_named(None, worker["metadata"]["uid"]), 90)
+    now = kubectl.get("service", "s-shared-pd", namespace)
+    assert now["metadata"]["uid"] == service["metadata"]["uid"]
+    assert now["spec"]["selector"]["rbg.workloads.x-k8s.io/component-name"] == "leader"
+    assert kubectl.get("pod", "shared-pd-0-0", namespace)["metadata"]["uid"] == leader["metadata"]["uid"]
+    group_ready(kubectl, "shared", namespace)

@@ -498,3 +498,11 @@ def test_a_pod_in_its_in_place_update_holds_instance_pod_ready_on_every_pod():
     ]
     writes = gate_writes(plan(RoleInstanceSnapshot(two, pods), NOW))
     assert writes["i-leader-0"] == {"InstancePodReady": "False"}
+
+
+def test_a_pod_made_under_another_service_name_is_recreated_for_its_new_network_identity():
+    body = instance([{"name": "worker", "size": 1, "template": template()}])
+    named = instance([{"name": "worker", "size": 1, "serviceName": "s-g-pd", "template": template()}])
+    assert steps(plan(RoleInstanceSnapshot(named, running(body)), NOW)) == [("Delete", "i-worker-0")]
+    assert steps(plan(RoleInstanceSnapshot(body, running(named)), NOW)) == [("Delete", "i-worker-0")]
+    assert desired_pods(named)["i-worker-0"]["spec"]["subdomain"] == "s-g-pd"
