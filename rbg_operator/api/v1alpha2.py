@@ -510,7 +510,7 @@ def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
         if not ((template.template.get("spec") or {}).get("containers")):
             problems.append(f"roleTemplates[{i}].template.spec.containers: must have at least one container")
     for i, role in enumerate(spec.roles):
-        problems += _inplace_scheduling_problems(f"roles[{i}].annotations", role.annotations or {})
+        problems += _role_annotation_problems(f"roles[{i}].annotations", role.annotations or {})
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
         if update is not None and role.replicas > 0:
             surge = resolve(update.max_surge, role.replicas, round_up=True)
@@ -529,11 +529,12 @@ def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
     return problems
 
 
-def _inplace_scheduling_problems(where: str, annotations: dict[str, str]) -> list[str]:
+def _role_annotation_problems(where: str, annotations: dict[str, str]) -> list[str]:
     found = []
     for key, allowed in (
         (naming.ANNOTATION_INPLACE_SCHEDULING, naming.INPLACE_SCHEDULING_MODES),
         (naming.ANNOTATION_INPLACE_GRANULARITY, naming.INPLACE_GRANULARITIES),
+        (naming.ANNOTATION_V2_INSTANCE_PATTERN, ("Stateful", "Stateless")),
     ):
         value = annotations.get(key)
         if value not in (None, "", *allowed):

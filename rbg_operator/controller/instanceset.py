@@ -1,12 +1,14 @@
-"""The RoleInstanceSet controller (Stateful mode): RoleInstances `{ris}-{ordinal}`, like a
-StatefulSet of instances (the contract's §4.9). The decisions are in instanceset_plan; this
-module reads the cache once (observe) and makes the writes (act, report).
+"""The RoleInstanceSet controller: RoleInstances `{ris}-{ordinal}` like a StatefulSet of instances
+(Stateful mode), or `{ris}-{id}` like a CloneSet's pods (Stateless mode; the contract's §4.9). The
+decisions are in instanceset_modes and the planners it picks; this module reads the cache once
+(observe) and makes the writes (act, report).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import time
 from types import MappingProxyType
 
 from .. import naming
@@ -15,6 +17,7 @@ from ..kube import KINDS, Kube
 from . import status
 from .control import CREATING, conflict
 from .diff import contains
+from .instanceset_modes import plan
 from .instanceset_plan import (
     INSTANCE,
     INSTANCE_SET,
@@ -23,9 +26,9 @@ from .instanceset_plan import (
     Outcome,
     Report,
     conclude,
-    plan,
     view,
 )
+from .instanceset_stateless import LABEL_LIFECYCLE_STATE, LABEL_LIFECYCLE_TIMESTAMP
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,13 @@ class InstanceSetReconciler:
         for want in planned.update:
             written.append(await self._write(want))
         namespace = body["metadata"]["namespace"]
+        for name, state in planned.mark:  # held by a lifecycle hook: say so, and wait
+            labels = {LABEL_LIFECYCLE_STATE: state, LABEL_LIFECYCLE_TIMESTAMP: str(int(time.time()))}
+            self.store.upsert(
+                await self.kube.patch(
+                    KINDS[INSTANCE], namespace, name, {"metadata": {"labels": labels}}, manager=FIELD_MANAGER
+                )
+            )
         for name, uid in planned.delete:
             await self.kube.delete(KINDS[INSTANCE], namespace, name, uid=uid)
         return Outcome(tuple(written), MappingProxyType(held))

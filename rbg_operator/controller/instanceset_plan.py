@@ -287,12 +287,15 @@ class InstanceSetSnapshot:
 @dataclasses.dataclass(frozen=True)
 class InstanceSetPlan:
     revision: str
-    create: tuple[tuple[int, dict], ...]  # (ordinal, instance) to make, lowest ordinal first
+    # (key, instance) to make: Stateful keys are ordinals, lowest first; Stateless ones, positions.
+    create: tuple[tuple[int, dict], ...]
     update: tuple[dict, ...]  # outdated instances whose spec moves in place
     delete: tuple[tuple[str, str | None], ...]  # (name, uid), in the cache's order
     deleted: tuple[str, ...]  # the same names, in the order the decision lists them (for the Event)
-    held: Mapping[int, str]  # ordinals not created: their names are held by others
+    held: Mapping[int, str]  # keys not created: their names are held by others
     too_large: str | None  # why no instance is made or rewritten
+    mark: tuple[tuple[str, str], ...] = ()  # (instance, lifecycle state): held by a lifecycle hook
+    unknown_pattern: str | None = None  # the role-instance-pattern annotation names no mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,11 +313,12 @@ class Report:
     requeue: float | None
 
 
-def plan(snapshot: InstanceSetSnapshot) -> InstanceSetPlan:
-    """The writes of the pass: instances to create, rewrite in place and delete."""
+def plan_stateful(snapshot: InstanceSetSnapshot, revision: str | None = None) -> InstanceSetPlan:
+    """Stateful mode's writes: instances `{set}-{ordinal}` to create, rewrite in place and delete
+    (instances of Stateless mode, named otherwise, are strays and go)."""
     body = snapshot.body
     spec, name = body.get("spec") or {}, body["metadata"]["name"]
-    revision = template_revision(spec.get("roleInstanceTemplate") or {})
+    revision = revision or template_revision(spec.get("roleInstanceTemplate") or {})
     decided = plan_instances(spec, revision, list(snapshot.views))
     # Each instance is a copy of the template: past the bound, none is made or rewritten (the
     # set was admitted by CEL, which cannot measure bytes; a group's role was refused earlier).
@@ -340,7 +344,7 @@ def conclude(
     spec, name = body.get("spec") or {}, body["metadata"]["name"]
     held = {**planned.held, **outcome.held}
     conflicts = [held[o] for o in sorted(held)]
-    created = [o for o, _ in planned.create if o not in held]
+    created = [want["metadata"]["name"] for o, want in planned.create if o not in held]
     events = []
     if created or planned.deleted:
         events.append(
@@ -348,11 +352,12 @@ def conclude(
                 "Normal",
                 "SuccessfulUpdate",
                 ", ".join(
-                    [f"created instance {naming.instance_name(name, o)}" for o in created]
-                    + [f"deleted instance {n}" for n in planned.deleted]
+                    [f"created instance {n}" for n in created] + [f"deleted instance {n}" for n in planned.deleted]
                 ),
             )
         )
+    for instance, state in planned.mark:
+        events.append(Event("Normal", "LifecycleHookHolds", f"instance {instance} is {state}: waiting for its hook"))
     # The instances as the writes left them: their answers replace what the cache showed.
     views = {v.name: v for v in snapshot.views}
     views.update((w["metadata"]["name"], view(w, name)) for w in outcome.written)
@@ -383,6 +388,16 @@ def conclude(
         )
         if (conditions.find(previous, "FailedScale") or {}).get("status") != "True":
             events.append(Event("Warning", "TemplateCopiesTooLarge", f"spec.{planned.too_large}"))
+    elif planned.unknown_pattern is not None:
+        message = (
+            f"metadata.annotations[{naming.ANNOTATION_V2_INSTANCE_PATTERN}]: {planned.unknown_pattern!r} "
+            f"is not Stateful or Stateless"
+        )
+        wanted.append(
+            {"type": "FailedScale", "status": "True", "reason": "UnknownRoleInstancePattern", "message": message}
+        )
+        if (conditions.find(previous, "FailedScale") or {}).get("message") != message:
+            events.append(Event("Warning", "UnknownRoleInstancePattern", message))
     elif conditions.find(previous, "FailedScale") is not None:
         wanted.append({"type": "FailedScale", "status": "False", "reason": "NoFailure", "message": ""})
     status["conditions"] = conditions.merge(

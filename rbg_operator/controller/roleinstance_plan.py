@@ -590,6 +590,19 @@ def conclude(
                 "message": "Ready" if ready else f"not ready or not updated: {', '.join(unready) or 'no pods yet'}",
             }
         )
+    # The instance's readiness gates: conditions of its own that must be True too (a Stateless
+    # set's instances have RoleInstanceInPlaceUpdateReady, which this pass writes; others, another writer).
+    known = {c["type"]: c["status"] for c in (body.get("status") or {}).get("conditions") or []}
+    known.update((c["type"], c["status"]) for c in wanted)
+    waiting = [
+        g["conditionType"]
+        for g in (body.get("spec") or {}).get("readinessGates") or []
+        if known.get(g.get("conditionType")) != "True"
+    ]
+    if waiting and wanted[0]["status"] == "True":
+        wanted[0].update(
+            status="False", reason="ReadinessGatesNotReady", message=f"readiness gates not True: {', '.join(waiting)}"
+        )
     if conflicts:
         wanted[0].update(status="False", reason="ChildConflict", message="; ".join(conflicts))
         look_again.append(CONFLICT_RECHECK_SECONDS)  # nothing of the pod in the way wakes the instance

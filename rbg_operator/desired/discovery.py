@@ -64,7 +64,9 @@ def topology(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> 
             entry["size"] = role.leader_worker_size
         if kind == "RoleInstanceSet":
             entry["pattern"] = role.pattern
-        if kind in ("StatefulSet", "LeaderWorkerSet", "RoleInstanceSet"):  # Deployment pods have no stable names
+        stateless = (role.annotations or {}).get(naming.ANNOTATION_V2_INSTANCE_PATTERN) == "Stateless"
+        # Deployment pods and Stateless RoleInstanceSet instances have no stable names.
+        if kind in ("StatefulSet", "LeaderWorkerSet") or (kind == "RoleInstanceSet" and not stateless):
             entry["instances"] = [naming.instance_address(group.name, role.name, i, kind) for i in range(replicas)]
             if kind == "RoleInstanceSet" and role.pattern == "leaderWorker":  # the leader pod, `{instance}-0`
                 entry["instances"] = [address.replace(".", "-0.", 1) for address in entry["instances"]]

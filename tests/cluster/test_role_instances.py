@@ -651,3 +651,77 @@ def test_switching_shared_service_selection_moves_the_selector_and_replaces_only
     assert now["spec"]["selector"]["rbg.workloads.x-k8s.io/component-name"] == "leader"
     assert kubectl.get("pod", "shared-pd-0-0", namespace)["metadata"]["uid"] == leader["metadata"]["uid"]
     group_ready(kubectl, "shared", namespace)
+
+
+def test_a_stateless_role_scales_up_and_down_with_random_instance_names(kubectl: Kubectl, operator, namespace: str):
+    owner_label = "rbg.workloads.x-k8s.io/role-instance-owner"
+
+    def apply(replicas: int, pattern: str = "Stateless") -> None:
+        kubectl.apply(
+            v2_group(
+                "free",
+                [
+                    {
+                        "name": "web",
+                        "replicas": replicas,
+                        "annotations": {"rbg.workloads.x-k8s.io/role-instance-pattern": pattern},
+                        "standalonePattern": {"template": template()},
+                    }
+                ],
+            ),
+            namespace,
+        )
+
+    def instances() -> dict[str, dict]:
+        return {
+            i["metadata"]["name"]: i
+            for i in kubectl.get(
+                "roleinstances", namespace=namespace, selector="rbg.workloads.x-k8s.io/group-name=free"
+            )
+            if not i["metadata"].get("deletionTimestamp")
+        }
+
+    def settled(count: int):
+        def probe():
+            found = instances()
+            ready = all((condition(i, "RoleInstanceReady") or {}).get("status") == "True" for i in found.values())
+            return len(found) == count and ready and found
+
+        return probe
+
+    apply(2)
+    first = wait_for("two Stateless instances Ready", settled(2), 90)
+    ris_uid = kubectl.get("roleinstancesets", "free-web", namespace)["metadata"]["uid"]
+    for name, body in first.items():
+        suffix = name.removeprefix("free-web-")
+        assert len(suffix) == 5 and not suffix.isdigit(), name
+        assert body["metadata"]["labels"][owner_label] == ris_uid
+        assert body["spec"]["readinessGates"] == [{"conditionType": "RoleInstanceInPlaceUpdateReady"}]
+    group_ready(kubectl, "free", namespace)
+
+    apply(3)
+    grown = wait_for("three instances Ready", settled(3), 90)
+    assert set(first) < set(grown), "scaling up keeps the instances there were"
+    group_ready(kubectl, "free", namespace)
+
+    apply(1)
+    shrunk = wait_for("one instance left", settled(1), 90)
+    group_ready(kubectl, "free", namespace)
+
+    (survivor,) = shrunk
+    kubectl.run(
+        "label",
+        "roleinstance",
+        survivor,
+        f"--namespace={namespace}",
+        "rbg.workloads.x-k8s.io/role-instance-delete=true",
+    )
+    replaced = wait_for(
+        "the instance named for deletion replaced", lambda: (s := settled(1)()) and survivor not in s and s, 90
+    )
+    (replacement,) = replaced
+    assert replacement != survivor
+
+    apply(1, pattern="Stateful")
+    wait_for("the Stateful instance instead", lambda: (s := settled(1)()) and set(s) == {"free-web-0"}, 90)
+    group_ready(kubectl, "free", namespace)

@@ -13,9 +13,11 @@ from rbg_operator.controller.instanceset_plan import (
     Outcome,
     conclude,
     desired_instance,
-    plan,
     template_revision,
     view,
+)
+from rbg_operator.controller.instanceset_plan import (
+    plan_stateful as plan,
 )
 
 NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.UTC)

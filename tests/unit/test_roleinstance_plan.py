@@ -506,3 +506,18 @@ def test_a_pod_made_under_another_service_name_is_recreated_for_its_new_network_
     assert steps(plan(RoleInstanceSnapshot(named, running(body)), NOW)) == [("Delete", "i-worker-0")]
     assert steps(plan(RoleInstanceSnapshot(body, running(named)), NOW)) == [("Delete", "i-worker-0")]
     assert desired_pods(named)["i-worker-0"]["spec"]["subdomain"] == "s-g-pd"
+
+
+def test_an_instances_own_readiness_gates_hold_its_ready_condition():
+    body = instance()
+    body["spec"]["readinessGates"] = [
+        {"conditionType": "RoleInstanceInPlaceUpdateReady"},
+        {"conditionType": "example.com/Warm"},
+    ]
+    _, report = pass_over(body, running(body))
+    ready = condition(report, "RoleInstanceReady")
+    assert (ready["status"], ready["reason"]) == ("False", "ReadinessGatesNotReady")
+    assert ready["message"] == "readiness gates not True: example.com/Warm"
+    body["status"]["conditions"] = [{"type": "example.com/Warm", "status": "True", "lastTransitionTime": "x"}]
+    _, report = pass_over(body, running(body))
+    assert condition(report, "RoleInstanceReady")["status"] == "True"
