@@ -18,11 +18,12 @@ import dataclasses
 import json
 
 from .. import naming
+from . import exclusive
 
 ANNOTATION_MODE = naming.ANNOTATION_INPLACE_SCHEDULING
 ANNOTATION_GRANULARITY = naming.ANNOTATION_INPLACE_GRANULARITY
 ANNOTATION_AVOID = naming.ANNOTATION_INPLACE_AVOID
-EXCLUSIVE_TOPOLOGY = "rbg.workloads.x-k8s.io/group-exclusive-topology"
+EXCLUSIVE_TOPOLOGY = exclusive.ANNOTATION_TOPOLOGY
 # Ours. On the RoleInstance: {pod name: node} of every pod seen scheduled. On a pod: what its
 # creation injected, {"mode", "nodes", "avoid"}.
 ANNOTATION_NODES = "rolebasedgroup.workloads.x-k8s.io/inplace-scheduling-nodes"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .discovery import inject
 from .engineruntime import inject_engine_runtimes
+from .exclusive import with_exclusive_topology
 from .gang import join_gang
 from .meta import pod_labels, role_annotations
 from .options import BuildOptions
@@ -20,8 +21,8 @@ def pod_template(
     v2_keys: bool = True,
     engine_runtimes: bool = True,
 ) -> dict:
-    """A pod template with the role's labels and annotations, engine runtimes, discovery and gang
-    membership."""
+    """A pod template with the role's labels and annotations, engine runtimes, exclusive topology,
+    discovery and gang membership."""
     template = resolved_template(group, role) if base is None else base
     if engine_runtimes and role.engine_runtimes:
         template = inject_engine_runtimes(template, role, options.engine_profiles)
@@ -30,4 +31,5 @@ def pod_template(
     annotations = role_annotations(role)
     if annotations:
         meta["annotations"] = {**meta.get("annotations", {}), **annotations}
+    template = with_exclusive_topology(template, group.namespace, group.name, group.annotations)
     return join_gang(inject(template, group, role), group, role.name, options)

@@ -380,3 +380,65 @@ def test_a_sets_group_template_metadata_reaches_every_member(kubectl: Kubectl, o
         assert member["metadata"]["annotations"]["owner"] == "serving"
     kept = kubectl.get("rolebasedgroupsets.v1alpha2.workloads.x-k8s.io", "meta", namespace)
     assert kept["spec"]["groupTemplate"]["metadata"]["labels"] == {"app": "sglang", "team": "x"}
+
+
+def test_exclusive_topology_puts_each_group_alone_in_one_domain(kubectl: Kubectl, operator, namespace: str):
+    """Two racks, made for this test by labelling two kwok nodes no group's pod is on; each group's
+    pods land together in one rack, and the other group's in the other (the reference's rules select
+    on a label no pod has, and its pods stay Pending: its quirk Q1)."""
+    rack = f"rbg-operator.test/rack-{namespace[-6:]}"
+    busy = {
+        p["spec"].get("nodeName")
+        for p in kubectl.get("pods", selector=V2_UID, all_namespaces=True)
+        if not p["metadata"].get("deletionTimestamp")
+    }
+    free = sorted(
+        n["metadata"]["name"] for n in kubectl.get("nodes", selector="type=kwok") if n["metadata"]["name"] not in busy
+    )
+    assert len(free) >= 2, f"two kwok nodes without any group's pods are needed, free: {free}"
+    racks = dict(zip(("a", "b"), free[:2], strict=True))
+    for value, node in racks.items():
+        kubectl.run("label", "node", node, f"{rack}={value}", "--overwrite")
+    try:
+        annotations = {"rbg.workloads.x-k8s.io/group-exclusive-topology": rack}
+        kubectl.apply(
+            v2_group(
+                "ex-a",
+                [{"name": "web", "replicas": 2, "standalonePattern": {"template": TEMPLATE}}],
+                annotations=annotations,
+            ),
+            namespace,
+        )
+        kubectl.apply(
+            v2_group(
+                "ex-b",
+                [
+                    {
+                        "name": "web",
+                        "replicas": 2,
+                        "annotations": {WORKLOAD_TYPE: "apps/v1/StatefulSet"},
+                        "standalonePattern": {"template": TEMPLATE},
+                    }
+                ],
+                annotations=annotations,
+            ),
+            namespace,
+        )
+
+        def placed(group: str):
+            def probe():
+                pods = kubectl.get("pods", namespace=namespace, selector=f"{V2_GROUP}={group}")
+                nodes = {p["spec"].get("nodeName") for p in pods}
+                return len(pods) == 2 and None not in nodes and nodes
+
+            return probe
+
+        a = wait_for("group ex-a placed", placed("ex-a"), 90)
+        b = wait_for("group ex-b placed", placed("ex-b"), 90)
+        assert len(a) == 1 and len(b) == 1, f"each group in one rack: {a}, {b}"
+        assert a | b == set(racks.values()), f"the groups share no rack: {a}, {b}"
+        pod = kubectl.get("pods", namespace=namespace, selector=f"{V2_GROUP}=ex-a")[0]
+        assert pod["metadata"]["annotations"]["rbg.workloads.x-k8s.io/group-exclusive-topology"] == rack
+    finally:
+        for node in racks.values():
+            kubectl.run("label", "node", node, f"{rack}-")
