@@ -70,6 +70,7 @@ def role_labels(namespace: str, group: str, role: str) -> dict[str, str]:
 TOPOLOGY_VOLUME = "rbg-topology"
 TOPOLOGY_MOUNT_PATH = "/etc/rbg"
 TOPOLOGY_FILE = "topology.yaml"
+DISCOVERY_CONFIG_FILE = "config.yaml"  # the same, in the shape of the v1alpha2 contract's refine mode
 
 # Labels other controllers put on pods, which the injected environment reads.
 STATEFULSET_POD_INDEX = "apps.kubernetes.io/pod-index"

@@ -70,6 +70,11 @@ def topology(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> 
             entry["instances"] = [naming.instance_address(group.name, role.name, i, kind) for i in range(replicas)]
             if kind == "RoleInstanceSet" and role.pattern == "leaderWorker":  # the leader pod, `{instance}-0`
                 entry["instances"] = [address.replace(".", "-0.", 1) for address in entry["instances"]]
+            elif kind == "RoleInstanceSet" and role.pattern == "customComponents":
+                # a custom-components instance is no pod: its first component's pod 0 is
+                first = (role.custom_components_pattern.components or [None])[0]
+                first = first.name if first else ""
+                entry["instances"] = [address.replace(".", f"-{first}-0.", 1) for address in entry["instances"]]
         if role.service_ports:
             entry["servicePorts"] = copy.deepcopy(role.service_ports)
         roles.append(entry)
@@ -86,7 +91,39 @@ def topology_configmap(group: RoleBasedGroupV2, applied: dict[str, int] | None =
             "labels": naming.group_labels(group.namespace, group.name),
             "ownerReferences": [owner_reference(group)],
         },
-        "data": {naming.TOPOLOGY_FILE: yaml.dump(topology(group, applied), Dumper=_DUMPER, sort_keys=False)},
+        "data": {
+            naming.TOPOLOGY_FILE: yaml.dump(found := topology(group, applied), Dumper=_DUMPER, sort_keys=False),
+            naming.DISCOVERY_CONFIG_FILE: yaml.dump(discovery_config(group, found), Dumper=_DUMPER, sort_keys=False),
+        },
+    }
+
+
+def discovery_config(group: RoleBasedGroupV2, found: dict) -> dict:
+    """The v1alpha2 contract's `config.yaml` (its refine mode, §4.8): the stateful roles (those with
+    instance addresses) with their sizes and each instance's address and named ports, from the same
+    topology as topology.yaml. Unlike the reference's (its quirk Q8), every address resolves to a pod."""
+    ports = {role.name: role.service_ports or [] for role in group.spec.roles}
+    stateful = [entry for entry in found["roles"] if "instances" in entry]
+    return {
+        "group": {"name": group.name, "size": len(stateful), "roles": [e["name"] for e in stateful]},
+        "roles": {
+            entry["name"]: {
+                "size": entry["replicas"],
+                "instances": [
+                    {"address": address, "ports": _port_keys(ports[entry["name"]])} for address in entry["instances"]
+                ],
+            }
+            for entry in stateful
+        },
+    }
+
+
+def _port_keys(service_ports: list[dict]) -> dict[str, int]:
+    """`http-api` → `http_api`; an unnamed port is `port{number}`."""
+    return {
+        (p.get("name") or f"port{p.get('port')}").lower().replace("-", "_"): p.get("port")
+        for p in service_ports
+        if p.get("port") is not None
     }
 
 

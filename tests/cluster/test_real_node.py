@@ -76,6 +76,10 @@ def test_pods_read_the_contracts_environment_and_topology_and_every_peer_answers
     assert roles["server"]["instances"] == ["disc-server-0.s-disc-server", "disc-server-1.s-disc-server"]
     assert roles["client"]["instances"] == ["disc-client-0.s-disc-client"]
     assert (roles["server"]["replicas"], roles["server"]["service"]) == (2, "s-disc-server")
+    # the same, in the v1alpha2 contract's refine shape
+    config = yaml.safe_load(python_in(kubectl, ns, "disc-client-0", "print(open('/etc/rbg/config.yaml').read())"))
+    assert config["group"] == {"name": "disc", "size": 2, "roles": ["server", "client"]}
+    assert [i["address"] for i in config["roles"]["server"]["instances"]] == roles["server"]["instances"]
 
     # From inside a pod, as a process would: every address resolves (cluster DNS, the pod's search
     # path) to that pod's own IP, and answers.

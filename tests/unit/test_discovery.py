@@ -85,3 +85,52 @@ def test_pods_mount_the_topology_read_only():
     assert {"name": "rbg-topology", "configMap": {"name": "g"}} in spec["volumes"]
     for container in spec["initContainers"] + spec["containers"]:
         assert {"name": "rbg-topology", "mountPath": "/etc/rbg", "readOnly": True} in container["volumeMounts"]
+
+
+def test_the_refine_mode_config_lists_stateful_roles_with_addresses_that_name_pods():
+    import yaml
+
+    from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
+    from rbg_operator.desired.discovery import topology_configmap
+
+    tpl = {"spec": {"containers": [{"name": "m", "image": "a"}]}}
+    group = RoleBasedGroupV2.read(
+        {
+            "apiVersion": "workloads.x-k8s.io/v1alpha2",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "demo", "namespace": "ns", "uid": "u"},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "prefill",
+                        "replicas": 2,
+                        "servicePorts": [{"name": "http-api", "port": 8000}, {"port": 9000}],
+                        "standalonePattern": {"template": tpl},
+                    },
+                    {"name": "pd", "replicas": 1, "leaderWorkerPattern": {"size": 2, "template": tpl}},
+                    {
+                        "name": "mix",
+                        "replicas": 1,
+                        "customComponentsPattern": {"components": [{"name": "router", "size": 1, "template": tpl}]},
+                    },
+                    {
+                        "name": "web",
+                        "replicas": 1,
+                        "annotations": {"rbg.workloads.x-k8s.io/role-workload-type": "apps/v1/Deployment"},
+                        "standalonePattern": {"template": tpl},
+                    },
+                ]
+            },
+        }
+    )
+    config = yaml.safe_load(topology_configmap(group)["data"]["config.yaml"])
+    assert config["group"] == {"name": "demo", "size": 3, "roles": ["prefill", "pd", "mix"]}
+    assert config["roles"]["prefill"] == {
+        "size": 2,
+        "instances": [
+            {"address": "demo-prefill-0.s-demo-prefill", "ports": {"http_api": 8000, "port9000": 9000}},
+            {"address": "demo-prefill-1.s-demo-prefill", "ports": {"http_api": 8000, "port9000": 9000}},
+        ],
+    }
+    assert config["roles"]["pd"]["instances"][0]["address"] == "demo-pd-0-0.s-demo-pd"
+    assert config["roles"]["mix"]["instances"][0]["address"] == "demo-mix-0-router-0.s-demo-mix"
