@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from .. import naming, timestamps
 from ..api.common import graph_cycle, json_object
-from ..desired import inplace_scheduling
+from ..desired import component_discovery, inplace_scheduling
 from ..hashing import json_digest
 from . import conditions, pod_readiness
 from .control import CONFLICT_RECHECK_SECONDS
@@ -118,6 +118,14 @@ def desired_pod(
     annotations = {**(template_meta.get("annotations") or {}), **(component.get("annotations") or {})}
     if component.get("serviceName"):
         spec["hostname"], spec["subdomain"] = name, component["serviceName"]
+    components = (instance.get("spec") or {}).get("components") or []
+    spec = component_discovery.with_env(
+        spec,
+        component_discovery.discovery_env(
+            meta["namespace"], components, component, lambda c, i: pod_name(meta["name"], plan.role_type, c, i)
+        ),
+    )
+    annotations.pop(component_discovery.ANNOTATION, None)  # a directive to the operator, not the pod's
     if like is None:
         gates = creation_gates(instance)
         where = inplace_scheduling.placement(instance, name, component, component_pod_names(instance, component))

@@ -521,3 +521,36 @@ def test_an_instances_own_readiness_gates_hold_its_ready_condition():
     body["status"]["conditions"] = [{"type": "example.com/Warm", "status": "True", "lastTransitionTime": "x"}]
     _, report = pass_over(body, running(body))
     assert condition(report, "RoleInstanceReady")["status"] == "True"
+
+
+def test_component_discovery_gives_a_pod_its_siblings_addresses_and_ports():
+    directive = json.dumps(
+        {
+            "addressRefs": [{"env": "ENGINE_ADDR", "component": "engine", "index": 1}, {"env": "X", "component": "no"}],
+            "portRefs": [{"env": "ENGINE_PORT", "component": "engine", "portName": "http"}],
+        }
+    )
+    router = template(env=[{"name": "ENGINE_PORT", "value": "mine"}])
+    router["spec"]["initContainers"] = [{"name": "wait", "image": "busybox"}]
+    engine = template(ports=[{"name": "http", "containerPort": 8000}])
+    body = instance(
+        [
+            {
+                "name": "router",
+                "size": 1,
+                "serviceName": "s-g-mix",
+                "annotations": {"rolebasedgroup.workloads.x-k8s.io/component-discovery": directive},
+                "template": router,
+            },
+            {"name": "engine", "size": 2, "serviceName": "s-g-mix", "template": engine},
+        ]
+    )
+    pod = desired_pods(body)["i-router-0"]
+    (main,) = pod["spec"]["containers"]
+    assert main["env"] == [
+        {"name": "ENGINE_ADDR", "value": "i-engine-1.s-g-mix.ns.svc.cluster.local"},
+        {"name": "ENGINE_PORT", "value": "mine"},  # the user's own wins
+    ]
+    assert pod["spec"]["initContainers"][0]["env"][1] == {"name": "ENGINE_PORT", "value": "8000"}
+    assert "rolebasedgroup.workloads.x-k8s.io/component-discovery" not in pod["metadata"].get("annotations", {})
+    assert "env" not in desired_pods(body)["i-engine-0"]["spec"]["containers"][0]

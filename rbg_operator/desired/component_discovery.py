@@ -1,0 +1,68 @@
+"""The component-discovery directive (the contract's §4.6 and §4.7): a component's pods learn the
+addresses and ports of their instance's other components through environment variables.
+
+`rolebasedgroup.workloads.x-k8s.io/component-discovery` (on the component, else its template) is
+JSON `{"addressRefs": [{"env", "component", "index"}], "portRefs": [{"env", "component", "portName",
+"index"}]}`. An address is the FQDN of that component's pod `index`; a port is the container port of
+that name in the component's template. The variables go into every container and init container,
+before the user's own (a user's variable of the same name wins); the directive itself is not copied
+onto the pods. A reference to a component or port the instance does not have is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..api.common import json_object
+
+ANNOTATION = "rolebasedgroup.workloads.x-k8s.io/component-discovery"
+
+
+def directive(component: dict) -> dict:
+    own = (component.get("annotations") or {}).get(ANNOTATION)
+    template = (((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION)
+    return json_object(own or template)
+
+
+def discovery_env(
+    namespace: str, components: list[dict], component: dict, pod_name: Callable[[str, int], str]
+) -> list[dict]:
+    """The variables the directive of `component` asks for; `pod_name(component, index)` names a pod
+    of the same instance."""
+    found = directive(component)
+    by_name = {c.get("name"): c for c in components}
+    env = []
+    for ref in found.get("addressRefs") or []:
+        target = by_name.get(ref.get("component"))
+        if not isinstance(ref, dict) or target is None or not ref.get("env") or not target.get("serviceName"):
+            continue
+        host = pod_name(target["name"], int(ref.get("index") or 0))
+        env.append({"name": ref["env"], "value": f"{host}.{target['serviceName']}.{namespace}.svc.cluster.local"})
+    for ref in found.get("portRefs") or []:
+        target = by_name.get(ref.get("component")) if isinstance(ref, dict) else None
+        if target is None or not ref.get("env"):
+            continue
+        spec = (target.get("template") or {}).get("spec") or {}
+        ports = [p for c in spec.get("containers") or [] for p in c.get("ports") or []]
+        port = next((p.get("containerPort") for p in ports if p.get("name") == ref.get("portName")), None)
+        if port is not None:
+            env.append({"name": ref["env"], "value": str(port)})
+    return env
+
+
+def with_env(spec: dict, env: list[dict]) -> dict:
+    """The pod spec with `env` first in every container and init container (not over a user's own)."""
+    if not env:
+        return spec
+    spec = dict(spec)
+    for field in ("initContainers", "containers"):
+        if spec.get(field):
+            spec[field] = [
+                {
+                    **c,
+                    "env": [e for e in env if e["name"] not in {v.get("name") for v in c.get("env") or []}]
+                    + list(c.get("env") or []),
+                }
+                for c in spec[field]
+            ]
+    return spec
