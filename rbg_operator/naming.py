@@ -151,6 +151,10 @@ ANNOTATION_V2_GRACE_PERIOD = "rbg.workloads.x-k8s.io/inplace-update-grace-period
 # On a RoleInstance's pods (ours): the hash of the pod spec without its images, which tells an
 # image-only change (updated in place) from any other (the pod is recreated); and since when an
 # in-place update waits out its grace period. Labels, so the operator's slim pod cache has them.
+# Gang scheduling of the whole group (on the group), and of each instance (a role annotation, copied
+# onto its RoleInstances: an instance's pods are recreated together).
+ANNOTATION_GROUP_GANG = "rbg.workloads.x-k8s.io/group-gang-scheduling"
+ANNOTATION_INSTANCE_GANG = "rbg.workloads.x-k8s.io/role-instance-gang-scheduling"
 # In-place scheduling (role annotations, copied onto the RoleInstances): back to the node a pod ran on.
 ANNOTATION_INPLACE_SCHEDULING = "rbg.workloads.x-k8s.io/role-inplace-scheduling"  # Preferred | Required
 ANNOTATION_INPLACE_GRANULARITY = "rbg.workloads.x-k8s.io/role-inplace-scheduling-granularity"  # Pod | Component

@@ -330,6 +330,18 @@ class RoleBasedGroupV2(ApiModel):
         problems += name_problems(self.metadata.get("name", ""), self.spec)
         if not context.get("stored"):
             problems += instance_set_name_problems(self.metadata.get("name", ""), self.spec)
+            annotations = self.metadata.get("annotations") or {}
+            if (
+                annotations.get(naming.ANNOTATION_GROUP_GANG)
+                == annotations.get(naming.ANNOTATION_INSTANCE_GANG)
+                == "true"
+            ):
+                problems.append(
+                    f"metadata.annotations: {naming.ANNOTATION_GROUP_GANG} and "
+                    f"{naming.ANNOTATION_INSTANCE_GANG} cannot both be set on a group: use the first for "
+                    f"group-level gang scheduling (its instances are gangs too), or set the second per role "
+                    f"in spec.roles[].annotations"
+                )
         problems += gang_minimum_problems((self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS), roles)
         if problems:
             raise ValueError("; ".join(problems))

@@ -26,7 +26,11 @@ from .control import CONFLICT_RECHECK_SECONDS
 INSTANCE_SET = (kinds.API_VERSION, "RoleInstanceSet")
 INSTANCE = (kinds.API_VERSION, "RoleInstance")
 # RoleInstanceSet annotations every instance gets (the contract's §4.5).
-COPIED_ANNOTATIONS = (naming.ANNOTATION_V2_GRACE_PERIOD, *inplace_scheduling.ROLE_ANNOTATIONS)
+COPIED_ANNOTATIONS = (
+    naming.ANNOTATION_V2_GRACE_PERIOD,
+    naming.ANNOTATION_INSTANCE_GANG,
+    *inplace_scheduling.ROLE_ANNOTATIONS,
+)
 # Update types that replace instances instead of updating them in place.
 RECREATE_TYPES = ("RecreatePod",)
 # On an instance of an InPlaceOnly set: its pods may change only in place (the RoleInstance

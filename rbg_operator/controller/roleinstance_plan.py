@@ -466,6 +466,11 @@ def _converge(
         else:
             pods[name] = pod
     sizes = {c["name"]: c.get("size", 1) for c in components}
+    gang = annotations.get(naming.ANNOTATION_INSTANCE_GANG) == "true"
+    if gang and not in_place_only and any(update_kind(pods[n], s) == "recreate" for n, s in slots.items() if n in pods):
+        # A gang instance's pods are placed together: one that must be recreated takes them all along.
+        actions += [Delete(n, p["metadata"].get("uid")) for n, p in pods.items()]
+        return RoleInstancePlan(slots, decision, tuple(actions), status, (), {}, (1.0,), ())
     # Runtime readiness, not the pods' Ready: with InstancePodReady, a started component's pods
     # are Ready only once the components starting after them run too.
     ready = collections.Counter(component_of(p) for p in pods.values() if pod_readiness.runtime_ready(p))

@@ -141,10 +141,13 @@ def instance_set_spec(
     }
 
 
-def instance_set_metadata(role: RoleV2, metadata: dict) -> dict:
+def instance_set_metadata(group: RoleBasedGroupV2, role: RoleV2, metadata: dict) -> dict:
     """What the RoleInstanceSet carries besides the workload metadata every child has."""
     metadata["labels"][naming.LABEL_V2_ROLE_TYPE] = ROLE_TYPES[role.pattern]
     annotations = dict(metadata.get("annotations") or {})
+    if group.annotations.get(naming.ANNOTATION_GROUP_GANG) == "true":
+        # A gang-scheduled group's instances are gangs too, as the reference says and does not do (Q5).
+        annotations.setdefault(naming.ANNOTATION_INSTANCE_GANG, "true")
     annotations[naming.ANNOTATION_V2_ROLE_SIZE] = str(role.replicas)
     annotations.setdefault(naming.ANNOTATION_V2_INSTANCE_PATTERN, "Stateful")
     update = role.rollout_strategy.rolling_update if role.rollout_strategy else None

@@ -55,7 +55,7 @@ class WorkloadKind:
     paced_growth: bool = True
     # It recreates an instance itself: the per-instance restart policy is its own.
     recreates_instances: bool = False
-    metadata: Callable[[RoleV2, dict], dict] = lambda role, metadata: metadata
+    metadata: Callable[[RoleBasedGroupV2, RoleV2, dict], dict] = lambda group, role, metadata: metadata
 
     @property
     def key(self) -> tuple[str, str]:
@@ -247,7 +247,7 @@ def role_workload(
     """The role's workload; `plan` overrides the role's own settings while coordination paces it."""
     strategy = of(role)
     templates = strategy.pod_templates(group, role, options, v2_pod_keys)
-    metadata = strategy.metadata(role, child_metadata(group, role, naming.workload_name(group.name, role.name)))
+    metadata = strategy.metadata(group, role, child_metadata(group, role, naming.workload_name(group.name, role.name)))
     spec = strategy.spec(group, role, templates, plan)
     if plan.replicas is not None:
         spec["replicas"] = plan.replicas

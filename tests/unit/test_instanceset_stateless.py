@@ -213,3 +213,32 @@ def test_a_group_role_with_an_unknown_mode_is_refused_and_a_stateless_role_lists
     ]
     assert "instances" not in topology(group("Stateless"))["roles"][0]
     assert len(topology(group("Stateful"))["roles"][0]["instances"]) == 2
+
+
+def test_a_gang_scheduled_group_makes_its_instances_gangs_and_refuses_both_annotations():
+    from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
+    from rbg_operator.desired.options import BuildOptions
+    from rbg_operator.desired.workload_kinds import role_workload
+
+    def group(annotations: dict) -> dict:
+        return {
+            "apiVersion": "workloads.x-k8s.io/v1alpha2",
+            "kind": "RoleBasedGroup",
+            "metadata": {"name": "g", "namespace": "ns", "uid": "u", "annotations": annotations},
+            "spec": {
+                "roles": [
+                    {
+                        "name": "web",
+                        "replicas": 1,
+                        "standalonePattern": {"template": {"spec": {"containers": [{"name": "m", "image": "a"}]}}},
+                    }
+                ]
+            },
+        }
+
+    ganged = RoleBasedGroupV2.read(group({naming.ANNOTATION_GROUP_GANG: "true"}))
+    ris = role_workload(ganged, ganged.spec.roles[0], BuildOptions())
+    assert ris["metadata"]["annotations"][naming.ANNOTATION_INSTANCE_GANG] == "true"
+    both = group({naming.ANNOTATION_GROUP_GANG: "true", naming.ANNOTATION_INSTANCE_GANG: "true"})
+    with pytest.raises(ValueError, match="cannot both be set on a group"):
+        RoleBasedGroupV2.model_validate(both)

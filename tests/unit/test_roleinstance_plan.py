@@ -554,3 +554,17 @@ def test_component_discovery_gives_a_pod_its_siblings_addresses_and_ports():
     assert pod["spec"]["initContainers"][0]["env"][1] == {"name": "ENGINE_PORT", "value": "8000"}
     assert "rolebasedgroup.workloads.x-k8s.io/component-discovery" not in pod["metadata"].get("annotations", {})
     assert "env" not in desired_pods(body)["i-engine-0"]["spec"]["containers"][0]
+
+
+def test_a_gang_instance_recreates_all_its_pods_when_one_cannot_change_in_place():
+    gang = {naming.ANNOTATION_INSTANCE_GANG: "true"}
+    two = [{"name": "a", "size": 1, "template": template()}, {"name": "b", "size": 1, "template": template()}]
+    body = instance(two, annotations=gang)
+    changed = instance([two[0], {"name": "b", "size": 1, "template": template(args=["--new"])}], annotations=gang)
+    assert steps(plan(RoleInstanceSnapshot(changed, running(body)), NOW)) == [("Delete", "i-a-0"), ("Delete", "i-b-0")]
+    image_only = instance([two[0], {"name": "b", "size": 1, "template": template("app:v2")}], annotations=gang)
+    moves = [s for s in steps(plan(RoleInstanceSnapshot(image_only, running(body)), NOW)) if s[0] != "SetPodConditions"]
+    assert moves == [("UpdateInPlace", "i-b-0")]
+    alone = instance([two[0], {"name": "b", "size": 1, "template": template(args=["--new"])}])
+    moves = [s for s in steps(plan(RoleInstanceSnapshot(alone, running(instance(two))), NOW)) if s[0] == "Delete"]
+    assert moves == [("Delete", "i-b-0")]  # not a gang: the other pod stays
