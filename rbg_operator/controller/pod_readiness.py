@@ -72,16 +72,16 @@ def in_place_ready(pod: dict, updating: bool, baseline: dict | None) -> bool:
 def wanted_conditions(
     pod: dict, *, in_place_ready_now: bool, instance_ready: bool, ready_policy: str | None
 ) -> list[dict]:
-    """The gate conditions the pod should have that differ from what it has (empty: nothing to
-    write). An absent condition already counts as False, so False is written only over a True."""
+    """Every gate condition of the pod, when one of them should change (empty: nothing to write).
+    An absent condition already counts as False, so a False alone is written only over a True. All
+    of them go in each write: a server-side apply that left one out would remove it."""
     wanted = {}
     if gated(pod, IN_PLACE_UPDATE_READY):
         wanted[IN_PLACE_UPDATE_READY] = in_place_ready_now
     if gated(pod, INSTANCE_POD_READY):
         wanted[INSTANCE_POD_READY] = instance_ready and ready_policy != "None"
-    changes = []
+    changed = False
     for type_, want in wanted.items():
         have = condition(pod, type_)
-        if (want and have != "True") or (not want and have == "True"):
-            changes.append({"type": type_, "status": "True" if want else "False"})
-    return changes
+        changed = changed or (want and have != "True") or (not want and have == "True")
+    return [{"type": t, "status": "True" if want else "False"} for t, want in wanted.items()] if changed else []

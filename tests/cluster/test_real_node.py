@@ -260,7 +260,10 @@ def test_an_all_pod_ready_instance_shows_each_condition_while_its_pods_are_partl
     become Ready together. The grace period puts InPlaceUpdateReady on both, which the operator
     makes True."""
     ns = real_namespace
-    probe = {"exec": {"command": ["python3", "-c", "open('/tmp/ready')"]}, "periodSeconds": 1, "failureThreshold": 1}
+    # Ready once the file $READY names exists: the leader's names one that does, the worker's not yet.
+    ready_file = "import os; open(os.environ.get('READY', '/tmp/ready'))"
+    probe = {"exec": {"command": ["python3", "-c", ready_file]}, "periodSeconds": 1, "failureThreshold": 1}
+    leader_ready = {"spec": {"containers": [{"name": "main", "env": [{"name": "READY", "value": "/etc/hostname"}]}]}}
     kubectl.apply(
         {
             "apiVersion": "workloads.x-k8s.io/v1alpha2",
@@ -274,10 +277,8 @@ def test_an_all_pod_ready_instance_shows_each_condition_while_its_pods_are_partl
                         "rolloutStrategy": {"rollingUpdate": {"inPlaceUpdateStrategy": {"gracePeriodSeconds": 2}}},
                         "leaderWorkerPattern": {
                             "size": 2,
-                            "template": {"spec": {"containers": [container()]}},
-                            "workerTemplatePatch": {
-                                "spec": {"containers": [{"name": "main", "readinessProbe": probe}]}
-                            },
+                            "template": {"spec": {"containers": [container(readinessProbe=probe)]}},
+                            "leaderTemplatePatch": leader_ready,
                         },
                     }
                 ]

@@ -497,7 +497,8 @@ def test_a_pod_in_its_in_place_update_holds_instance_pod_ready_on_every_pod():
         {"type": "InstancePodReady", "status": "True"},
     ]
     writes = gate_writes(plan(RoleInstanceSnapshot(two, pods), NOW))
-    assert writes["i-leader-0"] == {"InstancePodReady": "False"}
+    # every gate goes in each write: an apply that left one out would remove it
+    assert writes["i-leader-0"] == {"InPlaceUpdateReady": "True", "InstancePodReady": "False"}
 
 
 def test_a_pod_made_under_another_service_name_is_recreated_for_its_new_network_identity():
