@@ -38,8 +38,8 @@ SOME_ACTION = "at least one of imagePreload or customizedAction must be specifie
 # characters, so a longer name would make a warmup whose every pod is refused.
 WARMUP_NAME_RULE = (
     "size(self.metadata.name) <= 63",
-    "the warmup's name is a label of its pods, so it may be at most 63 characters",
-    ".metadata.name",
+    "metadata.name: the warmup's name is a label of its pods, so it may be at most 63 characters",
+    "",  # metadata has no schema of its own to point into
 )
 ACTION_RULE = ("has(self.imagePreload) || has(self.customizedAction)", SOME_ACTION)
 PHASES = Literal["", "Running", "Paused", "Completed", "Failed"]

@@ -100,8 +100,9 @@ def targets(snapshot: WarmupSnapshot) -> dict[str, list[WarmupActions]]:
         node, role = (pod.get("spec") or {}).get("nodeName"), pod_role(pod)
         if node and role in group.roles and not pod["metadata"].get("deletionTimestamp"):
             by_node.setdefault(node, set()).add(role)
-    # The roles' actions in the spec's order, so that a node's pod does not change with pod order.
-    return {node: [a for r, a in group.roles.items() if r in roles] for node, roles in sorted(by_node.items())}
+    # The roles' actions by role name: a map has no order once stored (the API server sorts its
+    # keys), and a node's pod must not change with the order pods or keys arrive in.
+    return {node: [group.roles[r] for r in sorted(roles)] for node, roles in sorted(by_node.items())}
 
 
 def merge(actions: list[WarmupActions]) -> Merged:

@@ -209,7 +209,7 @@ def test_a_warmup_of_a_group_warms_the_nodes_of_its_pods_with_each_roles_actions
     for pod in pods:
         node = pod["spec"]["nodeName"]
         expected: list[str] = []
-        for role in ("prefill", "decode"):  # the spec's order
+        for role in ("decode", "prefill"):  # by role name
             if role in placed[node]:
                 expected += [i for i in wanted[role] if i not in expected]
         assert [c["image"] for c in pod["spec"]["containers"]] == expected, (node, placed[node])
@@ -239,6 +239,8 @@ def test_admission_refuses_what_the_contract_refuses_with_its_messages(kubectl: 
     ]
     for spec, message in cases:
         kubectl.refuses(warmup("bad", spec), namespace, [message], json.dumps(spec))
+    named = {"targetNodes": {"nodeNames": ["a"], **PRELOAD}}
+    kubectl.refuses(warmup("w" * 64, named), namespace, ["at most 63 characters"], "a 64-character name")
     result = kubectl.run(
         "create",
         "--dry-run=server",

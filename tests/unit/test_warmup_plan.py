@@ -414,3 +414,17 @@ def test_the_crd_carries_the_same_rules_with_the_contracts_messages():
     assert EITHER_TARGET == "either targetNodes or targetRoleBasedGroup must be specified"
     assert BOTH_TARGETS == "targetNodes and targetRoleBasedGroup are mutually exclusive"
     assert BACKOFF_REQUIRED == "backoffLimitPerNode must be set when maxFailedNodes is specified"
+
+
+def test_the_roles_on_a_node_merge_in_role_name_order_whatever_the_order_of_the_map():
+    roles = {
+        "prefill": {"imagePreload": {"images": ["p:v1", "s:v1"]}},
+        "decode": {"imagePreload": {"images": ["s:v1", "d:v1"]}},
+    }
+    pods = [group_pod("n1", "prefill"), group_pod("n1", "decode")]
+    made = []
+    for ordered in (roles, dict(reversed(list(roles.items())))):
+        spec = {"targetRoleBasedGroup": {"name": "g", "roles": ordered}}
+        (pod,) = plan_warmup(snapshot(spec, group_pods=pods), NOW).create
+        made.append([c["image"] for c in pod["spec"]["containers"]])
+    assert made == [["s:v1", "d:v1", "p:v1"]] * 2
