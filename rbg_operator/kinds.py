@@ -22,6 +22,7 @@ ROLE_INSTANCE_SET: Key = (API_VERSION, "RoleInstanceSet")
 ROLE_INSTANCE: Key = (API_VERSION, "RoleInstance")
 COORDINATED_POLICY: Key = (API_VERSION, "CoordinatedPolicy")
 ENGINE_RUNTIME_PROFILE: Key = (API_VERSION, "ClusterEngineRuntimeProfile")  # cluster-scoped
+WARMUP: Key = (API_VERSION, "RoleBasedGroupWarmup")
 
 # Kubernetes
 POD: Key = ("v1", "Pod")
@@ -29,6 +30,7 @@ SERVICE: Key = ("v1", "Service")
 CONFIG_MAP: Key = ("v1", "ConfigMap")
 EVENT: Key = ("v1", "Event")
 NAMESPACE: Key = ("v1", "Namespace")
+NODE: Key = ("v1", "Node")  # cluster-scoped
 SERVICE_ACCOUNT: Key = ("v1", "ServiceAccount")
 STATEFUL_SET: Key = ("apps/v1", "StatefulSet")
 DEPLOYMENT: Key = ("apps/v1", "Deployment")

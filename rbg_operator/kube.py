@@ -62,9 +62,11 @@ KINDS = {
         Kind(*kinds.POD, "pods"),
         Kind(*kinds.EVENT, "events"),
         Kind(*kinds.NAMESPACE, "namespaces", namespaced=False),
+        Kind(*kinds.NODE, "nodes", namespaced=False),
         Kind(*kinds.COORDINATED_POLICY, "coordinatedpolicies"),
         Kind(*kinds.ROLE_INSTANCE_SET, "roleinstancesets"),
         Kind(*kinds.ROLE_INSTANCE, "roleinstances"),
+        Kind(*kinds.WARMUP, "rolebasedgroupwarmups"),
         Kind(*kinds.ENGINE_RUNTIME_PROFILE, "clusterengineruntimeprofiles", namespaced=False),
         Kind(*kinds.CUSTOM_RESOURCE_DEFINITION, "customresourcedefinitions", namespaced=False),
         Kind(*kinds.SERVICE_ACCOUNT, "serviceaccounts"),
@@ -431,10 +433,11 @@ class Kube:
         assert result is not None
         return result
 
-    async def create(self, obj: dict, kind: Kind | None = None) -> dict:
+    async def create(self, obj: dict, kind: Kind | None = None, *, manager: str | None = None) -> dict:
         kind = kind or kind_of(obj)
         path = kind.path(obj["metadata"].get("namespace"))
-        result = await self._call("create", kind.plural, "POST", path, body=obj)
+        query = {"fieldManager": manager} if manager else None
+        result = await self._call("create", kind.plural, "POST", path, query=query, body=obj)
         assert result is not None
         return result
 

@@ -10,6 +10,7 @@ FIELD_MANAGER_SCALING_ADAPTER = "rbg-operator-scalingadapter"  # role replicas f
 FIELD_MANAGER_RESTARTS = "rbg-operator-restarts"  # the restart-state annotation on a group
 FIELD_MANAGER_KUBECTL_PLUGIN = "kubectl-rbg"  # `kubectl rbg rollout undo`
 FIELD_MANAGER_STORAGE_MIGRATION = "rbg-storage-migration"  # `rbg-operator migrate-storage`: no-op rewrites
+FIELD_MANAGER_WARMUP = "rbg-operator-warmup"  # a warmup's pods and its status
 
 LABEL_GROUP_NAME = "rolebasedgroup.workloads.x-k8s.io/name"
 LABEL_ROLE = "rolebasedgroup.workloads.x-k8s.io/role"
@@ -167,3 +168,10 @@ LABEL_IN_PLACE_SINCE = "rolebasedgroup.workloads.x-k8s.io/in-place-update-since"
 
 def instance_name(instance_set: str, ordinal: int) -> str:
     return f"{instance_set}-{ordinal}"
+
+
+# RoleBasedGroupWarmup pods (§4.18): whose they are and which node each warms.
+LABEL_WARMUP_NAME = "workloads.x-k8s.io/warmup-name"
+LABEL_WARMUP_UID = "workloads.x-k8s.io/warmup-uid"
+LABEL_WARMUP_NODE = "workloads.x-k8s.io/node-name"
+LABEL_HOSTNAME = "kubernetes.io/hostname"

@@ -40,11 +40,13 @@ from .controller.wakes import (
     INSTANCE_SET,
     KIND_OF_CONTROLLER,
     ROLE_INSTANCE,
+    WARMUP,
     WATCHED,
     Key,
     selector_matches,
     woken,
 )
+from .controller.warmup import WarmupReconciler
 from .controller.workqueue import WorkQueue
 from .desired.options import BuildOptions
 from .events import EventRecorder
@@ -94,7 +96,7 @@ class Runtime:
     kube: Kube
     store: Store
     queue: WorkQueue[Key]
-    reconcilers: dict[str, Reconciler | AdapterReconciler | GroupSetReconciler]
+    reconcilers: dict[str, Reconciler | AdapterReconciler | GroupSetReconciler | WarmupReconciler]
     tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
     restarts: RestartTracker | None = None
     recorder: EventRecorder | None = None
@@ -267,6 +269,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
             GROUP_SET: GroupSetReconciler(kube, store, recorder),
             INSTANCE_SET: InstanceSetReconciler(kube, store, recorder),
             ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder),
+            WARMUP: WarmupReconciler(kube, store, recorder),
         },
         coalesce_seconds=SETTINGS.coalesce_seconds,
     )

@@ -275,13 +275,15 @@ def crd(spec: CrdSpec, converter: SchemaConverter) -> dict:
 def crd_specs() -> list[CrdSpec]:
     """The CRDs: RoleBasedGroup, RoleBasedGroupSet, the scaling adapter and ClusterEngineRuntimeProfile
     in v1alpha1 and v1alpha2 (stored; the first two converted by the operator's webhook), and the
-    v1alpha2-only CoordinatedPolicy, RoleInstanceSet and RoleInstance (docs/api-versions.md)."""
+    v1alpha2-only CoordinatedPolicy, RoleInstanceSet, RoleInstance and RoleBasedGroupWarmup
+    (docs/api-versions.md)."""
     from . import v1alpha2
     from .engineruntime import ClusterEngineRuntimeProfileSpec, ClusterEngineRuntimeProfileStatus
     from .rolebasedgroup import DOT_RULE, RoleBasedGroupSpec, RoleBasedGroupStatus, name_rules
     from .rolebasedgroupset import RoleBasedGroupSetSpec, RoleBasedGroupSetStatus
     from .roleinstance import RoleInstanceSetSpec, RoleInstanceSetStatus, RoleInstanceSpec, RoleInstanceStatus
     from .scalingadapter import RoleBasedGroupScalingAdapterSpec, RoleBasedGroupScalingAdapterStatus
+    from .warmup import WARMUP_NAME_RULE, RoleBasedGroupWarmupSpec, RoleBasedGroupWarmupStatus
 
     age = {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     group_columns = [
@@ -315,6 +317,19 @@ def crd_specs() -> list[CrdSpec]:
     ] + [age, {"name": "SELECTOR", "type": "string", "jsonPath": ".status.labelSelector", "priority": 1}]
     instance_columns = [
         {"name": "READY", "type": "string", "jsonPath": ".status.conditions[?(@.type=='RoleInstanceReady')].status"},
+        age,
+    ]
+    # The reference declares none for the warmup; these say at a glance how far it got.
+    warmup_columns = [
+        {"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
+        *(
+            {"name": name, "type": "integer", "jsonPath": path}
+            for name, path in (
+                ("DESIRED", ".status.desired"),
+                ("SUCCEEDED", ".status.succeeded"),
+                ("FAILED", ".status.failed"),
+            )
+        ),
         age,
     ]
     # v1alpha2 is stored, as in the reference: the operator, kubectl (which prefers the newest version),
@@ -457,6 +472,23 @@ def crd_specs() -> list[CrdSpec]:
             short_names=["rins"],
             description="RoleInstance is one replica of a role: the pods of one or more named components.",
             versions=[CrdVersion(V1ALPHA2, RoleInstanceSpec, RoleInstanceStatus, instance_columns, storage=True)],
+        ),
+        CrdSpec(
+            kind="RoleBasedGroupWarmup",
+            plural="rolebasedgroupwarmups",
+            short_names=["rbgwarmup"],
+            description="RoleBasedGroupWarmup pulls images, or runs containers, once on each of a set of nodes "
+            "(named, selected by label, or those of a RoleBasedGroup's pods).",
+            versions=[
+                CrdVersion(
+                    V1ALPHA2,
+                    RoleBasedGroupWarmupSpec,
+                    RoleBasedGroupWarmupStatus,
+                    warmup_columns,
+                    root_rules=[WARMUP_NAME_RULE],
+                    storage=True,
+                )
+            ],
         ),
     ]
     return specs

@@ -60,6 +60,7 @@ class _Entry(NamedTuple):
     role: str | None
     json: bytes
     written_by: Hashable | None
+    warmup: str | None = None  # a warmup pod's warmup name (pods only)
 
     def decode(self) -> dict:
         return orjson.loads(self.json)
@@ -79,6 +80,9 @@ class Store:
     def __init__(self) -> None:
         self._objects: dict[KindKey, dict[ObjectKey, _Entry]] = defaultdict(dict)
         self._by_group: dict[KindKey, dict[tuple[str, str], dict[str, _Entry]]] = defaultdict(lambda: defaultdict(dict))
+        # Warmup pods by their warmup's name: a warmup pass reads its pods without decoding every
+        # pod of the namespace (they carry no group label, so the group index does not hold them).
+        self._by_warmup: dict[tuple[str, str], dict[str, _Entry]] = defaultdict(dict)
         # uid -> the resourceVersion at which it was seen gone. A label-selector watch also says
         # DELETED when an object only stops matching; it may match again later, and only a newer
         # version of it than the tombstone's proves that it exists.
@@ -124,7 +128,13 @@ class Store:
         if written_by is not None and read_generation is not None and meta.get("generation") != read_generation:
             written_by = UNREAD
         entry = _Entry(
-            uid, rv, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE), _compact(slim), written_by
+            uid,
+            rv,
+            labels.get(naming.LABEL_GROUP_NAME),
+            labels.get(naming.LABEL_ROLE),
+            _compact(slim),
+            written_by,
+            labels.get(naming.LABEL_WARMUP_NAME) if kind == kinds.POD else None,
         )
         if current is not None:
             self._unindex(kind, key, current)
@@ -133,6 +143,8 @@ class Store:
         self.json_bytes += len(entry.json)
         if entry.group is not None:
             self._by_group[kind][(key[0], entry.group)][key[1]] = entry
+        if entry.warmup is not None:
+            self._by_warmup[(key[0], entry.warmup)][key[1]] = entry
         return Seen(True)
 
     def remove(
@@ -175,6 +187,8 @@ class Store:
         self._objects[(api_version, kind)][key] = read
         if read.group is not None:
             self._by_group[(api_version, kind)][(namespace, read.group)][name] = read
+        if read.warmup is not None:
+            self._by_warmup[(namespace, read.warmup)][name] = read
 
     def changed_under_writer(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """The stored version is a write answer that carried a generation its writer had not read."""
@@ -190,6 +204,12 @@ class Store:
         return entry.uid if entry is not None else None
 
     def _unindex(self, kind: KindKey, key: ObjectKey, entry: _Entry) -> None:
+        if entry.warmup is not None:
+            pods = self._by_warmup.get((key[0], entry.warmup))
+            if pods is not None:
+                pods.pop(key[1], None)
+                if not pods:
+                    del self._by_warmup[(key[0], entry.warmup)]
         if entry.group is None:
             return
         members = self._by_group[kind].get((key[0], entry.group))
@@ -214,6 +234,10 @@ class Store:
             for obj in self.in_namespace(api_version, kind, namespace)
             if (obj["metadata"].get("labels") or {}).get(label) == value
         ]
+
+    def warmup_pods(self, namespace: str, warmup: str) -> list[dict]:
+        """Pods labelled with the warmup's name (whoever controls them: the caller checks)."""
+        return [e.decode() for e in self._by_warmup.get((namespace, warmup), {}).values()]
 
     def owned_by_group(self, api_version: str, kind: str, namespace: str, group: str) -> list[dict]:
         return [e.decode() for e in self._by_group[(api_version, kind)].get((namespace, group), {}).values()]
@@ -378,9 +402,24 @@ def _slim_child(obj: dict) -> dict:
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept}
 
 
+def _slim_node(node: dict) -> dict:
+    """What warmups read of a node: its name, labels (nodeSelector, hostname) and whether it takes
+    pods. Node status (images, conditions, addresses) is most of a node and changes often."""
+    meta = node["metadata"]
+    slim_meta = {key: meta[key] for key in ("name", "uid", "resourceVersion", "labels") if key in meta}
+    unschedulable = (node.get("spec") or {}).get("unschedulable")
+    return {
+        "apiVersion": node["apiVersion"],
+        "kind": node["kind"],
+        "metadata": slim_meta,
+        "spec": {"unschedulable": True} if unschedulable else {},
+    }
+
+
 CHILD_KINDS = kinds.GROUP_CHILDREN
 SLIMMERS = {
     kinds.POD: _slim_pod,
+    kinds.NODE: _slim_node,
     kinds.CONTROLLER_REVISION: _slim_revision,
     **{kind: _slim_child for kind in CHILD_KINDS},
 }

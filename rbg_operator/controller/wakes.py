@@ -20,6 +20,7 @@ from .store import Store
 # The reconciles, by the name the work queue keys them with: (controller, namespace, name).
 GROUP, ADAPTER, GROUP_SET = "rolebasedgroup", "rolebasedgroupscalingadapter", "rolebasedgroupset"
 INSTANCE_SET, ROLE_INSTANCE = "roleinstanceset", "roleinstance"
+WARMUP = "rolebasedgroupwarmup"
 Key = tuple[str, str, str]
 KIND_OF_CONTROLLER: dict[str, kinds.Key] = {
     GROUP: kinds.ROLE_BASED_GROUP,
@@ -27,6 +28,7 @@ KIND_OF_CONTROLLER: dict[str, kinds.Key] = {
     GROUP_SET: kinds.GROUP_SET,
     INSTANCE_SET: kinds.ROLE_INSTANCE_SET,
     ROLE_INSTANCE: kinds.ROLE_INSTANCE,
+    WARMUP: kinds.WARMUP,
 }
 CONTROLLERS_OF_KIND: dict[kinds.Key, list[str]] = {}
 for _controller, _kind in KIND_OF_CONTROLLER.items():
@@ -41,6 +43,8 @@ CHILD_SELECTOR = naming.LABEL_GROUP_NAME
 # directly) carry the instance's label and not the group's: a second pod watch, disjoint from
 # the first, so each pod comes from exactly one of them.
 INSTANCE_POD_SELECTOR = f"{naming.LABEL_V2_INSTANCE_NAME},!{naming.LABEL_GROUP_NAME}"
+# Warmup pods carry neither label of the two watches above: a third, disjoint from both.
+WARMUP_POD_SELECTOR = f"{naming.LABEL_WARMUP_NAME},!{naming.LABEL_GROUP_NAME},!{naming.LABEL_V2_INSTANCE_NAME}"
 EVERYTHING = None  # no selector
 
 
@@ -163,6 +167,32 @@ def group_reading_pods(reads: Reads, pod: dict) -> Iterable[Key]:
     return [(GROUP, *owner)] if owner is not None and reads.reads_pods(*owner) else []
 
 
+def _unfinished_warmups(reads: Reads, namespace: str | None = None) -> Iterable[tuple[str, dict]]:
+    """(namespace, spec) of the warmups still at work (a finished one creates nothing more)."""
+    for ns, name in reads.store.keys(*kinds.WARMUP, namespace):
+        body = reads.store.get(*kinds.WARMUP, ns, name) or {}
+        if (body.get("status") or {}).get("phase") not in ("Completed", "Failed"):
+            yield ns, body
+
+
+def warmups_of_group_pod(reads: Reads, pod: dict) -> Iterable[Key]:
+    """A warmup aimed at a group follows its pods onto their nodes (only scheduled pods count)."""
+    owner = owning_group(pod)
+    if owner is None or not (pod.get("spec") or {}).get("nodeName"):
+        return []
+    return [
+        (WARMUP, ns, body["metadata"]["name"])
+        for ns, body in _unfinished_warmups(reads, owner[0])
+        if ((body.get("spec") or {}).get("targetRoleBasedGroup") or {}).get("name") == owner[1]
+    ]
+
+
+def warmups_of_node(reads: Reads, node: dict) -> Iterable[Key]:
+    """A node read by a warmup at work: its labels select it (nodeSelector) and name its hostname.
+    Nodes change seldom in what warmups read, and warmups are few and short-lived: a scan."""
+    return [(WARMUP, ns, body["metadata"]["name"]) for ns, body in _unfinished_warmups(reads)]
+
+
 # -- The table ------------------------------------------------------------------------------
 
 NOW, COALESCED = Delay.NOW, Delay.COALESCED
@@ -189,9 +219,16 @@ WATCHES: tuple[Watch, ...] = (
     *(Watch(kind, (CHILD_SELECTOR,), (Wake(controlling_group, COALESCED),)) for kind in kinds.GROUP_CHILDREN),
     Watch(
         kinds.POD,
-        (CHILD_SELECTOR, INSTANCE_POD_SELECTOR),
-        (Wake(controller_of(kinds.ROLE_INSTANCE, ROLE_INSTANCE), COALESCED), Wake(group_reading_pods, COALESCED)),
+        (CHILD_SELECTOR, INSTANCE_POD_SELECTOR, WARMUP_POD_SELECTOR),
+        (
+            Wake(controller_of(kinds.ROLE_INSTANCE, ROLE_INSTANCE), COALESCED),
+            Wake(group_reading_pods, COALESCED),
+            Wake(controller_of(kinds.WARMUP, WARMUP), COALESCED),
+            Wake(warmups_of_group_pod, COALESCED),
+        ),
     ),
+    Watch(kinds.WARMUP, (EVERYTHING,), (Wake(itself(WARMUP), NOW),)),
+    Watch(kinds.NODE, (EVERYTHING,), (Wake(warmups_of_node, COALESCED),)),  # cluster-scoped
     Watch(kinds.CONTROLLER_REVISION, (CHILD_SELECTOR,), (Wake(controlling_group, COALESCED),)),
 )
 # (kind, selector) of each watch, in the table's order.

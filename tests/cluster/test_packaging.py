@@ -143,6 +143,7 @@ def test_rbac_allows_blocking_owner_deletion_and_narrows_to_watched_namespaces(h
             "rolebasedgroupsets/finalizers",
             "roleinstancesets/finalizers",
             "roleinstances/finalizers",
+            "rolebasedgroupwarmups/finalizers",
         ),
         ("update",),
     ) in _rules(cluster_wide)
@@ -172,6 +173,7 @@ def test_rbac_allows_blocking_owner_deletion_and_narrows_to_watched_namespaces(h
         "customresourcedefinitions",
         "namespaces",
         "clusterengineruntimeprofiles",
+        "nodes",
         "tokenreviews",
         "subjectaccessreviews",
     }

@@ -57,12 +57,17 @@ def test_the_store_slims_every_child_kind_the_operator_watches_by_the_group_labe
     assert set(store_module.CHILD_KINDS) == by_group_label - {kinds.POD, kinds.CONTROLLER_REVISION}
 
 
-def test_the_two_pod_watches_are_disjoint():
+def test_the_three_pod_watches_are_disjoint():
     group_pod = {naming.LABEL_GROUP_NAME: "g", naming.LABEL_V2_INSTANCE_NAME: "g-r-0"}
     direct_pod = {naming.LABEL_V2_INSTANCE_NAME: "p-0"}
+    warmup_pod = {naming.LABEL_WARMUP_NAME: "w", naming.LABEL_WARMUP_NODE: "n"}
     pod_selectors = [s for kind, s in wakes.WATCHED if kind == kinds.POD]
-    assert [wakes.selector_matches(s, group_pod) for s in pod_selectors] == [True, False]
-    assert [wakes.selector_matches(s, direct_pod) for s in pod_selectors] == [False, True]
+    assert [wakes.selector_matches(s, group_pod) for s in pod_selectors] == [True, False, False]
+    assert [wakes.selector_matches(s, direct_pod) for s in pod_selectors] == [False, True, False]
+    assert [wakes.selector_matches(s, warmup_pod) for s in pod_selectors] == [False, False, True]
+    # A warmup label on a group's or an instance's pod does not bring it in twice.
+    for labels in (group_pod, direct_pod):
+        assert sum(wakes.selector_matches(s, {**labels, naming.LABEL_WARMUP_NAME: "w"}) for s in pod_selectors) == 1
     assert not any(wakes.selector_matches(s, {"app": "x"}) for s in pod_selectors)
 
 

@@ -1,4 +1,4 @@
-"""The RoleInstanceSet, RoleInstance, adapter and set passes read the cache in one place, observe, and their
+"""The RoleInstanceSet, RoleInstance, adapter, set and warmup passes read the cache in one place, observe, and their
 decisions (the *_plan modules) can reach neither the API server nor the cache."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 CONTROLLER = Path(__file__).resolve().parents[2] / "rbg_operator" / "controller"
-PASSES = ("instanceset.py", "roleinstance.py", "scaling.py")
-PLANS = ("instanceset_plan.py", "roleinstance_plan.py", "scaling_plan.py")
+PASSES = ("instanceset.py", "roleinstance.py", "scaling.py", "warmup.py")
+PLANS = ("instanceset_plan.py", "roleinstance_plan.py", "scaling_plan.py", "warmup_plan.py")
 READERS = {"owned"}  # with every observe*: the functions that may read the cache
 # What a pass may do with the cache outside them: keep its own writes' answers, hand the cache
 # to the reader or to the status writer (which only stores its answer).

@@ -270,3 +270,50 @@ def test_a_slim_pod_keeps_the_annotations_a_reconcile_reads_and_only_those():
     store.upsert(pod)
     kept = store.get("v1", "Pod", "ns", "p")
     assert kept["metadata"]["annotations"] == {naming.ANNOTATION_RESTART_TRIGGER: "Ignore"}
+
+
+def test_warmup_pods_are_indexed_by_their_warmup_and_leave_the_index_with_their_label():
+    store = Store()
+    labels = {naming.LABEL_WARMUP_NAME: "w", naming.LABEL_WARMUP_NODE: "n1"}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "w-x", "namespace": "ns", "uid": "u", "resourceVersion": "1", "labels": labels},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+        "status": {"phase": "Succeeded"},
+    }
+    store.upsert(pod)
+    (cached,) = store.warmup_pods("ns", "w")
+    assert cached["metadata"]["labels"] == labels and cached["status"]["phase"] == "Succeeded"
+    assert store.warmup_pods("other", "w") == [] and store.warmup_pods("ns", "v") == []
+    relabelled = {**pod, "metadata": {**pod["metadata"], "resourceVersion": "2", "labels": {}}}
+    store.upsert(relabelled)
+    assert store.warmup_pods("ns", "w") == []
+    store.upsert({**pod, "metadata": {**pod["metadata"], "resourceVersion": "3"}})
+    store.remove("v1", "Pod", "ns", "w-x", "u")
+    assert store.warmup_pods("ns", "w") == []
+
+
+def test_nodes_keep_their_name_labels_and_whether_they_take_pods_only():
+    store = Store()
+    store.upsert(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": "n1",
+                "uid": "u",
+                "resourceVersion": "1",
+                "labels": {"pool": "gpu"},
+                "annotations": {"a": "b"},
+            },
+            "spec": {"unschedulable": True, "podCIDR": "10.0.0.0/24"},
+            "status": {"images": [{"names": ["x"] * 50}]},
+        }
+    )
+    assert store.get("v1", "Node", "", "n1") == {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1", "uid": "u", "resourceVersion": "1", "labels": {"pool": "gpu"}},
+        "spec": {"unschedulable": True},
+    }

@@ -152,3 +152,28 @@ def test_every_kind_is_watched_once_and_a_kind_watched_twice_has_disjoint_select
             ]
             for labels in samples:
                 assert sum(wakes.selector_matches(s, labels) for s in watch.selectors) <= 1, (watch.kind, labels)
+
+
+def test_a_warmup_pod_wakes_its_warmup_and_a_group_pod_on_a_node_wakes_the_warmups_aimed_at_its_group():
+    cache = Cache()
+    aimed = {"targetRoleBasedGroup": {"name": "g", "roles": {"r": {}}}}
+    cache.store.upsert(obj(kinds.WARMUP, "w", spec=aimed))
+    cache.store.upsert(obj(kinds.WARMUP, "elsewhere", spec={"targetRoleBasedGroup": {"name": "h", "roles": {}}}))
+    done = obj(kinds.WARMUP, "done", spec=aimed)
+    cache.store.upsert({**done, "status": {"phase": "Completed"}})
+    warmup_pod = obj(
+        kinds.POD, "w-abcde", labels={naming.LABEL_WARMUP_NAME: "w"}, owners=[controlled_by(kinds.WARMUP, "w")]
+    )
+    assert woken(cache, warmup_pod, COALESCE) == [((wakes.WARMUP, "ns", "w"), COALESCE)]
+    group_pod = obj(kinds.POD, "g-r-0", labels={naming.LABEL_GROUP_NAME: "g"})
+    assert woken(cache, group_pod, COALESCE) == []  # not scheduled: no node to warm
+    group_pod["spec"] = {"nodeName": "n1"}
+    assert woken(cache, group_pod, COALESCE) == [((wakes.WARMUP, "ns", "w"), COALESCE)]
+
+
+def test_a_node_wakes_the_warmups_still_at_work_only():
+    cache = Cache()
+    cache.store.upsert(obj(kinds.WARMUP, "w", spec={}))
+    cache.store.upsert({**obj(kinds.WARMUP, "done", spec={}), "status": {"phase": "Failed"}})
+    assert woken(cache, obj(kinds.NODE, "n1", namespace=None), COALESCE) == [((wakes.WARMUP, "ns", "w"), COALESCE)]
+    assert woken(cache, obj(kinds.WARMUP, "w"), COALESCE) == [((wakes.WARMUP, "ns", "w"), 0.0)]

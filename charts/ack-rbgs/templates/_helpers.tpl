@@ -70,6 +70,13 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["roleinstancesets/status", "roleinstances/status"]
   verbs: ["get", "update", "patch"]
+# Warmups: read, their status written, and deleted once their ttlSecondsAfterFinished has passed.
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupwarmups"]
+  verbs: ["get", "list", "watch", "delete"]
+- apiGroups: ["workloads.x-k8s.io"]
+  resources: ["rolebasedgroupwarmups/status"]
+  verbs: ["get", "update", "patch"]
 # CoordinatedPolicies are read: each paces the group of its own name.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["coordinatedpolicies"]
@@ -78,7 +85,7 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
 # admission plugin allow setting it only to who may update the owner's finalizers.
 - apiGroups: ["workloads.x-k8s.io"]
   resources: ["rolebasedgroups/finalizers", "rolebasedgroupsets/finalizers", "roleinstancesets/finalizers",
-              "roleinstances/finalizers"]
+              "roleinstances/finalizers", "rolebasedgroupwarmups/finalizers"]
   verbs: ["update"]
 # Role workloads, their revisions and discovery objects.
 - apiGroups: ["apps"]
@@ -91,7 +98,7 @@ in a Role in each watched namespace otherwise. Every verb and resource is named;
   resources: ["services", "configmaps"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # Pods: watched for restart policies and rollout pacing; deleted to recreate them; a
-# RoleInstance's pods are made by the operator and get new images in place.
+# RoleInstance's pods are made by the operator and get new images in place; so are warmup pods.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
