@@ -635,7 +635,10 @@ def down() -> None:
     ports = state.get("ports", {})
     for port in ports.values():
         _wait_port_closed(port)
-    node.stop(_say)
+    if (owner := node.owned_elsewhere(state_dir())) is None:
+        node.stop(_say)
+    else:  # a kwok-only cluster beside one with the real node: the host's node state is not ours
+        _say(f"the real node belongs to the cluster in {owner}: left running")
     if pids:
         _say("local cluster stopped")
     state["pids"] = {}

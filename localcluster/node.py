@@ -37,6 +37,9 @@ DEVICES = {"nvidia.com/gpu": 16, "aliyun/erdma": 16}
 PROCESSES = ("containerd", "rbg-device-plugin", "kubelet", "coredns", "kube-proxy")
 KUBE_PROXY_TABLES = ("ip kube-proxy", "ip6 kube-proxy")  # all kube-proxy's nftables mode writes
 NETNS_DIR = Path("/run/netns")  # where containerd's CRI pins pod network namespaces (fixed)
+# Which local cluster (its state directory) runs the real node: the node's cgroups, mounts, links and
+# nftables tables are the host's, one set for the machine, so only that cluster may take them down.
+OWNER_FILE = Path("/run/rbg-operator-real-node")
 RUNTIME_RUN_DIR = Path("/run/containerd")  # the shims' sockets and runc's state (fixed in containerd 2.x)
 DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")  # fixed by the device-plugin API
 # The CNI bridge plugin turns on IPv4 forwarding for its gateway; stop() puts back what start() found.
@@ -303,13 +306,46 @@ def _import_images(binaries: dict[str, Path], say) -> None:
         marker.touch()
 
 
+def owned_elsewhere(mine: Path) -> Path | None:
+    """The state directory of another local cluster that is running the real node, if any (a
+    cluster whose processes are all gone owns nothing any more)."""
+    try:
+        owner = Path(OWNER_FILE.read_text().strip())
+    except OSError:
+        return None
+    if owner.resolve() == mine.resolve():
+        return None
+    try:
+        pids = json.loads((owner / "state.json").read_text()).get("pids", {})
+    except (OSError, ValueError):
+        return None
+    return owner if any(_alive(pid) for pid in pids.values()) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start(binaries: dict[str, Path], state: dict, start_process, wait, kubectl, say) -> None:
     """Start the node's processes (in the cluster's state, so `down` sees them) and wait until the
     node is Ready with its devices."""
-    from .cluster import free_port, kubeconfig_path
+    from .cluster import free_port, kubeconfig_path, state_dir
 
+    if (owner := owned_elsewhere(state_dir())) is not None:
+        raise SystemExit(
+            f"localcluster: the real node already runs for the cluster in {owner}, and a machine has one: "
+            f"stop that cluster (RBG_CLUSTER_DIR={owner} make cluster-down) or start this one without it "
+            f"(RBG_REAL_NODE=0)"
+        )
     root = node_dir()
     stop(say)  # whatever a crashed run left behind
+    OWNER_FILE.write_text(str(state_dir().resolve()))
     root.mkdir(parents=True, exist_ok=True)
     for sub in ("cni", "pod-logs", "kubelet", "cni-ipam"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -498,6 +534,7 @@ def stop(say) -> None:
             if parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
     shutil.rmtree(RUNTIME_RUN_DIR, ignore_errors=True)
+    OWNER_FILE.unlink(missing_ok=True)
     for sub in ("kubelet", "containerd-state", "cni-ipam"):
         shutil.rmtree(node_dir() / sub, ignore_errors=True)
     _restore_sysctls()

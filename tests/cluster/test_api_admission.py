@@ -154,3 +154,43 @@ def test_a_role_instance_set_role_whose_pod_names_would_be_too_long_is_refused_n
     kubectl.refuses(
         manifest, namespace, ["spec.roles[0].name", f"g-{'r' * 60}-4999", "at most 63 characters"], "a long role"
     )
+
+
+@pytest.mark.parametrize(
+    "annotations, role_annotations, words",
+    [
+        (
+            {},
+            {"rbg.workloads.x-k8s.io/role-inplace-scheduling": "Sometimes"},
+            ["spec.roles[0].annotations[rbg.workloads.x-k8s.io/role-inplace-scheduling]", "Preferred, Required"],
+        ),
+        (
+            {},
+            {"rbg.workloads.x-k8s.io/role-instance-pattern": "Cloned"},
+            ["spec.roles[0].annotations[rbg.workloads.x-k8s.io/role-instance-pattern]", "Stateful, Stateless"],
+        ),
+        (
+            {
+                "rbg.workloads.x-k8s.io/group-gang-scheduling": "true",
+                "rbg.workloads.x-k8s.io/role-instance-gang-scheduling": "true",
+            },
+            {},
+            ["metadata.annotations", "cannot both be set on a group"],
+        ),
+    ],
+)
+def test_v1alpha2_directive_annotations_with_bad_values_are_refused_naming_them(
+    kubectl: Kubectl, admission_webhook, namespace: str, annotations: dict, role_annotations: dict, words: list[str]
+):
+    role = {
+        "name": "web",
+        "annotations": role_annotations,
+        "standalonePattern": {"template": {"spec": {"containers": [{"name": "main", "image": "example.com/a:1"}]}}},
+    }
+    manifest = {
+        "apiVersion": "workloads.x-k8s.io/v1alpha2",
+        "kind": "RoleBasedGroup",
+        "metadata": {"name": "directives", "annotations": annotations},
+        "spec": {"roles": [role]},
+    }
+    kubectl.refuses(manifest, namespace, words, "directives")
