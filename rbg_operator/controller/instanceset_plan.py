@@ -18,6 +18,7 @@ from types import MappingProxyType
 from .. import kinds, naming, timestamps
 from ..api.common import resolve
 from ..api.roleinstance import instance_set_fanout_problem
+from ..desired.ports import ROLE_PORTS
 from ..hashing import json_digest
 from . import conditions
 from .control import CONFLICT_RECHECK_SECONDS
@@ -25,7 +26,7 @@ from .control import CONFLICT_RECHECK_SECONDS
 INSTANCE_SET = (kinds.API_VERSION, "RoleInstanceSet")
 INSTANCE = (kinds.API_VERSION, "RoleInstance")
 # RoleInstanceSet annotations every instance gets (the contract's §4.5).
-COPIED_ANNOTATIONS = (naming.ANNOTATION_V2_GRACE_PERIOD,)
+COPIED_ANNOTATIONS = (naming.ANNOTATION_V2_GRACE_PERIOD, ROLE_PORTS)
 # Update types that replace instances instead of updating them in place.
 RECREATE_TYPES = ("RecreatePod",)
 # On an instance of an InPlaceOnly set: its pods may change only in place (the RoleInstance

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from .. import naming, timestamps
 from ..api.common import graph_cycle, json_object
+from ..desired import ports
 from ..hashing import json_digest
 from . import conditions
 from .control import CONFLICT_RECHECK_SECONDS
@@ -63,11 +64,13 @@ class ComponentPlan:
     @classmethod
     def of(cls, instance: dict, component: dict) -> ComponentPlan:
         template = component.get("template") or {}
+        spec = spec_without_images(template.get("spec") or {})
+        ported = ports.hash_input(instance, component)  # injected env cannot change in place
         return cls(
             component,
             (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
             json_digest(template),
-            json_digest(spec_without_images(template.get("spec") or {})),
+            json_digest(spec if ported is None else [spec, ported]),
         )
 
 
@@ -118,7 +121,8 @@ def desired_pod(instance: dict, component: dict, index: int, plan: ComponentPlan
     }
     if annotations:
         pod_meta["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+    return ports.inject(pod, instance, component)  # allocated ports: env and annotations (desired/ports.py)
 
 
 def pod_slots(instance: dict) -> dict[str, PodSlot]:
