@@ -87,7 +87,8 @@ def _string(entry: dict, field: str, where: str, required: bool = True) -> str |
 
 
 def _entries(parsed: dict, field: str, known: set[str]) -> list[tuple[str, dict]]:
-    entries = parsed.get(field) or []
+    entries = parsed.get(field)
+    entries = [] if entries is None else entries
     if not isinstance(entries, list):
         raise DirectiveError(f"{field}: a list is needed")
     out = []
