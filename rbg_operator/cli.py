@@ -14,7 +14,8 @@ from prometheus_client import start_http_server
 
 from . import metrics_server, naming, operator, storage_migration, webhook
 from .controller.restarts import RestartSettings
-from .desired.options import BuildOptions
+from .desired.options import BuildOptions, PortSettings
+from .desired.ports import STRATEGIES
 from .liveness import LIVENESS
 
 
@@ -34,6 +35,12 @@ def _host_port_or_off(value: str) -> str:
 def _address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host or "0.0.0.0", int(port)
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number from 1 to 65535")
+    return int(value)
 
 
 def _positive(value: str) -> float:
@@ -287,6 +294,28 @@ def main(argv: list[str] | None = None) -> None:
         default=BuildOptions.volcano_scheduler,
         help="scheduler of volcanoScheduling gangs (default %(default)s)",
     )
+    ports = PortSettings()
+    run.add_argument(
+        "--enable-port-allocator",
+        action="store_true",
+        help="act on the rolebasedgroup.workloads.x-k8s.io/port-allocator directive of components "
+        "(see docs/port-allocation.md; default: off)",
+    )
+    run.add_argument(
+        "--port-allocate-strategy",
+        choices=STRATEGIES,
+        default=ports.strategy,
+        help="how a free port is picked: random, or static (the lowest free one) (default %(default)s)",
+    )
+    run.add_argument(
+        "--start-port", type=_port, default=ports.start, help="first port the allocator gives (default %(default)s)"
+    )
+    run.add_argument(
+        "--port-range",
+        type=_port,
+        default=ports.range,
+        help="how many ports from --start-port the allocator gives (default %(default)s)",
+    )
     defaults = RestartSettings()
     run.add_argument(
         "--restart-backoff-base",
@@ -363,8 +392,15 @@ def main(argv: list[str] | None = None) -> None:
     operator.SETTINGS.watch_inactivity_timeout = args.watch_inactivity_timeout
     operator.SETTINGS.resync_seconds = args.resync_seconds
     operator.SETTINGS.coalesce_seconds = args.coalesce_seconds
+    if args.start_port + args.port_range - 1 > 65535:
+        run.error(
+            f"--start-port {args.start_port} with --port-range {args.port_range} goes past port 65535 "
+            f"(the last port would be {args.start_port + args.port_range - 1})"
+        )
     operator.SETTINGS.build = BuildOptions(
-        coscheduling_scheduler=args.coscheduling_scheduler_name, volcano_scheduler=args.volcano_scheduler_name
+        coscheduling_scheduler=args.coscheduling_scheduler_name,
+        volcano_scheduler=args.volcano_scheduler_name,
+        ports=PortSettings(args.enable_port_allocator, args.port_allocate_strategy, args.start_port, args.port_range),
     )
     operator.SETTINGS.restarts = RestartSettings(
         backoff_base=args.restart_backoff_base,

@@ -24,6 +24,7 @@ import kopf
 from . import kinds, kubeconfig, metrics, storage_migration, webhook
 from .controller import conditions
 from .controller.instanceset import InstanceSetReconciler
+from .controller.ports import PortAllocator
 from .controller.reconciler import Reconciler
 from .controller.reflector import Reflector
 from .controller.restarts import RestartSettings, RestartTracker
@@ -259,15 +260,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     queue.on_get = lambda key, waited: metrics.workqueue_queue_duration.labels("rbg").observe(waited)
     recorder = EventRecorder(kube)
     restarts = RestartTracker(kube, store, recorder, SETTINGS.restarts)
+    # One allocator for both writers of allocations (groups: RoleScoped; sets: PodScoped).
+    ports = PortAllocator(store, SETTINGS.build.ports)
     runtime = Runtime(
         kube,
         store,
         queue,
         {
-            GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts, SETTINGS.progress_deadline),
+            GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts, SETTINGS.progress_deadline, ports),
             ADAPTER: AdapterReconciler(kube, store, recorder),
             GROUP_SET: GroupSetReconciler(kube, store, recorder),
-            INSTANCE_SET: InstanceSetReconciler(kube, store, recorder),
+            INSTANCE_SET: InstanceSetReconciler(kube, store, recorder, ports),
             ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder),
             WARMUP: WarmupReconciler(kube, store, recorder),
         },

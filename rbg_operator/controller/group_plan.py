@@ -30,6 +30,7 @@ from ..desired.gang import (
 from ..desired.gang import backend as gang_backend
 from ..desired.meta import owner_reference, pods_get_v2_keys
 from ..desired.options import DEFAULT, BuildOptions
+from ..desired.ports import ROLE_PORTS
 from ..desired.rollout import (
     HISTORY_LIMIT,
     RolePlan,
@@ -53,6 +54,7 @@ from .stuck import stuck_pods
 
 # As a Deployment's progressDeadlineSeconds: long enough for images to pull and models to load.
 DEFAULT_PROGRESS_DEADLINE = 600.0
+PORTS_RETRY_SECONDS = 30.0  # a group whose port allocations wait for free ports looks again
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +166,11 @@ def plan(snapshot: GroupSnapshot, options: GroupOptions, now: datetime.datetime)
     build = dataclasses.replace(
         options.build, engine_profiles=dict(snapshot.profiles), composite_pod_groups=snapshot.composite_pod_groups
     )
+    if snapshot.ports is not None:
+        if _new_generation(body):  # said once per generation, like the fields not acted on
+            notes += tuple(Emit("Warning", "InvalidPortAllocator", p) for p in snapshot.ports.problems)
+        if snapshot.ports.exhausted:
+            notes += (Emit("Warning", "PortsExhausted", f"port allocator: {snapshot.ports.exhausted}"),)
     return _Planner(snapshot, build, options, now, notes).plan()
 
 
@@ -248,6 +255,8 @@ class _Planner:
             )
         self._remove_stale_role_children()
         restarts = self._restarts()
+        if self.snap.ports is not None and self.snap.ports.exhausted:
+            self.look_again.append(PORTS_RETRY_SECONDS)  # ports free up only as other objects go
         status, events, requeue = self._report(restarts, policy_problems)
         return GroupPlan(
             self.notes,
@@ -326,6 +335,9 @@ class _Planner:
         key = revision_label(role.name)
         if not pods_get_v2_keys(observed, key, children[-1]["metadata"]["labels"][key]):
             children = role_children(group, role.name, self.build, role_plan, v2_pod_keys=False)
+        role_ports = self.snap.ports.annotations.get(role.name) if self.snap.ports is not None else None
+        if role_ports is not None:  # the RoleScoped allocations the set carries (desired/ports.py)
+            children[-1]["metadata"].setdefault("annotations", {})[ROLE_PORTS] = role_ports
         workload = None
         for child in children:
             if child is children[-1] and not self.ownership[role.name].apply:  # the workload comes last

@@ -18,6 +18,7 @@ from ..api.v1alpha2 import RoleBasedGroupV2
 from ..desired import engineruntime
 from ..desired.gang import GANG_KINDS, NATIVE_COMPOSITE, pod_groups
 from ..desired.options import BuildOptions
+from ..desired.ports import RolePorts
 from ..desired.workload_kinds import WORKLOAD_KINDS
 from ..desired.workload_kinds import of as workload_kind
 from . import policy as coordinated_policy
@@ -50,6 +51,9 @@ class GroupSnapshot:
     labelled: frozenset[ChildKey] = frozenset()  # children that carry the group's label
     pods: tuple[dict, ...] = ()
     revisions: tuple[dict, ...] = ()  # ControllerRevisions carrying the group's label
+    # The RoleScoped port allocations its RoleInstanceSets carry, with any missing ones chosen
+    # for this pass (controller/ports.py); None with the port allocator off.
+    ports: RolePorts | None = None
 
     @property
     def uid(self) -> str:

@@ -6,12 +6,15 @@ decisions are in instanceset_modes and the planners it picks; this module reads 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import time
 from types import MappingProxyType
 
 from .. import naming
+from ..desired.options import PortSettings
+from ..desired.ports import keep_carried_pod_ports
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
 from . import status
@@ -21,6 +24,7 @@ from .instanceset_modes import plan
 from .instanceset_plan import (
     INSTANCE,
     INSTANCE_SET,
+    Event,
     InstanceSetPlan,
     InstanceSetSnapshot,
     Outcome,
@@ -29,6 +33,7 @@ from .instanceset_plan import (
     view,
 )
 from .instanceset_stateless import LABEL_LIFECYCLE_STATE, LABEL_LIFECYCLE_TIMESTAMP
+from .ports import RETRY_SECONDS, PortAllocator
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -92,16 +97,29 @@ class InstanceSetReconciler:
     5. report: the Events, and the status when it changed.
     """
 
-    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder):
+    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, ports: PortAllocator | None = None):
         self.kube, self.store, self.recorder = kube, store, recorder
+        self.ports = ports or PortAllocator(store, PortSettings())
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         snapshot = observe(self.store, namespace, name)
         if snapshot is None:
             return None
-        planned = plan(snapshot)
-        outcome = await self.act(snapshot.body, planned)
+        # The PodScoped ports of the instances it writes: kept, or new ones reserved until the
+        # writes are answered (controller/ports.py).
+        planned, reservation, exhausted = self.ports.for_instances(snapshot, plan(snapshot))
+        try:
+            outcome = await self.act(snapshot.body, planned)
+        finally:
+            reservation.release()
         report = conclude(snapshot, planned, outcome, datetime.datetime.now(datetime.UTC))
+        if exhausted:
+            message = f"port allocator: {exhausted}; instances that need a port wait for one"
+            report = dataclasses.replace(
+                report,
+                events=(*report.events, Event("Warning", "PortsExhausted", message)),
+                requeue=min(report.requeue or RETRY_SECONDS, RETRY_SECONDS),
+            )
         await self.report(snapshot.body, report)
         return report.requeue
 
@@ -143,6 +161,7 @@ class InstanceSetReconciler:
                     return problem
                 if contains(found, want):
                     return None
+                want = keep_carried_pod_ports(want, found)  # its ports never move, though the cache missed them
             return await self._write(want)
 
     async def _write(self, want: dict) -> dict:

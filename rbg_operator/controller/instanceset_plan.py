@@ -19,6 +19,7 @@ from .. import kinds, naming, timestamps
 from ..api.common import resolve
 from ..api.roleinstance import instance_set_fanout_problem
 from ..desired import inplace_scheduling
+from ..desired.ports import ROLE_PORTS
 from ..hashing import json_digest
 from . import conditions
 from .control import CONFLICT_RECHECK_SECONDS
@@ -29,6 +30,7 @@ INSTANCE = (kinds.API_VERSION, "RoleInstance")
 COPIED_ANNOTATIONS = (
     naming.ANNOTATION_V2_GRACE_PERIOD,
     naming.ANNOTATION_INSTANCE_GANG,
+    ROLE_PORTS,
     *inplace_scheduling.ROLE_ANNOTATIONS,
 )
 # Update types that replace instances instead of updating them in place.

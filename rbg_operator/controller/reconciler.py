@@ -3,12 +3,14 @@ the store has observed, write only the difference, then report status."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 
 from .. import kinds, metrics, naming
 from ..desired.gang import NATIVE_COMPOSITE, NATIVE_POD_GROUP, NATIVE_WORKLOAD
 from ..desired.options import DEFAULT, BuildOptions
+from ..desired.ports import keep_carried_role_ports
 from ..events import EventRecorder
 from ..kube import KINDS, ApiError, Kube, namespace_terminating
 from .control import CONFLICT_RECHECK_SECONDS, CREATING, conflict
@@ -16,6 +18,7 @@ from .control import observe as look_up
 from .diff import contains
 from .group_plan import DEFAULT_PROGRESS_DEADLINE, GroupOptions, GroupPlan, plan, problem_plan
 from .group_snapshot import REVISION, GroupSnapshot, observe
+from .ports import PortAllocator
 from .restarts import RestartSettings, RestartTracker, delete_pod
 from .status import write_status
 from .steps import Apply, CountRecreation, Delete, DeletePod, Emit, RecordRevision, Step, WriteRestartState
@@ -55,16 +58,27 @@ class Reconciler:
         options: BuildOptions = DEFAULT,
         restarts: RestartTracker | None = None,
         progress_deadline: float = DEFAULT_PROGRESS_DEADLINE,
+        ports: PortAllocator | None = None,
     ):
         self.kube, self.store, self.recorder = kube, store, recorder
         self.restarts = restarts or RestartTracker(kube, store, recorder, RestartSettings())
         self.options = GroupOptions(options, progress_deadline, self.restarts.settings)
+        self.ports = ports or PortAllocator(store, options.ports)
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         """Returns seconds after which to look again, when waiting on time rather than on an event."""
         snapshot = observe(self.store, namespace, name, self.options.build)  # 1. observe
         if snapshot is None:
             return None  # gone or going: owner references let garbage collection remove the children
+        # The RoleScoped ports its RoleInstanceSets carry, and new ones for those they lack,
+        # reserved until the writes that carry them are answered (controller/ports.py).
+        role_ports, reservation = self.ports.for_group(snapshot, self.options.build)
+        try:
+            return await self._pass(dataclasses.replace(snapshot, ports=role_ports))
+        finally:
+            reservation.release()
+
+    async def _pass(self, snapshot: GroupSnapshot) -> float | None:
         decided = plan(snapshot, self.options, _now())  # 2. plan
         body = snapshot.body
         if decided.refused:  # a spec it cannot act on: its status says why, and nothing else is written
@@ -138,6 +152,8 @@ class Reconciler:
                     raise ChildConflict(problem)
                 if observed is not None and contains(observed, desired):
                     return  # it was there already, as wanted: the cache had not shown it yet
+                if observed is not None:  # ports it carries never move, though the cache missed them
+                    desired = keep_carried_role_ports(desired, observed)
                 await self._write(snapshot, desired, observed, created)
             return
         await self._write(snapshot, desired, observed, created)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from .. import naming, timestamps
 from ..api.common import graph_cycle, json_object
-from ..desired import component_discovery, inplace_scheduling
+from ..desired import component_discovery, inplace_scheduling, ports
 from ..hashing import json_digest
 from . import conditions, pod_readiness
 from .control import CONFLICT_RECHECK_SECONDS
@@ -67,11 +67,13 @@ class ComponentPlan:
         # The serviceName gives the pods their hostname and subdomain, which a pod cannot change:
         # a pod made under another one is recreated (sharedServiceSelection switched, say).
         service = component.get("serviceName")
+        spec = spec_without_images(template.get("spec") or {})
+        ported = ports.hash_input(instance, component)  # injected env cannot change in place
         return cls(
             component,
             (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
             json_digest([template, service]),
-            json_digest([spec_without_images(template.get("spec") or {}), service]),
+            json_digest([spec, service] if ported is None else [spec, service, ported]),
         )
 
 
@@ -145,7 +147,8 @@ def desired_pod(
     }
     if annotations:
         pod_meta["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+    return ports.inject(pod, instance, component)  # allocated ports: env and annotations (desired/ports.py)
 
 
 def creation_gates(instance: dict) -> list[dict]:
