@@ -124,7 +124,11 @@ def desired_pod(
     spec = component_discovery.with_env(
         spec,
         component_discovery.discovery_env(
-            meta["namespace"], components, component, lambda c, i: pod_name(meta["name"], plan.role_type, c, i)
+            meta["namespace"],
+            components,
+            component,
+            lambda c, i: pod_name(meta["name"], plan.role_type, c, i),
+            lambda c, pod, name: ports.allocated_port(instance, c, pod, name),
         ),
     )
     annotations.pop(component_discovery.ANNOTATION, None)  # a directive to the operator, not the pod's

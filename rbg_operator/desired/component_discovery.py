@@ -3,8 +3,9 @@ addresses and ports of their instance's other components through environment var
 
 `rolebasedgroup.workloads.x-k8s.io/component-discovery` (on the component, else its template) is
 JSON `{"addressRefs": [{"env", "component", "index"}], "portRefs": [{"env", "component", "portName",
-"index"}]}`. An address is the FQDN of that component's pod `index`; a port is the container port of
-that name in the component's template. The variables go into every container and init container,
+"index"}]}`. An address is the FQDN of that component's pod `index`; a port is the port the port
+allocator gave that pod under that name, else the container port of that name in the component's
+template. The variables go into every container and init container,
 before the user's own (a user's variable of the same name wins); the directive itself is not copied
 onto the pods. A reference to a component or port the instance does not have is left out.
 """
@@ -25,10 +26,15 @@ def directive(component: dict) -> dict:
 
 
 def discovery_env(
-    namespace: str, components: list[dict], component: dict, pod_name: Callable[[str, int], str]
+    namespace: str,
+    components: list[dict],
+    component: dict,
+    pod_name: Callable[[str, int], str],
+    allocated: Callable[[str, str, str], int | None] = lambda component, pod, name: None,
 ) -> list[dict]:
     """The variables the directive of `component` asks for; `pod_name(component, index)` names a pod
-    of the same instance."""
+    of the same instance, and `allocated(component, pod, port name)` is a port the port allocator
+    gave it, which a portRef takes before a container port of that name."""
     found = directive(component)
     by_name = {c.get("name"): c for c in components}
     env = []
@@ -44,7 +50,9 @@ def discovery_env(
             continue
         spec = (target.get("template") or {}).get("spec") or {}
         ports = [p for c in spec.get("containers") or [] for p in c.get("ports") or []]
-        port = next((p.get("containerPort") for p in ports if p.get("name") == ref.get("portName")), None)
+        port = allocated(target["name"], pod_name(target["name"], int(ref.get("index") or 0)), ref.get("portName"))
+        if port is None:
+            port = next((p.get("containerPort") for p in ports if p.get("name") == ref.get("portName")), None)
         if port is not None:
             env.append({"name": ref["env"], "value": str(port)})
     return env

@@ -406,6 +406,18 @@ def hash_input(instance: dict, component: dict) -> dict | None:
     return {"directive": text, "role": annotations.get(ROLE_PORTS), "pods": annotations.get(POD_PORTS)}
 
 
+def allocated_port(instance: dict, component: str, pod: str, name: str) -> int | None:
+    """The port allocation `name` of pod `pod` (PodScoped) or of its component (RoleScoped), as the
+    instance carries them; None when there is none."""
+    meta = instance["metadata"]
+    annotations = meta.get("annotations") or {}
+    found = read_pod_ports(annotations.get(POD_PORTS)).get(pod, {}).get(name)
+    if found is not None:
+        return found
+    role = (meta.get("labels") or {}).get(naming.LABEL_V2_ROLE_NAME, "")
+    return read_role_ports(annotations.get(ROLE_PORTS)).get(role, {}).get(component, {}).get(name)
+
+
 def pod_values(instance: dict, component: dict, pod: str) -> tuple[list[dict], dict[str, str]]:
     """The env entries and pod annotations the allocations give pod `pod` of the component, read
     from the instance's annotations; an allocation not made (allocator off, range exhausted) or a

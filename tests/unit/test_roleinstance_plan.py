@@ -569,3 +569,22 @@ def test_a_gang_instance_recreates_all_its_pods_when_one_cannot_change_in_place(
     alone = instance([two[0], {"name": "b", "size": 1, "template": template(args=["--new"])}])
     moves = [s for s in steps(plan(RoleInstanceSnapshot(alone, running(instance(two))), NOW)) if s[0] == "Delete"]
     assert moves == [("Delete", "i-b-0")]  # not a gang: the other pod stays
+
+
+def test_a_port_ref_takes_the_port_the_allocator_gave_the_sibling_pod():
+    directive = json.dumps({"portRefs": [{"env": "ENGINE_PORT", "component": "engine", "portName": "rpc", "index": 1}]})
+    engine = template(ports=[{"name": "rpc", "containerPort": 8000}])
+    body = instance(
+        [
+            {
+                "name": "router",
+                "size": 1,
+                "annotations": {"rolebasedgroup.workloads.x-k8s.io/component-discovery": directive},
+                "template": template(),
+            },
+            {"name": "engine", "size": 2, "template": engine},
+        ],
+        annotations={"rbg.workloads.x-k8s.io/pod-port-allocations": json.dumps({"i-engine-1": {"rpc": 31007}})},
+    )
+    (main,) = desired_pods(body)["i-router-0"]["spec"]["containers"]
+    assert main["env"] == [{"name": "ENGINE_PORT", "value": "31007"}]
