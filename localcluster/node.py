@@ -309,6 +309,8 @@ def _import_images(binaries: dict[str, Path], say) -> None:
 def owned_elsewhere(mine: Path) -> Path | None:
     """The state directory of another local cluster that is running the real node, if any (a
     cluster whose processes are all gone owns nothing any more)."""
+    from .cluster import _alive
+
     try:
         owner = Path(OWNER_FILE.read_text().strip())
     except OSError:
@@ -320,16 +322,6 @@ def owned_elsewhere(mine: Path) -> Path | None:
     except (OSError, ValueError):
         return None
     return owner if any(_alive(pid) for pid in pids.values()) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def start(binaries: dict[str, Path], state: dict, start_process, wait, kubectl, say) -> None:

@@ -145,8 +145,8 @@ def test_the_restart_policy_records_where_pods_ran_before_it_deletes_them():
     assert json.loads(actions[0].nodes) == {"i-c0-0": "n3"}
 
 
-def test_bad_annotations_are_named_at_admission():
-    group = {
+def group_with_role_annotations(annotations: dict) -> dict:
+    return {
         "apiVersion": "workloads.x-k8s.io/v1alpha2",
         "kind": "RoleBasedGroup",
         "metadata": {"name": "g", "namespace": "ns"},
@@ -155,12 +155,16 @@ def test_bad_annotations_are_named_at_admission():
                 {
                     "name": "decode",
                     "replicas": 1,
-                    "annotations": {ips.ANNOTATION_MODE: "Sometimes", ips.ANNOTATION_GRANULARITY: "Pod"},
+                    "annotations": annotations,
                     "standalonePattern": {"template": {"spec": {"containers": [{"name": "m", "image": "a"}]}}},
                 }
             ]
         },
     }
+
+
+def test_bad_annotations_are_named_at_admission():
+    group = group_with_role_annotations({ips.ANNOTATION_MODE: "Sometimes", ips.ANNOTATION_GRANULARITY: "Pod"})
     spec = RoleBasedGroupV2.read(group).spec
     assert spec_problems(spec) == [
         f"roles[0].annotations[{ips.ANNOTATION_MODE}]: 'Sometimes' is not one of Preferred, Required"
@@ -170,24 +174,9 @@ def test_bad_annotations_are_named_at_admission():
 
 
 def test_a_role_of_another_workload_kind_is_warned_that_the_annotation_does_nothing():
-    group = {
-        "apiVersion": "workloads.x-k8s.io/v1alpha2",
-        "kind": "RoleBasedGroup",
-        "metadata": {"name": "g", "namespace": "ns"},
-        "spec": {
-            "roles": [
-                {
-                    "name": "decode",
-                    "replicas": 1,
-                    "annotations": {
-                        ips.ANNOTATION_MODE: "Required",
-                        "rbg.workloads.x-k8s.io/role-workload-type": "apps/v1/StatefulSet",
-                    },
-                    "standalonePattern": {"template": {"spec": {"containers": [{"name": "m", "image": "a"}]}}},
-                }
-            ]
-        },
-    }
+    group = group_with_role_annotations(
+        {ips.ANNOTATION_MODE: "Required", "rbg.workloads.x-k8s.io/role-workload-type": "apps/v1/StatefulSet"}
+    )
     assert fields_not_acted_on(RoleBasedGroupV2.read(group)) == [
         f"spec.roles[0].annotations[{ips.ANNOTATION_MODE}]: acts on RoleInstanceSet roles only; "
         "role decode runs as a StatefulSet"
