@@ -7,7 +7,8 @@ import re
 import pydantic
 
 # A message from a model-level rule starts with the path of the field it is about.
-_RELATIVE_PATH = re.compile(r"^[a-zA-Z]+(\[\d+\])?(\.[a-zA-Z]+(\[\d+\])?)*: ")
+# An index is a list position or a map key (an annotation's name).
+_RELATIVE_PATH = re.compile(r"^[a-zA-Z]+(\[[^\]\s]+\])*(\.[a-zA-Z]+(\[[^\]\s]+\])*)*: ")
 
 
 def field_path(prefix: str, location: tuple) -> str:

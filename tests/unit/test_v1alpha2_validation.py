@@ -74,6 +74,13 @@ def test_each_rule_names_its_field():
             "annotations": {"rbg.workloads.x-k8s.io/role-workload-type": "workloads.x-k8s.io/v1alpha1/InstanceSet"},
         }
     )
+    assert "spec.roles[0].annotations[rbg.workloads.x-k8s.io/role-instance-pattern]: 'Cloned' is not one" in problems(
+        {
+            "name": "a",
+            "standalonePattern": {"template": T},
+            "annotations": {"rbg.workloads.x-k8s.io/role-instance-pattern": "Cloned"},
+        }
+    )
     assert "roleTemplates[0].template.spec.containers: must have at least one container" in problems(
         {"name": "a", "standalonePattern": {"templateRef": {"name": "t"}}},
         roleTemplates=[{"name": "t", "template": {"spec": {}}}],
