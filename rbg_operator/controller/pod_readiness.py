@@ -56,15 +56,16 @@ def runtime_ready(pod: dict) -> bool:
 
 def in_place_ready(pod: dict, updating: bool, baseline: dict | None) -> bool:
     """Whether a pod's InPlaceUpdateReady should be True: not while its in-place update waits or
-    runs (`updating`), and after one only once a container restarted past its recorded baseline
-    (the new image runs) and its containers are ready again."""
+    runs (`updating`), and after one only once every container in its recorded baseline restarted
+    past it (the new images run; an update that changed no image has none to wait for) and its
+    containers are ready again."""
     if updating:
         return False
     if condition(pod, IN_PLACE_UPDATE_READY) in (None, "True"):
         return True
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    restarted = not baseline or any(
-        c.get("restartCount", 0) > (baseline.get(c.get("name")) or {}).get("restartCount", 0) for c in statuses
+    counts = {c.get("name"): c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or []}
+    restarted = all(
+        counts.get(name, 0) > (entry or {}).get("restartCount", 0) for name, entry in (baseline or {}).items()
     )
     return restarted and containers_ready(pod)
 

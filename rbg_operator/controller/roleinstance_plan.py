@@ -60,20 +60,40 @@ class ComponentPlan:
     role_type: str | None
     revision: str  # of the component's template: a pod at another one is outdated
     spec_hash: str  # of its pod spec without images: a pod with the same one is updated in place
+    env: tuple[dict, ...] = ()  # the component-discovery variables, the same for each of its pods
+
+    @property
+    def subdomain(self) -> str | None:
+        """Its pods' subdomain: the component's serviceName, else the template's own."""
+        spec = (self.component.get("template") or {}).get("spec") or {}
+        return self.component.get("serviceName") or spec.get("subdomain")
 
     @classmethod
     def of(cls, instance: dict, component: dict) -> ComponentPlan:
         template = component.get("template") or {}
-        # The serviceName gives the pods their hostname and subdomain, which a pod cannot change:
-        # a pod made under another one is recreated (sharedServiceSelection switched, say).
-        service = component.get("serviceName")
+        role_type = (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE)
+        env = component_discovery.discovery_env(
+            instance["metadata"]["namespace"],
+            (instance.get("spec") or {}).get("components") or [],
+            component,
+            lambda c, i: pod_name(instance["metadata"]["name"], role_type, c, i),
+            lambda c, pod, name: ports.allocated_port(instance, c, pod, name),
+        )
+        # Injected env cannot change on a running pod: what decides it joins both hashes, so a
+        # change of it recreates the pod. Only directives that add something add to the hashes,
+        # so the pods of a group without them keep the hashes they had before these existed.
+        injected = {}
+        if env:
+            injected["env"] = env
+        if (ported := ports.hash_input(instance, component)) is not None:
+            injected["ports"] = ported
         spec = spec_without_images(template.get("spec") or {})
-        ported = ports.hash_input(instance, component)  # injected env cannot change in place
         return cls(
             component,
-            (instance["metadata"].get("labels") or {}).get(naming.LABEL_V2_ROLE_TYPE),
-            json_digest([template, service]),
-            json_digest([spec, service] if ported is None else [spec, service, ported]),
+            role_type,
+            json_digest([template, injected] if injected else template),
+            json_digest([spec, injected] if injected else spec),
+            tuple(env),
         )
 
 
@@ -120,26 +140,18 @@ def desired_pod(
     annotations = {**(template_meta.get("annotations") or {}), **(component.get("annotations") or {})}
     if component.get("serviceName"):
         spec["hostname"], spec["subdomain"] = name, component["serviceName"]
-    components = (instance.get("spec") or {}).get("components") or []
-    spec = component_discovery.with_env(
-        spec,
-        component_discovery.discovery_env(
-            meta["namespace"],
-            components,
-            component,
-            lambda c, i: pod_name(meta["name"], plan.role_type, c, i),
-            lambda c, pod, name: ports.allocated_port(instance, c, pod, name),
-        ),
-    )
+    spec = component_discovery.with_env(spec, list(plan.env))
     annotations.pop(component_discovery.ANNOTATION, None)  # a directive to the operator, not the pod's
     if like is None:
-        gates = creation_gates(instance)
+        gates = with_gates(spec.get("readinessGates") or [], creation_gates(instance))
         where = inplace_scheduling.placement(instance, name, component, component_pod_names(instance, component))
     else:
+        # A pod's gates cannot change: an update in place carries exactly the ones it has.
         gates = (like.get("spec") or {}).get("readinessGates") or []
         where = inplace_scheduling.Placement.from_pod(like)
+    spec.pop("readinessGates", None)
     if gates:
-        spec["readinessGates"] = [*(spec.get("readinessGates") or []), *gates]
+        spec["readinessGates"] = gates
     if where is not None:
         spec = inplace_scheduling.with_affinity(spec, where)
         annotations[inplace_scheduling.ANNOTATION_INJECTED] = where.annotation()
@@ -153,6 +165,12 @@ def desired_pod(
         pod_meta["annotations"] = annotations
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
     return ports.inject(pod, instance, component)  # allocated ports: env and annotations (desired/ports.py)
+
+
+def with_gates(own: list[dict], added: list[dict]) -> list[dict]:
+    """The template's own readiness gates, then the operator's that it does not already name."""
+    named = {g.get("conditionType") for g in own}
+    return [*own, *(g for g in added if g.get("conditionType") not in named)]
 
 
 def creation_gates(instance: dict) -> list[dict]:
@@ -205,10 +223,14 @@ def update_kind(pod: dict, desired: dict | PodSlot) -> str:
     """ "current", "in-place" (images and metadata only) or "recreate"."""
     if isinstance(desired, PodSlot):
         revision, spec_hash = desired.plan.revision, desired.plan.spec_hash
+        subdomain = desired.plan.subdomain
     else:
         want = desired["metadata"]["labels"]
         revision, spec_hash = want[naming.LABEL_CONTROLLER_REVISION], want[naming.LABEL_POD_SPEC_HASH]
+        subdomain = desired["spec"].get("subdomain")
     have = pod["metadata"].get("labels") or {}
+    if (pod.get("spec") or {}).get("subdomain") != subdomain:
+        return "recreate"  # a pod cannot change its subdomain (sharedServiceSelection switched)
     if have.get(naming.LABEL_CONTROLLER_REVISION) == revision:
         return "current"
     return "in-place" if have.get(naming.LABEL_POD_SPEC_HASH) == spec_hash else "recreate"
@@ -510,10 +532,7 @@ def _converge(
                     look_again.append(left)
                     continue
             baselines = status.setdefault("inPlaceUpdateContainerBaselines", {})
-            baselines[name] = {
-                c["name"]: {"restartCount": c.get("restartCount", 0)}
-                for c in (pod.get("status") or {}).get("containerStatuses") or []
-            }
+            baselines[name] = in_place_baseline(pod, slot, baselines.get(name) or {})
             updates.append(
                 UpdateInPlace(
                     slot,
@@ -529,6 +548,26 @@ def _converge(
     actions += gate_conditions(body, {n: p for n, p in pods.items() if n not in going}, slots, status)
     actions += updates
     return RoleInstancePlan(slots, decision, tuple(actions), status, tuple(blocked), held, tuple(look_again), ())
+
+
+def in_place_baseline(pod: dict, slot: PodSlot, before: dict) -> dict:
+    """The restart counts an in-place update starts from: of each container whose image it changes
+    (which restarts once), and the earlier baseline of a container it leaves alone (which may have
+    restarted for an earlier update). An update that changes no image (template metadata only)
+    has no container to wait for."""
+    live = {c.get("name"): c.get("image") for c in (pod.get("spec") or {}).get("containers") or []}
+    wanted = {
+        c.get("name"): c.get("image")
+        for c in ((slot.plan.component.get("template") or {}).get("spec") or {}).get("containers") or []
+    }
+    baseline = {}
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        container = status.get("name")
+        if not live or live.get(container) != wanted.get(container):
+            baseline[container] = {"restartCount": status.get("restartCount", 0)}
+        elif container in before:
+            baseline[container] = before[container]
+    return baseline
 
 
 def gate_conditions(body: dict, pods: dict[str, dict], slots: Mapping[str, PodSlot], status: dict) -> list[Action]:

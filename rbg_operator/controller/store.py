@@ -288,8 +288,11 @@ def _slim_pod(pod: dict) -> dict:
         "apiVersion": pod["apiVersion"],
         "kind": pod["kind"],
         "metadata": slim_meta,
-        # Placement, and the readiness gates (fixed at creation: an in-place update must keep them).
-        "spec": {key: spec[key] for key in ("nodeName", "readinessGates") if spec.get(key)},
+        # Placement, and the readiness gates and subdomain (fixed at creation: an update in place
+        # keeps them, and another subdomain means a new pod).
+        "spec": {key: spec[key] for key in ("nodeName", "readinessGates", "subdomain") if spec.get(key)}
+        # Images: an in-place update waits only for the containers whose image it changes.
+        | {"containers": [{"name": c.get("name"), "image": c.get("image")} for c in spec.get("containers") or []]},
         "status": slim_status,
     }
 

@@ -4,6 +4,7 @@ No cluster, no API."""
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 
@@ -21,7 +22,10 @@ from rbg_operator.controller.roleinstance_plan import (
     plan,
     pod_names,
     pod_slots,
+    spec_without_images,
 )
+from rbg_operator.desired import component_discovery
+from rbg_operator.hashing import json_digest
 
 NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.UTC)
 DEPENDS_ON = "rolebasedgroup.workloads.x-k8s.io/component-depends-on"
@@ -588,3 +592,59 @@ def test_a_port_ref_takes_the_port_the_allocator_gave_the_sibling_pod():
     )
     (main,) = desired_pods(body)["i-router-0"]["spec"]["containers"]
     assert main["env"] == [{"name": "ENGINE_PORT", "value": "31007"}]
+
+
+def test_an_in_place_update_carries_exactly_the_gates_the_pod_has_even_when_the_template_names_them():
+    own = template()
+    own["spec"]["readinessGates"] = [{"conditionType": "example.com/Warm"}, {"conditionType": "InPlaceUpdateReady"}]
+    body = instance([{"name": "web", "size": 1, "template": own}], annotations=GRACE)
+    live = running(body)["i-web-0"]
+    assert gates(live) == ["example.com/Warm", "InPlaceUpdateReady"], "a gate the template names is not added twice"
+    changed = copy.deepcopy(body)
+    changed["spec"]["components"][0]["template"]["spec"]["containers"][0]["image"] = "app:v2"
+    assert gates(pod_slots(changed)["i-web-0"].pod(changed, like=live)) == gates(live)
+
+
+def test_a_change_of_the_discovered_env_recreates_the_pod_as_env_cannot_change_in_place():
+    directive = json.dumps({"portRefs": [{"env": "ENGINE_PORT", "component": "engine", "portName": "http"}]})
+    router = {"name": "router", "size": 1, "annotations": {component_discovery.ANNOTATION: directive}}
+
+    def body(port: int, image: str) -> dict:
+        engine = template(ports=[{"name": "http", "containerPort": port}])
+        return instance([{**router, "template": template(image)}, {"name": "engine", "size": 1, "template": engine}])
+
+    def moves(new: dict) -> list[tuple[str, str]]:
+        return [s for s in steps(plan(RoleInstanceSnapshot(new, pods), NOW)) if s[0] != "SetPodConditions"]
+
+    pods = running(body(8000, "app:v1"))
+    assert moves(body(9000, "app:v2")) == [("Delete", "i-router-0"), ("Delete", "i-engine-0")]
+    assert moves(body(8000, "app:v2")) == [("UpdateInPlace", "i-router-0")]
+
+
+def test_the_revision_of_a_pod_without_directives_is_the_digest_of_its_template_as_before():
+    # Pods made before the directives existed must stay current after an upgrade, not be recreated.
+    plain = instance([{"name": "worker", "size": 1, "serviceName": "s-g-pd", "template": template()}])
+    slot = pod_slots(plain)["i-worker-0"]
+    assert slot.plan.revision == json_digest(template())
+    assert slot.plan.spec_hash == json_digest(spec_without_images(template()["spec"]))
+
+
+def test_an_in_place_update_that_changes_no_image_waits_for_no_container_restart():
+    body = instance(annotations=GRACE)
+    pods = running(body, restarts=2)
+    labelled = copy.deepcopy(body)
+    labelled["spec"]["components"][0]["template"]["metadata"] = {"labels": {"tier": "gold"}}
+    later = NOW + datetime.timedelta(seconds=31)
+    pods["i-web-0"]["metadata"]["labels"][naming.LABEL_IN_PLACE_SINCE] = (
+        f"{pod_slots(labelled)['i-web-0'].plan.revision}-{int(NOW.timestamp())}"
+    )
+    planned = plan(RoleInstanceSnapshot(labelled, pods), later)
+    (update,) = [a for a in planned.actions if isinstance(a, UpdateInPlace)]
+    assert update.status_first["inPlaceUpdateContainerBaselines"] == {"i-web-0": {}}
+    # once at the new revision, the gate turns True with no restart
+    updated = running(labelled, restarts=2)
+    updated["i-web-0"]["status"]["conditions"][1]["status"] = "False"
+    labelled["status"]["inPlaceUpdateContainerBaselines"] = {"i-web-0": {}}
+    assert gate_writes(plan(RoleInstanceSnapshot(labelled, updated), later)) == {
+        "i-web-0": {"InPlaceUpdateReady": "True"}
+    }
