@@ -10,7 +10,7 @@ import datetime
 import logging
 from types import MappingProxyType
 
-from .. import naming
+from .. import kinds, naming
 from ..desired import inplace_scheduling
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
@@ -54,6 +54,10 @@ def observe(store: Store, namespace: str, name: str) -> RoleInstanceSnapshot | N
     body = store.get(*INSTANCE, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
+    bound = set(inplace_scheduling.bindings(body).values())
+    gone = {node for node in bound if store.get(*kinds.NODE, "", node) is None}
+    if gone and store.keys(*kinds.NODE):  # no node at all: the operator may not watch them
+        body = inplace_scheduling.without_gone_nodes(body, gone)
     pods = {p["metadata"]["name"]: p for p in owned(store, POD, body) if not p["metadata"].get("deletionTimestamp")}
     held = {}
     for wanted in pod_names(body):

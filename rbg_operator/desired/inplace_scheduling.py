@@ -69,6 +69,19 @@ def bindings(instance: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
+def without_gone_nodes(instance: dict, gone: set[str]) -> dict:
+    """The instance as a pass should see it when nodes its pods ran on are gone from the cluster:
+    without their bindings, for a Required rule toward a node that no longer exists could never
+    be met, and a Preferred one is moot. The annotation itself is rewritten the next time the
+    bindings change. The instance itself when nothing is dropped."""
+    found = bindings(instance)
+    kept = {name: node for name, node in found.items() if node not in gone}
+    if kept == found:
+        return instance
+    annotations = {**instance["metadata"]["annotations"], ANNOTATION_NODES: json.dumps(kept, sort_keys=True)}
+    return {**instance, "metadata": {**instance["metadata"], "annotations": annotations}}
+
+
 def enabled(instance: dict) -> bool:
     return ((instance.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_MODE) in MODES
 

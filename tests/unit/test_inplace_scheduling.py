@@ -11,7 +11,9 @@ import pytest
 
 from rbg_operator import naming
 from rbg_operator.api.v1alpha2 import RoleBasedGroupV2, fields_not_acted_on, spec_problems
+from rbg_operator.controller.roleinstance import observe
 from rbg_operator.controller.roleinstance_plan import RoleInstanceSnapshot, desired_pods, plan, pod_slots
+from rbg_operator.controller.store import Store
 from rbg_operator.desired import inplace_scheduling as ips
 
 pytestmark = pytest.mark.unit
@@ -181,3 +183,27 @@ def test_a_role_of_another_workload_kind_is_warned_that_the_annotation_does_noth
         f"spec.roles[0].annotations[{ips.ANNOTATION_MODE}]: acts on RoleInstanceSet roles only; "
         "role decode runs as a StatefulSet"
     ]
+
+
+def node(name: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": "1"},
+    }
+
+
+def test_a_binding_to_a_node_that_is_gone_is_not_required_of_the_new_pod():
+    store = Store()
+    body = instance("Required", nodes={"i-c0-0": "gone", "i-c0-1": "n2"}, sizes=(2,))
+    body["metadata"]["resourceVersion"] = "1"
+    store.upsert(body)
+    assert observe(store, "ns", "i").body["metadata"]["annotations"] == body["metadata"]["annotations"], (
+        "with no node known (no node watch), bindings stay"
+    )
+    store.upsert(node("n2"))
+    seen = observe(store, "ns", "i")
+    assert ips.bindings(seen.body) == {"i-c0-1": "n2"}
+    pods = {a.slot.name: a.slot.pod(seen.body) for a in plan(seen, NOW).actions if type(a).__name__ == "Create"}
+    assert "affinity" not in pods["i-c0-0"]["spec"], "a Required rule toward a deleted node never schedules"
+    assert ips.Placement.from_pod(pods["i-c0-1"]) == ips.Placement("Required", ("n2",))
