@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..kinds import DEPLOYMENT, LEADER_WORKER_SET, ROLE_INSTANCE_SET, STATEFUL_SET
+from . import component_discovery
 from .common import (
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
@@ -387,8 +388,15 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
     template_names = {t.name for t in spec.role_templates or []}
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"roles: role name {duplicate!r} is used more than once")
+    for i, template in enumerate(spec.role_templates or []):
+        problems += component_discovery.template_problems(f"roleTemplates[{i}].template", template.template)
     for i, role in enumerate(spec.roles):
         where = f"roles[{i}]"
+        # A malformed component-discovery directive is refused naming the field; the RoleInstance
+        # controller would only skip it.
+        problems += component_discovery.annotation_problems(f"{where}.annotations", role.annotations)
+        problems += component_discovery.template_problems(f"{where}.template", role.template)
+        problems += component_discovery.template_problems(f"{where}.templatePatch", role.template_patch)
         if role.workload.key not in SUPPORTED_WORKLOADS:
             problems.append(f"{where}.workload: unsupported workload {role.workload.api_version}/{role.workload.kind}")
         if (role.template is None) == (role.template_ref is None) and role.pattern != "customComponents":
