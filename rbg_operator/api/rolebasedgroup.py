@@ -226,6 +226,16 @@ class Role(ApiModel):
         return json_object((self.annotations or {}).get(V2_FIELDS_KEY))
 
     @property
+    def first_component(self) -> tuple[str, str | None]:
+        """(name, serviceName) of the first custom component kept for v1alpha2, as RoleV2's."""
+        components = (self.v1alpha2_fields.get("customComponentsPattern") or {}).get("components")
+        first = components[0] if isinstance(components, list) and components else None
+        if not isinstance(first, dict) or not isinstance(first.get("name"), str):
+            return ("", None)
+        service = first.get("serviceName")
+        return (first["name"], service if isinstance(service, str) else None)
+
+    @property
     def pattern(self) -> str:
         """The v1alpha2 pattern the role's pods follow: standalone, leaderWorker or customComponents."""
         if "customComponentsPattern" in self.v1alpha2_fields and self.template is None and self.template_ref is None:

@@ -227,6 +227,13 @@ class RoleV2(ApiModel):
         return "standalone"
 
     @property
+    def first_component(self) -> tuple[str, str | None]:
+        """(name, serviceName) of the first custom component, whose pod 0 answers for an instance
+        in the discovery files; ("", None) for the other patterns."""
+        components = (self.custom_components_pattern.components if self.custom_components_pattern else None) or []
+        return (components[0].name, components[0].service_name) if components else ("", None)
+
+    @property
     def template_source(self) -> TemplateSource | None:
         """Where the role's pod template comes from (None for custom components: each has its own)."""
         return self.leader_worker_pattern or self.standalone_pattern

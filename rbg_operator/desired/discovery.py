@@ -66,15 +66,11 @@ def topology(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> 
             entry["pattern"] = role.pattern
         stateless = (role.annotations or {}).get(naming.ANNOTATION_V2_INSTANCE_PATTERN) == "Stateless"
         # Deployment pods and Stateless RoleInstanceSet instances have no stable names.
-        if kind in ("StatefulSet", "LeaderWorkerSet") or (kind == "RoleInstanceSet" and not stateless):
-            entry["instances"] = [naming.instance_address(group.name, role.name, i, kind) for i in range(replicas)]
-            if kind == "RoleInstanceSet" and role.pattern == "leaderWorker":  # the leader pod, `{instance}-0`
-                entry["instances"] = [address.replace(".", "-0.", 1) for address in entry["instances"]]
-            elif kind == "RoleInstanceSet" and role.pattern == "customComponents":
-                # a custom-components instance is no pod: its first component's pod 0 is
-                first = (role.custom_components_pattern.components or [None])[0]
-                first = first.name if first else ""
-                entry["instances"] = [address.replace(".", f"-{first}-0.", 1) for address in entry["instances"]]
+        addresses = naming.instance_addresses(
+            group.name, role.name, replicas, kind, role.pattern, stateless, role.first_component
+        )
+        if addresses is not None:
+            entry["instances"] = addresses
         if role.service_ports:
             entry["servicePorts"] = copy.deepcopy(role.service_ports)
         roles.append(entry)
