@@ -36,6 +36,7 @@ from .common import (
     json_object,
     json_size,
 )
+from .discovery_size import discovery_size_problem
 
 LABEL_GROUP = "rolebasedgroup.workloads.x-k8s.io/name"
 LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
@@ -638,6 +639,7 @@ class RoleBasedGroup(ApiModel):
     @model_validator(mode="after")
     def _names(self) -> RoleBasedGroup:
         problems = name_problems(self.metadata.get("name", ""), self.spec)
+        problems += [p for p in [discovery_size_problem(self.metadata.get("name", ""), self.spec.roles)] if p]
         problems += gang_minimum_problems(
             (self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS), [role.name for role in self.spec.roles]
         )

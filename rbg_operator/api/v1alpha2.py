@@ -33,6 +33,7 @@ from .common import (
     json_size,
     resolve,
 )
+from .discovery_size import discovery_size_problem
 from .kept import kept_coordination, pod_group_policy
 from .rolebasedgroup import (
     GANG_ROLE_MINIMUMS,
@@ -338,6 +339,8 @@ class RoleBasedGroupV2(ApiModel):
         problems += name_problems(self.metadata.get("name", ""), self.spec)
         if not context.get("stored"):
             problems += instance_set_name_problems(self.metadata.get("name", ""), self.spec)
+            # Not for a stored group: one admitted before this check must not be refused later.
+            problems += [p for p in [discovery_size_problem(self.metadata.get("name", ""), self.spec.roles)] if p]
             annotations = self.metadata.get("annotations") or {}
             if (
                 annotations.get(naming.ANNOTATION_GROUP_GANG)
