@@ -93,6 +93,37 @@ def instance_address(group: str, role: str, index: int, workload_kind: str) -> s
     return f"{workload}-{index}.{service_name(group, role)}"
 
 
+def instance_addresses(
+    group: str,
+    role: str,
+    replicas: int,
+    workload_kind: str,
+    pattern: str = "standalone",
+    stateless: bool = False,
+    first_component: tuple[str, str | None] = ("", None),
+) -> list[str] | None:
+    """The address of each of a role's instances, as the discovery files list them (the pod that
+    answers for the instance), or None when its pods have no stable names (a Deployment, a
+    Stateless RoleInstanceSet). `first_component` is (name, serviceName) of a customComponents
+    role's first component, whose pod 0 answers for its instance."""
+    if workload_kind not in ("StatefulSet", "LeaderWorkerSet", "RoleInstanceSet") or (
+        workload_kind == "RoleInstanceSet" and stateless
+    ):
+        return None
+    addresses = [instance_address(group, role, i, workload_kind) for i in range(replicas)]
+    if workload_kind != "RoleInstanceSet":
+        return addresses
+    if pattern == "leaderWorker":  # the leader pod, `{instance}-0`
+        return [address.replace(".", "-0.", 1) for address in addresses]
+    if pattern == "customComponents":
+        # A custom-components instance is no pod: its first component's pod 0 answers for it, under
+        # the Service that component names (its pods' subdomain), else the role's.
+        name, service = first_component
+        workload = workload_name(group, role)
+        return [f"{workload}-{i}-{name}-0.{service or service_name(group, role)}" for i in range(replicas)]
+    return addresses
+
+
 # Set to "kubernetes" on a group with podGroupPolicy.kubeScheduling to gang-schedule with the
 # native Workload API of scheduling.k8s.io instead of the scheduler-plugins PodGroup.
 ANNOTATION_GANG_SCHEDULER = "rolebasedgroup.workloads.x-k8s.io/gang-scheduler"
