@@ -149,11 +149,16 @@ def warmup_pod(body: dict, spec: RoleBasedGroupWarmupSpec, node: str, hostname: 
         {"name": f"image-preload-{n}", "image": image, "command": PRELOAD_COMMAND, "imagePullPolicy": "IfNotPresent"}
         for n, image in enumerate(merged.images)
     ] + [{**container, "name": f"custom-{n}"} for n, container in enumerate(merged.containers)]
-    pod_spec: dict = {
-        "restartPolicy": "Never",
-        "nodeSelector": {naming.LABEL_HOSTNAME: hostname},
-        "containers": containers,
-    }
+    pod_spec: dict = {"restartPolicy": "Never", "containers": containers}
+    if len(hostname) <= naming.LABEL_VALUE_MAX:
+        pod_spec["nodeSelector"] = {naming.LABEL_HOSTNAME: hostname}
+    else:
+        # A node the cache does not know, named longer than a nodeSelector value may be: pinned by
+        # its name, as a DaemonSet pins its pods (a nodeSelector would get the pod refused).
+        term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+        pod_spec["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
     if spec.tolerations:
         pod_spec["tolerations"] = list(spec.tolerations)
     if merged.volumes:

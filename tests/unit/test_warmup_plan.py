@@ -460,6 +460,15 @@ def test_a_node_name_longer_than_a_label_value_is_shortened_and_its_pod_still_co
     for value in labels:
         assert len(value) <= 63 and LABEL_VALUE.match(value), value
     assert labels[0] == naming.warmup_node_label(long_a)
+    # Unknown to the cache, a long name cannot be a nodeSelector value: the pod is pinned by name.
+    assert "nodeSelector" not in planned.create[0]["spec"]
+    terms = planned.create[0]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms == {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [long_a]}]}]
+    }
+    known = {"metadata": {"name": long_a, "labels": {naming.LABEL_HOSTNAME: "gpu-1"}}}
+    (by_hostname,) = plan_warmup(snapshot(named(long_a), nodes=[known]), NOW).create
+    assert by_hostname["spec"]["nodeSelector"] == {naming.LABEL_HOSTNAME: "gpu-1"}
     # The next pass finds each node's pod by its label: none is made again, and the node is active.
     pods = [as_stored(p, f"w-{n}", age=5, node_name="x") for n, p in enumerate(planned.create)]
     again = plan_warmup(snapshot(named(long_a, long_b, "short"), pods=pods, **planned.status), NOW)
