@@ -41,6 +41,22 @@ CONVERSION_PREFIX = "conversion.workloads.x-k8s.io/"
 ANNOTATION_APPLIED = "rolebasedgroup.workloads.x-k8s.io/applied-config"
 
 
+# A label value, and the name part of a label key, may hold at most 63 characters.
+LABEL_VALUE_MAX = 63
+
+
+def shortened(text: str, limit: int = LABEL_VALUE_MAX, digest_of: str | None = None) -> str:
+    """`text` when it fits in `limit` characters; else its start and 8 hex digits of the SHA-256
+    of `digest_of` (default `text`), which keep two long texts with a common start apart. A text
+    that starts and ends with a letter or digit (a node name, a role name) stays a valid label
+    value: the cut start loses any trailing '-', '_' or '.'."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256((text if digest_of is None else digest_of).encode()).hexdigest()[:8]
+    head = text[: limit - len(digest) - 1].rstrip("-._")
+    return f"{head}-{digest}" if head else digest
+
+
 def workload_name(group: str, role: str) -> str:
     return f"{group}-{role}"
 
@@ -204,5 +220,11 @@ def instance_name(instance_set: str, ordinal: int) -> str:
 # RoleBasedGroupWarmup pods (§4.18): whose they are and which node each warms.
 LABEL_WARMUP_NAME = "workloads.x-k8s.io/warmup-name"
 LABEL_WARMUP_UID = "workloads.x-k8s.io/warmup-uid"
-LABEL_WARMUP_NODE = "workloads.x-k8s.io/node-name"
+LABEL_WARMUP_NODE = "workloads.x-k8s.io/node-name"  # warmup_node_label(node): a node name may be longer
 LABEL_HOSTNAME = "kubernetes.io/hostname"
+
+
+def warmup_node_label(node: str) -> str:
+    """The LABEL_WARMUP_NODE value of a node's warmup pod: its name, shortened when longer than a
+    label value may be (node names may have 253 characters)."""
+    return shortened(node)
