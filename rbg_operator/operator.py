@@ -56,6 +56,8 @@ from .leader import LeaderElector
 from .liveness import LIVENESS
 
 log = logging.getLogger(__name__)
+# Each wake and each pass, at DEBUG (off unless asked for; benchmarks/trace_one.py turns it on).
+trace = logging.getLogger(__name__ + ".wakes")
 
 
 @dataclasses.dataclass
@@ -142,6 +144,8 @@ class Runtime:
             metrics.reconcile_total.labels(controller, "error").inc()
             self.queue.add_rate_limited(key)
         else:
+            if trace.isEnabledFor(logging.DEBUG):
+                trace.debug("pass %s/%s/%s took %.3fs, requeue %s", *key, time.monotonic() - started, requeue_after)
             metrics.reconcile_total.labels(controller, "success").inc()
             self.queue.forget(key)
             if self.store.changed_under_writer(*KIND_OF_CONTROLLER[controller], namespace, name):
@@ -181,9 +185,12 @@ class Runtime:
             wakes, unless = seen.news or seen.written_by is not None, seen.written_by
         if not wakes:
             return
+        tracing = trace.isEnabledFor(logging.DEBUG)
         for key, delay in woken(self, obj, self.coalesce_seconds):
             if key != unless:
                 self.queue.add_after(key, delay)
+                if tracing:
+                    trace.debug("wake %s/%s/%s in %.2fs by %s %s", *key, delay, obj["kind"], meta["name"])
 
     def unreadable(self, kind: Kind, meta: dict, reason: str) -> None:
         """A reflector left an object out of the store: say so once per version of it, in the log,
