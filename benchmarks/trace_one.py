@@ -90,18 +90,25 @@ async def main() -> None:
             Watched(kube, ("v1", "Pod"), NAMESPACE) as pods,
             Watched(kube, kinds.ROLE_BASED_GROUP, NAMESPACE) as groups,
         ):
-            started = time.time()
+            started, group_ready = time.time(), []
             await kube.create(manifest(0, NAMESPACE, "example.com/llm:v1", prefix="trace", variant=variant), RBG_V2)
 
-            def ready(objects):
-                for name, pod in pods.objects.items():
+            def pods_up(objects):
+                for name, pod in objects.items():
                     if name not in pods_ready and is_ready(pod):
                         pods_ready[name] = time.time() - started
-                group = objects.get("trace-0")
-                return True if group is not None and is_ready(group) and len(pods_ready) == 4 else "not yet"
+                return True if len(pods_ready) == 4 else "not yet"
 
-            await groups.until("the group Ready", ready, 120)
-            group_ready = time.time() - started
+            def ready(objects):
+                group = objects.get("trace-0")
+                if group is not None and is_ready(group):
+                    group_ready.append(time.time() - started)
+                    return True
+                return "not yet"
+
+            await asyncio.gather(
+                pods.until("the pods Ready", pods_up, 120), groups.until("the group Ready", ready, 120)
+            )
             await writes_stopped(PORT, quiet_seconds=3)
     finally:
         proc.terminate()
@@ -127,7 +134,7 @@ async def main() -> None:
             text = f"{'WRITE' if verb in WRITES else 'read '} {verb} {name} {manager} -> {status}"
         timeline.append((at, text))
     timeline += [(at, f"POD READY {name}") for name, at in pods_ready.items()]
-    timeline.append((group_ready, "GROUP READY (seen by the trace's watch)"))
+    timeline.append((group_ready[0], "GROUP READY (seen by the trace's watch)"))
     for at, text in sorted(timeline):
         print(f"{at:7.3f}  {text}")
     print(f"\n{variant}: writes per resource: {dict(sorted(counts.items()))}; total {sum(counts.values())}")

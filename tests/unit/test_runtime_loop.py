@@ -115,3 +115,13 @@ async def test_a_write_answer_wakes_the_child_at_once_and_its_echo_wakes_nothing
     assert not queue._queued and not queue._timers, "the echo woke again what the answer woke"
     runtime.deliver("MODIFIED", instance_set("6"))  # someone else's change wakes as before
     assert set_key in queue._queued
+
+
+async def test_a_key_queued_now_drops_its_pending_timer_so_it_is_not_passed_twice():
+    queue = WorkQueue()
+    queue.add_after("k", 0.05)  # a child's change, coalesced
+    queue.add("k")  # then a change that wakes it at once
+    assert await queue.get() == "k"
+    queue.done("k")
+    await asyncio.sleep(0.1)
+    assert len(queue) == 0, "the timer queued the key again after its pass had read everything"
