@@ -25,9 +25,22 @@ from localcluster import cluster, crds
 from rbg_operator import kinds
 from rbg_operator.kube import KINDS, Kube
 
-from .bench import RBG_V2, REPO, RIS_VARIANT, Watched, fresh_namespace, is_ready, manifest, say, scrape, writes_stopped
+from .bench import (
+    RBG_V2,
+    REPO,
+    RIS_VARIANT,
+    Watched,
+    fresh_namespace,
+    gather_limited,
+    is_ready,
+    manifest,
+    say,
+    scrape,
+    writes_stopped,
+)
 
 NAMESPACE = "trace-one"
+GROUPS = int(os.environ.get("TRACE_GROUPS", "1"))  # more than one: a per-second summary instead
 PORT, HEALTH, WEBHOOK = 18480, 18481, 18482
 LINE = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) DEBUG rbg_operator\.(kube\.requests|operator\.wakes): (.*)$"
@@ -65,7 +78,7 @@ async def main() -> None:
             "-c",
             BOOT,
             "run",
-            "--workers=8",
+            f"--workers={os.environ.get('BENCH_WORKERS', '64')}",
             f"--metrics-bind-address=127.0.0.1:{PORT}",
             f"--health-probe-bind-address=127.0.0.1:{HEALTH}",
             f"--webhook-bind-address=127.0.0.1:{WEBHOOK}",
@@ -90,24 +103,27 @@ async def main() -> None:
             Watched(kube, ("v1", "Pod"), NAMESPACE) as pods,
             Watched(kube, kinds.ROLE_BASED_GROUP, NAMESPACE) as groups,
         ):
-            started, group_ready = time.time(), []
-            await kube.create(manifest(0, NAMESPACE, "example.com/llm:v1", prefix="trace", variant=variant), RBG_V2)
+            started, group_ready = time.time(), {}
+            await gather_limited(
+                kube.create(manifest(i, NAMESPACE, "example.com/llm:v1", prefix="trace", variant=variant), RBG_V2)
+                for i in range(GROUPS)
+            )
 
             def pods_up(objects):
                 for name, pod in objects.items():
                     if name not in pods_ready and is_ready(pod):
                         pods_ready[name] = time.time() - started
-                return True if len(pods_ready) == 4 else "not yet"
+                return True if len(pods_ready) == 4 * GROUPS else f"{len(pods_ready)} pods Ready"
 
             def ready(objects):
-                group = objects.get("trace-0")
-                if group is not None and is_ready(group):
-                    group_ready.append(time.time() - started)
-                    return True
-                return "not yet"
+                for name, group in objects.items():
+                    if name not in group_ready and is_ready(group):
+                        group_ready[name] = time.time() - started
+                return True if len(group_ready) == GROUPS else f"{len(group_ready)} groups Ready"
 
             await asyncio.gather(
-                pods.until("the pods Ready", pods_up, 120), groups.until("the group Ready", ready, 120)
+                pods.until("the pods Ready", pods_up, 120 + 2 * GROUPS),
+                groups.until("the groups Ready", ready, 120 + 2 * GROUPS),
             )
             await writes_stopped(PORT, quiet_seconds=3)
     finally:
@@ -134,10 +150,23 @@ async def main() -> None:
             text = f"{'WRITE' if verb in WRITES else 'read '} {verb} {name} {manager} -> {status}"
         timeline.append((at, text))
     timeline += [(at, f"POD READY {name}") for name, at in pods_ready.items()]
-    timeline.append((group_ready[0], "GROUP READY (seen by the trace's watch)"))
-    for at, text in sorted(timeline):
-        print(f"{at:7.3f}  {text}")
-    print(f"\n{variant}: writes per resource: {dict(sorted(counts.items()))}; total {sum(counts.values())}")
+    timeline += [(at, f"GROUP READY {name} (seen by the trace's watch)") for name, at in group_ready.items()]
+    if GROUPS == 1:
+        for at, text in sorted(timeline):
+            print(f"{at:7.3f}  {text}")
+    else:  # per second: what was done, by what it was
+        by_second: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        for at, text in timeline:
+            words = text.split()
+            what = " ".join(words[:2]) if words[0] in ("WRITE", "read", "POD", "GROUP") else words[0]
+            if words[0] in ("WRITE", "read"):
+                what += " " + words[2].split("/")[0] + ("/status" if words[2].endswith("/status") else "")
+            by_second[int(at)][what] += 1
+        for second in sorted(by_second):
+            print(f"{second:4d}s  " + ", ".join(f"{k} {v}" for k, v in sorted(by_second[second].items())))
+    per_group = {k: round(v / GROUPS, 2) for k, v in sorted(counts.items())}
+    total = sum(counts.values()) / GROUPS
+    print(f"\n{variant}, {GROUPS} groups: writes per group by resource: {per_group}; total {total:.2f}")
     say(f"operator log: {log_path}")
 
 

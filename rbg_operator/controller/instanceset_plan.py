@@ -422,7 +422,10 @@ def conclude(
         and not any(c["status"] == "True" for c in status["conditions"])
         and not any(e.type == "Warning" for e in events)
     )
-    held = first_status.hold(body, in_progress_only, now)
+    instances = {i["metadata"]["name"]: i for i in snapshot.instances}
+    instances.update((w["metadata"]["name"], w) for w in outcome.written)
+    unreported = [i for i in instances.values() if "observedGeneration" not in (i.get("status") or {})]
+    held = first_status.hold(body, in_progress_only, now, instances.values(), unreported)
     if held is not None:
         return Report(None, tuple(events), min(requeue or held, held))
     return Report(status, tuple(events), requeue)

@@ -719,7 +719,7 @@ def conclude(
         and decision.wait is None
         and not events
     )
-    held = first_status.hold(body, in_progress_only, now)
+    held = first_status.hold(body, in_progress_only, now, pods.values())
     if held is not None:
         return Report(None, tuple(events), min([*look_again, held]))
     return Report(status, tuple(events), min(look_again) if look_again else None)

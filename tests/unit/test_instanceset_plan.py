@@ -301,3 +301,15 @@ def test_a_young_sets_first_status_with_a_failure_to_report_is_not_held():
     body = young(instance_set(replicas=2), 1)
     _, report = pass_over(body, [], held={"s-0": "instance s-0 is not this set's"})
     assert condition(report, "FailedCreate")["status"] == "True"
+
+
+def test_a_sets_first_status_waits_while_an_instance_has_not_reported_yet_within_a_bound():
+    body = young(instance_set(replicas=1), 20)
+    made = instance(body, 0, ready=False)
+    del made["status"]  # its first pass has not written a status yet
+    made["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, [made])
+    assert report.status is None and 19 <= report.requeue <= 20
+    made["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, [made])
+    assert report.status is not None and report.status["readyReplicas"] == 0

@@ -679,3 +679,17 @@ def test_a_young_instances_first_status_with_something_to_say_is_not_held():
     body = young(instance(), 1)
     _, report = pass_over(body, {}, found={"i-web-0": "pod i-web-0 is not this instance's"})
     assert condition(report, "RoleInstanceReady")["reason"] == "ChildConflict"
+
+
+def test_an_instance_whose_pods_were_made_late_holds_its_first_status_from_their_creation():
+    """Under load an instance's pass comes long after its creation: the hold counts from its pods'."""
+    body = young(instance(), 20)
+    pods = running(body, ready=False)
+    for pod in pods.values():
+        pod["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, pods)
+    assert report.status is None and 0 < report.requeue <= 4
+    for pod in pods.values():
+        pod["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, pods)
+    assert report.status is not None and condition(report, "RoleInstanceReady")["reason"] == "PodsNotReady"
