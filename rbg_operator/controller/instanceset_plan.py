@@ -21,7 +21,7 @@ from ..api.roleinstance import instance_set_fanout_problem
 from ..desired import inplace_scheduling
 from ..desired.ports import ROLE_PORTS
 from ..hashing import json_digest
-from . import conditions
+from . import conditions, first_status
 from .control import CONFLICT_RECHECK_SECONDS
 
 INSTANCE_SET = (kinds.API_VERSION, "RoleInstanceSet")
@@ -331,7 +331,7 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    status: dict
+    status: dict | None  # None: a young set's first status, held back (first_status.py)
     events: tuple[Event, ...]
     requeue: float | None
 
@@ -434,4 +434,18 @@ def conclude(
     # An instance that is Ready but not yet available for minReadySeconds: look again then.
     pending = spec.get("minReadySeconds", 0) if status["availableReplicas"] < status["readyReplicas"] else 0
     # The object in the way carries nothing that would wake the set when it goes: look again.
-    return Report(status, tuple(events), float(pending) or (CONFLICT_RECHECK_SECONDS if conflicts else None))
+    requeue = float(pending) or (CONFLICT_RECHECK_SECONDS if conflicts else None)
+    # Instances still coming up, and nothing else to say (no failure, no Warning): no reader
+    # acts on that. The group reads the set's counts, and a set of no instances says all it will.
+    in_progress_only = (
+        0 < spec.get("replicas", 1) != status["readyReplicas"]
+        and not any(c["status"] == "True" for c in status["conditions"])
+        and not any(e.type == "Warning" for e in events)
+    )
+    instances = {i["metadata"]["name"]: i for i in snapshot.instances}
+    instances.update((w["metadata"]["name"], w) for w in outcome.written)
+    unreported = [i for i in instances.values() if "observedGeneration" not in (i.get("status") or {})]
+    held = first_status.hold(body, in_progress_only, now, instances.values(), unreported)
+    if held is not None:
+        return Report(None, tuple(events), min(requeue or held, held))
+    return Report(status, tuple(events), requeue)
