@@ -25,6 +25,9 @@ from aiolimiter import AsyncLimiter
 from . import bounded_json, kinds, kubeconfig, metrics, naming
 
 log = logging.getLogger(__name__)
+# Every request with its answer's status, at DEBUG (off unless asked for): benchmarks/trace_one.py
+# turns it on to print one group's timeline of writes.
+trace = logging.getLogger(__name__ + ".requests")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,6 +318,9 @@ class Kube:
             metrics.rest_client_requests.labels(str(response.status), method).inc()
             raw = await response.read()
             retry_after = _retry_after(response.headers.get("Retry-After"))
+        if trace.isEnabledFor(logging.DEBUG):
+            manager = (query or {}).get("fieldManager", "")
+            trace.debug("%s %s %s %s %d", verb, resource, path, manager, response.status)
         metrics.api_response_bytes.labels(verb, resource).inc(len(raw))
         if response.status == 404 and verb in ("get", "delete"):
             return None

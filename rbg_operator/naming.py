@@ -41,6 +41,22 @@ CONVERSION_PREFIX = "conversion.workloads.x-k8s.io/"
 ANNOTATION_APPLIED = "rolebasedgroup.workloads.x-k8s.io/applied-config"
 
 
+# A label value, and the name part of a label key, may hold at most 63 characters.
+LABEL_VALUE_MAX = 63
+
+
+def shortened(text: str, limit: int = LABEL_VALUE_MAX, digest_of: str | None = None) -> str:
+    """`text` when it fits in `limit` characters; else its start and 8 hex digits of the SHA-256
+    of `digest_of` (default `text`), which keep two long texts with a common start apart. A text
+    that starts and ends with a letter or digit (a node name, a role name) stays a valid label
+    value: the cut start loses any trailing '-', '_' or '.'."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256((text if digest_of is None else digest_of).encode()).hexdigest()[:8]
+    head = text[: limit - len(digest) - 1].rstrip("-._")
+    return f"{head}-{digest}" if head else digest
+
+
 def workload_name(group: str, role: str) -> str:
     return f"{group}-{role}"
 
@@ -91,6 +107,37 @@ def instance_address(group: str, role: str, index: int, workload_kind: str) -> s
     # A RoleInstanceSet's instance `{ris}-{i}`: its standalone pod has that name, and a custom
     # components or leader-worker instance is named by it (the leader pod is `{ris}-{i}-0`).
     return f"{workload}-{index}.{service_name(group, role)}"
+
+
+def instance_addresses(
+    group: str,
+    role: str,
+    replicas: int,
+    workload_kind: str,
+    pattern: str = "standalone",
+    stateless: bool = False,
+    first_component: tuple[str, str | None] = ("", None),
+) -> list[str] | None:
+    """The address of each of a role's instances, as the discovery files list them (the pod that
+    answers for the instance), or None when its pods have no stable names (a Deployment, a
+    Stateless RoleInstanceSet). `first_component` is (name, serviceName) of a customComponents
+    role's first component, whose pod 0 answers for its instance."""
+    if workload_kind not in ("StatefulSet", "LeaderWorkerSet", "RoleInstanceSet") or (
+        workload_kind == "RoleInstanceSet" and stateless
+    ):
+        return None
+    addresses = [instance_address(group, role, i, workload_kind) for i in range(replicas)]
+    if workload_kind != "RoleInstanceSet":
+        return addresses
+    if pattern == "leaderWorker":  # the leader pod, `{instance}-0`
+        return [address.replace(".", "-0.", 1) for address in addresses]
+    if pattern == "customComponents":
+        # A custom-components instance is no pod: its first component's pod 0 answers for it, under
+        # the Service that component names (its pods' subdomain), else the role's.
+        name, service = first_component
+        workload = workload_name(group, role)
+        return [f"{workload}-{i}-{name}-0.{service or service_name(group, role)}" for i in range(replicas)]
+    return addresses
 
 
 # Set to "kubernetes" on a group with podGroupPolicy.kubeScheduling to gang-schedule with the
@@ -173,5 +220,11 @@ def instance_name(instance_set: str, ordinal: int) -> str:
 # RoleBasedGroupWarmup pods (§4.18): whose they are and which node each warms.
 LABEL_WARMUP_NAME = "workloads.x-k8s.io/warmup-name"
 LABEL_WARMUP_UID = "workloads.x-k8s.io/warmup-uid"
-LABEL_WARMUP_NODE = "workloads.x-k8s.io/node-name"
+LABEL_WARMUP_NODE = "workloads.x-k8s.io/node-name"  # warmup_node_label(node): a node name may be longer
 LABEL_HOSTNAME = "kubernetes.io/hostname"
+
+
+def warmup_node_label(node: str) -> str:
+    """The LABEL_WARMUP_NODE value of a node's warmup pod: its name, shortened when longer than a
+    label value may be (node names may have 253 characters)."""
+    return shortened(node)

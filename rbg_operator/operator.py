@@ -56,6 +56,8 @@ from .leader import LeaderElector
 from .liveness import LIVENESS
 
 log = logging.getLogger(__name__)
+# Each wake and each pass, at DEBUG (off unless asked for; benchmarks/trace_one.py turns it on).
+trace = logging.getLogger(__name__ + ".wakes")
 
 
 @dataclasses.dataclass
@@ -63,9 +65,9 @@ class Settings:
     namespaces: list[str] = dataclasses.field(default_factory=list)  # empty: all namespaces
     workers: int = 8
     # Client-side rate limit of reads and writes (watches excepted), as controller-runtime operators
-    # have; high enough that the benchmark's 1000 groups are not held back by it.
-    api_qps: float = 100.0
-    api_burst: int = 200
+    # have. 200/s: at 100 it was the bound of the RoleInstanceSet path (benchmarks/README.md, issue 37).
+    api_qps: float = 200.0
+    api_burst: int = 400
     build: BuildOptions = dataclasses.field(default_factory=BuildOptions)
     restarts: RestartSettings = dataclasses.field(default_factory=RestartSettings)
     resync_seconds: float = 600.0  # a safety net only; events drive the loop
@@ -142,6 +144,8 @@ class Runtime:
             metrics.reconcile_total.labels(controller, "error").inc()
             self.queue.add_rate_limited(key)
         else:
+            if trace.isEnabledFor(logging.DEBUG):
+                trace.debug("pass %s/%s/%s took %.3fs, requeue %s", *key, time.monotonic() - started, requeue_after)
             metrics.reconcile_total.labels(controller, "success").inc()
             self.queue.forget(key)
             if self.store.changed_under_writer(*KIND_OF_CONTROLLER[controller], namespace, name):
@@ -174,16 +178,42 @@ class Runtime:
             )
             for controller in CONTROLLERS_OF_KIND.get(kind, ()):  # its failure count goes with it
                 self.queue.forget((controller, meta.get("namespace", ""), meta["name"]))
-            wakes, unless = True, None
+            wakes, unless = True, set()
         else:
             seen = self.store.upsert(obj)
-            # An old version or a repeat is nothing new to anyone; an echo is news to the others.
-            wakes, unless = seen.news or seen.written_by is not None, seen.written_by
+            # An old version or a repeat is nothing new to anyone; an echo is news to the others,
+            # but not to those its write's answer woke already (written).
+            wakes, unless = seen.news or seen.written_by is not None, {seen.written_by, *seen.told}
         if not wakes:
             return
+        tracing = trace.isEnabledFor(logging.DEBUG)
         for key, delay in woken(self, obj, self.coalesce_seconds):
-            if key != unless:
+            if key not in unless:
                 self.queue.add_after(key, delay)
+                if tracing:
+                    trace.debug("wake %s/%s/%s in %.2fs by %s %s", *key, delay, obj["kind"], meta["name"])
+
+    def written(self, obj: dict, writer: Key | None) -> frozenset:
+        """A reconcile's write answer (the store's on_write): wake now, each after its delay, what
+        its watch echo would wake, so that nothing waits on the echo (a parent's create of a child
+        starts the child's pass at once). Returns them, for the echo to leave alone."""
+        if ignored(obj["metadata"].get("namespace")):
+            return frozenset()
+        told = set()
+        tracing = trace.isEnabledFor(logging.DEBUG)
+        for key, delay in woken(self, obj, self.coalesce_seconds):
+            if key != writer:
+                self.queue.add_after(key, delay)
+                told.add(key)
+                if tracing:
+                    trace.debug(
+                        "wake %s/%s/%s in %.2fs by the answer of %s %s",
+                        *key,
+                        delay,
+                        obj["kind"],
+                        obj["metadata"]["name"],
+                    )
+        return frozenset(told)
 
     def unreadable(self, kind: Kind, meta: dict, reason: str) -> None:
         """A reflector left an object out of the store: say so once per version of it, in the log,
@@ -278,6 +308,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     )
     runtime.restarts = restarts
     runtime.recorder = recorder
+    store.on_write = runtime.written
     runtime.reflectors = reflectors(
         kube,
         store,

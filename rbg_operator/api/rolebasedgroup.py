@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..kinds import DEPLOYMENT, LEADER_WORKER_SET, ROLE_INSTANCE_SET, STATEFUL_SET
+from . import component_discovery
 from .common import (
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
@@ -35,6 +36,7 @@ from .common import (
     json_object,
     json_size,
 )
+from .discovery_size import discovery_size_problem
 
 LABEL_GROUP = "rolebasedgroup.workloads.x-k8s.io/name"
 LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
@@ -225,6 +227,16 @@ class Role(ApiModel):
         return json_object((self.annotations or {}).get(V2_FIELDS_KEY))
 
     @property
+    def first_component(self) -> tuple[str, str | None]:
+        """(name, serviceName) of the first custom component kept for v1alpha2, as RoleV2's."""
+        components = (self.v1alpha2_fields.get("customComponentsPattern") or {}).get("components")
+        first = components[0] if isinstance(components, list) and components else None
+        if not isinstance(first, dict) or not isinstance(first.get("name"), str):
+            return ("", None)
+        service = first.get("serviceName")
+        return (first["name"], service if isinstance(service, str) else None)
+
+    @property
     def pattern(self) -> str:
         """The v1alpha2 pattern the role's pods follow: standalone, leaderWorker or customComponents."""
         if "customComponentsPattern" in self.v1alpha2_fields and self.template is None and self.template_ref is None:
@@ -387,8 +399,15 @@ def spec_problems(spec: RoleBasedGroupSpec) -> list[str]:
     template_names = {t.name for t in spec.role_templates or []}
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"roles: role name {duplicate!r} is used more than once")
+    for i, template in enumerate(spec.role_templates or []):
+        problems += component_discovery.template_problems(f"roleTemplates[{i}].template", template.template)
     for i, role in enumerate(spec.roles):
         where = f"roles[{i}]"
+        # A malformed component-discovery directive is refused naming the field; the RoleInstance
+        # controller would only skip it.
+        problems += component_discovery.annotation_problems(f"{where}.annotations", role.annotations)
+        problems += component_discovery.template_problems(f"{where}.template", role.template)
+        problems += component_discovery.template_problems(f"{where}.templatePatch", role.template_patch)
         if role.workload.key not in SUPPORTED_WORKLOADS:
             problems.append(f"{where}.workload: unsupported workload {role.workload.api_version}/{role.workload.kind}")
         if (role.template is None) == (role.template_ref is None) and role.pattern != "customComponents":
@@ -620,6 +639,7 @@ class RoleBasedGroup(ApiModel):
     @model_validator(mode="after")
     def _names(self) -> RoleBasedGroup:
         problems = name_problems(self.metadata.get("name", ""), self.spec)
+        problems += [p for p in [discovery_size_problem(self.metadata.get("name", ""), self.spec.roles)] if p]
         problems += gang_minimum_problems(
             (self.metadata.get("annotations") or {}).get(GANG_ROLE_MINIMUMS), [role.name for role in self.spec.roles]
         )

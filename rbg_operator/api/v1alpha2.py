@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from .. import kinds, naming
+from . import component_discovery
 from .common import (
     MAX_GROUP_PODS,
     MAX_LEADER_WORKER_SIZE,
@@ -32,6 +33,7 @@ from .common import (
     json_size,
     resolve,
 )
+from .discovery_size import discovery_size_problem
 from .kept import kept_coordination, pod_group_policy
 from .rolebasedgroup import (
     GANG_ROLE_MINIMUMS,
@@ -226,6 +228,13 @@ class RoleV2(ApiModel):
         return "standalone"
 
     @property
+    def first_component(self) -> tuple[str, str | None]:
+        """(name, serviceName) of the first custom component, whose pod 0 answers for an instance
+        in the discovery files; ("", None) for the other patterns."""
+        components = (self.custom_components_pattern.components if self.custom_components_pattern else None) or []
+        return (components[0].name, components[0].service_name) if components else ("", None)
+
+    @property
     def template_source(self) -> TemplateSource | None:
         """Where the role's pod template comes from (None for custom components: each has its own)."""
         return self.leader_worker_pattern or self.standalone_pattern
@@ -330,6 +339,8 @@ class RoleBasedGroupV2(ApiModel):
         problems += name_problems(self.metadata.get("name", ""), self.spec)
         if not context.get("stored"):
             problems += instance_set_name_problems(self.metadata.get("name", ""), self.spec)
+            # Not for a stored group: one admitted before this check must not be refused later.
+            problems += [p for p in [discovery_size_problem(self.metadata.get("name", ""), self.spec.roles)] if p]
             annotations = self.metadata.get("annotations") or {}
             if (
                 annotations.get(naming.ANNOTATION_GROUP_GANG)
@@ -521,8 +532,11 @@ def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
     for i, template in enumerate(spec.role_templates or []):
         if not ((template.template.get("spec") or {}).get("containers")):
             problems.append(f"roleTemplates[{i}].template.spec.containers: must have at least one container")
+    for i, template in enumerate(spec.role_templates or []):
+        problems += component_discovery.template_problems(f"roleTemplates[{i}].template", template.template)
     for i, role in enumerate(spec.roles):
         problems += _role_annotation_problems(f"roles[{i}].annotations", role.annotations or {})
+        problems += _component_discovery_problems(f"roles[{i}]", role)
         update = role.rollout_strategy.rolling_update if role.rollout_strategy else None
         if update is not None and role.replicas > 0:
             surge = resolve(update.max_surge, role.replicas, round_up=True)
@@ -538,6 +552,36 @@ def write_problems(spec: RoleBasedGroupSpecV2) -> list[str]:
                         f"roles[{i}].rolloutStrategy.rollingUpdate.partition: {partition} must be less "
                         f"than replicas {role.replicas}"
                     )
+    return problems
+
+
+def _component_discovery_problems(where: str, role: RoleV2) -> list[str]:
+    """A malformed component-discovery directive, wherever it can reach a component: the role's
+    annotations, its pattern's template and patches, a custom component or its template. Refused
+    here, naming the field, rather than skipped without a word by the RoleInstance controller."""
+    problems = component_discovery.annotation_problems(f"{where}.annotations", role.annotations)
+    for name, source in (
+        ("standalonePattern", role.standalone_pattern),
+        ("leaderWorkerPattern", role.leader_worker_pattern),
+    ):
+        if source is None:
+            continue
+        problems += component_discovery.template_problems(f"{where}.{name}.template", source.template)
+        if source.template_ref is not None:
+            problems += component_discovery.template_problems(
+                f"{where}.{name}.templateRef.patch", source.template_ref.patch
+            )
+    if (pattern := role.leader_worker_pattern) is not None:
+        for field, patch in (
+            ("leaderTemplatePatch", pattern.leader_template_patch),
+            ("workerTemplatePatch", pattern.worker_template_patch),
+        ):
+            problems += component_discovery.template_problems(f"{where}.leaderWorkerPattern.{field}", patch)
+    components = role.custom_components_pattern.components if role.custom_components_pattern is not None else None
+    for j, component in enumerate(components or []):
+        at = f"{where}.customComponentsPattern.components[{j}]"
+        problems += component_discovery.annotation_problems(f"{at}.annotations", component.annotations)
+        problems += component_discovery.template_problems(f"{at}.template", component.template)
     return problems
 
 

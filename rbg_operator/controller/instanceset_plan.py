@@ -22,7 +22,7 @@ from ..api.roleinstance import instance_set_fanout_problem
 from ..desired import inplace_scheduling
 from ..desired.ports import ROLE_PORTS
 from ..hashing import json_digest
-from . import conditions
+from . import conditions, first_status
 from .control import CONFLICT_RECHECK_SECONDS
 
 INSTANCE_SET = (kinds.API_VERSION, "RoleInstanceSet")
@@ -58,16 +58,27 @@ def controller_reference(owner: dict) -> dict:
     }
 
 
-def desired_instance(instance_set: dict, ordinal: int, revision: str) -> dict:
-    """Instance `{ris}-{ordinal}`: the set's template, labels and stable identity."""
-    meta, spec = instance_set["metadata"], instance_set["spec"]
-    name = naming.instance_name(meta["name"], ordinal)
-    identity = {naming.LABEL_V2_INSTANCE_INDEX: str(ordinal), naming.STATEFULSET_POD_NAME: name}
-    template = copy.deepcopy(spec.get("roleInstanceTemplate") or {})
-    for component in template.get("components") or []:
-        pod_meta = component.setdefault("template", {}).setdefault("metadata", {})
-        pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **identity}
+def build_instance(
+    instance_set: dict,
+    name: str,
+    revision: str,
+    template: dict,
+    identity: Mapping[str, str],
+    pod_identity: Mapping[str, str] | None = None,
+) -> dict:
+    """A RoleInstance of the set, as both modes make it (the contract's §4.5): the set's labels,
+    selector labels and revision, the copied annotations, the in-place-only mark, and an owner
+    reference. The modes differ only in `name`, the `identity` labels and the `pod_identity`
+    labels injected into every component template."""
+    meta, spec = instance_set["metadata"], instance_set.get("spec") or {}
+    template = copy.deepcopy(template)  # the set's own body is never changed
+    if pod_identity:
+        for component in template.get("components") or []:
+            pod_meta = component.setdefault("template", {}).setdefault("metadata", {})
+            pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **pod_identity}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in COPIED_ANNOTATIONS}
+    if (spec.get("updateStrategy") or {}).get("type") == "InPlaceOnly":
+        annotations[ANNOTATION_IN_PLACE_ONLY] = "true"
     labels = {
         **(meta.get("labels") or {}),
         **((spec.get("selector") or {}).get("matchLabels") or {}),
@@ -85,11 +96,17 @@ def desired_instance(instance_set: dict, ordinal: int, revision: str) -> dict:
         },
         "spec": template,
     }
-    if (spec.get("updateStrategy") or {}).get("type") == "InPlaceOnly":
-        annotations[ANNOTATION_IN_PLACE_ONLY] = "true"
     if annotations:
         instance["metadata"]["annotations"] = annotations
     return instance
+
+
+def desired_instance(instance_set: dict, ordinal: int, revision: str) -> dict:
+    """Instance `{ris}-{ordinal}`: its stable identity on the instance and on its pods."""
+    name = naming.instance_name(instance_set["metadata"]["name"], ordinal)
+    identity = {naming.LABEL_V2_INSTANCE_INDEX: str(ordinal), naming.STATEFULSET_POD_NAME: name}
+    template = (instance_set.get("spec") or {}).get("roleInstanceTemplate") or {}
+    return build_instance(instance_set, name, revision, template, identity, pod_identity=identity)
 
 
 def _shape(spec: dict) -> list[tuple[str, int]]:
@@ -319,7 +336,7 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    status: dict
+    status: dict | None  # None: a young set's first status, held back (first_status.py)
     events: tuple[Event, ...]
     requeue: float | None
 
@@ -368,7 +385,10 @@ def conclude(
             )
         )
     for instance, state in planned.mark:
-        events.append(Event("Normal", "LifecycleHookHolds", f"instance {instance} is {state}: waiting for its hook"))
+        if state != "Normal":  # Normal again: the state ended, nothing waits
+            events.append(
+                Event("Normal", "LifecycleHookHolds", f"instance {instance} is {state}: waiting for its hook")
+            )
     # The instances as the writes left them: their answers replace what the cache showed.
     views = {v.name: v for v in snapshot.views}
     views.update((w["metadata"]["name"], view(w, name)) for w in outcome.written)
@@ -419,4 +439,18 @@ def conclude(
     # An instance that is Ready but not yet available for minReadySeconds: look again then.
     pending = spec.get("minReadySeconds", 0) if status["availableReplicas"] < status["readyReplicas"] else 0
     # The object in the way carries nothing that would wake the set when it goes: look again.
-    return Report(status, tuple(events), float(pending) or (CONFLICT_RECHECK_SECONDS if conflicts else None))
+    requeue = float(pending) or (CONFLICT_RECHECK_SECONDS if conflicts else None)
+    # Instances still coming up, and nothing else to say (no failure, no Warning): no reader
+    # acts on that. The group reads the set's counts, and a set of no instances says all it will.
+    in_progress_only = (
+        0 < spec.get("replicas", 1) != status["readyReplicas"]
+        and not any(c["status"] == "True" for c in status["conditions"])
+        and not any(e.type == "Warning" for e in events)
+    )
+    instances = {i["metadata"]["name"]: i for i in snapshot.instances}
+    instances.update((w["metadata"]["name"], w) for w in outcome.written)
+    unreported = [i for i in instances.values() if "observedGeneration" not in (i.get("status") or {})]
+    held = first_status.hold(body, in_progress_only, now, instances.values(), unreported)
+    if held is not None:
+        return Report(None, tuple(events), min(requeue or held, held))
+    return Report(status, tuple(events), requeue)

@@ -27,7 +27,7 @@ from .. import naming, timestamps
 from ..api.common import graph_cycle, json_object
 from ..desired import component_discovery, inplace_scheduling, ports
 from ..hashing import json_digest
-from . import conditions, pod_readiness
+from . import conditions, first_status, pod_readiness
 from .control import CONFLICT_RECHECK_SECONDS
 from .instanceset_plan import ANNOTATION_IN_PLACE_ONLY, Event, controller_reference
 
@@ -418,7 +418,7 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    status: dict
+    status: dict | None  # None: a young instance's first status, held back (first_status.py)
     events: tuple[Event, ...]
     requeue: float | None
 
@@ -714,4 +714,15 @@ def conclude(
     )
     if ready:
         status["currentRevision"] = status["updateRevision"]
+    # Pods still being created or started, and nothing else to say: no reader acts on that.
+    in_progress_only = (
+        wanted[0]["reason"] == "PodsNotReady"
+        and not planned.blocked
+        and not decision.recreate
+        and decision.wait is None
+        and not events
+    )
+    held = first_status.hold(body, in_progress_only, now, pods.values())
+    if held is not None:
+        return Report(None, tuple(events), min([*look_again, held]))
     return Report(status, tuple(events), min(look_again) if look_again else None)

@@ -41,7 +41,8 @@ async def report(
     for event in events:
         if not event.after_status:
             await recorder.emit(body, event.type, event.reason, event.message)
-    await write_status(kube, store, body, status, manager)
+    if status is not None:  # None: the plan holds it back (first_status.py)
+        await write_status(kube, store, body, status, manager)
     for event in events:
         if event.after_status:
             await recorder.emit(body, event.type, event.reason, event.message)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 from collections import OrderedDict, defaultdict
-from collections.abc import Collection, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import NamedTuple
 
 import orjson
@@ -28,6 +28,9 @@ writer: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("writer
 class Seen(NamedTuple):
     news: bool  # a version the store did not have
     written_by: Hashable | None = None  # for the version it had: the reconcile that wrote it, if any
+    # For the version it had: the other reconciles its writer woke when the write was answered
+    # (Store.on_write), which its watch echo need not wake again.
+    told: frozenset = frozenset()
 
 
 # Stored as the writer of a write result that carries someone else's change (a generation the
@@ -61,6 +64,7 @@ class _Entry(NamedTuple):
     json: bytes
     written_by: Hashable | None
     warmup: str | None = None  # a warmup pod's warmup name (pods only)
+    told: frozenset = frozenset()  # the reconciles woken by the write's answer (Seen.told)
 
     def decode(self) -> dict:
         return orjson.loads(self.json)
@@ -89,6 +93,11 @@ class Store:
         self._deleted: OrderedDict[str, float] = OrderedDict()
         self._unserved: set[KindKey] = set()  # kinds whose last list the API server answered 404
         self.json_bytes = 0  # of every cached object: how much of the operator's memory the cache is
+        # Called with a reconcile's write answer that is news, and that reconcile's key; wakes at
+        # once what the write's watch echo would wake later, and returns those keys. The
+        # controller-runtime "expectations": what the operator did itself, it acts on without
+        # waiting for the watch to show it.
+        self.on_write: Callable[[dict, Hashable], frozenset] | None = None
 
     def mark_served(self, api_version: str, kind: str, served: bool) -> None:
         """What the reflector of a kind last learnt: whether the API server serves it (a CRD not
@@ -122,7 +131,7 @@ class Store:
         if current is not None and current.uid == uid and rv and rv <= current.rv:
             if rv < current.rv:
                 return Seen(False)
-            return Seen(True) if current.written_by is UNREAD else Seen(False, current.written_by)
+            return Seen(True) if current.written_by is UNREAD else Seen(False, current.written_by, current.told)
         labels = meta.get("labels") or {}
         written_by = writer.get()
         if written_by is not None and read_generation is not None and meta.get("generation") != read_generation:
@@ -145,7 +154,19 @@ class Store:
             self._by_group[kind][(key[0], entry.group)][key[1]] = entry
         if entry.warmup is not None:
             self._by_warmup[(key[0], entry.warmup)][key[1]] = entry
+        if written_by is not None and self.on_write is not None:
+            told = self.on_write(obj, writer.get())
+            if told:
+                self._retell(kind, key, entry._replace(told=told))
         return Seen(True)
+
+    def _retell(self, kind: KindKey, key: ObjectKey, entry: _Entry) -> None:
+        """Replace an entry by the same version with other bookkeeping (its writer, whom it told)."""
+        self._objects[kind][key] = entry
+        if entry.group is not None:
+            self._by_group[kind][(key[0], entry.group)][key[1]] = entry
+        if entry.warmup is not None:
+            self._by_warmup[(key[0], entry.warmup)][key[1]] = entry
 
     def remove(
         self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None, seen_at: float = FOR_GOOD
@@ -183,12 +204,7 @@ class Store:
         entry = self._objects[(api_version, kind)].get(key)
         if entry is None or entry.written_by is not UNREAD:
             return
-        read = entry._replace(written_by=writer.get())
-        self._objects[(api_version, kind)][key] = read
-        if read.group is not None:
-            self._by_group[(api_version, kind)][(namespace, read.group)][name] = read
-        if read.warmup is not None:
-            self._by_warmup[(namespace, read.warmup)][name] = read
+        self._retell((api_version, kind), key, entry._replace(written_by=writer.get()))
 
     def changed_under_writer(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """The stored version is a write answer that carried a generation its writer had not read."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .. import kinds, naming
-from . import drain_plan
+from . import conditions, drain_plan
 from .store import Store
 
 # The reconciles, by the name the work queue keys them with: (controller, namespace, name).
@@ -81,6 +81,10 @@ class Delay(enum.Enum):
 class Wake:
     targets: Mapper
     delay: Delay
+    # When this holds of the object, its targets wake at once whatever the delay: the change a
+    # parent is waiting for to report Ready (its last pod, its last instance) must not sit out
+    # the coalescing delay at every level of the tree.
+    at_once: Callable[[dict], bool] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +203,23 @@ def warmups_of_node(reads: Reads, node: dict) -> Iterable[Key]:
     return [(WARMUP, ns, body["metadata"]["name"]) for ns, body in _unfinished_warmups(reads)]
 
 
+def pod_ready(pod: dict) -> bool:
+    """A pod that is Ready (seldom changes again until something goes wrong)."""
+    found = conditions.find((pod.get("status") or {}).get("conditions"), "Ready")
+    return found is not None and found.get("status") == "True"
+
+
+def instance_ready(instance: dict) -> bool:
+    """A RoleInstance whose status says Ready for its current spec (what its set counts)."""
+    status = instance.get("status") or {}
+    found = conditions.find(status.get("conditions"), "RoleInstanceReady")
+    return (
+        found is not None
+        and found.get("status") == "True"
+        and status.get("observedGeneration", 0) >= instance["metadata"].get("generation", 0)
+    )
+
+
 # -- The table ------------------------------------------------------------------------------
 
 NOW, COALESCED = Delay.NOW, Delay.COALESCED
@@ -220,14 +241,17 @@ WATCHES: tuple[Watch, ...] = (
     Watch(
         kinds.ROLE_INSTANCE,
         (EVERYTHING,),
-        (Wake(itself(ROLE_INSTANCE), NOW), Wake(controller_of(kinds.ROLE_INSTANCE_SET, INSTANCE_SET), COALESCED)),
+        (
+            Wake(itself(ROLE_INSTANCE), NOW),
+            Wake(controller_of(kinds.ROLE_INSTANCE_SET, INSTANCE_SET), COALESCED, at_once=instance_ready),
+        ),
     ),
     *(Watch(kind, (CHILD_SELECTOR,), (Wake(controlling_group, COALESCED),)) for kind in kinds.GROUP_CHILDREN),
     Watch(
         kinds.POD,
         (CHILD_SELECTOR, INSTANCE_POD_SELECTOR, WARMUP_POD_SELECTOR),
         (
-            Wake(controller_of(kinds.ROLE_INSTANCE, ROLE_INSTANCE), COALESCED),
+            Wake(controller_of(kinds.ROLE_INSTANCE, ROLE_INSTANCE), COALESCED, at_once=pod_ready),
             Wake(group_reading_pods, COALESCED),
             Wake(controller_of(kinds.WARMUP, WARMUP), COALESCED),
             Wake(warmups_of_group_pod, COALESCED),
@@ -245,7 +269,7 @@ WAKES_BY_KIND: dict[kinds.Key, tuple[Wake, ...]] = {w.kind: w.wakes for w in WAT
 def woken(reads: Reads, obj: dict, coalesce_seconds: float) -> list[tuple[Key, float]]:
     """The reconciles an event of `obj` wakes, each with its delay in seconds."""
     return [
-        (key, wake.delay.seconds(coalesce_seconds))
+        (key, 0.0 if wake.at_once is not None and wake.at_once(obj) else wake.delay.seconds(coalesce_seconds))
         for wake in WAKES_BY_KIND.get((obj["apiVersion"], obj["kind"]), ())
         for key in wake.targets(reads, obj)
     ]

@@ -4,8 +4,12 @@ One pod per target node, pulling the node's images and running its custom contai
 counts by its pods (the only record of attempts; nothing is remembered between passes):
 succeeded once one of them succeeded, active while one is pending or running, and out of retries
 once it has more failed pods than backoffLimitPerNode. Failed pods are therefore kept while the
-warmup runs. Once Completed or Failed the warmup is final: it creates nothing more, and only its
-TTL is left to act on. Nothing here reads the store or talks to the API server.
+warmup runs. A pod not scheduled UNSCHEDULED_TIMEOUT_SECONDS after its creation (the node is
+gone, cordoned, tainted or full) makes its node count as failed, without a retry: a new pod
+pinned to the same node would wait the same way. That pod is kept as the record, and goes when
+the warmup ends; should it still be scheduled and succeed first, the node counts as warmed up.
+Once Completed or Failed the warmup is final: it creates nothing more, and only its TTL is left
+to act on. Nothing here reads the store or talks to the API server.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 10.0, 300.0
 # newest few, enough to reach the longest delay (older ones only cost etcd space).
 UNLIMITED_HISTORY = 6
 PRELOAD_COMMAND = ["sh", "-c", "exit 0"]
+# How long a warmup pod may stay unscheduled before its node counts as failed. The contract has
+# no per-node bound (globalTimeoutSeconds bounds the whole warmup, and is optional), so without
+# one a pod that can never be scheduled would keep the warmup Running for ever. Measured from the
+# pod's creationTimestamp: the API server's record, the same after an operator restart.
+UNSCHEDULED_TIMEOUT_SECONDS = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,11 +149,16 @@ def warmup_pod(body: dict, spec: RoleBasedGroupWarmupSpec, node: str, hostname: 
         {"name": f"image-preload-{n}", "image": image, "command": PRELOAD_COMMAND, "imagePullPolicy": "IfNotPresent"}
         for n, image in enumerate(merged.images)
     ] + [{**container, "name": f"custom-{n}"} for n, container in enumerate(merged.containers)]
-    pod_spec: dict = {
-        "restartPolicy": "Never",
-        "nodeSelector": {naming.LABEL_HOSTNAME: hostname},
-        "containers": containers,
-    }
+    pod_spec: dict = {"restartPolicy": "Never", "containers": containers}
+    if len(hostname) <= naming.LABEL_VALUE_MAX:
+        pod_spec["nodeSelector"] = {naming.LABEL_HOSTNAME: hostname}
+    else:
+        # A node the cache does not know, named longer than a nodeSelector value may be: pinned by
+        # its name, as a DaemonSet pins its pods (a nodeSelector would get the pod refused).
+        term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+        pod_spec["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
     if spec.tolerations:
         pod_spec["tolerations"] = list(spec.tolerations)
     if merged.volumes:
@@ -160,7 +174,7 @@ def warmup_pod(body: dict, spec: RoleBasedGroupWarmupSpec, node: str, hostname: 
             "labels": {
                 naming.LABEL_WARMUP_NAME: meta["name"],
                 naming.LABEL_WARMUP_UID: meta["uid"],
-                naming.LABEL_WARMUP_NODE: node,
+                naming.LABEL_WARMUP_NODE: naming.warmup_node_label(node),
             },
             "ownerReferences": [
                 {
@@ -190,8 +204,22 @@ def _created(pod: dict) -> datetime.datetime:
     )
 
 
+def _some(names: list[str], most: int = 10) -> str:
+    """Names for a message, at most `most` of them (a warmup may have thousands of nodes)."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def retry_delay(failures: int) -> float:
     return min(RETRY_BASE_SECONDS * 2 ** max(failures - 1, 0), RETRY_MAX_SECONDS)
+
+
+def unscheduled_until(pod: dict) -> datetime.datetime | None:
+    """When a pending pod that no node has taken yet runs out of time to be scheduled; None once
+    it is bound to a node (pulling images may take long: only scheduling is bounded)."""
+    if _phase(pod) != "Pending" or (pod.get("spec") or {}).get("nodeName"):
+        return None
+    return _created(pod) + datetime.timedelta(seconds=UNSCHEDULED_TIMEOUT_SECONDS)
 
 
 @dataclasses.dataclass
@@ -199,17 +227,26 @@ class _Node:
     succeeded: bool = False
     active: list[dict] = dataclasses.field(default_factory=list)
     failed: list[dict] = dataclasses.field(default_factory=list)
+    unschedulable: list[dict] = dataclasses.field(default_factory=list)  # unscheduled past the bound
 
 
-def _by_node(pods: tuple[dict, ...]) -> dict[str, _Node]:
+def _by_node(
+    pods: tuple[dict, ...], now: datetime.datetime, nodes_by_label: Mapping[str, str] | None = None
+) -> dict[str, _Node]:
+    """Each node's pods by state, keyed by node name: a pod names its node by warmup_node_label,
+    which `nodes_by_label` turns back into the name (a pod of a node no longer targeted keeps its
+    label value as the key)."""
     nodes: dict[str, _Node] = {}
     for pod in sorted(pods, key=lambda p: (_created(p), p["metadata"]["name"])):
-        node = nodes.setdefault((pod["metadata"].get("labels") or {}).get(naming.LABEL_WARMUP_NODE, ""), _Node())
+        label = (pod["metadata"].get("labels") or {}).get(naming.LABEL_WARMUP_NODE, "")
+        node = nodes.setdefault((nodes_by_label or {}).get(label, label), _Node())
         phase = _phase(pod)
         if phase == "Succeeded":
             node.succeeded = True
         elif phase == "Failed":
             node.failed.append(pod)
+        elif (until := unscheduled_until(pod)) is not None and until <= now:
+            node.unschedulable.append(pod)
         else:
             node.active.append(pod)
     return nodes
@@ -238,14 +275,19 @@ def plan_warmup(snapshot: WarmupSnapshot, now: datetime.datetime) -> WarmupPlan:
     body, spec = snapshot.body, snapshot.spec
     old = body.get("status") or {}
     policies = spec.policies
-    pods_by_node = _by_node(snapshot.pods)
     if old.get("phase") in FINAL:
-        # Final: only pods a failure left running (a pass cut short after its deletes) still go.
-        leftover = [p for n in pods_by_node.values() for p in n.active] if old["phase"] == FAILED else []
+        # Final: only pods the end left behind (a pass cut short after its deletes) still go: a
+        # failure's running ones, and pods that were never scheduled.
+        leftover = [
+            p
+            for n in _by_node(snapshot.pods, now).values()
+            for p in (n.active if old["phase"] == FAILED else []) + n.unschedulable
+        ]
         gone, wait = _ttl(snapshot, old.get("completionTime"), now)
         return WarmupPlan(delete=tuple(_deletable(leftover)), delete_warmup=gone, requeue=wait)
 
     wanted = targets(snapshot)
+    pods_by_node = _by_node(snapshot.pods, now, {naming.warmup_node_label(n): n for n in wanted})
     merged = {node: merge(actions) for node, actions in wanted.items()}
     limit = policies.backoff_limit_per_node if policies else None
     tolerated = (policies.max_failed_nodes if policies else None) or 0
@@ -254,16 +296,23 @@ def plan_warmup(snapshot: WarmupSnapshot, now: datetime.datetime) -> WarmupPlan:
     retry_at: list[datetime.datetime] = []
     succeeded = failed = 0
     active: list[dict] = []
+    unschedulable: list[str] = []  # nodes failed because their pod was never scheduled
+    leftover: list[dict] = []  # pods that go when the warmup ends
     for name in sorted(set(wanted) | set(pods_by_node)):
         node = pods_by_node.get(name, _Node())
         if limit is None and len(node.failed) > UNLIMITED_HISTORY:
             deletes += _deletable(node.failed[: len(node.failed) - UNLIMITED_HISTORY])
         if node.succeeded:
             succeeded += 1
-            deletes += _deletable(node.active)  # a duplicate of a pod that already did the job
+            deletes += _deletable(node.active + node.unschedulable)  # duplicates of a pod that did the job
         elif node.active:
             active.append(node.active[0])
-            deletes += _deletable(node.active[1:])  # a create retried after a lost answer: one is enough
+            # A create retried after a lost answer: one is enough.
+            deletes += _deletable(node.active[1:] + node.unschedulable)
+        elif node.unschedulable:
+            failed += 1
+            unschedulable.append(name)
+            leftover += node.unschedulable
         elif limit is not None and len(node.failed) > limit:
             failed += 1
         elif name in wanted:
@@ -303,6 +352,19 @@ def plan_warmup(snapshot: WarmupSnapshot, now: datetime.datetime) -> WarmupPlan:
     if timeout is not None and start:
         deadline = timestamps.parse(start) + datetime.timedelta(seconds=timeout)
     ending = None  # (phase, condition type, reason, message)
+    never_scheduled = ""
+    if unschedulable:
+        never_scheduled = f"; not scheduled within {UNSCHEDULED_TIMEOUT_SECONDS} s: {_some(unschedulable)}"
+        if failed > old.get("failed", 0):  # said once: the status written with it records the count
+            events.append(
+                Event(
+                    "Warning",
+                    "WarmupNodeUnschedulable",
+                    f"warmup pods not scheduled within {UNSCHEDULED_TIMEOUT_SECONDS} s, "
+                    f"the nodes count as failed: {_some(unschedulable)}",
+                    after_status=True,
+                )
+            )
     unfinished = len(active) + len(create_for) + waiting
     if desired == 0:
         ending = (COMPLETED, "Complete", "NoNodesMatched", "no node matched the warmup's targets")
@@ -311,14 +373,15 @@ def plan_warmup(snapshot: WarmupSnapshot, now: datetime.datetime) -> WarmupPlan:
             FAILED,
             "Failed",
             "MaxFailedNodesExceeded",
-            f"{failed} nodes ran out of retries, more than the {tolerated} tolerated",
+            f"{failed} nodes {'failed' if unschedulable else 'ran out of retries'}, more than the {tolerated} "
+            f"tolerated{never_scheduled}",
         )
     elif unfinished == 0:
         ending = (
             COMPLETED,
             "Complete",
             "WarmupCompleted",
-            f"{succeeded} of {desired} nodes warmed up" + (f", {failed} failed" if failed else ""),
+            f"{succeeded} of {desired} nodes warmed up" + (f", {failed} failed" if failed else "") + never_scheduled,
         )
     elif deadline is not None and now >= deadline:
         ending = (
@@ -329,6 +392,7 @@ def plan_warmup(snapshot: WarmupSnapshot, now: datetime.datetime) -> WarmupPlan:
         )
     if ending is not None:
         phase, type_, reason, message = ending
+        deletes += _deletable(leftover)  # never scheduled: nothing waits for them any more
         if phase == FAILED:
             deletes += _deletable(active)  # nothing is waiting for them any more
         status.update(phase=phase, active=0 if phase == FAILED else len(active), completionTime=timestamps.stamp(now))
@@ -362,6 +426,8 @@ def plan_warmup(snapshot: WarmupSnapshot, now: datetime.datetime) -> WarmupPlan:
         status["conditions"] = conditions.merge(old.get("conditions"), said, generation, at=timestamps.stamp(now))
     # Time decides the next retry (not while paused) and the deadline (paused or not); pod
     # events decide everything else.
-    due = ([] if spec.paused else retry_at) + ([deadline] if deadline is not None else [])
+    # An unscheduled pod runs out of time by the clock alone: no event would say so.
+    bounds = [u for p in active if (u := unscheduled_until(p)) is not None]
+    due = ([] if spec.paused else retry_at) + ([deadline] if deadline is not None else []) + bounds
     requeue = max((min(due) - now).total_seconds(), 0.0) if due else None
     return WarmupPlan(create=tuple(create), delete=tuple(deletes), status=status, events=tuple(events), requeue=requeue)

@@ -30,7 +30,12 @@ class WorkQueue(Generic[K]):
         return len(self._queued)
 
     def add(self, key: K) -> None:
-        """Queue a key now; a key already waiting is not queued twice (bursts coalesce)."""
+        """Queue a key now; a key already waiting is not queued twice (bursts coalesce). A timer
+        pending for it goes: the pass reads everything the timer would have brought it to, and
+        returns its own time-based requeue, if it has one, again."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
         if key in self._processing:
             self._dirty.add(key)
             return

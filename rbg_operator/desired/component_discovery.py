@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..api.common import json_object
+from ..api import component_discovery as directive_value
+from ..api.component_discovery import ANNOTATION
 
-ANNOTATION = "rolebasedgroup.workloads.x-k8s.io/component-discovery"
 
-
-def directive(component: dict) -> dict:
+def directive(component: dict) -> str | None:
+    """The directive's text: the component's own annotation, else its template's."""
     own = (component.get("annotations") or {}).get(ANNOTATION)
     template = (((component.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION)
-    return json_object(own or template)
+    return own or template
 
 
 def discovery_env(
@@ -34,27 +34,29 @@ def discovery_env(
 ) -> list[dict]:
     """The variables the directive of `component` asks for; `pod_name(component, index)` names a pod
     of the same instance, and `allocated(component, pod, port name)` is a port the port allocator
-    gave it, which a portRef takes before a container port of that name."""
-    found = directive(component)
-    by_name = {c.get("name"): c for c in components}
+    gave it, which a portRef takes before a container port of that name. A malformed directive
+    (admission refuses one, but a stored object may predate that check) contributes only the
+    references that can be read: a reconcile pass never fails on it."""
+    address_refs, port_refs, _ = directive_value.parse(directive(component))
+    by_name = {c.get("name"): c for c in components if isinstance(c.get("name"), str)}
     env = []
-    for ref in found.get("addressRefs") or []:
-        target = by_name.get(ref.get("component"))
-        if not isinstance(ref, dict) or target is None or not ref.get("env") or not target.get("serviceName"):
+    for ref in address_refs:
+        target = by_name.get(ref.component)
+        if target is None or not target.get("serviceName"):
             continue
-        host = pod_name(target["name"], int(ref.get("index") or 0))
-        env.append({"name": ref["env"], "value": f"{host}.{target['serviceName']}.{namespace}.svc.cluster.local"})
-    for ref in found.get("portRefs") or []:
-        target = by_name.get(ref.get("component")) if isinstance(ref, dict) else None
-        if target is None or not ref.get("env"):
+        host = pod_name(target["name"], ref.index)
+        env.append({"name": ref.env, "value": f"{host}.{target['serviceName']}.{namespace}.svc.cluster.local"})
+    for ref in port_refs:
+        target = by_name.get(ref.component)
+        if target is None:
             continue
         spec = (target.get("template") or {}).get("spec") or {}
         ports = [p for c in spec.get("containers") or [] for p in c.get("ports") or []]
-        port = allocated(target["name"], pod_name(target["name"], int(ref.get("index") or 0)), ref.get("portName"))
+        port = allocated(target["name"], pod_name(target["name"], ref.index), ref.port_name)
         if port is None:
-            port = next((p.get("containerPort") for p in ports if p.get("name") == ref.get("portName")), None)
+            port = next((p.get("containerPort") for p in ports if p.get("name") == ref.port_name), None)
         if port is not None:
-            env.append({"name": ref["env"], "value": str(port)})
+            env.append({"name": ref.env, "value": str(port)})
     return env
 
 

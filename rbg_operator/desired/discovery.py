@@ -8,6 +8,7 @@ import copy
 import yaml
 
 from .. import naming
+from ..api.discovery_size import port_keys
 from ..api.v1alpha2 import RoleBasedGroupV2, RoleV2
 from .meta import child_metadata, owner_reference
 
@@ -66,15 +67,11 @@ def topology(group: RoleBasedGroupV2, applied: dict[str, int] | None = None) -> 
             entry["pattern"] = role.pattern
         stateless = (role.annotations or {}).get(naming.ANNOTATION_V2_INSTANCE_PATTERN) == "Stateless"
         # Deployment pods and Stateless RoleInstanceSet instances have no stable names.
-        if kind in ("StatefulSet", "LeaderWorkerSet") or (kind == "RoleInstanceSet" and not stateless):
-            entry["instances"] = [naming.instance_address(group.name, role.name, i, kind) for i in range(replicas)]
-            if kind == "RoleInstanceSet" and role.pattern == "leaderWorker":  # the leader pod, `{instance}-0`
-                entry["instances"] = [address.replace(".", "-0.", 1) for address in entry["instances"]]
-            elif kind == "RoleInstanceSet" and role.pattern == "customComponents":
-                # a custom-components instance is no pod: its first component's pod 0 is
-                first = (role.custom_components_pattern.components or [None])[0]
-                first = first.name if first else ""
-                entry["instances"] = [address.replace(".", f"-{first}-0.", 1) for address in entry["instances"]]
+        addresses = naming.instance_addresses(
+            group.name, role.name, replicas, kind, role.pattern, stateless, role.first_component
+        )
+        if addresses is not None:
+            entry["instances"] = addresses
         if role.service_ports:
             entry["servicePorts"] = copy.deepcopy(role.service_ports)
         roles.append(entry)
@@ -93,7 +90,15 @@ def topology_configmap(group: RoleBasedGroupV2, applied: dict[str, int] | None =
         },
         "data": {
             naming.TOPOLOGY_FILE: yaml.dump(found := topology(group, applied), Dumper=_DUMPER, sort_keys=False),
-            naming.DISCOVERY_CONFIG_FILE: yaml.dump(discovery_config(group, found), Dumper=_DUMPER, sort_keys=False),
+            # As the contract shows it: a mapping or list of scalars on one line (`ports: {http: 8000}`,
+            # `roles: [prefill]`), never wrapped. Smaller too, which api/discovery_size.py counts on.
+            naming.DISCOVERY_CONFIG_FILE: yaml.dump(
+                discovery_config(group, found),
+                Dumper=_DUMPER,
+                sort_keys=False,
+                default_flow_style=None,
+                width=2**31 - 1,
+            ),
         },
     }
 
@@ -110,20 +115,11 @@ def discovery_config(group: RoleBasedGroupV2, found: dict) -> dict:
             entry["name"]: {
                 "size": entry["replicas"],
                 "instances": [
-                    {"address": address, "ports": _port_keys(ports[entry["name"]])} for address in entry["instances"]
+                    {"address": address, "ports": port_keys(ports[entry["name"]])} for address in entry["instances"]
                 ],
             }
             for entry in stateful
         },
-    }
-
-
-def _port_keys(service_ports: list[dict]) -> dict[str, int]:
-    """`http-api` → `http_api`; an unnamed port is `port{number}`."""
-    return {
-        (p.get("name") or f"port{p.get('port')}").lower().replace("-", "_"): p.get("port")
-        for p in service_ports
-        if p.get("port") is not None
     }
 
 

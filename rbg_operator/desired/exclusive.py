@@ -3,8 +3,8 @@
 domain of that key (a node, a rack, a zone), and no other group's pods in it.
 
 Each pod template gets a required pod affinity to the pods carrying the group's hash, and a required
-anti-affinity to pods carrying any other group's hash, both over the topology key. The reference
-selects on a label no pod carries (its quirk Q1), so its pods stay Pending; here both rules select
+anti-affinity to pods carrying any other group's hash in any namespace, both over the topology key.
+The reference selects on a label no pod carries (its quirk Q1), so its pods stay Pending; here both rules select
 on `rbg.workloads.x-k8s.io/group-uid`, the label every one of the group's pods carries (it is added
 here even where a v1alpha1-era template lacks it). A template annotated
 `rbg.workloads.x-k8s.io/role-disable-exclusive` is left alone, and so is one that already has a rule
@@ -46,8 +46,11 @@ def with_exclusive_topology(template: dict, namespace: str, group: str, group_an
     affinity.setdefault("podAffinity", {}).setdefault("requiredDuringSchedulingIgnoredDuringExecution", []).append(
         {"labelSelector": {"matchExpressions": [ours]}, "topologyKey": key}
     )
+    # A domain is exclusive cluster-wide: without a namespaceSelector a pod anti-affinity term
+    # repels only pods of its own namespace, so a group in another namespace could share the node.
+    # `{}` selects every namespace (the group-uid hash includes the namespace, so it stays unique).
     affinity.setdefault("podAntiAffinity", {}).setdefault("requiredDuringSchedulingIgnoredDuringExecution", []).append(
-        {"labelSelector": {"matchExpressions": others}, "topologyKey": key}
+        {"labelSelector": {"matchExpressions": others}, "namespaceSelector": {}, "topologyKey": key}
     )
     spec["affinity"] = affinity
     return template

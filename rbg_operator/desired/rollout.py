@@ -7,7 +7,6 @@ updated and ready, current partitions) and answers with the partitions to apply.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 
 from .. import naming
@@ -45,10 +44,7 @@ def revision_label(role: str, key_prefix: str = naming.LABEL_REVISION_PREFIX) ->
     characters; a role name too long for it is shortened and made unique by a hash (cutting the
     whole key, as before, gave keys that were invalid or shared by two roles)."""
     prefix, _, name = f"{key_prefix}{role}".partition("/")
-    if len(name) > 63:
-        digest = hashlib.sha256(role.encode()).hexdigest()[:8]
-        name = f"{name[:54].rstrip('-._')}-{digest}"
-    return f"{prefix}/{name}"
+    return f"{prefix}/{naming.shortened(name, digest_of=role)}"
 
 
 def controller_revision(group: RoleBasedGroupV2, owner: dict, number: int, revision: str) -> dict:

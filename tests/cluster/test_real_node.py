@@ -298,6 +298,12 @@ def test_an_all_pod_ready_instance_shows_each_condition_while_its_pods_are_partl
     time.sleep(3)
     assert status(leader, "Ready") == "False", "the leader waits for its worker"
     assert status(leader, "InstancePodReady") != "True"
+    # A young instance's first "not ready yet" status may be held for a few seconds (first_status.py).
+    wait_for(
+        "the instance's first status",
+        lambda: condition(kubectl.get("roleinstances", "gated-pd-0", ns), "RoleInstanceAllPodsReady"),
+        15,
+    )
     instance = kubectl.get("roleinstances", "gated-pd-0", ns)
     all_ready = condition(instance, "RoleInstanceAllPodsReady")
     assert (all_ready["status"], all_ready["reason"]) == ("False", "AtLeastOnePodNotReady")

@@ -8,6 +8,7 @@ operator's pods, status, Events, deletions, garbage collection) is the real thin
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from tests.support.kubectl import Kubectl, condition, group_ready, wait_for
@@ -250,3 +251,49 @@ def test_admission_refuses_what_the_contract_refuses_with_its_messages(kubectl: 
         stdin=json.dumps(warmup("good", {"targetNodes": {"nodeSelector": {"type": "kwok"}, **PRELOAD}})),
     )
     assert "created (server dry run)" in result.stdout
+
+
+def test_a_node_name_longer_than_a_label_value_gets_a_pod_the_api_server_accepts(kubectl: Kubectl, operator, namespace):
+    """A 253-character node name (allowed for nodes) cannot be a label or nodeSelector value: the
+    pod carries a shortened, hashed label, is pinned by the node's name instead, and later passes
+    find it by that label (no second pod)."""
+    long_name = ".".join(["n" * 63] * 4)[:253]
+    node = kwok_nodes(kubectl)[0]
+    kubectl.apply(warmup("long", {"targetNodes": {"nodeNames": [long_name, node], **PRELOAD}}), namespace)
+    pods = wait_for("two warmup pods", lambda: len(p := warmup_pods(kubectl, "long", namespace)) == 2 and p, 60)
+    by_label = {p["metadata"]["labels"]["workloads.x-k8s.io/node-name"]: p for p in pods}
+    shortened = f"{long_name[:54].rstrip('-._')}-{hashlib.sha256(long_name.encode()).hexdigest()[:8]}"
+    assert sorted(by_label) == sorted([shortened, node])
+    pinned = by_label[shortened]["spec"]
+    assert "nodeSelector" not in pinned and not pinned.get("nodeName")  # no such node: it waits unscheduled
+    term = pinned["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [long_name]}]}]
+    finish(kubectl, running_on(kubectl, "long", namespace, node), "Succeeded")
+    status = wait_for(
+        "the warmup counts one node done and one at work",
+        lambda: (
+            (s := kubectl.get(WARMUPS, "long", namespace).get("status") or {})
+            and (s.get("phase"), s.get("desired"), s.get("active"), s.get("succeeded")) == ("Running", 2, 1, 1)
+            and s
+        ),
+        30,
+    )
+    assert status["failed"] == 0
+    assert {p["metadata"]["uid"] for p in warmup_pods(kubectl, "long", namespace)} == {
+        p["metadata"]["uid"] for p in pods
+    }, "the pod of the long-named node was found again, not made twice"
+
+
+def running_on(kubectl: Kubectl, name: str, namespace: str, node: str) -> dict:
+    return wait_for(
+        f"the pod of warmup {name} Running on {node}",
+        lambda: next(
+            (
+                p
+                for p in warmup_pods(kubectl, name, namespace)
+                if (p.get("spec") or {}).get("nodeName") == node and (p.get("status") or {}).get("phase") == "Running"
+            ),
+            None,
+        ),
+        60,
+    )

@@ -47,6 +47,14 @@ def groups(draw):
             role["leaderWorkerSet"] = {"size": draw(st.integers(1, 300))}
             if draw(st.booleans()):
                 role["leaderWorkerSet"]["patchWorkerTemplate"] = nested_patch(draw(st.integers(1, 30)))
+        if draw(st.booleans()):  # listed with every instance in config.yaml
+            role["servicePorts"] = [
+                {
+                    "name": draw(st.sampled_from(["", "http", "metrics-port", "grpc"])),
+                    "port": draw(st.integers(1, 65535)),
+                }
+                for _ in range(draw(st.integers(0, 4)))
+            ]
         if index and draw(st.booleans()):
             role["dependencies"] = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
         if draw(st.booleans()):

@@ -1,6 +1,8 @@
 import yaml
 
+from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
 from rbg_operator.desired import group_children, role_children
+from rbg_operator.desired.discovery import topology_configmap
 from tests.support.groups import hub
 
 
@@ -87,41 +89,42 @@ def test_pods_mount_the_topology_read_only():
         assert {"name": "rbg-topology", "mountPath": "/etc/rbg", "readOnly": True} in container["volumeMounts"]
 
 
-def test_the_refine_mode_config_lists_stateful_roles_with_addresses_that_name_pods():
-    import yaml
+TPL = {"spec": {"containers": [{"name": "m", "image": "a"}]}}
 
-    from rbg_operator.api.v1alpha2 import RoleBasedGroupV2
-    from rbg_operator.desired.discovery import topology_configmap
 
-    tpl = {"spec": {"containers": [{"name": "m", "image": "a"}]}}
-    group = RoleBasedGroupV2.read(
+def demo_v2(*roles: dict) -> RoleBasedGroupV2:
+    """Group `demo` written in v1alpha2, read as the operator reads it."""
+    return RoleBasedGroupV2.read(
         {
             "apiVersion": "workloads.x-k8s.io/v1alpha2",
             "kind": "RoleBasedGroup",
             "metadata": {"name": "demo", "namespace": "ns", "uid": "u"},
-            "spec": {
-                "roles": [
-                    {
-                        "name": "prefill",
-                        "replicas": 2,
-                        "servicePorts": [{"name": "http-api", "port": 8000}, {"port": 9000}],
-                        "standalonePattern": {"template": tpl},
-                    },
-                    {"name": "pd", "replicas": 1, "leaderWorkerPattern": {"size": 2, "template": tpl}},
-                    {
-                        "name": "mix",
-                        "replicas": 1,
-                        "customComponentsPattern": {"components": [{"name": "router", "size": 1, "template": tpl}]},
-                    },
-                    {
-                        "name": "web",
-                        "replicas": 1,
-                        "annotations": {"rbg.workloads.x-k8s.io/role-workload-type": "apps/v1/Deployment"},
-                        "standalonePattern": {"template": tpl},
-                    },
-                ]
-            },
+            "spec": {"roles": list(roles)},
         }
+    )
+
+
+def test_the_refine_mode_config_lists_stateful_roles_with_addresses_that_name_pods():
+    tpl = TPL
+    group = demo_v2(
+        {
+            "name": "prefill",
+            "replicas": 2,
+            "servicePorts": [{"name": "http-api", "port": 8000}, {"port": 9000}],
+            "standalonePattern": {"template": tpl},
+        },
+        {"name": "pd", "replicas": 1, "leaderWorkerPattern": {"size": 2, "template": tpl}},
+        {
+            "name": "mix",
+            "replicas": 1,
+            "customComponentsPattern": {"components": [{"name": "router", "size": 1, "template": tpl}]},
+        },
+        {
+            "name": "web",
+            "replicas": 1,
+            "annotations": {"rbg.workloads.x-k8s.io/role-workload-type": "apps/v1/Deployment"},
+            "standalonePattern": {"template": tpl},
+        },
     )
     config = yaml.safe_load(topology_configmap(group)["data"]["config.yaml"])
     assert config["group"] == {"name": "demo", "size": 3, "roles": ["prefill", "pd", "mix"]}
@@ -134,3 +137,29 @@ def test_the_refine_mode_config_lists_stateful_roles_with_addresses_that_name_po
     }
     assert config["roles"]["pd"]["instances"][0]["address"] == "demo-pd-0-0.s-demo-pd"
     assert config["roles"]["mix"]["instances"][0]["address"] == "demo-mix-0-router-0.s-demo-mix"
+
+
+def test_a_custom_components_instance_is_addressed_under_its_first_components_own_service():
+    """The first component's pods take its serviceName as their subdomain, so their DNS names live
+    under that Service (`{pod}.{serviceName}`), not the role's."""
+    tpl = TPL
+
+    def mix(*components) -> dict:
+        group = demo_v2({"name": "mix", "replicas": 2, "customComponentsPattern": {"components": list(components)}})
+        data = topology_configmap(group)["data"]
+        assert yaml.safe_load(data["topology.yaml"])["roles"][0]["instances"] == [
+            i["address"] for i in yaml.safe_load(data["config.yaml"])["roles"]["mix"]["instances"]
+        ]
+        return yaml.safe_load(data["config.yaml"])["roles"]["mix"]["instances"]
+
+    own = mix(
+        {"name": "router", "size": 1, "serviceName": "router-svc", "template": tpl},
+        {"name": "engine", "size": 2, "template": tpl},
+    )
+    assert [i["address"] for i in own] == ["demo-mix-0-router-0.router-svc", "demo-mix-1-router-0.router-svc"]
+    # Only the first component answers for the instance; without a serviceName, the role's Service.
+    role_service = mix(
+        {"name": "router", "size": 1, "template": tpl},
+        {"name": "engine", "size": 2, "serviceName": "engine-svc", "template": tpl},
+    )
+    assert role_service[0]["address"] == "demo-mix-0-router-0.s-demo-mix"

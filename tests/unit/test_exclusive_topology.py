@@ -35,6 +35,16 @@ def test_every_pod_is_drawn_to_its_group_and_kept_from_every_other():
         {"key": naming.LABEL_V2_GROUP_UID, "operator": "Exists"},
         {"key": naming.LABEL_V2_GROUP_UID, "operator": "NotIn", "values": [uid]},
     ]
+    assert apart["topologyKey"] == KEY
+
+
+def test_other_groups_are_kept_out_of_the_domain_whatever_their_namespace():
+    # An anti-affinity term without a namespaceSelector (or namespaces) applies to the pod's own
+    # namespace only; exclusivity of a domain must hold against groups in every namespace.
+    out = with_exclusive_topology(template(), "ns", "g", GROUP)
+    (apart,) = out["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert apart["namespaceSelector"] == {}
+    assert "namespaces" not in apart
 
 
 def test_a_disabled_template_an_own_rule_over_the_key_and_no_annotation_are_left_alone():

@@ -272,3 +272,44 @@ def test_an_instance_counts_as_ready_only_when_its_status_speaks_of_its_current_
     assert report.status["readyReplicas"] == 0
     _, report = pass_over(body, [instance(body, 0)])
     assert report.status["readyReplicas"] == 1
+
+
+def young(body: dict, seconds_ago: float) -> dict:
+    created = (NOW - datetime.timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {**body, "metadata": {**body["metadata"], "creationTimestamp": created}}
+
+
+def test_a_young_sets_first_status_waits_for_its_instances_to_be_ready_and_is_never_held_after():
+    body = young(instance_set(replicas=2), 1)
+    planned, report = pass_over(body, [])
+    assert names(planned)[0] == ["s-0", "s-1"]
+    assert report.status is None, "a first status that says only 'instances coming up' was written"
+    assert [e.reason for e in report.events] == ["SuccessfulUpdate"]  # the Event is not held
+    assert report.requeue is not None and 0 < report.requeue <= 4
+    ready = [instance(body, 0), instance(body, 1)]
+    _, report = pass_over(body, ready)
+    assert report.status["readyReplicas"] == 2 and report.status["observedGeneration"] == 1
+    # Past the hold, or once a status was written, a status in progress is written at once.
+    _, report = pass_over(young(instance_set(replicas=2), 6), [])
+    assert report.status is not None and report.status["readyReplicas"] == 0
+    written = {**body, "status": {"observedGeneration": 1, "replicas": 2}}
+    _, report = pass_over(written, [instance(body, 0), instance(body, 1, ready=False)])
+    assert report.status is not None and report.status["readyReplicas"] == 1
+
+
+def test_a_young_sets_first_status_with_a_failure_to_report_is_not_held():
+    body = young(instance_set(replicas=2), 1)
+    _, report = pass_over(body, [], held={"s-0": "instance s-0 is not this set's"})
+    assert condition(report, "FailedCreate")["status"] == "True"
+
+
+def test_a_sets_first_status_waits_while_an_instance_has_not_reported_yet_within_a_bound():
+    body = young(instance_set(replicas=1), 20)
+    made = instance(body, 0, ready=False)
+    del made["status"]  # its first pass has not written a status yet
+    made["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, [made])
+    assert report.status is None and 19 <= report.requeue <= 20
+    made["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, [made])
+    assert report.status is not None and report.status["readyReplicas"] == 0

@@ -242,3 +242,86 @@ def test_a_gang_scheduled_group_makes_its_instances_gangs_and_refuses_both_annot
     both = group({naming.ANNOTATION_GROUP_GANG: "true", naming.ANNOTATION_INSTANCE_GANG: "true"})
     with pytest.raises(ValueError, match="cannot both be set on a group"):
         RoleBasedGroupV2.model_validate(both)
+
+
+def test_both_modes_build_an_instance_the_same_way_but_for_its_name_and_identity():
+    from rbg_operator.controller.instanceset_plan import ANNOTATION_IN_PLACE_ONLY, COPIED_ANNOTATIONS
+    from rbg_operator.desired.ports import ROLE_PORTS
+
+    copied = {
+        naming.ANNOTATION_V2_GRACE_PERIOD: "30",
+        naming.ANNOTATION_INSTANCE_GANG: "true",
+        ROLE_PORTS: '{"http": 30001}',
+        naming.ANNOTATION_INPLACE_SCHEDULING: "Preferred",
+    }
+    assert set(copied) <= set(COPIED_ANNOTATIONS)
+    body = instance_set(2, updateStrategy={"type": "InPlaceOnly"})
+    body["metadata"]["labels"] = {"team": "a"}
+    body["metadata"]["annotations"].update(copied, **{"not-copied": "x"})
+    revision = template_revision(body["spec"]["roleInstanceTemplate"])
+    stateless = sl.desired_instance(body, "bcdfg", revision, body["spec"]["roleInstanceTemplate"])
+    stateful = desired_instance(body, 0, revision)
+    assert stateless["metadata"]["annotations"] == {**copied, ANNOTATION_IN_PLACE_ONLY: "true"}
+
+    def without_identity(instance: dict, identity: set[str]) -> dict:
+        meta = dict(instance["metadata"], name="", labels={})
+        meta["labels"] = {k: v for k, v in instance["metadata"]["labels"].items() if k not in identity}
+        spec = dict(instance["spec"], readinessGates=[])
+        spec["components"] = [
+            {**c, "template": {**c["template"], "metadata": {}}} for c in instance["spec"]["components"]
+        ]
+        return {**instance, "metadata": meta, "spec": spec}
+
+    stateful_identity = {naming.LABEL_V2_INSTANCE_INDEX, naming.STATEFULSET_POD_NAME}
+    stateless_identity = {sl.LABEL_INSTANCE_ID, sl.LABEL_INSTANCE_OWNER}
+    assert without_identity(stateless, stateless_identity) == without_identity(stateful, stateful_identity)
+    assert stateless["metadata"]["labels"]["team"] == "a"
+    # The set's own template is never changed by building an instance from it.
+    assert "readinessGates" not in body["spec"]["roleInstanceTemplate"]
+
+
+def test_an_in_place_only_set_marks_its_stateless_instances_in_place_only():
+    from rbg_operator.controller.instanceset_plan import ANNOTATION_IN_PLACE_ONLY
+
+    old = instance_set(1)
+    new = instance_set(1, image="app:v2", updateStrategy={"type": "InPlaceOnly"})
+    created_one = planned_for(new, []).create[0][1]
+    updated = planned_for(new, [made(old, "aaaaa")]).update[0]
+    for instance in (created_one, updated):
+        assert instance["metadata"]["annotations"][ANNOTATION_IN_PLACE_ONLY] == "true"
+
+
+def test_a_cancelled_scale_in_sets_the_lifecycle_state_back_to_normal_once():
+    hook = {"preDelete": {"labelsHandler": {"example.com/drain": "wait"}}}
+    held_labels = {"example.com/drain": "wait", sl.LABEL_LIFECYCLE_STATE: "PreparingDelete"}
+    body = instance_set(2, lifecycle=hook)  # scaled back up from 1: nothing is to go
+    instances = [made(body, "aaaaa", labels=held_labels), made(body, "bbbbb")]
+    planned = planned_for(body, instances)
+    assert planned.mark == (("s-aaaaa", "Normal"),) and planned.deleted == () and planned.create == ()
+    report = conclude(InstanceSetSnapshot(body, (), ()), planned, Outcome(), NOW)
+    assert "LifecycleHookHolds" not in [e.reason for e in report.events]
+    instances[0]["metadata"]["labels"][sl.LABEL_LIFECYCLE_STATE] = "Normal"
+    assert planned_for(body, instances).mark == ()  # once
+    # The same for an update the hook let through: it goes ahead and the state ends.
+    update_hook = {"inPlaceUpdate": {"finalizersHandler": ["example.com/drain"]}}
+    old = instance_set(1, lifecycle=update_hook)
+    released = made(old, "ccccc", labels={sl.LABEL_LIFECYCLE_STATE: "PreparingUpdate"})
+    planned = planned_for(instance_set(1, image="app:v2", lifecycle=update_hook), [released])
+    assert [u["metadata"]["name"] for u in planned.update] == ["s-ccccc"]
+    assert planned.mark == (("s-ccccc", "Normal"),)
+
+
+def test_a_scale_in_takes_the_instance_already_preparing_delete_first():
+    hook = {"preDelete": {"labelsHandler": {"example.com/drain": "wait"}}}
+    body = instance_set(1, lifecycle=hook)
+    draining = made(
+        body,
+        "aaaaa",
+        created="2026-12-05T06:00:00Z",  # the older: by age alone the other would go
+        labels={"example.com/drain": "wait", sl.LABEL_LIFECYCLE_STATE: "PreparingDelete"},
+    )
+    other = made(body, "bbbbb", created="2026-12-05T07:30:00Z", labels={"example.com/drain": "wait"})
+    planned = planned_for(body, [draining, other])
+    assert (planned.deleted, planned.mark) == ((), ())  # still draining; the other is left alone
+    del draining["metadata"]["labels"]["example.com/drain"]
+    assert planned_for(body, [draining, other]).deleted == ("s-aaaaa",)

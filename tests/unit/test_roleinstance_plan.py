@@ -648,3 +648,48 @@ def test_an_in_place_update_that_changes_no_image_waits_for_no_container_restart
     assert gate_writes(plan(RoleInstanceSnapshot(labelled, updated), later)) == {
         "i-web-0": {"InPlaceUpdateReady": "True"}
     }
+
+
+def young(body: dict, seconds_ago: float) -> dict:
+    """`body` as just created: no status written yet, created `seconds_ago` before NOW."""
+    created = (NOW - datetime.timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {**body, "metadata": {**body["metadata"], "creationTimestamp": created}, "status": {}}
+
+
+def test_a_young_instances_first_status_that_says_only_not_ready_yet_is_held_until_its_pods_are_ready():
+    body = young(instance(), 1)
+    planned, report = pass_over(body, {})
+    assert [type(a).__name__ for a in planned.actions] == ["Create"]
+    assert report.status is None, "a first status that says only 'not ready yet' was written"
+    assert report.requeue is not None and 0 < report.requeue <= 4, report.requeue  # written at the hold's end
+    # Its pods Ready: the first status says so at once.
+    _, report = pass_over(body, running(body))
+    assert condition(report, "RoleInstanceReady")["status"] == "True"
+    assert report.status["observedGeneration"] == 1
+
+
+def test_a_first_status_is_written_once_the_hold_is_over_and_any_later_one_at_once():
+    _, report = pass_over(young(instance(), 6), {})
+    assert condition(report, "RoleInstanceReady")["reason"] == "PodsNotReady"
+    _, report = pass_over(instance(), running(instance(), ready=False))  # one was written before
+    assert report.status is not None and condition(report, "RoleInstanceReady")["status"] == "False"
+
+
+def test_a_young_instances_first_status_with_something_to_say_is_not_held():
+    body = young(instance(), 1)
+    _, report = pass_over(body, {}, found={"i-web-0": "pod i-web-0 is not this instance's"})
+    assert condition(report, "RoleInstanceReady")["reason"] == "ChildConflict"
+
+
+def test_an_instance_whose_pods_were_made_late_holds_its_first_status_from_their_creation():
+    """Under load an instance's pass comes long after its creation: the hold counts from its pods'."""
+    body = young(instance(), 20)
+    pods = running(body, ready=False)
+    for pod in pods.values():
+        pod["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, pods)
+    assert report.status is None and 0 < report.requeue <= 4
+    for pod in pods.values():
+        pod["metadata"]["creationTimestamp"] = (NOW - datetime.timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, report = pass_over(body, pods)
+    assert report.status is not None and condition(report, "RoleInstanceReady")["reason"] == "PodsNotReady"

@@ -75,3 +75,53 @@ async def test_a_deleted_objects_failure_count_goes_with_it():
     assert key in queue._failures
     runtime.deliver("DELETED", group("11", 1))
     assert key not in queue._failures and store.get(kinds.API_VERSION, "RoleBasedGroup", "ns", "g") is None
+
+
+def instance_set(rv: str) -> dict:
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": "RoleInstanceSet",
+        "spec": {},
+        "metadata": {
+            "name": "g-router",
+            "namespace": "ns",
+            "uid": "ris",
+            "resourceVersion": rv,
+            "generation": 1,
+            "labels": {"rolebasedgroup.workloads.x-k8s.io/name": "g"},
+            "ownerReferences": [
+                {"apiVersion": kinds.API_VERSION, "kind": "RoleBasedGroup", "name": "g", "uid": "u", "controller": True}
+            ],
+        },
+    }
+
+
+async def test_a_write_answer_wakes_the_child_at_once_and_its_echo_wakes_nothing_again():
+    """Expectations: a group that creates a RoleInstanceSet starts the set's pass on the write's
+    answer, not on its watch echo; the echo then wakes neither the set nor (again) the group."""
+    group_key, set_key = (GROUP, "ns", "g"), ("roleinstanceset", "ns", "g-router")
+    store, queue = Store(), WorkQueue()
+    runtime = Runtime(None, store, queue, {})
+    store.on_write = runtime.written
+    token = writer.set(group_key)
+    try:
+        store.upsert(instance_set("5"))  # the group's create, answered
+    finally:
+        writer.reset(token)
+    assert list(queue._queued) == [set_key], "the set's pass waits for the echo"
+    assert queue._ready.get_nowait() == set_key
+    queue._queued.clear()
+    runtime.deliver("ADDED", instance_set("5"))  # the echo
+    assert not queue._queued and not queue._timers, "the echo woke again what the answer woke"
+    runtime.deliver("MODIFIED", instance_set("6"))  # someone else's change wakes as before
+    assert set_key in queue._queued
+
+
+async def test_a_key_queued_now_drops_its_pending_timer_so_it_is_not_passed_twice():
+    queue = WorkQueue()
+    queue.add_after("k", 0.05)  # a child's change, coalesced
+    queue.add("k")  # then a change that wakes it at once
+    assert await queue.get() == "k"
+    queue.done("k")
+    await asyncio.sleep(0.1)
+    assert len(queue) == 0, "the timer queued the key again after its pass had read everything"

@@ -177,3 +177,25 @@ def test_a_node_wakes_the_warmups_still_at_work_only():
     cache.store.upsert({**obj(kinds.WARMUP, "done", spec={}), "status": {"phase": "Failed"}})
     assert woken(cache, obj(kinds.NODE, "n1", namespace=None), COALESCE) == [((wakes.WARMUP, "ns", "w"), COALESCE)]
     assert woken(cache, obj(kinds.WARMUP, "w"), COALESCE) == [((wakes.WARMUP, "ns", "w"), 0.0)]
+
+
+def test_a_ready_pod_wakes_its_instance_and_a_ready_instance_its_set_at_once():
+    """What a parent waits for to say Ready does not sit out the coalescing delay at each level;
+    a restarting group still reads its pods after the delay."""
+    pod = obj(
+        kinds.POD, "g-r-0", labels={naming.LABEL_GROUP_NAME: "g"}, owners=[controlled_by(kinds.ROLE_INSTANCE, "g-r-0")]
+    )
+    pod["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    restarting = Cache(groups_reading_pods={("ns", "g")})
+    assert woken(restarting, pod, COALESCE) == [((ROLE_INSTANCE, "ns", "g-r-0"), 0.0), ((GROUP, "ns", "g"), COALESCE)]
+    pod["status"]["conditions"][0]["status"] = "False"
+    assert woken(Cache(), pod, COALESCE) == [((ROLE_INSTANCE, "ns", "g-r-0"), COALESCE)]
+    instance = obj(kinds.ROLE_INSTANCE, "g-r-0", owners=[controlled_by(kinds.ROLE_INSTANCE_SET, "g-r")])
+    instance["metadata"]["generation"] = 2
+    instance["status"] = {"observedGeneration": 2, "conditions": [{"type": "RoleInstanceReady", "status": "True"}]}
+    assert woken(Cache(), instance, COALESCE) == [
+        ((ROLE_INSTANCE, "ns", "g-r-0"), 0.0),
+        ((INSTANCE_SET, "ns", "g-r"), 0.0),
+    ]
+    instance["metadata"]["generation"] = 3  # Ready for a spec it has not seen yet: not news to the set
+    assert woken(Cache(), instance, COALESCE)[1] == ((INSTANCE_SET, "ns", "g-r"), COALESCE)

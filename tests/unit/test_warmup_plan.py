@@ -4,6 +4,8 @@ pace, failure, deadline, pause and TTL. No cluster, no API."""
 from __future__ import annotations
 
 import datetime
+import hashlib
+import re
 
 import pydantic
 import pytest
@@ -18,7 +20,12 @@ from rbg_operator.api.warmup import (
     RoleBasedGroupWarmupSpec,
 )
 from rbg_operator.controller import conditions
-from rbg_operator.controller.warmup_plan import RETRY_BASE_SECONDS, WarmupSnapshot, plan_warmup
+from rbg_operator.controller.warmup_plan import (
+    RETRY_BASE_SECONDS,
+    UNSCHEDULED_TIMEOUT_SECONDS,
+    WarmupSnapshot,
+    plan_warmup,
+)
 
 NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.UTC)
 UID = "w-uid"
@@ -428,3 +435,94 @@ def test_the_roles_on_a_node_merge_in_role_name_order_whatever_the_order_of_the_
         (pod,) = plan_warmup(snapshot(spec, group_pods=pods), NOW).create
         made.append([c["image"] for c in pod["spec"]["containers"]])
     assert made == [["s:v1", "d:v1", "p:v1"]] * 2
+
+
+# --- long node names and pods that are never scheduled -----------------------------------------
+
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def as_stored(made: dict, name: str, age: float, phase: str = "Pending", node_name: str | None = None) -> dict:
+    """A created warmup pod as the cache shows it `age` seconds later."""
+    meta = {**made["metadata"], "name": name, "uid": f"uid-{name}", "creationTimestamp": stamp(age)}
+    spec = {"nodeName": node_name} if node_name else {}
+    return {**made, "metadata": meta, "spec": spec, "status": {"phase": phase}}
+
+
+def test_a_node_name_longer_than_a_label_value_is_shortened_and_its_pod_still_counts_for_it():
+    long_a = ("a" * 53 + "." + ".".join(["b" * 63] * 4))[:253]  # the cut at 54 falls after a "."
+    long_b = long_a[:-1] + "c"  # the same first 252 characters
+    assert len(long_a) == 253
+    planned = plan_warmup(snapshot(named(long_a, long_b, "short")), NOW)
+    labels = nodes_of(planned.create)
+    assert labels[2] == "short"  # a name that fits is the value itself
+    assert labels[0] != labels[1]
+    for value in labels:
+        assert len(value) <= 63 and LABEL_VALUE.match(value), value
+    assert labels[0] == naming.warmup_node_label(long_a)
+    # Unknown to the cache, a long name cannot be a nodeSelector value: the pod is pinned by name.
+    assert "nodeSelector" not in planned.create[0]["spec"]
+    terms = planned.create[0]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms == {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [long_a]}]}]
+    }
+    known = {"metadata": {"name": long_a, "labels": {naming.LABEL_HOSTNAME: "gpu-1"}}}
+    (by_hostname,) = plan_warmup(snapshot(named(long_a), nodes=[known]), NOW).create
+    assert by_hostname["spec"]["nodeSelector"] == {naming.LABEL_HOSTNAME: "gpu-1"}
+    # The next pass finds each node's pod by its label: none is made again, and the node is active.
+    pods = [as_stored(p, f"w-{n}", age=5, node_name="x") for n, p in enumerate(planned.create)]
+    again = plan_warmup(snapshot(named(long_a, long_b, "short"), pods=pods, **planned.status), NOW)
+    assert again.create == () and again.delete == ()
+    assert (again.status["desired"], again.status["active"]) == (3, 3)
+    done = [as_stored(p, f"w-{n}", age=5, phase="Succeeded") for n, p in enumerate(planned.create)]
+    finished = plan_warmup(snapshot(named(long_a, long_b, "short"), pods=done, **planned.status), NOW)
+    assert (finished.status["phase"], finished.status["succeeded"]) == ("Completed", 3)
+
+
+def test_the_shared_shortening_keeps_role_revision_keys_as_they_were():
+    from rbg_operator.desired.rollout import revision_label
+
+    role = "r" * 70
+    name = revision_label(role).partition("/")[2]
+    digest = hashlib.sha256(role.encode()).hexdigest()[:8]
+    assert name == f"{(naming.LABEL_REVISION_PREFIX.partition('/')[2] + role)[:54]}-{digest}"
+
+
+def test_a_pod_never_scheduled_within_the_bound_makes_its_node_fail_and_is_reported():
+    spec = named("n1", "n2", backoffLimitPerNode=3, maxFailedNodes=1)
+    first = plan_warmup(snapshot(spec), NOW)
+    started = {**first.status, "startTime": stamp(UNSCHEDULED_TIMEOUT_SECONDS + 60)}
+    stuck_young = as_stored(first.create[0], "w-a", age=UNSCHEDULED_TIMEOUT_SECONDS - 100)
+    pulling = as_stored(first.create[1], "w-b", age=UNSCHEDULED_TIMEOUT_SECONDS + 50, node_name="n2")
+    # Within the bound: still active, and the pass looks again when the bound runs out.
+    planned = plan_warmup(snapshot(spec, pods=[stuck_young, pulling], **started), NOW)
+    assert planned.create == () and (planned.status["active"], planned.status["failed"]) == (2, 0)
+    assert planned.requeue == pytest.approx(100)
+    # Past it: the node counts as failed, is not retried, and the event says which node, once.
+    stuck = as_stored(first.create[0], "w-a", age=UNSCHEDULED_TIMEOUT_SECONDS + 1)
+    planned = plan_warmup(snapshot(spec, pods=[stuck, pulling], **started), NOW)
+    assert planned.create == () and planned.delete == ()  # the pulling pod, bound to a node, is not bounded
+    assert (planned.status["phase"], planned.status["active"], planned.status["failed"]) == ("Running", 1, 1)
+    assert [(e.type, e.reason) for e in planned.events] == [("Warning", "WarmupNodeUnschedulable")]
+    assert "n1" in planned.events[0].message
+    assert plan_warmup(snapshot(spec, pods=[stuck, pulling], **planned.status), NOW).events == ()
+    # The other node done: the warmup completes, names the node, and the stuck pod goes.
+    done = as_stored(first.create[1], "w-b", age=30, phase="Succeeded", node_name="n2")
+    planned = plan_warmup(snapshot(spec, pods=[stuck, done], **planned.status), NOW)
+    assert (planned.status["phase"], planned.status["failed"], planned.status["succeeded"]) == ("Completed", 1, 1)
+    assert "not scheduled" in condition(planned.status, "Complete")["message"]
+    assert "n1" in condition(planned.status, "Complete")["message"]
+    assert planned.delete == (("w-a", "uid-w-a"),)
+    # A pass cut short before that delete: the finished warmup still removes it.
+    final = plan_warmup(snapshot(spec, pods=[stuck, done], **planned.status), NOW)
+    assert final.delete == (("w-a", "uid-w-a"),) and final.status is None
+
+
+def test_an_unschedulable_node_beyond_the_tolerated_fails_the_warmup_even_with_unlimited_retries():
+    first = plan_warmup(snapshot(named("n1")), NOW)
+    stuck = as_stored(first.create[0], "w-a", age=UNSCHEDULED_TIMEOUT_SECONDS)
+    planned = plan_warmup(snapshot(named("n1"), pods=[stuck], **first.status), NOW)
+    assert planned.create == () and planned.status["phase"] == "Failed"
+    failed = condition(planned.status, "Failed")
+    assert failed["reason"] == "MaxFailedNodesExceeded" and "n1" in failed["message"]
+    assert planned.delete == (("w-a", "uid-w-a"),)
