@@ -28,7 +28,7 @@ from .. import naming, timestamps
 from ..api import drain
 from . import conditions, pod_readiness
 
-STATE_ANNOTATION = "rbg.workloads.x-k8s.io/drain-state"
+STATE_ANNOTATION = naming.ANNOTATION_DRAIN_STATE
 FIELD_MANAGER = "rbg-operator-drain"
 CONDITION = "Draining"
 DRAINING, DRAINED, JOINED = "Draining", "Drained", "Joined"
