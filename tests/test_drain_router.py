@@ -33,16 +33,21 @@ CONFIG = drain.parse(json.dumps({"router": "router", "roles": ["prefill", "decod
 
 
 class Recording:
-    """The API client's two calls the drainer makes: the pod's replace (kept) and nothing else."""
+    """The API client's one call the drainer makes, the merge patch of a pod's drain state, applied
+    to the pods it was given and kept."""
 
-    def __init__(self):
+    def __init__(self, *pods: dict):
         self.writes: list[dict] = []
+        self.pods = {p["metadata"]["name"]: p for p in pods}
 
-    async def replace(self, obj, kind=None):
-        self.writes.append(obj)
-        obj = json.loads(json.dumps(obj))
-        obj["metadata"]["resourceVersion"] = str(len(self.writes))
-        return obj
+    async def patch(self, kind, namespace, name, body, *, manager=None, **_):
+        pod = json.loads(json.dumps(self.pods[name]))
+        annotations = {**(pod["metadata"].get("annotations") or {}), **body["metadata"]["annotations"]}
+        pod["metadata"]["annotations"] = {k: v for k, v in annotations.items() if v is not None}
+        pod["metadata"]["resourceVersion"] = str(len(self.writes) + 2)
+        self.pods[name] = pod
+        self.writes.append(pod)
+        return pod
 
 
 class Events:
@@ -189,11 +194,12 @@ def test_without_a_drain_requests_fail_when_a_decode_server_goes(pd):
 
 def test_with_a_drain_no_request_fails_and_the_server_rejoins(pd):
     ctx = Context({"metadata": {"name": "g", "namespace": "ns"}}, config_for(pd), (pd["router"],))
-    drainer = Drainer(Recording(), Events())
+    pod = decode_a_pod(pd)
+    drainer = Drainer(Recording(pod), Events())
     a_url = f"http://{pd['ips']['decode-a']}:{pd['ports']['decode-a']}"
 
     async def scenario():
-        pod = decode_a_pod(pd)
+        nonlocal pod
         with Load(pd["router"]) as load:
             await asyncio.sleep(DELAY * 2)
             in_flight_before = json.loads(http(f"{a_url}/get_load")[1])[0]["num_reqs"]
@@ -236,8 +242,8 @@ def test_a_router_that_is_down_is_waited_for_until_the_timeout():
     port = free_port()  # nothing listens there
     config = drain.parse(json.dumps({"router": "router", "roles": ["decode"], "timeoutSeconds": 1}))[0]
     ctx = Context({"metadata": {"name": "g", "namespace": "ns"}}, config, (f"http://127.0.0.1:{port}",))
-    drainer = Drainer(Recording(), Events())
     pod = fake_pod("g-decode-0", "decode", "127.0.0.9")
+    drainer = Drainer(Recording(pod), Events())
 
     async def scenario():
         first = await drainer._drain(ctx, pod, drain_plan.BY_POD, datetime.datetime.now(datetime.UTC))

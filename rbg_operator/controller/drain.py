@@ -91,6 +91,7 @@ class Context:
     group: dict
     config: drain.DrainConfig
     routers: tuple[str, ...]  # the router pods' addresses
+    routers_ready_since: datetime.datetime | None = None  # drain_plan.routers_ready_since
 
     @classmethod
     def observe(cls, store: Store, namespace: str, obj: dict) -> Context | None:
@@ -103,8 +104,9 @@ class Context:
         config = drain.of((group or {}).get("metadata", {}).get("annotations")) if group else None
         if config is None:
             return None
-        routers = drain_plan.router_addresses(store.in_role(*POD, namespace, name, config.router), config)
-        return cls(group, config, tuple(routers))
+        router_pods = store.in_role(*POD, namespace, name, config.router)
+        routers = drain_plan.router_addresses(router_pods, config)
+        return cls(group, config, tuple(routers), drain_plan.routers_ready_since(router_pods, config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +159,9 @@ class Drainer:
         async def rejoin(pod: dict) -> None:
             cancelled = drain_plan.cancelled(pod, ctx.config, by, names)
             if not (cancelled or (join_new and drain_plan.needs_join(pod, ctx.config))):
+                return
+            if not cancelled and (wait := drain_plan.join_wait(pod, ctx.routers_ready_since, now)) is not None:
+                again(wait)
                 return
             try:
                 if not await self._join(ctx, pod, cancelled):

@@ -35,6 +35,10 @@ DRAINING, DRAINED, JOINED = "Draining", "Drained", "Joined"
 BY_POD, BY_INSTANCE = "pod", "instance"
 POLL_SECONDS = 1.0  # how often a drain in progress is looked at again
 JOIN_RETRY_SECONDS = 5.0  # a Ready pod the router could not be told about yet
+# A router serves (and lists workers) before it has added the servers on its command line: it adds
+# each once that one answers its health check, seconds later. A pod seen by no router is joined only
+# once every router has been Ready this long, so it is not added a second time, by its address.
+ROUTER_SETTLE_SECONDS = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,6 +298,34 @@ def router_addresses(pods: Iterable[dict], config: drain.DrainConfig) -> list[st
         if (pod.get("status") or {}).get("phase") == "Running" and pod_ip(pod):
             found.append(f"http://{pod_ip(pod)}:{config.router_port}")
     return sorted(found)
+
+
+def routers_ready_since(pods: Iterable[dict], config: drain.DrainConfig) -> datetime.datetime | None:
+    """When the last of the router pods became Ready (their Ready condition's transition time), or
+    None while there is none, or one is not Ready."""
+    since = None
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(naming.LABEL_ROLE) != config.router or pod["metadata"].get("deletionTimestamp"):
+            continue
+        ready = conditions.find((pod.get("status") or {}).get("conditions"), "Ready") or {}
+        at = timestamps.parse_or_none(ready.get("lastTransitionTime")) if ready.get("status") == "True" else None
+        if at is None:
+            return None
+        since = at if since is None else max(since, at)
+    return since
+
+
+def join_wait(pod: dict, ready_since: datetime.datetime | None, now: datetime.datetime) -> float | None:
+    """Seconds before a pod may be joined to the routers, None: now. A pod the routers never had
+    (no drain state) waits for the routers to settle (ROUTER_SETTLE_SECONDS); a pod that was drained
+    rejoins at once."""
+    if DrainState.of(pod) is not None:
+        return None
+    if ready_since is None:
+        return JOIN_RETRY_SECONDS
+    left = ROUTER_SETTLE_SECONDS - (now - ready_since).total_seconds()
+    return left if left > 0 else None
 
 
 def group_of(obj: dict) -> str | None:

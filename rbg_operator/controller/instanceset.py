@@ -86,9 +86,12 @@ def observe(store: Store, namespace: str, name: str) -> InstanceSetSnapshot | No
     pods: dict[str, tuple[dict, ...]] = {}
     if drain is not None:
         labels = body["metadata"].get("labels") or {}
+        # Pods of live instances only: those of an instance already deleted are going, their drain
+        # done; seen as staying, they would be put back into the router.
+        alive = {i["metadata"]["name"] for i in instances if not i["metadata"].get("deletionTimestamp")}
         for pod in store.in_role(*POD, namespace, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE)):
-            if not pod["metadata"].get("deletionTimestamp"):
-                instance = (pod["metadata"].get("labels") or {}).get(naming.LABEL_V2_INSTANCE_NAME) or ""
+            instance = (pod["metadata"].get("labels") or {}).get(naming.LABEL_V2_INSTANCE_NAME) or ""
+            if not pod["metadata"].get("deletionTimestamp") and instance in alive:
                 pods[instance] = (*pods.get(instance, ()), pod)
     return InstanceSetSnapshot(body, instances, views, MappingProxyType(held), drain, MappingProxyType(pods))
 

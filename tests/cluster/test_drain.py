@@ -11,8 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from rbg_operator.api import drain
 from rbg_operator.controller import drain_plan
 from rbg_operator.timestamps import parse
@@ -83,11 +81,6 @@ def events(kubectl: Kubectl, ns: str, reason: str) -> list[dict]:
     return [e for e in kubectl.get("events", namespace=ns) if e["reason"] == reason]
 
 
-@pytest.mark.xfail(
-    reason="open: on the cluster the in-place update of the decode pod went through at once, without a drain "
-    "(the drain gate of controller/roleinstance.py did not hold it; not yet diagnosed)",
-    strict=False,
-)
 def test_an_unreachable_router_holds_an_update_for_the_timeout_across_a_failover(
     kubectl: Kubectl, kubeconfig: str, isolated_namespace: str, tmp_path: Path
 ):

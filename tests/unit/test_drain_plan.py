@@ -193,3 +193,61 @@ def test_held_back_keeps_only_actions_on_pods_that_may_go():
 
     held = drain_plan.held_back(planned, removes, frozenset({"b"}), 1.0)
     assert held.actions == ("create", ("delete", "b")) and held.look_again == (5.0, 1.0)
+
+
+def router_pod(ready_at: datetime.datetime | None, name="g-router-0") -> dict:
+    found = pod(name, role="router", ready=ready_at is not None)
+    if ready_at is not None:
+        found["status"]["conditions"][0]["lastTransitionTime"] = ready_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return found
+
+
+def test_a_new_pod_joins_only_once_every_router_has_been_ready_long_enough_to_list_its_own_servers():
+    early, late = NOW - datetime.timedelta(seconds=60), NOW - datetime.timedelta(seconds=5)
+    since = drain_plan.routers_ready_since([router_pod(early), router_pod(late, "g-router-1"), pod()], CONFIG)
+    assert since == late  # the last router to become Ready; worker pods do not count
+    assert drain_plan.routers_ready_since([router_pod(early), router_pod(None, "g-router-1")], CONFIG) is None
+    new = pod()
+    assert drain_plan.join_wait(new, since, NOW) == drain_plan.ROUTER_SETTLE_SECONDS - 5
+    assert drain_plan.join_wait(new, early, NOW) is None
+    assert drain_plan.join_wait(new, None, NOW) == drain_plan.JOIN_RETRY_SECONDS
+    # A drained pod back on a new revision rejoins at once: the routers have long had it.
+    drained = pod(revision="r2", state=DrainState(drain_plan.DRAINED, revision="r1", images="s=v1"))
+    assert drain_plan.join_wait(drained, since, NOW) is None
+
+
+def test_a_set_drains_the_pods_of_its_live_instances_and_leaves_those_of_deleted_ones_alone():
+    """Pods of an instance already deleted (its pods not yet) are neither drained again nor put
+    back into the router as pods that stay."""
+    from rbg_operator import kinds
+    from rbg_operator.controller import instanceset
+    from rbg_operator.controller.store import Store
+
+    store = Store()
+    labels = {naming.LABEL_GROUP_NAME: "g", naming.LABEL_ROLE: "decode"}
+    directive = json.dumps({"router": "router", "roles": ["decode"]})
+    store.upsert(
+        {
+            "apiVersion": kinds.ROLE_BASED_GROUP[0],
+            "kind": kinds.ROLE_BASED_GROUP[1],
+            "metadata": {"name": "g", "namespace": "ns", "uid": "g1", "annotations": {drain.ANNOTATION: directive}},
+        }
+    )
+    set_meta = {"name": "g-decode", "namespace": "ns", "uid": "s1", "labels": labels}
+    store.upsert({"apiVersion": instanceset.INSTANCE_SET[0], "kind": instanceset.INSTANCE_SET[1], "metadata": set_meta})
+    owner = [{"controller": True, "uid": "s1", "kind": "RoleInstanceSet", "name": "g-decode"}]
+    for name, deleting in (("g-decode-0", False), ("g-decode-1", True)):
+        meta = {"name": name, "namespace": "ns", "uid": f"i-{name}", "labels": labels, "ownerReferences": owner}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-12-05T12:00:00Z"
+        store.upsert({"apiVersion": instanceset.INSTANCE[0], "kind": instanceset.INSTANCE[1], "metadata": meta})
+    for name in ("g-decode-0", "g-decode-1", "g-decode-2"):  # the last one's instance is gone
+        found = pod(name)
+        found.update(apiVersion="v1", kind="Pod")
+        found["metadata"].update(uid=f"p-{name}", labels={**labels, naming.LABEL_V2_INSTANCE_NAME: name})
+        store.upsert(found)
+    snapshot = instanceset.observe(store, "ns", "g-decode")
+    assert snapshot.drain is not None
+    assert {i: [p["metadata"]["name"] for p in found] for i, found in snapshot.pods.items()} == {
+        "g-decode-0": ["g-decode-0"]
+    }
