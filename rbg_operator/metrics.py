@@ -50,3 +50,20 @@ reflector_restarts = Counter(
     "Reflectors started again after dying of an unforeseen error, by resource.",
     ["resource"],
 )
+# Drain-aware removal of serving pods (controller/drain.py): each finished drain, by outcome
+# (Drained, TimedOut, RouterUnreachable); the requests a cut-short drain left in flight.
+drain_seconds = Histogram(
+    "rbg_operator_drain_seconds",
+    "Seconds from the start of a pod's drain to its end, by outcome.",
+    ["outcome"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+)
+drains_cut_short = Counter(
+    "rbg_operator_drains_cut_short_total",
+    "Drains that ended at the timeout instead of with the pod idle, by outcome (TimedOut, RouterUnreachable).",
+    ["outcome"],
+)
+drain_in_flight_at_timeout = Counter(
+    "rbg_operator_drain_requests_in_flight_at_timeout_total",
+    "Requests the pod still counted in flight when its drain timed out (lost with the pod).",
+)

@@ -160,6 +160,9 @@ ANNOTATION_SET_TEMPLATE = "rolebasedgroupset.workloads.x-k8s.io/template-hash"
 # instance restart policy; `Inherit` (the default) does not.
 ANNOTATION_RESTART_TRIGGER = "rbg.workloads.x-k8s.io/restart-trigger-policy"
 
+# On a pod of a drained role: its drain through the router, as JSON (controller/drain_plan.py).
+ANNOTATION_DRAIN_STATE = "rbg.workloads.x-k8s.io/drain-state"
+
 
 def restart_ignored(pod: dict) -> bool:
     """Whether restart policies are told to ignore this pod's failures and restarts."""

@@ -23,6 +23,7 @@ import kopf
 
 from . import kinds, kubeconfig, metrics, storage_migration, webhook
 from .controller import conditions
+from .controller.drain import Drainer
 from .controller.instanceset import InstanceSetReconciler
 from .controller.ports import PortAllocator
 from .controller.reconciler import Reconciler
@@ -103,6 +104,7 @@ class Runtime:
     tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
     restarts: RestartTracker | None = None
     recorder: EventRecorder | None = None
+    drainer: Drainer | None = None
     ready_by_group: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
     reflectors: list[Reflector] = dataclasses.field(default_factory=list)
     elector: LeaderElector | None = None
@@ -292,6 +294,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     restarts = RestartTracker(kube, store, recorder, SETTINGS.restarts)
     # One allocator for both writers of allocations (groups: RoleScoped; sets: PodScoped).
     ports = PortAllocator(store, SETTINGS.build.ports)
+    # One drainer (one HTTP session to the routers) for both removers of serving pods.
+    drainer = Drainer(kube, recorder)
     runtime = Runtime(
         kube,
         store,
@@ -300,14 +304,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
             GROUP: Reconciler(kube, store, recorder, SETTINGS.build, restarts, SETTINGS.progress_deadline, ports),
             ADAPTER: AdapterReconciler(kube, store, recorder),
             GROUP_SET: GroupSetReconciler(kube, store, recorder),
-            INSTANCE_SET: InstanceSetReconciler(kube, store, recorder, ports),
-            ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder),
+            INSTANCE_SET: InstanceSetReconciler(kube, store, recorder, ports, drainer),
+            ROLE_INSTANCE: RoleInstanceReconciler(kube, store, recorder, drainer),
             WARMUP: WarmupReconciler(kube, store, recorder),
         },
         coalesce_seconds=SETTINGS.coalesce_seconds,
     )
     runtime.restarts = restarts
     runtime.recorder = recorder
+    runtime.drainer = drainer
     store.on_write = runtime.written
     runtime.reflectors = reflectors(
         kube,
@@ -450,4 +455,6 @@ async def stop(memo: kopf.Memo, **_) -> None:
         except TimeoutError:
             log.warning("stopping with Events not yet posted")
         await runtime.recorder.close()
+    if runtime.drainer is not None:
+        await runtime.drainer.router.close()
     await runtime.kube.close()

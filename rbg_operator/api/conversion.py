@@ -36,6 +36,7 @@ import pydantic
 from ..kinds import API_VERSION as V2
 from ..kinds import API_VERSION_V1ALPHA1 as V1
 from ..kinds import ROLE_INSTANCE_SET
+from . import drain
 from .common import ApiModel
 from .kept import (
     COORDINATION_KEY,
@@ -158,6 +159,9 @@ def kept_annotation_problems(
             "not be converted; remove it"
         )
     roles = (spec or {}).get("roles")
+    # The drain directive is read from the group's metadata in either version (never converted).
+    role_names = [r.get("name") for r in roles if isinstance(r, dict)] if isinstance(roles, list) else []
+    problems += drain.problems(annotations, role_names)
     for i, role in enumerate(roles if isinstance(roles, list) else []):
         role_annotations = (role.get("annotations") if isinstance(role, dict) else None) or {}
         if V2_FIELDS_KEY in role_annotations and (

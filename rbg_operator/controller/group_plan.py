@@ -42,7 +42,7 @@ from ..desired.rollout import (
 )
 from ..desired.workload_kinds import group_revision_of, role_revision
 from ..desired.workload_kinds import of as workload_kind
-from . import conditions, health, policy
+from . import conditions, drain_plan, health, policy
 from .control import CONFLICT_RECHECK_SECONDS, conflict
 from .diff import applied_digest, contains
 from .group_snapshot import ADAPTER, ROLE_CHILD_KINDS, GroupSnapshot
@@ -602,9 +602,10 @@ class _Planner:
         overridden = overridden_conditions(group, self.ownership, previous_conditions)
         applied = policy.applied_conditions(group.name, policy_problems, previous_conditions)
         minimums = role_minimums_conditions(group, self.build, previous_conditions)
+        draining = drain_plan.draining_condition(self.snap.pods, previous_conditions, self.now)
         status = planned_status(
             body,
-            [*verdict.conditions, *restarts.conditions, *overridden, *applied, *minimums],
+            [*verdict.conditions, *restarts.conditions, *overridden, *applied, *minimums, *draining],
             role_statuses,
             verdict.restamp,
             timestamps.stamp(self.now),

@@ -16,10 +16,12 @@ from .. import naming
 from ..desired.options import PortSettings
 from ..desired.ports import keep_carried_pod_ports
 from ..events import EventRecorder
+from ..kinds import POD
 from ..kube import KINDS, Kube
-from . import status
+from . import drain_plan, status
 from .control import CREATING, conflict
 from .diff import contains
+from .drain import Context, Drainer
 from .instanceset_modes import plan
 from .instanceset_plan import (
     INSTANCE,
@@ -80,7 +82,18 @@ def observe(store: Store, namespace: str, name: str) -> InstanceSetSnapshot | No
         if wanted not in ours and (found := store.get(*INSTANCE, namespace, wanted)) is not None:
             if (problem := conflict(found, body)) is not None:
                 held[wanted] = problem
-    return InstanceSetSnapshot(body, instances, views, MappingProxyType(held))
+    drain = Context.observe(store, namespace, body)
+    pods: dict[str, tuple[dict, ...]] = {}
+    if drain is not None:
+        labels = body["metadata"].get("labels") or {}
+        # Pods of live instances only: those of an instance already deleted are going, their drain
+        # done; seen as staying, they would be put back into the router.
+        alive = {i["metadata"]["name"] for i in instances if not i["metadata"].get("deletionTimestamp")}
+        for pod in store.in_role(*POD, namespace, labels.get(naming.LABEL_GROUP_NAME), labels.get(naming.LABEL_ROLE)):
+            instance = (pod["metadata"].get("labels") or {}).get(naming.LABEL_V2_INSTANCE_NAME) or ""
+            if not pod["metadata"].get("deletionTimestamp") and instance in alive:
+                pods[instance] = (*pods.get(instance, ()), pod)
+    return InstanceSetSnapshot(body, instances, views, MappingProxyType(held), drain, MappingProxyType(pods))
 
 
 class InstanceSetReconciler:
@@ -97,9 +110,17 @@ class InstanceSetReconciler:
     5. report: the Events, and the status when it changed.
     """
 
-    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, ports: PortAllocator | None = None):
+    def __init__(
+        self,
+        kube: Kube,
+        store: Store,
+        recorder: EventRecorder,
+        ports: PortAllocator | None = None,
+        drainer: Drainer | None = None,
+    ):
         self.kube, self.store, self.recorder = kube, store, recorder
         self.ports = ports or PortAllocator(store, PortSettings())
+        self.drainer = drainer or Drainer(kube, recorder)
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         snapshot = observe(self.store, namespace, name)
@@ -108,6 +129,9 @@ class InstanceSetReconciler:
         # The PodScoped ports of the instances it writes: kept, or new ones reserved until the
         # writes are answered (controller/ports.py).
         planned, reservation, exhausted = self.ports.for_instances(snapshot, plan(snapshot))
+        requeue = None
+        if snapshot.drain is not None:
+            planned, requeue = await self.drain(snapshot, planned)
         try:
             outcome = await self.act(snapshot.body, planned)
         finally:
@@ -120,8 +144,33 @@ class InstanceSetReconciler:
                 events=(*report.events, Event("Warning", "PortsExhausted", message)),
                 requeue=min(report.requeue or RETRY_SECONDS, RETRY_SECONDS),
             )
+        if requeue is not None:
+            report = dataclasses.replace(report, requeue=min(report.requeue or requeue, requeue))
         await self.report(snapshot.body, report)
         return report.requeue
+
+    async def drain(
+        self, snapshot: InstanceSetSnapshot, planned: InstanceSetPlan
+    ) -> tuple[InstanceSetPlan, float | None]:
+        """The plan without the deletions of instances whose serving pods have not finished
+        draining (each drain advanced by one step); the other pods' drains that this set started
+        and no longer wants are undone."""
+        going = {name for name, _ in planned.delete}
+        pods = [(instance, p) for instance, found in snapshot.pods.items() for p in found]
+        result = await self.drainer.drive(
+            snapshot.drain,
+            [p for instance, p in pods if instance in going],
+            [p for instance, p in pods if instance not in going],
+            drain_plan.BY_INSTANCE,
+            datetime.datetime.now(datetime.UTC),
+            join_new=False,
+        )
+        waiting = {i for i, p in pods if i in going and p["metadata"]["name"] not in result.may_go}
+        if not waiting:
+            return planned, result.requeue
+        delete = tuple((n, u) for n, u in planned.delete if n not in waiting)
+        deleted = tuple(n for n in planned.deleted if n not in waiting)
+        return dataclasses.replace(planned, delete=delete, deleted=deleted), result.requeue
 
     async def act(self, body: dict, planned: InstanceSetPlan) -> Outcome:
         written, held = [], {}

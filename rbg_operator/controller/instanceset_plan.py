@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from .. import kinds, naming, timestamps
 from ..api.common import resolve
@@ -305,6 +306,10 @@ class InstanceSetSnapshot:
     views: tuple[InstanceView, ...]  # of `instances`, in the same order
     # Names the set may create that the cache shows held by an object it does not control: why not.
     held: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # With a group that drains this role (controller/drain.Context): the context, and the live pods
+    # of each instance by instance name, drained before their instance is deleted.
+    drain: Any = None
+    pods: Mapping[str, tuple[dict, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,9 @@ from .. import kinds, naming
 from ..desired import inplace_scheduling
 from ..events import EventRecorder
 from ..kube import KINDS, Kube
-from . import status
+from . import drain_plan, status
 from .control import CREATING, conflict
+from .drain import Context, Drainer
 from .instanceset import owned
 from .instanceset_plan import INSTANCE
 from .roleinstance_plan import (
@@ -64,7 +65,17 @@ def observe(store: Store, namespace: str, name: str) -> RoleInstanceSnapshot | N
         if wanted not in pods and (found := store.get(*POD, namespace, wanted)) is not None:
             if (problem := conflict(found, body)) is not None:
                 held[wanted] = problem
-    return RoleInstanceSnapshot(body, MappingProxyType(pods), MappingProxyType(held))
+    drain = Context.observe(store, namespace, body)
+    return RoleInstanceSnapshot(body, MappingProxyType(pods), MappingProxyType(held), drain)
+
+
+def removes(action) -> str | None:
+    """The pod an action deletes or changes in place (a serving pod's drain comes first)."""
+    if isinstance(action, Delete | MarkGraceStart):
+        return action.name
+    if isinstance(action, UpdateInPlace):
+        return action.slot.name
+    return None
 
 
 class RoleInstanceReconciler:
@@ -84,8 +95,9 @@ class RoleInstanceReconciler:
     5. report: the Events, and the status when it changed.
     """
 
-    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder):
+    def __init__(self, kube: Kube, store: Store, recorder: EventRecorder, drainer: Drainer | None = None):
         self.kube, self.store, self.recorder = kube, store, recorder
+        self.drainer = drainer or Drainer(kube, recorder)
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         snapshot = observe(self.store, namespace, name)
@@ -93,10 +105,28 @@ class RoleInstanceReconciler:
             return None
         now = datetime.datetime.now(datetime.UTC)
         planned = plan(snapshot, now)
+        if snapshot.drain is not None:
+            planned = await self.drain(snapshot, planned, now)
         outcome = await self.act(snapshot.body, planned)
         report = conclude(snapshot, planned, outcome, now)
         await self.report(snapshot.body, report)
         return report.requeue
+
+    async def drain(
+        self, snapshot: RoleInstanceSnapshot, planned: RoleInstancePlan, now: datetime.datetime
+    ) -> RoleInstancePlan:
+        """The plan without the deletions and in-place updates of serving pods whose drain has not
+        finished (each drain advanced by one step), and with a look again while one runs."""
+        going = {n for a in planned.actions if (n := removes(a)) in snapshot.pods}
+        result = await self.drainer.drive(
+            snapshot.drain,
+            [snapshot.pods[n] for n in sorted(going)],
+            [p for n, p in snapshot.pods.items() if n not in going],
+            drain_plan.BY_POD,
+            now,
+            join_new=True,
+        )
+        return drain_plan.held_back(planned, removes, result.may_go, result.requeue)
 
     async def act(self, body: dict, planned: RoleInstancePlan) -> Outcome:
         namespace = body["metadata"]["namespace"]

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import datetime
 from collections.abc import Mapping
+from typing import Any
 
 from .. import naming, timestamps
 from ..api.common import graph_cycle, json_object
@@ -349,6 +350,8 @@ class RoleInstanceSnapshot:
     pods: Mapping[str, dict]  # the pods it controls that are not going, by name
     # Names of pods it should have that the cache shows held by an object it does not control: why not.
     held: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The group's drain context (controller/drain.Context) when its group drains this role's pods.
+    drain: Any = None
 
 
 @dataclasses.dataclass(frozen=True)

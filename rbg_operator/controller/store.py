@@ -281,14 +281,17 @@ POD_METADATA = (
 )
 
 
-POD_ANNOTATIONS_READ = frozenset({naming.ANNOTATION_RESTART_TRIGGER, inplace_scheduling.ANNOTATION_INJECTED})
+POD_ANNOTATIONS_READ = frozenset(
+    {naming.ANNOTATION_RESTART_TRIGGER, inplace_scheduling.ANNOTATION_INJECTED, naming.ANNOTATION_DRAIN_STATE}
+)
 
 
 def _slim_pod(pod: dict) -> dict:
     """The parts of a pod that reconciles read (placement, readiness, restarts, ownership): pods
     are most of what the store holds, and their specs and managed fields are most of a pod."""
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
-    slim_status = {key: status[key] for key in ("phase", "conditions", "startTime") if key in status}
+    # podIP: a drained pod is found in the router, and its load read, by its address.
+    slim_status = {key: status[key] for key in ("phase", "conditions", "startTime", "podIP") if key in status}
     for key in ("containerStatuses", "initContainerStatuses"):
         if key in status:
             slim_status[key] = [
@@ -304,9 +307,9 @@ def _slim_pod(pod: dict) -> dict:
         "apiVersion": pod["apiVersion"],
         "kind": pod["kind"],
         "metadata": slim_meta,
-        # Placement, and the readiness gates and subdomain (fixed at creation: an update in place
-        # keeps them, and another subdomain means a new pod).
-        "spec": {key: spec[key] for key in ("nodeName", "readinessGates", "subdomain") if spec.get(key)}
+        # Placement, and the readiness gates, hostname and subdomain (fixed at creation: an update in
+        # place keeps them, and another subdomain means a new pod; a router may name a pod by them).
+        "spec": {key: spec[key] for key in ("nodeName", "readinessGates", "hostname", "subdomain") if spec.get(key)}
         # Images: an in-place update waits only for the containers whose image it changes.
         | {"containers": [{"name": c.get("name"), "image": c.get("image")} for c in spec.get("containers") or []]},
         "status": slim_status,

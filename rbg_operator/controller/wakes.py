@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .. import kinds, naming
-from . import conditions
+from . import conditions, drain_plan
 from .store import Store
 
 # The reconciles, by the name the work queue keys them with: (controller, namespace, name).
@@ -169,7 +169,12 @@ def group_reading_pods(reads: Reads, pod: dict) -> Iterable[Key]:
     """Only a group with a restart policy reads its pods (restart counts, losses, the end of a
     recreation); other pod changes reach their group through the workload's status."""
     owner = owning_group(pod)
-    return [(GROUP, *owner)] if owner is not None and reads.reads_pods(*owner) else []
+    if owner is None:
+        return []
+    # A pod being drained, or just drained, changes its group's Draining condition.
+    state = drain_plan.DrainState.of(pod)
+    draining = state is not None and state.phase != drain_plan.JOINED
+    return [(GROUP, *owner)] if draining or reads.reads_pods(*owner) else []
 
 
 def _unfinished_warmups(reads: Reads, namespace: str | None = None) -> Iterable[tuple[str, dict]]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 CONTROLLER = Path(__file__).resolve().parents[2] / "rbg_operator" / "controller"
-PASSES = ("instanceset.py", "roleinstance.py", "scaling.py", "warmup.py")
-PLANS = ("instanceset_plan.py", "roleinstance_plan.py", "scaling_plan.py", "warmup_plan.py")
+PASSES = ("instanceset.py", "roleinstance.py", "scaling.py", "warmup.py", "drain.py")
+PLANS = ("instanceset_plan.py", "roleinstance_plan.py", "scaling_plan.py", "warmup_plan.py", "drain_plan.py")
 READERS = {"owned"}  # with every observe*: the functions that may read the cache
 # What a pass may do with the cache outside them: keep its own writes' answers, hand the cache
 # to the reader or to the status writer (which only stores its answer).

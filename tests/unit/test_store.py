@@ -272,6 +272,24 @@ def test_a_slim_pod_keeps_the_annotations_a_reconcile_reads_and_only_those():
     assert kept["metadata"]["annotations"] == {naming.ANNOTATION_RESTART_TRIGGER: "Ignore"}
 
 
+def test_a_slim_pod_keeps_what_a_drain_reads_its_state_address_and_names():
+    store = Store()
+    state = '{"phase":"Draining"}'
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
+        "spec": {"hostname": "p", "subdomain": "s", "containers": [{"name": "c", "image": "i", "env": []}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.7", "hostIP": "10.1.0.1"},
+    }
+    pod["metadata"]["annotations"] = {naming.ANNOTATION_DRAIN_STATE: state}
+    store.upsert(pod)
+    kept = store.get("v1", "Pod", "ns", "p")
+    assert kept["metadata"]["annotations"] == {naming.ANNOTATION_DRAIN_STATE: state}
+    assert kept["status"] == {"phase": "Running", "podIP": "10.0.0.7"}
+    assert kept["spec"] == {"hostname": "p", "subdomain": "s", "containers": [{"name": "c", "image": "i"}]}
+
+
 def test_warmup_pods_are_indexed_by_their_warmup_and_leave_the_index_with_their_label():
     store = Store()
     labels = {naming.LABEL_WARMUP_NAME: "w", naming.LABEL_WARMUP_NODE: "n1"}

@@ -147,18 +147,31 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _error(self, status: int, message: str) -> None:
-        self._send(status, {"object": "error", "message": message, "type": "BadRequestError", "code": status})
+        error = {"object": "error", "message": message, "type": "BadRequestError", "code": status}
+        if getattr(self, "streaming", False):  # the 200 is sent already: the error ends the stream
+            self._stream([{"error": error}])
+            return
+        self._send(status, error)
 
-    def _stream(self, events: list) -> None:
+    def _begin_stream(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self.streaming = True
+
+    def _event(self, event: str) -> None:
+        data = f"data: {event}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _stream(self, events: list) -> None:
+        if not getattr(self, "streaming", False):
+            self._begin_stream()
         for event in [*(json.dumps(e) for e in events), "[DONE]"]:
-            data = f"data: {event}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            self._event(event)
         self.wfile.write(b"0\r\n\r\n")
+        self.streaming = False
 
     # --- routes
 
@@ -252,6 +265,14 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.in_flight += 1
         try:
+            if state.delay and body.get("stream") and path == "/v1/chat/completions" and state.role != "prefill":
+                # As a real server streams its first token long before its last: a server that goes
+                # in between breaks a stream its client has begun to read (no router can retry it).
+                self._begin_stream()
+                first = {"id": uuid.uuid4().hex, "object": "chat.completion.chunk", "created": int(time.time())}
+                delta = {"role": "assistant", "content": ""}
+                first |= {"model": state.model, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                self._event(json.dumps(first))
             if state.delay:
                 time.sleep(state.delay)
             if state.role == "prefill":
