@@ -138,6 +138,15 @@ def _kept(annotations: dict, key: str) -> Any | None:
     return kept(annotations, key, _SHAPES)
 
 
+def _workload_kind(role: dict) -> str:
+    """The kind a role (v1alpha2, or v1alpha1 with its workload field) runs as."""
+    workload = role.get("workload")
+    if isinstance(workload, dict):
+        return str(workload.get("kind") or "StatefulSet")
+    kind = (role.get("annotations") or {}).get(WORKLOAD_TYPE_KEY) or "/".join(ROLE_INSTANCE_SET)
+    return str(kind).rpartition("/")[2]
+
+
 def kept_annotation_problems(
     metadata_annotations: dict | None, spec: dict | None, *, group_set: bool, roles_at: str = "spec.roles"
 ) -> list[str]:
@@ -161,7 +170,8 @@ def kept_annotation_problems(
     roles = (spec or {}).get("roles")
     # The drain directive is read from the group's metadata in either version (never converted).
     role_names = [r.get("name") for r in roles if isinstance(r, dict)] if isinstance(roles, list) else []
-    problems += drain.problems(annotations, role_names)
+    workloads = {r.get("name"): _workload_kind(r) for r in roles if isinstance(r, dict)} if role_names else {}
+    problems += drain.problems(annotations, role_names, workloads)
     for i, role in enumerate(roles if isinstance(roles, list) else []):
         role_annotations = (role.get("annotations") if isinstance(role, dict) else None) or {}
         if V2_FIELDS_KEY in role_annotations and (

@@ -126,11 +126,24 @@ def of(annotations: Mapping[str, str] | None) -> DrainConfig | None:
     return parse((annotations or {}).get(ANNOTATION))[0]
 
 
-def problems(annotations: Mapping[str, str] | None, role_names: list[str]) -> list[str]:
-    """Admission's refusals of the annotation, each naming it."""
+def problems(
+    annotations: Mapping[str, str] | None, role_names: list[str], workloads: Mapping[str, str] | None = None
+) -> list[str]:
+    """Admission's refusals of the annotation, each naming it. `workloads`: the kind each role runs
+    as; only RoleInstanceSet roles can be drained (the operator deletes and updates their pods
+    itself), so a worker role of another kind is refused rather than left undrained unsaid."""
     text = (annotations or {}).get(ANNOTATION)
     if text is None:
         return []
     if not isinstance(text, str):
         return [f"metadata.annotations[{ANNOTATION}]: must be a string"]
-    return [f"metadata.annotations[{ANNOTATION}]: {p}" for p in parse(text, role_names)[1]]
+    config, found = parse(text, role_names)
+    if config is not None:
+        for name in config.roles:
+            kind = (workloads or {}).get(name, "RoleInstanceSet")
+            if kind != "RoleInstanceSet":
+                found.append(
+                    f"roles.{name}: role {name!r} runs as a {kind}, whose controller deletes its pods itself; "
+                    "only RoleInstanceSet roles are drained (docs/drain.md)"
+                )
+    return [f"metadata.annotations[{ANNOTATION}]: {p}" for p in found]

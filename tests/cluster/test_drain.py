@@ -63,6 +63,10 @@ def test_admission_refuses_a_bad_drain_annotation_naming_it(kubectl: Kubectl, ad
         },
     }
     kubectl.refuses(v1, namespace, [where, "roles must name at least one worker role"], "a v1alpha1 drain annotation")
+    v1["metadata"]["annotations"][drain.ANNOTATION] = '{"router": "router", "roles": ["decode"]}'
+    kubectl.refuses(
+        v1, namespace, [where, "roles.decode: role 'decode' runs as a StatefulSet"], "a drained StatefulSet role"
+    )
     result = kubectl.run(
         "create", "--dry-run=server", f"--namespace={namespace}", "-f", "-", stdin=json.dumps(group("good"))
     )

@@ -83,6 +83,21 @@ def test_admission_accepts_a_good_annotation_and_no_annotation():
     assert conversion.kept_annotation_problems({}, spec, group_set=False) == []
 
 
+def test_admission_refuses_a_worker_role_whose_own_controller_deletes_its_pods():
+    sts = {"rbg.workloads.x-k8s.io/role-workload-type": "apps/v1/StatefulSet"}
+    spec = {"roles": [{"name": "router", "annotations": sts}, {"name": "decode", "annotations": sts}]}
+    value = {drain.ANNOTATION: '{"router": "router", "roles": ["decode"]}'}
+    (problem,) = conversion.kept_annotation_problems(value, spec, group_set=False)
+    assert problem.startswith(f"metadata.annotations[{drain.ANNOTATION}]: roles.decode: ")
+    assert "runs as a StatefulSet" in problem and "only RoleInstanceSet roles are drained" in problem
+    # The router may run as anything; a v1alpha1-shaped role names its workload itself.
+    spec["roles"][1] = {
+        "name": "decode",
+        "workload": {"apiVersion": "workloads.x-k8s.io/v1alpha2", "kind": "RoleInstanceSet"},
+    }
+    assert conversion.kept_annotation_problems(value, spec, group_set=False) == []
+
+
 def test_may_go_only_once_drained_for_the_revision_it_runs():
     assert not drain_plan.may_go(pod(), CONFIG)  # serving, no drain yet
     assert drain_plan.may_go(pod(), None)  # the group does not drain
